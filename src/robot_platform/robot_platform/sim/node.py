@@ -1,0 +1,308 @@
+"""ROS 2 node ``robot_sim``: a simulated differential-drive robot publishing standard messages.
+
+Thin glue over :mod:`robot_platform.sim.model`; the physics, battery, lidar and camera live there.
+
+Parameters (defaults in config/robot.yaml):
+    robot_id (str, read-only)           robot name, used in frame ids' documentation and logs
+    odom_rate_hz, imu_rate_hz, scan_rate_hz, battery_rate_hz, camera_rate_hz (float)
+    enable_camera (bool, read-only)     publish /camera/image_raw (640x480 rgb8); off by default
+    camera_width, camera_height (int, read-only)
+    max_linear_speed, max_angular_speed (float, read-only)   base limits, m/s and rad/s
+    battery_initial (float, read-only)  starting charge, 0..1
+    faults.silenced_sensors (str)       comma-separated sensors that stop publishing:
+                                        odom, imu, scan, battery_state, camera
+    faults.speed_cap (float)            achieved linear speed is capped here (m/s); < 0 means no cap
+    faults.battery_drain_multiplier (float)  1.0 is normal drain
+
+Subscriptions:  cmd_vel (geometry_msgs/Twist)
+Publishers:     odom (nav_msgs/Odometry, reliable), imu (sensor_msgs/Imu, sensor QoS),
+                scan (sensor_msgs/LaserScan, sensor QoS), battery_state (sensor_msgs/BatteryState),
+                camera/image_raw (sensor_msgs/Image, sensor QoS, only with enable_camera)
+Services:       ~/inject_fault (robot_platform_interfaces/InjectFault),
+                ~/estop and ~/pause (std_srvs/SetBool): latch an emergency stop / pause motion
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import BatteryState, Image, Imu, LaserScan
+from std_srvs.srv import SetBool
+
+from robot_platform.common.node_main import spin_node
+from robot_platform.common.params import declare
+from robot_platform.sim.model import SENSORS, BaseConfig, BatteryConfig, CameraModel, LaserModel, RobotModel
+from robot_platform_interfaces.srv import InjectFault
+
+RELIABLE_DEPTH = 10
+
+
+def parse_sensor_list(text: str) -> set[str]:
+    """Parse ``faults.silenced_sensors``; raise ValueError naming an unknown sensor."""
+    names = {s.strip() for s in text.split(",") if s.strip()}
+    unknown = names - set(SENSORS)
+    if unknown:
+        raise ValueError(f"unknown sensor(s) {sorted(unknown)}; known: {', '.join(SENSORS)}")
+    return names
+
+
+class RobotSimNode(Node):
+    """See the module docstring for parameters, topics and services."""
+
+    def __init__(self) -> None:
+        super().__init__("robot_sim")
+        self.robot_id = str(declare(self, "robot_id", "r1", "Robot name", read_only=True))
+        rates = {
+            "odom": declare(self, "odom_rate_hz", 20.0, "Odometry rate (Hz)", min_value=0.1, max_value=200.0),
+            "imu": declare(self, "imu_rate_hz", 50.0, "IMU rate (Hz)", min_value=0.1, max_value=400.0),
+            "scan": declare(self, "scan_rate_hz", 10.0, "Laser scan rate (Hz)", min_value=0.1, max_value=40.0),
+            "battery_state": declare(self, "battery_rate_hz", 1.0, "Battery rate (Hz)",
+                                     min_value=0.1, max_value=50.0),
+            "camera": declare(self, "camera_rate_hz", 30.0, "Camera rate (Hz)", min_value=0.1, max_value=60.0),
+        }
+        enable_camera = bool(declare(self, "enable_camera", False, "Publish camera/image_raw", read_only=True))
+        width = int(declare(self, "camera_width", 640, "Camera width (px)", read_only=True))
+        height = int(declare(self, "camera_height", 480, "Camera height (px)", read_only=True))
+        base = BaseConfig(
+            max_linear_speed=float(declare(self, "max_linear_speed", 1.0, "Base speed limit (m/s)",
+                                           read_only=True)),
+            max_angular_speed=float(declare(self, "max_angular_speed", 1.5, "Base yaw rate limit (rad/s)",
+                                            read_only=True)),
+        )
+        battery = BatteryConfig(
+            initial_percentage=float(declare(self, "battery_initial", 1.0, "Initial charge (0..1)",
+                                             read_only=True, min_value=0.0, max_value=1.0)),
+        )
+        self.model = RobotModel(base, battery, start_time=self._now_s())
+        self.laser = LaserModel()
+        self.camera = CameraModel(width, height) if enable_camera else None
+
+        declare(self, "faults.silenced_sensors", "", "Comma-separated sensors that stop publishing")
+        declare(self, "faults.speed_cap", -1.0, "Achieved speed cap in m/s (< 0: none)")
+        declare(self, "faults.battery_drain_multiplier", 1.0, "Battery drain multiplier",
+                min_value=0.0, max_value=100000.0)
+        self.add_on_set_parameters_callback(self._validate_params)
+        self.add_post_set_parameters_callback(self._apply_params)
+        self._apply_params([self.get_parameter(n) for n in (
+            "faults.silenced_sensors", "faults.speed_cap", "faults.battery_drain_multiplier")])
+
+        overrides = QoSOverridingOptions.with_default_policies()
+        reliable = QoSProfile(depth=RELIABLE_DEPTH)
+        self.odom_pub = self.create_publisher(Odometry, "odom", reliable, qos_overriding_options=overrides)
+        self.imu_pub = self.create_publisher(Imu, "imu", qos_profile_sensor_data,
+                                             qos_overriding_options=overrides)
+        self.scan_pub = self.create_publisher(LaserScan, "scan", qos_profile_sensor_data,
+                                              qos_overriding_options=overrides)
+        self.battery_pub = self.create_publisher(BatteryState, "battery_state", reliable,
+                                                 qos_overriding_options=overrides)
+        self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, reliable)
+        self.create_service(InjectFault, "~/inject_fault", self._on_inject_fault)
+        self.create_service(SetBool, "~/estop", self._on_estop)
+        self.create_service(SetBool, "~/pause", self._on_pause)
+
+        publishers: dict[str, Callable[[], None]] = {
+            "odom": self._publish_odom,
+            "imu": self._publish_imu,
+            "scan": self._publish_scan,
+            "battery_state": self._publish_battery,
+        }
+        if self.camera is not None:
+            self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data,
+                                                   qos_overriding_options=overrides)
+            publishers["camera"] = self._publish_image
+        self._timers = [
+            self.create_timer(1.0 / float(rates[sensor]), self._guarded(sensor, publish))
+            for sensor, publish in publishers.items()
+        ]
+        self.get_logger().info(
+            f"robot_sim {self.robot_id}: publishing {', '.join(publishers)} "
+            f"at {', '.join(f'{rates[s]:g} Hz' for s in publishers)}"
+        )
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _guarded(self, sensor: str, publish: Callable[[], None]) -> Callable[[], None]:
+        def tick() -> None:
+            self.model.advance_to(self._now_s())
+            if self.model.publishes(sensor):
+                publish()
+
+        return tick
+
+    # -- parameters -----------------------------------------------------------------------------------
+    def _validate_params(self, params: list[Parameter]) -> SetParametersResult:
+        for p in params:
+            if p.name == "faults.silenced_sensors":
+                try:
+                    parse_sensor_list(str(p.value))
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
+            elif p.name == "faults.speed_cap" and not math.isfinite(float(p.value)):
+                return SetParametersResult(successful=False, reason="faults.speed_cap must be finite")
+        return SetParametersResult(successful=True)
+
+    def _apply_params(self, params: list[Parameter]) -> None:
+        faults = self.model.faults
+        for p in params:
+            if p.name == "faults.silenced_sensors":
+                faults.silenced = parse_sensor_list(str(p.value))
+            elif p.name == "faults.speed_cap":
+                cap = float(p.value)
+                faults.speed_cap = cap if cap >= 0.0 else None
+            elif p.name == "faults.battery_drain_multiplier":
+                faults.battery_drain_multiplier = float(p.value)
+            else:
+                continue
+            self.get_logger().info(f"fault parameter {p.name} = {p.value!r}")
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        try:
+            self.model.command(msg.linear.x, msg.angular.z, self._now_s())
+        except ValueError as exc:
+            self.get_logger().warning(f"cmd_vel rejected: {exc}", throttle_duration_sec=5.0)
+
+    def _on_inject_fault(self, req: InjectFault.Request, res: InjectFault.Response) -> InjectFault.Response:
+        """Translate a fault request into the fault parameters, so both ways stay one state."""
+        silenced = set(self.model.faults.silenced)
+        if req.fault == InjectFault.Request.FAULT_CLEAR:
+            self.model.faults.clear()
+            changes = [Parameter("faults.silenced_sensors", value=""),
+                       Parameter("faults.speed_cap", value=-1.0),
+                       Parameter("faults.battery_drain_multiplier", value=1.0)]
+        elif req.fault in (InjectFault.Request.FAULT_SILENCE_SENSOR, InjectFault.Request.FAULT_RESTORE_SENSOR):
+            if req.target not in SENSORS:
+                res.success, res.message = False, f"unknown sensor {req.target!r}; known: {', '.join(SENSORS)}"
+                return res
+            if req.fault == InjectFault.Request.FAULT_SILENCE_SENSOR:
+                silenced.add(req.target)
+            else:
+                silenced.discard(req.target)
+            changes = [Parameter("faults.silenced_sensors", value=",".join(sorted(silenced)))]
+        elif req.fault == InjectFault.Request.FAULT_SPEED_CAP:
+            changes = [Parameter("faults.speed_cap", value=float(req.value))]
+        elif req.fault == InjectFault.Request.FAULT_BATTERY_DRAIN:
+            changes = [Parameter("faults.battery_drain_multiplier", value=float(req.value))]
+        elif req.fault == InjectFault.Request.FAULT_BATTERY_LEVEL:
+            if not 0.0 <= req.value <= 1.0:
+                res.success, res.message = False, f"battery level {req.value} outside 0..1"
+                return res
+            self.model.advance_to(self._now_s())
+            self.model.battery = float(req.value)
+            res.success, res.message = True, f"battery set to {req.value:.0%}"
+            self.get_logger().info(res.message)
+            return res
+        else:
+            res.success, res.message = False, f"unknown fault {req.fault!r}"
+            return res
+        results = self.set_parameters(changes)
+        failed = [r.reason for r in results if not r.successful]
+        res.success = not failed
+        res.message = "; ".join(failed) if failed else f"{req.fault} applied"
+        return res
+
+    def _on_estop(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
+        self.model.advance_to(self._now_s())
+        self.model.estopped = bool(req.data)
+        res.success, res.message = True, "e-stop latched" if req.data else "e-stop released"
+        self.get_logger().warning(res.message)
+        return res
+
+    def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
+        self.model.advance_to(self._now_s())
+        self.model.paused = bool(req.data)
+        res.success, res.message = True, "paused" if req.data else "resumed"
+        self.get_logger().info(res.message)
+        return res
+
+    # -- outputs --------------------------------------------------------------------------------------
+    def _publish_odom(self) -> None:
+        m = self.model
+        msg = Odometry()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "odom"
+        msg.child_frame_id = "base_link"
+        msg.pose.pose.position.x = m.pose.x
+        msg.pose.pose.position.y = m.pose.y
+        msg.pose.pose.orientation.z = math.sin(m.pose.yaw / 2.0)
+        msg.pose.pose.orientation.w = math.cos(m.pose.yaw / 2.0)
+        msg.pose.covariance[0] = msg.pose.covariance[7] = 0.01
+        msg.pose.covariance[35] = 0.02
+        msg.twist.twist.linear.x = m.linear
+        msg.twist.twist.angular.z = m.angular
+        msg.twist.covariance[0] = msg.twist.covariance[35] = 0.001
+        self.odom_pub.publish(msg)
+
+    def _publish_imu(self) -> None:
+        m = self.model
+        msg = Imu()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "imu_link"
+        msg.orientation.z = math.sin(m.pose.yaw / 2.0)
+        msg.orientation.w = math.cos(m.pose.yaw / 2.0)
+        msg.angular_velocity.z = m.angular
+        msg.linear_acceleration.x = m.linear_accel_now
+        msg.linear_acceleration.y = m.linear * m.angular  # centripetal
+        msg.linear_acceleration.z = 9.80665
+        msg.orientation_covariance[0] = msg.orientation_covariance[4] = msg.orientation_covariance[8] = 1e-3
+        self.imu_pub.publish(msg)
+
+    def _publish_scan(self) -> None:
+        laser = self.laser
+        msg = LaserScan()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "laser"
+        msg.angle_min = laser.angle_min
+        msg.angle_max = laser.angle_max
+        msg.angle_increment = laser.angle_increment
+        msg.scan_time = 1.0 / float(self.get_parameter("scan_rate_hz").value)
+        msg.range_min = laser.range_min
+        msg.range_max = laser.range_max
+        msg.ranges = laser.ranges(self.model.pose)
+        self.scan_pub.publish(msg)
+
+    def _publish_battery(self) -> None:
+        m = self.model
+        msg = BatteryState()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "base_link"
+        msg.voltage = m.battery_voltage()
+        msg.current = m.battery_current()
+        msg.charge = m.battery * m.battery_cfg.capacity_ah
+        msg.capacity = msg.design_capacity = m.battery_cfg.capacity_ah
+        msg.percentage = m.battery
+        msg.power_supply_status = BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
+        msg.power_supply_health = BatteryState.POWER_SUPPLY_HEALTH_GOOD
+        msg.power_supply_technology = BatteryState.POWER_SUPPLY_TECHNOLOGY_LION
+        msg.present = True
+        self.battery_pub.publish(msg)
+
+    def _publish_image(self) -> None:
+        assert self.camera is not None
+        frame = self.camera.frame(self.model.time)
+        msg = Image()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "camera_optical_frame"
+        msg.height, msg.width = frame.shape[0], frame.shape[1]
+        msg.encoding = "rgb8"
+        msg.step = frame.shape[1] * 3
+        msg.data = frame.tobytes()
+        self.image_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> None:
+    spin_node(RobotSimNode, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Helpers shared by the system tests: free ports, bounded waits, ROS domain reservation."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from robot_platform.runner.domains import DomainReservation
+
+__all__ = ["DomainReservation", "free_port", "node_exe", "ros_env", "wait_for", "wait_port"]
+
+REPO = Path(__file__).resolve().parent.parent
+INSTALL = REPO / "install"
+
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, period: float = 0.05) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+        except Exception as exc:  # noqa: BLE001 - remembered and reported below
+            last_error = exc
+            result = None
+        if result:
+            return result
+        time.sleep(period)
+    detail = f" (last error: {last_error!r})" if last_error else ""
+    raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what}{detail}")
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:port."""
+
+    def is_open() -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.2)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_for(is_open, timeout, f"127.0.0.1:{port} to accept connections")
+
+
+def node_exe(name: str) -> str:
+    """Path of an installed robot_platform entry point (as `ros2 run robot_platform <name>` runs it)."""
+    path = INSTALL / "robot_platform" / "lib" / "robot_platform" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: run `make build` first")
+    return str(path)
+
+
+def ros_env(domain_id: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a ROS process of a test: its own domain, discovery kept on this machine."""
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["PYTHONUNBUFFERED"] = "1"
+    if extra:
+        env.update(extra)
+    return env
