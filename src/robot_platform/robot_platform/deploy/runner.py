@@ -1,0 +1,360 @@
+"""Run package code: install steps, function invocations (Lambda-style) and supervised apps.
+
+Every child runs through :mod:`.sandbox` (limits set in the child after exec), in its own session and
+process group (so a stop reaches the package's own children), with a minimal environment: PATH, HOME,
+LANG plus the manifest's ``environment``. Nothing of deploy_service's environment (S3 credentials,
+ROS variables) leaks into package code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robot_platform.deploy.errors import RunError, StepTimeoutError
+from robot_platform.deploy.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+SANDBOX = str(Path(__file__).with_name("sandbox.py"))
+STOP_TERM_WAIT_S = 5.0
+STOP_KILL_WAIT_S = 2.0
+LOG_TAIL_BYTES = 16 * 1024
+RESULT_MAX_BYTES = 1024 * 1024
+RESTART_BACKOFF_MAX_S = 30.0
+RESTART_LIMIT_PER_MIN = 5
+SUPERVISE_PERIOD_S = 0.5
+BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+
+
+def resolve_argv(argv: Sequence[str]) -> list[str]:
+    """``python3``/``python`` as argv[0] means the interpreter running deploy_service."""
+    if argv and argv[0] in ("python3", "python"):
+        return [sys.executable, *argv[1:]]
+    return list(argv)
+
+
+def child_env(manifest: Manifest, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(manifest.environment)
+    env["RP_PACKAGE"] = manifest.name
+    env["RP_VERSION"] = manifest.version
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def sandboxed(manifest: Manifest, argv: Sequence[str]) -> list[str]:
+    limits = json.dumps(manifest.limits.__dict__)
+    return [sys.executable, SANDBOX, "exec", limits, "--", *resolve_argv(argv)]
+
+
+def kill_group(proc: subprocess.Popen[Any], term_wait_s: float = STOP_TERM_WAIT_S) -> int | None:
+    """SIGTERM the child's process group, then SIGKILL after ``term_wait_s``; returns the exit status."""
+    if proc.poll() is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # leftovers of an exited leader
+        return proc.returncode
+    for sig, wait_s in ((signal.SIGTERM, term_wait_s), (signal.SIGKILL, STOP_KILL_WAIT_S)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            return proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.poll()
+
+
+def _tail(data: bytes) -> str:
+    return data[-LOG_TAIL_BYTES:].decode(errors="replace")
+
+
+def run_step(
+    step: str,
+    manifest: Manifest,
+    argv: Sequence[str],
+    cwd: Path,
+    timeout_s: float,
+    log_path: Path | None = None,
+) -> str:
+    """Run one argv to completion within ``timeout_s``; return its output tail, raise on failure."""
+    proc = subprocess.Popen(
+        sandboxed(manifest, argv),
+        cwd=cwd,
+        env=child_env(manifest),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_group(proc, term_wait_s=1.0)
+        proc.communicate()
+        raise StepTimeoutError(step, timeout_s) from None
+    finally:
+        kill_group(proc, term_wait_s=0.5)
+    text = _tail(out)
+    if log_path is not None:
+        with open(log_path, "a") as stream:
+            stream.write(f"--- {step}: {list(argv)} -> {proc.returncode}\n{text}")
+    if proc.returncode != 0:
+        last = text.strip().splitlines()[-1:] or [""]
+        raise RunError(step, f"{argv[0]} exited with {proc.returncode}: {last[0][:200]}", proc.returncode)
+    return text
+
+
+@dataclass(frozen=True)
+class InvocationResult:
+    """One function invocation: its result or error, its log tail and timing."""
+
+    invocation_id: str
+    ok: bool
+    result: Any
+    error: str
+    logs: str
+    duration_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def invoke_function(
+    version_dir: Path, manifest: Manifest, event: Any, invocation_id: str = "", timeout_s: float | None = None
+) -> InvocationResult:
+    """Call ``handler(event, context)`` in a fresh sandboxed interpreter; never raises for user errors."""
+    invocation_id = invocation_id or uuid.uuid4().hex
+    timeout = timeout_s or manifest.timeout_s
+    argv = [
+        sys.executable,
+        SANDBOX,
+        "invoke",
+        json.dumps(manifest.limits.__dict__),
+        manifest.handler,
+        manifest.name,
+        manifest.version,
+        invocation_id,
+        str(timeout),
+    ]
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        cwd=version_dir,
+        env=child_env(manifest),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(json.dumps(event).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(proc, term_wait_s=0.5)
+        out, err = proc.communicate()
+        return InvocationResult(
+            invocation_id,
+            False,
+            None,
+            f"timed out after {timeout:g} s",
+            _tail(err),
+            time.monotonic() - started,
+        )
+    finally:
+        kill_group(proc, term_wait_s=0.5)
+    duration = time.monotonic() - started
+    try:
+        if len(out) > RESULT_MAX_BYTES:
+            raise ValueError(f"result larger than {RESULT_MAX_BYTES} bytes")
+        document = json.loads(out)
+    except ValueError as exc:
+        error = f"no result (exit status {proc.returncode}; {exc})"
+        return InvocationResult(invocation_id, False, None, error, _tail(err), duration)
+    if document.get("ok"):
+        return InvocationResult(invocation_id, True, document.get("result"), "", _tail(err), duration)
+    logs = _tail(err) + document.get("traceback", "")
+    return InvocationResult(invocation_id, False, None, str(document.get("error", "")), logs, duration)
+
+
+class AppProcess:
+    """One running version of an app package: start, health check, stop, supervised restarts."""
+
+    def __init__(self, version_dir: Path, manifest: Manifest, log_path: Path) -> None:
+        self.version_dir = version_dir
+        self.manifest = manifest
+        self.log_path = log_path
+        self.restarts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._restart_times: list[float] = []
+        self._next_restart_at = 0.0
+        self.gave_up = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as stream:
+            stream.write(
+                f"--- start {self.manifest.name} {self.manifest.version} at {time.time():.3f}\n".encode()
+            )
+            stream.flush()
+            try:
+                self._proc = subprocess.Popen(
+                    sandboxed(self.manifest, self.manifest.run),
+                    cwd=self.version_dir,
+                    env=child_env(self.manifest),
+                    stdin=subprocess.DEVNULL,
+                    stdout=stream,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise RunError("start", f"cannot start {self.manifest.run[0]}: {exc.strerror}") from exc
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def stop(self) -> int | None:
+        if self._proc is None:
+            return None
+        return kill_group(self._proc)
+
+    def wait_healthy(self, timeout_s: float, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Return once the health check passes; raise if the app exits or ``timeout_s`` passes."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        check = self.manifest.health_check
+        interval = check.interval_s if check else 0.2
+        last_problem = "no health check passed"
+        while True:
+            if not self.alive():
+                raise RunError(
+                    "health_check",
+                    f"app exited with status {self.returncode()} before it was healthy",
+                    self.returncode(),
+                )
+            if cancelled():
+                raise RunError("health_check", "canceled")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StepTimeoutError("health_check", timeout_s)
+            if check is None:
+                # No check declared: healthy once it stayed up for a short grace period.
+                if time.monotonic() - started >= min(1.0, timeout_s / 2):
+                    return
+            else:
+                try:
+                    run_step(
+                        "health_check",
+                        self.manifest,
+                        check.command,
+                        self.version_dir,
+                        timeout_s=max(0.1, remaining),
+                    )
+                    return
+                except StepTimeoutError:
+                    raise StepTimeoutError("health_check", timeout_s) from None
+                except RunError as exc:
+                    last_problem = exc.problem
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            if time.monotonic() >= deadline:
+                raise RunError("health_check", f"not healthy within {timeout_s:g} s ({last_problem})")
+
+    def supervise(self) -> bool:
+        """Apply the restart policy once; call periodically. Returns True if it restarted the app."""
+        if self._proc is None or self.alive() or self.gave_up:
+            return False
+        code = self._proc.returncode
+        policy = self.manifest.restart
+        if policy == "never" or (policy == "on-failure" and code == 0):
+            return False
+        now = time.monotonic()
+        if now < self._next_restart_at:
+            return False
+        self._restart_times = [t for t in self._restart_times if now - t < 60.0]
+        if len(self._restart_times) >= RESTART_LIMIT_PER_MIN:
+            log.error(
+                "app %s %s keeps exiting (status %s); giving up restarts",
+                self.manifest.name,
+                self.manifest.version,
+                code,
+            )
+            self.gave_up = True
+            return False
+        self._restart_times.append(now)
+        self.restarts += 1
+        self._next_restart_at = now + min(RESTART_BACKOFF_MAX_S, 0.5 * 2 ** len(self._restart_times))
+        log.warning(
+            "app %s %s exited with status %s; restart %d",
+            self.manifest.name,
+            self.manifest.version,
+            code,
+            self.restarts,
+        )
+        self.start()
+        return True
+
+
+class AppSupervisor:
+    """The running app of each package, restarted per its policy by one background thread."""
+
+    def __init__(self) -> None:
+        self._apps: dict[str, AppProcess] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="deploy-app-supervisor", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SUPERVISE_PERIOD_S):
+            with self._lock:
+                apps = list(self._apps.values())
+            for app in apps:
+                try:
+                    app.supervise()
+                except RunError as exc:
+                    log.error("restart of %s failed: %s", app.manifest.name, exc.reason)
+
+    def get(self, package: str) -> AppProcess | None:
+        with self._lock:
+            return self._apps.get(package)
+
+    def set(self, package: str, app: AppProcess | None) -> AppProcess | None:
+        """Register ``app`` as the package's running app; returns the one it replaced (not stopped)."""
+        with self._lock:
+            old = self._apps.pop(package, None)
+            if app is not None:
+                self._apps[package] = app
+            return old
+
+    def running(self, package: str) -> bool:
+        app = self.get(package)
+        return app is not None and app.alive()
+
+    def shutdown(self) -> None:
+        """Stop the supervisor thread and every app (SIGTERM, then SIGKILL after a bounded wait)."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        with self._lock:
+            apps = list(self._apps.values())
+            self._apps.clear()
+        for app in apps:
+            app.stop()
