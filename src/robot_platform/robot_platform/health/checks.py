@@ -1,0 +1,496 @@
+"""Check kinds: py_trees behaviours that turn cached data into fault-state transitions.
+
+Each check is a small :class:`py_trees.behaviour.Behaviour`: ``__init__`` holds its config and the
+caches it reads (see :mod:`sources`), ``update`` never blocks - it reads the caches, decides whether its
+condition holds now (:meth:`HealthCheck.observe`) and feeds that to its :class:`FaultStateMachine`.
+Status mapping: OK -> SUCCESS, PENDING -> RUNNING, ACTIVE/CLEARING -> FAILURE, so the tree's root
+shows at a glance whether anything is wrong.
+
+Value hysteresis (a clear threshold beyond the raise threshold) is applied here, time hysteresis
+(debounce, clear delay) in the state machine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import py_trees
+from py_trees.common import Status
+
+from robot_platform.health.fault_state import (
+    SEVERITY_CRITICAL,
+    FaultEvent,
+    FaultSpec,
+    FaultState,
+    FaultStateMachine,
+)
+from robot_platform.health.sources import GraphCache, LinkStatus, Sample, TopicFeed
+
+Clock = Callable[[], float]
+EventSink = Callable[["HealthCheck", list[FaultEvent]], None]
+
+STATUS_FOR_STATE = {
+    FaultState.OK: Status.SUCCESS,
+    FaultState.PENDING: Status.RUNNING,
+    FaultState.ACTIVE: Status.FAILURE,
+    FaultState.CLEARING: Status.FAILURE,
+}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a check saw this tick: whether its condition holds, why, and the numbers behind it."""
+
+    faulty: bool
+    message: str
+    values: Mapping[str, str] = field(default_factory=dict)
+    severity: int | None = None
+
+
+def _fmt(x: float | None, unit: str = "") -> str:
+    return "n/a" if x is None else f"{x:.3g}{unit}"
+
+
+class HealthCheck(py_trees.behaviour.Behaviour):
+    """Base of every check kind.
+
+    Args:
+        name: unique check name (tree node name, metric label).
+        spec: fault code, severity, debounce and clear timing.
+        clock: the monitor's clock (seconds, monotonic); never the wall clock directly.
+        group: the tree branch the check hangs under (``sensors``, ``motion``...).
+        sink: receives the transitions of each tick (the monitor collects them).
+    """
+
+    kind = "abstract"
+
+    def __init__(
+        self, name: str, spec: FaultSpec, clock: Clock, group: str = "", sink: EventSink | None = None
+    ):
+        super().__init__(name)
+        self.spec = spec
+        self.fault = FaultStateMachine(spec)
+        self.clock = clock
+        self.group = group
+        self.sink = sink
+        self.last: Observation | None = None
+        self._started: float | None = None
+
+    def since_start(self, now: float) -> float:
+        """Seconds since the first tick of this check (start-up grace for 'nothing arrived yet')."""
+        if self._started is None:
+            self._started = now
+        return now - self._started
+
+    @property
+    def latched(self) -> bool:
+        """The fault is raised: checks use their clear thresholds instead of the raise thresholds."""
+        return self.fault.state.faulted
+
+    def observe(self, now: float) -> Observation:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def update(self) -> Status:
+        now = self.clock()
+        self.since_start(now)
+        obs = self.observe(now)
+        self.last = obs
+        events = self.fault.update(
+            now, obs.faulty, severity=obs.severity, message=obs.message, values=obs.values
+        )
+        if events and self.sink is not None:
+            self.sink(self, events)
+        self.feedback_message = f"{self.fault.state.name}: {obs.message}"
+        return STATUS_FOR_STATE[self.fault.state]
+
+
+class TopicSilenceCheck(HealthCheck):
+    """Fault when no message arrived on ``feed`` for longer than ``timeout_s`` (also at start-up)."""
+
+    kind = "topic_silence"
+
+    def __init__(
+        self, name: str, spec: FaultSpec, clock: Clock, *, feed: TopicFeed, timeout_s: float, **kw: Any
+    ) -> None:
+        super().__init__(name, spec, clock, **kw)
+        self.feed = feed
+        self.timeout_s = timeout_s
+
+    def observe(self, now: float) -> Observation:
+        age = self.feed.age(now)
+        silent_for = age if age is not None else self.since_start(now)
+        faulty = silent_for > self.timeout_s
+        what = "never received" if age is None else f"last message {silent_for:.2f}s ago"
+        return Observation(
+            faulty,
+            f"{self.feed.topic}: {what} (timeout {self.timeout_s:g}s)",
+            {"topic": self.feed.topic, "age_s": _fmt(age), "timeout_s": f"{self.timeout_s:g}"},
+        )
+
+
+class TopicRateCheck(HealthCheck):
+    """Fault when ``feed`` arrives slower than ``min_rate_hz`` over ``window_s``.
+
+    Clears only at or above ``clear_rate_hz`` (value hysteresis; defaults to ``min_rate_hz``)."""
+
+    kind = "topic_rate"
+
+    def __init__(
+        self,
+        name: str,
+        spec: FaultSpec,
+        clock: Clock,
+        *,
+        feed: TopicFeed,
+        min_rate_hz: float,
+        window_s: float = 2.0,
+        clear_rate_hz: float | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, spec, clock, **kw)
+        self.feed = feed
+        self.min_rate_hz = min_rate_hz
+        self.window_s = window_s
+        self.clear_rate_hz = min_rate_hz if clear_rate_hz is None else max(clear_rate_hz, min_rate_hz)
+
+    def observe(self, now: float) -> Observation:
+        rate = self.feed.rate(now, self.window_s)
+        values = {"topic": self.feed.topic, "rate_hz": f"{rate:.3g}", "min_rate_hz": f"{self.min_rate_hz:g}"}
+        if self.since_start(now) < self.window_s:
+            return Observation(False, f"{self.feed.topic}: measuring rate", values)
+        limit = self.clear_rate_hz if self.latched else self.min_rate_hz
+        return Observation(
+            rate < limit, f"{self.feed.topic}: {rate:.3g} Hz (minimum {self.min_rate_hz:g} Hz)", values
+        )
+
+
+class SpeedDropCheck(HealthCheck):
+    """Fault when the odometry speed stays below ``ratio`` x the commanded speed (duration = debounce).
+
+    Only judged while a command of at least ``min_command`` m/s is fresh (younger than
+    ``command_timeout_s``) and odometry is fresh; a silent odometry topic is a silence check's job.
+    """
+
+    kind = "speed_drop"
+
+    def __init__(
+        self,
+        name: str,
+        spec: FaultSpec,
+        clock: Clock,
+        *,
+        odom: TopicFeed,
+        cmd: TopicFeed,
+        ratio: float = 0.5,
+        clear_ratio: float | None = None,
+        min_command: float = 0.05,
+        command_timeout_s: float = 1.0,
+        odom_timeout_s: float = 1.0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, spec, clock, **kw)
+        self.odom, self.cmd = odom, cmd
+        self.ratio = ratio
+        self.clear_ratio = ratio if clear_ratio is None else max(clear_ratio, ratio)
+        self.min_command = min_command
+        self.command_timeout_s = command_timeout_s
+        self.odom_timeout_s = odom_timeout_s
+
+    def observe(self, now: float) -> Observation:
+        cmd, odom = self.cmd.latest(), self.odom.latest()
+        commanded = (
+            cmd.value["speed"] if cmd is not None and now - cmd.stamp <= self.command_timeout_s else 0.0
+        )
+        actual = odom.value["speed"] if odom is not None and now - odom.stamp <= self.odom_timeout_s else None
+        ratio = self.clear_ratio if self.latched else self.ratio
+        values = {"commanded": f"{commanded:.3f}", "actual": _fmt(actual), "ratio": f"{self.ratio:g}"}
+        if commanded < self.min_command or actual is None:
+            return Observation(False, "no motion command" if actual is not None else "no odometry", values)
+        threshold = ratio * commanded
+        values["threshold"] = f"{threshold:.3f}"
+        return Observation(
+            actual < threshold,
+            f"speed {actual:.2f} m/s for command {commanded:.2f} m/s (threshold {threshold:.2f})",
+            values,
+        )
+
+
+class BatteryCheck(HealthCheck):
+    """Fault below ``low`` (spec severity) escalating to CRITICAL below ``critical``; clears above
+    ``low + hysteresis``. A NaN percentage (driver does not know) is not a fault."""
+
+    kind = "battery"
+
+    def __init__(
+        self,
+        name: str,
+        spec: FaultSpec,
+        clock: Clock,
+        *,
+        feed: TopicFeed,
+        low: float = 0.2,
+        critical: float = 0.1,
+        hysteresis: float = 0.03,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, spec, clock, **kw)
+        self.feed, self.low, self.critical, self.hysteresis = feed, low, critical, hysteresis
+
+    def observe(self, now: float) -> Observation:
+        sample = self.feed.latest()
+        pct = float("nan") if sample is None else sample.value["percentage"]
+        values = {"percentage": f"{pct:.3f}", "low": f"{self.low:g}", "critical": f"{self.critical:g}"}
+        if math.isnan(pct):
+            return Observation(False, "battery level unknown", values)
+        low = self.low + (self.hysteresis if self.latched else 0.0)
+        is_critical_now = self.latched and self.fault.severity == SEVERITY_CRITICAL
+        critical = self.critical + (self.hysteresis if is_critical_now else 0.0)
+        severity = SEVERITY_CRITICAL if pct < critical else None
+        word = "critical" if severity is not None else "low"
+        return Observation(pct < low, f"battery {word}: {pct * 100:.0f}%", values, severity)
+
+
+class _AnomalyCheck(HealthCheck):
+    """Shared logic of value anomaly checks: non-finite values, out of range, frozen (unchanged)."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: FaultSpec,
+        clock: Clock,
+        *,
+        feed: TopicFeed,
+        frozen_s: float = 0.0,
+        stale_s: float = 1.0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, spec, clock, **kw)
+        self.feed, self.frozen_s, self.stale_s = feed, frozen_s, stale_s
+        self._last_value: Any = None
+        self._last_change: float | None = None
+
+    def problems(self, sample: Sample) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def observe(self, now: float) -> Observation:
+        sample = self.feed.latest()
+        if sample is None or now - sample.stamp > self.stale_s:
+            return Observation(False, f"{self.feed.topic}: no recent data", {"topic": self.feed.topic})
+        if sample.value != self._last_value:
+            self._last_value, self._last_change = sample.value, sample.stamp
+        problems = self.problems(sample)
+        unchanged = sample.stamp - (self._last_change or sample.stamp)
+        if self.frozen_s > 0 and unchanged >= self.frozen_s:
+            problems.append(f"values frozen for {unchanged:.1f}s")
+        msg = "; ".join(problems) if problems else "values plausible"
+        return Observation(
+            bool(problems),
+            f"{self.feed.topic}: {msg}",
+            {"topic": self.feed.topic, "frozen_for_s": f"{unchanged:.2f}"},
+        )
+
+
+def _norm(v: Iterable[float]) -> float:
+    return math.sqrt(sum(x * x for x in v))
+
+
+def _finite(v: Iterable[float]) -> bool:
+    return all(math.isfinite(x) for x in v)
+
+
+class ImuAnomalyCheck(_AnomalyCheck):
+    """IMU anomaly: NaN/inf, angular velocity or acceleration beyond physical limits, or frozen output."""
+
+    kind = "imu_anomaly"
+
+    def __init__(
+        self,
+        name: str,
+        spec: FaultSpec,
+        clock: Clock,
+        *,
+        max_angular_velocity: float = 10.0,
+        max_linear_acceleration: float = 50.0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, spec, clock, **kw)
+        self.max_w, self.max_a = max_angular_velocity, max_linear_acceleration
+
+    def problems(self, sample: Sample) -> list[str]:
+        v = sample.value
+        out: list[str] = []
+        for key in ("orientation", "angular_velocity", "linear_acceleration"):
+            if not _finite(v[key]):
+                out.append(f"{key} not finite")
+        w, a = _norm(v["angular_velocity"]), _norm(v["linear_acceleration"])
+        if math.isfinite(w) and w > self.max_w:
+            out.append(f"angular velocity {w:.2f} rad/s > {self.max_w:g}")
+        if math.isfinite(a) and a > self.max_a:
+            out.append(f"acceleration {a:.2f} m/s2 > {self.max_a:g}")
+        return out
+
+
+class LocalizationAnomalyCheck(_AnomalyCheck):
+    """Localization anomaly: NaN position, outside the site bounds, or a jump between samples."""
+
+    kind = "localization_anomaly"
+
+    def __init__(
+        self,
+        name: str,
+        spec: FaultSpec,
+        clock: Clock,
+        *,
+        max_jump_m: float = 1.0,
+        max_abs_m: float = 1000.0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, spec, clock, **kw)
+        self.max_jump_m, self.max_abs_m = max_jump_m, max_abs_m
+        self._prev: tuple[float, ...] | None = None
+
+    def problems(self, sample: Sample) -> list[str]:
+        pos = tuple(sample.value["position"])
+        out: list[str] = []
+        if not _finite(pos):
+            return ["position not finite"]
+        if max(abs(x) for x in pos) > self.max_abs_m:
+            out.append(f"position {pos} outside +-{self.max_abs_m:g} m")
+        if self._prev is not None:
+            jump = _norm(a - b for a, b in zip(pos, self._prev, strict=True))
+            if jump > self.max_jump_m:
+                out.append(f"position jumped {jump:.2f} m > {self.max_jump_m:g}")
+        self._prev = pos
+        return out
+
+
+class NodesMissingCheck(HealthCheck):
+    """Fault when any of ``expected`` (fully qualified node names) is absent from the ROS graph."""
+
+    kind = "nodes_missing"
+
+    def __init__(
+        self, name: str, spec: FaultSpec, clock: Clock, *, graph: GraphCache, expected: list[str], **kw: Any
+    ) -> None:
+        super().__init__(name, spec, clock, **kw)
+        self.graph = graph
+        self.expected = sorted(n if n.startswith("/") else "/" + n for n in expected)
+
+    def observe(self, now: float) -> Observation:
+        names, stamp = self.graph.get()
+        if stamp is None:
+            return Observation(False, "graph not read yet")
+        missing = [n for n in self.expected if n not in names]
+        return Observation(
+            bool(missing),
+            f"missing nodes: {', '.join(missing)}" if missing else "all expected nodes present",
+            {"missing": ",".join(missing), "expected": ",".join(self.expected)},
+        )
+
+
+class LinkCheck(HealthCheck):
+    """Fault while an external link (the NATS connection) is down, fed by its client's callbacks."""
+
+    kind = "nats_link"
+
+    def __init__(self, name: str, spec: FaultSpec, clock: Clock, *, link: LinkStatus, **kw: Any) -> None:
+        super().__init__(name, spec, clock, **kw)
+        self.link = link
+
+    def observe(self, now: float) -> Observation:
+        up, changed, detail = self.link.get()
+        for_s = None if changed is None else now - changed
+        return Observation(
+            not up,
+            f"{self.link.name} link {'up' if up else 'down'}: {detail}",
+            {"link": self.link.name, "up": str(up).lower(), "for_s": _fmt(for_s)},
+        )
+
+
+class HostSampler:
+    """Reads host resources with psutil; one instance per monitor (psutil's CPU delta state)."""
+
+    def __init__(self) -> None:
+        import psutil  # local import: only hosts running resource checks need it
+
+        self._psutil = psutil
+        psutil.cpu_percent(interval=None)  # prime the delta; the first call always returns 0.0
+
+    def read(self, resource: str, path: str = "/") -> float | None:
+        """Percent used (cpu, memory, disk) or highest temperature in deg C; None if not available."""
+        ps = self._psutil
+        if resource == "cpu":
+            return float(ps.cpu_percent(interval=None))
+        if resource == "memory":
+            return float(ps.virtual_memory().percent)
+        if resource == "disk":
+            return float(ps.disk_usage(path).percent)
+        if resource == "temperature":
+            read_temps = getattr(ps, "sensors_temperatures", None)
+            temps = read_temps() if read_temps else {}
+            readings = [t.current for entries in temps.values() for t in entries if t.current is not None]
+            return max(readings) if readings else None
+        raise ValueError(f"unknown resource {resource!r}")
+
+
+HOST_RESOURCES = ("cpu", "memory", "disk", "temperature")
+
+
+class HostResourceCheck(HealthCheck):
+    """Fault when a host resource exceeds ``max``; clears below ``clear_below``. Sampled every
+    ``sample_period_s`` (not every tick) to keep the monitor's own load low."""
+
+    kind = "host_resources"
+
+    def __init__(
+        self,
+        name: str,
+        spec: FaultSpec,
+        clock: Clock,
+        *,
+        resource: str,
+        max: float,
+        clear_below: float | None = None,
+        path: str = "/",
+        sample_period_s: float = 2.0,
+        sampler: Callable[[str, str], float | None],
+        **kw: Any,
+    ) -> None:
+        super().__init__(name, spec, clock, **kw)
+        self.resource, self.max, self.path = resource, max, path
+        self.clear_below = max if clear_below is None else min(clear_below, max)
+        self.sample_period_s = sample_period_s
+        self.sampler = sampler
+        self._value: float | None = None
+        self._sampled_at: float | None = None
+
+    def observe(self, now: float) -> Observation:
+        if self._sampled_at is None or now - self._sampled_at >= self.sample_period_s:
+            self._value, self._sampled_at = self.sampler(self.resource, self.path), now
+        unit = " C" if self.resource == "temperature" else "%"
+        values = {"resource": self.resource, "value": _fmt(self._value), "max": f"{self.max:g}"}
+        if self._value is None:
+            return Observation(False, f"{self.resource}: not available on this host", values)
+        faulty = self._value >= self.clear_below if self.latched else self._value > self.max
+        return Observation(
+            faulty, f"{self.resource} {self._value:.1f}{unit} (max {self.max:g}{unit})", values
+        )
+
+
+CHECK_CLASSES: dict[str, type[HealthCheck]] = {
+    cls.kind: cls
+    for cls in (
+        TopicSilenceCheck,
+        TopicRateCheck,
+        SpeedDropCheck,
+        BatteryCheck,
+        ImuAnomalyCheck,
+        LocalizationAnomalyCheck,
+        NodesMissingCheck,
+        LinkCheck,
+        HostResourceCheck,
+    )
+}

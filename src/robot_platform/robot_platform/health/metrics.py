@@ -1,0 +1,147 @@
+"""Prometheus metrics of the health monitor, on a per-instance registry (no global state).
+
+Why per instance: prometheus-client's default REGISTRY is a module-level singleton; two monitors in
+one process (tests) would collide, and the process/platform collectors would leak into every test.
+Each :class:`HealthMetrics` owns its :class:`CollectorRegistry` and serves it on 127.0.0.1 only.
+
+Exported (all labelled ``robot``):
+    robot_health_check_state{check,code,group,kind}   0 OK, 1 PENDING, 2 ACTIVE, 3 CLEARING
+    robot_health_check_severity{check,code}           Alert severity of the check's fault (0..3)
+    robot_health_check_silenced{check}                1 while silenced
+    robot_health_fault_active{check,code}             1 while raised (ACTIVE or CLEARING)
+    robot_health_faults_raised_total{check,code}      raises (PENDING -> ACTIVE)
+    robot_health_fault_transitions_total{check,to}    every state transition
+    robot_health_topic_rate_hz{topic}                 arrivals over the last RATE_WINDOW_S
+    robot_health_topic_age_seconds{topic}             since the last message (NaN before the first)
+    robot_health_topic_messages{topic}                messages seen since start
+    robot_health_alerts_total{sink,result}            alert deliveries (ros/nats/mqtt, ok/dropped/error)
+    robot_health_ticks_total, robot_health_tick_duration_seconds (histogram)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from robot_platform.health.fault_state import FaultEvent
+from robot_platform.health.monitor import HealthMonitor, TickResult
+
+RATE_WINDOW_S = 5.0
+METRICS_ADDRESS = "127.0.0.1"  # network rule: never bind anything but loopback
+
+
+class HealthMetrics:
+    """Metrics of one monitor. Call :meth:`observe_tick` after every tick (from the tick thread)."""
+
+    def __init__(self, robot_id: str, registry: CollectorRegistry | None = None) -> None:
+        self.robot_id = robot_id
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r, rl = self.registry, ["robot"]
+        self.check_state = Gauge(
+            "robot_health_check_state",
+            "Fault state of a check (0 OK, 1 PENDING, 2 ACTIVE, 3 CLEARING)",
+            [*rl, "check", "code", "group", "kind"],
+            registry=r,
+        )
+        self.check_severity = Gauge(
+            "robot_health_check_severity",
+            "Alert severity of a check's fault (0..3)",
+            [*rl, "check", "code"],
+            registry=r,
+        )
+        self.check_silenced = Gauge(
+            "robot_health_check_silenced", "1 while the check is silenced", [*rl, "check"], registry=r
+        )
+        self.fault_active = Gauge(
+            "robot_health_fault_active",
+            "1 while the check's fault is raised",
+            [*rl, "check", "code"],
+            registry=r,
+        )
+        self.faults_raised = Counter(
+            "robot_health_faults_raised",
+            "Faults raised (PENDING -> ACTIVE)",
+            [*rl, "check", "code"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "robot_health_fault_transitions", "Fault state transitions", [*rl, "check", "to"], registry=r
+        )
+        self.topic_rate = Gauge(
+            "robot_health_topic_rate_hz",
+            f"Message rate over the last {RATE_WINDOW_S:g}s",
+            [*rl, "topic"],
+            registry=r,
+        )
+        self.topic_age = Gauge(
+            "robot_health_topic_age_seconds", "Seconds since the last message", [*rl, "topic"], registry=r
+        )
+        self.topic_messages = Gauge(
+            "robot_health_topic_messages",
+            "Messages seen on the topic since start",
+            [*rl, "topic"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "robot_health_alerts", "Alert deliveries per sink and result", [*rl, "sink", "result"], registry=r
+        )
+        self.ticks = Counter("robot_health_ticks", "Tree ticks", rl, registry=r)
+        self.tick_duration = Histogram(
+            "robot_health_tick_duration_seconds",
+            "Duration of one tree tick",
+            rl,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+            registry=r,
+        )
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def observe_tick(self, monitor: HealthMonitor, result: TickResult, now: float) -> None:
+        """Refresh gauges from the monitor and count this tick's transitions."""
+        rid = self.robot_id
+        self.ticks.labels(rid).inc()
+        self.tick_duration.labels(rid).observe(result.duration_s)
+        for check, event in result.events:
+            self.count_event(check.name, event)
+        for check in monitor.health.checks:
+            fault = check.fault
+            self.check_state.labels(rid, check.name, fault.spec.code, check.group, check.kind).set(
+                fault.state.value
+            )
+            self.check_severity.labels(rid, check.name, fault.spec.code).set(fault.severity)
+            self.fault_active.labels(rid, check.name, fault.spec.code).set(1 if fault.state.faulted else 0)
+            self.check_silenced.labels(rid, check.name).set(1 if monitor.silenced(check.name, now) else 0)
+        for topic, feed in monitor.health.hub.topics.items():
+            age = feed.age(now)
+            self.topic_rate.labels(rid, topic).set(feed.rate(now, RATE_WINDOW_S))
+            self.topic_age.labels(rid, topic).set(math.nan if age is None else age)
+            self.topic_messages.labels(rid, topic).set(feed.count)
+
+    def count_event(self, check: str, event: FaultEvent) -> None:
+        if event.previous is not event.state:
+            self.transitions.labels(self.robot_id, check, event.state.name).inc()
+        if event.raises:
+            self.faults_raised.labels(self.robot_id, check, event.code).inc()
+
+    def count_alert(self, sink: str, result: str, n: int = 1) -> None:
+        """Count alert deliveries: ``result`` is ok, dropped (queue full) or error."""
+        self.alerts.labels(self.robot_id, sink, result).inc(n)
+
+    def serve(self, port: int) -> int:
+        """Serve /metrics on 127.0.0.1:``port`` (0 picks a free port); returns the bound port."""
+        server, thread = start_http_server(port, addr=METRICS_ADDRESS, registry=self.registry)
+        self._server, self._thread = server, thread
+        return int(server.server_address[1])
+
+    def close(self) -> None:
+        """Stop the HTTP server and join its thread."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None

@@ -1,0 +1,436 @@
+"""Build the health behaviour tree from YAML (or an equivalent dict).
+
+Why config, not code: a site adds "alert when /lidar_front is silent for 0.5 s" by adding four YAML
+lines. Every check of an existing kind is data; only a new *kind* needs code (a class in
+:mod:`checks` plus an entry in :data:`KIND_PARAMS`).
+
+Config shape::
+
+    defaults: {debounce_s: 1.0, clear_s: 2.0}         # optional, apply to every check
+    topics:                                           # every topic a check reads, with its ROS type
+      scan: sensor_msgs/msg/LaserScan                 #   short form
+      odom: {type: nav_msgs/msg/Odometry, qos: reliable}
+    checks:
+      - {name: scan_silent, kind: topic_silence, group: sensors, topic: scan, timeout_s: 1.0,
+         severity: error}
+
+Tree: root Parallel ``health`` -> one Parallel per ``group`` -> checks (all ticked every tick).
+Errors are :class:`HealthConfigError` naming the source and line (YAML) and the key at fault.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import py_trees
+import yaml
+
+from robot_platform.health.checks import CHECK_CLASSES, HOST_RESOURCES, Clock, EventSink, HealthCheck
+from robot_platform.health.errors import HealthConfigError, HealthConfigSyntaxError, UnknownCheckKindError
+from robot_platform.health.fault_state import SEVERITY_NAMES, FaultSpec
+from robot_platform.health.sources import EXTRACTORS, DataHub
+
+TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*/msg/[A-Z][A-Za-z0-9]*$")
+TOPIC_RE = re.compile(r"^[~/]?[A-Za-z_][A-Za-z0-9_/]*$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+CODE_RE = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Za-z0-9_]+)*$")
+QOS_CHOICES = ("sensor_data", "reliable")
+REQUIRED = object()
+ODOM_TYPES = ("nav_msgs/msg/Odometry",)
+TWIST_TYPES = ("geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped")
+POSE_TYPES = (
+    "nav_msgs/msg/Odometry",
+    "geometry_msgs/msg/PoseWithCovarianceStamped",
+    "geometry_msgs/msg/PoseStamped",
+)
+
+
+@dataclass(frozen=True)
+class P:
+    """One check parameter: type, default (``REQUIRED`` if none), bounds, and for topics the types allowed."""
+
+    kind: str  # "float", "str", "topic", "str_list", "choice"
+    default: Any = REQUIRED
+    min: float | None = None
+    max: float | None = None
+    topic_types: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+
+
+COMMON_PARAMS: dict[str, P] = {
+    "name": P("name"),
+    "kind": P("str"),
+    "group": P("name", "general"),
+    "severity": P("severity", None),
+    "code": P("code", None),
+    "debounce_s": P("float", None, 0.0, 3600.0),
+    "clear_s": P("float", None, 0.0, 3600.0),
+    "enabled": P("bool", True),
+    "description": P("str", ""),
+}
+KIND_PARAMS: dict[str, dict[str, P]] = {
+    "topic_silence": {"topic": P("topic"), "timeout_s": P("float", REQUIRED, 0.01, 3600.0)},
+    "topic_rate": {
+        "topic": P("topic"),
+        "min_rate_hz": P("float", REQUIRED, 0.001, 10000.0),
+        "window_s": P("float", 2.0, 0.1, 600.0),
+        "clear_rate_hz": P("float", None, 0.001, 10000.0),
+    },
+    "speed_drop": {
+        "odom_topic": P("topic", "odom", topic_types=ODOM_TYPES),
+        "cmd_topic": P("topic", "cmd_vel", topic_types=TWIST_TYPES),
+        "ratio": P("float", 0.5, 0.01, 1.0),
+        "clear_ratio": P("float", None, 0.01, 1.0),
+        "min_command": P("float", 0.05, 0.0, 100.0),
+        "command_timeout_s": P("float", 1.0, 0.01, 60.0),
+        "odom_timeout_s": P("float", 1.0, 0.01, 60.0),
+    },
+    "battery": {
+        "topic": P("topic", "battery_state", topic_types=("sensor_msgs/msg/BatteryState",)),
+        "low": P("float", 0.2, 0.0, 1.0),
+        "critical": P("float", 0.1, 0.0, 1.0),
+        "hysteresis": P("float", 0.03, 0.0, 0.5),
+    },
+    "imu_anomaly": {
+        "topic": P("topic", "imu", topic_types=("sensor_msgs/msg/Imu",)),
+        "max_angular_velocity": P("float", 10.0, 0.0, 1000.0),
+        "max_linear_acceleration": P("float", 50.0, 0.0, 10000.0),
+        "frozen_s": P("float", 0.0, 0.0, 3600.0),
+        "stale_s": P("float", 1.0, 0.01, 3600.0),
+    },
+    "localization_anomaly": {
+        "topic": P("topic", "odom", topic_types=POSE_TYPES),
+        "max_jump_m": P("float", 1.0, 0.0, 1e6),
+        "max_abs_m": P("float", 1000.0, 0.0, 1e7),
+        "frozen_s": P("float", 0.0, 0.0, 3600.0),
+        "stale_s": P("float", 1.0, 0.01, 3600.0),
+    },
+    "nodes_missing": {"expected": P("str_list")},
+    "nats_link": {"link": P("name", "nats")},
+    "host_resources": {
+        "resource": P("choice", choices=HOST_RESOURCES),
+        "max": P("float", REQUIRED, 0.0, 1000.0),
+        "clear_below": P("float", None, 0.0, 1000.0),
+        "path": P("str", "/"),
+        "sample_period_s": P("float", 2.0, 0.1, 3600.0),
+    },
+}
+DEFAULT_SEVERITY = {
+    "topic_silence": "error",
+    "topic_rate": "warn",
+    "speed_drop": "error",
+    "battery": "warn",
+    "imu_anomaly": "error",
+    "localization_anomaly": "error",
+    "nodes_missing": "error",
+    "nats_link": "warn",
+    "host_resources": "warn",
+}
+assert set(KIND_PARAMS) == set(CHECK_CLASSES), "every check kind needs a parameter schema"
+
+
+def _code_suffix(topic: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", ".", topic.strip("/~")).strip(".") or "root"
+
+
+def default_code(kind: str, params: Mapping[str, Any]) -> str:
+    """Stable fault code of a check when the config gives none (derived from kind and target)."""
+    if kind == "topic_silence":
+        return f"TOPIC_SILENT.{_code_suffix(params['topic'])}"
+    if kind == "topic_rate":
+        return f"TOPIC_RATE_LOW.{_code_suffix(params['topic'])}"
+    if kind == "host_resources":
+        return f"HOST_{params['resource'].upper()}_HIGH"
+    if kind == "nats_link":
+        return f"{params['link'].upper()}_LINK_DOWN"
+    return kind.upper() if kind != "battery" else "BATTERY_LOW"
+
+
+# ---- YAML with line numbers ------------------------------------------------------------------------
+
+
+class _LineDict(dict):
+    """A mapping that remembers the line of itself and of each key (1-based)."""
+
+    line: int | None = None
+    key_lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)
+    result = _LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool) or key is None:
+            raise HealthConfigSyntaxError(
+                "", key_node.start_mark.line + 1, "", "mapping keys must be scalars"
+            )
+        if key in result:
+            raise HealthConfigSyntaxError("", key_node.start_mark.line + 1, str(key), "duplicate key")
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[str(key)] = key_node.start_mark.line + 1
+    return result
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_config_text(text: str, source: str) -> Mapping[str, Any]:
+    """Parse YAML text keeping line numbers; syntax errors name the line."""
+    try:
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass, only a dict hook
+    except HealthConfigSyntaxError as exc:
+        raise HealthConfigSyntaxError(source, exc.line, exc.key, exc.reason) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise HealthConfigSyntaxError(source, line, "", f"YAML syntax error: {problem}") from None
+    if not isinstance(data, dict):
+        raise HealthConfigError(source, 1, "", "the config must be a mapping with a 'checks' list")
+    return data
+
+
+def load_config_file(path: str | Path) -> Mapping[str, Any]:
+    """Read and parse a YAML config file (errors name the file and line)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise HealthConfigError(str(p), None, "", f"cannot read the file: {exc.strerror}") from None
+    return load_config_text(text, str(p))
+
+
+# ---- validation ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the monitor subscribes to."""
+
+    topic: str
+    msg_type: str
+    qos: str = "sensor_data"
+
+
+@dataclass
+class HealthTree:
+    """What the builder produces: the tree, its checks in tick order, the caches and the subscriptions."""
+
+    tree: py_trees.trees.BehaviourTree
+    checks: list[HealthCheck]
+    hub: DataHub
+    topics: dict[str, TopicSpec] = field(default_factory=dict)
+
+    def check(self, name: str) -> HealthCheck | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+
+class _Ctx:
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: Mapping[str, Any] | None, key: str, reason: str, item: str | None = None) -> None:
+        line = None
+        if isinstance(where, _LineDict):
+            line = where.key_lines.get(item, where.line) if item is not None else where.line
+        raise HealthConfigError(self.source, line, key, reason)
+
+
+def _convert(ctx: _Ctx, spec: P, value: Any, where: Mapping[str, Any], key: str, item: str) -> Any:
+    def bad(reason: str) -> None:
+        ctx.fail(where, key, reason, item)
+
+    if spec.kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            bad(f"expected a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            bad("must be finite")
+        if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
+            bad(f"{value:g} is outside {spec.min:g}..{spec.max:g}")
+        return value
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            bad(f"expected true or false, got {value!r}")
+        return value
+    if spec.kind == "str_list":
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            bad("expected a non-empty list of names")
+        return list(value)
+    if not isinstance(value, str):
+        bad(f"expected a string, got {value!r}")
+    if spec.kind == "name" and not NAME_RE.match(value):
+        bad(f"{value!r} is not a valid name (letters, digits, _; starting with a letter)")
+    if spec.kind == "topic" and not TOPIC_RE.match(value):
+        bad(f"{value!r} is not a valid ROS topic name")
+    if spec.kind == "code" and not CODE_RE.match(value):
+        bad(f"{value!r} is not a valid fault code (UPPER_CASE, optional .suffix parts)")
+    if spec.kind == "choice" and value not in spec.choices:
+        bad(f"{value!r} is not one of {', '.join(spec.choices)}")
+    if spec.kind == "severity":
+        if value.lower() not in SEVERITY_NAMES:
+            bad(f"severity {value!r} is not one of {', '.join(SEVERITY_NAMES)}")
+        return SEVERITY_NAMES[value.lower()]
+    return value
+
+
+def _topics(ctx: _Ctx, cfg: Mapping[str, Any]) -> dict[str, TopicSpec]:
+    raw = cfg.get("topics", {}) or {}
+    if not isinstance(raw, dict):
+        ctx.fail(cfg, "topics", "expected a mapping topic -> type", "topics")
+    out: dict[str, TopicSpec] = {}
+    for topic, entry in raw.items():
+        key = f"topics.{topic}"
+        if not isinstance(topic, str) or not TOPIC_RE.match(topic):
+            ctx.fail(raw, key, f"{topic!r} is not a valid ROS topic name", str(topic))
+        spec = {"type": entry} if isinstance(entry, str) else entry
+        if not isinstance(spec, dict) or set(spec) - {"type", "qos"}:
+            ctx.fail(raw, key, "expected a type string or {type: ..., qos: sensor_data|reliable}", topic)
+        msg_type, qos = spec.get("type"), spec.get("qos", "sensor_data")
+        if not isinstance(msg_type, str) or not TYPE_RE.match(msg_type):
+            ctx.fail(raw, key, f"type {msg_type!r} is not of the form package/msg/Type", topic)
+        if qos not in QOS_CHOICES:
+            ctx.fail(raw, key, f"qos {qos!r} is not one of {', '.join(QOS_CHOICES)}", topic)
+        out[topic] = TopicSpec(topic, msg_type, qos)
+    return out
+
+
+def build_tree(
+    config: Mapping[str, Any],
+    *,
+    clock: Clock,
+    sink: EventSink | None = None,
+    source: str = "<config>",
+    sampler: Callable[[str, str], float | None] | None = None,
+) -> HealthTree:
+    """Validate ``config`` and build the tree. Raises :class:`HealthConfigError` (or a subclass)."""
+    ctx = _Ctx(source)
+    unknown_top = set(config) - {"defaults", "topics", "checks"}
+    if unknown_top:
+        key = sorted(map(str, unknown_top))[0]
+        ctx.fail(config, key, "unknown top-level key (expected defaults, topics, checks)", key)
+    defaults = config.get("defaults", {}) or {}
+    if not isinstance(defaults, dict) or set(defaults) - {"debounce_s", "clear_s"}:
+        ctx.fail(config, "defaults", "defaults may only set debounce_s and clear_s", "defaults")
+    base = {k: _convert(ctx, COMMON_PARAMS[k], v, defaults, f"defaults.{k}", k) for k, v in defaults.items()}
+    topics = _topics(ctx, config)
+    raw_checks = config.get("checks")
+    if not isinstance(raw_checks, list) or not raw_checks:
+        ctx.fail(config, "checks", "'checks' must be a non-empty list", "checks")
+
+    hub = DataHub()
+    checks: list[HealthCheck] = []
+    groups: dict[str, list[HealthCheck]] = {}
+    host_sampler = sampler
+    for i, raw in enumerate(raw_checks):
+        where = f"checks[{i}]"
+        if not isinstance(raw, dict):
+            ctx.fail(
+                raw_checks if isinstance(raw_checks, _LineDict) else config,
+                where,
+                "each check must be a mapping",
+                "checks",
+            )
+        kind = raw.get("kind")
+        if kind not in KIND_PARAMS:
+            line = raw.key_lines.get("kind", raw.line) if isinstance(raw, _LineDict) else None
+            raise UnknownCheckKindError(source, line, f"{where}.kind", str(kind), sorted(KIND_PARAMS))
+        schema = {**COMMON_PARAMS, **KIND_PARAMS[kind]}
+        for key in raw:
+            if key not in schema:
+                ctx.fail(
+                    raw,
+                    f"{where}.{key}",
+                    f"unknown parameter for kind {kind} (known: {', '.join(sorted(schema))})",
+                    str(key),
+                )
+        params: dict[str, Any] = {}
+        for key, spec in schema.items():
+            if key in raw:
+                params[key] = _convert(ctx, spec, raw[key], raw, f"{where}.{key}", key)
+            elif spec.default is REQUIRED:
+                ctx.fail(raw, f"{where}.{key}", f"required for kind {kind}")
+            else:
+                params[key] = spec.default
+        name = params["name"]
+        if any(c.name == name for c in checks):
+            ctx.fail(raw, f"{where}.name", f"duplicate check name {name!r}", "name")
+        if not params["enabled"]:
+            continue
+        kwargs: dict[str, Any] = {}
+        for key, spec in KIND_PARAMS[kind].items():
+            value = params[key]
+            if spec.kind == "topic":
+                declared = topics.get(value)
+                if declared is None:
+                    if len(spec.topic_types) >= 1:
+                        declared = topics[value] = TopicSpec(value, spec.topic_types[0])
+                    else:
+                        ctx.fail(
+                            raw,
+                            f"{where}.{key}",
+                            f"topic {value!r} is not declared under 'topics:' (add it with its message type)",
+                            key,
+                        )
+                elif spec.topic_types and declared.msg_type not in spec.topic_types:
+                    ctx.fail(
+                        raw,
+                        f"{where}.{key}",
+                        f"topic {value!r} has type {declared.msg_type}; kind {kind} "
+                        f"needs {' or '.join(spec.topic_types)}",
+                        key,
+                    )
+                assert declared is not None
+                value = hub.feed(value, declared.msg_type, EXTRACTORS.get(declared.msg_type))
+                key = {"topic": "feed", "odom_topic": "odom", "cmd_topic": "cmd"}[key]
+            elif value is None:
+                continue
+            kwargs[key] = value
+        if kind == "battery" and kwargs["critical"] > kwargs["low"]:
+            ctx.fail(raw, f"{where}.critical", "critical must not exceed low", "critical")
+        if kind == "nodes_missing":
+            kwargs["graph"] = hub.graph
+        if kind == "nats_link":
+            kwargs["link"] = hub.link(kwargs["link"])
+        if kind == "host_resources":
+            if host_sampler is None:
+                from robot_platform.health.checks import HostSampler
+
+                host_sampler = HostSampler().read
+            kwargs["sampler"] = host_sampler
+        severity = params["severity"]
+        fault = FaultSpec(
+            code=params["code"] or default_code(kind, params),
+            severity=SEVERITY_NAMES[DEFAULT_SEVERITY[kind]] if severity is None else severity,
+            debounce_s=params["debounce_s"]
+            if params["debounce_s"] is not None
+            else base.get("debounce_s", 0.0),
+            clear_s=params["clear_s"] if params["clear_s"] is not None else base.get("clear_s", 0.0),
+        )
+        check = CHECK_CLASSES[kind](name, fault, clock, group=params["group"], sink=sink, **kwargs)
+        checks.append(check)
+        groups.setdefault(params["group"], []).append(check)
+    if not checks:
+        ctx.fail(config, "checks", "every check is disabled; enable at least one", "checks")
+    policy = py_trees.common.ParallelPolicy.SuccessOnAll(synchronise=False)
+    branches = [
+        py_trees.composites.Parallel(name=g, policy=policy, children=list(cs)) for g, cs in groups.items()
+    ]
+    root = py_trees.composites.Parallel(
+        name="health",
+        policy=py_trees.common.ParallelPolicy.SuccessOnAll(synchronise=False),
+        children=branches,
+    )
+    return HealthTree(py_trees.trees.BehaviourTree(root), checks, hub, topics)
