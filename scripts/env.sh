@@ -2,6 +2,8 @@
 # Source this to get the project's environment: ROS 2 Jazzy (from /opt/ros/jazzy if present, else the
 # .venv with the PyPI wheels), the built workspace, and safe DDS defaults.
 #   . scripts/env.sh
+# colcon's and ROS's setup scripts read unset variables: relax `set -u` while sourcing them.
+case $- in *u*) _rp_had_u=1; set +u;; *) _rp_had_u=;; esac
 _rp_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 : "${ROS_DISTRO_PREFIX:=/opt/ros/jazzy}"
 if [ -z "${RP_USE_VENV_ROS:-}" ] && [ -f "$ROS_DISTRO_PREFIX/setup.bash" ]; then
@@ -30,4 +32,5 @@ fi
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export PYTHONUNBUFFERED=1
-unset _rp_root
+if [ -n "$_rp_had_u" ]; then set -u; fi
+unset _rp_root _rp_had_u

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, Executor
+from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.node import Node
 
 

@@ -94,7 +94,7 @@ class ProcessGroup:
         log_path = None
         log_file = None
         if self._log_dir is not None:
-            log_path = self._log_dir / f"{name}.log"
+            log_path = self._log_dir / f"{name.replace('/', '.')}.log"
             log_file = log_path.open("ab")
         full_env = dict(os.environ if env is None else env)
         popen = subprocess.Popen(
@@ -105,7 +105,7 @@ class ProcessGroup:
             stdout=log_file if log_file else None,
             stderr=subprocess.STDOUT if log_file else None,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, safe before exec
+            preexec_fn=_die_with_parent,
         )
         self._children.append(Child(name, list(argv), popen, log_path, log_file))
         log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))

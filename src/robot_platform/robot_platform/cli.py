@@ -1,0 +1,186 @@
+"""``robot-platform``: start a robot or the control server without ros2 launch, run the demo.
+
+    robot-platform robot --robot-id r1 [--use-sim true] [--start-nats true] ...
+    robot-platform control [--nats-port 4222] ...
+    robot-platform demo [--robots 3] [--check]
+    robot-platform topics [--domain 11]
+
+Every process is started from robot_platform.launch_plan with the installed config files (the same
+ones the launch files use), each node in a process of its own; Ctrl-C, SIGTERM or SIGHUP stops all of
+them (SIGINT, then SIGTERM, then SIGKILL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from robot_platform import launch_plan
+from robot_platform.exceptions import RobotPlatformError
+from robot_platform.runner.processes import (
+    Installation,
+    ProcessSpec,
+    control_processes,
+    robot_processes,
+)
+from robot_platform.runner.supervisor import ProcessGroup
+
+log = logging.getLogger("robot-platform")
+SubcommandHook = Callable[[argparse._SubParsersAction], None]
+
+# Other areas add their subcommands here (package, deploy, echo...): each hook adds a subparser whose
+# `func(args) -> int` runs it.
+EXTRA_SUBCOMMANDS: list[str] = []
+
+
+def _add_arguments(parser: argparse.ArgumentParser, arguments: Sequence[launch_plan.Argument]) -> None:
+    for a in arguments:
+        parser.add_argument(f"--{a.name.replace('_', '-')}", dest=a.name, default=a.default,
+                            help=f"{a.description} (default: {a.default})")
+
+
+class StopSignal:
+    """Turns SIGINT, SIGTERM and SIGHUP into one event the supervising loop waits on."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.received: str | None = None
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.received = signal.Signals(signum).name
+        self.event.set()
+
+
+def supervise(specs: list[ProcessSpec], group: ProcessGroup, stop: StopSignal,
+              on_started: Callable[[], int | None] | None = None) -> int:
+    """Start ``specs``, run ``on_started`` (a result ends the run), wait for a signal, stop everything."""
+    try:
+        for spec in specs:
+            env = dict(os.environ) | spec.env
+            group.start(spec.name, spec.argv, env=env)
+            log.info("started %s", spec.name)
+        result = on_started() if on_started else None
+        if result is not None:
+            return result
+        reported: set[str] = set()
+        while not stop.event.wait(0.5):
+            for child in group.exited():
+                if child.name not in reported:
+                    reported.add(child.name)
+                    log.error("%s exited with code %s", child.name, child.popen.returncode)
+        log.info("%s received: stopping %d process(es)", stop.received, len(group.children))
+        return 0
+    finally:
+        codes = group.stop_all()
+        unclean = {name: code for name, code in codes.items() if code not in (0, -2, 130, None)}
+        if unclean:
+            log.info("exit codes: %s", unclean)
+
+
+def _cmd_robot(args: argparse.Namespace) -> int:
+    values = {a.name: getattr(args, a.name) for a in launch_plan.ROBOT_ARGUMENTS}
+    specs = robot_processes(values, Installation.find())
+    return supervise(specs, ProcessGroup(), StopSignal())
+
+
+def _cmd_control(args: argparse.Namespace) -> int:
+    values = {a.name: getattr(args, a.name) for a in launch_plan.CONTROL_ARGUMENTS}
+    specs = control_processes(values, Installation.find())
+    return supervise(specs, ProcessGroup(), StopSignal())
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from robot_platform.runner.demo import DemoLayout, demo_processes
+    from robot_platform.runner.demo_check import check_demo, print_banner
+
+    layout = DemoLayout(robots=args.robots, state_dir=Path(args.state_dir))
+    if not 1 <= layout.robots <= 50:
+        raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
+    specs = demo_processes(layout, Installation.find(), enable_camera=args.enable_camera)
+    group = ProcessGroup(log_dir=layout.state_dir / "logs")
+    stop = StopSignal()
+
+    def started() -> int | None:
+        ok = check_demo(layout, group, stop.event)
+        print_banner(layout, ok)
+        if args.check:
+            return 0 if ok else 1
+        return None
+
+    return supervise(specs, group, stop, started)
+
+
+def _cmd_topics(args: argparse.Namespace) -> int:
+    from robot_platform.runner.graph import topics_in_domain
+
+    domain = args.domain if args.domain is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
+    for name, types in sorted(topics_in_domain(domain, set(), timeout_s=args.wait).items()):
+        print(f"{name}  [{', '.join(types)}]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robot-platform", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    robot = sub.add_parser("robot", help="start one robot (nodes + local nats-server)")
+    _add_arguments(robot, launch_plan.ROBOT_ARGUMENTS)
+    robot.set_defaults(func=_cmd_robot)
+
+    control = sub.add_parser("control", help="start the control server (NATS hub + nodes)")
+    _add_arguments(control, launch_plan.CONTROL_ARGUMENTS)
+    control.set_defaults(func=_cmd_control)
+
+    demo = sub.add_parser("demo", help="control server + N simulated robots on this machine")
+    demo.add_argument("--robots", type=int, default=int(os.environ.get("ROBOTS", "3")),
+                      help="number of simulated robots (default: $ROBOTS or 3)")
+    demo.add_argument("--state-dir", default=".state/demo", help="logs and JetStream data")
+    demo.add_argument("--enable-camera", action="store_true", help="simulate cameras too")
+    demo.add_argument("--check", action="store_true",
+                      help="start, verify every robot's topics and NATS link, stop; exit 0 if all good")
+    demo.set_defaults(func=_cmd_demo)
+
+    topics = sub.add_parser("topics", help="list the topics of a ROS graph (like `ros2 topic list -t`)")
+    topics.add_argument("--domain", type=int, default=None, help="ROS_DOMAIN_ID (default: $ROS_DOMAIN_ID)")
+    topics.add_argument("--wait", type=float, default=2.0, help="seconds of discovery before listing")
+    topics.set_defaults(func=_cmd_topics)
+
+    for hook in _subcommand_hooks():
+        hook(sub)
+    return parser
+
+
+def _subcommand_hooks() -> list[SubcommandHook]:
+    """Subcommands contributed by the capability areas (each module exposes add_subparsers)."""
+    import importlib
+
+    hooks: list[SubcommandHook] = []
+    for module_name in EXTRA_SUBCOMMANDS:
+        module = importlib.import_module(module_name)
+        hooks.append(module.add_subparsers)
+    return hooks
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="[%(asctime)s] %(name)s: %(message)s", datefmt="%H:%M:%S")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    try:
+        return int(args.func(args))
+    except RobotPlatformError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

