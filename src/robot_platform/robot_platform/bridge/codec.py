@@ -1,0 +1,235 @@
+"""ROS message <-> plain dict <-> msgpack, with validation on the way in.
+
+The dict has the shape ``ros2 topic echo`` shows: field names as keys, nested messages as nested
+dicts (``builtin_interfaces/Time`` is ``{"sec": .., "nanosec": ..}``), arrays as lists, and
+``uint8[]`` / ``byte[]`` as ``bytes`` (msgpack bin, so a camera frame is not a list of 900k ints).
+Decoding validates everything a remote publisher could get wrong, because rclpy on Jazzy does not
+check field values by default (``ROS_PYTHON_CHECK_FIELDS`` is off): unknown fields, wrong value types,
+out-of-range integers and float32 values, wrong fixed-array sizes, over-long bounded arrays/strings.
+Missing fields keep the type's default, as in ROS.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from .errors import (
+    CodecError,
+    FieldRangeError,
+    FieldTypeError,
+    MalformedPayloadError,
+    PayloadTooLargeError,
+    UnknownFieldError,
+)
+from .rostypes import ARRAY_TYPECODES, NUMPY_DTYPES, Field, Scalar, TypeRegistry, type_name_of
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024  # nats-server's default max_payload
+
+
+class Codec:
+    """Converts messages of any installed ROS type; one instance per node (holds the type caches)."""
+
+    def __init__(self, registry: TypeRegistry | None = None, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES):
+        self.registry = registry or TypeRegistry()
+        self.max_payload_bytes = max_payload_bytes
+        self._field_maps: dict[type, dict[str, Field]] = {}
+
+    # ---------------------------------------------------------------- ROS -> dict -> msgpack
+    def to_dict(self, msg: Any) -> dict[str, Any]:
+        """Plain dict of a ROS message (see module doc for the shape)."""
+        out: dict[str, Any] = {}
+        for f in self.registry.layout(type(msg)):
+            value = getattr(msg, f.name)
+            elem = f.elem
+            if not f.seq:
+                if isinstance(elem, type):
+                    out[f.name] = self.to_dict(value)
+                elif elem.kind == "octet":
+                    out[f.name] = value[0] if isinstance(value, bytes | bytearray) else int(value)
+                else:
+                    out[f.name] = value
+            elif f.is_bytes:
+                out[f.name] = _as_bytes(value)
+            elif isinstance(elem, type):
+                out[f.name] = [self.to_dict(v) for v in value]
+            elif hasattr(value, "tolist"):
+                out[f.name] = value.tolist()
+            else:
+                out[f.name] = list(value)
+        return out
+
+    def encode(self, msg: Any, subject: str = "") -> bytes:
+        """msgpack body of a ROS message; PayloadTooLargeError if over ``max_payload_bytes``."""
+        body = pack(self.to_dict(msg))
+        if len(body) > self.max_payload_bytes:
+            raise PayloadTooLargeError(subject, len(body), self.max_payload_bytes)
+        return body
+
+    # ---------------------------------------------------------------- msgpack -> dict -> ROS
+    def decode(self, cls: type, payload: bytes, subject: str = "") -> Any:
+        """ROS message from a msgpack body; MalformedPayloadError / CodecError / PayloadTooLargeError."""
+        if len(payload) > self.max_payload_bytes:
+            raise PayloadTooLargeError(subject, len(payload), self.max_payload_bytes)
+        return self.from_dict(cls, unpack(payload, subject))
+
+    def from_dict(self, cls: type, data: Any, path: str = "") -> Any:
+        """Validated ROS message of class ``cls`` built from ``data``."""
+        if not isinstance(data, dict):
+            raise FieldTypeError(type_name_of(cls), path, "map", data)
+        fmap = self._field_map(cls)
+        msg = cls()
+        for key, value in data.items():
+            field = fmap.get(key) if isinstance(key, str) else None
+            if field is None:
+                raise UnknownFieldError(type_name_of(cls), f"{path}{key}", list(fmap))
+            setattr(msg, key, self._value(cls, field, value, f"{path}{key}"))
+        return msg
+
+    def _field_map(self, cls: type) -> dict[str, Field]:
+        fmap = self._field_maps.get(cls)
+        if fmap is None:
+            fmap = {f.name: f for f in self.registry.layout(cls)}
+            self._field_maps[cls] = fmap
+        return fmap
+
+    def _value(self, owner: type, f: Field, value: Any, path: str) -> Any:
+        tn = type_name_of(owner)
+        if not f.seq:
+            if isinstance(f.elem, type):
+                return self.from_dict(f.elem, value, path + ".")
+            return _scalar(tn, f.elem, value, path)
+        if f.is_bytes:
+            return _bytes_field(tn, f, value, path)
+        if not isinstance(value, list | tuple):
+            raise FieldTypeError(tn, path, "array", value)
+        _check_len(tn, f, len(value), path)
+        elem = f.elem
+        if isinstance(elem, type):
+            return [self.from_dict(elem, v, f"{path}[{i}].") for i, v in enumerate(value)]
+        if elem.kind in ("int", "float"):
+            return _numeric_seq(tn, f, value, path)
+        return [_scalar(tn, elem, v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+
+def pack(data: dict[str, Any]) -> bytes:
+    """msgpack of a message dict (bytes as bin, str as str, floats as float64)."""
+    return msgpack.packb(data, use_bin_type=True)
+
+
+def unpack(payload: bytes, subject: str = "") -> dict[str, Any]:
+    """Dict from a msgpack body; MalformedPayloadError unless it is one complete msgpack map."""
+    try:
+        data = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise MalformedPayloadError(subject, f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedPayloadError(subject, f"top level is {type(data).__name__}, not a map")
+    return data
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, array.array | np.ndarray):
+        return value.tobytes()
+    if value and isinstance(value[0], bytes):  # rclpy keeps byte[] as a list of 1-byte bytes
+        return b"".join(value)
+    return bytes(value)
+
+
+def _check_len(tn: str, f: Field, n: int, path: str) -> None:
+    if f.seq == "array" and n != f.size:
+        raise FieldRangeError(tn, path, f"length {n}", f.size, f.size)
+    if f.seq == "bounded" and f.size is not None and n > f.size:
+        raise FieldRangeError(tn, path, f"length {n}", 0, f.size)
+
+
+def _scalar(tn: str, s: Scalar, v: Any, path: str) -> Any:
+    kind = s.kind
+    if kind == "float":
+        if isinstance(v, bool) or not isinstance(v, float | int):
+            raise FieldTypeError(tn, path, f"float ({s.typename})", v)
+        try:
+            f = float(v)
+        except OverflowError:
+            raise FieldRangeError(tn, path, v, s.low, s.high) from None
+        if s.high is not None and math.isfinite(f) and abs(f) > s.high:
+            raise FieldRangeError(tn, path, v, s.low, s.high)
+        return f
+    if kind == "int":
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise FieldTypeError(tn, path, f"integer ({s.typename})", v)
+        if not s.low <= v <= s.high:  # type: ignore[operator]
+            raise FieldRangeError(tn, path, v, s.low, s.high)
+        return v
+    if kind == "bool":
+        if not isinstance(v, bool):
+            raise FieldTypeError(tn, path, "bool", v)
+        return v
+    if kind in ("string", "wstring"):
+        if not isinstance(v, str):
+            raise FieldTypeError(tn, path, kind, v)
+        if s.max_len is not None and len(v) > s.max_len:
+            raise FieldRangeError(tn, path, f"length {len(v)}", 0, s.max_len)
+        return v
+    if kind == "octet":
+        if isinstance(v, bytes) and len(v) == 1:
+            return v
+        if isinstance(v, int) and not isinstance(v, bool):
+            if not 0 <= v <= 255:
+                raise FieldRangeError(tn, path, v, 0, 255)
+            return bytes([v])
+        raise FieldTypeError(tn, path, "byte (int 0..255)", v)
+    raise CodecError(tn, path, f"unsupported kind {kind}")
+
+
+def _bytes_field(tn: str, f: Field, value: Any, path: str) -> Any:
+    if isinstance(value, bytes | bytearray):
+        raw = bytes(value)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 255:
+                if isinstance(v, int) and not isinstance(v, bool):
+                    raise FieldRangeError(tn, f"{path}[{i}]", v, 0, 255)
+                raise FieldTypeError(tn, f"{path}[{i}]", "integer (uint8)", v)
+        raw = bytes(value)
+    else:
+        raise FieldTypeError(tn, path, "bytes", value)
+    _check_len(tn, f, len(raw), path)
+    if f.seq == "array":
+        return (
+            np.frombuffer(raw, dtype=np.uint8).copy()
+            if f.elem.typename == "uint8"
+            else list(raw[i : i + 1] for i in range(len(raw)))
+        )
+    return array.array("B", raw) if f.elem.typename == "uint8" else raw
+
+
+def _numeric_seq(tn: str, f: Field, value: list[Any] | tuple[Any, ...], path: str) -> Any:
+    s: Scalar = f.elem
+    if s.kind == "float":
+        if not all(type(v) is float for v in value):  # fast path is exact floats (what msgpack gives)
+            value = [_scalar(tn, s, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if s.high is not None and value:
+            arr = np.asarray(value, dtype=np.float64)
+            finite = arr[np.isfinite(arr)]
+            if finite.size and float(np.abs(finite).max()) > s.high:
+                i = int(np.argmax(np.where(np.isfinite(arr), np.abs(arr), 0.0)))
+                raise FieldRangeError(tn, f"{path}[{i}]", value[i], s.low, s.high)
+    else:
+        if not all(type(v) is int for v in value):
+            for i, v in enumerate(value):
+                _scalar(tn, s, v, f"{path}[{i}]")
+        if value and (min(value) < s.low or max(value) > s.high):  # type: ignore[operator]
+            i = next(i for i, v in enumerate(value) if not s.low <= v <= s.high)  # type: ignore[operator]
+            raise FieldRangeError(tn, f"{path}[{i}]", value[i], s.low, s.high)
+    if f.seq == "array":
+        return np.array(value, dtype=NUMPY_DTYPES[s.typename])
+    return array.array(ARRAY_TYPECODES[s.typename], value)

@@ -1,0 +1,329 @@
+"""ROS 2 node ``nats_bridge``: thin rclpy glue around :class:`BridgeCore` and :class:`NatsLink`.
+
+Parameters (all declared with descriptors; defaults in config/robot.yaml):
+    robot_id (string, read-only)      robot this bridge speaks for; namespaces every subject
+    nats_url (string)                 NATS server, normally the robot's local one (nats://127.0.0.1:4222)
+    nats_user (string)                NATS user ('' = no auth); nats_password_file: file holding the password
+    max_payload_bytes (int)           larger encoded messages are refused (PayloadTooLargeError, counted)
+    outbox_capacity (int)             messages kept while NATS is unreachable (drop-oldest, counted)
+    dedup_capacity (int)              message ids remembered to drop duplicate commands
+    discovery_period_s (double)       how often new topics matching out.allow are looked for (0 = never)
+    health_period_s (double)          how often counters go to /diagnostics and robots.<id>.health.nats_bridge
+    out.names (string[])              named outbound topics; for each <n>:
+      out.<n>.topic, out.<n>.type     ROS topic and type ('nav_msgs/msg/Odometry')
+      out.<n>.max_rate_hz             0 = unlimited; else keep-latest at most this rate
+      out.<n>.reliability/durability/depth   QoS of the ROS subscription
+      out.<n>.subject                 '' = robots.<id>.ros.<topic>; else a suffix under robots.<id> ('alerts')
+    out.allow, out.deny (string[])    topic globs bridged when discovered (deny wins)
+    out.pattern_max_rate_hz, out.pattern_reliability, out.pattern_depth   settings of discovered topics
+    in.names (string[])               allowlisted commands; for each <n>: in.<n>.topic, in.<n>.type,
+                                      in.<n>.reliability/durability/depth (QoS of the ROS publisher)
+Subscriptions: every out topic. Publishers: every in topic, /diagnostics.
+NATS: publishes robots.<id>.ros.<topic> (or the configured subject), robots.<id>.health.nats_bridge;
+subscribes robots.<id>.cmd.> (only allowlisted subject+type pairs reach ROS).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+from robot_platform.exceptions import ConfigError
+
+from . import subjects
+from .codec import Codec
+from .core import BridgeCore, OutRoute
+from .errors import BridgeError
+from .filters import TopicFilter
+from .link import Credentials, NatsLink
+from .rostypes import TypeRegistry
+
+RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
+DURABILITY = {"volatile": DurabilityPolicy.VOLATILE, "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}
+FLUSH_PERIOD_MIN_S = 0.005
+FLUSH_PERIOD_MAX_S = 0.5
+HEALTH_PART = "nats_bridge"
+
+S, INT, D, SA = (
+    ParameterType.PARAMETER_STRING,
+    ParameterType.PARAMETER_INTEGER,
+    ParameterType.PARAMETER_DOUBLE,
+    ParameterType.PARAMETER_STRING_ARRAY,
+)
+
+
+def _qos(reliability: str, durability: str, depth: int, where: str) -> QoSProfile:
+    if reliability not in RELIABILITY:
+        raise ConfigError(f"{where}.reliability", reliability, f"one of {sorted(RELIABILITY)}")
+    if durability not in DURABILITY:
+        raise ConfigError(f"{where}.durability", durability, f"one of {sorted(DURABILITY)}")
+    if depth < 1:
+        raise ConfigError(f"{where}.depth", depth, "at least 1")
+    return QoSProfile(depth=depth, reliability=RELIABILITY[reliability], durability=DURABILITY[durability])
+
+
+class NatsBridgeNode(Node):
+    """Bridges configured ROS topics out to NATS and allowlisted NATS commands into ROS."""
+
+    def __init__(self) -> None:
+        super().__init__("nats_bridge")
+        p = self._param
+        robot_id = p("robot_id", "r1", S, "robot id, a single subject token ([A-Za-z0-9_-])", read_only=True)
+        url = p("nats_url", "nats://127.0.0.1:4222", S, "NATS server URL (the robot's local server)")
+        user = p("nats_user", "", S, "NATS user name; empty = no authentication")
+        password_file = p("nats_password_file", "", S, "file holding the NATS password (never logged)")
+        max_payload = p("max_payload_bytes", 1024 * 1024, INT, "refuse larger encoded messages",
+                        int_range=(1024, 64 * 1024 * 1024))  # fmt: skip
+        outbox = p("outbox_capacity", 1000, INT, "messages kept while NATS is down (drop oldest)",
+                   int_range=(1, 1_000_000))  # fmt: skip
+        dedup = p("dedup_capacity", 10_000, INT, "recent message ids remembered for duplicate dropping",
+                  int_range=(1, 10_000_000))  # fmt: skip
+        discovery = p("discovery_period_s", 2.0, D, "period of the search for topics matching out.allow; 0=off",
+                      float_range=(0.0, 3600.0))  # fmt: skip
+        health = p("health_period_s", 1.0, D, "period of the counters report", float_range=(0.1, 3600.0))
+        subjects.check_robot_id(robot_id)
+
+        in_names = self._names("in.names")
+        registry = TypeRegistry()
+        self._core = BridgeCore(
+            robot_id,
+            Codec(registry, max_payload),
+            send=self._send,
+            allowlist=self._read_allowlist(robot_id, in_names),
+            log=self.get_logger().warning,
+            dedup_capacity=dedup,
+        )
+        self._in_publishers: dict[str, Any] = {}
+        for name in in_names:
+            self._add_in(name)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        credentials = Credentials(user, Path(password_file).read_text().strip() if password_file else "")
+        self._link = NatsLink(
+            url,
+            self._on_nats,
+            [subjects.robot_wildcard(robot_id, "cmd")],
+            name=f"nats_bridge.{robot_id}",
+            outbox_capacity=outbox,
+            credentials=credentials,
+            log=self.get_logger(),
+        )
+
+        self._subs: dict[str, Any] = {}
+        min_interval = None
+        for name in self._names("out.names"):
+            route = self._add_out(name)
+            if route.limiter.interval and (min_interval is None or route.limiter.interval < min_interval):
+                min_interval = route.limiter.interval
+        self._filter = TopicFilter(self._names("out.allow"), self._names("out.deny"))
+        self._pattern_rate = p("out.pattern_max_rate_hz", 10.0, D, "max rate of discovered topics; 0=unlimited",
+                               float_range=(0.0, 10000.0))  # fmt: skip
+        self._pattern_qos = _qos(
+            p("out.pattern_reliability", "best_effort", S, "QoS reliability of discovered topics"),
+            "volatile",
+            p("out.pattern_depth", 5, INT, "QoS depth of discovered topics", int_range=(1, 1000)),
+            "out.pattern",
+        )
+        self._skipped: set[str] = set()
+        if self._pattern_rate > 0:
+            min_interval = min(min_interval or 1.0, 1.0 / self._pattern_rate)
+        if min_interval:
+            period = min(max(min_interval / 2, FLUSH_PERIOD_MIN_S), FLUSH_PERIOD_MAX_S)
+            self.create_timer(period, self._flush)
+        if discovery > 0 and self._filter.allow:
+            self.create_timer(discovery, self._discover)
+        self.create_timer(health, self._report)
+        self._link.start()
+        self.get_logger().info(
+            f"nats_bridge {robot_id}: {len(self._core.routes)} out topics, "
+            f"{len(self._core.allowlist.rules)} allowlisted commands, NATS {url}"
+        )
+
+    # ------------------------------------------------------------------ parameters
+    def _param(
+        self,
+        name: str,
+        default: Any,
+        ptype: int,
+        description: str,
+        read_only: bool = False,
+        int_range: tuple[int, int] | None = None,
+        float_range: tuple[float, float] | None = None,
+    ) -> Any:
+        desc = ParameterDescriptor(type=ptype, description=description, read_only=read_only)
+        if int_range:
+            desc.integer_range = [IntegerRange(from_value=int_range[0], to_value=int_range[1], step=1)]
+        if float_range:
+            desc.floating_point_range = [FloatingPointRange(from_value=float_range[0], to_value=float_range[1])]
+        return self.declare_parameter(name, default, desc).value
+
+    def _names(self, name: str) -> list[str]:
+        desc = ParameterDescriptor(type=SA, description=f"{name} (list of strings)", read_only=True)
+        value = self.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc).value
+        return [v for v in (value or []) if v]
+
+    def _route_params(self, prefix: str, default_reliability: str) -> dict[str, Any]:
+        p = self._param
+        return {
+            "topic": p(f"{prefix}.topic", "", S, "ROS topic (fully qualified)", read_only=True),
+            "type": p(f"{prefix}.type", "", S, "ROS type, e.g. nav_msgs/msg/Odometry", read_only=True),
+            "reliability": p(f"{prefix}.reliability", default_reliability, S, "reliable | best_effort"),
+            "durability": p(f"{prefix}.durability", "volatile", S, "volatile | transient_local"),
+            "depth": p(f"{prefix}.depth", 10, INT, "QoS history depth", int_range=(1, 10000)),
+        }
+
+    def _read_allowlist(self, robot_id: str, names: list[str]) -> subjects.CommandAllowlist:
+        rules = []
+        for name in names:
+            r = self._route_params(f"in.{name}", "reliable")
+            rules.append((r["topic"], r["type"]))
+        return subjects.CommandAllowlist(robot_id, rules)
+
+    def _add_in(self, name: str) -> None:
+        prefix = f"in.{name}"
+        keys = ("topic", "type", "reliability", "durability", "depth")
+        r = {k: self.get_parameter(f"{prefix}.{k}").value for k in keys}
+        cls = self._core.codec.registry.load(r["type"])
+        qos = _qos(r["reliability"], r["durability"], r["depth"], prefix)
+        self._in_publishers[r["topic"]] = self.create_publisher(cls, r["topic"], qos)
+
+    def _add_out(self, name: str) -> OutRoute:
+        prefix = f"out.{name}"
+        r = self._route_params(prefix, "reliable")
+        rate = self._param(f"{prefix}.max_rate_hz", 0.0, D, "max rate, keep latest; 0 = unlimited",
+                           float_range=(0.0, 100000.0))  # fmt: skip
+        suffix = self._param(f"{prefix}.subject", "", S, "'' or a suffix under robots.<id>", read_only=True)
+        subject = ""
+        if suffix:
+            tokens = suffix.split(".")
+            for token in tokens:
+                subjects.check_token(token)
+            if tokens[0] not in subjects.KINDS:
+                raise ConfigError(f"{prefix}.subject", suffix, f"must start with one of {subjects.KINDS}")
+            subject = f"{subjects.ROOT}.{self._core.robot_id}.{suffix}"
+        route = self._core.add_out_route(r["topic"], r["type"], rate, subject)
+        self._subscribe(route, _qos(r["reliability"], r["durability"], r["depth"], prefix))
+        return route
+
+    def _subscribe(self, route: OutRoute, qos: QoSProfile) -> None:
+        core = self._core
+
+        def on_msg(msg: Any, route: OutRoute = route) -> None:
+            core.on_ros_message(route, msg)
+
+        self._subs[route.topic] = self.create_subscription(route.cls, route.topic, on_msg, qos)
+
+    # ------------------------------------------------------------------ timers
+    def _flush(self) -> None:
+        self._core.flush_due(time.monotonic())
+
+    def _discover(self) -> None:
+        in_topics = set(self._in_publishers)
+        for topic, types in self.get_topic_names_and_types():
+            if topic in self._core.routes or topic in self._skipped or topic in in_topics:
+                continue
+            if not self._filter(topic):
+                continue
+            if len(types) != 1:
+                self._skip(topic, f"has {len(types)} types {types}")
+                continue
+            try:
+                route = self._core.add_out_route(topic, types[0], self._pattern_rate)
+            except BridgeError as exc:
+                self._skip(topic, str(exc))
+                continue
+            self._subscribe(route, self._pattern_qos)
+            self.get_logger().info(f"bridging discovered topic {topic} ({route.type_name}) -> {route.subject}")
+
+    def _skip(self, topic: str, reason: str) -> None:
+        self._skipped.add(topic)
+        self.get_logger().warning(f"not bridging discovered topic {topic}: {reason}")
+
+    def _report(self) -> None:
+        snap = self._core.snapshot()
+        link = self._link.counters
+        values = {
+            "link_state": self._link.state.value,
+            "sent": link.sent,
+            "received": link.received,
+            "queued": self._link.queued,
+            "dropped_outbox": link.dropped_outbox,
+            "dropped_slow_consumer": link.dropped_slow_consumer,
+            "connects": link.connects,
+            "disconnects": link.disconnects,
+            "connect_failures": link.connect_failures,
+            "duplicates": self._core.dedup.duplicates,
+        }
+        for kind, n in snap["errors"].items():
+            values[f"errors.{kind}"] = n
+        for topic, st in snap["out"].items():
+            for key in ("out", "dropped_rate", "codec_ms"):
+                values[f"out{topic}.{key}"] = st[key]
+            values[f"out{topic}.errors"] = sum(st["errors"].values())
+        for subject, st in snap["in"].items():
+            for key in ("in", "delivered", "duplicates", "codec_ms"):
+                values[f"in.{subject}.{key}"] = st[key]
+            values[f"in.{subject}.errors"] = sum(st["errors"].values())
+        level = DiagnosticStatus.OK if self._link.connected else DiagnosticStatus.WARN
+        status = DiagnosticStatus(
+            level=level,
+            name=f"nats_bridge: {self._core.robot_id}",
+            message=f"NATS {self._link.state.value}",
+            hardware_id=self._core.robot_id,
+            values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+        subject = subjects.health(self._core.robot_id, HEALTH_PART)
+        try:
+            body = self._core.codec.encode(array, subject)
+        except BridgeError as exc:
+            self.get_logger().warning(f"health report not sent: {exc}")
+            return
+        registry = self._core.codec.registry
+        env = self._core.envelopes.make(
+            "diagnostic_msgs/msg/DiagnosticArray", registry.type_hash(DiagnosticArray), "/diagnostics"
+        )
+        self._link.publish(subject, body, env.headers())
+
+    # ------------------------------------------------------------------ NATS side
+    def _send(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
+        self._link.publish(subject, body, headers)
+
+    def _on_nats(self, subject: str, headers: dict[str, str] | None, data: bytes) -> None:
+        """Runs in the NATS thread; rclpy publishers are safe to use from it."""
+        result = self._core.on_command(subject, headers, data)
+        if result is not None:
+            topic, msg = result
+            self._in_publishers[topic].publish(msg)
+
+    def destroy_node(self) -> None:
+        self._link.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = NatsBridgeNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
