@@ -23,6 +23,7 @@ from pathlib import Path
 
 from robot_platform import launch_plan
 from robot_platform.exceptions import RobotPlatformError
+from robot_platform.runner.demo import DemoLayout, demo_processes
 from robot_platform.runner.processes import (
     Installation,
     ProcessSpec,
@@ -98,10 +99,13 @@ def _cmd_control(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from robot_platform.runner.demo import DemoLayout, demo_processes
     from robot_platform.runner.demo_check import check_demo, print_banner
 
-    layout = DemoLayout(robots=args.robots, state_dir=Path(args.state_dir))
+    layout = DemoLayout(
+        robots=args.robots, state_dir=Path(args.state_dir), hub_port=args.hub_port,
+        hub_monitor_port=args.hub_monitor_port, leaf_port=args.leaf_port, robot_port_base=args.robot_port_base,
+        robot_monitor_base=args.robot_monitor_base, domain_base=args.domain_base,
+    )
     if not 1 <= layout.robots <= 50:
         raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
     specs = demo_processes(layout, Installation.find(), enable_camera=args.enable_camera)
@@ -144,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--robots", type=int, default=int(os.environ.get("ROBOTS", "3")),
                       help="number of simulated robots (default: $ROBOTS or 3)")
     demo.add_argument("--state-dir", default=".state/demo", help="logs and JetStream data")
+    layout = DemoLayout()
+    for option, value, text in (
+        ("--hub-port", layout.hub_port, "NATS hub client port"),
+        ("--hub-monitor-port", layout.hub_monitor_port, "NATS hub monitoring port"),
+        ("--leaf-port", layout.leaf_port, "NATS hub leaf node port"),
+        ("--robot-port-base", layout.robot_port_base, "robot i's nats-server listens on base+i"),
+        ("--robot-monitor-base", layout.robot_monitor_base, "robot i's monitoring port is base+i"),
+        ("--domain-base", layout.domain_base, "control uses this ROS_DOMAIN_ID, robot i base+i"),
+    ):
+        demo.add_argument(option, type=int, default=value, help=f"{text} (default: {value})")
     demo.add_argument("--enable-camera", action="store_true", help="simulate cameras too")
     demo.add_argument("--check", action="store_true",
                       help="start, verify every robot's topics and NATS link, stop; exit 0 if all good")

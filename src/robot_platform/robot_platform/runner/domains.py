@@ -20,25 +20,40 @@ DOMAIN_LOCK_DIR = Path(tempfile.gettempdir()) / "robot_platform_ros_domains"
 
 
 class DomainReservation:
-    """An exclusive ROS_DOMAIN_ID, held with a file lock so parallel test runs never share a graph."""
+    """``count`` consecutive ROS_DOMAIN_IDs held with file locks, so parallel runs never share a graph.
 
-    def __init__(self) -> None:
+    ``domain_id`` is the first of the block.
+    """
+
+    def __init__(self, count: int = 1) -> None:
         DOMAIN_LOCK_DIR.mkdir(parents=True, exist_ok=True)
-        start = TEST_DOMAIN_MIN + (os.getpid() % (TEST_DOMAIN_MAX - TEST_DOMAIN_MIN))
-        span = TEST_DOMAIN_MAX - TEST_DOMAIN_MIN
+        span = TEST_DOMAIN_MAX - TEST_DOMAIN_MIN - count + 1
+        offset = os.getpid() % span
         for i in range(span):
-            domain = TEST_DOMAIN_MIN + (start - TEST_DOMAIN_MIN + i) % span
-            handle: IO[str] = (DOMAIN_LOCK_DIR / f"{domain}.lock").open("w")
+            first = TEST_DOMAIN_MIN + (offset + i) % span
+            handles = self._lock_block(first, count)
+            if handles:
+                self.domain_id = first
+                self._handles = handles
+                return
+        raise RuntimeError(f"no {count} free consecutive ROS domain ids in {TEST_DOMAIN_MIN}..{TEST_DOMAIN_MAX - 1}")
+
+    @staticmethod
+    def _lock_block(first: int, count: int) -> list[IO[str]]:
+        handles: list[IO[str]] = []
+        for domain in range(first, first + count):
+            handle = (DOMAIN_LOCK_DIR / f"{domain}.lock").open("w")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.close()
-                continue
-            self.domain_id = domain
-            self._handle = handle
-            return
-        raise RuntimeError(f"no free ROS domain id in {TEST_DOMAIN_MIN}..{TEST_DOMAIN_MAX - 1}")
+                for h in handles:
+                    h.close()
+                return []
+            handles.append(handle)
+        return handles
 
     def release(self) -> None:
-        fcntl.flock(self._handle, fcntl.LOCK_UN)
-        self._handle.close()
+        for handle in self._handles:
+            handle.close()  # closing drops the lock
+        self._handles = []

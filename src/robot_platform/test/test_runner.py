@@ -1,0 +1,86 @@
+"""The pip-only runner: the processes it derives from the launch plan, and how it stops them."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from robot_platform import launch_plan
+from robot_platform.exceptions import ConfigError
+from robot_platform.runner.demo import DemoLayout, demo_processes
+from robot_platform.runner.processes import Installation, control_processes, robot_processes
+from robot_platform.runner.supervisor import ProcessGroup
+
+INSTALL = Installation(share=Path("/opt/rp/share/robot_platform"), lib=Path("/opt/rp/lib/robot_platform"))
+
+
+def robot_values(**changes: str) -> dict[str, str]:
+    return launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | changes
+
+
+def test_robot_processes_use_the_shared_config_and_overrides() -> None:
+    specs = {s.name: s for s in robot_processes(robot_values(robot_id="r7", enable_camera="true"), INSTALL)}
+    assert set(specs) == {"r7/nats-server", "r7/robot_sim"}
+    sim = specs["r7/robot_sim"].argv
+    assert sim[0] == "/opt/rp/lib/robot_platform/robot_sim"
+    assert sim[sim.index("--params-file") + 1] == "/opt/rp/share/robot_platform/config/robot.yaml"
+    assert "robot_id:=r7" in sim and "enable_camera:=true" in sim
+    nats = specs["r7/nats-server"]
+    assert nats.argv[-1] == "/opt/rp/share/robot_platform/config/nats/robot.conf"
+    assert nats.env["RP_ROBOT_ID"] == "r7" and nats.env["RP_NATS_HOST"] == "127.0.0.1"
+
+
+def test_disabled_parts_are_not_started() -> None:
+    specs = robot_processes(robot_values(use_sim="false", start_nats="false"), INSTALL)
+    assert specs == []
+    assert control_processes(launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {"start_nats": "false"},
+                             INSTALL) == []
+
+
+@pytest.mark.parametrize("bad", ["r1.x", "r*", "r>", "a b", ""])
+def test_robot_ids_that_would_break_subjects_are_refused(bad: str) -> None:
+    with pytest.raises(ConfigError, match="robot_id"):
+        robot_processes(robot_values(robot_id=bad), INSTALL)
+
+
+def test_demo_gives_each_robot_its_own_domain_and_ports(tmp_path: Path) -> None:
+    layout = DemoLayout(robots=3, state_dir=tmp_path)
+    specs = demo_processes(layout, INSTALL)
+    domains = {s.name: s.env["ROS_DOMAIN_ID"] for s in specs}
+    assert domains["r1/robot_sim"] == "11" and domains["r3/robot_sim"] == "13"
+    assert domains["control/nats-hub"] == "10"
+    ports = [s.env["RP_NATS_PORT"] for s in specs if "RP_NATS_PORT" in s.env]
+    assert len(ports) == len(set(ports)) == 4
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_stop_all_escalates_and_takes_grandchildren(tmp_path: Path) -> None:
+    group = ProcessGroup(log_dir=tmp_path)
+    polite = group.start("polite", _python("import time\ntry:\n time.sleep(60)\nexcept KeyboardInterrupt:\n pass"))
+    stubborn = group.start("stubborn", _python(
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\ntime.sleep(60)"))
+    parent = group.start("parent", _python(
+        "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        "print('ready', flush=True)\ntime.sleep(60)"))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(
+        "ready" in group.child(n).output() for n in ("stubborn", "parent")
+    ):
+        time.sleep(0.05)
+    grandchildren = psutil.Process(parent.pid).children()
+    assert grandchildren
+    codes = group.stop_all(sigint_wait_s=1.0, sigterm_wait_s=1.0)
+    assert codes["polite"] == 0
+    assert codes["stubborn"] == -signal.SIGKILL
+    assert polite.poll() is not None and stubborn.poll() is not None
+    _, alive = psutil.wait_procs(grandchildren, timeout=5)
+    assert not alive

@@ -1,0 +1,98 @@
+"""`robot-platform demo`: robots' graphs are up and isolated, every robot's NATS reaches the hub and
+back, and SIGTERM stops every process it started."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import psutil
+import pytest
+from helpers import REPO, free_port, wait_for
+
+from robot_platform.runner.domains import DomainReservation
+from robot_platform.runner.graph import topics_in_domain
+from robot_platform.runner.supervisor import ProcessGroup
+
+ROBOTS = 2
+
+
+@pytest.fixture
+def domains() -> Iterator[int]:
+    block = DomainReservation(count=ROBOTS + 1)
+    try:
+        yield block.domain_id
+    finally:
+        block.release()
+
+
+def _round_trip(hub_url: str, robot_urls: dict[str, str]) -> dict[str, tuple[bytes, bytes]]:
+    """Publish on each robot's server and receive on the hub, and the other way round."""
+
+    async def run() -> dict[str, tuple[bytes, bytes]]:
+        hub = await nats.connect(hub_url)
+        results: dict[str, tuple[bytes, bytes]] = {}
+        try:
+            for rid, url in robot_urls.items():
+                robot = await nats.connect(url)
+                try:
+                    up = await hub.subscribe(f"robots.{rid}.presence")
+                    down = await robot.subscribe(f"robots.{rid}.cmd.ping")
+                    await hub.flush()
+                    await robot.flush()
+                    # Interest crosses the leaf link asynchronously: retry until it arrives.
+                    for _ in range(50):
+                        await robot.publish(f"robots.{rid}.presence", f"hello from {rid}".encode())
+                        await hub.publish(f"robots.{rid}.cmd.ping", b"ping")
+                        try:
+                            got_up = await up.next_msg(timeout=0.2)
+                            got_down = await down.next_msg(timeout=0.2)
+                            results[rid] = (got_up.data, got_down.data)
+                            break
+                        except nats.errors.TimeoutError:
+                            continue
+                finally:
+                    await robot.close()
+        finally:
+            await hub.close()
+        return results
+
+    return asyncio.run(run())
+
+
+def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, domains: int, tmp_path: Path) -> None:
+    hub_port, monitor, leaf = free_port(), free_port(), free_port()
+    robot_base = 20000 + (hub_port % 20000)
+    monitor_base = robot_base + 100
+    demo = procs.start("demo", [
+        str(REPO / "bin" / "robot-platform"), "demo", "--robots", str(ROBOTS), "--state-dir", str(tmp_path / "demo"),
+        "--hub-port", str(hub_port), "--hub-monitor-port", str(monitor), "--leaf-port", str(leaf),
+        "--robot-port-base", str(robot_base), "--robot-monitor-base", str(monitor_base),
+        "--domain-base", str(domains),
+    ])
+    wait_for(lambda: "all up" in procs.child("demo").output() or demo.poll() is not None, 90, "the demo banner")
+    assert "all up" in procs.child("demo").output(), procs.child("demo").output()
+
+    # Each robot's simulator is in its own graph, not in the others'.
+    for i in range(1, ROBOTS + 1):
+        topics = topics_in_domain(domains + i, {"/odom", "/scan"}, timeout_s=10)
+        assert {"/odom", "/imu", "/scan", "/battery_state"} <= set(topics)
+    assert "/odom" not in topics_in_domain(domains, set(), timeout_s=1.0)
+
+    # Every robot's nats-server reaches the hub, and the hub reaches it.
+    robot_urls = {f"r{i}": f"nats://127.0.0.1:{robot_base + i}" for i in range(1, ROBOTS + 1)}
+    results = _round_trip(f"nats://127.0.0.1:{hub_port}", robot_urls)
+    assert results == {rid: (f"hello from {rid}".encode(), b"ping") for rid in robot_urls}
+
+    # SIGTERM (not only Ctrl-C) stops everything the demo started.
+    children = psutil.Process(demo.pid).children(recursive=True)
+    assert len(children) >= 1 + 2 * ROBOTS  # hub + (nats-server + robot_sim) per robot
+    demo.send_signal(signal.SIGTERM)
+    assert demo.wait(timeout=30) == 0
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"left running after SIGTERM: {[p.pid for p in alive]}"
+    sys.stdout.write(procs.child("demo").output())
