@@ -21,16 +21,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import DomainReservation, free_port, wait_port  # noqa: E402
-
-from robot_platform.runner.supervisor import ProcessGroup  # noqa: E402
+from helpers import DomainReservation, free_port, wait_port
+from robot_platform.runner.supervisor import ProcessGroup
 
 # Every ROS process of this test session stays on this machine, whatever the caller's shell says.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # noqa: ANN201
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     outcome = yield
     report = outcome.get_result()
     setattr(item, "rep_" + report.when, report)

@@ -31,7 +31,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, period:
     while time.monotonic() < deadline:
         try:
             result = predicate()
-        except Exception as exc:  # noqa: BLE001 - remembered and reported below
+        except Exception as exc:
             last_error = exc
             result = None
         if result:

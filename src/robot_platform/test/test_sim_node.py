@@ -14,9 +14,9 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from robot_platform.runner.supervisor import ProcessGroup
 from sensor_msgs.msg import BatteryState, Image, Imu, LaserScan
 
-from robot_platform.runner.supervisor import ProcessGroup
 from robot_platform_interfaces.srv import InjectFault
 
 RATES = {"odom": 20.0, "imu": 50.0, "scan": 10.0, "battery_state": 2.0, "camera/image_raw": 5.0}
@@ -36,14 +36,14 @@ class Observer:
         self.cmd_pub = self.node.create_publisher(Twist, "cmd_vel", 10)
         self.fault_client = self.node.create_client(InjectFault, "robot_sim/inject_fault")
 
-    def _make_cb(self, topic: str):  # noqa: ANN202
+    def _make_cb(self, topic: str):
         def cb(msg: object) -> None:
             self.stamps[topic].append(time.monotonic())
             self.last[topic] = msg
 
         return cb
 
-    def spin_until(self, predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+    def spin_until(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rclpy.spin_once(self.node, timeout_sec=0.05)
@@ -51,7 +51,7 @@ class Observer:
                 return
         raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
-    def spin_for(self, seconds: float, each=None) -> None:  # noqa: ANN001
+    def spin_for(self, seconds: float, each=None) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if each:
