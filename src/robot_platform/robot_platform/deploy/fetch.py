@@ -77,9 +77,7 @@ def load_credentials_file(path: Path) -> tuple[str, str]:
         return str(data["access_key_id"]), str(data["secret_access_key"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         # The message names the file and the problem kind only, never its content.
-        raise FetchError(
-            str(path), f"credentials file unreadable or missing keys ({type(exc).__name__})"
-        ) from exc
+        raise FetchError(str(path), f"credentials file unreadable or missing keys ({type(exc).__name__})") from exc
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:

@@ -222,17 +222,13 @@ def _triggers(value: Any) -> tuple[Trigger, ...]:
     for i, item in enumerate(value):
         key = f"triggers[{i}]"
         if not isinstance(item, dict) or len(item) != 1 or set(item) - _TRIGGER_KEYS:
-            raise ManifestError(
-                key, "must be one of {nats: subject}, {ros_topic: /t}, {schedule_s: n}"
-            )
+            raise ManifestError(key, "must be one of {nats: subject}, {ros_topic: /t}, {schedule_s: n}")
         if "nats" in item:
             out.append(Trigger(nats=_string(item["nats"], key + ".nats", re.compile(r"^[A-Za-z0-9_.>*-]+$"))))
         elif "ros_topic" in item:
             out.append(
                 Trigger(
-                    ros_topic=_string(
-                        item["ros_topic"], key + ".ros_topic", re.compile(r"^/?[A-Za-z][A-Za-z0-9_/]*$")
-                    )
+                    ros_topic=_string(item["ros_topic"], key + ".ros_topic", re.compile(r"^/?[A-Za-z][A-Za-z0-9_/]*$"))
                 )
             )
         else:

@@ -124,9 +124,7 @@ def generate_private_key_pem() -> bytes:
 def public_key_pem(private_pem: bytes) -> bytes:
     """The SubjectPublicKeyInfo PEM matching a private key PEM."""
     key = load_private_key(private_pem)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_private_key(pem: bytes) -> Ed25519PrivateKey:

@@ -189,6 +189,29 @@ def invoke_function(
     return InvocationResult(invocation_id, False, None, str(document.get("error", "")), logs, duration)
 
 
+def probe_function(version_dir: Path, manifest: Manifest, timeout_s: float) -> None:
+    """Check a function package loads (module imports, handler callable) under its limits."""
+    argv = [sys.executable, SANDBOX, "probe", json.dumps(manifest.limits.__dict__), manifest.handler]
+    proc = subprocess.Popen(
+        argv,
+        cwd=version_dir,
+        env=child_env(manifest),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_group(proc, term_wait_s=0.5)
+        proc.communicate()
+        raise StepTimeoutError("health_check", timeout_s) from None
+    if proc.returncode != 0:
+        last = _tail(out).strip().splitlines()[-1:] or [""]
+        raise RunError("health_check", f"handler {manifest.handler} does not load: {last[0][:200]}", proc.returncode)
+
+
 class AppProcess:
     """One running version of an app package: start, health check, stop, supervised restarts."""
 
@@ -209,9 +232,7 @@ class AppProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as stream:
-            stream.write(
-                f"--- start {self.manifest.name} {self.manifest.version} at {time.time():.3f}\n".encode()
-            )
+            stream.write(f"--- start {self.manifest.name} {self.manifest.version} at {time.time():.3f}\n".encode())
             stream.flush()
             try:
                 self._proc = subprocess.Popen(
@@ -311,6 +332,47 @@ class AppProcess:
         )
         self.start()
         return True
+
+
+def write_pidfile(path: Path, app: AppProcess) -> None:
+    """Remember a started app so a restarted deploy_service can stop it if it outlived a crash."""
+    path.write_text(json.dumps({"pid": app.pid, "cwd": str(app.version_dir.resolve())}))
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting for a reaper that is not us."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat_line.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def kill_orphan(path: Path) -> bool:
+    """Stop the process group named in a pidfile if it is still the app we started (same cwd)."""
+    try:
+        data = json.loads(path.read_text())
+        pid, cwd = int(data["pid"]), str(data["cwd"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    try:
+        if os.readlink(f"/proc/{pid}/cwd") != cwd:
+            return False  # the pid was reused by something else: leave it alone
+    except OSError:
+        return False
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + STOP_TERM_WAIT_S
+        while time.monotonic() < deadline and not _gone(pid):
+            time.sleep(0.05)
+        if _gone(pid):
+            break
+    log.warning("stopped app process group %d left over from a previous run", pid)
+    return True
 
 
 class AppSupervisor:

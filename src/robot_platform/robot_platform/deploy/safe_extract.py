@@ -59,9 +59,7 @@ def _check_symlink(rel: str, target: str) -> None:
         raise UnsafeArchiveError(rel, f"symlink leaves the target directory ({target!r})")
 
 
-def validate_members(
-    members: list[tarfile.TarInfo], limits: ExtractLimits
-) -> list[tuple[str, tarfile.TarInfo]]:
+def validate_members(members: list[tarfile.TarInfo], limits: ExtractLimits) -> list[tuple[str, tarfile.TarInfo]]:
     """Check every header; return ``(relative path, member)`` pairs in archive order."""
     if len(members) > limits.max_files:
         raise LimitExceededError("files", len(members), limits.max_files)
@@ -89,9 +87,7 @@ def validate_members(
         elif member.islnk():
             link = _normalize(member.linkname)
             if link not in seen_files:
-                raise UnsafeArchiveError(
-                    member.name, f"hardlink to {member.linkname!r}, not a file in this archive"
-                )
+                raise UnsafeArchiveError(member.name, f"hardlink to {member.linkname!r}, not a file in this archive")
             size = next(m.size for r, m in reversed(out) if r == link and m.isreg())
             total += size
             if total > limits.max_total_bytes:

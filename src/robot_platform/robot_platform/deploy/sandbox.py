@@ -10,6 +10,8 @@ forked child). Setting the limits here, after exec in a fresh single-threaded in
 
 ``exec LIMITS -- argv...``
     set limits, then ``execvp(argv)``.
+``probe LIMITS HANDLER``
+    set limits, import the handler's module from the current directory; exit 0 if the function exists.
 ``invoke LIMITS HANDLER NAME VERSION INVOCATION_ID TIMEOUT_S``
     set limits, read the event (JSON) from stdin, import ``HANDLER`` (``module.function``) from the current
     directory, call ``handler(event, context)``, write ``{"ok": true, "result": ...}`` or
@@ -97,19 +99,36 @@ def _invoke(
     return code
 
 
+def _probe(handler: str) -> int:
+    """Import the handler's module and check the function exists: a function package's health check."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [os.getcwd(), *(p for p in sys.path if p and os.path.abspath(p) != here)]
+    module_name, function_name = handler.rsplit(".", 1)
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except BaseException as exc:
+        sys.stderr.write(f"cannot load {handler}: {type(exc).__name__}: {exc}\n")
+        return 1
+    if not callable(function):
+        sys.stderr.write(f"{handler} is not callable\n")
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "exec" and "--" in argv:
         split = argv.index("--")
         apply_limits(json.loads(argv[1]))
         command = argv[split + 1 :]
         os.execvp(command[0], command)  # noqa: S606 - argv list from a validated manifest, no shell
+    if len(argv) == 3 and argv[0] == "probe":
+        apply_limits(json.loads(argv[1]))
+        return _probe(argv[2])
     if len(argv) == 7 and argv[0] == "invoke":
         limits = json.loads(argv[1])
         apply_limits(limits)
         return _invoke(limits, argv[2], argv[3], argv[4], argv[5], float(argv[6]))
-    sys.stderr.write(
-        "usage: sandbox.py exec LIMITS -- argv... | invoke LIMITS HANDLER NAME VERSION ID TIMEOUT\n"
-    )
+    sys.stderr.write("usage: sandbox.py exec LIMITS -- argv... | invoke LIMITS HANDLER NAME VERSION ID TIMEOUT\n")
     return 2
 
 

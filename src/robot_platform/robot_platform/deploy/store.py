@@ -213,6 +213,8 @@ class PackageStore:
         """The transaction is done (new version healthy, or rollback finished): forget the journal."""
         pdir = self.package_dir(journal.package)
         shutil.rmtree(self.staging_dir(journal.package, journal.job_id), ignore_errors=True)
+        with contextlib.suppress(OSError):
+            (pdir / STAGING).rmdir()  # only when empty
         with contextlib.suppress(FileNotFoundError):
             (pdir / JOURNAL).unlink()
         _fsync_dir(pdir)
@@ -222,9 +224,7 @@ class PackageStore:
         """Move an extracted staging directory to ``versions/<version>`` and write its install record."""
         target = self.version_dir(journal.package, journal.version)
         if target.exists():
-            raise StoreError(
-                f"{journal.package} {journal.version} is already installed; versions are immutable"
-            )
+            raise StoreError(f"{journal.package} {journal.version} is already installed; versions are immutable")
         target.parent.mkdir(parents=True, exist_ok=True)
         journal.created_version = True
         self.advance(journal, PHASE_STAGING)  # record intent to create before creating
