@@ -1,0 +1,285 @@
+"""System test of nats_bridge: real rclpy graph, real bridge process, real nats-server, nats-py client.
+
+ROS /odom -> bridge -> NATS robots.r1.ros.odom decoded without ROS knowledge of the bridge; an
+allowlisted command from NATS reaches a ROS subscriber; non-allowlisted, wrong-type, malformed,
+unknown-field, oversized and duplicate commands are rejected and counted while the bridge keeps running;
+a rate-limited topic keeps the latest message; a topic matching out.allow is discovered while running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import nats
+import pytest
+from helpers import REPO, ros_env
+
+rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import Twist  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from robot_platform.bridge.codec import Codec  # noqa: E402
+from robot_platform.bridge.envelope import Envelope  # noqa: E402
+from std_msgs.msg import Float32, Int32  # noqa: E402
+
+MAX_PAYLOAD = 4096
+WAIT_S = 20.0
+
+PARAMS = """
+/**/nats_bridge:
+  ros__parameters:
+    robot_id: r1
+    nats_url: {url}
+    max_payload_bytes: {max_payload}
+    health_period_s: 0.3
+    discovery_period_s: 0.5
+    out:
+      names: [odom, counter]
+      odom: {{topic: /odom, type: nav_msgs/msg/Odometry}}
+      counter: {{topic: /counter, type: std_msgs/msg/Int32, max_rate_hz: 4.0, depth: 100}}
+      allow: ["/sensors/**"]
+      deny: ["/sensors/private"]
+      pattern_reliability: best_effort
+      pattern_max_rate_hz: 0.0
+    in:
+      names: [cmd_vel]
+      cmd_vel: {{topic: /cmd_vel, type: geometry_msgs/msg/Twist}}
+"""
+
+
+def command_headers(type_name: str = "geometry_msgs/msg/Twist", msg_id: str | None = None) -> dict[str, str]:
+    return Envelope(type_name=type_name, msg_id=msg_id or uuid.uuid4().hex, robot_id="r1").headers()
+
+
+async def until(predicate: Any, what: str, timeout: float = WAIT_S, period: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        await asyncio.sleep(period)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Graph:
+    """In-process ROS side: publishers of /odom, /counter, /sensors/*, a subscriber of /cmd_vel."""
+
+    def __init__(self) -> None:
+        self.node = rclpy.create_node("bridge_system_test")
+        reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.odom_pub = self.node.create_publisher(Odometry, "/odom", 10)
+        self.counter_pub = self.node.create_publisher(Int32, "/counter", reliable)
+        self.temp_pub = self.node.create_publisher(Float32, "/sensors/temp", 10)
+        self.private_pub = self.node.create_publisher(Float32, "/sensors/private", 10)
+        self.cmds: list[Twist] = []
+        self._lock = threading.Lock()
+        self.node.create_subscription(Twist, "/cmd_vel", self._on_cmd, 10)
+        self.executor = SingleThreadedExecutor(context=self.node.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_cmd(self, msg: Twist) -> None:
+        with self._lock:
+            self.cmds.append(msg)
+
+    def commands(self) -> list[Twist]:
+        with self._lock:
+            return list(self.cmds)
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        self.thread.join(timeout=5.0)
+
+
+class Inbox:
+    """Collects NATS messages per subject."""
+
+    def __init__(self) -> None:
+        self.by_subject: dict[str, list[Any]] = {}
+
+    async def cb(self, msg: Any) -> None:
+        self.by_subject.setdefault(msg.subject, []).append(msg)
+
+    def get(self, subject: str) -> list[Any]:
+        return self.by_subject.get(subject, [])
+
+
+def health_values(msg: Any) -> dict[str, str]:
+    body = msgpack.unpackb(msg.data)
+    return {kv["key"]: kv["value"] for kv in body["status"][0]["values"]}
+
+
+@pytest.fixture
+def ros_context(ros_domain: int):
+    rclpy.init()
+    try:
+        yield ros_domain
+    finally:
+        rclpy.try_shutdown()
+
+
+def start_bridge(procs: Any, tmp_path: Path, url: str, domain: int) -> Any:
+    params = tmp_path / "bridge.yaml"
+    params.write_text(PARAMS.format(url=url, max_payload=MAX_PAYLOAD))
+    src = str(REPO / "src" / "robot_platform")
+    env = ros_env(domain, {"PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    argv = [sys.executable, "-m", "robot_platform.bridge.node", "--ros-args", "--params-file", str(params)]
+    return procs.start("nats_bridge", argv, env=env)
+
+
+def test_bridge_round_trip_and_rejections(ros_context: int, nats_server: Any, procs: Any, tmp_path: Path) -> None:
+    bridge = start_bridge(procs, tmp_path, nats_server.url, ros_context)
+    graph = Graph()
+    try:
+        asyncio.run(scenario(graph, nats_server.url, bridge))
+    finally:
+        graph.close()
+    # Clean stop on SIGTERM, like a supervisor would do it.
+    bridge.terminate()
+    assert bridge.wait(timeout=10) is not None
+
+
+async def scenario(graph: Graph, url: str, bridge: Any) -> None:
+    codec = Codec()
+    nc = await nats.connect(url)
+    inbox = Inbox()
+    await nc.subscribe("robots.r1.>", cb=inbox.cb)
+    try:
+        await until(lambda: inbox.get("robots.r1.health.nats_bridge"), "the bridge's health report")
+
+        # ---- ROS -> NATS: odometry, decoded by a client that only has the envelope and msgpack.
+        odom = Odometry()
+        odom.header.frame_id = "odom"
+        odom.header.stamp.sec = 1234
+        odom.header.stamp.nanosec = 5
+        odom.child_frame_id = "base_link"
+        odom.pose.pose.position.x = 1.25
+        odom.pose.covariance[0] = 0.5
+        odom.twist.twist.angular.z = -0.3
+
+        def odom_arrived() -> bool:
+            graph.odom_pub.publish(odom)
+            return len(inbox.get("robots.r1.ros.odom")) >= 3
+
+        await until(odom_arrived, "odometry on robots.r1.ros.odom", period=0.1)
+        first, second = inbox.get("robots.r1.ros.odom")[:2]
+        env = Envelope.from_headers(first.subject, first.headers)
+        assert env.type_name == "nav_msgs/msg/Odometry"
+        assert env.topic == "/odom" and env.robot_id == "r1"
+        assert env.type_hash.startswith("RIHS01_")
+        assert env.stamp == "1234.000000005"
+        assert Envelope.from_headers(second.subject, second.headers).seq == env.seq + 1
+        assert first.headers["Nats-Msg-Id"] != second.headers["Nats-Msg-Id"]
+        plain = msgpack.unpackb(first.data)
+        assert plain["pose"]["pose"]["position"]["x"] == 1.25
+        assert plain["header"]["stamp"] == {"sec": 1234, "nanosec": 5}
+        assert len(plain["pose"]["covariance"]) == 36
+        assert codec.decode(Odometry, first.data) == odom
+
+        # ---- NATS -> ROS: allowlisted command.
+        twist = {"linear": {"x": 0.4, "y": 0.0, "z": 0.0}, "angular": {"x": 0.0, "y": 0.0, "z": 0.1}}
+
+        async def send_valid() -> None:
+            await nc.publish("robots.r1.cmd.cmd_vel", msgpack.packb(twist), headers=command_headers())
+
+        async def command_arrives() -> None:
+            deadline = time.monotonic() + WAIT_S
+            while not graph.commands() and time.monotonic() < deadline:
+                await send_valid()
+                await asyncio.sleep(0.2)
+
+        await command_arrives()
+        assert graph.commands(), "allowlisted command never reached ROS"
+        cmd = graph.commands()[-1]
+        assert cmd.linear.x == 0.4 and cmd.angular.z == 0.1
+        await asyncio.sleep(0.5)  # let in-flight valid commands land before counting
+        valid_count = len(graph.commands())
+
+        # ---- rejected commands: each kind counted, none reaches ROS.
+        dup_id = uuid.uuid4().hex
+        bad = [
+            ("robots.r1.cmd.secret", msgpack.packb(twist), command_headers()),  # not allowlisted
+            ("robots.r1.cmd.cmd_vel", msgpack.packb({"data": "x"}), command_headers("std_msgs/msg/String")),
+            ("robots.r1.cmd.cmd_vel", b"\xc1\x00garbage", command_headers()),  # malformed msgpack
+            ("robots.r1.cmd.cmd_vel", msgpack.packb({"linear": {"x": "fast"}}), command_headers()),
+            ("robots.r1.cmd.cmd_vel", msgpack.packb({"turbo": True}), command_headers()),
+            ("robots.r1.cmd.cmd_vel", msgpack.packb({"linear": {"x": 1.0}, "pad": "x" * 5000}), command_headers()),
+            ("robots.r1.cmd.cmd_vel", msgpack.packb([1, 2, 3]), command_headers()),  # not a map
+            ("robots.r1.cmd.cmd_vel", msgpack.packb(twist), None),  # no envelope
+        ]
+        for subject, data, headers in bad:
+            await nc.publish(subject, data, headers=headers)
+        await nc.publish("robots.r1.cmd.cmd_vel", msgpack.packb(twist), headers=command_headers(msg_id=dup_id))
+        await nc.publish("robots.r1.cmd.cmd_vel", msgpack.packb(twist), headers=command_headers(msg_id=dup_id))
+        await nc.flush()
+
+        expected = {
+            "errors.not_allowed": 3,  # non-allowlisted subject, wrong type, no headers
+            "errors.malformed": 2,
+            "errors.wrong_type": 1,
+            "errors.unknown_field": 1,
+            "errors.oversized": 1,
+            "duplicates": 1,
+        }
+
+        def counted() -> dict[str, str] | None:
+            reports = inbox.get("robots.r1.health.nats_bridge")
+            values = health_values(reports[-1])
+            ok = all(int(values.get(k, "0")) >= n for k, n in expected.items())
+            return values if ok else None
+
+        values = await until(counted, f"rejection counters {expected}")
+        for key, n in expected.items():
+            assert int(values[key]) == n, (key, values[key])
+        # Exactly one of the two duplicate-id commands went through, none of the bad ones.
+        await until(lambda: len(graph.commands()) == valid_count + 1, "the first duplicate-id command")
+        assert bridge.poll() is None, "bridge died on bad input"
+
+        # ---- still working after all that.
+        before = len(graph.commands())
+        await send_valid()
+        await until(lambda: len(graph.commands()) > before, "a valid command after rejections")
+
+        # ---- rate limit: 4 Hz max, keep latest.
+        for i in range(1, 41):
+            graph.counter_pub.publish(Int32(data=i))
+            await asyncio.sleep(0.01)
+
+        def last_counter() -> int | None:
+            msgs = inbox.get("robots.r1.ros.counter")
+            return msgpack.unpackb(msgs[-1].data)["data"] if msgs else None
+
+        await until(lambda: last_counter() == 40, "the latest counter value (keep latest)")
+        n_counter = len(inbox.get("robots.r1.ros.counter"))
+        assert 1 <= n_counter <= 5, f"{n_counter} messages went out in ~0.5 s at max 4 Hz"
+        values = await until(
+            lambda: (
+                (v := health_values(inbox.get("robots.r1.health.nats_bridge")[-1])).get("out/counter.dropped_rate")
+                and v
+            ),
+            "dropped_rate counter",
+        )
+        assert int(values["out/counter.dropped_rate"]) + n_counter >= 30
+
+        # ---- discovery of a topic matching out.allow (and not of a denied one).
+        def temp_arrived() -> bool:
+            graph.temp_pub.publish(Float32(data=21.5))
+            graph.private_pub.publish(Float32(data=1.0))
+            return bool(inbox.get("robots.r1.ros.sensors.temp"))
+
+        await until(temp_arrived, "discovered /sensors/temp on NATS", period=0.2)
+        assert msgpack.unpackb(inbox.get("robots.r1.ros.sensors.temp")[0].data) == {"data": 21.5}
+        assert not inbox.get("robots.r1.ros.sensors.private")
+    finally:
+        await nc.close()
