@@ -264,7 +264,8 @@ class DeployEngine:
                 State.REJECTED,
                 f"job id {request.job_id} was already used for a different request",
             )
-        return Decision(True, request.job_id, status.state, f"duplicate job id; job is {status.state.name}")
+        message = f"duplicate job id; job is {status.state.name}" + (f": {status.reason}" if status.reason else "")
+        return Decision(status.state != State.REJECTED, request.job_id, status.state, message)
 
     def _reject_now(self, request: DeployRequest, reason: str, store: bool = True) -> Decision:
         self.rejected_count += 1

@@ -1,0 +1,219 @@
+"""DeployEngine with a real store, real signatures and real child processes; only the S3 download is a
+local test double (LocalFetcher). The SeaweedFS path is covered by test/test_deploy_system.py."""
+
+import os
+import threading
+import time
+
+import pytest
+
+from deploy_testutil import LocalFetcher, build_signed, new_key, write_app_source, write_function_source
+from robot_platform.deploy.engine import DeployEngine, EngineConfig
+from robot_platform.deploy.jobs import DeployRequest, State
+from robot_platform.deploy.package import TrustStore
+from robot_platform.deploy.store import PackageStore
+
+
+class Collector:
+    def __init__(self):
+        self.statuses = []
+        self.cond = threading.Condition()
+
+    def __call__(self, status):
+        with self.cond:
+            self.statuses.append(status)
+            self.cond.notify_all()
+
+    def final(self, job_id, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                done = [s for s in self.statuses if s.job_id == job_id and s.state.final]
+                if done:
+                    return done[-1]
+                left = deadline - time.monotonic()
+                assert left > 0, f"job {job_id} did not finish: {[s for s in self.statuses if s.job_id == job_id]}"
+                self.cond.wait(left)
+
+    def of(self, job_id):
+        return [s for s in self.statuses if s.job_id == job_id]
+
+
+@pytest.fixture
+def env(tmp_path):
+    pem, pub = new_key(tmp_path)
+    fetcher = LocalFetcher()
+    statuses = Collector()
+    engine = DeployEngine(EngineConfig(robot_id="r1", default_bucket="packages"), PackageStore(tmp_path / "root"),
+                          fetcher, TrustStore.from_specs([str(pub)]), statuses)
+    engine.start()
+
+    def publish(src, uri=None):
+        archive, manifest, signed = build_signed(src, tmp_path / "dist", pem)
+        uri = uri or f"s3://packages/{manifest.name}/{archive.name}"
+        fetcher.objects[uri] = archive
+        return DeployRequest("", manifest.name, manifest.version, uri, signed.sha256, signed.signature, manifest.kind)
+
+    yield engine, publish, statuses, tmp_path, pem
+    engine.shutdown()
+
+
+def request(base, job_id, **kw):
+    return DeployRequest(**{**base.__dict__, "job_id": job_id, **kw})
+
+
+def test_function_deploys_and_invokes(env):
+    engine, publish, statuses, tmp, _ = env
+    req = request(publish(write_function_source(tmp)), "job-1")
+    decision = engine.submit(req)
+    assert decision.accepted and decision.state == State.QUEUED
+    assert statuses.final("job-1").state == State.SUCCEEDED
+    steps = [s.step for s in statuses.of("job-1") if s.state == State.IN_PROGRESS]
+    assert steps[0] == "download" and steps[-1] == "health_check"
+    assert [s for s in ("verify", "extract", "install", "activate", "start") if s not in steps] == []
+    progress = [s.progress for s in statuses.of("job-1")]
+    assert progress == sorted(progress) and progress[-1] == 1.0
+    [info] = engine.list_packages("hello_fn")
+    assert (info.kind, info.active_version, info.running) == ("function", "1.0.0", True)
+    result = engine.invoke("hello_fn", {"x": 1})
+    assert result.ok, result.error
+    assert result.result["greeting"] == "hello" and result.result["echo"] == {"x": 1}
+    assert 0 < result.result["left_ms"] <= 10_000
+    assert "invoked hello_fn" in result.logs
+
+
+def test_function_errors_and_timeouts_are_results(env):
+    engine, publish, statuses, tmp, _ = env
+    body = "import time\ndef main(event, context):\n    if event == 'sleep':\n        time.sleep(30)\n" \
+           "    raise ValueError('bad event')\n"
+    req = request(publish(write_function_source(tmp, body=body)), "job-f")
+    engine.submit(req)
+    assert statuses.final("job-f").state == State.SUCCEEDED
+    result = engine.invoke("hello_fn", "boom")
+    assert not result.ok and "ValueError: bad event" in result.error
+    from robot_platform.deploy import runner
+    from robot_platform.deploy.manifest import load_manifest
+    started = time.monotonic()
+    slow = runner.invoke_function(engine.store.active_dir("hello_fn"),
+                                  load_manifest(engine.store.active_dir("hello_fn")), "sleep", timeout_s=1.0)
+    assert not slow.ok and "timed out" in slow.error and time.monotonic() - started < 5
+
+
+def test_app_unhealthy_second_version_rolls_back(env):
+    engine, publish, statuses, tmp, _ = env
+    engine.submit(request(publish(write_app_source(tmp, version="1.0.0")), "app-1"))
+    assert statuses.final("app-1").state == State.SUCCEEDED
+    app1 = engine.apps.get("demo_app")
+    pid1 = app1.pid
+    assert app1.alive() and (engine.store.active_dir("demo_app") / "installed").exists()
+    engine.submit(request(publish(write_app_source(tmp, version="2.0.0", healthy=False, timeout_s=1.5)), "app-2"))
+    final = statuses.final("app-2")
+    assert final.state == State.FAILED
+    assert "not healthy" in final.reason and "demo_app is on 1.0.0" in final.reason
+    assert "rollback" in [s.step for s in statuses.of("app-2")]
+    assert engine.store.active_version("demo_app") == "1.0.0"
+    assert engine.store.installed_versions("demo_app") == ["1.0.0"]
+    app = engine.apps.get("demo_app")
+    assert app.alive() and app.pid != pid1  # the first version runs again (restarted after the stop)
+    [info] = engine.list_packages("demo_app")
+    assert info.running and info.active_version == "1.0.0"
+
+
+def test_tampered_archive_rejected_old_version_untouched(env):
+    engine, publish, statuses, tmp, _ = env
+    engine.submit(request(publish(write_function_source(tmp)), "ok-1"))
+    assert statuses.final("ok-1").state == State.SUCCEEDED
+    req2 = publish(write_function_source(tmp, version="2.0.0"))
+    path = tmp / "dist" / "hello_fn-2.0.0.tar.gz"
+    path.write_bytes(path.read_bytes() + b"tampered")
+    engine.submit(request(req2, "bad-2"))
+    final = statuses.final("bad-2")
+    assert final.state == State.REJECTED and "sha256 mismatch" in final.reason
+    assert engine.store.active_version("hello_fn") == "1.0.0"
+    assert engine.store.installed_versions("hello_fn") == ["1.0.0"]
+
+
+def test_rejections_at_once(env, tmp_path):
+    engine, publish, statuses, tmp, _ = env
+    base = publish(write_function_source(tmp))
+    other_pem, _ = new_key(tmp_path / "..")
+    from robot_platform.deploy.package import sign_archive
+    foreign = sign_archive(tmp / "dist" / "hello_fn-1.0.0.tar.gz", other_pem)
+    cases = {
+        "unknown-key": request(base, "unknown-key", signature=foreign.signature),
+        "bad-sha": request(base, "bad-sha", sha256="xyz"),
+        "bad-name": request(base, "bad-name", package_name="../etc"),
+        "bad-kind": request(base, "bad-kind", kind="daemon"),
+        "bad-uri": request(base, "bad-uri", artifact_uri="http://example.com/x"),
+    }
+    for job_id, req in cases.items():
+        decision = engine.submit(req)
+        assert not decision.accepted and decision.state == State.REJECTED, job_id
+        assert decision.message
+    assert "no trusted key" in engine.submit(cases["unknown-key"]).message
+    assert engine.rejected_count == len(cases)  # the duplicate is answered, not counted again
+    assert engine.list_packages() == []
+
+
+def test_manifest_mismatch_and_missing_object(env):
+    engine, publish, statuses, tmp, _ = env
+    base = publish(write_function_source(tmp))
+    engine.submit(request(base, "wrong-kind", kind="app"))
+    final = statuses.final("wrong-kind")
+    assert final.state == State.REJECTED and "kind" in final.reason
+    engine.submit(request(base, "missing", artifact_uri="s3://packages/nope.tar.gz"))
+    final = statuses.final("missing")
+    assert final.state == State.FAILED and "404" in final.reason
+    assert engine.list_packages() == []
+
+
+def test_job_id_idempotent_and_per_package_queue(env):
+    engine, publish, statuses, tmp, _ = env
+    r1 = request(publish(write_function_source(tmp)), "same")
+    r2 = request(publish(write_function_source(tmp, version="2.0.0")), "next")
+    d1, d2 = engine.submit(r1), engine.submit(r2)
+    assert d1.accepted and d2.accepted
+    again = engine.submit(r1)
+    assert again.accepted and again.job_id == "same"
+    assert statuses.final("same").state == State.SUCCEEDED
+    assert statuses.final("next").state == State.SUCCEEDED
+    fetches = engine.fetcher.calls
+    repeat = engine.submit(r1)
+    assert repeat.accepted and repeat.state == State.SUCCEEDED and "duplicate" in repeat.message
+    assert engine.fetcher.calls == fetches  # nothing was redone
+    clash = engine.submit(request(r1, "same", version="2.0.0"))
+    assert not clash.accepted and "different request" in clash.message
+    assert engine.store.active_version("hello_fn") == "2.0.0"
+
+
+def test_rollback_service_logic(env):
+    engine, publish, statuses, tmp, _ = env
+    for v in ("1.0.0", "2.0.0"):
+        engine.submit(request(publish(write_app_source(tmp, version=v)), f"j-{v}"))
+        assert statuses.final(f"j-{v}").state == State.SUCCEEDED
+    result = engine.rollback("demo_app")
+    assert result.success and result.active_version == "1.0.0", result.message
+    assert engine.apps.get("demo_app").alive()
+    assert engine.apps.get("demo_app").manifest.version == "1.0.0"
+    result = engine.rollback("demo_app", "9.9.9")
+    assert not result.success and "not installed" in result.message
+    assert engine.rollback("demo_app", "2.0.0").active_version == "2.0.0"
+
+
+def test_restart_recovers_and_restarts_app(env):
+    engine, publish, statuses, tmp, _ = env
+    engine.submit(request(publish(write_app_source(tmp)), "a1"))
+    assert statuses.final("a1").state == State.SUCCEEDED
+    pid = engine.apps.get("demo_app").pid
+    # simulate a crash: forget the engine without stopping its app, then start a new one on the same root
+    engine.apps.set("demo_app", None)
+    second = Collector()
+    engine2 = DeployEngine(engine.config, PackageStore(engine.store.root), engine.fetcher, engine.trust, second)
+    engine2.start()
+    try:
+        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"
+        assert engine2.apps.get("demo_app").alive()
+        repeat = engine2.submit(request(publish(write_app_source(tmp / "again")), "a1"))
+        assert repeat.accepted and repeat.state == State.SUCCEEDED
+    finally:
+        engine2.shutdown()
