@@ -7,13 +7,13 @@ On machines without launch_ros (ROS 2 from PyPI wheels), `robot-platform robot -
 same set from the same plan and config.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from launch import LaunchDescription
 from robot_platform import launch_plan
 
 

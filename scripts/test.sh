@@ -8,12 +8,13 @@ cd "$ROOT"
 . scripts/env.sh
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 start=$(date +%s)
-ours() { pgrep -f -a "nats-server|weed |mosquitto -c|$ROOT/install|robot_platform\." 2>/dev/null | sort; }
-before="$(ours)"
+# Every process the tests start inherits this marker, so leftovers are found precisely (and other
+# runs on the same machine are never mistaken for ours).
+export RP_TEST_RUN="make-test-$$-$(date +%s%N)"
 rc=0
 
 echo "== ruff =="
-ruff check src test bench launch scripts || rc=1
+ruff check . || rc=1
 
 echo "== colcon test =="
 colcon test --base-paths src --event-handlers console_cohesion+ summary+ \
@@ -23,8 +24,7 @@ colcon test-result --verbose || rc=1
 echo "== system tests (test/) =="
 python -m pytest test -v -p no:cacheprovider --junitxml=build/system-tests.xml || rc=1
 
-after="$(ours)"
-leftover="$(comm -13 <(echo "$before") <(echo "$after"))"
+leftover="$(python scripts/leftover_processes.py "$RP_TEST_RUN")"
 if [ -n "$leftover" ]; then
   echo "== processes left running by the tests =="; echo "$leftover"; rc=1
 fi

@@ -12,8 +12,8 @@ from pathlib import Path
 import nats
 import psutil
 import pytest
-from helpers import REPO, free_port, wait_for
 
+from helpers import REPO, free_port, wait_for
 from robot_platform.runner.domains import DomainReservation
 from robot_platform.runner.graph import topics_in_domain
 from robot_platform.runner.supervisor import ProcessGroup
@@ -93,6 +93,6 @@ def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, doma
     assert len(children) >= 1 + 2 * ROBOTS  # hub + (nats-server + robot_sim) per robot
     demo.send_signal(signal.SIGTERM)
     assert demo.wait(timeout=30) == 0
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left running after SIGTERM: {[p.pid for p in alive]}"
     sys.stdout.write(procs.child("demo").output())

@@ -66,7 +66,8 @@ def test_stop_all_escalates_and_takes_grandchildren(tmp_path: Path) -> None:
     group = ProcessGroup(log_dir=tmp_path)
     polite = group.start("polite", _python("import time\ntry:\n time.sleep(60)\nexcept KeyboardInterrupt:\n pass"))
     stubborn = group.start("stubborn", _python(
-        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         "print('ready', flush=True)\ntime.sleep(60)"))
     parent = group.start("parent", _python(
         "import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"

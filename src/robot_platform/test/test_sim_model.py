@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from robot_platform.sim.model import BaseConfig, CameraModel, LaserModel, Pose2D, RobotModel
 
 

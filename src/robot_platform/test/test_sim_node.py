@@ -14,9 +14,9 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from robot_platform.runner.supervisor import ProcessGroup
 from sensor_msgs.msg import BatteryState, Image, Imu, LaserScan
 
+from robot_platform.runner.supervisor import ProcessGroup
 from robot_platform_interfaces.srv import InjectFault
 
 RATES = {"odom": 20.0, "imu": 50.0, "scan": 10.0, "battery_state": 2.0, "camera/image_raw": 5.0}
