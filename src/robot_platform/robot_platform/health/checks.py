@@ -67,9 +67,7 @@ class HealthCheck(py_trees.behaviour.Behaviour):
 
     kind = "abstract"
 
-    def __init__(
-        self, name: str, spec: FaultSpec, clock: Clock, group: str = "", sink: EventSink | None = None
-    ):
+    def __init__(self, name: str, spec: FaultSpec, clock: Clock, group: str = "", sink: EventSink | None = None):
         super().__init__(name)
         self.spec = spec
         self.fault = FaultStateMachine(spec)
@@ -98,9 +96,7 @@ class HealthCheck(py_trees.behaviour.Behaviour):
         self.since_start(now)
         obs = self.observe(now)
         self.last = obs
-        events = self.fault.update(
-            now, obs.faulty, severity=obs.severity, message=obs.message, values=obs.values
-        )
+        events = self.fault.update(now, obs.faulty, severity=obs.severity, message=obs.message, values=obs.values)
         if events and self.sink is not None:
             self.sink(self, events)
         self.feedback_message = f"{self.fault.state.name}: {obs.message}"
@@ -162,9 +158,7 @@ class TopicRateCheck(HealthCheck):
         if self.since_start(now) < self.window_s:
             return Observation(False, f"{self.feed.topic}: measuring rate", values)
         limit = self.clear_rate_hz if self.latched else self.min_rate_hz
-        return Observation(
-            rate < limit, f"{self.feed.topic}: {rate:.3g} Hz (minimum {self.min_rate_hz:g} Hz)", values
-        )
+        return Observation(rate < limit, f"{self.feed.topic}: {rate:.3g} Hz (minimum {self.min_rate_hz:g} Hz)", values)
 
 
 class SpeedDropCheck(HealthCheck):
@@ -201,9 +195,7 @@ class SpeedDropCheck(HealthCheck):
 
     def observe(self, now: float) -> Observation:
         cmd, odom = self.cmd.latest(), self.odom.latest()
-        commanded = (
-            cmd.value["speed"] if cmd is not None and now - cmd.stamp <= self.command_timeout_s else 0.0
-        )
+        commanded = cmd.value["speed"] if cmd is not None and now - cmd.stamp <= self.command_timeout_s else 0.0
         actual = odom.value["speed"] if odom is not None and now - odom.stamp <= self.odom_timeout_s else None
         ratio = self.clear_ratio if self.latched else self.ratio
         values = {"commanded": f"{commanded:.3f}", "actual": _fmt(actual), "ratio": f"{self.ratio:g}"}
@@ -475,9 +467,7 @@ class HostResourceCheck(HealthCheck):
         if self._value is None:
             return Observation(False, f"{self.resource}: not available on this host", values)
         faulty = self._value >= self.clear_below if self.latched else self._value > self.max
-        return Observation(
-            faulty, f"{self.resource} {self._value:.1f}{unit} (max {self.max:g}{unit})", values
-        )
+        return Observation(faulty, f"{self.resource} {self._value:.1f}{unit} (max {self.max:g}{unit})", values)
 
 
 CHECK_CLASSES: dict[str, type[HealthCheck]] = {

@@ -108,9 +108,7 @@ class HealthMetrics:
             self.count_event(check.name, event)
         for check in monitor.health.checks:
             fault = check.fault
-            self.check_state.labels(rid, check.name, fault.spec.code, check.group, check.kind).set(
-                fault.state.value
-            )
+            self.check_state.labels(rid, check.name, fault.spec.code, check.group, check.kind).set(fault.state.value)
             self.check_severity.labels(rid, check.name, fault.spec.code).set(fault.severity)
             self.fault_active.labels(rid, check.name, fault.spec.code).set(1 if fault.state.faulted else 0)
             self.check_silenced.labels(rid, check.name).set(1 if monitor.silenced(check.name, now) else 0)

@@ -164,9 +164,7 @@ class HealthMonitor:
             if self.silenced(check.name, now):
                 return None
             meta.published_id = fault.alert_id
-        elif meta.published_severity == fault.severity and meta.published_ack == (
-            meta.ack_alert_id == fault.alert_id
-        ):
+        elif meta.published_severity == fault.severity and meta.published_ack == (meta.ack_alert_id == fault.alert_id):
             return None
         meta.published_severity = fault.severity
         meta.published_ack = meta.ack_alert_id == fault.alert_id

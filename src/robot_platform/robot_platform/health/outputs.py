@@ -109,11 +109,7 @@ def markers(monitor: HealthMonitor, frame_id: str = "base_link") -> list[MarkerS
     out = []
     for i, check in enumerate(faulted):
         fault = check.fault
-        tag = (
-            "CRIT"
-            if fault.severity == SEVERITY_CRITICAL
-            else ("ERR" if fault.severity == SEVERITY_ERROR else "WARN")
-        )
+        tag = "CRIT" if fault.severity == SEVERITY_CRITICAL else ("ERR" if fault.severity == SEVERITY_ERROR else "WARN")
         out.append(
             MarkerSpec(
                 "health_faults",

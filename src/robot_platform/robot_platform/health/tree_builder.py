@@ -173,9 +173,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool) or key is None:
-            raise HealthConfigSyntaxError(
-                "", key_node.start_mark.line + 1, "", "mapping keys must be scalars"
-            )
+            raise HealthConfigSyntaxError("", key_node.start_mark.line + 1, "", "mapping keys must be scalars")
         if key in result:
             raise HealthConfigSyntaxError("", key_node.start_mark.line + 1, str(key), "duplicate key")
         result[key] = loader.construct_object(value_node, deep=True)
@@ -414,9 +412,7 @@ def build_tree(
         fault = FaultSpec(
             code=params["code"] or default_code(kind, params),
             severity=SEVERITY_NAMES[DEFAULT_SEVERITY[kind]] if severity is None else severity,
-            debounce_s=params["debounce_s"]
-            if params["debounce_s"] is not None
-            else base.get("debounce_s", 0.0),
+            debounce_s=params["debounce_s"] if params["debounce_s"] is not None else base.get("debounce_s", 0.0),
             clear_s=params["clear_s"] if params["clear_s"] is not None else base.get("clear_s", 0.0),
         )
         check = CHECK_CLASSES[kind](name, fault, clock, group=params["group"], sink=sink, **kwargs)
@@ -425,9 +421,7 @@ def build_tree(
     if not checks:
         ctx.fail(config, "checks", "every check is disabled; enable at least one", "checks")
     policy = py_trees.common.ParallelPolicy.SuccessOnAll(synchronise=False)
-    branches = [
-        py_trees.composites.Parallel(name=g, policy=policy, children=list(cs)) for g, cs in groups.items()
-    ]
+    branches = [py_trees.composites.Parallel(name=g, policy=policy, children=list(cs)) for g, cs in groups.items()]
     root = py_trees.composites.Parallel(
         name="health",
         policy=py_trees.common.ParallelPolicy.SuccessOnAll(synchronise=False),

@@ -1,0 +1,259 @@
+"""NATS output of the health monitor: alerts through JetStream (none lost while the link is down),
+tree snapshots as plain keep-latest publishes.
+
+Why an outbox: nats-py buffers while reconnecting, but a JetStream publish needs the server's ack,
+and a process restart or a long outage would still lose what sat in the client buffer. Alerts wait
+in a bounded outbox (drop-oldest when full, counted) and leave it only once JetStream acknowledged
+them. Retries carry the same ``Nats-Msg-Id``, so the stream's duplicate window drops any copy a lost
+ack made us resend.
+
+The client runs on its own thread with its own asyncio loop; :meth:`NatsPublisher.publish_alert` and
+:meth:`NatsPublisher.publish_snapshot` are thread-safe and never block the tick. No rclpy here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nats
+from nats.errors import Error as NatsError
+from nats.js.errors import NotFoundError
+
+from robot_platform.bridge.backoff import Backoff
+from robot_platform.health.sources import LinkStatus
+
+log = logging.getLogger(__name__)
+
+OUTBOX_MAX = 1000  # alerts kept while the link is down (drop-oldest beyond, counted)
+PUBLISH_ACK_TIMEOUT_S = 2.0
+CONNECT_TIMEOUT_S = 2.0
+RECONNECT_WAIT_S = 1.0
+STREAM_MAX_AGE_S = 7 * 24 * 3600
+STREAM_DUPLICATE_WINDOW_S = 120
+CLOSE_FLUSH_S = 2.0
+
+ResultCallback = Callable[[str, str], None]  # (kind "alert"/"snapshot", result "ok"/"dropped"/"error")
+
+
+@dataclass(frozen=True)
+class OutMsg:
+    """A message ready for NATS: subject, msgpack body, headers (incl. Nats-Msg-Id)."""
+
+    subject: str
+    body: bytes
+    headers: dict[str, str]
+
+
+class NatsPublisher:
+    """Publishes alerts (JetStream, with outbox) and snapshots (core, keep-latest) to one NATS server.
+
+    Args:
+        url: ``nats://127.0.0.1:4222`` (the robot's local server; it leafnodes to the hub).
+        alert_subject: ``robots.<id>.alerts``.
+        stream: JetStream stream to create for the alert subject if none captures it ("" = don't create).
+        link: status cache the ``nats_link`` check reads.
+        clock: monotonic clock of the monitor (for link status timestamps).
+        on_result: counts deliveries (metrics).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        alert_subject: str,
+        *,
+        stream: str,
+        link: LinkStatus,
+        clock: Callable[[], float] = time.monotonic,
+        on_result: ResultCallback | None = None,
+        name: str = "health_monitor_tree",
+        outbox_max: int = OUTBOX_MAX,
+    ) -> None:
+        self.url, self.alert_subject, self.stream = url, alert_subject, stream
+        self.link, self.clock, self.name = link, clock, name
+        self.on_result = on_result or (lambda kind, result: None)
+        self.outbox_max = outbox_max
+        self.jetstream = False
+        self.dropped = 0
+        self._outbox: deque[OutMsg] = deque()
+        self._snapshot: OutMsg | None = None
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health-nats", daemon=True)
+
+    # ---- thread-safe API -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(timeout=5.0)
+
+    def publish_alert(self, msg: OutMsg) -> None:
+        """Queue an alert; the oldest queued alert is dropped (and counted) when the outbox is full."""
+        with self._lock:
+            if len(self._outbox) >= self.outbox_max:
+                self._outbox.popleft()
+                self.dropped += 1
+                self.on_result("alert", "dropped")
+            self._outbox.append(msg)
+        self._signal()
+
+    def publish_snapshot(self, msg: OutMsg) -> None:
+        """Replace the pending snapshot (keep-latest: an older one is superseded, not lost)."""
+        with self._lock:
+            self._snapshot = msg
+        self._signal()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._outbox)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush what can be flushed within CLOSE_FLUSH_S, drain the connection, join the thread."""
+        self._stopping.set()
+        self._signal()
+        self._thread.join(timeout=timeout)
+
+    # ---- client thread ---------------------------------------------------------------------------
+
+    def _signal(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            # RuntimeError: the loop closed between the check and the call; the thread is exiting anyway.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(wake.set)
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._ready.set()
+        nc = await self._connect()
+        if nc is None:
+            return
+        try:
+            await self._send_loop(nc)
+        finally:
+            try:
+                await asyncio.wait_for(nc.drain(), timeout=CLOSE_FLUSH_S)
+            except (TimeoutError, NatsError):
+                await nc.close()
+            self.link.set(False, self.clock(), "closed")
+
+    async def _connect(self) -> nats.NATS | None:
+        backoff = Backoff(RECONNECT_WAIT_S / 4, RECONNECT_WAIT_S * 10)
+
+        async def disconnected() -> None:
+            self.link.set(False, self.clock(), "disconnected, reconnecting")
+
+        async def reconnected() -> None:
+            self.link.set(True, self.clock(), "reconnected")
+            self._wake.set()  # type: ignore[union-attr]
+
+        async def error(exc: Exception) -> None:
+            log.debug("nats client error: %s", exc)
+
+        while not self._stopping.is_set():
+            try:
+                nc = await nats.connect(
+                    self.url,
+                    name=self.name,
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=RECONNECT_WAIT_S,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=error,
+                )
+            except (TimeoutError, NatsError, OSError) as exc:
+                self.link.set(False, self.clock(), f"connect failed: {type(exc).__name__}")
+                await self._sleep(backoff.next_delay())
+                continue
+            self.link.set(True, self.clock(), "connected")
+            await self._ensure_stream(nc)
+            return nc
+        return None
+
+    async def _ensure_stream(self, nc: nats.NATS) -> None:
+        """Use JetStream if the server has it: create the alert stream unless one already captures it."""
+        js = nc.jetstream()
+        try:
+            await js.find_stream_name_by_subject(self.alert_subject)
+            self.jetstream = True
+            return
+        except NotFoundError:
+            pass
+        except (TimeoutError, NatsError) as exc:
+            log.warning("JetStream not available (%s): alerts go out as plain publishes", exc)
+            return
+        if not self.stream:
+            return
+        try:
+            await js.add_stream(
+                name=self.stream,
+                subjects=[self.alert_subject],
+                max_age=STREAM_MAX_AGE_S,
+                duplicate_window=STREAM_DUPLICATE_WINDOW_S,
+            )
+            self.jetstream = True
+        except (TimeoutError, NatsError) as exc:
+            log.warning("cannot create stream %s (%s): alerts go out as plain publishes", self.stream, exc)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wake is not None
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def _send_loop(self, nc: nats.NATS) -> None:
+        js = nc.jetstream()
+        backoff = Backoff(0.1, 5.0)
+        deadline: float | None = None
+        while True:
+            if self._stopping.is_set():
+                deadline = deadline or time.monotonic() + CLOSE_FLUSH_S
+                if time.monotonic() > deadline or (self.pending() == 0 and self._snapshot is None):
+                    return
+            with self._lock:
+                head = self._outbox[0] if self._outbox else None
+                snapshot, self._snapshot = self._snapshot, None
+            if snapshot is not None and nc.is_connected:
+                try:
+                    await nc.publish(snapshot.subject, snapshot.body, headers=snapshot.headers)
+                    self.on_result("snapshot", "ok")
+                except NatsError:
+                    self.on_result("snapshot", "error")
+            if head is None:
+                if not self._stopping.is_set():
+                    await self._sleep(1.0)
+                continue
+            if not nc.is_connected:
+                await self._sleep(0.2)
+                continue
+            try:
+                if self.jetstream:
+                    await js.publish(head.subject, head.body, headers=head.headers, timeout=PUBLISH_ACK_TIMEOUT_S)
+                else:
+                    await nc.publish(head.subject, head.body, headers=head.headers)
+                    await nc.flush(timeout=PUBLISH_ACK_TIMEOUT_S)
+            except (TimeoutError, NatsError) as exc:
+                self.on_result("alert", "error")
+                log.debug("alert publish failed, will retry: %s", exc)
+                await self._sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            with self._lock:
+                if self._outbox and self._outbox[0] is head:
+                    self._outbox.popleft()
+            self.on_result("alert", "ok")

@@ -1,0 +1,367 @@
+"""ROS 2 node ``health_monitor_tree``: ticks the health behaviour tree and publishes what it finds.
+
+Thin glue: the tree, checks, alert decisions and output contents live in the plain-Python modules of
+this package; this file wires parameters, subscriptions, publishers, the metrics endpoint and the
+NATS/MQTT transports to them. All ROS callbacks run on one single-threaded executor, so the tick,
+the subscription callbacks and the acknowledge service never run concurrently; the NATS and MQTT
+clients run on their own threads and talk to the monitor only through locked caches and queues.
+
+Parameters (defaults in config/robot.yaml):
+    robot_id (str, read-only)            robot name, in every alert and metric
+    tick_rate_hz (float, read-only)      tree ticks per second (1..50)
+    checks_file (str, read-only)         YAML file of the tree (see tree_builder); used if checks_yaml empty
+    checks_yaml (str, read-only)         the tree as a YAML string (wins over checks_file)
+    metrics_port (int, read-only)        Prometheus endpoint on 127.0.0.1:<port>; 0 disables
+    diagnostics_period_s (float)         /diagnostics at least this often (also on every transition)
+    snapshot_rate_hz (float, read-only)  tree snapshots to NATS per second (also on every transition)
+    markers_frame_id (str, read-only)    frame of the fault text markers
+    nats_url (str, read-only)            robot's NATS server; "" disables NATS output
+    nats_alert_stream (str, read-only)   JetStream stream to create for the alert subject if none does
+    mqtt_host, mqtt_port, mqtt_client_id, mqtt_topic, mqtt_ca_file, mqtt_cert_file, mqtt_key_file
+                                         (read-only) real-time alert push; "" host disables MQTT
+
+Subscriptions:  the topics named in the checks config (types and QoS from its ``topics:`` section)
+Publishers:     alerts (robot_platform_interfaces/Alert, reliable, transient local depth 50),
+                /diagnostics (diagnostic_msgs/DiagnosticArray), health/markers (MarkerArray)
+Services:       ~/acknowledge_alert (robot_platform_interfaces/AcknowledgeAlert)
+NATS:           robots.<id>.alerts (Alert, msgpack + envelope headers, JetStream),
+                robots.<id>.health (tree snapshot, msgpack map, keep-latest)
+MQTT:           <mqtt_topic> (default robots/<id>/alerts), JSON alert, QoS 1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import time
+from typing import Any
+
+import msgpack
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from visualization_msgs.msg import Marker, MarkerArray
+
+from robot_platform.bridge import subjects
+from robot_platform.bridge.codec import Codec
+from robot_platform.bridge.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_ID, H_ROBOT, H_TYPE, EnvelopeFactory
+from robot_platform.common.node_main import spin_node
+from robot_platform.common.params import declare
+from robot_platform.exceptions import ConfigError
+from robot_platform.health import outputs
+from robot_platform.health.errors import HealthConfigError, UnknownCheckError
+from robot_platform.health.metrics import HealthMetrics
+from robot_platform.health.monitor import AlertRecord, HealthMonitor, TickResult
+from robot_platform.health.nats_out import NatsPublisher, OutMsg
+from robot_platform.health.tree_builder import build_tree, load_config_file, load_config_text
+from robot_platform_interfaces.msg import Alert
+from robot_platform_interfaces.srv import AcknowledgeAlert
+
+ALERT_TYPE = "robot_platform_interfaces/msg/Alert"
+SNAPSHOT_TYPE = "robot_platform/health/TreeSnapshot"  # not a ROS type: a msgpack map, see outputs
+ALERT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+GRAPH_REFRESH_S = 1.0
+
+
+def _ros_time(seconds: float) -> Time:
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=round((seconds - sec) * 1e9) % 1_000_000_000)
+
+
+def alert_msg(record: AlertRecord) -> Alert:
+    """robot_platform_interfaces/Alert from an :class:`AlertRecord`."""
+    return Alert(
+        stamp=_ros_time(record.stamp),
+        robot_id=record.robot_id,
+        alert_id=record.alert_id,
+        code=record.code,
+        severity=record.severity,
+        message=record.message,
+        source=record.source,
+        active=record.active,
+        acknowledged=record.acknowledged,
+        acknowledged_by=record.acknowledged_by,
+        values=[KeyValue(key=k, value=v) for k, v in record.values.items()],
+    )
+
+
+def load_message_class(type_name: str) -> type:
+    """Class of ``pkg/msg/Type`` (validated by the tree builder's TYPE_RE before we get here)."""
+    pkg, _, name = type_name.split("/")
+    try:
+        return getattr(importlib.import_module(f"{pkg}.msg"), name)
+    except (ImportError, AttributeError):
+        raise ConfigError("topics", type_name, "message type not installed; source its package") from None
+
+
+class HealthMonitorNode(Node):
+    """See the module docstring for parameters, topics, services and subjects."""
+
+    def __init__(self) -> None:
+        super().__init__("health_monitor_tree")
+        self.robot_id = str(declare(self, "robot_id", "r1", "Robot name (alerts, metrics)", read_only=True))
+        subjects.check_robot_id(self.robot_id)
+        tick_rate = float(
+            declare(self, "tick_rate_hz", 5.0, "Tree ticks per second", read_only=True, min_value=1.0, max_value=50.0)
+        )
+        checks_file = str(declare(self, "checks_file", "", "YAML file describing the health tree", read_only=True))
+        checks_yaml = str(
+            declare(self, "checks_yaml", "", "Health tree as YAML text (wins over checks_file)", read_only=True)
+        )
+        metrics_port = int(
+            declare(
+                self,
+                "metrics_port",
+                9101,
+                "Prometheus port on 127.0.0.1 (0 disables)",
+                read_only=True,
+                min_value=0,
+                max_value=65535,
+            )
+        )
+        self.diag_period = float(
+            declare(self, "diagnostics_period_s", 1.0, "Max /diagnostics period (s)", min_value=0.1, max_value=60.0)
+        )
+        snapshot_rate = float(
+            declare(
+                self,
+                "snapshot_rate_hz",
+                1.0,
+                "Tree snapshots to NATS per second",
+                read_only=True,
+                min_value=0.1,
+                max_value=20.0,
+            )
+        )
+        self.frame_id = str(declare(self, "markers_frame_id", "base_link", "Frame of fault markers", read_only=True))
+        nats_url = str(
+            declare(self, "nats_url", "nats://127.0.0.1:4222", "Robot NATS server ('' disables)", read_only=True)
+        )
+        stream = str(
+            declare(
+                self,
+                "nats_alert_stream",
+                f"ALERTS_{self.robot_id}",
+                "JetStream stream created for the alert subject if none captures it",
+                read_only=True,
+            )
+        )
+        mqtt = {
+            k: declare(self, f"mqtt_{k}", d, desc, read_only=True)
+            for k, d, desc in (
+                ("host", "", "MQTT broker host for real-time alert push ('' disables)"),
+                ("port", 1883, "MQTT broker port"),
+                ("client_id", f"health-{self.robot_id}", "MQTT client id (AWS IoT: the thing name)"),
+                ("topic", f"robots/{self.robot_id}/alerts", "MQTT topic of alerts"),
+                ("ca_file", "", "CA bundle (PEM) for TLS; '' = plain TCP (on-site broker on loopback only)"),
+                ("cert_file", "", "Client certificate (PEM) for mutual TLS"),
+                ("key_file", "", "Client private key (PEM) for mutual TLS"),
+            )
+        }
+        self.snapshot_period = 1.0 / snapshot_rate
+
+        # ---- tree ------------------------------------------------------------------------------------
+        if checks_yaml.strip():
+            config = load_config_text(checks_yaml, "<parameter checks_yaml>")
+        elif checks_file:
+            config = load_config_file(checks_file)
+        else:
+            raise ConfigError("checks_file", "", "set checks_file or checks_yaml (see config/health/default.yaml)")
+        self.clock_mono = time.monotonic
+        tree = build_tree(config, clock=self.clock_mono, source=checks_file or "<parameter checks_yaml>")
+        self.monitor = HealthMonitor(
+            tree,
+            self.robot_id,
+            source=self.get_name(),
+            clock=self.clock_mono,
+            wall_clock=lambda: self.get_clock().now().nanoseconds / 1e9,
+        )
+        self.metrics = HealthMetrics(self.robot_id)
+
+        # ---- ROS I/O ---------------------------------------------------------------------------------
+        self.alert_pub = self.create_publisher(Alert, "alerts", ALERT_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
+        self.marker_pub = self.create_publisher(MarkerArray, "health/markers", RELIABLE_QOS)
+        for spec in tree.topics.values():
+            feed = tree.hub.topics[spec.topic]
+            qos = qos_profile_sensor_data if spec.qos == "sensor_data" else RELIABLE_QOS
+            self.create_subscription(
+                load_message_class(spec.msg_type),
+                spec.topic,
+                lambda msg, feed=feed: feed.on_message(msg, self.clock_mono()),
+                qos,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+            )
+        self.create_service(AcknowledgeAlert, "~/acknowledge_alert", self._on_acknowledge)
+        if any(c.kind == "nodes_missing" for c in tree.checks):
+            self.create_timer(GRAPH_REFRESH_S, self._refresh_graph)
+            self._refresh_graph()
+
+        # ---- transports --------------------------------------------------------------------------------
+        self.codec = Codec()
+        self.envelopes = EnvelopeFactory(self.robot_id)
+        self.alert_type_hash = self.codec.registry.type_hash(Alert)
+        self.nats: NatsPublisher | None = None
+        if nats_url:
+            self.nats = NatsPublisher(
+                nats_url,
+                subjects.alerts(self.robot_id),
+                stream=stream,
+                link=tree.hub.link("nats"),
+                clock=self.clock_mono,
+                on_result=lambda kind, result: self.metrics.count_alert(f"nats_{kind}", result),
+                name=f"health_monitor_tree.{self.robot_id}",
+            )
+            self.nats.start()
+        self.mqtt: Any = None
+        if mqtt["host"]:
+            from robot_platform.health.mqtt_out import MqttAlertPublisher
+
+            self.mqtt = MqttAlertPublisher(
+                host=str(mqtt["host"]),
+                port=int(mqtt["port"]),
+                client_id=str(mqtt["client_id"]),
+                topic=str(mqtt["topic"]),
+                ca_file=str(mqtt["ca_file"]),
+                cert_file=str(mqtt["cert_file"]),
+                key_file=str(mqtt["key_file"]),
+                on_result=lambda r: self.metrics.count_alert("mqtt", r),
+            )
+            self.mqtt.start()
+        self.metrics_port = self.metrics.serve(metrics_port) if metrics_port else 0
+        self._last_diag = -1e9
+        self._last_snapshot = -1e9
+        self.create_timer(1.0 / tick_rate, self._on_tick)
+        self.get_logger().info(
+            f"health tree: {len(tree.checks)} checks in {len({c.group for c in tree.checks})} groups, "
+            f"{len(tree.topics)} topics, tick {tick_rate:g} Hz, metrics "
+            f"{f'127.0.0.1:{self.metrics_port}' if self.metrics_port else 'off'}, nats {nats_url or 'off'}"
+        )
+
+    # ---- tick ------------------------------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        result = self.monitor.tick()
+        now = self.clock_mono()
+        for check, event in result.events:
+            if event.alert_relevant:
+                self.get_logger().info(
+                    f"{check.name}: {event.previous.name} -> {event.state.name} "
+                    f"[{event.code} sev {event.severity}] {event.message}"
+                )
+        for record in result.alerts:
+            self._publish_alert(record)
+        self.metrics.observe_tick(self.monitor, result, now)
+        if result.events or now - self._last_diag >= self.diag_period:
+            self._last_diag = now
+            self._publish_diagnostics()
+            self._publish_markers()
+        if self.nats is not None and (result.events or now - self._last_snapshot >= self.snapshot_period):
+            self._last_snapshot = now
+            self._publish_snapshot(result)
+
+    def _publish_alert(self, record: AlertRecord) -> None:
+        msg = alert_msg(record)
+        self.alert_pub.publish(msg)
+        self.metrics.count_alert("ros", "ok")
+        if self.nats is not None:
+            env = self.envelopes.make(
+                ALERT_TYPE,
+                self.alert_type_hash,
+                self.alert_pub.topic_name,
+                stamp=f"{msg.stamp.sec}.{msg.stamp.nanosec:09d}",
+            )
+            # Deterministic id per alert state: a re-sent copy is dropped by JetStream's duplicate window.
+            state = "raise" if record.active else "clear"
+            env = dataclasses.replace(
+                env, msg_id=f"{record.alert_id}.{state}.{record.severity}.{int(record.acknowledged)}"
+            )
+            self.nats.publish_alert(OutMsg(subjects.alerts(self.robot_id), self.codec.encode(msg), env.headers()))
+        if self.mqtt is not None:
+            self.mqtt.publish(json.dumps(record.to_dict(), sort_keys=True).encode())
+
+    def _publish_diagnostics(self) -> None:
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        for s in outputs.diagnostics(self.monitor):
+            array.status.append(
+                DiagnosticStatus(
+                    level=bytes([s.level]),
+                    name=s.name,
+                    message=s.message,
+                    hardware_id=s.hardware_id,
+                    values=[KeyValue(key=k, value=v) for k, v in s.values],
+                )
+            )
+        self.diag_pub.publish(array)
+
+    def _publish_markers(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        clear = Marker(action=Marker.DELETEALL, ns="health_faults")
+        clear.header.frame_id = self.frame_id
+        array = MarkerArray(markers=[clear])
+        for spec in outputs.markers(self.monitor, self.frame_id):
+            m = Marker(ns=spec.ns, id=spec.id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD, text=spec.text)
+            m.header.frame_id, m.header.stamp = spec.frame_id, stamp
+            m.pose.position.z, m.pose.orientation.w = spec.z, 1.0
+            m.scale.z = spec.scale_z
+            m.color.r, m.color.g, m.color.b, m.color.a = spec.color
+            array.markers.append(m)
+        self.marker_pub.publish(array)
+
+    def _publish_snapshot(self, result: TickResult) -> None:
+        assert self.nats is not None
+        body = msgpack.packb(outputs.tree_snapshot(self.monitor), use_bin_type=True)
+        headers = {
+            H_CONTENT_TYPE: CONTENT_TYPE,
+            H_TYPE: SNAPSHOT_TYPE,
+            H_ROBOT: self.robot_id,
+            H_MSG_ID: f"{self.robot_id}.health.{self.monitor.tick_count}.{self.envelopes.origin}",
+        }
+        self.nats.publish_snapshot(OutMsg(subjects.health(self.robot_id), body, headers))
+
+    # ---- services / graph --------------------------------------------------------------------------------
+
+    def _on_acknowledge(
+        self, req: AcknowledgeAlert.Request, res: AcknowledgeAlert.Response
+    ) -> AcknowledgeAlert.Response:
+        try:
+            record = self.monitor.acknowledge(req.alert_id, req.user)
+        except (UnknownCheckError, ValueError) as exc:
+            res.success, res.message = False, str(exc)
+            return res
+        self.get_logger().info(f"alert {req.alert_id} ({record.code}) acknowledged by {req.user!r}")
+        self._publish_alert(record)
+        res.success, res.message = True, f"{record.code} acknowledged"
+        return res
+
+    def _refresh_graph(self) -> None:
+        names = [f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()]
+        self.monitor.health.hub.graph.set(names, self.clock_mono())
+
+    def close(self) -> None:
+        """Stop the transports and the metrics server (called by spin_node before destroy_node)."""
+        if self.nats is not None:
+            self.nats.close()
+        if self.mqtt is not None:
+            self.mqtt.close()
+        self.metrics.close()
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        spin_node(HealthMonitorNode, args=args)
+    except (HealthConfigError, ConfigError) as exc:
+        # Start-up refusal with the config error's own message (it names file, line and key).
+        import sys
+
+        sys.stderr.write(f"health_monitor_tree: {exc}\n")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
