@@ -80,7 +80,7 @@ class Codec:
     def from_dict(self, cls: type, data: Any, path: str = "") -> Any:
         """Validated ROS message of class ``cls`` built from ``data``."""
         if not isinstance(data, dict):
-            raise FieldTypeError(type_name_of(cls), path, "map", data)
+            raise FieldTypeError(type_name_of(cls), path.rstrip("."), "map", data)
         fmap = self._field_map(cls)
         msg = cls()
         for key, value in data.items():
@@ -126,7 +126,7 @@ def unpack(payload: bytes, subject: str = "") -> dict[str, Any]:
     try:
         data = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True)
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise MalformedPayloadError(subject, f"{type(exc).__name__}: {exc}") from None
+        raise MalformedPayloadError(subject, f"{type(exc).__name__}: {exc or 'invalid msgpack'}") from None
     if not isinstance(data, dict):
         raise MalformedPayloadError(subject, f"top level is {type(data).__name__}, not a map")
     return data

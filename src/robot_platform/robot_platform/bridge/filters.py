@@ -45,6 +45,6 @@ class TopicFilter:
         self._deny = [compile_glob(p) for p in self.deny]
 
     def __call__(self, topic: str) -> bool:
-        if any(r.match(topic) for r in self._deny):
+        if any(r.fullmatch(topic) for r in self._deny):
             return False
-        return any(r.match(topic) for r in self._allow)
+        return any(r.fullmatch(topic) for r in self._allow)

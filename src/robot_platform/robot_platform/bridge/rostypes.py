@@ -134,7 +134,7 @@ class TypeRegistry:
         cls = self._classes.get(type_name)
         if cls is not None:
             return cls
-        match = TYPE_RE.match(type_name or "")
+        match = TYPE_RE.fullmatch(type_name or "")
         if not match:
             raise UnknownTypeError(str(type_name), "not of the form 'pkg/msg/Type'")
         pkg, _, name = match.groups()

@@ -32,28 +32,28 @@ TYPE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)/(?:msg/)?([A-Z][A-Za-z0-9]*)$")
 
 def check_robot_id(robot_id: str) -> str:
     """Return ``robot_id`` if it is one safe subject token (letters, digits, ``_``, ``-``)."""
-    if not isinstance(robot_id, str) or not ROBOT_ID_RE.match(robot_id):
+    if not isinstance(robot_id, str) or not ROBOT_ID_RE.fullmatch(robot_id):
         raise SubjectError(str(robot_id), "robot id must be 1-64 of [A-Za-z0-9_-], starting alphanumeric")
     return robot_id
 
 
 def check_token(token: str) -> str:
     """Return ``token`` if it is one safe subject token (no ``.``, ``*``, ``>`` or whitespace)."""
-    if not isinstance(token, str) or not TOKEN_RE.match(token):
+    if not isinstance(token, str) or not TOKEN_RE.fullmatch(token):
         raise SubjectError(str(token), "subject token must be 1-128 of [A-Za-z0-9_-]")
     return token
 
 
 def check_topic(topic: str) -> str:
     """Return ``topic`` if it is a fully qualified ROS 2 topic name (``/a/b_c``)."""
-    if not isinstance(topic, str) or not TOPIC_RE.match(topic) or "__" in topic:
+    if not isinstance(topic, str) or not TOPIC_RE.fullmatch(topic) or "__" in topic:
         raise SubjectError(str(topic), "topic must be a fully qualified ROS 2 name like /odom or /a/b")
     return topic
 
 
 def normalize_type(type_name: str) -> str:
     """'pkg/Type' or 'pkg/msg/Type' -> 'pkg/msg/Type'; SubjectError if it is neither."""
-    match = TYPE_RE.match(type_name or "")
+    match = TYPE_RE.fullmatch(type_name or "")
     if not match:
         raise SubjectError(str(type_name), "type must look like pkg/msg/Type")
     return f"{match.group(1)}/msg/{match.group(2)}"

@@ -1,0 +1,146 @@
+"""BridgeCore: outbound rate limit/encode/envelope and inbound validation, with a fake send (no ROS graph)."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgpack
+import pytest
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import Image
+
+from robot_platform.bridge import subjects
+from robot_platform.bridge.codec import Codec
+from robot_platform.bridge.core import BridgeCore
+from robot_platform.bridge.envelope import Envelope
+from robot_platform.bridge.errors import UnknownTypeError
+
+TWIST = {"linear": {"x": 0.5}, "angular": {"z": 0.2}}
+CMD = "robots.r1.cmd.cmd_vel"
+
+
+class Sent(list):
+    def __call__(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
+        self.append((subject, body, headers))
+
+
+@pytest.fixture
+def sent() -> Sent:
+    return Sent()
+
+
+@pytest.fixture
+def logs() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def core(sent: Sent, logs: list[str]) -> BridgeCore:
+    allow = subjects.CommandAllowlist("r1", [("/cmd_vel", "geometry_msgs/msg/Twist")])
+    return BridgeCore("r1", Codec(max_payload_bytes=4096), sent, allow, log=logs.append, dedup_capacity=100)
+
+
+def headers(type_name: str = "geometry_msgs/msg/Twist", msg_id: str | None = None, **extra: str) -> dict[str, str]:
+    h = Envelope(type_name=type_name, msg_id=msg_id or uuid.uuid4().hex).headers()
+    h.update(extra)
+    return h
+
+
+def test_out_route_encodes_with_envelope(core: BridgeCore, sent: Sent) -> None:
+    route = core.add_out_route("/odom", "nav_msgs/msg/Odometry")
+    odom = Odometry()
+    odom.pose.pose.position.y = 2.0
+    odom.header.stamp.sec = 3
+    assert core.on_ros_message(route, odom, now=0.0)
+    subject, body, h = sent[0]
+    assert subject == "robots.r1.ros.odom"
+    assert msgpack.unpackb(body)["pose"]["pose"]["position"]["y"] == 2.0
+    env = Envelope.from_headers(subject, h)
+    assert (env.type_name, env.topic, env.robot_id, env.seq, env.stamp) == (
+        "nav_msgs/msg/Odometry", "/odom", "r1", 1, "3.000000000",
+    )  # fmt: skip
+    assert env.type_hash.startswith("RIHS01_")
+    assert core.snapshot()["out"]["/odom"]["out"] == 1
+
+
+def test_out_route_custom_subject_and_bad_config(core: BridgeCore) -> None:
+    assert core.add_out_route("/alerts", "std_msgs/String", subject="robots.r1.alerts").subject == "robots.r1.alerts"
+    with pytest.raises(UnknownTypeError):
+        core.add_out_route("/x", "nope/msg/Nope")
+
+
+def test_out_rate_limit_keeps_latest(core: BridgeCore, sent: Sent) -> None:
+    route = core.add_out_route("/odom", "nav_msgs/msg/Odometry", max_rate_hz=10.0)
+    for i in range(5):
+        msg = Odometry()
+        msg.pose.pose.position.x = float(i)
+        core.on_ros_message(route, msg, now=i * 0.01)
+    assert len(sent) == 1
+    assert core.flush_due(now=0.05) == pytest.approx(0.1)
+    assert core.flush_due(now=0.1) is None
+    assert [msgpack.unpackb(b)["pose"]["pose"]["position"]["x"] for _, b, _ in sent] == [0.0, 4.0]
+    assert core.snapshot()["out"]["/odom"]["dropped_rate"] == 3
+
+
+def test_out_oversized_is_counted_not_sent(core: BridgeCore, sent: Sent, logs: list[str]) -> None:
+    route = core.add_out_route("/camera", "sensor_msgs/msg/Image")
+    assert not core.on_ros_message(route, Image(data=bytes(5000)), now=0.0)
+    assert sent == []
+    assert core.snapshot()["out"]["/camera"]["errors"] == {"oversized": 1}
+    assert "exceeds the limit of 4096 bytes" in logs[0]
+
+
+def test_in_valid_command(core: BridgeCore) -> None:
+    topic, msg = core.on_command(CMD, headers(), msgpack.packb(TWIST))
+    assert topic == "/cmd_vel" and isinstance(msg, Twist)
+    assert (msg.linear.x, msg.angular.z) == (0.5, 0.2)
+    assert core.snapshot()["in"][CMD]["delivered"] == 1
+
+
+@pytest.mark.parametrize(
+    ("subject", "hdrs", "data", "kind"),
+    [
+        ("robots.r1.cmd.secret", headers(), msgpack.packb(TWIST), "not_allowed"),
+        (CMD, headers("std_msgs/msg/String"), msgpack.packb({"data": "x"}), "not_allowed"),
+        (CMD, None, msgpack.packb(TWIST), "not_allowed"),
+        (CMD, {"Ros-Type": "geometry_msgs/msg/Twist"}, msgpack.packb(TWIST), "bad_envelope"),
+        (CMD, headers(**{"Ros-Type-Hash": "RIHS01_0000"}), msgpack.packb(TWIST), "bad_envelope"),
+        (CMD, headers(), b"\xc1", "malformed"),
+        (CMD, headers(), msgpack.packb([1]), "malformed"),
+        (CMD, headers(), msgpack.packb({"linear": {"x": "1"}}), "wrong_type"),
+        (CMD, headers(), msgpack.packb({"linear": {"w": 1.0}}), "unknown_field"),
+        (CMD, headers(), msgpack.packb({"linear": {"x": 10}}), None),
+        (CMD, headers(), b"\x80" + bytes(5000), "oversized"),
+    ],
+)
+def test_in_rejections_are_counted(core: BridgeCore, subject: str, hdrs: dict | None, data: bytes, kind: str) -> None:
+    result = core.on_command(subject, hdrs, data)
+    if kind is None:  # control case: a valid integer where a float is expected is accepted
+        assert result is not None
+        return
+    assert result is None
+    snap = core.snapshot()
+    assert snap["errors"] == {kind: 1}
+    key = subject if subject == CMD else "<other>"
+    assert snap["in"][key]["errors"] == {kind: 1}
+
+
+def test_in_duplicates_dropped_once_seen(core: BridgeCore) -> None:
+    msg_id = uuid.uuid4().hex
+    assert core.on_command(CMD, headers(msg_id=msg_id), msgpack.packb(TWIST)) is not None
+    assert core.on_command(CMD, headers(msg_id=msg_id), msgpack.packb(TWIST)) is None
+    assert core.snapshot()["in"][CMD]["duplicates"] == 1
+
+
+def test_counters_do_not_grow_with_random_subjects(core: BridgeCore) -> None:
+    for i in range(200):
+        core.on_command(f"robots.r1.cmd.junk{i}", headers(), b"")
+    assert set(core.snapshot()["in"]) == {"<other>"}
+
+
+def test_log_is_throttled(core: BridgeCore, logs: list[str]) -> None:
+    for _ in range(1000):
+        core.on_command(CMD, headers(), b"\xc1")
+    assert len(logs) < 25
+    assert core.snapshot()["errors"]["malformed"] == 1000
