@@ -14,39 +14,58 @@ from robot_platform.deploy.package import build_archive, generate_private_key_pe
 def write_function_source(root: Path, name: str = "hello_fn", version: str = "1.0.0", body: str = "") -> Path:
     src = root / f"src-{name}-{version}"
     src.mkdir(parents=True)
-    manifest = {"name": name, "version": version, "kind": "function", "runtime": "python3",
-                "handler": "handler.main", "environment": {"GREETING": "hello"}, "timeout_s": 10,
-                "limits": {"memory_mb": 512, "cpu_s": 10}}
+    manifest = {
+        "name": name,
+        "version": version,
+        "kind": "function",
+        "runtime": "python3",
+        "handler": "handler.main",
+        "environment": {"GREETING": "hello"},
+        "timeout_s": 10,
+        "limits": {"memory_mb": 512, "cpu_s": 10},
+    }
     (src / "manifest.yaml").write_text(yaml.safe_dump(manifest))
-    (src / "handler.py").write_text(body or textwrap.dedent(f"""
+    (src / "handler.py").write_text(
+        body
+        or textwrap.dedent(f"""
         import os
 
         def main(event, context):
             print("invoked", context.function_name)
             return {{"greeting": os.environ["GREETING"], "echo": event, "version": "{version}",
                     "left_ms": context.get_remaining_time_in_millis()}}
-        """))
+        """)
+    )
     return src
 
 
-def write_app_source(root: Path, name: str = "demo_app", version: str = "1.0.0", healthy: bool = True,
-                     timeout_s: float = 5) -> Path:
+def write_app_source(
+    root: Path, name: str = "demo_app", version: str = "1.0.0", healthy: bool = True, timeout_s: float = 5
+) -> Path:
     """An app that writes a ready file; its health check looks for it (or always fails)."""
     src = root / f"src-{name}-{version}"
     src.mkdir(parents=True)
     check = "import os,sys; sys.exit(0 if os.path.exists('ready') else 1)" if healthy else "import sys; sys.exit(3)"
-    manifest = {"name": name, "version": version, "kind": "app", "runtime": "python3",
-                "run": ["python3", "app.py"], "timeout_s": timeout_s,
-                "health_check": {"command": ["python3", "-c", check], "interval_s": 0.2},
-                "install": [["python3", "-c", "open('installed', 'w').write('yes')"]]}
+    manifest = {
+        "name": name,
+        "version": version,
+        "kind": "app",
+        "runtime": "python3",
+        "run": ["python3", "app.py"],
+        "timeout_s": timeout_s,
+        "health_check": {"command": ["python3", "-c", check], "interval_s": 0.2},
+        "install": [["python3", "-c", "open('installed', 'w').write('yes')"]],
+    }
     (src / "manifest.yaml").write_text(yaml.safe_dump(manifest))
-    (src / "app.py").write_text(textwrap.dedent("""
+    (src / "app.py").write_text(
+        textwrap.dedent("""
         import signal, sys, time, os
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
         open('ready', 'w').write(str(os.getpid()))
         while True:
             time.sleep(0.2)
-        """))
+        """)
+    )
     return src
 
 

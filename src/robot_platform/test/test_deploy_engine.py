@@ -1,13 +1,13 @@
 """DeployEngine with a real store, real signatures and real child processes; only the S3 download is a
 local test double (LocalFetcher). The SeaweedFS path is covered by test/test_deploy_system.py."""
 
-import os
 import threading
 import time
 
 import pytest
-
 from deploy_testutil import LocalFetcher, build_signed, new_key, write_app_source, write_function_source
+
+from robot_platform.deploy import runner
 from robot_platform.deploy.engine import DeployEngine, EngineConfig
 from robot_platform.deploy.jobs import DeployRequest, State
 from robot_platform.deploy.package import TrustStore
@@ -44,8 +44,13 @@ def env(tmp_path):
     pem, pub = new_key(tmp_path)
     fetcher = LocalFetcher()
     statuses = Collector()
-    engine = DeployEngine(EngineConfig(robot_id="r1", default_bucket="packages"), PackageStore(tmp_path / "root"),
-                          fetcher, TrustStore.from_specs([str(pub)]), statuses)
+    engine = DeployEngine(
+        EngineConfig(robot_id="r1", default_bucket="packages"),
+        PackageStore(tmp_path / "root"),
+        fetcher,
+        TrustStore.from_specs([str(pub)]),
+        statuses,
+    )
     engine.start()
 
     def publish(src, uri=None):
@@ -84,18 +89,21 @@ def test_function_deploys_and_invokes(env):
 
 def test_function_errors_and_timeouts_are_results(env):
     engine, publish, statuses, tmp, _ = env
-    body = "import time\ndef main(event, context):\n    if event == 'sleep':\n        time.sleep(30)\n" \
-           "    raise ValueError('bad event')\n"
+    body = (
+        "import time\ndef main(event, context):\n    if event == 'sleep':\n        time.sleep(30)\n"
+        "    raise ValueError('bad event')\n"
+    )
     req = request(publish(write_function_source(tmp, body=body)), "job-f")
     engine.submit(req)
     assert statuses.final("job-f").state == State.SUCCEEDED
     result = engine.invoke("hello_fn", "boom")
     assert not result.ok and "ValueError: bad event" in result.error
-    from robot_platform.deploy import runner
     from robot_platform.deploy.manifest import load_manifest
+
     started = time.monotonic()
-    slow = runner.invoke_function(engine.store.active_dir("hello_fn"),
-                                  load_manifest(engine.store.active_dir("hello_fn")), "sleep", timeout_s=1.0)
+    slow = runner.invoke_function(
+        engine.store.active_dir("hello_fn"), load_manifest(engine.store.active_dir("hello_fn")), "sleep", timeout_s=1.0
+    )
     assert not slow.ok and "timed out" in slow.error and time.monotonic() - started < 5
 
 
@@ -133,11 +141,12 @@ def test_tampered_archive_rejected_old_version_untouched(env):
     assert engine.store.installed_versions("hello_fn") == ["1.0.0"]
 
 
-def test_rejections_at_once(env, tmp_path):
-    engine, publish, statuses, tmp, _ = env
+def test_rejections_at_once(env):
+    engine, publish, _statuses, tmp, _ = env
     base = publish(write_function_source(tmp))
-    other_pem, _ = new_key(tmp_path / "..")
+    other_pem, _ = new_key(tmp)
     from robot_platform.deploy.package import sign_archive
+
     foreign = sign_archive(tmp / "dist" / "hello_fn-1.0.0.tar.gz", other_pem)
     cases = {
         "unknown-key": request(base, "unknown-key", signature=foreign.signature),
@@ -211,7 +220,7 @@ def test_restart_recovers_and_restarts_app(env):
     engine2 = DeployEngine(engine.config, PackageStore(engine.store.root), engine.fetcher, engine.trust, second)
     engine2.start()
     try:
-        assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z"
+        assert runner._gone(pid)
         assert engine2.apps.get("demo_app").alive()
         repeat = engine2.submit(request(publish(write_app_source(tmp / "again")), "a1"))
         assert repeat.accepted and repeat.state == State.SUCCEEDED

@@ -4,10 +4,15 @@ import yaml
 from robot_platform.deploy.errors import ManifestError
 from robot_platform.deploy.manifest import load_manifest, parse_manifest, parse_manifest_text
 
-BASE_FN = {"name": "hello_fn", "version": "1.0.0", "kind": "function", "runtime": "python3",
-           "handler": "handler.main"}
-BASE_APP = {"name": "nav_app", "version": "2.1.0-rc1", "kind": "app", "runtime": "python3",
-            "run": ["python3", "app.py"], "health_check": {"command": ["python3", "check.py"]}}
+BASE_FN = {"name": "hello_fn", "version": "1.0.0", "kind": "function", "runtime": "python3", "handler": "handler.main"}
+BASE_APP = {
+    "name": "nav_app",
+    "version": "2.1.0-rc1",
+    "kind": "app",
+    "runtime": "python3",
+    "run": ["python3", "app.py"],
+    "health_check": {"command": ["python3", "check.py"]},
+}
 
 
 def test_function_manifest_parses_with_defaults():

@@ -2,8 +2,8 @@ import base64
 import tarfile
 
 import pytest
-
 from deploy_testutil import build_signed, new_key, write_function_source
+
 from robot_platform.deploy.errors import IntegrityError, ManifestError, SignatureError
 from robot_platform.deploy.package import (
     TrustStore,

@@ -38,10 +38,16 @@ def make_tar(path, entries, gz=True):
 
 
 def test_good_archive_extracts_with_safe_modes(tmp_path):
-    archive = make_tar(tmp_path / "ok.tar.gz", [
-        ("./pkg", "dir", None), ("pkg/a.txt", "file", b"hello"), ("pkg/link", "sym", "a.txt"),
-        ("pkg/hard", "hard", "pkg/a.txt"), ("top.txt", "file", b"x"),
-    ])
+    archive = make_tar(
+        tmp_path / "ok.tar.gz",
+        [
+            ("./pkg", "dir", None),
+            ("pkg/a.txt", "file", b"hello"),
+            ("pkg/link", "sym", "a.txt"),
+            ("pkg/hard", "hard", "pkg/a.txt"),
+            ("top.txt", "file", b"x"),
+        ],
+    )
     target = tmp_path / "out"
     written = safe_extract(archive, target)
     assert (target / "pkg/a.txt").read_bytes() == b"hello"
@@ -89,8 +95,9 @@ def test_oversize_and_too_many_files(tmp_path):
 
 
 def test_hardlinks_count_towards_size(tmp_path):
-    archive = make_tar(tmp_path / "h.tar.gz", [("a", "file", b"0" * 1000)] +
-                       [(f"h{i}", "hard", "a") for i in range(10)])
+    archive = make_tar(
+        tmp_path / "h.tar.gz", [("a", "file", b"0" * 1000)] + [(f"h{i}", "hard", "a") for i in range(10)]
+    )
     with pytest.raises(LimitExceededError):
         safe_extract(archive, tmp_path / "out", ExtractLimits(max_total_bytes=5000))
 

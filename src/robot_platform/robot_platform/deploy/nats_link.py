@@ -1,0 +1,175 @@
+"""deploy_service's NATS side: publish statuses, answer function invocations (request/reply).
+
+Subjects (``<id>`` is the robot id):
+
+* ``robots.<id>.deploy.status``: every :class:`~robot_platform.deploy.jobs.Status` as a msgpack dict,
+  with headers ``Nats-Msg-Id`` (job id + sequence, for de-duplication), ``rp-type``
+  (``robot_platform_interfaces/msg/DeploymentStatus``), ``rp-robot`` and ``rp-seq``.
+* ``robots.<id>.deploy.invoke.<package>``: request = msgpack (or JSON) event; reply = msgpack dict
+  ``{ok, result, error, logs, invocation_id, duration_s}`` from the function's active version.
+
+The link runs its own asyncio loop in one thread. ``publish_status`` may be called from any thread: it
+hands the status to a bounded queue (drop-oldest, counted in ``dropped``) so a slow or absent NATS server
+never blocks a deployment. Reconnects use nats.py's own capped reconnect; the first connection is
+retried with jittered, capped backoff until :meth:`NatsLink.stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import nats
+from nats.errors import Error as NatsError
+
+from robot_platform.deploy.errors import DeployError
+from robot_platform.deploy.jobs import Status
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 2.0
+RECONNECT_WAIT_S = 1.0
+FIRST_CONNECT_BACKOFF_MAX_S = 10.0
+STATUS_TYPE = "robot_platform_interfaces/msg/DeploymentStatus"
+
+Invoker = Callable[[str, Any], dict[str, Any]]
+
+
+class NatsLink:
+    """Publishes deployment statuses to NATS and serves invocation requests."""
+
+    def __init__(self, url: str, robot_id: str, invoker: Invoker | None, queue_size: int = 100) -> None:
+        self.url = url
+        self.robot_id = robot_id
+        self.status_subject = f"robots.{robot_id}.deploy.status"
+        self.invoke_subject = f"robots.{robot_id}.deploy.invoke.*"
+        self.dropped = 0
+        self.published = 0
+        self._invoker = invoker
+        self._queue_size = queue_size
+        self._seq = 0
+        self._loop = asyncio.new_event_loop()
+        self._queue: asyncio.Queue[Status] | None = None
+        self._stopping: asyncio.Event | None = None
+        self._connected = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="deploy-nats", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def publish_status(self, status: Status) -> None:
+        """Thread-safe, never blocks; when the queue is full the oldest status is dropped (counted)."""
+        if self._loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # loop already stopped during shutdown
+            self._loop.call_soon_threadsafe(self._enqueue, status)
+
+    def _enqueue(self, status: Status) -> None:
+        if self._queue is None:
+            return
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(status)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self._thread.is_alive() and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+            self._thread.join(timeout_s)
+
+    # ---- loop thread --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
+
+    async def _main(self) -> None:
+        self._queue = asyncio.Queue(maxsize=self._queue_size)
+        self._stopping = asyncio.Event()
+        client = await self._connect_first()
+        if client is None:
+            return
+        try:
+            if self._invoker is not None:
+                await client.subscribe(self.invoke_subject, cb=self._on_invoke)
+            self._connected.set()
+            while not self._stopping.is_set():
+                getter = asyncio.ensure_future(self._queue.get())
+                stopper = asyncio.ensure_future(self._stopping.wait())
+                done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await self._publish(client, getter.result())
+                else:
+                    getter.cancel()
+                stopper.cancel()
+            while not self._queue.empty():  # flush what is left, then drain
+                await self._publish(client, self._queue.get_nowait())
+        finally:
+            with contextlib.suppress(NatsError, asyncio.TimeoutError, OSError):
+                await asyncio.wait_for(client.drain(), timeout=2.0)
+
+    async def _connect_first(self) -> Any:
+        attempt = 0
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            try:
+                return await nats.connect(
+                    self.url,
+                    name=f"deploy_service-{self.robot_id}",
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    reconnect_time_wait=RECONNECT_WAIT_S,
+                    max_reconnect_attempts=-1,
+                    allow_reconnect=True,
+                )
+            except (TimeoutError, NatsError, OSError) as exc:
+                attempt += 1
+                delay = min(FIRST_CONNECT_BACKOFF_MAX_S, 0.5 * 2**attempt) * (0.5 + random.random() / 2)  # noqa: S311
+                log.warning("NATS %s not reachable (%s); retry in %.1f s", self.url, type(exc).__name__, delay)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+        return None
+
+    async def _publish(self, client: Any, status: Status) -> None:
+        self._seq += 1
+        headers = {
+            "Nats-Msg-Id": f"{status.job_id}:{self._seq}",
+            "rp-type": STATUS_TYPE,
+            "rp-robot": self.robot_id,
+            "rp-seq": str(self._seq),
+        }
+        try:
+            await client.publish(self.status_subject, msgpack.packb(status.to_dict()), headers=headers)
+            self.published += 1
+        except (NatsError, OSError) as exc:
+            self.dropped += 1
+            log.warning("status of job %s not published to NATS: %s", status.job_id, type(exc).__name__)
+
+    async def _on_invoke(self, msg: Any) -> None:
+        package = msg.subject.rsplit(".", 1)[-1]
+        try:
+            event = msgpack.unpackb(msg.data, raw=False) if msg.data else None
+        except (ValueError, msgpack.UnpackException):
+            try:
+                event = json.loads(msg.data)
+            except ValueError:
+                await msg.respond(msgpack.packb({"ok": False, "error": "event is neither msgpack nor JSON"}))
+                return
+        assert self._invoker is not None
+        try:
+            reply = await asyncio.get_running_loop().run_in_executor(None, self._invoker, package, event)
+        except DeployError as exc:
+            reply = {"ok": False, "error": exc.reason}
+        if msg.reply:
+            await msg.respond(msgpack.packb(reply, default=str))

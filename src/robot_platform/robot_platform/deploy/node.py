@@ -1,0 +1,242 @@
+"""deploy_service: the thin rclpy node over :class:`~robot_platform.deploy.engine.DeployEngine`.
+
+Parameters (all declared with descriptors; defaults in config/robot.yaml):
+    robot_id (string, read-only): robot identity, used in statuses and NATS subjects.
+    install_root (string, read-only): where packages are installed (``~`` expanded).
+    s3_endpoint_url, s3_bucket, s3_region (string): S3-compatible storage; the bucket is the default for
+        requests without an artifact_uri.
+    s3_credentials_file (string): JSON ``{"access_key_id", "secret_access_key"}``; empty = boto3's
+        environment chain (AWS_ACCESS_KEY_ID...). Credentials are never parameters (those are readable
+        by anyone on the ROS graph) and never logged.
+    trusted_keys (string[]): Ed25519 public keys (PEM paths or ``ed25519:<base64>``).
+    max_archive_mb, max_extracted_mb, max_files, keep_versions, download_retries (int),
+    install_step_timeout_s (double), nats_url (string, empty disables NATS), status_queue_size (int).
+
+Publishers: ``deployment_status`` (robot_platform_interfaces/msg/DeploymentStatus; reliable,
+    transient-local, depth 50: a late subscriber still sees the recent history).
+Services: ``deploy`` (srv/Deploy), ``rollback`` (srv/Rollback), ``list_packages`` (srv/ListPackages).
+NATS: ``robots.<id>.deploy.status`` (msgpack), ``robots.<id>.deploy.invoke.<package>`` (request/reply).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from builtin_interfaces.msg import Time
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+from robot_platform.deploy.engine import DeployEngine, EngineConfig
+from robot_platform.deploy.errors import DeployError
+from robot_platform.deploy.fetch import S3Config, S3Fetcher, load_credentials_file
+from robot_platform.deploy.jobs import DeployRequest, Status
+from robot_platform.deploy.nats_link import NatsLink
+from robot_platform.deploy.package import TrustStore
+from robot_platform.deploy.safe_extract import ExtractLimits
+from robot_platform.deploy.store import PackageStore
+from robot_platform.exceptions import ConfigError
+from robot_platform_interfaces.msg import DeploymentStatus, InstalledPackage
+from robot_platform_interfaces.srv import Deploy, ListPackages, Rollback
+
+MB = 1024 * 1024
+STATUS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=50,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+
+def _stamp(seconds: float) -> Time:
+    return Time(sec=int(seconds), nanosec=int((seconds % 1) * 1e9))
+
+
+class DeployServiceNode(Node):
+    """ROS glue for deploy_service (see the module docstring for its interface)."""
+
+    def __init__(self) -> None:
+        super().__init__("deploy_service")
+        p = self._declare
+        robot_id = p("robot_id", "r1", "robot identity (statuses, NATS subjects)", read_only=True)
+        install_root = p("install_root", "~/.robot_platform/deploy", "install directory root", read_only=True)
+        endpoint = p("s3_endpoint_url", "", "S3-compatible endpoint, e.g. http://127.0.0.1:8333")
+        bucket = p("s3_bucket", "packages", "default bucket for requests without artifact_uri")
+        region = p("s3_region", "us-east-1", "S3 region name")
+        creds_file = p("s3_credentials_file", "", "JSON file with access_key_id/secret_access_key")
+        self.declare_parameter(
+            "trusted_keys",
+            Parameter.Type.STRING_ARRAY,
+            ParameterDescriptor(
+                type=ParameterType.PARAMETER_STRING_ARRAY,
+                read_only=True,
+                description="trusted Ed25519 public keys: PEM file paths or ed25519:<base64 raw key>",
+            ),
+        )
+        max_archive = p("max_archive_mb", 256, "largest archive accepted", low=1)
+        max_extracted = p("max_extracted_mb", 1024, "largest extracted size", low=1)
+        max_files = p("max_files", 10000, "most files in one archive", low=1)
+        keep = p("keep_versions", 3, "versions kept on disk per package (active included)", low=2)
+        retries = p("download_retries", 4, "retries of a failed download (resumed)", low=0)
+        step_timeout = p("install_step_timeout_s", 300.0, "timeout of each install step")
+        nats_url = p("nats_url", "", "NATS server for statuses and invocations; empty disables")
+        queue_size = p("status_queue_size", 100, "bounded NATS status queue (drop oldest)", low=1)
+        try:
+            trusted = [k for k in self.get_parameter("trusted_keys").value if k]
+        except ParameterUninitializedException:
+            trusted = []
+
+        access_key, secret_key = load_credentials_file(Path(creds_file).expanduser()) if creds_file else ("", "")
+        s3 = S3Config(
+            endpoint_url=endpoint,
+            region=region,
+            access_key_id=access_key,
+            secret_access_key=secret_key,
+            retries=retries,
+        )
+        config = EngineConfig(
+            robot_id=robot_id,
+            default_bucket=bucket,
+            max_archive_bytes=max_archive * MB,
+            extract_limits=ExtractLimits(max_extracted * MB, max_files),
+            install_step_timeout_s=step_timeout,
+        )
+        root = Path(os.path.expanduser(install_root))
+        self.trust = TrustStore.from_specs(trusted)
+        if not trusted:
+            self.get_logger().warning("no trusted_keys configured: every deployment will be rejected")
+        self.status_pub = self.create_publisher(DeploymentStatus, "deployment_status", STATUS_QOS)
+        self.nats = NatsLink(nats_url, robot_id, self._invoke_for_nats, queue_size) if nats_url else None
+        self.engine = DeployEngine(config, PackageStore(root, keep), S3Fetcher(s3), self.trust, self._on_status)
+        group = ReentrantCallbackGroup()
+        self.create_service(Deploy, "deploy", self._on_deploy, callback_group=group)
+        self.create_service(Rollback, "rollback", self._on_rollback, callback_group=group)
+        self.create_service(ListPackages, "list_packages", self._on_list, callback_group=group)
+        if self.nats is not None:
+            self.nats.start()
+        recovered = self.engine.start()
+        self.get_logger().info(
+            f"deploy_service ready: root={root} endpoint={endpoint or '(aws default)'} bucket={bucket} "
+            f"trusted keys={list(self.trust.key_ids)} recovered jobs={len(recovered)} nats={nats_url or 'off'}"
+        )
+
+    def _declare(
+        self, name: str, default: Any, description: str, read_only: bool = False, low: int | None = None
+    ) -> Any:
+        kinds = {
+            str: ParameterType.PARAMETER_STRING,
+            int: ParameterType.PARAMETER_INTEGER,
+            float: ParameterType.PARAMETER_DOUBLE,
+            bool: ParameterType.PARAMETER_BOOL,
+        }
+        descriptor = ParameterDescriptor(type=kinds[type(default)], description=description, read_only=read_only)
+        if low is not None:
+            descriptor.integer_range = [IntegerRange(from_value=low, to_value=2**31 - 1, step=1)]
+        value = self.declare_parameter(name, default, descriptor).value
+        if isinstance(default, float) and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, type(default)):
+            raise ConfigError(name, value, f"must be a {type(default).__name__}")
+        return value
+
+    # ---- engine -> ROS/NATS -------------------------------------------------------------------------
+    def _on_status(self, status: Status) -> None:
+        msg = DeploymentStatus(
+            stamp=_stamp(status.stamp),
+            robot_id=status.robot_id,
+            job_id=status.job_id,
+            package_name=status.package_name,
+            version=status.version,
+            previous_version=status.previous_version,
+            state=int(status.state),
+            step=status.step,
+            progress=float(status.progress),
+            reason=status.reason,
+        )
+        self.status_pub.publish(msg)
+        if self.nats is not None:
+            self.nats.publish_status(status)
+
+    def _invoke_for_nats(self, package: str, event: Any) -> dict[str, Any]:
+        return self.engine.invoke(package, event).to_dict()
+
+    # ---- services -----------------------------------------------------------------------------------
+    def _on_deploy(self, request: Deploy.Request, response: Deploy.Response) -> Deploy.Response:
+        decision = self.engine.submit(
+            DeployRequest(
+                job_id=request.job_id,
+                package_name=request.package_name,
+                version=request.version,
+                artifact_uri=request.artifact_uri,
+                sha256=request.sha256,
+                signature=request.signature,
+                kind=request.kind,
+            )
+        )
+        response.accepted = decision.accepted
+        response.job_id = decision.job_id
+        response.state = int(decision.state)
+        response.message = decision.message
+        return response
+
+    def _on_rollback(self, request: Rollback.Request, response: Rollback.Response) -> Rollback.Response:
+        result = self.engine.rollback(request.package_name, request.to_version, request.job_id)
+        response.success = result.success
+        response.active_version = result.active_version
+        response.message = result.message
+        return response
+
+    def _on_list(self, request: ListPackages.Request, response: ListPackages.Response) -> ListPackages.Response:
+        response.packages = [
+            InstalledPackage(
+                name=p.name,
+                kind=p.kind,
+                active_version=p.active_version,
+                versions=list(p.versions),
+                activated_at=_stamp(p.activated_at),
+                running=p.running,
+            )
+            for p in self.engine.list_packages(request.package_name)
+        ]
+        return response
+
+    def close(self) -> None:
+        """Stop deployments and apps, then the NATS link (so the last statuses still go out)."""
+        self.engine.shutdown()
+        if self.nats is not None:
+            self.nats.stop()
+
+
+def main(args: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DeployServiceNode()
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ConfigError, DeployError) as exc:
+        logging.getLogger("deploy_service").error("cannot start: %s", exc)
+        return 2
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
