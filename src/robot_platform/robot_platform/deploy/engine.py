@@ -46,6 +46,7 @@ from robot_platform.deploy.runner import (
     InvocationResult,
     invoke_function,
     kill_orphan,
+    kill_strays,
     probe_function,
     run_step,
     write_pidfile,
@@ -149,6 +150,7 @@ class DeployEngine:
     def start(self) -> list[Status]:
         """Recover from a crash, then start every active app. Returns the statuses of recovered jobs."""
         reports = []
+        kill_strays(self.store.root)  # before recovery deletes the directories they run in
         for rec in self.store.recover():
             reason = (
                 f"interrupted at {rec.phase} by a restart; {rec.package} is on "

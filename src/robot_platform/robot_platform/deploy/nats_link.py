@@ -117,8 +117,12 @@ class NatsLink:
             while not self._queue.empty():  # flush what is left, then drain
                 await self._publish(client, self._queue.get_nowait())
         finally:
-            with contextlib.suppress(NatsError, asyncio.TimeoutError, OSError):
+            try:
                 await asyncio.wait_for(client.drain(), timeout=2.0)
+            except (NatsError, TimeoutError, OSError):
+                # Server gone: close so nats.py's reconnect task ends before the loop does.
+                with contextlib.suppress(NatsError, TimeoutError, OSError):
+                    await client.close()
 
     async def _connect_first(self) -> Any:
         attempt = 0

@@ -375,6 +375,43 @@ def kill_orphan(path: Path) -> bool:
     return True
 
 
+def kill_strays(root: Path) -> list[int]:
+    """Stop processes left running inside ``root`` by a previous deploy_service that died (SIGKILL, power).
+
+    Apps and install steps run with their working directory in the install root and in their own process
+    groups, so they outlive a killed node. Only processes of this user whose cwd is under ``root`` are
+    touched: nothing but deploy_service starts processes there.
+    """
+    prefix = str(Path(root).resolve()) + os.sep
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(prefix) and not _gone(int(entry.name)):
+            found.append(int(entry.name))
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            group = os.getpgid(pid)
+            if group == os.getpgrp():
+                os.kill(pid, signal.SIGTERM)  # never our own group
+            else:
+                os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TERM_WAIT_S
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in found):
+        time.sleep(0.05)
+    for pid in found:
+        if not _gone(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    if found:
+        log.warning("stopped %d process(es) left in %s by a previous run: %s", len(found), root, found)
+    return found
+
+
 class AppSupervisor:
     """The running app of each package, restarted per its policy by one background thread."""
 
