@@ -1,0 +1,58 @@
+"""Rendering of the secured fleet NATS configs (the servers themselves are exercised in test/)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from robot_platform.bridge.errors import SubjectError
+from robot_platform.bridge.fleet_nats import Endpoint, Fleet, main, render_hub, render_robot, robot_permissions
+
+
+def test_robot_permissions_are_scoped_to_the_robot() -> None:
+    perms = robot_permissions("r7")
+    assert 'publish: { allow: ["robots.r7.>", "_INBOX.>"] }' in perms
+    assert 'subscribe: { allow: ["robots.r7.cmd.>", "_INBOX.>"] }' in perms
+
+
+def test_hub_has_one_user_per_robot_and_control() -> None:
+    fleet = Fleet({"r1": "a" * 20, "r2": "b" * 20}, "c" * 20)
+    text = render_hub(fleet, Endpoint(port=4000, monitor_port=8000), 7000, "/tmp/js")
+    assert "listen: 127.0.0.1:4000" in text and "http: 127.0.0.1:8000" in text
+    assert "leafnodes { listen: 127.0.0.1:7000 }" in text
+    assert text.count("user: ") == 3
+    assert f"user: r2, password: {'b' * 20}, permissions: {robot_permissions('r2')}" in text
+
+
+def test_robot_config_links_as_its_own_user() -> None:
+    text = render_robot("r1", "p" * 20, Endpoint(port=4001), "hub.example:7422", "/tmp/js")
+    assert 'url: "nats-leaf://r1:pppppppppppppppppppp@hub.example:7422"' in text
+    assert "jetstream { domain: r1" in text and "listen: 127.0.0.1:4001" in text
+
+
+@pytest.mark.parametrize("password", ["short", "has space in it here", 'quote"injection"here', "x" * 200])
+def test_unsafe_passwords_are_refused(password: str) -> None:
+    with pytest.raises(ValueError):
+        render_robot("r1", password, Endpoint(), "h:1", "/tmp")
+    with pytest.raises(ValueError):
+        render_hub(Fleet({"r1": password}, "c" * 20), Endpoint(), 1, "/tmp")
+
+
+def test_bad_robot_id_and_address() -> None:
+    with pytest.raises(SubjectError):
+        Fleet.generate(["r1", "r.2"])
+    with pytest.raises(ValueError):
+        render_robot("r1", "p" * 20, Endpoint(), "no-port", "/tmp")
+
+
+def test_cli_writes_private_files(tmp_path: Path) -> None:
+    main(["--robots", "r1,r2", "--out", str(tmp_path / "out")])
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["control.password", "hub.conf", "r1.conf", "r1.password", "r2.conf", "r2.password"]
+    for path in (tmp_path / "out").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    r1_password = (tmp_path / "out" / "r1.password").read_text().strip()
+    assert r1_password in (tmp_path / "out" / "hub.conf").read_text()
+    assert r1_password not in (tmp_path / "out" / "r2.conf").read_text()

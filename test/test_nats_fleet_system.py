@@ -1,0 +1,203 @@
+"""Fleet topology with real servers: a hub and two robot nats-servers (leaf nodes, generated secured
+configs), two robot ROS graphs on separate ROS_DOMAIN_IDs, each with its own nats_bridge process.
+
+Checks: each robot's odometry reaches the control side under its own subjects; a command sent from the
+control side reaches only the targeted robot's graph; r1's credentials cannot publish under r2's
+subjects (the hub refuses it), and a spoofed r2 subject published on r1's server does not cross the leaf.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import nats
+import pytest
+
+from helpers import REPO, DomainReservation, free_port, ros_env, wait_port
+
+rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import Twist  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+
+from robot_platform.bridge.envelope import Envelope  # noqa: E402
+from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private  # noqa: E402
+
+WAIT_S = 25.0
+BRIDGE_PARAMS = """
+/**/nats_bridge:
+  ros__parameters:
+    robot_id: {robot}
+    nats_url: {url}
+    health_period_s: 0.5
+    out:
+      names: [odom]
+      odom: {{topic: /odom, type: nav_msgs/msg/Odometry}}
+    in:
+      names: [cmd_vel]
+      cmd_vel: {{topic: /cmd_vel, type: geometry_msgs/msg/Twist}}
+"""
+
+
+class RobotGraph:
+    """One robot's ROS graph in this process: its own context on its own domain."""
+
+    def __init__(self, name: str, domain: int, x: float) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node(f"fleet_test_{name}", context=self.context)
+        self.odom = Odometry()
+        self.odom.pose.pose.position.x = x
+        self.pub = self.node.create_publisher(Odometry, "/odom", 10)
+        self.cmds: list[Twist] = []
+        self.node.create_subscription(Twist, "/cmd_vel", self.cmds.append, 10)
+        self.node.create_timer(0.1, lambda: self.pub.publish(self.odom))
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=5.0)
+
+
+async def until(predicate: Any, what: str, timeout: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture
+def two_domains() -> Any:
+    a, b = DomainReservation(), DomainReservation()
+    try:
+        yield a.domain_id, b.domain_id
+    finally:
+        a.release()
+        b.release()
+
+
+def test_fleet_two_robots_through_hub(procs: Any, tmp_path: Path, two_domains: tuple[int, int]) -> None:
+    exe = shutil.which("nats-server")
+    hub_port, leaf_port = free_port(), free_port()
+    ports = {"r1": free_port(), "r2": free_port()}
+    fleet = Fleet.generate(["r1", "r2"])
+    hub_conf = tmp_path / "hub.conf"
+    write_private(hub_conf, render_hub(fleet, Endpoint(port=hub_port), leaf_port, str(tmp_path / "js-hub")))
+    procs.start("hub", [exe, "-c", str(hub_conf)])
+    wait_port(hub_port)
+    for robot, port in ports.items():
+        conf = tmp_path / f"{robot}.conf"
+        text = render_robot(
+            robot, fleet.robots[robot], Endpoint(port=port), f"127.0.0.1:{leaf_port}", str(tmp_path / f"js-{robot}")
+        )
+        write_private(conf, text)
+        procs.start(f"nats-{robot}", [exe, "-c", str(conf)])
+        wait_port(port)
+    assert oct(hub_conf.stat().st_mode & 0o777) == "0o600"
+
+    src = str(REPO / "src" / "robot_platform")
+    graphs = {}
+    bridges = {}
+    try:
+        for (robot, port), domain, x in zip(ports.items(), two_domains, (1.0, 2.0), strict=True):
+            params = tmp_path / f"bridge-{robot}.yaml"
+            params.write_text(BRIDGE_PARAMS.format(robot=robot, url=f"nats://127.0.0.1:{port}"))
+            env = ros_env(domain, {"PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")})
+            argv = [sys.executable, "-m", "robot_platform.bridge.node", "--ros-args", "--params-file", str(params)]
+            bridges[robot] = procs.start(f"bridge-{robot}", argv, env=env)
+            graphs[robot] = RobotGraph(robot, domain, x)
+        asyncio.run(scenario(fleet, hub_port, ports, graphs))
+        for robot, proc in bridges.items():
+            assert proc.poll() is None, f"bridge {robot} died"
+    finally:
+        for graph in graphs.values():
+            graph.close()
+
+
+async def scenario(fleet: Fleet, hub_port: int, ports: dict[str, int], graphs: dict[str, RobotGraph]) -> None:
+    hub_url = f"nats://127.0.0.1:{hub_port}"
+    control = await nats.connect(hub_url, user="control", password=fleet.control_password)
+    seen: dict[str, list[Any]] = {}
+
+    async def on_msg(msg: Any) -> None:
+        seen.setdefault(msg.subject, []).append(msg)
+
+    await control.subscribe("robots.>", cb=on_msg)
+    try:
+        # Odometry of both robots arrives at the hub under each robot's own subjects.
+        await until(
+            lambda: seen.get("robots.r1.ros.odom") and seen.get("robots.r2.ros.odom"), "odometry of both robots"
+        )
+        for robot, x in (("r1", 1.0), ("r2", 2.0)):
+            msg = seen[f"robots.{robot}.ros.odom"][-1]
+            assert msg.headers["Robot-Id"] == robot
+            assert msgpack.unpackb(msg.data)["pose"]["pose"]["position"]["x"] == x
+
+        # A command for r2 reaches r2's graph only; r1's server never even sees it.
+        r1_local = await nats.connect(f"nats://127.0.0.1:{ports['r1']}")
+        leaked: list[str] = []
+
+        async def on_leak(msg: Any) -> None:
+            leaked.append(msg.subject)
+
+        await r1_local.subscribe("robots.*.cmd.>", cb=on_leak)
+        await r1_local.flush()
+        await asyncio.sleep(0.5)  # let the subscription's interest propagate over the leaf link
+        twist = msgpack.packb({"linear": {"x": 0.7}})
+
+        async def send_to_r2() -> bool:
+            headers = Envelope(type_name="geometry_msgs/msg/Twist", msg_id=uuid.uuid4().hex).headers()
+            await control.publish("robots.r2.cmd.cmd_vel", twist, headers=headers)
+            return bool(graphs["r2"].cmds)
+
+        deadline = time.monotonic() + WAIT_S
+        while not await send_to_r2() and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+        assert graphs["r2"].cmds and graphs["r2"].cmds[-1].linear.x == 0.7
+        await asyncio.sleep(1.0)  # any leak to r1 would have arrived by now
+        assert graphs["r1"].cmds == []
+        assert leaked == []
+        await r1_local.close()
+
+        # r1's credentials cannot publish under r2's subjects: the hub refuses it.
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        r1_on_hub = await nats.connect(hub_url, user="r1", password=fleet.robots["r1"], error_cb=on_error)
+        await r1_on_hub.publish("robots.r2.alerts", b"spoof")
+        await r1_on_hub.publish("robots.r1.alerts", msgpack.packb({"ok": True}))
+        await r1_on_hub.flush()
+        await until(lambda: errors, "a permissions violation")
+        assert 'permissions violation for publish to "robots.r2.alerts"' in errors[0]
+        await r1_on_hub.close()
+        # A spoofed r2 subject published on r1's own server does not cross r1's leaf link.
+        on_r1 = await nats.connect(f"nats://127.0.0.1:{ports['r1']}")
+        await on_r1.publish("robots.r2.ros.odom", b"spoof")
+        await on_r1.publish("robots.r1.presence", b"marker")
+        await on_r1.flush()
+        await until(lambda: seen.get("robots.r1.presence"), "r1's legitimate marker at the hub")
+        await on_r1.close()
+        assert all(m.data != b"spoof" for m in seen.get("robots.r2.ros.odom", []))
+        assert all(m.data != b"spoof" for m in seen.get("robots.r2.alerts", []))
+        assert seen.get("robots.r1.alerts")
+    finally:
+        await control.close()
