@@ -1,7 +1,9 @@
 """Fleet topology with real servers: a hub and two robot nats-servers (leaf nodes, generated secured
-configs), two robot ROS graphs on separate ROS_DOMAIN_IDs, each with its own nats_bridge process.
+configs), two robot ROS graphs on separate ROS_DOMAIN_IDs, each with its own nats_bridge process, and a
+control-mode nats_bridge on a third domain mirroring the fleet into ROS.
 
-Checks: each robot's odometry reaches the control side under its own subjects; a command sent from the
+Checks: each robot's odometry reaches the control side under its own subjects and in
+/fleet/<id>/odom on the control graph; a command sent from the
 control side reaches only the targeted robot's graph; r1's credentials cannot publish under r2's
 subjects (the hub refuses it), and a spoofed r2 subject published on r1's server does not cross the leaf.
 """
@@ -47,12 +49,24 @@ BRIDGE_PARAMS = """
       names: [cmd_vel]
       cmd_vel: {{topic: /cmd_vel, type: geometry_msgs/msg/Twist}}
 """
+CONTROL_PARAMS = """
+/**/nats_bridge:
+  ros__parameters:
+    robot_id: control
+    mode: control
+    nats_url: {url}
+    nats_user: control
+    nats_password_file: {password_file}
+    mirror:
+      topics: [/odom]
+      robots: [r1, r2]
+"""
 
 
 class RobotGraph:
     """One robot's ROS graph in this process: its own context on its own domain."""
 
-    def __init__(self, name: str, domain: int, x: float) -> None:
+    def __init__(self, name: str, domain: int, x: float | None) -> None:
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.node = rclpy.create_node(f"fleet_test_{name}", context=self.context)
@@ -61,7 +75,11 @@ class RobotGraph:
         self.pub = self.node.create_publisher(Odometry, "/odom", 10)
         self.cmds: list[Twist] = []
         self.node.create_subscription(Twist, "/cmd_vel", self.cmds.append, 10)
-        self.node.create_timer(0.1, lambda: self.pub.publish(self.odom))
+        if x is not None:
+            self.node.create_timer(0.1, lambda: self.pub.publish(self.odom))
+        self.fleet: dict[str, list[Odometry]] = {"r1": [], "r2": []}
+        for robot, received in self.fleet.items():
+            self.node.create_subscription(Odometry, f"/fleet/{robot}/odom", received.append, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -84,16 +102,16 @@ async def until(predicate: Any, what: str, timeout: float = WAIT_S) -> Any:
 
 
 @pytest.fixture
-def two_domains() -> Any:
-    a, b = DomainReservation(), DomainReservation()
+def three_domains() -> Any:
+    reservations = [DomainReservation() for _ in range(3)]
     try:
-        yield a.domain_id, b.domain_id
+        yield tuple(r.domain_id for r in reservations)
     finally:
-        a.release()
-        b.release()
+        for r in reservations:
+            r.release()
 
 
-def test_fleet_two_robots_through_hub(procs: Any, tmp_path: Path, two_domains: tuple[int, int]) -> None:
+def test_fleet_two_robots_through_hub(procs: Any, tmp_path: Path, three_domains: tuple[int, int, int]) -> None:
     exe = shutil.which("nats-server")
     hub_port, leaf_port = free_port(), free_port()
     ports = {"r1": free_port(), "r2": free_port()}
@@ -116,13 +134,21 @@ def test_fleet_two_robots_through_hub(procs: Any, tmp_path: Path, two_domains: t
     graphs = {}
     bridges = {}
     try:
-        for (robot, port), domain, x in zip(ports.items(), two_domains, (1.0, 2.0), strict=True):
+        for (robot, port), domain, x in zip(ports.items(), three_domains[:2], (1.0, 2.0), strict=True):
             params = tmp_path / f"bridge-{robot}.yaml"
             params.write_text(BRIDGE_PARAMS.format(robot=robot, url=f"nats://127.0.0.1:{port}"))
             env = ros_env(domain, {"PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")})
             argv = [sys.executable, "-m", "robot_platform.bridge.node", "--ros-args", "--params-file", str(params)]
             bridges[robot] = procs.start(f"bridge-{robot}", argv, env=env)
             graphs[robot] = RobotGraph(robot, domain, x)
+        password_file = tmp_path / "control.password"
+        write_private(password_file, fleet.control_password)
+        params = tmp_path / "bridge-control.yaml"
+        params.write_text(CONTROL_PARAMS.format(url=f"nats://127.0.0.1:{hub_port}", password_file=password_file))
+        env = ros_env(three_domains[2], {"PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")})
+        argv = [sys.executable, "-m", "robot_platform.bridge.node", "--ros-args", "--params-file", str(params)]
+        bridges["control"] = procs.start("bridge-control", argv, env=env)
+        graphs["control"] = RobotGraph("control", three_domains[2], None)
         asyncio.run(scenario(fleet, hub_port, ports, graphs))
         for robot, proc in bridges.items():
             assert proc.poll() is None, f"bridge {robot} died"
@@ -149,6 +175,13 @@ async def scenario(fleet: Fleet, hub_port: int, ports: dict[str, int], graphs: d
             msg = seen[f"robots.{robot}.ros.odom"][-1]
             assert msg.headers["Robot-Id"] == robot
             assert msgpack.unpackb(msg.data)["pose"]["pose"]["position"]["x"] == x
+
+        # The control graph sees each robot under /fleet/<id>/odom.
+        fleet_view = graphs["control"].fleet
+        await until(lambda: fleet_view["r1"] and fleet_view["r2"], "/fleet/r1 and /fleet/r2 odom on the control graph")
+        assert fleet_view["r1"][-1].pose.pose.position.x == 1.0
+        assert fleet_view["r2"][-1].pose.pose.position.x == 2.0
+        assert not graphs["r1"].fleet["r1"], "robot graphs must not see the fleet mirror"
 
         # A command for r2 reaches r2's graph only; r1's server never even sees it.
         r1_local = await nats.connect(f"nats://127.0.0.1:{ports['r1']}")

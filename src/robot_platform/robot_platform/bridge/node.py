@@ -18,9 +18,14 @@ Parameters (all declared with descriptors; defaults in config/robot.yaml):
     out.pattern_max_rate_hz, out.pattern_reliability, out.pattern_depth   settings of discovered topics
     in.names (string[])               allowlisted commands; for each <n>: in.<n>.topic, in.<n>.type,
                                       in.<n>.reliability/durability/depth (QoS of the ROS publisher)
-Subscriptions: every out topic. Publishers: every in topic, /diagnostics.
+    mode (string, read-only)          'robot', or 'control' to also mirror robots' telemetry into ROS
+    mirror.topics (string[])          control mode: robot topics to mirror (e.g. /odom)
+    mirror.robots (string[])          control mode: robots to mirror (empty = all)
+    mirror.namespace (string)         control mode: prefix of mirrored topics (/fleet -> /fleet/r1/odom)
+Subscriptions: every out topic. Publishers: every in topic, /diagnostics, mirrored /fleet/<id>/<topic>.
 NATS: publishes robots.<id>.ros.<topic> (or the configured subject), robots.<id>.health.nats_bridge;
-subscribes robots.<id>.cmd.> (only allowlisted subject+type pairs reach ROS).
+subscribes robots.<id>.cmd.> (only allowlisted subject+type pairs reach ROS); in control mode also
+robots.*.ros.<topic> for each mirrored topic.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from .core import BridgeCore, OutRoute
 from .errors import BridgeError
 from .filters import TopicFilter
 from .link import Credentials, NatsLink
+from .mirror import Mirror
 from .rostypes import TypeRegistry
 
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
@@ -91,6 +97,9 @@ class NatsBridgeNode(Node):
                       float_range=(0.0, 3600.0))  # fmt: skip
         health = p("health_period_s", 1.0, D, "period of the counters report", float_range=(0.1, 3600.0))
         subjects.check_robot_id(robot_id)
+        mode = p("mode", "robot", S, "'robot' or 'control' (control also mirrors robots into ROS)", read_only=True)
+        if mode not in ("robot", "control"):
+            raise ConfigError("mode", mode, "'robot' or 'control'")
 
         in_names = self._names("in.names")
         registry = TypeRegistry()
@@ -106,11 +115,30 @@ class NatsBridgeNode(Node):
         for name in in_names:
             self._add_in(name)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._mirror: Mirror | None = None
+        self._mirror_pubs: dict[str, Any] = {}
+        nats_subs = [subjects.robot_wildcard(robot_id, "cmd")] if in_names else []
+        if mode == "control":
+            self._mirror = Mirror(
+                self._core.codec,
+                self._names("mirror.topics"),
+                self._names("mirror.robots"),
+                p("mirror.namespace", "/fleet", S, "prefix of mirrored topics", read_only=True),
+                dedup,
+                self.get_logger().warning,
+            )
+            self._mirror_qos = _qos(
+                p("mirror.reliability", "reliable", S, "QoS reliability of mirrored topics"),
+                "volatile",
+                p("mirror.depth", 10, INT, "QoS depth of mirrored topics", int_range=(1, 1000)),
+                "mirror",
+            )
+            nats_subs += self._mirror.subscriptions()
         credentials = Credentials(user, Path(password_file).read_text().strip() if password_file else "")
         self._link = NatsLink(
             url,
             self._on_nats,
-            [subjects.robot_wildcard(robot_id, "cmd")],
+            nats_subs,
             name=f"nats_bridge.{robot_id}",
             outbox_capacity=outbox,
             credentials=credentials,
@@ -262,7 +290,16 @@ class NatsBridgeNode(Node):
             "connect_failures": link.connect_failures,
             "duplicates": self._core.dedup.duplicates,
         }
-        for kind, n in snap["errors"].items():
+        errors = dict(snap["errors"])
+        if self._mirror is not None:
+            msnap = self._mirror.snapshot()
+            for kind, n in msnap["mirror_errors"].items():
+                errors[kind] = errors.get(kind, 0) + n
+            for key, st in msnap["mirror"].items():
+                for name in ("in", "delivered", "duplicates", "codec_ms"):
+                    values[f"mirror.{key}.{name}"] = st[name]
+                values[f"mirror.{key}.errors"] = sum(st["errors"].values())
+        for kind, n in errors.items():
             values[f"errors.{kind}"] = n
         for topic, st in snap["out"].items():
             for key in ("out", "dropped_rate", "codec_ms"):
@@ -301,6 +338,16 @@ class NatsBridgeNode(Node):
 
     def _on_nats(self, subject: str, headers: dict[str, str] | None, data: bytes) -> None:
         """Runs in the NATS thread; rclpy publishers are safe to use from it."""
+        if self._mirror is not None and subject.split(".")[2:3] == ["ros"]:
+            mirrored = self._mirror.on_message(subject, headers, data)
+            if mirrored is not None:
+                pub = self._mirror_pubs.get(mirrored.ros_topic)
+                if pub is None:
+                    pub = self.create_publisher(mirrored.cls, mirrored.ros_topic, self._mirror_qos)
+                    self._mirror_pubs[mirrored.ros_topic] = pub
+                    self.get_logger().info(f"mirroring {subject} -> {mirrored.ros_topic}")
+                pub.publish(mirrored.msg)
+            return
         result = self._core.on_command(subject, headers, data)
         if result is not None:
             topic, msg = result

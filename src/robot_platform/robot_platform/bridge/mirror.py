@@ -1,0 +1,115 @@
+"""Control-side mirror: robots' telemetry from NATS republished into the control server's ROS graph.
+
+``robots.<id>.ros.<topic>`` becomes ``<namespace>/<id><topic>`` (``robots.r1.ros.odom`` ->
+``/fleet/r1/odom``), so RViz on the control server shows the whole fleet. Only configured topics and
+robots are mirrored. The type comes from the envelope, must be installed locally with the same type
+hash, and is pinned per mirrored topic: a robot cannot switch a topic's type under a running publisher.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from . import subjects
+from .codec import Codec
+from .core import TopicStats
+from .envelope import DuplicateFilter, Envelope
+from .errors import BridgeError, EnvelopeError, NotAllowedError, PayloadTooLargeError
+
+
+@dataclass(frozen=True)
+class Mirrored:
+    robot_id: str
+    ros_topic: str  # on the control graph, e.g. /fleet/r1/odom
+    cls: type
+    msg: Any
+
+
+class Mirror:
+    """Validates mirrored messages; the node owns the ROS publishers."""
+
+    def __init__(
+        self,
+        codec: Codec,
+        topics: Iterable[str],
+        robots: Iterable[str] = (),
+        namespace: str = "/fleet",
+        dedup_capacity: int = 10_000,
+        log: Any = None,
+    ) -> None:
+        self.codec = codec
+        self.topics = {subjects.check_topic(t) for t in topics}
+        self.robots = {subjects.check_robot_id(r) for r in robots}  # empty = every robot
+        self.namespace = subjects.check_topic(namespace)
+        self.dedup = DuplicateFilter(dedup_capacity)
+        self._pinned: dict[str, type] = {}
+        self._log = log or (lambda _m: None)
+        self._lock = threading.Lock()
+        self.stats: dict[str, TopicStats] = {}
+        self.error_totals: dict[str, int] = {}
+
+    def subscriptions(self) -> list[str]:
+        """NATS subjects to subscribe: one wildcard over robots per mirrored topic."""
+        return [f"{subjects.ROOT}.*.ros.{subjects.topic_tokens(t)}" for t in sorted(self.topics)]
+
+    def on_message(self, subject: str, headers: dict[str, str] | None, data: bytes) -> Mirrored | None:
+        """Mirrored message to publish, or None (rejected and counted, or duplicate)."""
+        key = subject
+        try:
+            parsed = subjects.parse(subject)
+            if parsed.kind != "ros" or parsed.topic not in self.topics:
+                key = "<other>"
+                raise NotAllowedError(subject, "", "topic is not mirrored")
+            if self.robots and parsed.robot_id not in self.robots:
+                key = "<other>"
+                raise NotAllowedError(subject, "", f"robot {parsed.robot_id} is not mirrored")
+            stats = self._stats(key)
+            stats.received += 1
+            if len(data) > self.codec.max_payload_bytes:
+                raise PayloadTooLargeError(subject, len(data), self.codec.max_payload_bytes)
+            env = Envelope.from_headers(subject, headers)
+            if self.dedup.seen(env.msg_id):
+                stats.duplicates += 1
+                return None
+            ros_topic = f"{self.namespace}/{parsed.robot_id}{parsed.topic}"
+            cls = self.codec.registry.load(subjects.normalize_type(env.type_name))
+            pinned = self._pinned.setdefault(ros_topic, cls)
+            if pinned is not cls:
+                raise EnvelopeError(subject, "Ros-Type", f"{ros_topic} already carries {pinned.__name__}")
+            local_hash = self.codec.registry.type_hash(cls)
+            if env.type_hash and env.type_hash != local_hash:
+                raise EnvelopeError(subject, "Ros-Type-Hash", f"{env.type_hash} differs from local {local_hash}")
+            t0 = time.perf_counter_ns()
+            try:
+                msg = self.codec.decode(cls, data, subject)
+            finally:
+                stats.codec_ns += time.perf_counter_ns() - t0
+        except BridgeError as exc:
+            self._count(key, exc)
+            return None
+        stats.delivered += 1
+        return Mirrored(parsed.robot_id, ros_topic, cls, msg)
+
+    def _stats(self, key: str) -> TopicStats:
+        with self._lock:
+            return self.stats.setdefault(key, TopicStats())
+
+    def _count(self, key: str, exc: BridgeError) -> None:
+        stats = self._stats(key)
+        with self._lock:
+            stats.errors[exc.kind] = stats.errors.get(exc.kind, 0) + 1
+            total = self.error_totals.get(exc.kind, 0) + 1
+            self.error_totals[exc.kind] = total
+        if total <= 10 or total & (total - 1) == 0:
+            self._log(f"mirror {key}: dropped ({exc.kind}, {total} so far): {exc}")
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "mirror": {k: s.as_dict() for k, s in self.stats.items()},
+                "mirror_errors": dict(self.error_totals),
+            }

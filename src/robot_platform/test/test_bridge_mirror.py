@@ -1,0 +1,80 @@
+"""Control-side mirror logic: subject -> /fleet/<id>/<topic>, validation, pinning, duplicates."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgpack
+import pytest
+from nav_msgs.msg import Odometry
+from std_msgs.msg import String
+
+from robot_platform.bridge.codec import Codec
+from robot_platform.bridge.envelope import Envelope
+from robot_platform.bridge.mirror import Mirror
+
+ODOM = msgpack.packb({"pose": {"pose": {"position": {"x": 3.0}}}})
+
+
+def headers(type_name: str = "nav_msgs/msg/Odometry", msg_id: str | None = None, **extra: str) -> dict[str, str]:
+    h = Envelope(type_name=type_name, msg_id=msg_id or uuid.uuid4().hex).headers()
+    h.update(extra)
+    return h
+
+
+@pytest.fixture
+def mirror() -> Mirror:
+    return Mirror(Codec(max_payload_bytes=4096), ["/odom", "/robot_state"], robots=["r1", "r2"])
+
+
+def test_subscriptions(mirror: Mirror) -> None:
+    assert mirror.subscriptions() == ["robots.*.ros.odom", "robots.*.ros.robot_state"]
+
+
+def test_mirrors_under_fleet_namespace(mirror: Mirror) -> None:
+    out = mirror.on_message("robots.r2.ros.odom", headers(), ODOM)
+    assert out is not None
+    assert (out.robot_id, out.ros_topic, out.cls) == ("r2", "/fleet/r2/odom", Odometry)
+    assert out.msg.pose.pose.position.x == 3.0
+    assert mirror.snapshot()["mirror"]["robots.r2.ros.odom"]["delivered"] == 1
+
+
+@pytest.mark.parametrize(
+    ("subject", "hdrs", "data", "kind"),
+    [
+        ("robots.r3.ros.odom", headers(), ODOM, "not_allowed"),  # robot not mirrored
+        ("robots.r1.ros.scan", headers(), ODOM, "not_allowed"),  # topic not mirrored
+        ("robots.r1.cmd.odom", headers(), ODOM, "not_allowed"),
+        ("robots.r1.ros.odom", headers("nope_msgs/msg/Nope"), ODOM, "unknown_type"),
+        ("robots.r1.ros.odom", headers(**{"Ros-Type-Hash": "RIHS01_00"}), ODOM, "bad_envelope"),
+        ("robots.r1.ros.odom", {"Ros-Type": "nav_msgs/msg/Odometry"}, ODOM, "bad_envelope"),
+        ("robots.r1.ros.odom", headers(), b"\xc1", "malformed"),
+        ("robots.r1.ros.odom", headers(), msgpack.packb({"pose": {"x": 1}}), "unknown_field"),
+        ("robots.r1.ros.odom", headers(), msgpack.packb({"child_frame_id": 1}), "wrong_type"),
+        ("robots.r1.ros.odom", headers(), b"\x80" * 5000, "oversized"),
+        ("robots.*.ros.odom", headers(), ODOM, "bad_subject"),
+    ],
+)
+def test_rejections(mirror: Mirror, subject: str, hdrs: dict, data: bytes, kind: str) -> None:
+    assert mirror.on_message(subject, hdrs, data) is None
+    assert mirror.snapshot()["mirror_errors"] == {kind: 1}
+
+
+def test_type_is_pinned_per_topic(mirror: Mirror) -> None:
+    assert mirror.on_message("robots.r1.ros.robot_state", headers("std_msgs/msg/String"), msgpack.packb({})) is not None
+    assert mirror.on_message("robots.r1.ros.robot_state", headers(), ODOM) is None
+    assert mirror.snapshot()["mirror_errors"] == {"bad_envelope": 1}
+    again = mirror.on_message("robots.r1.ros.robot_state", headers("std_msgs/String"), msgpack.packb({"data": "x"}))
+    assert again is not None and again.msg == String(data="x")
+
+
+def test_duplicates_dropped(mirror: Mirror) -> None:
+    msg_id = uuid.uuid4().hex
+    assert mirror.on_message("robots.r1.ros.odom", headers(msg_id=msg_id), ODOM) is not None
+    assert mirror.on_message("robots.r1.ros.odom", headers(msg_id=msg_id), ODOM) is None
+    assert mirror.snapshot()["mirror"]["robots.r1.ros.odom"]["duplicates"] == 1
+
+
+def test_any_robot_when_none_configured() -> None:
+    m = Mirror(Codec(), ["/odom"])
+    assert m.on_message("robots.zz9.ros.odom", headers(), ODOM).ros_topic == "/fleet/zz9/odom"
