@@ -37,8 +37,9 @@ from helpers import REPO, ros_env, wait_for
 rclpy = pytest.importorskip("rclpy")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
 
-from robot_platform.deploy.errors import FetchError  # noqa: E402
+from robot_platform.deploy.errors import FetchError, LimitExceededError  # noqa: E402
 from robot_platform.deploy.fetch import S3Config, S3Fetcher  # noqa: E402
 from robot_platform_interfaces.msg import DeploymentStatus  # noqa: E402
 from robot_platform_interfaces.srv import Deploy, ListPackages, Rollback  # noqa: E402
@@ -79,6 +80,41 @@ def function_source(root: Path, version: str) -> Path:
             return {{"greeting": os.environ["GREETING"], "echo": event, "version": "{version}"}}
         """))
     return src
+
+
+def trigger_source(root: Path) -> Path:
+    """A function fired by a NATS subject, a ROS topic and a schedule."""
+    src = root / "tick_fn"
+    src.mkdir(parents=True)
+    (src / "manifest.yaml").write_text(yaml.safe_dump({
+        "name": "tick_fn", "version": "1.0.0", "kind": "function", "runtime": "python3", "handler": "fn.on_event",
+        "timeout_s": 10, "triggers": [{"nats": "robots.r1.events.door"}, {"ros_topic": "/door_events"},
+                                      {"schedule_s": 1.0}]}))
+    (src / "fn.py").write_text("def on_event(event, context):\n    return {'seen': event}\n")
+    return src
+
+
+async def triggered_results(url: str, domain_pub: Any, timeout: float) -> dict[str, Any]:
+    """Fire tick_fn through NATS and ROS; collect results until every source (and the schedule) answered."""
+    nc = await nats.connect(url)
+    seen: dict[str, Any] = {}
+    try:
+        sub = await nc.subscribe("robots.r1.deploy.result.tick_fn")
+        deadline = time.monotonic() + timeout
+        while len(seen) < 3 and time.monotonic() < deadline:
+            if "nats:robots.r1.events.door" not in seen:
+                await nc.publish("robots.r1.events.door", msgpack.packb({"door": "open"}))
+            if "ros:/door_events" not in seen:
+                domain_pub()
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            body = msgpack.unpackb(msg.data)
+            seen.setdefault(body["source"], body)
+        return seen
+    finally:
+        await nc.drain()
 
 
 def app_source(root: Path, version: str, healthy: bool = True, install_sleep_s: float = 0) -> Path:
@@ -272,6 +308,10 @@ def test_download_resumes_and_unreachable_storage_fails(seaweedfs: SeaweedFS, tm
     assert seen[0] > 1024 * 1024  # the first progress report already counts the resumed bytes
     assert not (tmp_path / "blob.bin.part").exists()
 
+    with pytest.raises(LimitExceededError) as err:  # oversized: refused from HEAD, before any byte
+        S3Fetcher(config).download(f"s3://{BUCKET}/big/blob.bin", tmp_path / "big2", 1024 * 1024)
+    assert err.value.what == "archive_bytes" and not (tmp_path / "big2.part").exists()
+
     dead = S3Config(endpoint_url="http://127.0.0.1:9", access_key_id="x", secret_access_key="y",
                     connect_timeout_s=0.5, retries=1)
     started = time.monotonic()
@@ -310,6 +350,17 @@ def test_deploy_function_and_apps_through_ros(seaweedfs: SeaweedFS, nats_server:
         assert reply["result"] == {"greeting": "hello", "echo": {"n": 7}, "version": "1.0.0"}
         assert "handling" in reply["logs"]
         print(f"\nsmall function package: request -> SUCCEEDED in {deploy_s:.2f} s")
+
+        # ---- a function with triggers: NATS subject, ROS topic, schedule
+        tick = pub.publish(trigger_source(tmp_path))
+        client.deploy(tick, "tick-1")
+        assert client.final("tick-1").state == DeploymentStatus.STATE_SUCCEEDED
+        door_pub = client.node.create_publisher(String, "/door_events", 10)
+        seen = asyncio.run(triggered_results(nats_server.url, lambda: door_pub.publish(String(data='{"door": 2}')),
+                                             WAIT_S))
+        assert seen["nats:robots.r1.events.door"]["result"] == {"seen": {"door": "open"}}
+        assert seen["ros:/door_events"]["result"] == {"seen": {"door": 2}}
+        assert seen["schedule"]["ok"]
 
         # ---- a repeated job id is idempotent
         again = client.deploy(fn1, "fn-1")

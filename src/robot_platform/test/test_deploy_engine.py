@@ -226,3 +226,28 @@ def test_restart_recovers_and_restarts_app(env):
         assert repeat.accepted and repeat.state == State.SUCCEEDED
     finally:
         engine2.shutdown()
+
+
+def test_archive_with_invalid_manifest_is_rejected(env):
+    """An archive whose manifest misses a field (built by hand: the CLI refuses to) is signed but rejected."""
+    import io
+    import tarfile
+
+    from robot_platform.deploy.package import sha256_file, sign_archive
+
+    engine, _publish, statuses, tmp, pem = env
+    archive = tmp / "broken-1.0.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        data = b"name: broken\nversion: 1.0.0\nkind: function\nruntime: python3\n"  # no handler
+        info = tarfile.TarInfo("manifest.yaml")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    signed = sign_archive(archive, pem)
+    assert signed.sha256 == sha256_file(archive)
+    engine.fetcher.objects["s3://packages/broken.tar.gz"] = archive
+    engine.submit(DeployRequest("broken-1", "broken", "1.0.0", "s3://packages/broken.tar.gz", signed.sha256,
+                                signed.signature, "function"))
+    final = statuses.final("broken-1")
+    assert final.state == State.REJECTED and "'handler'" in final.reason
+    assert engine.list_packages() == []
+    assert not (engine.store.root / "broken" / "staging").exists()

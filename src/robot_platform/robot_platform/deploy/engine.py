@@ -38,7 +38,7 @@ from robot_platform.deploy.errors import (
     UnsafeArchiveError,
 )
 from robot_platform.deploy.jobs import Decision, DeployRequest, JobLog, State, Status, Step, validate_request
-from robot_platform.deploy.manifest import KIND_APP, KIND_FUNCTION, Manifest, load_manifest
+from robot_platform.deploy.manifest import KIND_APP, KIND_FUNCTION, Manifest, Trigger, load_manifest
 from robot_platform.deploy.package import TrustStore, verify_archive
 from robot_platform.deploy.runner import (
     AppProcess,
@@ -145,6 +145,7 @@ class DeployEngine:
         self._lanes: dict[str, _Lane] = {}
         self._active: dict[str, tuple[DeployRequest, Status]] = {}
         self._stopping = threading.Event()
+        self.generation = 0  # bumped whenever a job or rollback ends: active versions may have changed
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> list[Status]:
@@ -317,6 +318,7 @@ class DeployEngine:
             self.jobs.save(request, status)
         with self._lock:
             self._active.pop(request.job_id, None)
+            self.generation += 1
         if state != State.SUCCEEDED:
             log.warning(
                 "deployment %s of %s %s: %s %s",
@@ -518,6 +520,19 @@ class DeployEngine:
             out.append(
                 PackageInfo(info.name, info.kind, info.active_version, info.versions, info.activated_at, running)
             )
+        return out
+
+    def function_triggers(self) -> dict[str, tuple[Trigger, ...]]:
+        """The triggers of every active function package (read from their manifests)."""
+        out = {}
+        for package in self.store.packages():
+            active = self.store.active_dir(package)
+            if active is None:
+                continue
+            with contextlib.suppress(DeployError):
+                manifest = load_manifest(active)
+                if manifest.kind == KIND_FUNCTION and manifest.triggers:
+                    out[package] = manifest.triggers
         return out
 
     def invoke(self, package: str, event: Any, invocation_id: str = "") -> InvocationResult:

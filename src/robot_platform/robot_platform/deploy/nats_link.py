@@ -7,6 +7,8 @@ Subjects (``<id>`` is the robot id):
   (``robot_platform_interfaces/msg/DeploymentStatus``), ``rp-robot`` and ``rp-seq``.
 * ``robots.<id>.deploy.invoke.<package>``: request = msgpack (or JSON) event; reply = msgpack dict
   ``{ok, result, error, logs, invocation_id, duration_s}`` from the function's active version.
+* trigger subjects named in function manifests (``{nats: subject}``): each message invokes the function;
+  the result goes to ``robots.<id>.deploy.result.<package>``.
 
 The link runs its own asyncio loop in one thread. ``publish_status`` may be called from any thread: it
 hands the status to a bounded queue (drop-oldest, counted in ``dropped``) so a slow or absent NATS server
@@ -40,12 +42,20 @@ FIRST_CONNECT_BACKOFF_MAX_S = 10.0
 STATUS_TYPE = "robot_platform_interfaces/msg/DeploymentStatus"
 
 Invoker = Callable[[str, Any], dict[str, Any]]
+TriggerFire = Callable[[str, Any, str], bool]
 
 
 class NatsLink:
     """Publishes deployment statuses to NATS and serves invocation requests."""
 
-    def __init__(self, url: str, robot_id: str, invoker: Invoker | None, queue_size: int = 100) -> None:
+    def __init__(
+        self,
+        url: str,
+        robot_id: str,
+        invoker: Invoker | None,
+        queue_size: int = 100,
+        on_trigger: TriggerFire | None = None,
+    ) -> None:
         self.url = url
         self.robot_id = robot_id
         self.status_subject = f"robots.{robot_id}.deploy.status"
@@ -53,6 +63,11 @@ class NatsLink:
         self.dropped = 0
         self.published = 0
         self._invoker = invoker
+        self._on_trigger = on_trigger
+        self._client: Any = None
+        self._trigger_subs: dict[str, Any] = {}
+        self._pending_subjects: dict[str, str] | None = None
+        self.result_prefix = f"robots.{robot_id}.deploy.result"
         self._queue_size = queue_size
         self._seq = 0
         self._loop = asyncio.new_event_loop()
@@ -73,6 +88,43 @@ class NatsLink:
             return
         with contextlib.suppress(RuntimeError):  # loop already stopped during shutdown
             self._loop.call_soon_threadsafe(self._enqueue, status)
+
+    def set_trigger_subjects(self, subjects: dict[str, str]) -> None:
+        """Subscribe exactly to ``subjects`` (subject -> function package); thread-safe."""
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(self._reconcile(dict(subjects)), self._loop)
+
+    def publish_result(self, package: str, source: str, result: dict[str, Any]) -> None:
+        """Publish a triggered invocation's result on ``robots.<id>.deploy.result.<package>``; thread-safe."""
+        body = {"package": package, "source": source, **result}
+        with contextlib.suppress(RuntimeError):
+            asyncio.run_coroutine_threadsafe(self._publish_raw(f"{self.result_prefix}.{package}", body), self._loop)
+
+    async def _publish_raw(self, subject: str, body: dict[str, Any]) -> None:
+        if self._client is None or not self._client.is_connected:
+            self.dropped += 1
+            return
+        try:
+            await self._client.publish(subject, msgpack.packb(body, default=str))
+        except (NatsError, OSError):
+            self.dropped += 1
+
+    async def _reconcile(self, subjects: dict[str, str]) -> None:
+        if self._client is None:
+            self._pending_subjects = subjects
+            return
+        for subject in list(self._trigger_subs):
+            if subject not in subjects:
+                with contextlib.suppress(NatsError):
+                    await self._trigger_subs.pop(subject).unsubscribe()
+        for subject, package in subjects.items():
+            if subject not in self._trigger_subs:
+
+                async def on_event(msg: Any, package: str = package) -> None:
+                    if self._on_trigger is not None:
+                        self._on_trigger(package, _decode(msg.data), f"nats:{msg.subject}")
+
+                self._trigger_subs[subject] = await self._client.subscribe(subject, cb=on_event)
 
     def _enqueue(self, status: Status) -> None:
         if self._queue is None:
@@ -104,6 +156,9 @@ class NatsLink:
         try:
             if self._invoker is not None:
                 await client.subscribe(self.invoke_subject, cb=self._on_invoke)
+            self._client = client
+            if self._pending_subjects:
+                await self._reconcile(self._pending_subjects)
             self._connected.set()
             while not self._stopping.is_set():
                 getter = asyncio.ensure_future(self._queue.get())
@@ -162,14 +217,7 @@ class NatsLink:
 
     async def _on_invoke(self, msg: Any) -> None:
         package = msg.subject.rsplit(".", 1)[-1]
-        try:
-            event = msgpack.unpackb(msg.data, raw=False) if msg.data else None
-        except (ValueError, msgpack.UnpackException):
-            try:
-                event = json.loads(msg.data)
-            except ValueError:
-                await msg.respond(msgpack.packb({"ok": False, "error": "event is neither msgpack nor JSON"}))
-                return
+        event = _decode(msg.data)
         assert self._invoker is not None
         try:
             reply = await asyncio.get_running_loop().run_in_executor(None, self._invoker, package, event)
@@ -177,3 +225,17 @@ class NatsLink:
             reply = {"ok": False, "error": exc.reason}
         if msg.reply:
             await msg.respond(msgpack.packb(reply, default=str))
+
+
+def _decode(data: bytes) -> Any:
+    """An event body: msgpack, else JSON, else the text itself (so any publisher can trigger)."""
+    if not data:
+        return None
+    try:
+        return msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.UnpackException):
+        pass
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode(errors="replace")

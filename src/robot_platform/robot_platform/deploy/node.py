@@ -15,11 +15,15 @@ Parameters (all declared with descriptors; defaults in config/robot.yaml):
 Publishers: ``deployment_status`` (robot_platform_interfaces/msg/DeploymentStatus; reliable,
     transient-local, depth 50: a late subscriber still sees the recent history).
 Services: ``deploy`` (srv/Deploy), ``rollback`` (srv/Rollback), ``list_packages`` (srv/ListPackages).
-NATS: ``robots.<id>.deploy.status`` (msgpack), ``robots.<id>.deploy.invoke.<package>`` (request/reply).
+Subscriptions: the ``ros_topic`` triggers of active function packages (std_msgs/String; JSON data is
+    decoded), reconciled each second after a job ends.
+NATS: ``robots.<id>.deploy.status`` (msgpack), ``robots.<id>.deploy.invoke.<package>`` (request/reply),
+    function ``nats`` triggers with results on ``robots.<id>.deploy.result.<package>``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -35,6 +39,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
 
 from robot_platform.deploy.engine import DeployEngine, EngineConfig
 from robot_platform.deploy.errors import DeployError
@@ -44,11 +49,14 @@ from robot_platform.deploy.nats_link import NatsLink
 from robot_platform.deploy.package import TrustStore
 from robot_platform.deploy.safe_extract import ExtractLimits
 from robot_platform.deploy.store import PackageStore
+from robot_platform.deploy.triggers import TriggerRunner, wanted
 from robot_platform.exceptions import ConfigError
 from robot_platform_interfaces.msg import DeploymentStatus, InstalledPackage
 from robot_platform_interfaces.srv import Deploy, ListPackages, Rollback
 
 MB = 1024 * 1024
+TRIGGER_RECONCILE_PERIOD_S = 1.0
+TRIGGER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 STATUS_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=50,
@@ -115,8 +123,13 @@ class DeployServiceNode(Node):
         if not trusted:
             self.get_logger().warning("no trusted_keys configured: every deployment will be rejected")
         self.status_pub = self.create_publisher(DeploymentStatus, "deployment_status", STATUS_QOS)
-        self.nats = NatsLink(nats_url, robot_id, self._invoke_for_nats, queue_size) if nats_url else None
+        self.triggers = TriggerRunner(self._invoke_for_nats, self._on_trigger_result)
+        self.nats = None
+        if nats_url:
+            self.nats = NatsLink(nats_url, robot_id, self._invoke_for_nats, queue_size, self.triggers.fire)
         self.engine = DeployEngine(config, PackageStore(root, keep), S3Fetcher(s3), self.trust, self._on_status)
+        self._topic_subs: dict[str, Any] = {}
+        self._generation = -1
         group = ReentrantCallbackGroup()
         self.create_service(Deploy, "deploy", self._on_deploy, callback_group=group)
         self.create_service(Rollback, "rollback", self._on_rollback, callback_group=group)
@@ -124,6 +137,7 @@ class DeployServiceNode(Node):
         if self.nats is not None:
             self.nats.start()
         recovered = self.engine.start()
+        self.create_timer(TRIGGER_RECONCILE_PERIOD_S, self._reconcile_triggers, callback_group=group)
         self.get_logger().info(
             f"deploy_service ready: root={root} endpoint={endpoint or '(aws default)'} bucket={bucket} "
             f"trusted keys={list(self.trust.key_ids)} recovered jobs={len(recovered)} nats={nats_url or 'off'}"
@@ -169,6 +183,37 @@ class DeployServiceNode(Node):
     def _invoke_for_nats(self, package: str, event: Any) -> dict[str, Any]:
         return self.engine.invoke(package, event).to_dict()
 
+    # ---- function triggers --------------------------------------------------------------------------
+    def _reconcile_triggers(self) -> None:
+        """Subscribe to exactly the triggers of the active function versions (after any job ended)."""
+        if self.engine.generation == self._generation:
+            return
+        self._generation = self.engine.generation
+        subjects, topics, periods = wanted(self.engine.function_triggers())
+        if self.nats is not None:
+            self.nats.set_trigger_subjects(subjects)
+        for topic in [t for t in self._topic_subs if t not in topics]:
+            self.destroy_subscription(self._topic_subs.pop(topic))
+        for topic, package in topics.items():
+            if topic not in self._topic_subs:
+                self._topic_subs[topic] = self.create_subscription(
+                    String, topic, lambda msg, p=package, t=topic: self._on_topic_event(p, t, msg), TRIGGER_QOS
+                )
+        self.triggers.set_schedule(periods)
+
+    def _on_topic_event(self, package: str, topic: str, msg: String) -> None:
+        try:
+            event: Any = json.loads(msg.data)
+        except ValueError:
+            event = msg.data
+        self.triggers.fire(package, event, f"ros:{topic}")
+
+    def _on_trigger_result(self, package: str, source: str, result: dict[str, Any]) -> None:
+        if not result.get("ok"):
+            self.get_logger().warning(f"function {package} ({source}) failed: {result.get('error', '')[:200]}")
+        if self.nats is not None:
+            self.nats.publish_result(package, source, result)
+
     # ---- services -----------------------------------------------------------------------------------
     def _on_deploy(self, request: Deploy.Request, response: Deploy.Response) -> Deploy.Response:
         decision = self.engine.submit(
@@ -211,6 +256,7 @@ class DeployServiceNode(Node):
 
     def close(self) -> None:
         """Stop deployments and apps, then the NATS link (so the last statuses still go out)."""
+        self.triggers.close()
         self.engine.shutdown()
         if self.nats is not None:
             self.nats.stop()
