@@ -455,3 +455,44 @@ def test_malformed_tree_fails_at_start_naming_the_line(ros_domain: int, procs, t
     out = procs.child("health_bad").output()
     line = CHECKS.count("\n") + 1
     assert f"{bad}:{line}: health config error at checks[5].kind: unknown check kind 'gps_fix'" in out, out
+
+
+def nats_request(url: str, subject: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def go() -> dict[str, Any]:
+        nc = await nats.connect(url)
+        try:
+            msg = await nc.request(subject, msgpack.packb(payload), timeout=5.0)
+            return msgpack.unpackb(msg.data)
+        finally:
+            await nc.close()
+
+    return asyncio.run(go())
+
+
+def test_operator_silence_and_acknowledge_over_nats(rig: Rig) -> None:
+    obs, url = rig.obs, rig.nats.url
+    bad = nats_request(url, "robots.r1.health.silence", {"check": "no_such_check", "duration_s": 5, "user": "bob"})
+    assert bad["success"] is False and "no_such_check" in bad["message"]
+    res = nats_request(url, "robots.r1.health.silence", {"check": "scan_silent", "duration_s": 60, "user": "bob"})
+    assert res["success"] is True, res
+    obs.inject(InjectFault.Request.FAULT_SILENCE_SENSOR, target="scan")
+    # The fault is detected (diagnostics ERROR) but, silenced, raises no alert.
+    obs.spin_until(
+        lambda: (s := obs.diag("sensors/scan_silent")) is not None and s.level == b"\x02",
+        WAIT_S,
+        "scan_silent ERROR on /diagnostics",
+    )
+    assert obs.alerts_for("TOPIC_SILENT.scan") == []
+    assert metric_value(rig.metrics_port, "robot_health_check_silenced", "scan_silent") == 1.0
+    # Lifting the silence while the fault holds raises the alert now.
+    res = nats_request(url, "robots.r1.health.silence", {"check": "scan_silent", "duration_s": 0, "user": "bob"})
+    assert res["success"] is True, res
+    raised = obs.spin_until(lambda: obs.alerts_for("TOPIC_SILENT.scan"), WAIT_S, "alert after unsilence")[0]
+    assert raised.active and not raised.acknowledged
+    res = nats_request(url, "robots.r1.health.ack", {"alert_id": raised.alert_id, "user": "carol"})
+    assert res["success"] is True, res
+    obs.spin_until(
+        lambda: any(a.acknowledged_by == "carol" for a in obs.alerts_for("TOPIC_SILENT.scan")), WAIT_S, "ack"
+    )
+    res = nats_request(url, "robots.r1.health.ack", {"alert_id": "not-an-alert", "user": "carol"})
+    assert res["success"] is False

@@ -21,7 +21,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import msgpack
 import nats
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
@@ -31,6 +33,7 @@ from robot_platform.health.sources import LinkStatus
 
 log = logging.getLogger(__name__)
 
+REQUESTS_MAX = 100  # operator requests waiting for the next tick (beyond: answered "retry")
 OUTBOX_MAX = 1000  # alerts kept while the link is down (drop-oldest beyond, counted)
 PUBLISH_ACK_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 2.0
@@ -40,6 +43,15 @@ STREAM_DUPLICATE_WINDOW_S = 120
 CLOSE_FLUSH_S = 2.0
 
 ResultCallback = Callable[[str, str], None]  # (kind "alert"/"snapshot", result "ok"/"dropped"/"error")
+
+
+@dataclass(frozen=True)
+class OperatorRequest:
+    """An acknowledge/silence request from NATS; ``reply`` is thread-safe and answers the requester."""
+
+    subject: str
+    payload: dict[str, Any]
+    reply: Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -74,17 +86,22 @@ class NatsPublisher:
         on_result: ResultCallback | None = None,
         name: str = "health_monitor_tree",
         outbox_max: int = OUTBOX_MAX,
+        request_subjects: tuple[str, ...] = (),
     ) -> None:
         self.url, self.alert_subject, self.stream = url, alert_subject, stream
         self.link, self.clock, self.name = link, clock, name
         self.on_result = on_result or (lambda kind, result: None)
         self.outbox_max = outbox_max
+        self.request_subjects = request_subjects
+        self.requests_dropped = 0
+        self._requests: deque[OperatorRequest] = deque()
         self.jetstream = False
         self.dropped = 0
         self._outbox: deque[OutMsg] = deque()
         self._snapshot: OutMsg | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._nc: nats.NATS | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -111,6 +128,13 @@ class NatsPublisher:
         with self._lock:
             self._snapshot = msg
         self._signal()
+
+    def take_requests(self) -> list[OperatorRequest]:
+        """Operator requests received since the last call (the tick thread handles and answers them)."""
+        with self._lock:
+            out = list(self._requests)
+            self._requests.clear()
+        return out
 
     def pending(self) -> int:
         with self._lock:
@@ -181,7 +205,10 @@ class NatsPublisher:
                 await self._sleep(backoff.next_delay())
                 continue
             self.link.set(True, self.clock(), "connected")
+            self._nc = nc
             await self._ensure_stream(nc)
+            for subject in self.request_subjects:  # nats-py re-subscribes by itself after a reconnect
+                await nc.subscribe(subject, cb=self._on_request)
             return nc
         return None
 
@@ -209,6 +236,36 @@ class NatsPublisher:
             self.jetstream = True
         except (TimeoutError, NatsError) as exc:
             log.warning("cannot create stream %s (%s): alerts go out as plain publishes", self.stream, exc)
+
+    async def _on_request(self, msg: Any) -> None:
+        """Queue an operator request for the tick thread; answer at once if it is malformed or we are busy."""
+        loop = asyncio.get_running_loop()
+        nc = self._nc
+        assert nc is not None
+
+        def reply(response: dict[str, Any]) -> None:
+            if msg.reply and not loop.is_closed():
+                body = msgpack.packb(response, use_bin_type=True)
+                with contextlib.suppress(RuntimeError):  # loop closed meanwhile: the requester times out
+                    loop.call_soon_threadsafe(lambda: loop.create_task(nc.publish(msg.reply, body)))
+
+        try:
+            payload = msgpack.unpackb(msg.data, raw=False)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+            reply({"success": False, "message": f"body is not msgpack: {exc}"})
+            return
+        if not isinstance(payload, dict):
+            reply({"success": False, "message": "body must be a msgpack map"})
+            return
+        with self._lock:
+            if len(self._requests) >= REQUESTS_MAX:
+                self.requests_dropped += 1
+                busy = True
+            else:
+                self._requests.append(OperatorRequest(msg.subject, payload, reply))
+                busy = False
+        if busy:
+            reply({"success": False, "message": "too many pending requests; retry"})
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wake is not None

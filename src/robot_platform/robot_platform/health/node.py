@@ -215,6 +215,7 @@ class HealthMonitorNode(Node):
                 clock=self.clock_mono,
                 on_result=lambda kind, result: self.metrics.count_alert(f"nats_{kind}", result),
                 name=f"health_monitor_tree.{self.robot_id}",
+                request_subjects=(subjects.health(self.robot_id, "ack"), subjects.health(self.robot_id, "silence")),
             )
             self.nats.start()
         self.mqtt: Any = None
@@ -245,6 +246,9 @@ class HealthMonitorNode(Node):
     # ---- tick ------------------------------------------------------------------------------------------
 
     def _on_tick(self) -> None:
+        if self.nats is not None:
+            for request in self.nats.take_requests():
+                request.reply(self._operator_request(request.subject, request.payload))
         result = self.monitor.tick()
         now = self.clock_mono()
         for check, event in result.events:
@@ -338,6 +342,31 @@ class HealthMonitorNode(Node):
         self._publish_alert(record)
         res.success, res.message = True, f"{record.code} acknowledged"
         return res
+
+    def _operator_request(self, subject: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Acknowledge (``...health.ack``: alert_id, user) or silence (``...health.silence``: check,
+        duration_s, user) from NATS. Authorization is NATS's: only operator accounts may publish there."""
+        user = payload.get("user")
+        try:
+            if not isinstance(user, str):
+                raise ValueError("user (string) is required")
+            if subject.endswith(".ack"):
+                alert_id = payload.get("alert_id")
+                if not isinstance(alert_id, str):
+                    raise ValueError("alert_id (string) is required")
+                record = self.monitor.acknowledge(alert_id, user)
+                self.get_logger().info(f"alert {alert_id} ({record.code}) acknowledged by {user!r} via NATS")
+                self._publish_alert(record)
+                return {"success": True, "message": f"{record.code} acknowledged", "alert_id": alert_id}
+            check, duration = payload.get("check"), payload.get("duration_s")
+            if not isinstance(check, str) or isinstance(duration, bool) or not isinstance(duration, int | float):
+                raise ValueError("check (string) and duration_s (number) are required")
+            audit = self.monitor.silence(check, float(duration), user)
+            self.get_logger().info(f"check {check} {audit.action} {audit.detail} by {user!r} via NATS")
+            return {"success": True, "message": f"{check} {audit.action} for {audit.detail}", "check": check}
+        except (UnknownCheckError, ValueError) as exc:
+            self.get_logger().warning(f"operator request on {subject} refused: {exc}")
+            return {"success": False, "message": str(exc)}
 
     def _refresh_graph(self) -> None:
         names = [f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()]
