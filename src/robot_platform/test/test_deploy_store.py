@@ -43,17 +43,17 @@ def assert_consistent(store, package, expected_active):
 
 def test_deploy_switch_and_previous(tmp_path):
     store = PackageStore(tmp_path)
-    deploy(store, "app", "1.0")
-    deploy(store, "app", "2.0")
-    assert store.active_version("app") == "2.0"
-    assert os.readlink(store.package_dir("app") / "current") == "versions/2.0"
-    assert store.previous_version("app") == "1.0"
-    assert store.installed_versions("app") == ["1.0", "2.0"]
+    deploy(store, "app", "1.0.0")
+    deploy(store, "app", "1.0.1")  # dotted versions: each has its own install record
+    assert store.active_version("app") == "1.0.1"
+    assert os.readlink(store.package_dir("app") / "current") == "versions/1.0.1"
+    assert store.previous_version("app") == "1.0.0"
+    assert store.installed_versions("app") == ["1.0.0", "1.0.1"]
     info = store.info("app")
-    assert (info.kind, info.active_version, info.versions) == ("app", "2.0", ("1.0", "2.0"))
+    assert (info.kind, info.active_version, info.versions) == ("app", "1.0.1", ("1.0.0", "1.0.1"))
     with pytest.raises(StoreError, match="immutable"):
-        journal = store.begin("again", "app", "2.0")
-        store.install(journal, stage(store, "app", "again", "2.0"), {})
+        journal = store.begin("again", "app", "1.0.1")
+        store.install(journal, stage(store, "app", "again", "1.0.1"), {})
 
 
 @pytest.mark.parametrize("crash_after", ["begin", "staged", "installed", "activated", "activated_no_state"])
@@ -115,12 +115,12 @@ def test_leftover_tmp_symlink_is_cleaned_and_current_kept(tmp_path):
 
 def test_prune_keeps_active_and_newest(tmp_path):
     store = PackageStore(tmp_path, keep_versions=2)
-    for version in ("1", "2", "3", "4"):
+    for version in ("1.0.1", "1.0.2", "1.0.3", "1.0.4"):
         deploy(store, "app", version)
-    assert store.prune("app") == ["1", "2"]
-    assert store.installed_versions("app") == ["3", "4"]
+    assert store.prune("app") == ["1.0.1", "1.0.2"]
+    assert store.installed_versions("app") == ["1.0.3", "1.0.4"]  # dotted names: records not shared
     with pytest.raises(StoreError, match="active"):
-        store.remove_version("app", "4")
+        store.remove_version("app", "1.0.4")
 
 
 def test_names_are_checked(tmp_path):

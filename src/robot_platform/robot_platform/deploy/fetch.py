@@ -99,9 +99,11 @@ def _transient(exc: Exception) -> bool:
 
 def _describe(exc: Exception) -> str:
     if isinstance(exc, botocore.exceptions.ClientError):
-        err = exc.response.get("Error", {})
+        code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
-        return f"HTTP {status} {err.get('Code', '')}".strip()
+        meaning = {404: "object or bucket not found", 403: "access denied (check the S3 credentials)"}
+        detail = code if code and code != str(status) else meaning.get(status, "")  # type: ignore[call-overload]
+        return f"HTTP {status} {detail}".strip()
     if isinstance(exc, botocore.exceptions.EndpointConnectionError):
         return "storage endpoint unreachable"
     return type(exc).__name__

@@ -92,7 +92,7 @@ def build_archive(source: Path, out_dir: Path) -> tuple[Path, Manifest]:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         _add_tree(tar, source)
-    tmp = out.with_suffix(".tmp")
+    tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "wb") as sink, gzip.GzipFile(fileobj=sink, mode="wb", mtime=0, filename="") as gz:
         gz.write(raw.getvalue())
     os.replace(tmp, out)

@@ -45,6 +45,11 @@ PHASE_INSTALLED = "installed"  # versions/<v> exists (created by this job if cre
 PHASE_ACTIVATED = "activated"  # current -> versions/<v>; health check not passed yet
 
 
+def _record_path(version_dir: Path) -> Path:
+    """``versions/<version>.json`` (not ``with_suffix``: versions contain dots)."""
+    return version_dir.with_name(version_dir.name + ".json")
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -147,7 +152,7 @@ class PackageStore:
         return self.version_dir(package, version) if version else None
 
     def install_record(self, package: str, version: str) -> dict[str, Any] | None:
-        return _read_json(self.version_dir(package, version).with_suffix(".json"))
+        return _read_json(_record_path(self.version_dir(package, version)))
 
     def installed_versions(self, package: str) -> list[str]:
         """Complete versions (directory plus install record), oldest install first."""
@@ -156,7 +161,7 @@ class PackageStore:
             return []
         found = []
         for path in vdir.iterdir():
-            record = _read_json(path.with_suffix(".json")) if path.is_dir() else None
+            record = _read_json(_record_path(path)) if path.is_dir() else None
             if record is not None:
                 found.append((record.get("installed_at", 0.0), path.name))
         return [v for _, v in sorted(found)]
@@ -229,7 +234,7 @@ class PackageStore:
         journal.created_version = True
         self.advance(journal, PHASE_STAGING)  # record intent to create before creating
         os.rename(staged, target)
-        write_json_atomic(target.with_suffix(".json"), {**record, "installed_at": time.time()})
+        write_json_atomic(_record_path(target), {**record, "installed_at": time.time()})
         self.advance(journal, PHASE_INSTALLED)
         return target
 
@@ -271,7 +276,7 @@ class PackageStore:
             raise StoreError(f"{package} {version} is active; activate another version first")
         vdir = self.version_dir(package, version)
         with contextlib.suppress(FileNotFoundError):
-            vdir.with_suffix(".json").unlink()  # record first: a dir without record is ignored
+            _record_path(vdir).unlink()  # record first: a dir without record is ignored
         shutil.rmtree(vdir, ignore_errors=True)
 
     def undo(self, journal: Journal) -> None:
@@ -332,6 +337,6 @@ class PackageStore:
             if vdir.is_dir():
                 active = self.active_version(package)
                 for path in vdir.iterdir():
-                    if path.is_dir() and path.name != active and not path.with_suffix(".json").exists():
+                    if path.is_dir() and path.name != active and not _record_path(path).exists():
                         shutil.rmtree(path, ignore_errors=True)
         return recovered
