@@ -222,6 +222,10 @@ def rig(ros_domain: int, nats_server, procs, tmp_path: Path, request: pytest.Fix
     with_servers = bool(getattr(request, "param", False))  # Mosquitto + Prometheus too
     mqtt_port = prom_port = None
     if with_servers:
+        for exe in ("mosquitto", "prometheus"):
+            assert shutil.which(exe) or Path(f"/usr/sbin/{exe}").exists(), (
+                f"{exe} not installed: apt-get install -y mosquitto prometheus (Debian packages)"
+            )
         mqtt_port = free_port()
         (tmp_path / "mosquitto.conf").write_text(
             f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"

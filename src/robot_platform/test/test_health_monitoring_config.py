@@ -105,3 +105,19 @@ def test_dashboards_are_provisionable() -> None:
     assert len(uids) == len(DASHBOARDS)
     provider = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "robot_platform.yml").read_text())
     assert provider["providers"][0]["type"] == "file"
+
+
+def test_logic_modules_import_no_rclpy() -> None:
+    """House rule 1: everything but health/node.py is plain Python (tests run without a ROS graph)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import robot_platform.health.checks, robot_platform.health.fault_state, robot_platform.health.metrics\n"
+        "import robot_platform.health.monitor, robot_platform.health.outputs, robot_platform.health.tree_builder\n"
+        "import robot_platform.health.nats_out, robot_platform.health.mqtt_out, robot_platform.health.sources\n"
+        "assert 'rclpy' not in sys.modules, sorted(m for m in sys.modules if m.startswith('rcl'))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr

@@ -218,6 +218,10 @@ class HealthMonitorNode(Node):
                 request_subjects=(subjects.health(self.robot_id, "ack"), subjects.health(self.robot_id, "silence")),
             )
             self.nats.start()
+        elif any(c.kind == "nats_link" and c.link.name == "nats" for c in tree.checks):  # type: ignore[attr-defined]
+            # A check of a link this node was told not to use would raise forever: say so, report it as up.
+            self.get_logger().warning("nats_url is empty: the nats_link check reports the link as disabled/up")
+            tree.hub.link("nats").set(True, self.clock_mono(), "NATS output disabled (nats_url empty)")
         self.mqtt: Any = None
         if mqtt["host"]:
             from robot_platform.health.mqtt_out import MqttAlertPublisher
