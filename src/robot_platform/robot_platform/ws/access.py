@@ -1,0 +1,385 @@
+"""Who may do what: users and roles from a YAML file, hashed secrets, origin check, audit events.
+
+Users file (see config/users.example.yaml)::
+
+    users:
+      alice: {role: operator, secret_hash: "scrypt$16384$8$1$<salt b64>$<hash b64>"}
+    roles:                       # optional: replaces the built-in rules of a role
+      operator: {inherits: viewer, publish: [...], call: [...]}
+
+Secrets are only stored hashed (scrypt, or pbkdf2_sha256 with >= 100k iterations; random 16-byte salt)
+and compared in constant time; an unknown user costs the same hash as a known one. Make a hash with
+``python -m robot_platform.ws.access hash`` (reads the secret from stdin, prints the line to paste).
+
+Credentials over rosbridge (chosen: on the WebSocket upgrade, so an unauthorized client never gets a
+socket): ``Authorization: Bearer <user>:<secret>``, ``Authorization: Basic ...`` or, for browsers
+(which cannot set headers on a WebSocket), the query parameter ``?token=<user>:<secret>``. The rosbridge
+``auth`` op (``{"op": "auth", "user", "secret"}`` or rosauth's ``client``/``mac``) is accepted as the
+first message of a connection opened without credentials when ``anonymous_role`` is empty. Query strings are
+never logged (see server.py).
+
+Rules are NATS subject patterns (``*`` one token, ``>`` the rest) per action: ``subscribe``,
+``publish`` (commands), ``call`` (services). Built-in roles: viewer reads; operator also teleops
+(cmd_vel), e-stops, pauses and acknowledges alerts; admin may also send any command and call any
+service (deploy, rollback, fault injection).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import secrets
+import sys
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgpack
+import yaml
+
+from .errors import AccessDeniedError, AuthError, UsersFileError
+
+ACTIONS = ("subscribe", "publish", "call")
+ROLES = ("viewer", "operator", "admin")
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+PBKDF2_MIN_ITERATIONS = 100_000
+SALT_BYTES = 16
+HASH_BYTES = 32
+MAX_SECRET_CHARS = 1024
+AUDIT_SUBJECT_ROOT = "audit"
+AUDIT_LOG_INTERVAL_S = 1.0
+
+VIEWER_SUBSCRIBE = (
+    "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
+    "robots.*.frames.>", "robots.*.deploy.>",
+)  # fmt: skip
+OPERATOR_PUBLISH = (
+    "robots.*.cmd.cmd_vel", "robots.*.cmd.estop", "robots.*.cmd.e_stop", "robots.*.cmd.pause",
+    "robots.*.cmd.resume", "robots.*.cmd.alerts.ack", "robots.*.cmd.alert_ack",
+)  # fmt: skip
+OPERATOR_CALL = (
+    "robots.*.srv.*.estop", "robots.*.srv.*.pause", "robots.*.srv.*.acknowledge_alert",
+    "robots.*.srv.estop", "robots.*.srv.pause", "robots.*.srv.acknowledge_alert",
+)  # fmt: skip
+DEFAULT_ROLES: dict[str, dict[str, Any]] = {
+    "viewer": {"subscribe": list(VIEWER_SUBSCRIBE), "publish": [], "call": []},
+    "operator": {"inherits": "viewer", "publish": list(OPERATOR_PUBLISH), "call": list(OPERATOR_CALL)},
+    "admin": {"inherits": "operator", "publish": ["robots.*.cmd.>"], "call": ["robots.*.srv.>"]},
+}
+
+
+# ---------------------------------------------------------------------------------------- secrets
+def hash_secret(secret: str, method: str = "scrypt") -> str:
+    """A storable hash line for ``secret`` (random salt)."""
+    salt = secrets.token_bytes(SALT_BYTES)
+    if method == "scrypt":
+        digest = hashlib.scrypt(secret.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=HASH_BYTES)
+        return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+    if method == "pbkdf2_sha256":
+        iterations = 600_000
+        digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, iterations, HASH_BYTES)
+        return f"pbkdf2_sha256${iterations}${_b64(salt)}${_b64(digest)}"
+    raise ValueError(f"unknown method {method!r}; use scrypt or pbkdf2_sha256")
+
+
+def verify_secret(stored: str, secret: str) -> bool:
+    """True if ``secret`` matches the stored hash line (constant-time compare)."""
+    parts = stored.split("$")
+    if parts[0] == "scrypt" and len(parts) == 6:
+        n, r, p = (int(x) for x in parts[1:4])
+        salt, expected = _unb64(parts[4]), _unb64(parts[5])
+        digest = hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=2**26)
+    elif parts[0] == "pbkdf2_sha256" and len(parts) == 4:
+        salt, expected = _unb64(parts[2]), _unb64(parts[3])
+        digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, int(parts[1]), len(expected))
+    else:
+        raise ValueError("unknown hash format")
+    return hmac.compare_digest(digest, expected)
+
+
+def _check_hash_line(stored: str) -> None:
+    parts = stored.split("$") if isinstance(stored, str) else []
+    try:
+        if parts and parts[0] == "scrypt" and len(parts) == 6:
+            n, r, p = (int(x) for x in parts[1:4])
+            if n < 2**14 or n & (n - 1) or r < 1 or p < 1:
+                raise ValueError("scrypt needs n >= 16384 (a power of 2), r >= 1, p >= 1")
+            _unb64(parts[4]), _unb64(parts[5])
+        elif parts and parts[0] == "pbkdf2_sha256" and len(parts) == 4:
+            if int(parts[1]) < PBKDF2_MIN_ITERATIONS:
+                raise ValueError(f"pbkdf2 needs >= {PBKDF2_MIN_ITERATIONS} iterations")
+            _unb64(parts[2]), _unb64(parts[3])
+        else:
+            raise ValueError("expected scrypt$n$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash")
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+# ---------------------------------------------------------------------------------------- rules
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard match: ``*`` matches one token, a final ``>`` one or more tokens."""
+    pt, st = pattern.split("."), subject.split(".")
+    for i, part in enumerate(pt):
+        if part == ">":
+            return i == len(pt) - 1 and len(st) > i
+        if i >= len(st) or (part != "*" and part != st[i]):
+            return False
+    return len(pt) == len(st)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    rules: dict[str, tuple[str, ...]]
+
+    def allows(self, action: str, subject: str) -> bool:
+        return any(subject_matches(p, subject) for p in self.rules.get(action, ()))
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    secret_hash: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated client (or the anonymous role)."""
+
+    user: str
+    role: Role
+
+
+def resolve_roles(defined: dict[str, Any], source: str = "<built-in>") -> dict[str, Role]:
+    """Roles with inherited rules flattened; UsersFileError on cycles, unknown actions or parents."""
+    merged = {**DEFAULT_ROLES, **defined}
+    out: dict[str, Role] = {}
+
+    def build(name: str, seen: tuple[str, ...]) -> Role:
+        if name in out:
+            return out[name]
+        if name in seen:
+            raise UsersFileError(source, f"roles: inheritance cycle {' -> '.join((*seen, name))}")
+        spec = merged.get(name)
+        if not isinstance(spec, dict):
+            raise UsersFileError(source, f"roles: {name!r} is not defined")
+        unknown = set(spec) - {*ACTIONS, "inherits"}
+        if unknown:
+            raise UsersFileError(source, f"roles.{name}: unknown keys {sorted(unknown)}; use {ACTIONS}")
+        rules: dict[str, list[str]] = {a: [] for a in ACTIONS}
+        parent = spec.get("inherits")
+        if parent:
+            for action, patterns in build(str(parent), (*seen, name)).rules.items():
+                rules[action].extend(patterns)
+        for action in ACTIONS:
+            patterns = spec.get(action, [])
+            if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+                raise UsersFileError(source, f"roles.{name}.{action} must be a list of subject patterns")
+            rules[action].extend(patterns)
+        role = Role(name, {a: tuple(p) for a, p in rules.items()})
+        out[name] = role
+        return role
+
+    for name in merged:
+        build(name, ())
+    return out
+
+
+class AccessControl:
+    """Authenticates users and checks each operation against their role."""
+
+    def __init__(self, users: dict[str, User], roles: dict[str, Role], anonymous_role: str = "") -> None:
+        self.users = users
+        self.roles = roles
+        if anonymous_role and anonymous_role not in roles:
+            raise UsersFileError("<parameters>", f"anonymous_role {anonymous_role!r} is not a role")
+        self.anonymous = Principal("anonymous", roles[anonymous_role]) if anonymous_role else None
+        self._dummy_hash = hash_secret(secrets.token_hex(8))
+
+    @classmethod
+    def from_file(cls, path: str | Path, anonymous_role: str = "") -> AccessControl:
+        source = str(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise UsersFileError(source, f"cannot read: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise UsersFileError(source, f"not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise UsersFileError(source, "top level must be a mapping with 'users' (and optional 'roles')")
+        roles = resolve_roles(data.get("roles") or {}, source)
+        users: dict[str, User] = {}
+        raw_users = data.get("users") or {}
+        if not isinstance(raw_users, dict):
+            raise UsersFileError(source, "'users' must map user names to {role, secret_hash}")
+        for name, spec in raw_users.items():
+            if not isinstance(spec, dict) or not isinstance(name, str) or ":" in name:
+                raise UsersFileError(source, f"users.{name}: need a name without ':' and {{role, secret_hash}}")
+            role = spec.get("role")
+            if role not in roles:
+                raise UsersFileError(source, f"users.{name}.role {role!r} is not one of {sorted(roles)}")
+            try:
+                _check_hash_line(spec.get("secret_hash", ""))
+            except ValueError as exc:
+                raise UsersFileError(source, f"users.{name}.secret_hash: {exc}") from None
+            users[name] = User(name, role, spec["secret_hash"])
+        return cls(users, roles, anonymous_role)
+
+    def authenticate(self, user: str, secret: str) -> Principal:
+        """The principal for valid credentials; AuthError (same cost for unknown users) otherwise."""
+        if not user or not secret or len(secret) > MAX_SECRET_CHARS:
+            raise AuthError("missing or over-long credentials", user[:64])
+        record = self.users.get(user)
+        ok = verify_secret(record.secret_hash if record else self._dummy_hash, secret)
+        if record is None or not ok:
+            raise AuthError("unknown user or wrong secret", user[:64])
+        return Principal(user, self.roles[record.role])
+
+    def authenticate_token(self, token: str) -> Principal:
+        """``<user>:<secret>`` as sent in a Bearer header or the ``token`` query parameter."""
+        user, sep, secret = token.partition(":")
+        if not sep:
+            raise AuthError("token must be <user>:<secret>")
+        return self.authenticate(user, secret)
+
+    def check(self, principal: Principal, action: str, subject: str, request_id: str | None = None) -> None:
+        if not principal.role.allows(action, subject):
+            raise AccessDeniedError(principal.user, principal.role.name, action, subject, request_id)
+
+
+def credentials_from_request(authorization: str | None, token_param: str | None) -> str | None:
+    """``<user>:<secret>`` from an Authorization header (Bearer or Basic) or the ``token`` parameter."""
+    if authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return value.strip()
+        if scheme.lower() == "basic":
+            try:
+                return base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                raise AuthError("malformed Basic credentials") from None
+        raise AuthError(f"unsupported Authorization scheme {scheme[:20]!r}; use Bearer or Basic")
+    return token_param or None
+
+
+class OriginPolicy:
+    """Browser origin check of WebSocket upgrades (stops cross-site WebSocket hijacking).
+
+    Allowed: no Origin header (non-browser clients: they can send anything anyway), the agent's own
+    origin (Origin host:port equals the Host header), an exact entry of ``allowed``, or ``*``.
+    """
+
+    def __init__(self, allowed: list[str]) -> None:
+        self.any = "*" in allowed
+        self.allowed = {a.rstrip("/").lower() for a in allowed if a and a != "*"}
+
+    def check(self, origin: str | None, host: str | None) -> bool:
+        if not origin or self.any:
+            return True
+        origin = origin.rstrip("/").lower()
+        if origin in self.allowed:
+            return True
+        return bool(host) and urlsplit(origin).netloc == str(host).lower()
+
+
+class FailureLimiter:
+    """Refuses a remote address after ``limit`` failed logins within ``window_s`` (bounded memory)."""
+
+    def __init__(self, limit: int = 10, window_s: float = 60.0, capacity: int = 4096,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.limit, self.window_s, self.capacity, self._clock = limit, window_s, capacity, clock
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def blocked(self, addr: str) -> bool:
+        count, start = self._failures.get(addr, (0, 0.0))
+        return count >= self.limit and self._clock() - start < self.window_s
+
+    def failed(self, addr: str) -> None:
+        now = self._clock()
+        count, start = self._failures.pop(addr, (0, now))
+        if now - start >= self.window_s:
+            count, start = 0, now
+        self._failures[addr] = (count + 1, start)
+        while len(self._failures) > self.capacity:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, addr: str) -> None:
+        self._failures.pop(addr, None)
+
+
+# ---------------------------------------------------------------------------------------- audit
+PublishFn = Callable[[str, bytes, dict[str, str]], None]
+
+
+class Auditor:
+    """Every command and every refusal: a log line (throttled per user+op+target) and a NATS event.
+
+    Event: subject ``audit.<robot>``, msgpack body {ts_ns, agent, session, user, role, client, op,
+    target, subject, type, allowed, reason}; never a secret, token or message payload.
+    """
+
+    def __init__(self, agent: str, publish: PublishFn, log: logging.Logger | Any,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.agent = agent
+        self._publish = publish
+        self._log = log
+        self._clock = clock
+        self._last: OrderedDict[tuple[str, str, str, bool], tuple[float, int]] = OrderedDict()
+        self.events = 0
+
+    def record(self, *, robot: str, session: str, user: str, role: str, client: str, op: str, target: str,
+               subject: str = "", type_name: str = "", allowed: bool = True, reason: str = "") -> None:  # fmt: skip
+        self.events += 1
+        event = {
+            "ts_ns": time.time_ns(), "agent": self.agent, "session": session, "user": user, "role": role,
+            "client": client, "op": op, "target": target, "subject": subject, "type": type_name,
+            "allowed": allowed, "reason": reason,
+        }  # fmt: skip
+        headers = {"Content-Type": "application/msgpack", "Rp-Kind": "audit", "Nats-Msg-Id": uuid.uuid4().hex}
+        self._publish(f"{AUDIT_SUBJECT_ROOT}.{robot or self.agent}", msgpack.packb(event), headers)
+        key = (user, op, target, allowed)
+        now = self._clock()
+        last, suppressed = self._last.pop(key, (-1e18, 0))
+        if now - last >= AUDIT_LOG_INTERVAL_S:
+            more = f" (+{suppressed} similar)" if suppressed else ""
+            verdict = "allowed" if allowed else f"REFUSED ({reason})"
+            self._log.info(f"audit: {user} ({role}) {op} {target} from {client}: {verdict}{more}")
+            self._last[key] = (now, 0)
+        else:
+            self._last[key] = (last, suppressed + 1)
+        while len(self._last) > 4096:
+            self._last.popitem(last=False)
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m robot_platform.ws.access hash [scrypt|pbkdf2_sha256]``: secret on stdin -> hash line."""
+    if not argv or argv[0] != "hash":
+        sys.stderr.write("usage: python -m robot_platform.ws.access hash [scrypt|pbkdf2_sha256] < secret\n")
+        return 2
+    secret = sys.stdin.readline().rstrip("\n")
+    if not secret:
+        sys.stderr.write("empty secret on stdin\n")
+        return 2
+    sys.stdout.write(hash_secret(secret, argv[1] if len(argv) > 1 else "scrypt") + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -1,0 +1,334 @@
+"""Per-client state: subscriptions, bounded outgoing queues, throttling, drop counters.
+
+Threads: the NATS thread *offers* messages (never blocks: it only appends under a short lock), the
+client's sender thread *takes* batches and writes them to the socket (that write may block on a slow
+or stalled browser, which then only delays this client). The client's receive thread changes
+subscriptions. Nothing here touches a socket, so it is unit-tested without one.
+
+Queues and drop policy (all bounded, every drop counted per topic):
+- each subscription keeps at most ``depth`` pending messages (``queue_length`` of the subscribe, or
+  the agent's default, capped): when full the OLDEST is dropped, so telemetry is latest-wins;
+- ``throttle_rate`` (ms) spaces messages of one topic; what arrives in between waits in the same
+  latest-wins queue, so a throttled client gets the newest state at the throttled rate;
+- all pending messages of a client together hold at most ``max_queue_bytes``; a message that would
+  pass it is dropped (counted as ``dropped_bytes``), unless the queue is empty;
+- control messages (status, service responses) have their own queue, drop-oldest.
+Topics with pending messages are served round-robin, so one busy topic cannot starve the others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from robot_platform.bridge.codec import unpack
+from robot_platform.bridge.errors import BridgeError
+
+from . import protocol
+
+Frame = str | bytes
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    default_queue_length: int = 10  # when a subscribe says queue_length 0
+    max_queue_length: int = 100
+    max_queue_bytes: int = 8 * 1024 * 1024
+    control_capacity: int = 100
+    max_subscriptions: int = 256
+    batch_max: int = 64  # frames handed to the sender at once
+
+
+class Outgoing:
+    """One NATS message shared by all clients receiving it; each frame is encoded once, on first use."""
+
+    __slots__ = ("_dict", "_frames", "body", "robot_id", "subject", "type_name")
+
+    def __init__(self, subject: str, type_name: str, body: bytes, robot_id: str = "") -> None:
+        self.subject = subject
+        self.type_name = type_name
+        self.body = body
+        self.robot_id = robot_id
+        self._dict: dict[str, Any] | None = None
+        self._frames: dict[tuple[str, str], Frame] = {}
+
+    def msg(self) -> dict[str, Any]:
+        """The message dict (decoded once); MalformedPayloadError if the body is not a msgpack map."""
+        if self._dict is None:
+            self._dict = unpack(self.body, self.subject)
+        return self._dict
+
+    def frame(self, topic: str, compression: str) -> Frame:
+        key = (topic, compression)
+        frame = self._frames.get(key)
+        if frame is None:  # two threads may both encode once: harmless, same result
+            if compression == "msgpack":
+                frame = protocol.publish_msgpack(topic, self.body)
+            elif compression == "cbor":
+                frame = protocol.publish_cbor(topic, self.msg())
+            else:
+                frame = protocol.publish_json(topic, self.msg())
+            self._frames[key] = frame
+        return frame
+
+
+@dataclass
+class Subscription:
+    """One topic subscribed by one client (several rosbridge subscribe ids may share it)."""
+
+    topic: str
+    subject: str
+    compression: str = "none"
+    throttle_s: float = 0.0
+    depth: int = 10
+    fragment_size: int = 0
+    ids: set[str | None] = field(default_factory=set)
+    pending: deque[Outgoing] = field(default_factory=deque)
+    next_allowed: float = 0.0
+    delivered: int = 0
+    dropped_queue: int = 0
+    dropped_bytes: int = 0
+    errors: int = 0
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "delivered": self.delivered,
+            "dropped_queue": self.dropped_queue,
+            "dropped_bytes": self.dropped_bytes,
+            "pending": len(self.pending),
+            "errors": self.errors,
+        }
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A publish to render outside the session lock."""
+
+    topic: str
+    compression: str
+    fragment_size: int
+    out: Outgoing
+
+
+class ClientSession:
+    """State of one WebSocket client. Thread-safe; see the module docstring for who calls what."""
+
+    def __init__(
+        self,
+        session_id: str,
+        user: str = "",
+        role: str = "",
+        limits: SessionLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session_id = session_id
+        self.user = user
+        self.role = role
+        self.limits = limits or SessionLimits()
+        self.status_level = "error"
+        self.principal: Any = None  # access.Principal once authenticated (set by the gateway)
+        self.client = ""  # remote address, for audit lines
+        self.auth_failures = 0
+        self.inbound_limiter: Any = None  # the gateway's per-client message rate limit
+        self.advertised: dict[str, str] = {}  # topic -> type, from advertise
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._subs: dict[str, Subscription] = {}
+        self._ready: OrderedDict[str, Subscription] = OrderedDict()
+        self._control: deque[Frame] = deque()
+        self._bytes = 0
+        self._closed = False
+        self._waiting = False
+        self._fragment_seq = 0
+        self.dropped_control = 0
+        self.render_errors = 0
+        self.sending_since: float | None = None  # set by the sender while a write is in progress
+
+    # ------------------------------------------------------------------ subscriptions (receive thread)
+    def subscribe(self, req: protocol.Subscribe, subject: str) -> tuple[Subscription, bool]:
+        """Add or update the subscription of ``req.topic``; (subscription, created)."""
+        depth = req.queue_length or self.limits.default_queue_length
+        depth = max(1, min(depth, self.limits.max_queue_length))
+        with self._cond:
+            sub = self._subs.get(req.topic)
+            created = sub is None
+            if sub is None:
+                if len(self._subs) >= self.limits.max_subscriptions:
+                    raise OverflowError(f"at most {self.limits.max_subscriptions} subscriptions per client")
+                sub = Subscription(topic=req.topic, subject=subject)
+                self._subs[req.topic] = sub
+            # the latest subscribe of a topic sets its options (documented; rosbridge merges them)
+            sub.compression = req.compression
+            sub.throttle_s = req.throttle_rate / 1000.0
+            sub.depth = depth
+            sub.fragment_size = req.fragment_size
+            sub.ids.add(req.id)
+            while len(sub.pending) > depth:
+                self._drop_oldest(sub)
+            return sub, created
+
+    def unsubscribe(self, topic: str, request_id: str | None) -> Subscription | None:
+        """Remove one subscribe id (all of them if ``request_id`` is None); the subscription if it ended."""
+        with self._cond:
+            sub = self._subs.get(topic)
+            if sub is None:
+                return None
+            if request_id is None or request_id not in sub.ids:
+                sub.ids.clear()
+            else:
+                sub.ids.discard(request_id)
+            if sub.ids:
+                return None
+            del self._subs[topic]
+            self._ready.pop(topic, None)
+            while sub.pending:
+                self._bytes -= len(sub.pending.popleft().body)
+            return sub
+
+    def subscriptions(self) -> list[Subscription]:
+        with self._cond:
+            return list(self._subs.values())
+
+    # ------------------------------------------------------------------ producers (NATS thread, receive thread)
+    def offer(self, sub: Subscription, out: Outgoing) -> None:
+        """Queue one message for this client; never blocks, drops (counted) instead."""
+        size = len(out.body)
+        with self._cond:
+            if self._closed or self._subs.get(sub.topic) is not sub:
+                return  # unsubscribed meanwhile
+            if len(sub.pending) >= sub.depth:
+                self._drop_oldest(sub)
+            if self._bytes and self._bytes + size > self.limits.max_queue_bytes:
+                sub.dropped_bytes += 1
+                return
+            sub.pending.append(out)
+            self._bytes += size
+            if sub.topic not in self._ready:
+                self._ready[sub.topic] = sub
+            if self._waiting:
+                self._cond.notify()
+
+    def send_control(self, frame: Frame) -> None:
+        """Queue a status / service_response / other control frame (drop-oldest beyond capacity)."""
+        with self._cond:
+            if self._closed:
+                return
+            if len(self._control) >= self.limits.control_capacity:
+                self._control.popleft()
+                self.dropped_control += 1
+            self._control.append(frame)
+            if self._waiting:
+                self._cond.notify()
+
+    def _drop_oldest(self, sub: Subscription) -> None:
+        self._bytes -= len(sub.pending.popleft().body)
+        sub.dropped_queue += 1
+
+    # ------------------------------------------------------------------ consumer (sender thread)
+    def take(self, timeout: float) -> list[Frame | Pending] | None:
+        """Next batch to send (control first, then topics round-robin, respecting throttles).
+
+        Waits up to ``timeout`` s; returns [] on timeout and None once the session is closed.
+        """
+        deadline = self._clock() + timeout
+        with self._cond:
+            while not self._closed:
+                now = self._clock()
+                batch, next_due = self._collect(now)
+                if batch:
+                    return batch
+                wait = deadline - now
+                if next_due is not None:
+                    wait = min(wait, next_due - now)
+                if wait <= 0:
+                    if now >= deadline:
+                        return []
+                    continue
+                self._waiting = True
+                self._cond.wait(wait)
+                self._waiting = False
+            return None
+
+    def _collect(self, now: float) -> tuple[list[Frame | Pending], float | None]:
+        batch: list[Frame | Pending] = []
+        limit = self.limits.batch_max
+        while self._control and len(batch) < limit:
+            batch.append(self._control.popleft())
+        next_due: float | None = None
+        progress = True
+        while progress and len(batch) < limit and self._ready:
+            progress = False
+            for topic, sub in list(self._ready.items()):
+                if len(batch) >= limit:
+                    break
+                if sub.next_allowed > now:
+                    next_due = sub.next_allowed if next_due is None else min(next_due, sub.next_allowed)
+                    continue
+                out = sub.pending.popleft()
+                self._bytes -= len(out.body)
+                sub.delivered += 1
+                if sub.throttle_s:
+                    sub.next_allowed = now + sub.throttle_s
+                if sub.pending:
+                    self._ready.move_to_end(topic)
+                    progress = progress or not sub.throttle_s
+                else:
+                    del self._ready[topic]
+                batch.append(Pending(topic, sub.compression, sub.fragment_size, out))
+        return batch, next_due
+
+    def render(self, batch: list[Frame | Pending]) -> list[Frame]:
+        """Frames of a batch (publish encoding and fragmenting happen here, outside the lock)."""
+        frames: list[Frame] = []
+        for item in batch:
+            if not isinstance(item, Pending):
+                frames.append(item)
+                continue
+            try:
+                frame = item.out.frame(item.topic, item.compression)
+            except BridgeError:
+                self.render_errors += 1
+                sub = self._subs.get(item.topic)
+                if sub is not None:
+                    sub.errors += 1
+                continue
+            if item.fragment_size and isinstance(frame, str) and len(frame) > item.fragment_size:
+                self._fragment_seq += 1
+                frames.extend(protocol.fragment(frame, item.fragment_size, f"{item.topic}:{self._fragment_seq}"))
+            else:
+                frames.append(frame)
+        return frames
+
+    # ------------------------------------------------------------------ lifecycle and counters
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._subs.clear()
+            self._ready.clear()
+            self._control.clear()
+            self._bytes = 0
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._bytes
+
+    def counters(self) -> dict[str, Any]:
+        with self._cond:
+            topics = {t: s.counters() for t, s in self._subs.items()}
+        return {
+            "user": self.user,
+            "role": self.role,
+            "queued_bytes": self._bytes,
+            "dropped_control": self.dropped_control,
+            "render_errors": self.render_errors,
+            "topics": topics,
+        }

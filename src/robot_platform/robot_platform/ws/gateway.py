@@ -1,0 +1,288 @@
+"""What the agent does with each client frame: parse, authorize, act, answer; no sockets, no threads.
+
+One :class:`Gateway` per agent. The server calls :meth:`open` when a WebSocket is accepted,
+:meth:`handle` for each frame the client sends (in that client's receive thread) and :meth:`close`
+when it goes away. Every failure is a typed :class:`WsError`, answered with a rosbridge ``status``
+message to that client, counted by kind, and never affects other clients. Every command (publish,
+call_service) and every refusal is audited.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from robot_platform.bridge.codec import Codec
+from robot_platform.bridge.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_ID, H_ROBOT, H_TYPE, EnvelopeFactory
+from robot_platform.bridge.errors import BridgeError
+from robot_platform.bridge.rostypes import type_name_of
+
+from . import protocol
+from .access import AccessControl, Auditor, Principal
+from .client_session import ClientSession, SessionLimits
+from .errors import AuthError, MessageError, ProtocolError, WsError
+from .hub import Hub
+from .topics import TopicMapper
+
+H_USER = "Rp-User"
+H_ERROR = "Rp-Error"
+LEVEL_ORDER = {name: i for i, name in enumerate(protocol.LEVELS)}
+MAX_ENVELOPE_FACTORIES = 1024
+
+
+class NatsPort:
+    """What the gateway needs from NATS (the real one is :class:`.nats_side.NatsSide`)."""
+
+    def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None: ...
+
+    def request(self, subject: str, body: bytes, headers: dict[str, str], timeout: float,
+                reply: Callable[[Any, str], None]) -> None: ...  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GatewayLimits:
+    max_frame_bytes: int = 1024 * 1024
+    max_client_msgs_per_s: float = 200.0  # token bucket per client; beyond: error status, frame dropped
+    service_timeout_s: float = 5.0
+    max_auth_failures: int = 3  # per connection; then the connection is closed
+
+
+@dataclass
+class GatewayCounters:
+    frames: int = 0
+    commands: int = 0
+    service_calls: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Gateway:
+    """See the module docstring."""
+
+    def __init__(self, mapper: TopicMapper, access: AccessControl, hub: Hub, nats: NatsPort, auditor: Auditor,
+                 codec: Codec, agent_id: str, limits: GatewayLimits | None = None,
+                 session_limits: SessionLimits | None = None) -> None:  # fmt: skip
+        self.mapper = mapper
+        self.access = access
+        self.hub = hub
+        self.nats = nats
+        self.auditor = auditor
+        self.codec = codec
+        self.agent_id = agent_id
+        self.limits = limits or GatewayLimits()
+        self.session_limits = session_limits or SessionLimits()
+        self.counters = GatewayCounters()
+        self._ids = itertools.count(1)
+        self._envelopes: dict[str, EnvelopeFactory] = {}
+        self._origin = uuid.uuid4().hex
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    def open(self, principal: Principal | None, client: str) -> ClientSession:
+        """New session; ``principal`` None means: the first message must be an ``auth`` op."""
+        session = ClientSession(f"c{next(self._ids)}", limits=self.session_limits)
+        session.client = client
+        session.inbound_limiter = _Bucket(self.limits.max_client_msgs_per_s)
+        if principal is not None:
+            self._set_principal(session, principal)
+        self.hub.add_session(session)
+        return session
+
+    def close(self, session: ClientSession) -> None:
+        self.hub.remove_session(session)
+
+    # ------------------------------------------------------------------ frames
+    def handle(self, session: ClientSession, frame: str | bytes) -> bool:
+        """Process one client frame; False means: close this connection (too many failed logins)."""
+        self.counters.frames += 1
+        rid: str | None = None
+        try:
+            if not session.inbound_limiter.take():
+                raise ProtocolError("too many messages; slow down", "", "")
+            data = protocol.decode_frame(frame, self.limits.max_frame_bytes)
+            req = protocol.parse(data)
+            rid = req.id
+            if isinstance(req, protocol.Auth):
+                return self._auth(session, req)
+            if session.principal is None:
+                raise AuthError("authenticate first: send {op: auth, user, secret} or connect with a token")
+            self._dispatch(session, req)
+        except WsError as exc:
+            self._reply_error(session, exc, rid)
+        return True
+
+    def _dispatch(self, session: ClientSession, req: protocol.Request) -> None:
+        p: Principal = session.principal
+        if isinstance(req, protocol.Subscribe):
+            target = self.mapper.subscribe(req.topic)
+            self._check(session, "subscribe", req.topic, target.robot_id, target.subject, req.id)
+            try:
+                sub, created = session.subscribe(req, target.subject)
+            except OverflowError as exc:
+                raise ProtocolError(str(exc), "subscribe", "topic", req.id) from None
+            if created:
+                self.hub.link(session, sub)
+        elif isinstance(req, protocol.Unsubscribe):
+            removed = session.unsubscribe(req.topic, req.id)
+            if removed is not None:
+                self.hub.unlink(session, removed)
+        elif isinstance(req, protocol.Advertise):
+            target = self.mapper.publish(req.topic)
+            self._check(session, "publish", req.topic, target.robot_id, target.subject, req.id, "advertise")
+            self._load_type(req.type, req.id)
+            if len(session.advertised) >= self.session_limits.max_subscriptions and req.topic not in session.advertised:
+                raise ProtocolError("too many advertised topics", "advertise", "topic", req.id)
+            session.advertised[req.topic] = req.type
+        elif isinstance(req, protocol.Unadvertise):
+            session.advertised.pop(req.topic, None)
+        elif isinstance(req, protocol.Publish):
+            self._publish(session, p, req)
+        elif isinstance(req, protocol.CallService):
+            self._call(session, p, req)
+        elif isinstance(req, protocol.SetLevel):
+            session.status_level = req.level
+
+    def _publish(self, session: ClientSession, p: Principal, req: protocol.Publish) -> None:
+        type_name = session.advertised.get(req.topic) or req.type
+        if not type_name:
+            raise ProtocolError("advertise the topic (or give 'type') before publishing", "publish", "topic", req.id)
+        target = self.mapper.publish(req.topic)
+        self._check(session, "publish", req.topic, target.robot_id, target.subject, req.id, type_name=type_name)
+        cls = self._load_type(type_name, req.id)
+        try:
+            body = self.codec.encode(self.codec.from_dict(cls, req.msg), target.subject)
+        except BridgeError as exc:
+            raise MessageError(str(exc), req.id) from None
+        env = self._envelope_factory(target.robot_id).make(
+            type_name_of(cls), self.codec.registry.type_hash(cls), target.ros_name
+        )
+        headers = env.headers()
+        headers[H_USER] = p.user
+        self.nats.publish(target.subject, body, headers)
+        self.counters.commands += 1
+        self._audit(session, "publish", req.topic, target.robot_id, target.subject, type_name)
+
+    def _call(self, session: ClientSession, p: Principal, req: protocol.CallService) -> None:
+        target = self.mapper.service(req.service)
+        self._check(session, "call", req.service, target.robot_id, target.subject, req.id, "call_service", req.type)
+        headers = {
+            H_CONTENT_TYPE: CONTENT_TYPE, H_MSG_ID: uuid.uuid4().hex, H_ROBOT: target.robot_id, H_USER: p.user,
+        }  # fmt: skip
+        if req.type:
+            headers[H_TYPE] = req.type[:200]
+        try:
+            body = msgpack.packb(req.args, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ProtocolError(f"args cannot be encoded: {exc}", "call_service", "args", req.id) from None
+        self.counters.service_calls += 1
+        self._audit(session, "call_service", req.service, target.robot_id, target.subject, req.type)
+
+        def reply(result: Any, reason: str) -> None:
+            if result is None:
+                session.send_control(protocol.service_response(req.service, req.id, reason, False))
+                return
+            rheaders, data = result
+            error = (rheaders or {}).get(H_ERROR)
+            if error:
+                session.send_control(protocol.service_response(req.service, req.id, error[:500], False))
+                return
+            try:
+                values = msgpack.unpackb(data, raw=False, strict_map_key=True) if data else {}
+            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+                values, ok = "service reply is not msgpack", False
+            else:
+                ok = True
+            session.send_control(protocol.service_response(req.service, req.id, values, ok))
+
+        self.nats.request(target.subject, body, headers, self.limits.service_timeout_s, reply)
+
+    def _auth(self, session: ClientSession, req: protocol.Auth) -> bool:
+        if session.principal is not None:
+            raise ProtocolError("already authenticated; open a new connection to change user", "auth", "", req.id)
+        try:
+            principal = self.access.authenticate(req.user, req.secret)
+        except AuthError as exc:
+            session.auth_failures += 1
+            self.auditor.record(
+                robot=self.agent_id, session=session.session_id, user=exc.user, role="", client=session.client,
+                op="auth", target="", allowed=False, reason=exc.reason,
+            )  # fmt: skip
+            self._reply_error(session, exc, req.id)
+            return session.auth_failures < self.limits.max_auth_failures
+        self._set_principal(session, principal)
+        self.auditor.record(robot=self.agent_id, session=session.session_id, user=principal.user,
+                            role=principal.role.name, client=session.client, op="auth", target="")  # fmt: skip
+        if LEVEL_ORDER["info"] >= LEVEL_ORDER[session.status_level]:
+            session.send_control(protocol.status("info", f"authenticated as {principal.user}", req.id))
+        return True
+
+    # ------------------------------------------------------------------ helpers
+    def _set_principal(self, session: ClientSession, principal: Principal) -> None:
+        session.principal = principal
+        session.user = principal.user
+        session.role = principal.role.name
+
+    def _check(self, session: ClientSession, action: str, name: str, robot: str, subject: str,
+               rid: str | None, op: str = "", type_name: str = "") -> None:  # fmt: skip
+        p: Principal = session.principal
+        if p.role.allows(action, subject):
+            return
+        op = op or action
+        if action != "subscribe":  # refused commands are audited; refused reads only counted
+            self._audit(session, op, name, robot, subject, type_name, allowed=False, reason="role")
+        self.access.check(p, action, subject, rid)
+
+    def _audit(self, session: ClientSession, op: str, name: str, robot: str, subject: str, type_name: str,
+               allowed: bool = True, reason: str = "") -> None:  # fmt: skip
+        self.auditor.record(robot=robot, session=session.session_id, user=session.user, role=session.role,
+                            client=session.client, op=op, target=name, subject=subject, type_name=type_name,
+                            allowed=allowed, reason=reason)  # fmt: skip
+
+    def _load_type(self, type_name: str, rid: str | None) -> type:
+        try:
+            return self.codec.registry.load(type_name)
+        except BridgeError as exc:
+            raise MessageError(str(exc), rid) from None
+
+    def _envelope_factory(self, robot_id: str) -> EnvelopeFactory:
+        with self._lock:
+            factory = self._envelopes.get(robot_id)
+            if factory is None:
+                if len(self._envelopes) >= MAX_ENVELOPE_FACTORIES:
+                    self._envelopes.clear()  # sequence numbers restart; Rp-Origin tells receivers
+                factory = EnvelopeFactory(robot_id, self._origin)
+                self._envelopes[robot_id] = factory
+            return factory
+
+    def _reply_error(self, session: ClientSession, exc: WsError, rid: str | None) -> None:
+        self.counters.errors[exc.kind] = self.counters.errors.get(exc.kind, 0) + 1
+        if LEVEL_ORDER[exc.level] >= LEVEL_ORDER[session.status_level]:
+            session.send_control(protocol.status(exc.level, str(exc), exc.request_id or rid))
+
+
+class _Bucket:
+    """Token bucket: ``rate`` per second, burst of ``rate`` (at least 10)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.capacity = max(10.0, rate)
+        self.tokens = self.capacity
+        self._clock = clock
+        self._last = clock()
+
+    def take(self) -> bool:
+        if self.rate <= 0:
+            return True
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True

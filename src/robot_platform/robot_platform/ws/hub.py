@@ -1,0 +1,134 @@
+"""Fan-out of NATS messages to client sessions, and NATS interest bookkeeping.
+
+The subject index is copy-on-write: changes (subscribe/unsubscribe, from client threads) build a new
+dict under a lock and swap it in; :meth:`Hub.deliver` (NATS thread) reads the current dict without a
+lock and never iterates over something another thread mutates. ``on_interest(subject, True)`` is
+called when the first client subscribes to a subject and ``(subject, False)`` after the last one left,
+so the agent holds NATS subscriptions only for what some browser shows (no camera frames pulled over
+a leaf link that nobody watches).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from robot_platform.bridge.envelope import Envelope
+from robot_platform.bridge.errors import BridgeError, PayloadTooLargeError
+
+from .client_session import ClientSession, Outgoing, Subscription
+
+InterestFn = Callable[[str, bool], None]
+LogFn = Callable[[str], None]
+
+
+@dataclass
+class HubCounters:
+    received: int = 0
+    offered: int = 0
+    no_interest: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Hub:
+    """Routes each NATS message to the subscriptions of every session that wants its subject."""
+
+    def __init__(self, on_interest: InterestFn, max_payload_bytes: int, log: LogFn | None = None) -> None:
+        self._on_interest = on_interest
+        self.max_payload_bytes = max_payload_bytes
+        self._log = log or (lambda _m: None)
+        self._lock = threading.Lock()
+        self._index: dict[str, tuple[tuple[ClientSession, Subscription], ...]] = {}
+        self.sessions: dict[str, ClientSession] = {}
+        self.counters = HubCounters()
+        self._dropped_closed = 0  # drops of sessions that already left, so totals never go down
+
+    # ------------------------------------------------------------------ client threads
+    def add_session(self, session: ClientSession) -> None:
+        with self._lock:
+            self.sessions[session.session_id] = session
+
+    def remove_session(self, session: ClientSession) -> None:
+        """Drop every subscription of ``session`` (on disconnect)."""
+        with self._lock:
+            self.sessions.pop(session.session_id, None)
+        subs = session.subscriptions()
+        for sub in subs:
+            self.unlink(session, sub)
+        self._dropped_closed += sum(s.dropped_queue + s.dropped_bytes for s in subs)
+        session.close()
+
+    def link(self, session: ClientSession, sub: Subscription) -> None:
+        """Start routing ``sub.subject`` to ``session``."""
+        with self._lock:
+            entries = self._index.get(sub.subject, ())
+            if any(s is session and x is sub for s, x in entries):
+                return
+            first = not entries
+            index = dict(self._index)
+            index[sub.subject] = (*entries, (session, sub))
+            self._index = index
+        if first:
+            self._on_interest(sub.subject, True)
+
+    def unlink(self, session: ClientSession, sub: Subscription) -> None:
+        with self._lock:
+            entries = self._index.get(sub.subject, ())
+            kept = tuple((s, x) for s, x in entries if not (s is session and x is sub))
+            if len(kept) == len(entries):
+                return
+            index = dict(self._index)
+            if kept:
+                index[sub.subject] = kept
+            else:
+                del index[sub.subject]
+            self._index = index
+        if not kept:
+            self._on_interest(sub.subject, False)
+
+    def subjects(self) -> list[str]:
+        return list(self._index)
+
+    # ------------------------------------------------------------------ NATS thread
+    def deliver(self, subject: str, headers: dict[str, str] | None, data: bytes) -> int:
+        """Offer one NATS message to its subscribers; returns how many subscriptions got it."""
+        self.counters.received += 1
+        entries = self._index.get(subject)
+        if not entries:
+            self.counters.no_interest += 1
+            return 0
+        try:
+            if len(data) > self.max_payload_bytes:
+                raise PayloadTooLargeError(subject, len(data), self.max_payload_bytes)
+            env = Envelope.from_headers(subject, headers)
+        except BridgeError as exc:
+            self._count(exc.kind, f"{subject}: not forwarded: {exc}")
+            return 0
+        out = Outgoing(subject, env.type_name, data, env.robot_id)
+        for session, sub in entries:
+            session.offer(sub, out)
+        self.counters.offered += len(entries)
+        return len(entries)
+
+    def _count(self, kind: str, line: str) -> None:
+        n = self.counters.errors.get(kind, 0) + 1
+        self.counters.errors[kind] = n
+        if n <= 10 or n & (n - 1) == 0:  # first ten, then powers of two: no log flood
+            self._log(f"{line} ({n} so far)")
+
+    def snapshot(self) -> dict[str, Any]:
+        sessions = list(self.sessions.values())
+        dropped = sum(
+            t["dropped_queue"] + t["dropped_bytes"] for s in sessions for t in s.counters()["topics"].values()
+        )
+        return {
+            "clients": len(sessions),
+            "subjects": len(self._index),
+            "received": self.counters.received,
+            "offered": self.counters.offered,
+            "no_interest": self.counters.no_interest,
+            "errors": dict(self.counters.errors),
+            "dropped": dropped + self._dropped_closed,
+        }

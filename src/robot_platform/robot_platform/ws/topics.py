@@ -1,0 +1,132 @@
+"""rosbridge topic and service names <-> NATS subjects (built with the bridge's :mod:`subjects`).
+
+Browser-side names are ROS-style; the robot is named in the path, the subject kind comes from the
+direction and the first path element:
+
+    subscribe  /robots/r1/odom                -> robots.r1.ros.odom          (telemetry, any ROS topic)
+               /robots/r1/scan/front          -> robots.r1.ros.scan.front
+               /robots/r1/alerts              -> robots.r1.alerts
+               /robots/r1/health[/<part>]     -> robots.r1.health[.<part>]
+               /robots/r1/presence            -> robots.r1.presence
+               /robots/r1/frames/<camera>     -> robots.r1.frames.<camera>
+               /robots/r1/deploy/<event>      -> robots.r1.deploy.<event>
+    publish    /robots/r1/cmd_vel             -> robots.r1.cmd.cmd_vel       (commands into ROS)
+    service    /robots/r1/robot_sim/estop     -> robots.r1.srv.robot_sim.estop   (NATS request/reply)
+
+In robot mode (the touch panel) a name without the ``/robots/<id>`` prefix means this robot: ``/odom``
+is ``robots.<this>.ros.odom``; another robot's name is refused. In fleet mode every name must carry
+the prefix. Consequences: a ROS topic whose first element is ``alerts``, ``health``, ``presence``,
+``frames`` or ``deploy`` is reached under ``/robots/<id>/...`` only if the bridge publishes it under
+that kind; robot ids with ``-`` cannot be written in a ROS name, so fleet names need ``[A-Za-z0-9_]`` ids.
+
+``srv`` is not (yet) a kind of :mod:`robot_platform.bridge.subjects`; the agent builds it from the
+same validated pieces (see the report of the ws_agent work for the proposal to the bridge).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from robot_platform.bridge import subjects
+from robot_platform.bridge.errors import SubjectError
+
+from .errors import TopicError
+
+PREFIX = "robots"
+SERVICE_KIND = "srv"
+SINGLE_KINDS = ("alerts", "presence")  # subject has no further tokens
+PART_KINDS = ("frames", "deploy")  # exactly one further token
+HEALTH = "health"  # zero or one further token
+
+
+class Mode(Enum):
+    ROBOT = "robot"
+    FLEET = "fleet"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a client name points: the robot, the ROS-side name on that robot, the NATS subject."""
+
+    robot_id: str
+    ros_name: str
+    subject: str
+
+
+class TopicMapper:
+    """Maps client names to subjects for one agent (mode and, in robot mode, its robot id)."""
+
+    def __init__(self, mode: Mode, robot_id: str = "") -> None:
+        self.mode = mode
+        self.robot_id = subjects.check_robot_id(robot_id) if mode is Mode.ROBOT else robot_id
+
+    def _split(self, name: str) -> tuple[str, list[str]]:
+        try:
+            subjects.check_topic(name)
+        except SubjectError:
+            raise TopicError(name, "use a fully qualified ROS name like /odom or /robots/r1/odom") from None
+        parts = name[1:].split("/")
+        if parts[0] == PREFIX and len(parts) >= 3:
+            robot, rest = parts[1], parts[2:]
+            if self.mode is Mode.ROBOT and robot != self.robot_id:
+                raise TopicError(name, f"this agent serves robot {self.robot_id!r} only")
+            return robot, rest
+        if self.mode is Mode.FLEET:
+            raise TopicError(name, "fleet mode: name the robot, e.g. /robots/r1" + name)
+        return self.robot_id, parts
+
+    def subscribe(self, name: str) -> Target:
+        """Subject to receive for a ``subscribe`` of ``name``."""
+        robot, rest = self._split(name)
+        kind = rest[0]
+        try:
+            if kind in SINGLE_KINDS and len(rest) == 1:
+                subject = subjects.alerts(robot) if kind == "alerts" else subjects.presence(robot)
+            elif kind == HEALTH and len(rest) <= 2:
+                subject = subjects.health(robot, rest[1] if len(rest) == 2 else None)
+            elif kind in PART_KINDS and len(rest) == 2:
+                subject = subjects.frames(robot, rest[1]) if kind == "frames" else subjects.deploy(robot, rest[1])
+            elif kind in SINGLE_KINDS or kind in PART_KINDS or kind == HEALTH:
+                raise TopicError(name, f"'{kind}' names take {self._shape(kind)}")
+            else:
+                subject = subjects.telemetry(robot, "/" + "/".join(rest))
+        except SubjectError as exc:
+            raise TopicError(name, exc.reason) from None
+        return Target(robot, "/" + "/".join(rest), subject)
+
+    def publish(self, name: str) -> Target:
+        """Command subject for a ``publish`` to ``name``."""
+        robot, rest = self._split(name)
+        ros_name = "/" + "/".join(rest)
+        try:
+            return Target(robot, ros_name, subjects.command(robot, ros_name))
+        except SubjectError as exc:
+            raise TopicError(name, exc.reason) from None
+
+    def service(self, name: str) -> Target:
+        """Request subject for a ``call_service`` of ``name``."""
+        robot, rest = self._split(name)
+        ros_name = "/" + "/".join(rest)
+        try:
+            subject = f"{PREFIX}.{subjects.check_robot_id(robot)}.{SERVICE_KIND}.{subjects.topic_tokens(ros_name)}"
+        except SubjectError as exc:
+            raise TopicError(name, exc.reason) from None
+        return Target(robot, ros_name, subject)
+
+    @staticmethod
+    def _shape(kind: str) -> str:
+        if kind in SINGLE_KINDS:
+            return f"no sub-path (/robots/<id>/{kind})"
+        if kind == HEALTH:
+            return "at most one part (/robots/<id>/health/<part>)"
+        return f"exactly one part (/robots/<id>/{kind}/<name>)"
+
+    def name_for(self, subject: str) -> str:
+        """Client name of a concrete subject (the reverse mapping; fleet-style, with the robot prefix)."""
+        try:
+            parsed = subjects.parse(subject)
+        except SubjectError as exc:
+            raise TopicError(subject, exc.reason) from None
+        tail = parsed.topic if parsed.kind in ("ros", "cmd") else "/" + "/".join((parsed.kind, *parsed.rest))
+        return f"/{PREFIX}/{parsed.robot_id}{tail}"
