@@ -121,3 +121,17 @@ def test_logic_modules_import_no_rclpy() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr
+
+
+def test_mqtt_publisher_refuses_unsafe_settings() -> None:
+    from robot_platform.exceptions import ConfigError
+    from robot_platform.health.mqtt_out import MqttAlertPublisher
+
+    ok = {"host": "127.0.0.1", "port": 1883, "client_id": "c", "topic": "robots/r1/alerts"}
+    MqttAlertPublisher(**ok)  # plain TCP to loopback is fine (not started)
+    with pytest.raises(ConfigError, match="loopback"):
+        MqttAlertPublisher(**{**ok, "host": "broker.example.com"})
+    with pytest.raises(ConfigError, match="both"):
+        MqttAlertPublisher(**{**ok, "cert_file": "/x.pem"})
+    with pytest.raises(ConfigError, match="wildcards"):
+        MqttAlertPublisher(**{**ok, "topic": "robots/+/alerts"})
