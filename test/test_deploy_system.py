@@ -66,19 +66,32 @@ PARAMS = """
 
 # ---- package sources ---------------------------------------------------------------------------------
 
+
 def function_source(root: Path, version: str) -> Path:
     src = root / f"fn-{version}"
     src.mkdir(parents=True)
-    (src / "manifest.yaml").write_text(yaml.safe_dump({
-        "name": "hello_fn", "version": version, "kind": "function", "runtime": "python3",
-        "handler": "handler.main", "environment": {"GREETING": "hello"}, "timeout_s": 10,
-        "limits": {"memory_mb": 512, "cpu_s": 10}}))
-    (src / "handler.py").write_text(textwrap.dedent(f"""
+    (src / "manifest.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "hello_fn",
+                "version": version,
+                "kind": "function",
+                "runtime": "python3",
+                "handler": "handler.main",
+                "environment": {"GREETING": "hello"},
+                "timeout_s": 10,
+                "limits": {"memory_mb": 512, "cpu_s": 10},
+            }
+        )
+    )
+    (src / "handler.py").write_text(
+        textwrap.dedent(f"""
         import os
         def main(event, context):
             print("handling", event)
             return {{"greeting": os.environ["GREETING"], "echo": event, "version": "{version}"}}
-        """))
+        """)
+    )
     return src
 
 
@@ -86,10 +99,19 @@ def trigger_source(root: Path) -> Path:
     """A function fired by a NATS subject, a ROS topic and a schedule."""
     src = root / "tick_fn"
     src.mkdir(parents=True)
-    (src / "manifest.yaml").write_text(yaml.safe_dump({
-        "name": "tick_fn", "version": "1.0.0", "kind": "function", "runtime": "python3", "handler": "fn.on_event",
-        "timeout_s": 10, "triggers": [{"nats": "robots.r1.events.door"}, {"ros_topic": "/door_events"},
-                                      {"schedule_s": 1.0}]}))
+    (src / "manifest.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "tick_fn",
+                "version": "1.0.0",
+                "kind": "function",
+                "runtime": "python3",
+                "handler": "fn.on_event",
+                "timeout_s": 10,
+                "triggers": [{"nats": "robots.r1.events.door"}, {"ros_topic": "/door_events"}, {"schedule_s": 1.0}],
+            }
+        )
+    )
     (src / "fn.py").write_text("def on_event(event, context):\n    return {'seen': event}\n")
     return src
 
@@ -122,26 +144,42 @@ def app_source(root: Path, version: str, healthy: bool = True, install_sleep_s: 
     src.mkdir(parents=True)
     check = "import os,sys; sys.exit(0 if os.path.exists('ready') else 1)" if healthy else "import sys; sys.exit(1)"
     install = [["python3", "-c", f"import time; time.sleep({install_sleep_s})"]] if install_sleep_s else []
-    (src / "manifest.yaml").write_text(yaml.safe_dump({
-        "name": "demo_app", "version": version, "kind": "app", "runtime": "python3", "timeout_s": 4,
-        "run": ["python3", "app.py"], "install": install,
-        "health_check": {"command": ["python3", "-c", check], "interval_s": 0.2}}))
-    (src / "app.py").write_text(textwrap.dedent("""
+    (src / "manifest.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "demo_app",
+                "version": version,
+                "kind": "app",
+                "runtime": "python3",
+                "timeout_s": 4,
+                "run": ["python3", "app.py"],
+                "install": install,
+                "health_check": {"command": ["python3", "-c", check], "interval_s": 0.2},
+            }
+        )
+    )
+    (src / "app.py").write_text(
+        textwrap.dedent("""
         import os, signal, sys, time
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
         open("ready", "w").write(str(os.getpid()))
         while True:
             time.sleep(0.5)
-        """))
+        """)
+    )
     return src
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the real package CLI; return its JSON output."""
-    out = subprocess.run([sys.executable, "-m", "robot_platform.deploy.cli", "package", *args],
-                         env={**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                              **(env or {})},
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "robot_platform.deploy.cli", "package", *args],
+        env={**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -156,8 +194,15 @@ class Publisher:
         self.trusted = cli("keygen", str(self.key))["trusted_key"]
 
     def push_args(self) -> list[str]:
-        return ["--bucket", BUCKET, "--endpoint-url", self.s3.endpoint_url, "--credentials-file",
-                str(self.s3.credentials_file), "--create-bucket"]
+        return [
+            "--bucket",
+            BUCKET,
+            "--endpoint-url",
+            self.s3.endpoint_url,
+            "--credentials-file",
+            str(self.s3.credentials_file),
+            "--create-bucket",
+        ]
 
     def publish(self, src: Path, key: Path | None = None) -> dict[str, Any]:
         archive = cli("build", str(src), "-o", str(self.workdir / "dist"))["archive"]
@@ -167,6 +212,7 @@ class Publisher:
 
 # ---- the ROS side of the test --------------------------------------------------------------------------
 
+
 class Client:
     """In-process rclpy node: service clients and a status subscriber."""
 
@@ -174,8 +220,7 @@ class Client:
         self.node = rclpy.create_node("deploy_system_test")
         self.statuses: list[DeploymentStatus] = []
         self._lock = threading.Lock()
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.node.create_subscription(DeploymentStatus, "deployment_status", self._on_status, qos)
         self.deploy_cli = self.node.create_client(Deploy, "deploy")
         self.rollback_cli = self.node.create_client(Rollback, "rollback")
@@ -204,8 +249,9 @@ class Client:
     def final(self, job_id: str, timeout: float = WAIT_S) -> DeploymentStatus:
         def done() -> DeploymentStatus | None:
             with self._lock:
-                finals = [s for s in self.statuses
-                          if s.job_id == job_id and s.state >= DeploymentStatus.STATE_SUCCEEDED]
+                finals = [
+                    s for s in self.statuses if s.job_id == job_id and s.state >= DeploymentStatus.STATE_SUCCEEDED
+                ]
             return finals[-1] if finals else None
 
         return wait_for(done, timeout, f"final status of job {job_id}")
@@ -234,11 +280,20 @@ def ros_context(ros_domain: int):
         rclpy.try_shutdown()
 
 
-def start_node(procs: Any, workdir: Path, domain: int, s3: SeaweedFS, trusted: str, nats_url: str,
-               name: str = "deploy_service") -> Any:
+def start_node(
+    procs: Any, workdir: Path, domain: int, s3: SeaweedFS, trusted: str, nats_url: str, name: str = "deploy_service"
+) -> Any:
     params = workdir / "deploy.yaml"
-    params.write_text(PARAMS.format(root=workdir / "robot", endpoint=s3.endpoint_url, bucket=BUCKET,
-                                    creds=s3.credentials_file, key=json.dumps(trusted), nats=nats_url))
+    params.write_text(
+        PARAMS.format(
+            root=workdir / "robot",
+            endpoint=s3.endpoint_url,
+            bucket=BUCKET,
+            creds=s3.credentials_file,
+            key=json.dumps(trusted),
+            nats=nats_url,
+        )
+    )
     env = ros_env(domain, {"PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")})
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         env.pop(key, None)  # the node must get its credentials from its credentials file
@@ -290,6 +345,7 @@ async def nats_statuses(url: str, job_id: str, timeout: float) -> list[dict[str,
 
 # ---- tests ----------------------------------------------------------------------------------------------
 
+
 def test_download_resumes_and_unreachable_storage_fails(seaweedfs: SeaweedFS, tmp_path: Path) -> None:
     seaweedfs.create_bucket(BUCKET)
     blob = os.urandom(3 * 1024 * 1024 + 17)
@@ -300,10 +356,12 @@ def test_download_resumes_and_unreachable_storage_fails(seaweedfs: SeaweedFS, tm
     (tmp_path / "blob.bin.part").write_bytes(blob[: 1024 * 1024])
     (tmp_path / "blob.bin.part.etag").write_text(etag)
     seen: list[int] = []
-    config = S3Config(endpoint_url=seaweedfs.endpoint_url, access_key_id=seaweedfs.access_key,
-                      secret_access_key=seaweedfs.secret_key)
-    size = S3Fetcher(config).download(f"s3://{BUCKET}/big/blob.bin", dest, 10 * 1024 * 1024,
-                                      lambda have, total: seen.append(have))
+    config = S3Config(
+        endpoint_url=seaweedfs.endpoint_url, access_key_id=seaweedfs.access_key, secret_access_key=seaweedfs.secret_key
+    )
+    size = S3Fetcher(config).download(
+        f"s3://{BUCKET}/big/blob.bin", dest, 10 * 1024 * 1024, lambda have, total: seen.append(have)
+    )
     assert size == len(blob) and dest.read_bytes() == blob
     assert seen[0] > 1024 * 1024  # the first progress report already counts the resumed bytes
     assert not (tmp_path / "blob.bin.part").exists()
@@ -312,16 +370,18 @@ def test_download_resumes_and_unreachable_storage_fails(seaweedfs: SeaweedFS, tm
         S3Fetcher(config).download(f"s3://{BUCKET}/big/blob.bin", tmp_path / "big2", 1024 * 1024)
     assert err.value.what == "archive_bytes" and not (tmp_path / "big2.part").exists()
 
-    dead = S3Config(endpoint_url="http://127.0.0.1:9", access_key_id="x", secret_access_key="y",
-                    connect_timeout_s=0.5, retries=1)
+    dead = S3Config(
+        endpoint_url="http://127.0.0.1:9", access_key_id="x", secret_access_key="y", connect_timeout_s=0.5, retries=1
+    )
     started = time.monotonic()
     with pytest.raises(FetchError, match="unreachable"):
         S3Fetcher(dead, sleep=lambda s: None).download(f"s3://{BUCKET}/x.tar.gz", tmp_path / "x", 1000)
     assert time.monotonic() - started < 15
 
 
-def test_deploy_function_and_apps_through_ros(seaweedfs: SeaweedFS, nats_server: Any, ros_context: int,
-                                              procs: Any, tmp_path: Path) -> None:
+def test_deploy_function_and_apps_through_ros(
+    seaweedfs: SeaweedFS, nats_server: Any, ros_context: int, procs: Any, tmp_path: Path
+) -> None:
     seaweedfs.create_bucket(BUCKET)
     pub = Publisher(seaweedfs, tmp_path)
     start_node(procs, tmp_path, ros_context, seaweedfs, pub.trusted, nats_server.url)
@@ -332,8 +392,9 @@ def test_deploy_function_and_apps_through_ros(seaweedfs: SeaweedFS, nats_server:
         fn1 = pub.publish(function_source(tmp_path, "1.0.0"))
         assert fn1["artifact_uri"] == f"s3://{BUCKET}/hello_fn/hello_fn-1.0.0.tar.gz"
         t0 = time.monotonic()
-        nats_task = threading.Thread(target=lambda: results.update(
-            nats=asyncio.run(nats_statuses(nats_server.url, "fn-1", WAIT_S))))
+        nats_task = threading.Thread(
+            target=lambda: results.update(nats=asyncio.run(nats_statuses(nats_server.url, "fn-1", WAIT_S)))
+        )
         results: dict[str, Any] = {}
         nats_task.start()
         time.sleep(0.5)  # let the NATS subscription settle before the job starts
@@ -356,8 +417,9 @@ def test_deploy_function_and_apps_through_ros(seaweedfs: SeaweedFS, nats_server:
         client.deploy(tick, "tick-1")
         assert client.final("tick-1").state == DeploymentStatus.STATE_SUCCEEDED
         door_pub = client.node.create_publisher(String, "/door_events", 10)
-        seen = asyncio.run(triggered_results(nats_server.url, lambda: door_pub.publish(String(data='{"door": 2}')),
-                                             WAIT_S))
+        seen = asyncio.run(
+            triggered_results(nats_server.url, lambda: door_pub.publish(String(data='{"door": 2}')), WAIT_S)
+        )
         assert seen["nats:robots.r1.events.door"]["result"] == {"seen": {"door": "open"}}
         assert seen["ros:/door_events"]["result"] == {"seen": {"door": 2}}
         assert seen["schedule"]["ok"]
@@ -441,8 +503,9 @@ def test_deploy_function_and_apps_through_ros(seaweedfs: SeaweedFS, nats_server:
     assert wait_for(lambda: not app_pids(root), 10, "apps stopped with the node")
 
 
-def test_kill_during_install_keeps_old_version(seaweedfs: SeaweedFS, nats_server: Any, ros_context: int,
-                                               procs: Any, tmp_path: Path) -> None:
+def test_kill_during_install_keeps_old_version(
+    seaweedfs: SeaweedFS, nats_server: Any, ros_context: int, procs: Any, tmp_path: Path
+) -> None:
     seaweedfs.create_bucket(BUCKET)
     pub = Publisher(seaweedfs, tmp_path)
     root = tmp_path / "robot"

@@ -245,8 +245,11 @@ def test_archive_with_invalid_manifest_is_rejected(env):
     signed = sign_archive(archive, pem)
     assert signed.sha256 == sha256_file(archive)
     engine.fetcher.objects["s3://packages/broken.tar.gz"] = archive
-    engine.submit(DeployRequest("broken-1", "broken", "1.0.0", "s3://packages/broken.tar.gz", signed.sha256,
-                                signed.signature, "function"))
+    engine.submit(
+        DeployRequest(
+            "broken-1", "broken", "1.0.0", "s3://packages/broken.tar.gz", signed.sha256, signed.signature, "function"
+        )
+    )
     final = statuses.final("broken-1")
     assert final.state == State.REJECTED and "'handler'" in final.reason
     assert engine.list_packages() == []

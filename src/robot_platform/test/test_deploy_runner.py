@@ -11,8 +11,17 @@ from robot_platform.deploy.runner import AppProcess, invoke_function, run_step
 
 
 def fn_manifest(**kw):
-    return parse_manifest({"name": "f", "version": "1", "kind": "function", "runtime": "python3",
-                           "handler": "h.main", "timeout_s": 10, **kw})
+    return parse_manifest(
+        {
+            "name": "f",
+            "version": "1",
+            "kind": "function",
+            "runtime": "python3",
+            "handler": "h.main",
+            "timeout_s": 10,
+            **kw,
+        }
+    )
 
 
 def test_memory_limit_and_clean_environment(tmp_path, monkeypatch):
@@ -22,7 +31,8 @@ def test_memory_limit_and_clean_environment(tmp_path, monkeypatch):
         "    if event == 'env':\n"
         "        return sorted(k for k in os.environ if k.startswith(('AWS', 'ROS', 'SECRET')))\n"
         "    blob = bytearray(event * 1024 * 1024)\n"
-        "    return len(blob)\n")
+        "    return len(blob)\n"
+    )
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "must-not-leak")
     manifest = fn_manifest(limits={"memory_mb": 200})
     leaked = invoke_function(tmp_path, manifest, "env")
@@ -34,8 +44,9 @@ def test_memory_limit_and_clean_environment(tmp_path, monkeypatch):
 
 def test_handler_module_does_not_shadow_platform_modules(tmp_path):
     (tmp_path / "store.py").write_text("def main(event, context):\n    return 'package store module'\n")
-    manifest = parse_manifest({"name": "f", "version": "1", "kind": "function", "runtime": "python3",
-                               "handler": "store.main"})
+    manifest = parse_manifest(
+        {"name": "f", "version": "1", "kind": "function", "runtime": "python3", "handler": "store.main"}
+    )
     assert invoke_function(tmp_path, manifest, None).result == "package store module"
 
 
@@ -59,10 +70,19 @@ def test_app_restart_policy(tmp_path):
         "n = len(os.listdir('runs'))\n"
         "open(f'runs/{n}', 'w').close()\n"
         "if n == 0:\n    sys.exit(1)\n"
-        "time.sleep(30)\n")
+        "time.sleep(30)\n"
+    )
     (tmp_path / "runs").mkdir()
-    manifest = parse_manifest({"name": "a", "version": "1", "kind": "app", "runtime": "python3",
-                               "run": ["python3", "app.py"], "restart": "on-failure"})
+    manifest = parse_manifest(
+        {
+            "name": "a",
+            "version": "1",
+            "kind": "app",
+            "runtime": "python3",
+            "run": ["python3", "app.py"],
+            "restart": "on-failure",
+        }
+    )
     app = AppProcess(tmp_path, manifest, tmp_path / "app.log")
     app.start()
     try:

@@ -6,10 +6,12 @@ from robot_platform.deploy.triggers import TriggerRunner, wanted
 
 
 def test_wanted_splits_and_resolves_conflicts_by_name():
-    subjects, topics, periods = wanted({
-        "b_fn": (Trigger(nats="robots.r1.events.x"), Trigger(schedule_s=5.0), Trigger(schedule_s=2.0)),
-        "a_fn": (Trigger(nats="robots.r1.events.x"), Trigger(ros_topic="/door")),
-    })
+    subjects, topics, periods = wanted(
+        {
+            "b_fn": (Trigger(nats="robots.r1.events.x"), Trigger(schedule_s=5.0), Trigger(schedule_s=2.0)),
+            "a_fn": (Trigger(nats="robots.r1.events.x"), Trigger(ros_topic="/door")),
+        }
+    )
     assert subjects == {"robots.r1.events.x": "a_fn"}
     assert topics == {"/door": "a_fn"}
     assert periods == {"b_fn": 2.0}

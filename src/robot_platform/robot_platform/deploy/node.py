@@ -2,7 +2,9 @@
 
 Parameters (all declared with descriptors; defaults in config/robot.yaml):
     robot_id (string, read-only): robot identity, used in statuses and NATS subjects.
-    install_root (string, read-only): where packages are installed (``~`` expanded).
+    install_root (string, read-only): where packages are installed (``~`` expanded; empty means
+        ``~/.robot_platform/deploy/<robot_id>``). One root per robot: start-up recovery stops stray
+        processes running inside it.
     s3_endpoint_url, s3_bucket, s3_region (string): S3-compatible storage; the bucket is the default for
         requests without an artifact_uri.
     s3_credentials_file (string): JSON ``{"access_key_id", "secret_access_key"}``; empty = boto3's
@@ -76,7 +78,9 @@ class DeployServiceNode(Node):
         super().__init__("deploy_service")
         p = self._declare
         robot_id = p("robot_id", "r1", "robot identity (statuses, NATS subjects)", read_only=True)
-        install_root = p("install_root", "~/.robot_platform/deploy", "install directory root", read_only=True)
+        install_root = p(
+            "install_root", "", "install directory root; empty: ~/.robot_platform/deploy/<robot_id>", read_only=True
+        )
         endpoint = p("s3_endpoint_url", "", "S3-compatible endpoint, e.g. http://127.0.0.1:8333")
         bucket = p("s3_bucket", "packages", "default bucket for requests without artifact_uri")
         region = p("s3_region", "us-east-1", "S3 region name")
@@ -118,7 +122,8 @@ class DeployServiceNode(Node):
             extract_limits=ExtractLimits(max_extracted * MB, max_files),
             install_step_timeout_s=step_timeout,
         )
-        root = Path(os.path.expanduser(install_root))
+        # One root per robot: robots simulated on one machine must not share (or clean up) each other's apps.
+        root = Path(os.path.expanduser(install_root or f"~/.robot_platform/deploy/{robot_id}"))
         self.trust = TrustStore.from_specs(trusted)
         if not trusted:
             self.get_logger().warning("no trusted_keys configured: every deployment will be rejected")
