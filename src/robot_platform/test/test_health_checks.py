@@ -8,6 +8,7 @@ from types import SimpleNamespace as NS
 from py_trees.common import Status
 
 from robot_platform.health import checks as c
+from robot_platform.health import system_checks as sc
 from robot_platform.health.fault_state import SEVERITY_CRITICAL, SEVERITY_WARN, FaultSpec, FaultState
 from robot_platform.health.sources import (
     DataHub,
@@ -209,7 +210,7 @@ def test_localization_jump_and_bounds() -> None:
 
 def test_nodes_missing() -> None:
     clock, graph = Clock(), GraphCache()
-    check = c.NodesMissingCheck("nodes", spec(), clock, graph=graph, expected=["robot_sim", "/ns/bridge"])
+    check = sc.NodesMissingCheck("nodes", spec(), clock, graph=graph, expected=["robot_sim", "/ns/bridge"])
     assert tick(check, clock) is Status.SUCCESS  # graph not read yet
     graph.set(["/robot_sim"], clock())
     assert tick(check, clock) is Status.FAILURE and check.last.values["missing"] == "/ns/bridge"
@@ -219,7 +220,7 @@ def test_nodes_missing() -> None:
 
 def test_nats_link_fed_by_the_client() -> None:
     clock, link = Clock(), LinkStatus("nats")
-    check = c.LinkCheck("nats", spec(), clock, link=link)
+    check = sc.LinkCheck("nats", spec(), clock, link=link)
     assert tick(check, clock) is Status.FAILURE and "never connected" in check.last.message
     link.set(True, clock())
     assert tick(check, clock, 1.0) is Status.SUCCESS
@@ -230,7 +231,7 @@ def test_nats_link_fed_by_the_client() -> None:
 def test_host_resources_sampled_with_hysteresis_and_missing_sensor() -> None:
     clock, values = Clock(), {"cpu": 50.0, "temperature": None}
     sampler = lambda resource, path: values[resource]  # noqa: E731
-    check = c.HostResourceCheck(
+    check = sc.HostResourceCheck(
         "cpu", spec(), clock, resource="cpu", max=90.0, clear_below=80.0, sample_period_s=1.0, sampler=sampler
     )
     assert tick(check, clock) is Status.SUCCESS
@@ -241,12 +242,12 @@ def test_host_resources_sampled_with_hysteresis_and_missing_sensor() -> None:
     assert tick(check, clock, 1.0) is Status.FAILURE  # above clear_below
     values["cpu"] = 70.0
     assert tick(check, clock, 1.0) is Status.SUCCESS
-    temp = c.HostResourceCheck("temp", spec(), clock, resource="temperature", max=80.0, sampler=sampler)
+    temp = sc.HostResourceCheck("temp", spec(), clock, resource="temperature", max=80.0, sampler=sampler)
     assert tick(temp, clock) is Status.SUCCESS and "not available" in temp.last.message
 
 
 def test_real_host_sampler_reads_this_machine() -> None:
-    sampler = c.HostSampler()
+    sampler = sc.HostSampler()
     for resource in ("cpu", "memory", "disk"):
         value = sampler.read(resource)
         assert value is not None and 0.0 <= value <= 100.0

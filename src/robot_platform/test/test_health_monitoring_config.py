@@ -114,7 +114,7 @@ def test_logic_modules_import_no_rclpy() -> None:
 
     code = (
         "import sys\n"
-        "import robot_platform.health.checks, robot_platform.health.fault_state, robot_platform.health.metrics\n"
+        "import robot_platform.health.check_kinds, robot_platform.health.fault_state, robot_platform.health.metrics\n"
         "import robot_platform.health.monitor, robot_platform.health.outputs, robot_platform.health.tree_builder\n"
         "import robot_platform.health.nats_out, robot_platform.health.mqtt_out, robot_platform.health.sources\n"
         "assert 'rclpy' not in sys.modules, sorted(m for m in sys.modules if m.startswith('rcl'))\n"

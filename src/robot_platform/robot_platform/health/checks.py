@@ -27,7 +27,7 @@ from robot_platform.health.fault_state import (
     FaultState,
     FaultStateMachine,
 )
-from robot_platform.health.sources import GraphCache, LinkStatus, Sample, TopicFeed
+from robot_platform.health.sources import Sample, TopicFeed
 
 Clock = Callable[[], float]
 EventSink = Callable[["HealthCheck", list[FaultEvent]], None]
@@ -50,7 +50,7 @@ class Observation:
     severity: int | None = None
 
 
-def _fmt(x: float | None, unit: str = "") -> str:
+def fmt_num(x: float | None, unit: str = "") -> str:
     return "n/a" if x is None else f"{x:.3g}{unit}"
 
 
@@ -123,7 +123,7 @@ class TopicSilenceCheck(HealthCheck):
         return Observation(
             faulty,
             f"{self.feed.topic}: {what} (timeout {self.timeout_s:g}s)",
-            {"topic": self.feed.topic, "age_s": _fmt(age), "timeout_s": f"{self.timeout_s:g}"},
+            {"topic": self.feed.topic, "age_s": fmt_num(age), "timeout_s": f"{self.timeout_s:g}"},
         )
 
 
@@ -198,7 +198,7 @@ class SpeedDropCheck(HealthCheck):
         commanded = cmd.value["speed"] if cmd is not None and now - cmd.stamp <= self.command_timeout_s else 0.0
         actual = odom.value["speed"] if odom is not None and now - odom.stamp <= self.odom_timeout_s else None
         ratio = self.clear_ratio if self.latched else self.ratio
-        values = {"commanded": f"{commanded:.3f}", "actual": _fmt(actual), "ratio": f"{self.ratio:g}"}
+        values = {"commanded": f"{commanded:.3f}", "actual": fmt_num(actual), "ratio": f"{self.ratio:g}"}
         if commanded < self.min_command or actual is None:
             return Observation(False, "no motion command" if actual is not None else "no odometry", values)
         threshold = ratio * commanded
@@ -357,130 +357,3 @@ class LocalizationAnomalyCheck(_AnomalyCheck):
                 out.append(f"position jumped {jump:.2f} m > {self.max_jump_m:g}")
         self._prev = pos
         return out
-
-
-class NodesMissingCheck(HealthCheck):
-    """Fault when any of ``expected`` (fully qualified node names) is absent from the ROS graph."""
-
-    kind = "nodes_missing"
-
-    def __init__(
-        self, name: str, spec: FaultSpec, clock: Clock, *, graph: GraphCache, expected: list[str], **kw: Any
-    ) -> None:
-        super().__init__(name, spec, clock, **kw)
-        self.graph = graph
-        self.expected = sorted(n if n.startswith("/") else "/" + n for n in expected)
-
-    def observe(self, now: float) -> Observation:
-        names, stamp = self.graph.get()
-        if stamp is None:
-            return Observation(False, "graph not read yet")
-        missing = [n for n in self.expected if n not in names]
-        return Observation(
-            bool(missing),
-            f"missing nodes: {', '.join(missing)}" if missing else "all expected nodes present",
-            {"missing": ",".join(missing), "expected": ",".join(self.expected)},
-        )
-
-
-class LinkCheck(HealthCheck):
-    """Fault while an external link (the NATS connection) is down, fed by its client's callbacks."""
-
-    kind = "nats_link"
-
-    def __init__(self, name: str, spec: FaultSpec, clock: Clock, *, link: LinkStatus, **kw: Any) -> None:
-        super().__init__(name, spec, clock, **kw)
-        self.link = link
-
-    def observe(self, now: float) -> Observation:
-        up, changed, detail = self.link.get()
-        for_s = None if changed is None else now - changed
-        return Observation(
-            not up,
-            f"{self.link.name} link {'up' if up else 'down'}: {detail}",
-            {"link": self.link.name, "up": str(up).lower(), "for_s": _fmt(for_s)},
-        )
-
-
-class HostSampler:
-    """Reads host resources with psutil; one instance per monitor (psutil's CPU delta state)."""
-
-    def __init__(self) -> None:
-        import psutil  # local import: only hosts running resource checks need it
-
-        self._psutil = psutil
-        psutil.cpu_percent(interval=None)  # prime the delta; the first call always returns 0.0
-
-    def read(self, resource: str, path: str = "/") -> float | None:
-        """Percent used (cpu, memory, disk) or highest temperature in deg C; None if not available."""
-        ps = self._psutil
-        if resource == "cpu":
-            return float(ps.cpu_percent(interval=None))
-        if resource == "memory":
-            return float(ps.virtual_memory().percent)
-        if resource == "disk":
-            return float(ps.disk_usage(path).percent)
-        if resource == "temperature":
-            read_temps = getattr(ps, "sensors_temperatures", None)
-            temps = read_temps() if read_temps else {}
-            readings = [t.current for entries in temps.values() for t in entries if t.current is not None]
-            return max(readings) if readings else None
-        raise ValueError(f"unknown resource {resource!r}")
-
-
-HOST_RESOURCES = ("cpu", "memory", "disk", "temperature")
-
-
-class HostResourceCheck(HealthCheck):
-    """Fault when a host resource exceeds ``max``; clears below ``clear_below``. Sampled every
-    ``sample_period_s`` (not every tick) to keep the monitor's own load low."""
-
-    kind = "host_resources"
-
-    def __init__(
-        self,
-        name: str,
-        spec: FaultSpec,
-        clock: Clock,
-        *,
-        resource: str,
-        max: float,
-        clear_below: float | None = None,
-        path: str = "/",
-        sample_period_s: float = 2.0,
-        sampler: Callable[[str, str], float | None],
-        **kw: Any,
-    ) -> None:
-        super().__init__(name, spec, clock, **kw)
-        self.resource, self.max, self.path = resource, max, path
-        self.clear_below = max if clear_below is None else min(clear_below, max)
-        self.sample_period_s = sample_period_s
-        self.sampler = sampler
-        self._value: float | None = None
-        self._sampled_at: float | None = None
-
-    def observe(self, now: float) -> Observation:
-        if self._sampled_at is None or now - self._sampled_at >= self.sample_period_s:
-            self._value, self._sampled_at = self.sampler(self.resource, self.path), now
-        unit = " C" if self.resource == "temperature" else "%"
-        values = {"resource": self.resource, "value": _fmt(self._value), "max": f"{self.max:g}"}
-        if self._value is None:
-            return Observation(False, f"{self.resource}: not available on this host", values)
-        faulty = self._value >= self.clear_below if self.latched else self._value > self.max
-        return Observation(faulty, f"{self.resource} {self._value:.1f}{unit} (max {self.max:g}{unit})", values)
-
-
-CHECK_CLASSES: dict[str, type[HealthCheck]] = {
-    cls.kind: cls
-    for cls in (
-        TopicSilenceCheck,
-        TopicRateCheck,
-        SpeedDropCheck,
-        BatteryCheck,
-        ImuAnomalyCheck,
-        LocalizationAnomalyCheck,
-        NodesMissingCheck,
-        LinkCheck,
-        HostResourceCheck,
-    )
-}
