@@ -14,6 +14,7 @@
 # are 0644 so that the non-root users inside the containers (nats, mosquitto, uid 10001) can read the
 # bind-mounted copies. Keep the directory on the host's local disk, owned by the deploying user.
 set -euo pipefail
+set -f   # ROBOTS and HUB_NODES are split on spaces, never globbed
 umask 077
 HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT="${SECRETS_DIR:-$HERE/secrets}"
