@@ -254,3 +254,28 @@ def test_archive_with_invalid_manifest_is_rejected(env):
     assert final.state == State.REJECTED and "'handler'" in final.reason
     assert engine.list_packages() == []
     assert not (engine.store.root / "broken" / "staging").exists()
+
+
+def test_shutdown_cancels_a_long_install_and_keeps_the_old_version(env):
+    engine, publish, statuses, tmp, _ = env
+    engine.submit(request(publish(write_app_source(tmp, version="1.0.0")), "c-1"))
+    assert statuses.final("c-1").state == State.SUCCEEDED
+    src = write_app_source(tmp, version="2.0.0")
+    manifest = (
+        (src / "manifest.yaml")
+        .read_text()
+        .replace("open('installed', 'w').write('yes')", "import time; time.sleep(60)")
+    )
+    (src / "manifest.yaml").write_text(manifest)
+    engine.submit(request(publish(src), "c-2"))
+    deadline = time.monotonic() + 20
+    while "install" not in [s.step for s in statuses.of("c-2")] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    engine.shutdown()
+    assert time.monotonic() - started < 10
+    final = statuses.final("c-2")
+    assert final.state == State.CANCELED, final.reason
+    assert engine.store.active_version("demo_app") == "1.0.0"
+    assert engine.store.installed_versions("demo_app") == ["1.0.0"]
+    assert engine.apps.get("demo_app") is None  # apps stopped with the engine

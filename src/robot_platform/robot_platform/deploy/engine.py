@@ -360,7 +360,7 @@ class DeployEngine:
         except DeployError as exc:
             if journal is not None:
                 self._roll_back(journal, status, activated)
-            if isinstance(exc, _Canceled):
+            if isinstance(exc, _Canceled) or self._stopping.is_set():
                 state = State.CANCELED
             elif isinstance(exc, StepTimeoutError):
                 state = State.TIMED_OUT
@@ -411,7 +411,15 @@ class DeployEngine:
             for step_argv in manifest.install:
                 if self._stopping.is_set():
                     raise _Canceled()
-                run_step("install", manifest, step_argv, version_dir, self.config.install_step_timeout_s, log_path)
+                run_step(
+                    "install",
+                    manifest,
+                    step_argv,
+                    version_dir,
+                    self.config.install_step_timeout_s,
+                    log_path,
+                    self._stopping.is_set,
+                )
             return version_dir
         finally:
             if not self.config.keep_archives:

@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -32,6 +33,7 @@ SANDBOX = str(Path(__file__).with_name("sandbox.py"))
 STOP_TERM_WAIT_S = 5.0
 STOP_KILL_WAIT_S = 2.0
 LOG_TAIL_BYTES = 16 * 1024
+STEP_POLL_S = 0.2
 RESULT_MAX_BYTES = 1024 * 1024
 RESTART_BACKOFF_MAX_S = 30.0
 RESTART_LIMIT_PER_MIN = 5
@@ -89,25 +91,38 @@ def run_step(
     cwd: Path,
     timeout_s: float,
     log_path: Path | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> str:
-    """Run one argv to completion within ``timeout_s``; return its output tail, raise on failure."""
-    proc = subprocess.Popen(
-        sandboxed(manifest, argv),
-        cwd=cwd,
-        env=child_env(manifest),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        kill_group(proc, term_wait_s=1.0)
-        proc.communicate()
-        raise StepTimeoutError(step, timeout_s) from None
-    finally:
-        kill_group(proc, term_wait_s=0.5)
+    """Run one argv to completion within ``timeout_s``; return its output tail, raise on failure.
+
+    Output goes to an unnamed temporary file (not a pipe) so the wait can poll ``cancelled`` without a
+    reader thread; a shutdown stops a long install step within ``STEP_POLL_S``.
+    """
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(
+            sandboxed(manifest, argv),
+            cwd=cwd,
+            env=child_env(manifest),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=max(0.0, min(STEP_POLL_S, deadline - time.monotonic())))
+                    break
+                except subprocess.TimeoutExpired:
+                    if cancelled():
+                        raise RunError(step, "canceled") from None
+                    if time.monotonic() >= deadline:
+                        raise StepTimeoutError(step, timeout_s) from None
+        finally:
+            kill_group(proc, term_wait_s=0.5)
+        output.seek(max(0, output.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+        out = output.read()
     text = _tail(out)
     if log_path is not None:
         with open(log_path, "a") as stream:
