@@ -9,7 +9,8 @@ clients run on their own threads and talk to the monitor only through locked cac
 Parameters (defaults in config/robot.yaml):
     robot_id (str, read-only)            robot name, in every alert and metric
     tick_rate_hz (float, read-only)      tree ticks per second (1..50)
-    checks_file (str, read-only)         YAML file of the tree (see tree_builder); used if checks_yaml empty
+    checks_file (str, read-only)         YAML file of the tree (see tree_builder); used if checks_yaml is
+                                         empty; "" = the installed config/health/checks.yaml
     checks_yaml (str, read-only)         the tree as a YAML string (wins over checks_file)
     metrics_port (int, read-only)        Prometheus endpoint on 127.0.0.1:<port>; 0 disables
     diagnostics_period_s (float)         /diagnostics at least this often (also on every transition)
@@ -25,7 +26,9 @@ Publishers:     alerts (robot_platform_interfaces/Alert, reliable, transient loc
                 /diagnostics (diagnostic_msgs/DiagnosticArray), health/markers (MarkerArray)
 Services:       ~/acknowledge_alert (robot_platform_interfaces/AcknowledgeAlert)
 NATS:           robots.<id>.alerts (Alert, msgpack + envelope headers, JetStream),
-                robots.<id>.health (tree snapshot, msgpack map, keep-latest)
+                robots.<id>.health (tree snapshot, msgpack map, keep-latest),
+                robots.<id>.health.ack {alert_id, user} and robots.<id>.health.silence {check, duration_s, user}
+                (requests, msgpack; reply {success, message})
 MQTT:           <mqtt_topic> (default robots/<id>/alerts), JSON alert, QoS 1
 """
 
@@ -35,6 +38,7 @@ import dataclasses
 import importlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -87,6 +91,16 @@ def alert_msg(record: AlertRecord) -> Alert:
         acknowledged_by=record.acknowledged_by,
         values=[KeyValue(key=k, value=v) for k, v in record.values.items()],
     )
+
+
+def default_checks_file() -> str:
+    """The installed default tree, share/robot_platform/config/health/checks.yaml."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+    try:
+        return str(Path(get_package_share_directory("robot_platform")) / "config" / "health" / "checks.yaml")
+    except PackageNotFoundError:
+        raise ConfigError("checks_file", "", "set checks_file or checks_yaml (robot_platform not installed)") from None
 
 
 def load_message_class(type_name: str) -> type:
@@ -166,13 +180,13 @@ class HealthMonitorNode(Node):
 
         # ---- tree ------------------------------------------------------------------------------------
         if checks_yaml.strip():
-            config = load_config_text(checks_yaml, "<parameter checks_yaml>")
-        elif checks_file:
-            config = load_config_file(checks_file)
+            source = "<parameter checks_yaml>"
+            config = load_config_text(checks_yaml, source)
         else:
-            raise ConfigError("checks_file", "", "set checks_file or checks_yaml (see config/health/default.yaml)")
+            source = checks_file or default_checks_file()
+            config = load_config_file(source)
         self.clock_mono = time.monotonic
-        tree = build_tree(config, clock=self.clock_mono, source=checks_file or "<parameter checks_yaml>")
+        tree = build_tree(config, clock=self.clock_mono, source=source)
         self.monitor = HealthMonitor(
             tree,
             self.robot_id,
