@@ -5,7 +5,9 @@ control-mode nats_bridge on a third domain mirroring the fleet into ROS.
 Checks: each robot's odometry reaches the control side under its own subjects and in
 /fleet/<id>/odom on the control graph; a command sent from the
 control side reaches only the targeted robot's graph; r1's credentials cannot publish under r2's
-subjects (the hub refuses it), and a spoofed r2 subject published on r1's server does not cross the leaf.
+subjects (the hub refuses it), and a spoofed r2 subject published on r1's server does not cross the leaf;
+the hub is stopped for 10 s while r1 publishes alerts, and after it returns every alert is in the hub's
+FLEET_EVENTS stream exactly once (robot stream EVENTS_r1 sourced over the leaf link).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import msgpack
 import nats
+import nats.js.errors
 import pytest
 
 from helpers import REPO, DomainReservation, free_port, ros_env, wait_port
@@ -57,10 +60,13 @@ CONTROL_PARAMS = """
     nats_url: {url}
     nats_user: control
     nats_password_file: {password_file}
+    fleet_robots: [r1, r2]
     mirror:
       topics: [/odom]
       robots: [r1, r2]
 """
+HUB_DOWN_S = 10.0
+SOURCE_RESUME_TIMEOUT_S = 150.0  # the hub's source consumer retries with backoff after a hub restart
 
 
 class RobotGraph:
@@ -141,6 +147,7 @@ def test_fleet_two_robots_through_hub(procs: Any, tmp_path: Path, three_domains:
             argv = [sys.executable, "-m", "robot_platform.bridge.node", "--ros-args", "--params-file", str(params)]
             bridges[robot] = procs.start(f"bridge-{robot}", argv, env=env)
             graphs[robot] = RobotGraph(robot, domain, x)
+        asyncio.run(wait_robot_streams(ports))
         password_file = tmp_path / "control.password"
         write_private(password_file, fleet.control_password)
         params = tmp_path / "bridge-control.yaml"
@@ -150,11 +157,104 @@ def test_fleet_two_robots_through_hub(procs: Any, tmp_path: Path, three_domains:
         bridges["control"] = procs.start("bridge-control", argv, env=env)
         graphs["control"] = RobotGraph("control", three_domains[2], None)
         asyncio.run(scenario(fleet, hub_port, ports, graphs))
+        asyncio.run(hub_outage(fleet, hub_port, ports, procs, exe, hub_conf))
         for robot, proc in bridges.items():
             assert proc.poll() is None, f"bridge {robot} died"
     finally:
         for graph in graphs.values():
             graph.close()
+
+
+def stop_process(procs: Any, name: str) -> None:
+    for child in procs.children:
+        if child.name == name and child.running():
+            child.popen.terminate()
+            child.popen.wait(timeout=10)
+
+
+async def wait_robot_streams(ports: dict[str, int]) -> None:
+    """The robot bridges create EVENTS_<id> on their local servers when they connect."""
+    for robot, port in ports.items():
+        nc = await nats.connect(f"nats://127.0.0.1:{port}")
+        try:
+            js = nc.jetstream()
+
+            async def exists(js: Any = js, robot: str = robot) -> bool:
+                try:
+                    await js.stream_info(f"EVENTS_{robot}")
+                except nats.js.errors.NotFoundError:
+                    return False
+                return True
+
+            deadline = time.monotonic() + WAIT_S
+            while not await exists() and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert await exists(), f"EVENTS_{robot} never created by the {robot} bridge"
+        finally:
+            await nc.close()
+
+
+async def hub_messages(hub_url: str, password: str) -> list[tuple[str, str]]:
+    """(subject, Nats-Msg-Id) of every message in the hub's FLEET_EVENTS stream."""
+    nc = await nats.connect(hub_url, user="control", password=password)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info("FLEET_EVENTS")
+        out = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg("FLEET_EVENTS", seq)
+            out.append((msg.subject, (msg.headers or {}).get("Nats-Msg-Id", "")))
+        return out
+    finally:
+        await nc.close()
+
+
+async def hub_outage(fleet: Fleet, hub_port: int, ports: dict[str, int], procs: Any, exe: str, conf: Path) -> None:
+    hub_url = f"nats://127.0.0.1:{hub_port}"
+    r1 = await nats.connect(f"nats://127.0.0.1:{ports['r1']}")
+    sent: list[str] = []
+
+    async def alert(n: int) -> None:
+        msg_id = f"alert-{n}-{uuid.uuid4().hex}"
+        headers = Envelope(type_name="robot_platform_interfaces/msg/Alert", msg_id=msg_id, robot_id="r1").headers()
+        await r1.publish("robots.r1.alerts", msgpack.packb({"code": f"TEST_{n}"}), headers=headers)
+        sent.append(msg_id)
+
+    try:
+        await alert(0)
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and len(await hub_messages(hub_url, fleet.control_password)) < 1:
+            await asyncio.sleep(0.3)
+        assert [m for _, m in await hub_messages(hub_url, fleet.control_password)] == sent
+
+        stop_process(procs, "hub")
+        t_down = time.monotonic()
+        n = 1
+        while time.monotonic() - t_down < HUB_DOWN_S:  # the robot keeps working while the hub is away
+            await alert(n)
+            n += 1
+            await asyncio.sleep(1.0)
+        procs.start("hub-again", [exe, "-c", str(conf)])
+        wait_port(hub_port)
+
+        deadline = time.monotonic() + SOURCE_RESUME_TIMEOUT_S
+        got: list[tuple[str, str]] = []
+        while time.monotonic() < deadline:
+            try:
+                got = await hub_messages(hub_url, fleet.control_password)
+            except (nats.errors.Error, OSError):
+                got = []
+            if len(got) >= len(sent):
+                break
+            await asyncio.sleep(1.0)
+        await asyncio.sleep(2.0)  # anything extra (a duplicate) would show up now
+        got = await hub_messages(hub_url, fleet.control_password)
+        ids = [m for _, m in got]
+        assert sorted(ids) == sorted(sent), f"hub has {len(ids)} events, robot sent {len(sent)}"
+        assert len(set(ids)) == len(ids)
+        assert {s for s, _ in got} == {"robots.r1.alerts"}
+    finally:
+        await r1.close()
 
 
 async def scenario(fleet: Fleet, hub_port: int, ports: dict[str, int], graphs: dict[str, RobotGraph]) -> None:

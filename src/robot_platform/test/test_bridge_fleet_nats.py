@@ -13,8 +13,9 @@ from robot_platform.bridge.fleet_nats import Endpoint, Fleet, main, render_hub, 
 
 def test_robot_permissions_are_scoped_to_the_robot() -> None:
     perms = robot_permissions("r7")
-    assert 'publish: { allow: ["robots.r7.>", "_INBOX.>"] }' in perms
-    assert 'subscribe: { allow: ["robots.r7.cmd.>", "_INBOX.>"] }' in perms
+    assert 'publish: { allow: ["robots.r7.>", "_INBOX.>", "$JSC.R.>", "$JS.S.>", "$JS.FC.>"] }' in perms
+    assert 'subscribe: { allow: ["robots.r7.cmd.>", "_INBOX.>", "$JS.r7.API.>", "$JS.FC.>"] }' in perms
+    assert "robots.>" not in perms and "$JS.r1" not in perms
 
 
 def test_hub_has_one_user_per_robot_and_control() -> None:

@@ -56,11 +56,19 @@ class Fleet:
 
 
 def robot_permissions(robot_id: str) -> str:
-    """Permissions of a robot's user on the hub (what may cross its leaf link, each way)."""
-    return (
-        f'{{ publish: {{ allow: ["robots.{robot_id}.>", "_INBOX.>"] }}, '
-        f'subscribe: {{ allow: ["robots.{robot_id}.cmd.>", "_INBOX.>"] }} }}'
-    )
+    """Permissions of a robot's user on the hub (what may cross its leaf link, each way).
+
+    Besides its own subjects, the leaf link carries the hub's JetStream sourcing of the robot's event
+    stream: API requests into the robot's domain (``$JS.<id>.API.>``), their replies (``$JSC.R.>``),
+    the sourced messages (``$JS.S.>``, random deliver subjects) and flow control (``$JS.FC.>``).
+    """
+    publish = [f"robots.{robot_id}.>", "_INBOX.>", "$JSC.R.>", "$JS.S.>", "$JS.FC.>"]
+    subscribe = [f"robots.{robot_id}.cmd.>", "_INBOX.>", f"$JS.{robot_id}.API.>", "$JS.FC.>"]
+    return f"{{ publish: {{ allow: {_list(publish)} }}, subscribe: {{ allow: {_list(subscribe)} }} }}"
+
+
+def _list(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
 def render_hub(fleet: Fleet, client: Endpoint, leaf_port: int, store_dir: str, max_payload: str = "8MB") -> str:

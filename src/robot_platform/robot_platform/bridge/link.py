@@ -19,7 +19,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -79,6 +79,7 @@ class NatsLink:
         credentials: Credentials | None = None,
         backoff: Backoff | None = None,
         log: logging.Logger | Any | None = None,
+        on_connected: Callable[[Any], Awaitable[None]] | None = None,
     ) -> None:
         self.url = url
         self.name = name
@@ -99,6 +100,7 @@ class NatsLink:
         self.state = LinkState.STOPPED
         self.counters = LinkCounters()
         self._ready = threading.Event()
+        self._on_connected = on_connected
 
     # ------------------------------------------------------------------ any thread
     def start(self) -> None:
@@ -167,6 +169,11 @@ class NatsLink:
                 self.state = LinkState.CONNECTED
                 self.counters.connects += 1
                 self._log.info(f"connected to NATS at {self.url}")
+                if self._on_connected is not None:
+                    try:
+                        await self._on_connected(nc)
+                    except (TimeoutError, nats.errors.Error) as exc:
+                        self._log.warning(f"setup after connecting to {self.url} failed: {type(exc).__name__}: {exc}")
                 self._wake.set()  # flush what queued up while down
                 stop_wait = asyncio.create_task(self._stop_event.wait())
                 closed_wait = asyncio.create_task(closed.wait())

@@ -22,6 +22,10 @@ Parameters (all declared with descriptors; defaults in config/robot.yaml):
     mirror.topics (string[])          control mode: robot topics to mirror (e.g. /odom)
     mirror.robots (string[])          control mode: robots to mirror (empty = all)
     mirror.namespace (string)         control mode: prefix of mirrored topics (/fleet -> /fleet/r1/odom)
+    events_stream (bool)              robot mode: ensure JetStream stream EVENTS_<id> (alerts, deploy) on
+                                      the local server; control mode: ensure FLEET_EVENTS sourcing
+                                      the streams of fleet_robots
+    fleet_robots (string[])           control mode: robots whose event streams the hub sources
 Subscriptions: every out topic. Publishers: every in topic, /diagnostics, mirrored /fleet/<id>/<topic>.
 NATS: publishes robots.<id>.ros.<topic> (or the configured subject), robots.<id>.health.nats_bridge;
 subscribes robots.<id>.cmd.> (only allowlisted subject+type pairs reach ROS); in control mode also
@@ -44,7 +48,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from robot_platform.exceptions import ConfigError
 
-from . import subjects
+from . import streams, subjects
 from .codec import Codec
 from .core import BridgeCore, OutRoute
 from .errors import BridgeError
@@ -134,6 +138,19 @@ class NatsBridgeNode(Node):
                 "mirror",
             )
             nats_subs += self._mirror.subscriptions()
+        events = p("events_stream", True, ParameterType.PARAMETER_BOOL, "ensure the JetStream event stream(s)")
+        stream_config = None
+        if events and mode == "robot":
+            stream_config = streams.robot_stream_config(robot_id)
+        elif events:
+            fleet = self._names("fleet_robots")
+            stream_config = streams.hub_stream_config(fleet) if fleet else None
+
+        async def on_connected(nc: Any) -> None:
+            if stream_config is not None:
+                await streams.ensure_stream(nc, stream_config)
+                self.get_logger().info(f"JetStream stream {stream_config.name} ready")
+
         credentials = Credentials(user, Path(password_file).read_text().strip() if password_file else "")
         self._link = NatsLink(
             url,
@@ -143,6 +160,7 @@ class NatsBridgeNode(Node):
             outbox_capacity=outbox,
             credentials=credentials,
             log=self.get_logger(),
+            on_connected=on_connected,
         )
 
         self._subs: dict[str, Any] = {}
