@@ -68,11 +68,12 @@ class NatsLink:
         self._trigger_subs: dict[str, Any] = {}
         self._pending_subjects: dict[str, str] | None = None
         self.result_prefix = f"robots.{robot_id}.deploy.result"
-        self._queue_size = queue_size
         self._seq = 0
         self._loop = asyncio.new_event_loop()
-        self._queue: asyncio.Queue[Status] | None = None
-        self._stopping: asyncio.Event | None = None
+        # Created here (asyncio binds them to the loop on first use) so statuses emitted before the loop
+        # runs, e.g. by start-up recovery, are queued rather than lost.
+        self._queue: asyncio.Queue[Status] = asyncio.Queue(maxsize=queue_size)
+        self._stopping = asyncio.Event()
         self._connected = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deploy-nats", daemon=True)
 
@@ -127,15 +128,13 @@ class NatsLink:
                 self._trigger_subs[subject] = await self._client.subscribe(subject, cb=on_event)
 
     def _enqueue(self, status: Status) -> None:
-        if self._queue is None:
-            return
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped += 1
         self._queue.put_nowait(status)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        if self._thread.is_alive() and self._stopping is not None:
+        if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stopping.set)
             self._thread.join(timeout_s)
 
@@ -148,8 +147,6 @@ class NatsLink:
             self._loop.close()
 
     async def _main(self) -> None:
-        self._queue = asyncio.Queue(maxsize=self._queue_size)
-        self._stopping = asyncio.Event()
         client = await self._connect_first()
         if client is None:
             return
@@ -181,7 +178,6 @@ class NatsLink:
 
     async def _connect_first(self) -> Any:
         attempt = 0
-        assert self._stopping is not None
         while not self._stopping.is_set():
             try:
                 return await nats.connect(
