@@ -38,7 +38,9 @@ RESULT_MAX_BYTES = 1024 * 1024
 RESTART_BACKOFF_MAX_S = 30.0
 RESTART_LIMIT_PER_MIN = 5
 SUPERVISE_PERIOD_S = 0.5
-BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+# Passed through to package processes. RP_TEST_RUN (not a secret) lets scripts/leftover_processes.py find
+# package processes a test left running.
+BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "RP_TEST_RUN")
 
 
 def resolve_argv(argv: Sequence[str]) -> list[str]:
