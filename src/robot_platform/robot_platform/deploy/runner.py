@@ -34,6 +34,7 @@ STOP_TERM_WAIT_S = 5.0
 STOP_KILL_WAIT_S = 2.0
 LOG_TAIL_BYTES = 16 * 1024
 STEP_POLL_S = 0.2
+APP_LOG_MAX_BYTES = 10 * 1024 * 1024
 RESULT_MAX_BYTES = 1024 * 1024
 RESTART_BACKOFF_MAX_S = 30.0
 RESTART_LIMIT_PER_MIN = 5
@@ -248,6 +249,10 @@ class AppProcess:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Bounded logs: one rotation (<log>.1) once the file passes APP_LOG_MAX_BYTES, checked at each start.
+        with contextlib.suppress(FileNotFoundError):
+            if self.log_path.stat().st_size > APP_LOG_MAX_BYTES:
+                os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
         with open(self.log_path, "ab") as stream:
             stream.write(f"--- start {self.manifest.name} {self.manifest.version} at {time.time():.3f}\n".encode())
             stream.flush()
