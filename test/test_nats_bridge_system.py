@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,16 +21,18 @@ from typing import Any
 import msgpack
 import nats
 import pytest
-from helpers import REPO, ros_env
+
+from helpers import REPO, free_port, ros_env
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from std_msgs.msg import Float32, Int32  # noqa: E402
+
 from robot_platform.bridge.codec import Codec  # noqa: E402
 from robot_platform.bridge.envelope import Envelope  # noqa: E402
-from std_msgs.msg import Float32, Int32  # noqa: E402
 
 MAX_PAYLOAD = 4096
 WAIT_S = 20.0
@@ -40,6 +43,7 @@ PARAMS = """
     robot_id: r1
     nats_url: {url}
     max_payload_bytes: {max_payload}
+    metrics_port: {metrics_port}
     health_period_s: 0.3
     discovery_period_s: 0.5
     out:
@@ -129,9 +133,9 @@ def ros_context(ros_domain: int):
         rclpy.try_shutdown()
 
 
-def start_bridge(procs: Any, tmp_path: Path, url: str, domain: int) -> Any:
+def start_bridge(procs: Any, tmp_path: Path, url: str, domain: int, metrics_port: int) -> Any:
     params = tmp_path / "bridge.yaml"
-    params.write_text(PARAMS.format(url=url, max_payload=MAX_PAYLOAD))
+    params.write_text(PARAMS.format(url=url, max_payload=MAX_PAYLOAD, metrics_port=metrics_port))
     src = str(REPO / "src" / "robot_platform")
     env = ros_env(domain, {"PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")})
     argv = [sys.executable, "-m", "robot_platform.bridge.node", "--ros-args", "--params-file", str(params)]
@@ -139,12 +143,19 @@ def start_bridge(procs: Any, tmp_path: Path, url: str, domain: int) -> Any:
 
 
 def test_bridge_round_trip_and_rejections(ros_context: int, nats_server: Any, procs: Any, tmp_path: Path) -> None:
-    bridge = start_bridge(procs, tmp_path, nats_server.url, ros_context)
+    metrics_port = free_port()
+    bridge = start_bridge(procs, tmp_path, nats_server.url, ros_context, metrics_port)
     graph = Graph()
     try:
         asyncio.run(scenario(graph, nats_server.url, bridge))
     finally:
         graph.close()
+    # The same counters on the Prometheus endpoint (127.0.0.1 only).
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    assert 'robot_bridge_in_errors_total{kind="malformed",robot="r1",subject="robots.r1.cmd.cmd_vel"} 2.0' in text
+    assert 'robot_bridge_in_errors_total{kind="not_allowed",robot="r1",subject="<other>"} 1.0' in text
+    assert 'robot_bridge_link_up{robot="r1"} 1.0' in text
     # Clean stop on SIGTERM, like a supervisor would do it.
     bridge.terminate()
     assert bridge.wait(timeout=10) is not None

@@ -26,6 +26,7 @@ Parameters (all declared with descriptors; defaults in config/robot.yaml):
                                       the local server; control mode: ensure FLEET_EVENTS sourcing
                                       the streams of fleet_robots
     fleet_robots (string[])           control mode: robots whose event streams the hub sources
+    metrics_port (int, read-only)     Prometheus /metrics on 127.0.0.1:<port>; 0 disables
 Subscriptions: every out topic. Publishers: every in topic, /diagnostics, mirrored /fleet/<id>/<topic>.
 NATS: publishes robots.<id>.ros.<topic> (or the configured subject), robots.<id>.health.nats_bridge;
 subscribes robots.<id>.cmd.> (only allowlisted subject+type pairs reach ROS); in control mode also
@@ -54,7 +55,9 @@ from .core import BridgeCore, OutRoute
 from .errors import BridgeError
 from .filters import TopicFilter
 from .link import Credentials, NatsLink
+from .metrics import BridgeCollector, BridgeMetrics
 from .mirror import Mirror
+from .report import flat_values
 from .rostypes import TypeRegistry
 
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
@@ -187,6 +190,13 @@ class NatsBridgeNode(Node):
         if discovery > 0 and self._filter.allow:
             self.create_timer(discovery, self._discover)
         self.create_timer(health, self._report)
+        self._metrics: BridgeMetrics | None = None
+        metrics_port = p("metrics_port", 0, INT, "Prometheus port on 127.0.0.1; 0 = off", read_only=True,
+                         int_range=(0, 65535))  # fmt: skip
+        if metrics_port:
+            self._metrics = BridgeMetrics(BridgeCollector(robot_id, self._snapshot, self._link_counters))
+            bound = self._metrics.serve(metrics_port)
+            self.get_logger().info(f"metrics on http://127.0.0.1:{bound}/metrics")
         self._link.start()
         self.get_logger().info(
             f"nats_bridge {robot_id}: {len(self._core.routes)} out topics, "
@@ -294,39 +304,7 @@ class NatsBridgeNode(Node):
         self.get_logger().warning(f"not bridging discovered topic {topic}: {reason}")
 
     def _report(self) -> None:
-        snap = self._core.snapshot()
-        link = self._link.counters
-        values = {
-            "link_state": self._link.state.value,
-            "sent": link.sent,
-            "received": link.received,
-            "queued": self._link.queued,
-            "dropped_outbox": link.dropped_outbox,
-            "dropped_slow_consumer": link.dropped_slow_consumer,
-            "connects": link.connects,
-            "disconnects": link.disconnects,
-            "connect_failures": link.connect_failures,
-            "duplicates": self._core.dedup.duplicates,
-        }
-        errors = dict(snap["errors"])
-        if self._mirror is not None:
-            msnap = self._mirror.snapshot()
-            for kind, n in msnap["mirror_errors"].items():
-                errors[kind] = errors.get(kind, 0) + n
-            for key, st in msnap["mirror"].items():
-                for name in ("in", "delivered", "duplicates", "codec_ms"):
-                    values[f"mirror.{key}.{name}"] = st[name]
-                values[f"mirror.{key}.errors"] = sum(st["errors"].values())
-        for kind, n in errors.items():
-            values[f"errors.{kind}"] = n
-        for topic, st in snap["out"].items():
-            for key in ("out", "dropped_rate", "codec_ms"):
-                values[f"out{topic}.{key}"] = st[key]
-            values[f"out{topic}.errors"] = sum(st["errors"].values())
-        for subject, st in snap["in"].items():
-            for key in ("in", "delivered", "duplicates", "codec_ms"):
-                values[f"in.{subject}.{key}"] = st[key]
-            values[f"in.{subject}.errors"] = sum(st["errors"].values())
+        values = flat_values(self._snapshot(), self._link_counters())
         level = DiagnosticStatus.OK if self._link.connected else DiagnosticStatus.WARN
         status = DiagnosticStatus(
             level=level,
@@ -349,6 +327,21 @@ class NatsBridgeNode(Node):
             "diagnostic_msgs/msg/DiagnosticArray", registry.type_hash(DiagnosticArray), "/diagnostics"
         )
         self._link.publish(subject, body, env.headers())
+
+    def _snapshot(self) -> dict[str, Any]:
+        snap = self._core.snapshot()
+        if self._mirror is not None:
+            snap.update(self._mirror.snapshot())
+        return snap
+
+    def _link_counters(self) -> dict[str, Any]:
+        c = self._link.counters
+        return {
+            "sent": c.sent, "received": c.received, "dropped_outbox": c.dropped_outbox,
+            "dropped_slow_consumer": c.dropped_slow_consumer, "connects": c.connects,
+            "disconnects": c.disconnects, "connect_failures": c.connect_failures,
+            "connected": self._link.connected, "queued": self._link.queued, "state": self._link.state.value,
+        }  # fmt: skip
 
     # ------------------------------------------------------------------ NATS side
     def _send(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
@@ -373,6 +366,8 @@ class NatsBridgeNode(Node):
 
     def destroy_node(self) -> None:
         self._link.stop()
+        if self._metrics is not None:
+            self._metrics.close()
         super().destroy_node()
 
 
