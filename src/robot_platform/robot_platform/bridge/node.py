@@ -1,6 +1,7 @@
 """ROS 2 node ``nats_bridge``: thin rclpy glue around :class:`BridgeCore` and :class:`NatsLink`.
 
-Parameters (all declared with descriptors; defaults in config/robot.yaml):
+Parameters (all declared with descriptors, all read-only: restart the node to change them; defaults in
+config/robot.yaml):
     robot_id (string, read-only)      robot this bridge speaks for; namespaces every subject
     nats_url (string)                 NATS server, normally the robot's local one (nats://127.0.0.1:4222)
     nats_user (string)                NATS user ('' = no auth); nats_password_file: file holding the password
@@ -210,7 +211,7 @@ class NatsBridgeNode(Node):
         default: Any,
         ptype: int,
         description: str,
-        read_only: bool = False,
+        read_only: bool = True,
         int_range: tuple[int, int] | None = None,
         float_range: tuple[float, float] | None = None,
     ) -> Any:
