@@ -152,3 +152,26 @@ def test_metrics_content_and_http_endpoint_on_loopback() -> None:
         rig.metrics.close()
     other = HealthMetrics("r8")  # a second instance in the same process does not collide
     assert other.registry is not rig.metrics.registry
+
+
+def test_operator_requests_validate_untrusted_input() -> None:
+    from robot_platform.health.operator_requests import handle_request
+
+    rig = Rig()
+    alert = rig.step(battery=0.15).alerts[0]
+    for action, payload, fragment in [
+        ("ack", {"alert_id": alert.alert_id}, "user"),
+        ("ack", {"alert_id": 5, "user": "u"}, "alert_id"),
+        ("ack", {"alert_id": "nope", "user": "u"}, "no active alert"),
+        ("silence", {"check": "battery", "duration_s": True, "user": "u"}, "duration_s"),
+        ("silence", {"check": "battery", "duration_s": 1e9, "user": "u"}, "within"),
+        ("silence", {"check": "battery", "duration_s": 5, "user": "x" * 500}, "user"),
+        ("reboot", {"user": "u"}, "unknown action"),
+    ]:
+        result = handle_request(rig.monitor, action, payload)
+        assert not result.ok and result.reply["success"] is False and fragment in result.reply["message"], payload
+    ok = handle_request(rig.monitor, "ack", {"alert_id": alert.alert_id, "user": "dora"})
+    assert ok.ok and ok.alert is not None and ok.alert.acknowledged_by == "dora"
+    ok = handle_request(rig.monitor, "silence", {"check": "battery", "duration_s": 30, "user": "dora"})
+    assert ok.ok and rig.monitor.silenced("battery")
+    assert [r.action for r in rig.monitor.audit] == ["acknowledge", "silence"]

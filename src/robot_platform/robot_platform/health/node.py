@@ -13,7 +13,7 @@ Parameters (defaults in config/robot.yaml):
                                          empty; "" = the installed config/health/checks.yaml
     checks_yaml (str, read-only)         the tree as a YAML string (wins over checks_file)
     metrics_port (int, read-only)        Prometheus endpoint on 127.0.0.1:<port>; 0 disables
-    diagnostics_period_s (float)         /diagnostics at least this often (also on every transition)
+    diagnostics_period_s (float, r-o)    /diagnostics at least this often (also on every transition)
     snapshot_rate_hz (float, read-only)  tree snapshots to NATS per second (also on every transition)
     markers_frame_id (str, read-only)    frame of the fault text markers
     nats_url (str, read-only)            robot's NATS server; "" disables NATS output
@@ -60,6 +60,7 @@ from robot_platform.health.errors import HealthConfigError, UnknownCheckError
 from robot_platform.health.metrics import HealthMetrics
 from robot_platform.health.monitor import AlertRecord, HealthMonitor, TickResult
 from robot_platform.health.nats_out import NatsPublisher, OutMsg
+from robot_platform.health.operator_requests import handle_request
 from robot_platform.health.tree_builder import build_tree, load_config_file, load_config_text
 from robot_platform_interfaces.msg import Alert
 from robot_platform_interfaces.srv import AcknowledgeAlert
@@ -138,7 +139,15 @@ class HealthMonitorNode(Node):
             )
         )
         self.diag_period = float(
-            declare(self, "diagnostics_period_s", 1.0, "Max /diagnostics period (s)", min_value=0.1, max_value=60.0)
+            declare(
+                self,
+                "diagnostics_period_s",
+                1.0,
+                "Max /diagnostics period (s)",
+                read_only=True,
+                min_value=0.1,
+                max_value=60.0,
+            )
         )
         snapshot_rate = float(
             declare(
@@ -195,6 +204,10 @@ class HealthMonitorNode(Node):
             wall_clock=lambda: self.get_clock().now().nanoseconds / 1e9,
         )
         self.metrics = HealthMetrics(self.robot_id)
+        try:  # before any thread starts, so a refusal leaves nothing behind
+            self.metrics_port = self.metrics.serve(metrics_port) if metrics_port else 0
+        except OSError as exc:
+            raise ConfigError("metrics_port", metrics_port, f"cannot listen on 127.0.0.1: {exc.strerror}") from None
 
         # ---- ROS I/O ---------------------------------------------------------------------------------
         self.alert_pub = self.create_publisher(Alert, "alerts", ALERT_QOS)
@@ -251,7 +264,6 @@ class HealthMonitorNode(Node):
                 on_result=lambda r: self.metrics.count_alert("mqtt", r),
             )
             self.mqtt.start()
-        self.metrics_port = self.metrics.serve(metrics_port) if metrics_port else 0
         self._last_diag = -1e9
         self._last_snapshot = -1e9
         self.create_timer(1.0 / tick_rate, self._on_tick)
@@ -362,29 +374,15 @@ class HealthMonitorNode(Node):
         return res
 
     def _operator_request(self, subject: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Acknowledge (``...health.ack``: alert_id, user) or silence (``...health.silence``: check,
-        duration_s, user) from NATS. Authorization is NATS's: only operator accounts may publish there."""
-        user = payload.get("user")
-        try:
-            if not isinstance(user, str):
-                raise ValueError("user (string) is required")
-            if subject.endswith(".ack"):
-                alert_id = payload.get("alert_id")
-                if not isinstance(alert_id, str):
-                    raise ValueError("alert_id (string) is required")
-                record = self.monitor.acknowledge(alert_id, user)
-                self.get_logger().info(f"alert {alert_id} ({record.code}) acknowledged by {user!r} via NATS")
-                self._publish_alert(record)
-                return {"success": True, "message": f"{record.code} acknowledged", "alert_id": alert_id}
-            check, duration = payload.get("check"), payload.get("duration_s")
-            if not isinstance(check, str) or isinstance(duration, bool) or not isinstance(duration, int | float):
-                raise ValueError("check (string) and duration_s (number) are required")
-            audit = self.monitor.silence(check, float(duration), user)
-            self.get_logger().info(f"check {check} {audit.action} {audit.detail} by {user!r} via NATS")
-            return {"success": True, "message": f"{check} {audit.action} for {audit.detail}", "check": check}
-        except (UnknownCheckError, ValueError) as exc:
-            self.get_logger().warning(f"operator request on {subject} refused: {exc}")
-            return {"success": False, "message": str(exc)}
+        """Acknowledge / silence from NATS (see :mod:`operator_requests`); logs every decision (audit)."""
+        result = handle_request(self.monitor, subject.rsplit(".", 1)[-1], payload)
+        if result.ok:
+            self.get_logger().info(f"{result.log} via NATS")
+        else:
+            self.get_logger().warning(f"{result.log} (NATS {subject})")
+        if result.alert is not None:
+            self._publish_alert(result.alert)
+        return result.reply
 
     def _refresh_graph(self) -> None:
         names = [f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()]
