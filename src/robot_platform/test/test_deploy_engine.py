@@ -7,7 +7,7 @@ import time
 import pytest
 from deploy_testutil import LocalFetcher, build_signed, new_key, write_app_source, write_function_source
 
-from robot_platform.deploy import runner
+from robot_platform.deploy import apps, runner
 from robot_platform.deploy.engine import DeployEngine, EngineConfig
 from robot_platform.deploy.jobs import DeployRequest, State
 from robot_platform.deploy.package import TrustStore
@@ -220,7 +220,7 @@ def test_restart_recovers_and_restarts_app(env):
     engine2 = DeployEngine(engine.config, PackageStore(engine.store.root), engine.fetcher, engine.trust, second)
     engine2.start()
     try:
-        assert runner._gone(pid)
+        assert apps._gone(pid)
         assert engine2.apps.get("demo_app").alive()
         repeat = engine2.submit(request(publish(write_app_source(tmp / "again")), "a1"))
         assert repeat.accepted and repeat.state == State.SUCCEEDED

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from robot_platform.deploy.activation import Activator
+from robot_platform.deploy.apps import AppSupervisor
 from robot_platform.deploy.errors import (
     DeployError,
     IntegrityError,
@@ -38,19 +40,9 @@ from robot_platform.deploy.errors import (
     UnsafeArchiveError,
 )
 from robot_platform.deploy.jobs import Decision, DeployRequest, JobLog, State, Status, Step, validate_request
-from robot_platform.deploy.manifest import KIND_APP, KIND_FUNCTION, Manifest, Trigger, load_manifest
+from robot_platform.deploy.manifest import KIND_APP, KIND_FUNCTION, Trigger, load_manifest
 from robot_platform.deploy.package import TrustStore, verify_archive
-from robot_platform.deploy.runner import (
-    AppProcess,
-    AppSupervisor,
-    InvocationResult,
-    invoke_function,
-    kill_orphan,
-    kill_strays,
-    probe_function,
-    run_step,
-    write_pidfile,
-)
+from robot_platform.deploy.runner import InvocationResult, invoke_function, run_step
 from robot_platform.deploy.safe_extract import ExtractLimits, safe_extract
 from robot_platform.deploy.store import Journal, PackageStore
 
@@ -60,7 +52,6 @@ StatusCallback = Callable[[Status], None]
 # Errors that mean "refused before any change": reported as REJECTED rather than FAILED.
 REJECTING_ERRORS = (IntegrityError, SignatureError, UnsafeArchiveError, LimitExceededError, ManifestError, RequestError)
 INVOCATIONS_KEPT = 20
-PIDFILE = "app.pid"
 
 
 class Fetcher(Protocol):
@@ -145,13 +136,14 @@ class DeployEngine:
         self._lanes: dict[str, _Lane] = {}
         self._active: dict[str, tuple[DeployRequest, Status]] = {}
         self._stopping = threading.Event()
+        self.activator = Activator(store, self.apps, self._progress, self._stopping.is_set)
         self.generation = 0  # bumped whenever a job or rollback ends: active versions may have changed
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> list[Status]:
         """Recover from a crash, then start every active app. Returns the statuses of recovered jobs."""
         reports = []
-        kill_strays(self.store.root)  # before recovery deletes the directories they run in
+        self.activator.stop_strays()  # before recovery deletes the directories they run in
         for rec in self.store.recover():
             reason = (
                 f"interrupted at {rec.phase} by a restart; {rec.package} is on "
@@ -172,17 +164,7 @@ class DeployEngine:
             self.jobs.save(prior[0] if prior else None, status)
             self._emit(status)
             reports.append(status)
-        for package in self.store.packages():
-            kill_orphan(self.store.package_dir(package) / PIDFILE)
-            active = self.store.active_dir(package)
-            if active is None:
-                continue
-            try:
-                manifest = load_manifest(active)
-                if manifest.kind == KIND_APP:
-                    self._start_app(package, active, manifest)
-            except DeployError as exc:
-                log.error("cannot start %s at start-up: %s", package, exc.reason)
+        self.activator.restore_all()
         return reports
 
     def shutdown(self) -> None:
@@ -351,7 +333,7 @@ class DeployEngine:
                 version_dir = self.store.version_dir(package, request.version)
             manifest = load_manifest(version_dir)
             activated = True
-            self._activate_and_check(journal, status, version_dir, manifest)
+            self.activator.activate_and_check(journal, status, version_dir, manifest)
             self.store.commit(journal)
             journal = None
             with contextlib.suppress(OSError, StoreError):
@@ -359,7 +341,7 @@ class DeployEngine:
             self._finish(request, status, State.SUCCEEDED)
         except DeployError as exc:
             if journal is not None:
-                self._roll_back(journal, status, activated)
+                self.activator.roll_back(journal, status, activated)
             if isinstance(exc, _Canceled) or self._stopping.is_set():
                 state = State.CANCELED
             elif isinstance(exc, StepTimeoutError):
@@ -373,7 +355,7 @@ class DeployEngine:
             self._finish(request, status, state, exc.reason + suffix)
         except OSError as exc:
             if journal is not None:
-                self._roll_back(journal, status, activated)
+                self.activator.roll_back(journal, status, activated)
             self._finish(request, status, State.FAILED, f"{status.step} failed: {exc.strerror or exc}")
 
     def _download_and_install(self, request: DeployRequest, status: Status, journal: Journal) -> Path:
@@ -425,57 +407,6 @@ class DeployEngine:
             if not self.config.keep_archives:
                 archive.unlink(missing_ok=True)
 
-    def _activate_and_check(self, journal: Journal, status: Status, version_dir: Path, manifest: Manifest) -> None:
-        """Stop the old app, switch ``current``, start the new version and wait for its health check."""
-        package = journal.package
-        self._progress(status, Step.ACTIVATE)
-        self._stop_app(package)
-        self.store.activate(journal, package, journal.version)
-        self._progress(status, Step.START)
-        if manifest.kind == KIND_APP:
-            app = self._start_app(package, version_dir, manifest)
-            self._progress(status, Step.HEALTH_CHECK)
-            app.wait_healthy(manifest.timeout_s, self._stopping.is_set)
-        else:
-            self._progress(status, Step.HEALTH_CHECK)
-            probe_function(version_dir, manifest, manifest.timeout_s)
-
-    def _roll_back(self, journal: Journal, status: Status, activated: bool) -> None:
-        """Undo a failed job: back to the previous version (restarted if it is an app)."""
-        package = journal.package
-        if activated:
-            self._progress(status, Step.ROLLBACK)
-            self._stop_app(package)
-        try:
-            self.store.undo(journal)
-        except (OSError, StoreError) as exc:
-            log.error("rollback of %s failed (%s); the journal stays for recovery at restart", package, exc)
-            return
-        previous = self.store.active_dir(package)
-        if activated and previous is not None:
-            try:
-                manifest = load_manifest(previous)
-                if manifest.kind == KIND_APP:
-                    self._start_app(package, previous, manifest).wait_healthy(manifest.timeout_s)
-            except DeployError as exc:
-                log.error("previous version of %s did not come back healthy: %s", package, exc.reason)
-
-    def _start_app(self, package: str, version_dir: Path, manifest: Manifest) -> AppProcess:
-        log_path = self.store.package_dir(package) / "logs" / f"{manifest.version}.log"
-        app = AppProcess(version_dir, manifest, log_path)
-        app.start()
-        write_pidfile(self.store.package_dir(package) / PIDFILE, app)
-        old = self.apps.set(package, app)
-        if old is not None:
-            old.stop()
-        return app
-
-    def _stop_app(self, package: str) -> None:
-        app = self.apps.set(package, None)
-        if app is not None:
-            app.stop()
-        (self.store.package_dir(package) / PIDFILE).unlink(missing_ok=True)
-
     # ---- rollback, list, invoke ---------------------------------------------------------------------
     def rollback(self, package: str, to_version: str = "", job_id: str = "") -> RollbackResult:
         """Switch ``package`` to ``to_version`` (default: the previous active one) and check its health."""
@@ -502,10 +433,10 @@ class DeployEngine:
             journal = self.store.begin(job_id, package, target)
             version_dir = self.store.version_dir(package, target)
             try:
-                self._activate_and_check(journal, status, version_dir, load_manifest(version_dir))
+                self.activator.activate_and_check(journal, status, version_dir, load_manifest(version_dir))
                 self.store.commit(journal)
             except DeployError as exc:
-                self._roll_back(journal, status, True)
+                self.activator.roll_back(journal, status, True)
                 active = self.store.active_version(package)
                 self._finish(request, status, State.FAILED, exc.reason)
                 return RollbackResult(False, active, f"rollback to {target} failed ({exc.reason}); on {active}")

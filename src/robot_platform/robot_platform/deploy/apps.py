@@ -1,0 +1,283 @@
+"""Long-running app processes: start, health check, restart policy, stop; and clean-up after a crash.
+
+An app runs through :mod:`.sandbox` like every package process (see :mod:`.runner`), in its own
+session, with its output appended to ``<package>/logs/<version>.log`` (rotated once at start past
+``APP_LOG_MAX_BYTES``). :class:`AppSupervisor` applies each app's restart policy from one thread.
+Because apps live in their own sessions they outlive a SIGKILLed deploy_service; :func:`kill_strays`
+and :func:`kill_orphan` stop such leftovers at the next start-up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from robot_platform.deploy.errors import RunError, StepTimeoutError
+from robot_platform.deploy.manifest import Manifest
+from robot_platform.deploy.runner import STOP_TERM_WAIT_S, child_env, kill_group, run_step, sandboxed
+
+log = logging.getLogger(__name__)
+
+APP_LOG_MAX_BYTES = 10 * 1024 * 1024
+RESTART_BACKOFF_MAX_S = 30.0
+RESTART_LIMIT_PER_MIN = 5
+SUPERVISE_PERIOD_S = 0.5
+
+
+class AppProcess:
+    """One running version of an app package: start, health check, stop, supervised restarts."""
+
+    def __init__(self, version_dir: Path, manifest: Manifest, log_path: Path) -> None:
+        self.version_dir = version_dir
+        self.manifest = manifest
+        self.log_path = log_path
+        self.restarts = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._restart_times: list[float] = []
+        self._next_restart_at = 0.0
+        self.gave_up = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Bounded logs: one rotation (<log>.1) once the file passes APP_LOG_MAX_BYTES, checked at each start.
+        with contextlib.suppress(FileNotFoundError):
+            if self.log_path.stat().st_size > APP_LOG_MAX_BYTES:
+                os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
+        with open(self.log_path, "ab") as stream:
+            stream.write(f"--- start {self.manifest.name} {self.manifest.version} at {time.time():.3f}\n".encode())
+            stream.flush()
+            try:
+                self._proc = subprocess.Popen(
+                    sandboxed(self.manifest, self.manifest.run),
+                    cwd=self.version_dir,
+                    env=child_env(self.manifest),
+                    stdin=subprocess.DEVNULL,
+                    stdout=stream,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise RunError("start", f"cannot start {self.manifest.run[0]}: {exc.strerror}") from exc
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def returncode(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    def stop(self) -> int | None:
+        if self._proc is None:
+            return None
+        return kill_group(self._proc)
+
+    def wait_healthy(self, timeout_s: float, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """Return once the health check passes; raise if the app exits or ``timeout_s`` passes."""
+        started = time.monotonic()
+        deadline = started + timeout_s
+        check = self.manifest.health_check
+        interval = check.interval_s if check else 0.2
+        last_problem = "no health check passed"
+        while True:
+            if not self.alive():
+                raise RunError(
+                    "health_check",
+                    f"app exited with status {self.returncode()} before it was healthy",
+                    self.returncode(),
+                )
+            if cancelled():
+                raise RunError("health_check", "canceled")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StepTimeoutError("health_check", timeout_s)
+            if check is None:
+                # No check declared: healthy once it stayed up for a short grace period.
+                if time.monotonic() - started >= min(1.0, timeout_s / 2):
+                    return
+            else:
+                try:
+                    run_step(
+                        "health_check",
+                        self.manifest,
+                        check.command,
+                        self.version_dir,
+                        timeout_s=max(0.1, remaining),
+                    )
+                    return
+                except StepTimeoutError:
+                    raise StepTimeoutError("health_check", timeout_s) from None
+                except RunError as exc:
+                    last_problem = exc.problem
+            time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+            if time.monotonic() >= deadline:
+                raise RunError("health_check", f"not healthy within {timeout_s:g} s ({last_problem})")
+
+    def supervise(self) -> bool:
+        """Apply the restart policy once; call periodically. Returns True if it restarted the app."""
+        if self._proc is None or self.alive() or self.gave_up:
+            return False
+        code = self._proc.returncode
+        policy = self.manifest.restart
+        if policy == "never" or (policy == "on-failure" and code == 0):
+            return False
+        now = time.monotonic()
+        if now < self._next_restart_at:
+            return False
+        self._restart_times = [t for t in self._restart_times if now - t < 60.0]
+        if len(self._restart_times) >= RESTART_LIMIT_PER_MIN:
+            log.error(
+                "app %s %s keeps exiting (status %s); giving up restarts",
+                self.manifest.name,
+                self.manifest.version,
+                code,
+            )
+            self.gave_up = True
+            return False
+        self._restart_times.append(now)
+        self.restarts += 1
+        self._next_restart_at = now + min(RESTART_BACKOFF_MAX_S, 0.5 * 2 ** len(self._restart_times))
+        log.warning(
+            "app %s %s exited with status %s; restart %d",
+            self.manifest.name,
+            self.manifest.version,
+            code,
+            self.restarts,
+        )
+        self.start()
+        return True
+
+
+def write_pidfile(path: Path, app: AppProcess) -> None:
+    """Remember a started app so a restarted deploy_service can stop it if it outlived a crash."""
+    path.write_text(json.dumps({"pid": app.pid, "cwd": str(app.version_dir.resolve())}))
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only a zombie waiting for a reaper that is not us."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat_line.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def kill_orphan(path: Path) -> bool:
+    """Stop the process group named in a pidfile if it is still the app we started (same cwd)."""
+    try:
+        data = json.loads(path.read_text())
+        pid, cwd = int(data["pid"]), str(data["cwd"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    try:
+        if os.readlink(f"/proc/{pid}/cwd") != cwd:
+            return False  # the pid was reused by something else: leave it alone
+    except OSError:
+        return False
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + STOP_TERM_WAIT_S
+        while time.monotonic() < deadline and not _gone(pid):
+            time.sleep(0.05)
+        if _gone(pid):
+            break
+    log.warning("stopped app process group %d left over from a previous run", pid)
+    return True
+
+
+def kill_strays(root: Path) -> list[int]:
+    """Stop processes left running inside ``root`` by a previous deploy_service that died (SIGKILL, power).
+
+    Apps and install steps run with their working directory in the install root and in their own process
+    groups, so they outlive a killed node. Only processes of this user whose cwd is under ``root`` are
+    touched: nothing but deploy_service starts processes there.
+    """
+    prefix = str(Path(root).resolve()) + os.sep
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(prefix) and not _gone(int(entry.name)):
+            found.append(int(entry.name))
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            group = os.getpgid(pid)
+            if group == os.getpgrp():
+                os.kill(pid, signal.SIGTERM)  # never our own group
+            else:
+                os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TERM_WAIT_S
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in found):
+        time.sleep(0.05)
+    for pid in found:
+        if not _gone(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    if found:
+        log.warning("stopped %d process(es) left in %s by a previous run: %s", len(found), root, found)
+    return found
+
+
+class AppSupervisor:
+    """The running app of each package, restarted per its policy by one background thread."""
+
+    def __init__(self) -> None:
+        self._apps: dict[str, AppProcess] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="deploy-app-supervisor", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(SUPERVISE_PERIOD_S):
+            with self._lock:
+                apps = list(self._apps.values())
+            for app in apps:
+                try:
+                    app.supervise()
+                except RunError as exc:
+                    log.error("restart of %s failed: %s", app.manifest.name, exc.reason)
+
+    def get(self, package: str) -> AppProcess | None:
+        with self._lock:
+            return self._apps.get(package)
+
+    def set(self, package: str, app: AppProcess | None) -> AppProcess | None:
+        """Register ``app`` as the package's running app; returns the one it replaced (not stopped)."""
+        with self._lock:
+            old = self._apps.pop(package, None)
+            if app is not None:
+                self._apps[package] = app
+            return old
+
+    def running(self, package: str) -> bool:
+        app = self.get(package)
+        return app is not None and app.alive()
+
+    def shutdown(self) -> None:
+        """Stop the supervisor thread and every app (SIGTERM, then SIGKILL after a bounded wait)."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        with self._lock:
+            apps = list(self._apps.values())
+            self._apps.clear()
+        for app in apps:
+            app.stop()
