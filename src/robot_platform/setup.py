@@ -49,6 +49,7 @@ setup(
     entry_points={
         "console_scripts": [
             "robot_sim = robot_platform.sim.node:main",
+            "health_monitor_tree = robot_platform.health.node:main",
             "robot-platform = robot_platform.cli:main",
         ],
     },

@@ -104,7 +104,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     layout = DemoLayout(
         robots=args.robots, state_dir=Path(args.state_dir), hub_port=args.hub_port,
         hub_monitor_port=args.hub_monitor_port, leaf_port=args.leaf_port, robot_port_base=args.robot_port_base,
-        robot_monitor_base=args.robot_monitor_base, domain_base=args.domain_base,
+        robot_monitor_base=args.robot_monitor_base, domain_base=args.domain_base, metrics_base=args.metrics_base,
     )
     if not 1 <= layout.robots <= 50:
         raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--robot-port-base", layout.robot_port_base, "robot i's nats-server listens on base+i"),
         ("--robot-monitor-base", layout.robot_monitor_base, "robot i's monitoring port is base+i"),
         ("--domain-base", layout.domain_base, "control uses this ROS_DOMAIN_ID, robot i base+i"),
+        ("--metrics-base", layout.metrics_base, "robot i's Prometheus metrics port is base+i"),
     ):
         demo.add_argument(option, type=int, default=value, help=f"{text} (default: {value})")
     demo.add_argument("--enable-camera", action="store_true", help="simulate cameras too")

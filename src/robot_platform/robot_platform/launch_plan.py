@@ -45,11 +45,17 @@ ROBOT_ARGUMENTS: tuple[Argument, ...] = (
     Argument("hub_leaf_url", "nats-leaf://127.0.0.1:7422", "Leaf node URL of the control server's hub"),
     Argument("nats_store_dir", "/tmp/robot_platform/nats", "JetStream storage of the robot's nats-server"),  # noqa: S108 - demo default; robots set their own
     Argument("enable_camera", "false", "Publish the simulated camera (640x480 rgb8) and frames"),
+    Argument("enable_health", "true", "Start health_monitor_tree (fault detection, alerts, metrics)"),
+    Argument("nats_url", "", "URL the nodes use for NATS; empty: the robot's own server at nats_port"),
+    Argument("metrics_port", "9101", "Prometheus endpoint of health_monitor_tree on 127.0.0.1 (0: off)"),
 )
 
 ROBOT_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("robot_sim", "robot_sim", "use_sim", "Simulated base, battery, lidar, IMU and camera",
              overrides={"robot_id": "robot_id", "enable_camera": "enable_camera"}),
+    NodeSpec("health_monitor_tree", "health_monitor_tree", "enable_health",
+             "Behaviour-tree fault detection: alerts (ROS, NATS, MQTT), /diagnostics, Prometheus metrics",
+             overrides={"robot_id": "robot_id", "nats_url": "nats_url", "metrics_port": "metrics_port"}),
 )
 
 CONTROL_ARGUMENTS: tuple[Argument, ...] = (
@@ -83,9 +89,18 @@ def coerce(value: str) -> bool | int | float | str:
     return value
 
 
+def resolve(args: dict[str, str]) -> dict[str, str]:
+    """Fill in arguments whose default depends on others (an empty ``nats_url`` means the local server)."""
+    out = dict(args)
+    if not out.get("nats_url") and "nats_port" in out:
+        out["nats_url"] = f"nats://127.0.0.1:{out['nats_port']}"
+    return out
+
+
 def node_overrides(spec: NodeSpec, args: dict[str, str]) -> dict[str, bool | int | float | str]:
     """The per-instance parameter overrides of ``spec`` given the argument values."""
-    return {param: coerce(args[arg]) for param, arg in spec.overrides.items()}
+    values = resolve(args)
+    return {param: coerce(values[arg]) for param, arg in spec.overrides.items()}
 
 
 def robot_nats_env(args: dict[str, str]) -> dict[str, str]:

@@ -25,7 +25,7 @@ def robot_values(**changes: str) -> dict[str, str]:
 
 def test_robot_processes_use_the_shared_config_and_overrides() -> None:
     specs = {s.name: s for s in robot_processes(robot_values(robot_id="r7", enable_camera="true"), INSTALL)}
-    assert set(specs) == {"r7/nats-server", "r7/robot_sim"}
+    assert set(specs) == {"r7/nats-server"} | {f"r7/{n.name}" for n in launch_plan.ROBOT_NODES}
     sim = specs["r7/robot_sim"].argv
     assert sim[0] == "/opt/rp/lib/robot_platform/robot_sim"
     assert sim[sim.index("--params-file") + 1] == "/opt/rp/share/robot_platform/config/robot.yaml"
@@ -33,11 +33,16 @@ def test_robot_processes_use_the_shared_config_and_overrides() -> None:
     nats = specs["r7/nats-server"]
     assert nats.argv[-1] == "/opt/rp/share/robot_platform/config/nats/robot.conf"
     assert nats.env["RP_ROBOT_ID"] == "r7" and nats.env["RP_NATS_HOST"] == "127.0.0.1"
+    # Nodes reach the robot's own nats-server unless told otherwise.
+    assert "nats_url:=nats://127.0.0.1:4222" in specs["r7/health_monitor_tree"].argv
 
 
 def test_disabled_parts_are_not_started() -> None:
-    specs = robot_processes(robot_values(use_sim="false", start_nats="false"), INSTALL)
+    flags = {spec.enabled_by: "false" for spec in launch_plan.ROBOT_NODES}
+    specs = robot_processes(robot_values(start_nats="false", **flags), INSTALL)
     assert specs == []
+    only_sim = robot_processes(robot_values(start_nats="false", **(flags | {"use_sim": "true"})), INSTALL)
+    assert [s.name for s in only_sim] == ["r1/robot_sim"]
     assert control_processes(launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {"start_nats": "false"},
                              INSTALL) == []
 

@@ -2,7 +2,7 @@
 graph (ROS_DOMAIN_ID) and its own nats-server linked to the control server's hub as a leaf node.
 
 Layout (defaults): hub client port 4222, monitoring 8222, leaf port 7422; robot i (1..N) gets
-nats port 4230+i, monitoring 8230+i and ROS_DOMAIN_ID 10+i. Logs go to <state_dir>/logs/.
+nats port 4230+i, monitoring 8230+i, Prometheus metrics 9100+i and ROS_DOMAIN_ID 10+i. Logs go to <state_dir>/logs/.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ class DemoLayout:
     leaf_port: int = 7422
     robot_port_base: int = 4230
     robot_monitor_base: int = 8230
+    metrics_base: int = 9100
     domain_base: int = DEMO_DOMAIN_BASE
     state_dir: Path = Path(".state/demo")
 
@@ -55,6 +56,7 @@ def demo_processes(layout: DemoLayout, install: Installation, enable_camera: boo
             "hub_leaf_url": f"nats-leaf://127.0.0.1:{layout.leaf_port}",
             "nats_store_dir": str(layout.state_dir.resolve() / "robots"),
             "enable_camera": "true" if enable_camera else "false",
+            "metrics_port": str(layout.metrics_base + i),
         }
         out += [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))})
                 for p in robot_processes(values, install)]

@@ -60,7 +60,7 @@ def print_banner(layout: DemoLayout, ok: bool) -> None:
     for i in range(1, layout.robots + 1):
         lines.append(
             f"  robot {layout.robot_id(i):<4}          ROS_DOMAIN_ID={layout.domain(i)}  "
-            f"nats://127.0.0.1:{layout.robot_port_base + i}"
+            f"nats://127.0.0.1:{layout.robot_port_base + i}  metrics http://127.0.0.1:{layout.metrics_base + i}/metrics"
         )
     lines += [
         f"  logs                {layout.state_dir / 'logs'}",
