@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import array
 import math
+import operator
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -38,30 +40,78 @@ class Codec:
         self.registry = registry or TypeRegistry()
         self.max_payload_bytes = max_payload_bytes
         self._field_maps: dict[type, dict[str, Field]] = {}
+        self._to_dict_fns: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
     # ---------------------------------------------------------------- ROS -> dict -> msgpack
     def to_dict(self, msg: Any) -> dict[str, Any]:
         """Plain dict of a ROS message (see module doc for the shape)."""
-        out: dict[str, Any] = {}
-        for f in self.registry.layout(type(msg)):
-            value = getattr(msg, f.name)
+        fn = self._to_dict_fns.get(type(msg))
+        if fn is None:
+            fn = self._compile_to_dict(type(msg))
+        return fn(msg)
+
+    def _compile_to_dict(self, cls: type) -> Callable[[Any], dict[str, Any]]:
+        """Build (once per type) a converter with every per-field decision taken in advance.
+
+        This is the hot path of the bridge (every outgoing message): fields are read in one
+        ``attrgetter`` call on rclpy's ``_<field>`` slots when the class has them (the properties only
+        return those slots), and only fields that need converting get a converter.
+        """
+        fields = self.registry.layout(cls)
+        names = [f.name for f in fields]
+        slots = set(getattr(cls, "__slots__", ()))
+        attrs = [f"_{n}" if f"_{n}" in slots else n for n in names]
+        convs: list[Callable[[Any], Any] | None] = []
+        for f in fields:
             elem = f.elem
             if not f.seq:
                 if isinstance(elem, type):
-                    out[f.name] = self.to_dict(value)
+                    convs.append(self._nested(elem))
                 elif elem.kind == "octet":
-                    out[f.name] = value[0] if isinstance(value, bytes | bytearray) else int(value)
+                    convs.append(_octet_to_int)
                 else:
-                    out[f.name] = value
+                    convs.append(None)
             elif f.is_bytes:
-                out[f.name] = _as_bytes(value)
+                convs.append(_as_bytes)
             elif isinstance(elem, type):
-                out[f.name] = [self.to_dict(v) for v in value]
-            elif hasattr(value, "tolist"):
-                out[f.name] = value.tolist()
+                sub = self._nested(elem)
+                convs.append(lambda v, sub=sub: [sub(x) for x in v])
             else:
-                out[f.name] = list(value)
-        return out
+                convs.append(_to_list)
+        getter = operator.attrgetter(*attrs) if len(attrs) > 1 else None
+        pairs = list(zip(names, convs, strict=True))
+
+        if not attrs:
+
+            def empty(_msg: Any) -> dict[str, Any]:
+                return {}
+
+            fn: Callable[[Any], dict[str, Any]] = empty
+        elif getter is None:
+            name, conv = pairs[0]
+            attr = attrs[0]
+
+            def single(msg: Any) -> dict[str, Any]:
+                value = getattr(msg, attr)
+                return {name: conv(value) if conv else value}
+
+            fn = single
+        else:
+
+            def many(msg: Any) -> dict[str, Any]:
+                return {
+                    name: conv(value) if conv else value
+                    for (name, conv), value in zip(pairs, getter(msg))  # noqa: B905 - same length by construction
+                }
+
+            fn = many
+        self._to_dict_fns[cls] = fn
+        return fn
+
+    def _nested(self, cls: type) -> Callable[[Any], dict[str, Any]]:
+        """Converter of a nested type (ROS types cannot nest themselves, so eager compiling ends)."""
+        fn = self._to_dict_fns.get(cls)
+        return fn if fn is not None else self._compile_to_dict(cls)
 
     def encode(self, msg: Any, subject: str = "") -> bytes:
         """msgpack body of a ROS message; PayloadTooLargeError if over ``max_payload_bytes``."""
@@ -130,6 +180,14 @@ def unpack(payload: bytes, subject: str = "") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MalformedPayloadError(subject, f"top level is {type(data).__name__}, not a map")
     return data
+
+
+def _octet_to_int(value: Any) -> int:
+    return value[0] if isinstance(value, bytes | bytearray) else int(value)
+
+
+def _to_list(value: Any) -> list[Any]:
+    return value.tolist() if hasattr(value, "tolist") else list(value)
 
 
 def _as_bytes(value: Any) -> bytes:
