@@ -50,6 +50,7 @@ setup(
         "console_scripts": [
             "robot_sim = robot_platform.sim.node:main",
             "health_monitor_tree = robot_platform.health.node:main",
+            "deploy_service = robot_platform.deploy.node:main",
             "robot-platform = robot_platform.cli:main",
         ],
     },

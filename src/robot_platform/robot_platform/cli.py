@@ -37,7 +37,9 @@ SubcommandHook = Callable[[argparse._SubParsersAction], None]
 
 # Other areas add their subcommands here (package, deploy, echo...): each hook adds a subparser whose
 # `func(args) -> int` runs it.
-EXTRA_SUBCOMMANDS: list[str] = []
+EXTRA_SUBCOMMANDS: tuple[str, ...] = (
+    "robot_platform.deploy.cli",  # package keygen|build|sign|push
+)
 
 
 def _add_arguments(parser: argparse.ArgumentParser, arguments: Sequence[launch_plan.Argument]) -> None:

@@ -46,6 +46,7 @@ ROBOT_ARGUMENTS: tuple[Argument, ...] = (
     Argument("nats_store_dir", "/tmp/robot_platform/nats", "JetStream storage of the robot's nats-server"),  # noqa: S108 - demo default; robots set their own
     Argument("enable_camera", "false", "Publish the simulated camera (640x480 rgb8) and frames"),
     Argument("enable_health", "true", "Start health_monitor_tree (fault detection, alerts, metrics)"),
+    Argument("enable_deploy", "true", "Start deploy_service (signed packages from S3, run, roll back)"),
     Argument("nats_url", "", "URL the nodes use for NATS; empty: the robot's own server at nats_port"),
     Argument("metrics_port", "9101", "Prometheus endpoint of health_monitor_tree on 127.0.0.1 (0: off)"),
 )
@@ -56,6 +57,9 @@ ROBOT_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("health_monitor_tree", "health_monitor_tree", "enable_health",
              "Behaviour-tree fault detection: alerts (ROS, NATS, MQTT), /diagnostics, Prometheus metrics",
              overrides={"robot_id": "robot_id", "nats_url": "nats_url", "metrics_port": "metrics_port"}),
+    NodeSpec("deploy_service", "deploy_service", "enable_deploy",
+             "Deployments: ROS services deploy/rollback/list_packages, status on ROS and NATS",
+             overrides={"robot_id": "robot_id", "nats_url": "nats_url"}),
 )
 
 CONTROL_ARGUMENTS: tuple[Argument, ...] = (
