@@ -6,8 +6,9 @@ import logging
 import threading
 import time
 
+from robot_platform import launch_plan
 from robot_platform.runner.demo import EXPECTED_SIM_TOPICS, DemoLayout, leaf_names
-from robot_platform.runner.graph import topics_in_domain
+from robot_platform.runner.graph import graph_in_domain
 from robot_platform.runner.supervisor import ProcessGroup
 
 log = logging.getLogger("robot-platform.demo")
@@ -28,20 +29,21 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
             break
         time.sleep(0.5)
     ok = set(expected) <= set(leafs)
+    # Every robot node of the plan (the demo enables them all, camera aside) must join its graph.
+    expected_nodes = {spec.name for spec in launch_plan.ROBOT_NODES}
     if not ok:
         log.error("robots not linked to the hub: %s", sorted(set(expected) - set(leafs)))
     for i in range(1, layout.robots + 1):
         if stop.is_set():
             return False
-        topics = topics_in_domain(layout.domain(i), EXPECTED_SIM_TOPICS, timeout_s=15.0)
-        missing = EXPECTED_SIM_TOPICS - set(topics)
+        topics, nodes = graph_in_domain(layout.domain(i), EXPECTED_SIM_TOPICS, expected_nodes, timeout_s=30.0)
+        missing = sorted(EXPECTED_SIM_TOPICS - set(topics)) + sorted(expected_nodes - nodes)
         if missing:
             ok = False
-            log.error("%s (ROS_DOMAIN_ID %d): missing topics %s", layout.robot_id(i), layout.domain(i),
-                      sorted(missing))
+            log.error("%s (ROS_DOMAIN_ID %d): missing %s", layout.robot_id(i), layout.domain(i), missing)
         else:
-            log.info("%s (ROS_DOMAIN_ID %d): %d topics, e.g. %s", layout.robot_id(i), layout.domain(i),
-                     len(topics), ", ".join(sorted(EXPECTED_SIM_TOPICS)))
+            log.info("%s (ROS_DOMAIN_ID %d): nodes %s; %d topics", layout.robot_id(i), layout.domain(i),
+                     ", ".join(sorted(expected_nodes)), len(topics))
     dead = [c.name for c in group.exited()]
     if dead:
         ok = False
