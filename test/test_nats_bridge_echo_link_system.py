@@ -109,3 +109,26 @@ def test_link_survives_server_down_at_start_and_restart(procs: Any, tmp_path: Pa
     finally:
         link.stop()
     assert not link._thread.is_alive()
+
+
+def test_event_stream_conflict_is_reported_clearly(nats_server: Any) -> None:
+    """If another node already made a stream for robots.<id>.alerts, the bridge says which and what to do."""
+    from robot_platform.bridge.streams import StreamConflictError, ensure_stream, robot_stream_config
+
+    async def run() -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name="ALERTS_r1", subjects=["robots.r1.alerts"])
+            with pytest.raises(StreamConflictError) as err:
+                await ensure_stream(nc, robot_stream_config("r1"))
+            assert err.value.other == "ALERTS_r1" and err.value.subject == "robots.r1.alerts"
+            await js.delete_stream("ALERTS_r1")
+            await ensure_stream(nc, robot_stream_config("r1"))
+            await ensure_stream(nc, robot_stream_config("r1"))  # idempotent
+            info = await js.stream_info("EVENTS_r1")
+            assert info.config.subjects == ["robots.r1.alerts", "robots.r1.deploy.>"]
+        finally:
+            await nc.close()
+
+    asyncio.run(run())

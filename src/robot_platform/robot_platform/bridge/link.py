@@ -27,6 +27,8 @@ from typing import Any
 import nats
 import nats.errors
 
+from robot_platform.exceptions import RobotPlatformError
+
 from .backoff import Backoff
 
 CONNECT_TIMEOUT_S = 2.0
@@ -172,7 +174,7 @@ class NatsLink:
                 if self._on_connected is not None:
                     try:
                         await self._on_connected(nc)
-                    except (TimeoutError, nats.errors.Error) as exc:
+                    except (TimeoutError, nats.errors.Error, RobotPlatformError) as exc:
                         self._log.warning(f"setup after connecting to {self.url} failed: {type(exc).__name__}: {exc}")
                 self._wake.set()  # flush what queued up while down
                 stop_wait = asyncio.create_task(self._stop_event.wait())

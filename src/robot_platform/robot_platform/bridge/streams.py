@@ -16,9 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 from nats.js.api import ExternalStream, StorageType, StreamConfig, StreamSource
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from . import subjects
+from .errors import BridgeError
 
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
 DUPLICATE_WINDOW_S = 10 * 60
@@ -52,12 +53,42 @@ def hub_stream_config(robot_ids: list[str]) -> StreamConfig:
     )
 
 
+SUBJECTS_OVERLAP = 10065  # JetStream API error code: subjects overlap with an existing stream
+
+
+class StreamConflictError(BridgeError):
+    """Another stream already captures one of our subjects (e.g. a node created ALERTS_<id> first)."""
+
+    kind = "stream_conflict"
+
+    def __init__(self, stream: str, other: str, subject: str) -> None:
+        super().__init__(
+            f"cannot create stream {stream}: stream {other} already captures {subject}; delete {other} or stop"
+            ' the node that creates it (health_monitor_tree: nats_alert_stream: "") so the bridge\'s stream'
+            " (which the hub sources) holds the robot's events"
+        )
+        self.stream = stream
+        self.other = other
+        self.subject = subject
+
+
 async def ensure_stream(nc: Any, config: StreamConfig) -> None:
     """Create the stream, or update it to ``config`` if it exists (idempotent, safe on every connect)."""
     js = nc.jetstream()
     try:
         await js.stream_info(config.name)
     except NotFoundError:
-        await js.add_stream(config)
+        try:
+            await js.add_stream(config)
+        except BadRequestError as exc:
+            if exc.err_code != SUBJECTS_OVERLAP:
+                raise
+            for subject in config.subjects or []:
+                try:
+                    other = await js.find_stream_name_by_subject(subject)
+                except NotFoundError:
+                    continue
+                raise StreamConflictError(config.name, other, subject) from None
+            raise
         return
     await js.update_stream(config)
