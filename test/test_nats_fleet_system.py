@@ -58,6 +58,8 @@ CONTROL_PARAMS = """
     robot_id: control
     mode: control
     nats_url: {url}
+    health_period_s: 0.5
+    max_payload_bytes: 65536
     nats_user: control
     nats_password_file: {password_file}
     fleet_robots: [r1, r2]
@@ -257,6 +259,39 @@ async def hub_outage(fleet: Fleet, hub_port: int, ports: dict[str, int], procs: 
         await r1.close()
 
 
+async def bad_input_on_mirror(control: Any, seen: dict[str, list[Any]], fleet_view: dict[str, list]) -> None:
+    """Malformed, unknown-type, wrong-field-type and oversized telemetry on the mirror's inbound path:
+    rejected and counted by the control-mode bridge, which keeps mirroring."""
+    odom_headers = lambda type_name="nav_msgs/msg/Odometry": Envelope(  # noqa: E731
+        type_name=type_name, msg_id=uuid.uuid4().hex, robot_id="r1"
+    ).headers()
+    bad = [
+        (b"\xc1junk", odom_headers()),
+        (msgpack.packb({"child_frame_id": "x"}), odom_headers("nope_msgs/msg/Nope")),
+        (msgpack.packb({"pose": {"pose": {"position": {"x": "far"}}}}), odom_headers()),
+        (b"\x80" + bytes(70_000), odom_headers()),
+    ]
+    for data, headers in bad:
+        await control.publish("robots.r1.ros.odom", data, headers=headers)
+    await control.flush()
+    # the oversized body is refused on its size before any decoding: it counts as oversized only
+    expected = {"errors.malformed": 1, "errors.unknown_type": 1, "errors.wrong_type": 1, "errors.oversized": 1}
+
+    def counted() -> dict[str, str] | None:
+        reports = seen.get("robots.control.health.nats_bridge", [])
+        if not reports:
+            return None
+        body = msgpack.unpackb(reports[-1].data)
+        values = {kv["key"]: kv["value"] for kv in body["status"][0]["values"]}
+        return values if all(int(values.get(k, "0")) >= n for k, n in expected.items()) else None
+
+    values = await until(counted, f"mirror rejection counters {expected}")
+    for key, n in expected.items():
+        assert int(values[key]) == n, (key, values[key])
+    before = len(fleet_view["r1"])
+    await until(lambda: len(fleet_view["r1"]) > before + 2, "mirroring continues after bad input")
+
+
 async def scenario(fleet: Fleet, hub_port: int, ports: dict[str, int], graphs: dict[str, RobotGraph]) -> None:
     hub_url = f"nats://127.0.0.1:{hub_port}"
     control = await nats.connect(hub_url, user="control", password=fleet.control_password)
@@ -307,6 +342,7 @@ async def scenario(fleet: Fleet, hub_port: int, ports: dict[str, int], graphs: d
         await asyncio.sleep(1.0)  # any leak to r1 would have arrived by now
         assert graphs["r1"].cmds == []
         assert leaked == []
+        await bad_input_on_mirror(control, seen, fleet_view)
         await r1_local.close()
 
         # r1's credentials cannot publish under r2's subjects: the hub refuses it.
