@@ -39,7 +39,7 @@ class Codec:
     def __init__(self, registry: TypeRegistry | None = None, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES):
         self.registry = registry or TypeRegistry()
         self.max_payload_bytes = max_payload_bytes
-        self._field_maps: dict[type, dict[str, Field]] = {}
+        self._field_maps: dict[type, dict[str, tuple[Field, str, str]]] = {}
         self._to_dict_fns: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
     # ---------------------------------------------------------------- ROS -> dict -> msgpack
@@ -134,21 +134,27 @@ class Codec:
         fmap = self._field_map(cls)
         msg = cls()
         for key, value in data.items():
-            field = fmap.get(key) if isinstance(key, str) else None
-            if field is None:
+            entry = fmap.get(key) if isinstance(key, str) else None
+            if entry is None:
                 raise UnknownFieldError(type_name_of(cls), f"{path}{key}", list(fmap))
-            setattr(msg, key, self._value(cls, field, value, f"{path}{key}"))
+            field, attr, tn = entry
+            # Values are fully validated and already of rclpy's storage type (numpy / array.array), so
+            # they go straight into the ``_<field>`` slot: the property setter would copy arrays again.
+            setattr(msg, attr, self._value(tn, field, value, f"{path}{key}"))
         return msg
 
-    def _field_map(self, cls: type) -> dict[str, Field]:
+    def _field_map(self, cls: type) -> dict[str, tuple[Field, str, str]]:
         fmap = self._field_maps.get(cls)
         if fmap is None:
-            fmap = {f.name: f for f in self.registry.layout(cls)}
+            slots = set(getattr(cls, "__slots__", ()))
+            tn = type_name_of(cls)
+            fmap = {
+                f.name: (f, f"_{f.name}" if f"_{f.name}" in slots else f.name, tn) for f in self.registry.layout(cls)
+            }
             self._field_maps[cls] = fmap
         return fmap
 
-    def _value(self, owner: type, f: Field, value: Any, path: str) -> Any:
-        tn = type_name_of(owner)
+    def _value(self, tn: str, f: Field, value: Any, path: str) -> Any:
         if not f.seq:
             if isinstance(f.elem, type):
                 return self.from_dict(f.elem, value, path + ".")
