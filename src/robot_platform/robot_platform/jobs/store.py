@@ -1,0 +1,233 @@
+"""Durable store of jobs and executions: SQLite (stdlib ``sqlite3``), WAL journal, ``synchronous=FULL``.
+
+Why SQLite rather than a JSON journal with fsync: the service's state changes are multi-row (an abort
+cancels every not-yet-started execution of a job at once; a device update changes an execution and may
+release the next ones), and SQLite commits such a change atomically and durably (fsync on commit with
+``synchronous=FULL``), so a crash or power loss leaves the store before or after the change, never in
+between. It also answers the device-side queries (the pending executions of one thing, oldest first) from
+an index instead of a replayed log, needs no compaction, and is in the standard library. One writer (the
+service, under its lock); the file can be inspected with ``sqlite3`` for support.
+
+Not thread-safe by itself: the service serializes access.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+from robot_platform.jobs.errors import JobStoreError
+from robot_platform.jobs.model import Execution, Job, JobSpec, RolloutConfig
+from robot_platform.jobs.protocol import ExecStatus
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason_code TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    completed_at REAL,
+    rest_started_at REAL
+);
+CREATE TABLE IF NOT EXISTS executions (
+    job_id TEXT NOT NULL REFERENCES jobs(job_id),
+    thing TEXT NOT NULL,
+    status TEXT NOT NULL,
+    canary INTEGER NOT NULL,
+    status_details TEXT NOT NULL,
+    queued_at REAL,
+    started_at REAL,
+    last_updated_at REAL NOT NULL,
+    version INTEGER NOT NULL,
+    execution_number INTEGER NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (job_id, thing)
+);
+CREATE INDEX IF NOT EXISTS executions_by_thing ON executions (thing, status, queued_at);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status);
+"""
+EXEC_COLUMNS = (
+    "job_id, thing, status, canary, status_details, queued_at, started_at, last_updated_at, version, "
+    "execution_number, reason"
+)
+# A constant (no data is ever formatted into SQL; values are always bound parameters).
+SELECT_EXEC = "SELECT " + EXEC_COLUMNS + " FROM executions "  # noqa: S608
+
+
+class JobStore:
+    """Jobs and executions in one SQLite file (see the module docstring for why)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise JobStoreError(str(self.path), str(exc)) from exc
+        self._depth = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside commit together (nested use joins the outer transaction)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise JobStoreError(str(self.path), str(exc)) from exc
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise JobStoreError(str(self.path), str(exc)) from exc
+        finally:
+            self._depth = 0
+
+    # ---- jobs -------------------------------------------------------------------------------------
+    def insert_job(self, job: Job, executions: list[Execution]) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job.spec.job_id,
+                    json.dumps(_spec_dict(job.spec)),
+                    job.status,
+                    job.reason_code,
+                    job.reason,
+                    job.created_at,
+                    job.updated_at,
+                    job.completed_at,
+                    job.rest_started_at,
+                ),
+            )
+            (number,) = self._db.execute("SELECT COALESCE(MAX(execution_number), 0) FROM executions").fetchone()
+            for i, ex in enumerate(executions, start=1):
+                ex.execution_number = number + i
+                self.save_execution(ex, insert=True)
+
+    def save_job(self, job: Job) -> None:
+        self._db.execute(
+            "UPDATE jobs SET status=?, reason_code=?, reason=?, updated_at=?, completed_at=?, rest_started_at=? "
+            "WHERE job_id=?",
+            (job.status, job.reason_code, job.reason, job.updated_at, job.completed_at, job.rest_started_at,
+             job.spec.job_id),
+        )
+
+    def job(self, job_id: str) -> Job | None:
+        row = self._db.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+        return _job(row) if row else None
+
+    def jobs(self, status: str = "", limit: int = 100) -> list[Job]:
+        if status:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE status=? ORDER BY created_at DESC LIMIT ?", (status, limit)
+            )
+        else:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [_job(row) for row in rows]
+
+    # ---- executions --------------------------------------------------------------------------------
+    def save_execution(self, ex: Execution, insert: bool = False) -> None:
+        values = (
+            ex.job_id,
+            ex.thing,
+            ex.status.value,
+            int(ex.canary),
+            json.dumps(ex.status_details),
+            ex.queued_at,
+            ex.started_at,
+            ex.last_updated_at,
+            ex.version,
+            ex.execution_number,
+            ex.reason,
+        )
+        verb = "INSERT" if insert else "REPLACE"
+        self._db.execute(f"{verb} INTO executions ({EXEC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", values)
+
+    def execution(self, job_id: str, thing: str) -> Execution | None:
+        row = self._db.execute(
+            SELECT_EXEC + "WHERE job_id=? AND thing=?", (job_id, thing)
+        ).fetchone()
+        return _execution(row) if row else None
+
+    def executions(self, job_id: str) -> list[Execution]:
+        rows = self._db.execute(
+            SELECT_EXEC + "WHERE job_id=? ORDER BY execution_number", (job_id,)
+        )
+        return [_execution(row) for row in rows]
+
+    def pending(self, thing: str) -> list[Execution]:
+        """The thing's IN_PROGRESS then QUEUED executions, each group oldest first (AWS order)."""
+        rows = self._db.execute(
+            SELECT_EXEC + "WHERE thing=? AND status IN ('IN_PROGRESS', 'QUEUED') "
+            "ORDER BY status='QUEUED', queued_at, execution_number",
+            (thing,),
+        )
+        return [_execution(row) for row in rows]
+
+    def with_status(self, status: ExecStatus) -> list[Execution]:
+        rows = self._db.execute(SELECT_EXEC + "WHERE status=?", (status.value,))
+        return [_execution(row) for row in rows]
+
+
+def _spec_dict(spec: JobSpec) -> dict[str, object]:
+    data = asdict(spec)
+    data["targets"] = list(spec.targets)
+    return data
+
+
+def _job(row: tuple) -> Job:
+    _job_id, spec_text, status, reason_code, reason, created, updated, completed, rest_started = row
+    raw = json.loads(spec_text)
+    spec = JobSpec(
+        job_id=raw["job_id"],
+        document=raw["document"],
+        targets=tuple(raw["targets"]),
+        rollout=RolloutConfig(**raw["rollout"]),
+        timeout_s=raw["timeout_s"],
+        description=raw.get("description", ""),
+    )
+    return Job(spec, status, reason_code, reason, created, updated, completed, rest_started)
+
+
+def _execution(row: tuple) -> Execution:
+    job_id, thing, status, canary, details, queued, started, updated, version, number, reason = row
+    return Execution(
+        job_id=job_id,
+        thing=thing,
+        status=ExecStatus(status),
+        canary=bool(canary),
+        status_details=json.loads(details),
+        queued_at=queued,
+        started_at=started,
+        last_updated_at=updated,
+        version=version,
+        execution_number=number,
+        reason=reason,
+    )
