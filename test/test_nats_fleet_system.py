@@ -1,6 +1,6 @@
 """Fleet topology with real servers: a hub and two robot nats-servers (leaf nodes, generated secured
 configs), two robot ROS graphs on separate ROS_DOMAIN_IDs, each with its own nats_bridge process, and a
-control-mode nats_bridge on a third domain mirroring the fleet into ROS.
+control-mode nats_bridge on a third domain mirroring the fleet into ROS and sending its commands.
 
 Checks: each robot's odometry reaches the control side under its own subjects and in
 /fleet/<id>/odom on the control graph; a command sent from the
@@ -30,7 +30,7 @@ import pytest
 from helpers import REPO, DomainReservation, free_port, ros_env, wait_port
 
 rclpy = pytest.importorskip("rclpy")
-from geometry_msgs.msg import Twist  # noqa: E402
+from geometry_msgs.msg import Twist, Vector3  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -63,6 +63,9 @@ CONTROL_PARAMS = """
     nats_user: control
     nats_password_file: {password_file}
     fleet_robots: [r1, r2]
+    commands:
+      names: [cmd_vel]
+      cmd_vel: {{topic: /cmd_vel, type: geometry_msgs/msg/Twist}}
     mirror:
       topics: [/odom]
       robots: [r1, r2]
@@ -86,6 +89,7 @@ class RobotGraph:
         if x is not None:
             self.node.create_timer(0.1, lambda: self.pub.publish(self.odom))
         self.fleet: dict[str, list[Odometry]] = {"r1": [], "r2": []}
+        self.fleet_cmd = self.node.create_publisher(Twist, "/fleet/r1/cmd_vel", 10)
         for robot, received in self.fleet.items():
             self.node.create_subscription(Odometry, f"/fleet/{robot}/odom", received.append, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -343,6 +347,18 @@ async def scenario(fleet: Fleet, hub_port: int, ports: dict[str, int], graphs: d
         assert graphs["r1"].cmds == []
         assert leaked == []
         await bad_input_on_mirror(control, seen, fleet_view)
+
+        # A command published in the control graph on /fleet/r1/cmd_vel reaches r1's /cmd_vel only.
+        async def from_control_graph() -> bool:
+            graphs["control"].fleet_cmd.publish(Twist(angular=Vector3(z=0.3)))
+            await asyncio.sleep(0.3)
+            return any(c.angular.z == 0.3 for c in graphs["r1"].cmds)
+
+        deadline = time.monotonic() + WAIT_S
+        while not await from_control_graph() and time.monotonic() < deadline:
+            pass
+        assert any(c.angular.z == 0.3 for c in graphs["r1"].cmds), "/fleet/r1/cmd_vel never reached r1"
+        assert not any(c.angular.z == 0.3 for c in graphs["r2"].cmds)
         await r1_local.close()
 
         # r1's credentials cannot publish under r2's subjects: the hub refuses it.

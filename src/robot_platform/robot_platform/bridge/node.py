@@ -26,7 +26,11 @@ config/robot.yaml):
     events_stream (bool)              robot mode: ensure JetStream stream EVENTS_<id> (alerts, deploy) on
                                       the local server; control mode: ensure FLEET_EVENTS sourcing
                                       the streams of fleet_robots
-    fleet_robots (string[])           control mode: robots whose event streams the hub sources
+    fleet_robots (string[])           control mode: robots whose event streams the hub sources, and
+                                      whose /fleet/<id>/<topic> command topics are bridged (see commands)
+    commands.names (string[])         control mode: commands sent from this graph; for each <n>:
+                                      commands.<n>.topic (robot-side topic, e.g. /cmd_vel), .type, QoS;
+                                      /fleet/<id>/<topic> here -> robots.<id>.cmd.<topic> for each fleet robot
     metrics_port (int, read-only)     Prometheus /metrics on 127.0.0.1:<port>; 0 disables
 Subscriptions: every out topic. Publishers: every in topic, /diagnostics, mirrored /fleet/<id>/<topic>.
 NATS: publishes robots.<id>.ros.<topic> (or the configured subject), robots.<id>.health.nats_bridge;
@@ -126,6 +130,7 @@ class NatsBridgeNode(Node):
         self._mirror: Mirror | None = None
         self._mirror_pubs: dict[str, Any] = {}
         nats_subs = [subjects.robot_wildcard(robot_id, "cmd")] if in_names else []
+        fleet = self._names("fleet_robots") if mode == "control" else []
         if mode == "control":
             self._mirror = Mirror(
                 self._core.codec,
@@ -147,7 +152,6 @@ class NatsBridgeNode(Node):
         if events and mode == "robot":
             stream_config = streams.robot_stream_config(robot_id)
         elif events:
-            fleet = self._names("fleet_robots")
             stream_config = streams.hub_stream_config(fleet) if fleet else None
 
         async def on_connected(nc: Any) -> None:
@@ -173,6 +177,8 @@ class NatsBridgeNode(Node):
             route = self._add_out(name)
             if route.limiter.interval and (min_interval is None or route.limiter.interval < min_interval):
                 min_interval = route.limiter.interval
+        if mode == "control":
+            self._add_fleet_commands(fleet)
         self._filter = TopicFilter(self._names("out.allow"), self._names("out.deny"))
         self._pattern_rate = p("out.pattern_max_rate_hz", 10.0, D, "max rate of discovered topics; 0=unlimited",
                                float_range=(0.0, 10000.0))  # fmt: skip
@@ -270,6 +276,19 @@ class NatsBridgeNode(Node):
         self._subscribe(route, _qos(r["reliability"], r["durability"], r["depth"], prefix))
         return route
 
+    def _add_fleet_commands(self, fleet: list[str]) -> None:
+        """Control mode: /fleet/<id>/<topic> published here goes to robots.<id>.cmd.<topic>."""
+        assert self._mirror is not None
+        for name in self._names("commands.names"):
+            r = self._route_params(f"commands.{name}", "reliable")
+            if r["topic"] in self._mirror.topics:
+                raise ConfigError(f"commands.{name}.topic", r["topic"], "also mirrored: it would loop")
+            qos = _qos(r["reliability"], r["durability"], r["depth"], f"commands.{name}")
+            for robot in fleet:
+                local = f"{self._mirror.namespace}/{subjects.check_robot_id(robot)}{subjects.check_topic(r['topic'])}"
+                route = self._core.add_out_route(local, r["type"], 0.0, subjects.command(robot, r["topic"]))
+                self._subscribe(route, qos)
+
     def _subscribe(self, route: OutRoute, qos: QoSProfile) -> None:
         core = self._core
 
@@ -287,6 +306,8 @@ class NatsBridgeNode(Node):
         for topic, types in self.get_topic_names_and_types():
             if topic in self._core.routes or topic in self._skipped or topic in in_topics:
                 continue
+            if self._mirror is not None and topic.startswith(self._mirror.namespace + "/"):
+                continue  # our own mirror output: bridging it back out would loop
             if not self._filter(topic):
                 continue
             if len(types) != 1:
