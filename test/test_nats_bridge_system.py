@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ import msgpack
 import nats
 import pytest
 
-from helpers import REPO, free_port, ros_env
+from helpers import REPO, free_port, ros_env, wait_port
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import Twist  # noqa: E402
@@ -294,3 +295,46 @@ async def scenario(graph: Graph, url: str, bridge: Any) -> None:
         assert not inbox.get("robots.r1.ros.sensors.private")
     finally:
         await nc.close()
+
+
+def test_bridge_starts_without_nats_and_connects_later(ros_context: int, procs: Any, tmp_path: Path) -> None:
+    """NATS down at start: the node comes up, retries with backoff, and bridges once the server appears."""
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    bridge = start_bridge(procs, tmp_path, url, ros_context, 0)
+    graph = Graph()
+    try:
+        time.sleep(2.0)  # a bounded stretch with no server at all; the bridge must stay up through it
+        assert bridge.poll() is None, "bridge exited while NATS was unreachable"
+        conf = tmp_path / "late.conf"
+        conf.write_text(f"listen: 127.0.0.1:{port}\njetstream {{ store_dir: {str(tmp_path / 'js')!r} }}\n")
+        procs.start("late-nats", [shutil.which("nats-server"), "-c", str(conf)])
+        wait_port(port)
+
+        async def run() -> None:
+            nc = await nats.connect(url)
+            inbox = Inbox()
+            await nc.subscribe("robots.r1.>", cb=inbox.cb)
+            odom = Odometry()
+            odom.child_frame_id = "late"
+
+            def arrived() -> bool:
+                graph.odom_pub.publish(odom)
+                return bool(inbox.get("robots.r1.ros.odom"))
+
+            await until(arrived, "odometry after NATS came up", period=0.2)
+
+            # Reports made while NATS was down were kept in the outbox and arrive first; wait for a fresh one.
+            def fresh_report() -> dict[str, str] | None:
+                reports = [health_values(m) for m in inbox.get("robots.r1.health.nats_bridge")]
+                return next((v for v in reports if v["connects"] == "1"), None)
+
+            values = await until(fresh_report, "a health report made after connecting")
+            assert int(values["connect_failures"]) >= 1 and values["link_state"] == "connected"
+            js = nc.jetstream()
+            assert (await js.stream_info("EVENTS_r1")).config.subjects == ["robots.r1.alerts", "robots.r1.deploy.>"]
+            await nc.close()
+
+        asyncio.run(run())
+    finally:
+        graph.close()
