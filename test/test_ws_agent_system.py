@@ -16,11 +16,13 @@ The service call is answered by a NATS responder in the test: nats_bridge does n
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -62,6 +64,7 @@ AGENT_PARAMS = """
     allowed_origins: [{origins}]
     diagnostics_period_s: 0.5
     service_timeout_s: 3.0
+    stall_timeout_s: 2.0
 """
 
 BRIDGE_PARAMS = """
@@ -136,6 +139,44 @@ def recv_until(ws: Client, pred: Any, timeout: float = 10.0) -> Any:
         if pred(msg):
             return msg
     raise TimeoutError("expected message not received")
+
+
+def raw_stalled_client(port: int, user: str, subscribe: dict[str, Any]) -> socket.socket:
+    """A WebSocket client that upgrades, subscribes, and then never reads (small receive buffer)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET /ws?token={user}:{SECRETS[user][1]} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    payload = json.dumps(subscribe).encode()
+    assert len(payload) < 126
+    mask = os.urandom(4)
+    sock.sendall(bytes((0x81, 0x80 | len(payload))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return sock
+
+
+def drain(ws: Client, until: Any = None, timeout: float = WAIT_S) -> list[dict[str, Any]]:
+    """Messages available now (or, with ``until``, up to the one it accepts)."""
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = ws.receive(timeout=0.05 if until is None else 0.5)
+        if frame is None:
+            if until is None:
+                return out
+            continue
+        out.append(json.loads(frame))
+        if until is not None and until(out[-1]):
+            return out
+    if until is not None:
+        raise TimeoutError("expected message not received")
+    return out
 
 
 class NatsPeer:
@@ -268,17 +309,27 @@ def test_python_clients_against_real_agent(nats_server: Any, procs: Any, ros_dom
         viewer.send(json.dumps({"op": "call_service", "id": "c3", "service": "/robot_sim/estop", "args": {}}))
         assert "may not call" in recv_json(viewer)["msg"]
 
-        # --- a stalled client (never reads) does not stop the others; its queue stays bounded
-        stalled = connect(port, "vera")
-        clients.append(stalled)
-        stalled.send(json.dumps({"op": "subscribe", "topic": "/odom", "queue_length": 5}))
-        wait_for(lambda: health(port)["hub"]["offered"] >= 0, 1, "agent up")
-        time.sleep(0.2)  # let the subscribe land; nothing else to wait on (the client reads nothing)
-        for i in range(300):
-            peer.publish("robots.r1.ros.odom", *odom_envelope(codec, 100.0 + i))
-        last = recv_until(viewer, lambda m: m.get("msg", {}).get("pose", {}).get("pose", {})
-                          .get("position", {}).get("x") == 399.0, timeout=WAIT_S)  # fmt: skip
-        assert last["topic"] == "/odom"
+        # --- a stalled client (reads nothing after the upgrade) fills its socket: its queue stays bounded,
+        # drops are counted, the others keep receiving, and it is disconnected after stall_timeout_s
+        stalled = raw_stalled_client(port, "vera", {"op": "subscribe", "topic": "/camera/image_raw",
+                                                    "queue_length": 5})  # fmt: skip
+        viewer.send(json.dumps({"op": "subscribe", "topic": "/camera/image_raw", "queue_length": 100}))
+        wait_for(lambda: health(port)["hub"]["subjects"] == 2, WAIT_S, "agent subscribed the camera subject")
+        n_frames, received = 400, []
+        for i in range(n_frames):  # 400 x 32 KB (43 KB as JSON): far more than the socket buffers hold
+            peer.publish("robots.r1.ros.camera.image_raw", msgpack.packb({"height": i, "data": b"x" * 32768}),
+                         Envelope(type_name="sensor_msgs/msg/Image", msg_id=uuid.uuid4().hex).headers())  # fmt: skip
+            if i % 50 == 49:  # the reading client keeps up while the stalled one does not read at all
+                received += drain(viewer)
+        if not received or received[-1]["msg"]["height"] != n_frames - 1:
+            received += drain(viewer, until=lambda m: m["msg"]["height"] == n_frames - 1)
+        heights = [m["msg"]["height"] for m in received]
+        assert heights[-1] == n_frames - 1 and heights == sorted(heights)
+        assert len(heights) > n_frames * 0.9, f"reading client lost {n_frames - len(heights)} frames"
+        wait_for(lambda: health(port)["refused"].get("stalled") == 1, WAIT_S, "stalled client disconnected")
+        hub = health(port)["hub"]
+        assert hub["dropped"] > 0 and hub["clients"] == 3  # the stalled client's drops counted; it is gone
+        stalled.close()
     finally:
         for ws in clients:
             with contextlib.suppress(ConnectionClosed):

@@ -183,3 +183,18 @@ def test_malformed_body_is_counted_not_sent() -> None:
     s.offer(sub, Outgoing("robots.r1.ros.odom", "x/msg/Y", b"\xc1garbage"))
     assert s.render(s.take(0)) == []
     assert s.render_errors == 1 and sub.errors == 1
+
+
+def test_closed_session_is_unlinked_and_its_drops_kept() -> None:
+    interest: list[tuple[str, bool]] = []
+    hub = Hub(lambda s, on: interest.append((s, on)), 1 << 20)
+    s = ClientSession("c1")
+    hub.add_session(s)
+    sub, _ = s.subscribe(sub_req(queue_length=1), "robots.r1.ros.odom")
+    hub.link(s, sub)
+    for i in range(3):
+        hub.deliver("robots.r1.ros.odom", headers(), msgpack.packb({"i": i}))
+    s.close()  # e.g. the stall watchdog closes it before the connection handler cleans up
+    hub.remove_session(s)
+    assert interest[-1] == ("robots.r1.ros.odom", False)
+    assert hub.subjects() == [] and hub.snapshot()["dropped"] == 2

@@ -46,7 +46,7 @@ class SessionLimits:
 class Outgoing:
     """One NATS message shared by all clients receiving it; each frame is encoded once, on first use."""
 
-    __slots__ = ("_dict", "_frames", "body", "robot_id", "subject", "type_name")
+    __slots__ = ("_dict", "_frames", "_wire", "body", "robot_id", "subject", "type_name")
 
     def __init__(self, subject: str, type_name: str, body: bytes, robot_id: str = "") -> None:
         self.subject = subject
@@ -55,6 +55,7 @@ class Outgoing:
         self.robot_id = robot_id
         self._dict: dict[str, Any] | None = None
         self._frames: dict[tuple[str, str], Frame] = {}
+        self._wire: dict[tuple[str, str], bytes] = {}
 
     def msg(self) -> dict[str, Any]:
         """The message dict (decoded once); MalformedPayloadError if the body is not a msgpack map."""
@@ -74,6 +75,15 @@ class Outgoing:
                 frame = protocol.publish_json(topic, self.msg())
             self._frames[key] = frame
         return frame
+
+    def wire(self, topic: str, compression: str) -> bytes:
+        """The complete WebSocket frame of :meth:`frame`: framed once, written to every client as is."""
+        key = (topic, compression)
+        wire = self._wire.get(key)
+        if wire is None:
+            wire = protocol.ws_frame(self.frame(topic, compression))
+            self._wire[key] = wire
+        return wire
 
 
 @dataclass
@@ -291,10 +301,7 @@ class ClientSession:
             try:
                 frame = item.out.frame(item.topic, item.compression)
             except BridgeError:
-                self.render_errors += 1
-                sub = self._subs.get(item.topic)
-                if sub is not None:
-                    sub.errors += 1
+                self._count_render_error(item.topic)
                 continue
             if item.fragment_size and isinstance(frame, str) and len(frame) > item.fragment_size:
                 self._fragment_seq += 1
@@ -303,11 +310,32 @@ class ClientSession:
                 frames.append(frame)
         return frames
 
+    def render_wire(self, batch: list[Frame | Pending]) -> list[bytes]:
+        """Like :meth:`render`, as WebSocket frames; an unfragmented publish reuses the shared frame."""
+        wire: list[bytes] = []
+        for item in batch:
+            if isinstance(item, Pending) and not item.fragment_size:
+                try:
+                    wire.append(item.out.wire(item.topic, item.compression))
+                except BridgeError:
+                    self._count_render_error(item.topic)
+            else:
+                wire.extend(protocol.ws_frame(f) for f in self.render([item]))
+        return wire
+
+    def _count_render_error(self, topic: str) -> None:
+        self.render_errors += 1
+        sub = self._subs.get(topic)
+        if sub is not None:
+            sub.errors += 1
+
     # ------------------------------------------------------------------ lifecycle and counters
     def close(self) -> None:
+        """Stop queuing and wake the sender; subscriptions stay listed (counters, hub unlinking)."""
         with self._cond:
             self._closed = True
-            self._subs.clear()
+            for sub in self._subs.values():
+                sub.pending.clear()
             self._ready.clear()
             self._control.clear()
             self._bytes = 0

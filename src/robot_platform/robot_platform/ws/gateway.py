@@ -267,11 +267,12 @@ class Gateway:
 
 
 class _Bucket:
-    """Token bucket: ``rate`` per second, burst of ``rate`` (at least 10)."""
+    """Token bucket: ``rate`` per second, bursts of 5 s worth (at least 100: a console subscribing to a
+    whole fleet on page load sends a few hundred subscribes at once)."""
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self.capacity = max(10.0, rate)
+        self.capacity = max(100.0, 5 * rate)
         self.tokens = self.capacity
         self._clock = clock
         self._last = clock()

@@ -25,6 +25,7 @@ Publishers: /diagnostics (diagnostic_msgs/DiagnosticArray).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from robot_platform.exceptions import ConfigError
 
 from .client_session import SessionLimits
 from .gateway import GatewayLimits
-from .server import AgentConfig, WsAgent
+from .server import GIL_SWITCH_INTERVAL_S, AgentConfig, WsAgent
 from .topics import Mode
 
 DIAGNOSTICS_DEPTH = 10
@@ -221,6 +222,7 @@ class WsAgentNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # see server.GIL_SWITCH_INTERVAL_S
     spin_node(WsAgentNode, args)
 
 

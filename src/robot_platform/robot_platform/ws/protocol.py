@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -309,3 +310,23 @@ def defragment(fragments: list[dict[str, Any]]) -> str:
     if [f["num"] for f in ordered] != list(range(ordered[0]["total"])):
         raise ProtocolError("fragments missing or repeated", "fragment")
     return "".join(f["data"] for f in ordered)
+
+
+def ws_frame(frame: str | bytes) -> bytes:
+    """One complete, unmasked, unfragmented server WebSocket frame (RFC 6455 5.2) carrying ``frame``.
+
+    Text for ``str``, binary for ``bytes``. Built here rather than per client by wsproto so that a
+    message fanned out to many clients is framed once (see :meth:`Outgoing.wire`).
+    """
+    if isinstance(frame, str):
+        payload, first = frame.encode(), 0x81
+    else:
+        payload, first = frame, 0x82
+    n = len(payload)
+    if n < 126:
+        header = bytes((first, n))
+    elif n < 65536:
+        header = struct.pack("!BBH", first, 126, n)
+    else:
+        header = struct.pack("!BBQ", first, 127, n)
+    return header + payload

@@ -48,6 +48,11 @@ RECEIVE_POLL_S = 1.0  # receive loops wake this often to notice a stopping agent
 SENDER_POLL_S = 1.0
 HOUSEKEEPING_PERIOD_S = 1.0
 STOP_JOIN_TIMEOUT_S = 5.0
+WRITE_CHUNK_BYTES = 256 * 1024
+# The NATS thread and the per-client sender threads hand messages over through the GIL; CPython's
+# default 5 ms switch interval adds up to 5 ms per hand-over under load. The entry points (node.main,
+# standalone.main) set this process-wide; measured in bench/RESULTS.md.
+GIL_SWITCH_INTERVAL_S = 0.001
 TOKEN_RE = re.compile(r"(token=)[^&\s'\"]*", re.IGNORECASE)
 
 
@@ -73,6 +78,31 @@ class AgentConfig:
     max_payload_bytes: int = 8 * 1024 * 1024
     gateway: GatewayLimits = field(default_factory=GatewayLimits)
     session: SessionLimits = field(default_factory=SessionLimits)
+
+
+class _LockedSocket:
+    """The client socket with every write whole and serialized.
+
+    simple-websocket's reader thread writes pongs/pings/close with ``sock.send`` while our sender
+    writes data; without a lock a partial write of one could interleave with the other and corrupt
+    the stream. ``send`` becomes ``sendall`` (simple-websocket ignores short writes).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._sock.sendall(data)
+        return len(data)
+
+    def sendall(self, data: bytes) -> None:
+        with self._lock:
+            self._sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -241,6 +271,9 @@ class WsAgent:
         return Response(text + "\n", status=code, mimetype="text/plain")
 
     def _serve_client(self, ws: Any, principal: Any, client: str) -> None:
+        with contextlib.suppress(OSError):  # small telemetry frames must not wait for Nagle + delayed ACK
+            ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ws.sock = _LockedSocket(ws.sock)
         session = self.gateway.open(principal, client)
         entry = _Client(session, ws)
         entry.sender = threading.Thread(target=self._send_loop, args=(entry,), name=f"ws-send-{session.session_id}",
@@ -276,11 +309,13 @@ class WsAgent:
                 return
             if not batch:
                 continue
-            frames = session.render(batch)
+            frames = session.render_wire(batch)
             session.sending_since = time.monotonic()
             try:
-                for frame in frames:
-                    ws.send(frame)
+                if not ws.connected:
+                    raise ConnectionClosed()
+                for chunk in _chunks(frames):
+                    ws.sock.sendall(chunk)  # one write per ~256 KB, not per message
             except (ConnectionClosed, OSError):
                 session.close()
                 _shutdown_socket(ws)  # wakes the receive loop
@@ -325,6 +360,21 @@ class WsAgent:
                 "connects": nats.connects,
             },
         }
+
+
+def _chunks(frames: list[bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    pending: list[bytes] = []
+    size = 0
+    for frame in frames:
+        pending.append(frame)
+        size += len(frame)
+        if size >= WRITE_CHUNK_BYTES:
+            out.append(b"".join(pending))
+            pending, size = [], 0
+    if pending:
+        out.append(b"".join(pending))
+    return out
 
 
 def _shutdown_socket(ws: Any) -> None:
