@@ -43,22 +43,7 @@ MAX_PAYLOAD = "8MB"  # a base64 640x480 rgb8 frame is 1.23 MB: over nats-server'
 # Fast DDS's default shared-memory segment (512 kB) cannot hold a 900 kB Image: samples then go as UDP
 # fragments and best-effort readers lose 30-40 % of frames (measured: 15 Hz published, ~10 Hz received).
 # A 16 MB segment (UDP kept, on loopback only, for discovery) delivers every frame.
-FASTDDS_LARGE_SHM = """<?xml version="1.0" encoding="UTF-8" ?>
-<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
-  <transport_descriptors>
-    <transport_descriptor><transport_id>shm_large</transport_id><type>SHM</type>
-      <segment_size>16777216</segment_size></transport_descriptor>
-    <transport_descriptor><transport_id>udp_loopback</transport_id><type>UDPv4</type>
-      <interfaceWhiteList><address>127.0.0.1</address></interfaceWhiteList></transport_descriptor>
-  </transport_descriptors>
-  <participant profile_name="large_shm" is_default_profile="true">
-    <rtps>
-      <userTransports><transport_id>shm_large</transport_id><transport_id>udp_loopback</transport_id></userTransports>
-      <useBuiltinTransports>false</useBuiltinTransports>
-    </rtps>
-  </participant>
-</profiles>
-"""
+FASTDDS_LARGE_SHM = (REPO / "config" / "fastdds" / "large_data.xml").read_text()  # the shipped profile
 
 
 # ---------------------------------------------------------------------------------------------- relay

@@ -7,6 +7,8 @@ On machines without launch_ros (ROS 2 from PyPI wheels), `robot-platform robot -
 same set from the same plan and config.
 """
 
+from pathlib import Path
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
@@ -34,6 +36,8 @@ def _nats_server(context, *args, **kwargs):
 def _nodes(context, *args, **kwargs):
     values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_plan.ROBOT_ARGUMENTS}
     params_file = PathJoinSubstitution([FindPackageShare("robot_platform"), "config", "robot.yaml"])
+    share = Path(FindPackageShare("robot_platform").perform(context))
+    ros_env = launch_plan.robot_ros_env(values, share)
     return [
         Node(
             package="robot_platform",
@@ -42,6 +46,7 @@ def _nodes(context, *args, **kwargs):
             parameters=[params_file, launch_plan.node_overrides(spec, values)],
             output="screen",
             emulate_tty=True,
+            additional_env=ros_env,
             condition=IfCondition(LaunchConfiguration(spec.enabled_by)),
         )
         for spec in launch_plan.ROBOT_NODES

@@ -51,6 +51,7 @@ setup(
             "robot_sim = robot_platform.sim.node:main",
             "health_monitor_tree = robot_platform.health.node:main",
             "deploy_service = robot_platform.deploy.node:main",
+            "frame_publisher = robot_platform.frames.node:main",
             "robot-platform = robot_platform.cli:main",
         ],
     },

@@ -44,7 +44,8 @@ ROBOT_ARGUMENTS: tuple[Argument, ...] = (
     Argument("nats_monitor_port", "8222", "HTTP monitoring port of the robot's local nats-server"),
     Argument("hub_leaf_url", "nats-leaf://127.0.0.1:7422", "Leaf node URL of the control server's hub"),
     Argument("nats_store_dir", "/tmp/robot_platform/nats", "JetStream storage of the robot's nats-server"),  # noqa: S108 - demo default; robots set their own
-    Argument("enable_camera", "false", "Publish the simulated camera (640x480 rgb8) and frames"),
+    Argument("enable_camera", "false",
+             "Camera on: the simulator publishes 640x480 rgb8, frame_publisher streams JPEG on demand"),
     Argument("enable_health", "true", "Start health_monitor_tree (fault detection, alerts, metrics)"),
     Argument("enable_deploy", "true", "Start deploy_service (signed packages from S3, run, roll back)"),
     Argument("nats_url", "", "URL the nodes use for NATS; empty: the robot's own server at nats_port"),
@@ -57,6 +58,9 @@ ROBOT_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("health_monitor_tree", "health_monitor_tree", "enable_health",
              "Behaviour-tree fault detection: alerts (ROS, NATS, MQTT), /diagnostics, Prometheus metrics",
              overrides={"robot_id": "robot_id", "nats_url": "nats_url", "metrics_port": "metrics_port"}),
+    NodeSpec("frame_publisher", "frame_publisher", "enable_camera",
+             "Camera frames as JPEG over NATS, on demand (leases), within a bandwidth budget",
+             overrides={"robot_id": "robot_id", "nats_url": "nats_url"}),
     NodeSpec("deploy_service", "deploy_service", "enable_deploy",
              "Deployments: ROS services deploy/rollback/list_packages, status on ROS and NATS",
              overrides={"robot_id": "robot_id", "nats_url": "nats_url"}),
@@ -117,6 +121,17 @@ def robot_nats_env(args: dict[str, str]) -> dict[str, str]:
         "RP_NATS_HUB_LEAF_URL": args["hub_leaf_url"],
         "RP_NATS_STORE_DIR": str(Path(args["nats_store_dir"]) / args["robot_id"]),
     }
+
+
+LARGE_DATA_PROFILE = ("config", "fastdds", "large_data.xml")
+
+
+def robot_ros_env(args: dict[str, str], share: Path) -> dict[str, str]:
+    """Environment for every ROS process of a robot: with the camera on, the Fast DDS profile whose
+    shared-memory segment holds a raw 640x480 image (the default one loses frames)."""
+    if is_true(args["enable_camera"]):
+        return {"FASTRTPS_DEFAULT_PROFILES_FILE": str(share.joinpath(*LARGE_DATA_PROFILE))}
+    return {}
 
 
 def control_nats_env(args: dict[str, str]) -> dict[str, str]:

@@ -37,6 +37,17 @@ def test_robot_processes_use_the_shared_config_and_overrides() -> None:
     assert "nats_url:=nats://127.0.0.1:4222" in specs["r7/health_monitor_tree"].argv
 
 
+def test_camera_brings_frame_publisher_and_the_large_data_dds_profile() -> None:
+    without = {s.name: s for s in robot_processes(robot_values(), INSTALL)}
+    assert "r1/frame_publisher" not in without
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in without["r1/robot_sim"].env
+    with_camera = {s.name: s for s in robot_processes(robot_values(enable_camera="true"), INSTALL)}
+    assert "r1/frame_publisher" in with_camera
+    profile = "/opt/rp/share/robot_platform/config/fastdds/large_data.xml"
+    assert with_camera["r1/robot_sim"].env["FASTRTPS_DEFAULT_PROFILES_FILE"] == profile
+    assert with_camera["r1/frame_publisher"].env["FASTRTPS_DEFAULT_PROFILES_FILE"] == profile
+
+
 def test_disabled_parts_are_not_started() -> None:
     flags = {spec.enabled_by: "false" for spec in launch_plan.ROBOT_NODES}
     specs = robot_processes(robot_values(start_nats="false", **flags), INSTALL)

@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 
-from robot_platform import launch_plan
 from robot_platform.runner.demo import EXPECTED_SIM_TOPICS, DemoLayout, leaf_names
 from robot_platform.runner.graph import graph_in_domain
 from robot_platform.runner.supervisor import ProcessGroup
@@ -29,13 +28,15 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
             break
         time.sleep(0.5)
     ok = set(expected) <= set(leafs)
-    # Every robot node of the plan (the demo enables them all, camera aside) must join its graph.
-    expected_nodes = {spec.name for spec in launch_plan.ROBOT_NODES}
     if not ok:
         log.error("robots not linked to the hub: %s", sorted(set(expected) - set(leafs)))
     for i in range(1, layout.robots + 1):
         if stop.is_set():
             return False
+        # Every node the demo started for this robot must join the robot's graph.
+        rid = layout.robot_id(i)
+        expected_nodes = {c.name.split("/", 1)[1] for c in group.children
+                          if c.name.startswith(f"{rid}/") and c.name != f"{rid}/nats-server"}
         topics, nodes = graph_in_domain(layout.domain(i), EXPECTED_SIM_TOPICS, expected_nodes, timeout_s=30.0)
         missing = sorted(EXPECTED_SIM_TOPICS - set(topics)) + sorted(expected_nodes - nodes)
         if missing:

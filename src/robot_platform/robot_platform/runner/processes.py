@@ -73,9 +73,11 @@ def robot_processes(values: dict[str, str], install: Installation) -> list[Proce
         out.append(_nats_process(f"{rid}/nats-server", install.share / "config" / "nats" / "robot.conf",
                                  launch_plan.robot_nats_env(values)))
     params = install.share / "config" / "robot.yaml"
+    ros_env = launch_plan.robot_ros_env(values, install.share)
     for spec in launch_plan.ROBOT_NODES:
         if launch_plan.is_true(values[spec.enabled_by]):
-            out.append(_node_process(spec, params, install, values, f"{rid}/"))
+            node = _node_process(spec, params, install, values, f"{rid}/")
+            out.append(ProcessSpec(node.name, node.argv, node.env | ros_env))
     return out
 
 
