@@ -124,8 +124,9 @@ def test_canary_failure_aborts_and_cancels_the_rest(h: Harness) -> None:
 
 def test_failure_percentage_threshold_and_rejected_counts_as_failure(h: Harness) -> None:
     targets = [f"r{i}" for i in range(1, 6)]
-    create(h, "pct", targets, canary=0, max_per_minute=1000, abort_failures=0, abort_failure_pct=50,
-           abort_min_executed=2)
+    create(
+        h, "pct", targets, canary=0, max_per_minute=1000, abort_failures=0, abort_failure_pct=50, abort_min_executed=2
+    )
     assert list(h.statuses("pct").values()).count("QUEUED") == 1  # no canary: the first at once
     h.clock.now += 1
     h.service.tick()
@@ -135,13 +136,25 @@ def test_failure_percentage_threshold_and_rejected_counts_as_failure(h: Harness)
     h.start_next("r2")
     h.update("r2", "pct", "REJECTED", reason="malformed")
     assert h.service.get("pct")["status"] == "CANCELED"
-    assert h.statuses("pct") == {"r1": "SUCCEEDED", "r2": "REJECTED", "r3": "CANCELED", "r4": "CANCELED",
-                                 "r5": "CANCELED"}
+    assert h.statuses("pct") == {
+        "r1": "SUCCEEDED",
+        "r2": "REJECTED",
+        "r3": "CANCELED",
+        "r4": "CANCELED",
+        "r5": "CANCELED",
+    }
 
 
 def test_timeout_get_pending_and_restart_keeps_state(h: Harness) -> None:
-    h.service.create({"job_id": "slow", "document": DOC, "targets": ["r1"], "timeout_s": 60,
-                      "rollout": {"canary": 0, "abort_failures": 0}})
+    h.service.create(
+        {
+            "job_id": "slow",
+            "document": DOC,
+            "targets": ["r1"],
+            "timeout_s": 60,
+            "rollout": {"canary": 0, "abort_failures": 0},
+        }
+    )
     h.service.create({"job_id": "next", "document": DOC, "targets": ["r1"], "rollout": {"canary": 0}})
     verdict, reply = h.request("r1", "get")
     assert verdict == "accepted" and [j["jobId"] for j in reply["queuedJobs"]] == ["slow", "next"]

@@ -13,12 +13,16 @@ Parameters (all declared with descriptors; defaults in config/robot.yaml):
     trusted_keys (string[]): Ed25519 public keys (PEM paths or ``ed25519:<base64>``).
     max_archive_mb, max_extracted_mb, max_files, keep_versions, download_retries (int),
     install_step_timeout_s (double), nats_url (string, empty disables NATS), status_queue_size (int).
+    mqtt_endpoint (string, empty disables), mqtt_port (int), mqtt_ca, mqtt_cert, mqtt_key (PEM paths),
+    thing_name (empty: robot_id), mqtt_client_id (empty: deploy-<thing_name>): AWS IoT Jobs over MQTT
+    with mutual TLS (site Mosquitto + jobs_service, or AWS IoT Core); see deploy/iot_jobs_client.py.
 
 Publishers: ``deployment_status`` (robot_platform_interfaces/msg/DeploymentStatus; reliable,
     transient-local, depth 50: a late subscriber still sees the recent history).
 Services: ``deploy`` (srv/Deploy), ``rollback`` (srv/Rollback), ``list_packages`` (srv/ListPackages).
 Subscriptions: the ``ros_topic`` triggers of active function packages (std_msgs/String; JSON data is
     decoded), reconciled each second after a job ends.
+MQTT: ``$aws/things/<thing_name>/jobs/...`` (AWS IoT Jobs device side) when mqtt_endpoint is set.
 NATS: ``robots.<id>.deploy.status`` (msgpack), ``robots.<id>.deploy.invoke.<package>`` (request/reply),
     function ``nats`` triggers with results on ``robots.<id>.deploy.result.<package>``.
 """
@@ -29,6 +33,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,7 @@ from std_msgs.msg import String
 from robot_platform.deploy.engine import DeployEngine, EngineConfig
 from robot_platform.deploy.errors import DeployError
 from robot_platform.deploy.fetch import S3Config, S3Fetcher, load_credentials_file
+from robot_platform.deploy.iot_jobs_client import IotJobsAgent, MqttSettings, start_agent
 from robot_platform.deploy.jobs import DeployRequest, Status
 from robot_platform.deploy.nats_link import NatsLink
 from robot_platform.deploy.package import TrustStore
@@ -53,6 +59,7 @@ from robot_platform.deploy.safe_extract import ExtractLimits
 from robot_platform.deploy.store import PackageStore
 from robot_platform.deploy.triggers import TriggerRunner, wanted
 from robot_platform.exceptions import ConfigError
+from robot_platform.jobs.mqtt_link import MqttLink
 from robot_platform_interfaces.msg import DeploymentStatus, InstalledPackage
 from robot_platform_interfaces.srv import Deploy, ListPackages, Rollback
 
@@ -102,6 +109,15 @@ class DeployServiceNode(Node):
         step_timeout = p("install_step_timeout_s", 300.0, "timeout of each install step")
         nats_url = p("nats_url", "", "NATS server for statuses and invocations; empty disables")
         queue_size = p("status_queue_size", 100, "bounded NATS status queue (drop oldest)", low=1)
+        mqtt = MqttSettings(
+            endpoint=p("mqtt_endpoint", "", "IoT Jobs broker (site Mosquitto, AWS IoT Core); empty disables", True),
+            port=p("mqtt_port", 8883, "MQTT/TLS port", True, low=1),
+            ca_file=p("mqtt_ca", "", "CA bundle (PEM) the broker's certificate must chain to", True),
+            cert_file=p("mqtt_cert", "", "this robot's client certificate (PEM; CN = thing name on site)", True),
+            key_file=p("mqtt_key", "", "this robot's private key (PEM)", True),
+            thing_name=p("thing_name", "", "IoT thing name; empty: robot_id", True) or robot_id,
+            client_id=p("mqtt_client_id", "", "MQTT client id; empty: deploy-<thing_name>", True),
+        )
         try:
             trusted = [k for k in self.get_parameter("trusted_keys").value if k]
         except ParameterUninitializedException:
@@ -130,6 +146,8 @@ class DeployServiceNode(Node):
         self.status_pub = self.create_publisher(DeploymentStatus, "deployment_status", STATUS_QOS)
         self.triggers = TriggerRunner(self._invoke_for_nats, self._on_trigger_result)
         self.nats = None
+        self.iot_jobs: IotJobsAgent | None = None
+        self.iot_link: MqttLink | None = None
         if nats_url:
             self.nats = NatsLink(nats_url, robot_id, self._invoke_for_nats, queue_size, self.triggers.fire)
         self.engine = DeployEngine(config, PackageStore(root, keep), S3Fetcher(s3), self.trust, self._on_status)
@@ -142,10 +160,14 @@ class DeployServiceNode(Node):
         if self.nats is not None:
             self.nats.start()
         recovered = self.engine.start()
+        if mqtt.endpoint:  # after recovery, so a job picked up again sees the engine's real state
+            settings = replace(mqtt, client_id=mqtt.client_id or f"deploy-{mqtt.thing_name}")
+            self.iot_jobs, self.iot_link = start_agent(settings, self.engine.submit)
         self.create_timer(TRIGGER_RECONCILE_PERIOD_S, self._reconcile_triggers, callback_group=group)
         self.get_logger().info(
             f"deploy_service ready: root={root} endpoint={endpoint or '(aws default)'} bucket={bucket} "
-            f"trusted keys={list(self.trust.key_ids)} recovered jobs={len(recovered)} nats={nats_url or 'off'}"
+            f"trusted keys={list(self.trust.key_ids)} recovered jobs={len(recovered)} nats={nats_url or 'off'} "
+            f"iot jobs={f'{mqtt.thing_name}@{mqtt.endpoint}:{mqtt.port}' if mqtt.endpoint else 'off'}"
         )
 
     def _declare(
@@ -184,6 +206,8 @@ class DeployServiceNode(Node):
         self.status_pub.publish(msg)
         if self.nats is not None:
             self.nats.publish_status(status)
+        if self.iot_jobs is not None:
+            self.iot_jobs.on_status(status)
 
     def _invoke_for_nats(self, package: str, event: Any) -> dict[str, Any]:
         return self.engine.invoke(package, event).to_dict()
@@ -263,6 +287,8 @@ class DeployServiceNode(Node):
         """Stop deployments and apps, then the NATS link (so the last statuses still go out)."""
         self.triggers.close()
         self.engine.shutdown()
+        if self.iot_link is not None:  # after the engine, so the final statuses of jobs are reported
+            self.iot_link.close()
         if self.nats is not None:
             self.nats.stop()
 

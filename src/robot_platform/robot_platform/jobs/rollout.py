@@ -10,7 +10,8 @@ Rules (IoT Jobs' rollout + abort configs, with a canary stage in front):
 2. Canary stage: the canary executions are released at creation; the rest wait until all of them
    SUCCEEDED.
 3. The rest are released in target order at ``max_per_minute``: one at once, then one per 60/rate s.
-4. The job is COMPLETED when every execution is terminal.
+4. The job is COMPLETED when every execution is terminal (checked first: a job with nothing left to
+   stop is not aborted, its failures show in the execution counts).
 """
 
 from __future__ import annotations
@@ -64,11 +65,11 @@ def decide(job: Job, executions: Sequence[Execution], now: float) -> Decision:
     tally = counts(executions)
     if job.status != JobStatus.IN_PROGRESS:
         return Decision(counts=tally)
+    if executions and all(ex.status.terminal for ex in executions):
+        return Decision(complete=True, counts=tally)  # nothing left to stop: done, whatever failed
     reason = abort_reason(job, executions)
     if reason:
         return Decision(abort_reason=reason, counts=tally)
-    if executions and all(ex.status.terminal for ex in executions):
-        return Decision(complete=True, counts=tally)
     canary = [ex for ex in executions if ex.canary]
     if any(ex.status != ExecStatus.SUCCEEDED for ex in canary):
         return Decision(counts=tally)  # canary stage still running

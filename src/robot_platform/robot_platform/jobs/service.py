@@ -53,6 +53,10 @@ class JobsService:
         self._events: list[dict[str, Any]] = []
         self._last_next: dict[str, str] = {}  # thing -> job id last announced on notify-next
 
+    def lock_for_read(self) -> threading.Lock:
+        """The service lock, for readers of :attr:`store` outside the service (metrics)."""
+        return self._lock
+
     # ---- console API --------------------------------------------------------------------------------
     def create(self, body: Any) -> dict[str, Any]:
         """Create a job (validated; :class:`JobSpecError` / :class:`DuplicateJobError` otherwise)."""
@@ -143,8 +147,9 @@ class JobsService:
             except DeviceRequestError as exc:
                 self._discard()  # the transaction was rolled back: nothing it produced may go out
                 self.counters[f"requests_rejected_{exc.code}"] += 1
-                log.info("%s %s from %s rejected: %s %s", request.op, request.job_id, request.thing, exc.code,
-                         exc.reason)
+                log.info(
+                    "%s %s from %s rejected: %s %s", request.op, request.job_id, request.thing, exc.code, exc.reason
+                )
                 self._outbox.append(
                     (
                         p.reply_topic(request, False),

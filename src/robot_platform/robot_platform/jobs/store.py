@@ -135,8 +135,15 @@ class JobStore:
         self._db.execute(
             "UPDATE jobs SET status=?, reason_code=?, reason=?, updated_at=?, completed_at=?, rest_started_at=? "
             "WHERE job_id=?",
-            (job.status, job.reason_code, job.reason, job.updated_at, job.completed_at, job.rest_started_at,
-             job.spec.job_id),
+            (
+                job.status,
+                job.reason_code,
+                job.reason,
+                job.updated_at,
+                job.completed_at,
+                job.rest_started_at,
+                job.spec.job_id,
+            ),
         )
 
     def job(self, job_id: str) -> Job | None:
@@ -171,15 +178,11 @@ class JobStore:
         self._db.execute(f"{verb} INTO executions ({EXEC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", values)
 
     def execution(self, job_id: str, thing: str) -> Execution | None:
-        row = self._db.execute(
-            SELECT_EXEC + "WHERE job_id=? AND thing=?", (job_id, thing)
-        ).fetchone()
+        row = self._db.execute(SELECT_EXEC + "WHERE job_id=? AND thing=?", (job_id, thing)).fetchone()
         return _execution(row) if row else None
 
     def executions(self, job_id: str) -> list[Execution]:
-        rows = self._db.execute(
-            SELECT_EXEC + "WHERE job_id=? ORDER BY execution_number", (job_id,)
-        )
+        rows = self._db.execute(SELECT_EXEC + "WHERE job_id=? ORDER BY execution_number", (job_id,))
         return [_execution(row) for row in rows]
 
     def pending(self, thing: str) -> list[Execution]:

@@ -1,0 +1,174 @@
+"""``robot-platform deploy create|status|list|cancel``: fleet deployments through the jobs service (NATS).
+
+    robot-platform package push dist/hello_fn-1.0.0.tar.gz ... > doc.json
+    robot-platform deploy create --document doc.json --targets r1,r2,r3 --canary 1 --max-per-minute 10
+    robot-platform deploy status <job_id> [--wait 300]     # per-robot status, step, progress, reason
+    robot-platform deploy list [--status IN_PROGRESS]
+    robot-platform deploy cancel <job_id> [--reason "..."]
+
+The document is what ``package push`` prints (``"operation": "deploy"`` is added when missing). Output is
+JSON; exit status 0 on success, 1 on an error (the reason on stderr), 3 when ``--wait`` ends with a job
+that did not succeed everywhere. Standalone: ``python -m robot_platform.jobs.cli deploy ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import nats
+from nats.errors import Error as NatsError
+
+from robot_platform.jobs.errors import JobsError
+from robot_platform.jobs.nats_api import SUBJECT_PREFIX
+
+REQUEST_TIMEOUT_S = 10.0
+WAIT_POLL_S = 1.0
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+class ApiError(JobsError):
+    """The jobs service answered with an error (or did not answer)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+async def _request(url: str, name: str, body: dict[str, Any]) -> Any:
+    try:
+        nc = await nats.connect(url, connect_timeout=REQUEST_TIMEOUT_S, max_reconnect_attempts=0)
+    except (NatsError, OSError, TimeoutError) as exc:
+        raise ApiError("Unavailable", f"cannot reach NATS at {url}: {exc}") from exc
+    try:
+        msg = await nc.request(f"{SUBJECT_PREFIX}.{name}", msgpack.packb(body), timeout=REQUEST_TIMEOUT_S)
+    except (NatsError, TimeoutError) as exc:
+        raise ApiError("Unavailable", f"no answer from jobs_service on {SUBJECT_PREFIX}.{name}: {exc}") from exc
+    finally:
+        await nc.close()
+    reply = msgpack.unpackb(msg.data, raw=False)
+    if not reply.get("ok"):
+        field = f" (field {reply['field']})" if reply.get("field") else ""
+        raise ApiError(reply.get("code", "Error"), f"{reply.get('error', 'failed')}{field}")
+    return reply["result"]
+
+
+def request(url: str, name: str, body: dict[str, Any]) -> Any:
+    """One API call (``jobs.<name>``); raises :class:`ApiError`."""
+    return asyncio.run(_request(url, name, body))
+
+
+def load_document(path: str) -> dict[str, Any]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise ApiError("InvalidJson", f"{path}: not JSON: {exc}") from exc
+    if isinstance(document, dict) and "operation" not in document:
+        document = {"operation": "deploy", **document}
+    return document
+
+
+def create_body(args: argparse.Namespace) -> dict[str, Any]:
+    targets = [t for chunk in args.targets for t in chunk.split(",") if t]
+    rollout = {
+        "canary": args.canary,
+        "max_per_minute": args.max_per_minute,
+        "abort_failures": args.abort_failures,
+        "abort_failure_pct": args.abort_failure_pct,
+    }
+    body: dict[str, Any] = {
+        "document": load_document(args.document),
+        "targets": targets,
+        "rollout": rollout,
+        "timeout_s": args.timeout_s,
+        "description": args.description,
+    }
+    if args.job_id:
+        body["job_id"] = args.job_id
+    return body
+
+
+def wait_done(url: str, job_id: str, timeout_s: float) -> dict[str, Any]:
+    """Poll until the job is no longer IN_PROGRESS, or its executions are all terminal, or timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = request(url, "get", {"job_id": job_id})
+        pending = [e for e in job["executions"] if e["status"] in ("SCHEDULED", "QUEUED", "IN_PROGRESS")]
+        if job["status"] != "IN_PROGRESS" and not [e for e in pending if e["status"] == "IN_PROGRESS"]:
+            return job
+        if time.monotonic() >= deadline:
+            return job
+        time.sleep(WAIT_POLL_S)
+
+
+def _run(args: argparse.Namespace) -> int:
+    code = 0
+    try:
+        if args.deploy_cmd == "create":
+            result: Any = request(args.nats_url, "create", create_body(args))
+        elif args.deploy_cmd == "status":
+            if args.wait:
+                result = wait_done(args.nats_url, args.job_id, args.wait)
+                if result["status"] != "COMPLETED" or any(e["status"] != "SUCCEEDED" for e in result["executions"]):
+                    code = 3
+            else:
+                result = request(args.nats_url, "get", {"job_id": args.job_id})
+        elif args.deploy_cmd == "list":
+            result = request(args.nats_url, "list", {"status": args.status, "limit": args.limit})
+        else:
+            result = request(args.nats_url, "cancel", {"job_id": args.job_id, "reason": args.reason})
+    except (JobsError, OSError) as exc:
+        sys.stderr.write(f"error: {getattr(exc, 'reason', exc)}\n")
+        return 1
+    sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    return code
+
+
+def add_subparsers(subparsers: Any) -> None:
+    """Add ``deploy create|status|list|cancel`` to the main CLI."""
+    deploy = subparsers.add_parser("deploy", help="fleet deployments (AWS IoT Jobs) through jobs_service")
+    deploy.add_argument(
+        "--nats-url",
+        default=os.environ.get("RP_NATS_URL", DEFAULT_NATS_URL),
+        help=f"NATS of the control server (default $RP_NATS_URL, else {DEFAULT_NATS_URL})",
+    )
+    sub = deploy.add_subparsers(dest="deploy_cmd", required=True)
+    p = sub.add_parser("create", help="create a job: a package for a set of robots, with a staged rollout")
+    p.add_argument("--document", required=True, help="job document JSON file ('-' = stdin), e.g. package push output")
+    p.add_argument("--targets", action="append", required=True, help="robot ids, comma-separated (repeatable)")
+    p.add_argument("--job-id", default="", help="job id (default: generated)")
+    p.add_argument("--canary", type=int, default=1, help="first N targets deploy first; any failure aborts")
+    p.add_argument("--max-per-minute", type=int, default=10, help="release rate of the other targets")
+    p.add_argument("--abort-failures", type=int, default=1, help="abort after this many failures (0: off)")
+    p.add_argument("--abort-failure-pct", type=float, default=0.0, help="abort at this failure percentage")
+    p.add_argument("--timeout-s", type=float, default=600.0, help="in-progress timeout of each robot's execution")
+    p.add_argument("--description", default="")
+    p = sub.add_parser("status", help="a job with every robot's status, step, progress and reason")
+    p.add_argument("job_id")
+    p.add_argument("--wait", type=float, default=0.0, help="wait up to this many seconds for the job to end")
+    p = sub.add_parser("list", help="recent jobs with counts per status")
+    p.add_argument("--status", default="", help="IN_PROGRESS, COMPLETED or CANCELED")
+    p.add_argument("--limit", type=int, default=50)
+    p = sub.add_parser("cancel", help="cancel a job: robots that did not start it never will")
+    p.add_argument("job_id")
+    p.add_argument("--reason", default="canceled by an operator")
+    deploy.set_defaults(func=_run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="robot-platform")
+    add_subparsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

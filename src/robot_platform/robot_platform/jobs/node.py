@@ -1,0 +1,93 @@
+"""jobs_service: the AWS IoT Jobs server role for the site, as a ROS node for parameters only.
+
+Why a node at all: the control server starts every service the same way (launch file, pip-only runner,
+containers: ``jobs_service --ros-args --params-file control.yaml -p ...``), so parameters come from the
+same YAML with descriptors. No topics or services: the API is NATS (:mod:`.nats_api`) and the devices
+speak MQTT (:mod:`.mqtt_link`); the logic is plain Python (:mod:`.runtime`, :mod:`.service`).
+
+Parameters (read-only; defaults in config/control.yaml):
+    store_path (string): SQLite file of jobs and executions (``~`` expanded).
+    nats_url (string): NATS for the console API (``jobs.create|get|list|cancel``, ``jobs.events``);
+        empty disables.
+    mqtt_endpoint (string), mqtt_port (int), mqtt_ca, mqtt_cert, mqtt_key (PEM paths), mqtt_client_id
+        (string): the site broker, with the service's client certificate (CN ``jobs-service``, the ACL's
+        user). Empty endpoint: no devices (API only).
+    host (string): address of the metrics endpoint (127.0.0.1; a container sets 0.0.0.0).
+    metrics_port (int): Prometheus ``/metrics`` (0 disables).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+from robot_platform.exceptions import ConfigError
+from robot_platform.jobs.errors import JobsError
+from robot_platform.jobs.runtime import JobsConfig, JobsRuntime
+
+
+class JobsServiceNode(Node):
+    """Declares the parameters and runs :class:`JobsRuntime` (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__("jobs_service")
+        values: dict[str, Any] = {}
+        for name, default, description in (
+            ("store_path", "~/.robot_platform/jobs/jobs.sqlite3", "SQLite file of jobs and executions"),
+            ("nats_url", "nats://127.0.0.1:4222", "NATS for the console API; empty disables"),
+            ("mqtt_endpoint", "127.0.0.1", "site MQTT broker (TLS); empty: no devices"),
+            ("mqtt_port", 8883, "broker TLS port"),
+            ("mqtt_ca", "", "site CA (PEM) the broker's certificate chains to"),
+            ("mqtt_cert", "", "the service's client certificate (CN jobs-service)"),
+            ("mqtt_key", "", "the service's private key"),
+            ("mqtt_client_id", "jobs-service", "MQTT client id"),
+            ("host", "127.0.0.1", "bind address of the metrics endpoint"),
+            ("metrics_port", 9102, "Prometheus /metrics port; 0 disables"),
+        ):
+            descriptor = ParameterDescriptor(description=description, read_only=True)
+            if isinstance(default, int):
+                low = 1 if name == "mqtt_port" else 0
+                descriptor.integer_range = [IntegerRange(from_value=low, to_value=65535, step=1)]
+            value = self.declare_parameter(name, default, descriptor).value
+            if not isinstance(value, type(default)):
+                raise ConfigError(name, value, f"must be a {type(default).__name__}")
+            values[name] = value
+        self.runtime = JobsRuntime(JobsConfig(**values))
+        self.runtime.start()
+        self.get_logger().info(
+            f"jobs_service ready: store={values['store_path']} nats={values['nats_url'] or 'off'} "
+            f"mqtt={values['mqtt_endpoint'] or 'off'}:{values['mqtt_port']} metrics={values['metrics_port'] or 'off'}"
+        )
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = JobsServiceNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ConfigError, JobsError, OSError) as exc:
+        logging.getLogger("jobs_service").error("cannot start: %s", getattr(exc, "reason", exc))
+        return 2
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

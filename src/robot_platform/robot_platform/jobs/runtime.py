@@ -1,0 +1,159 @@
+"""jobs_service's parts wired together: store, service, MQTT link, NATS API, tick thread, metrics.
+
+Plain Python (the node only reads parameters into :class:`JobsConfig`). Start order: store (fails fast
+on a bad path), service, metrics, NATS API, MQTT (on connect the service re-announces pending executions
+to every thing), tick thread. :meth:`JobsRuntime.close` stops them in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from robot_platform.exceptions import ConfigError
+from robot_platform.jobs import protocol
+from robot_platform.jobs.mqtt_link import MqttLink
+from robot_platform.jobs.nats_api import NatsApi
+from robot_platform.jobs.protocol import ExecStatus
+from robot_platform.jobs.service import JobsService
+from robot_platform.jobs.store import JobStore
+
+log = logging.getLogger(__name__)
+
+TICK_MAX_S = 1.0  # timeouts are checked at least this often
+TICK_MIN_S = 0.05
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    store_path: str
+    nats_url: str = ""
+    mqtt_endpoint: str = ""
+    mqtt_port: int = 8883
+    mqtt_ca: str = ""
+    mqtt_cert: str = ""
+    mqtt_key: str = ""
+    mqtt_client_id: str = "jobs-service"
+    host: str = "127.0.0.1"
+    metrics_port: int = 0
+
+
+class _Collector:
+    """Prometheus view of the service: request/outcome counters and executions per status."""
+
+    def __init__(self, runtime: JobsRuntime) -> None:
+        self.runtime = runtime
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        service = self.runtime.service
+        counter = CounterMetricFamily("rp_jobs_events", "jobs service events by kind", labels=["kind"])
+        for kind, value in sorted(service.counters.items()):
+            counter.add_metric([kind], value)
+        yield counter
+        gauge = GaugeMetricFamily("rp_jobs_executions", "job executions by status", labels=["status"])
+        with service.lock_for_read():
+            for status in ExecStatus:
+                gauge.add_metric([status.value], len(service.store.with_status(status)))
+        yield gauge
+        link = self.runtime.link
+        yield GaugeMetricFamily(
+            "rp_jobs_mqtt_connected",
+            "1 when connected to the broker",
+            value=float(bool(link and link.connected.is_set())),
+        )
+        yield CounterMetricFamily(
+            "rp_jobs_mqtt_publish_errors", "MQTT publishes that failed", value=float(link.publish_errors if link else 0)
+        )
+        api = self.runtime.api
+        yield CounterMetricFamily(
+            "rp_jobs_events_dropped",
+            "console events dropped (queue full, NATS down)",
+            value=float(api.dropped if api else 0),
+        )
+
+
+class JobsRuntime:
+    """Runs the jobs service until :meth:`close`."""
+
+    def __init__(self, config: JobsConfig) -> None:
+        if config.mqtt_endpoint and not (config.mqtt_cert and config.mqtt_key):
+            raise ConfigError("mqtt_cert", config.mqtt_cert, "the broker needs the service's client certificate")
+        self.config = config
+        self.store = JobStore(Path(config.store_path).expanduser())
+        self.link: MqttLink | None = None
+        self.api: NatsApi | None = None
+        self.service = JobsService(self.store, self._publish, self._on_event)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._metrics_server: Any = None
+        self._thread = threading.Thread(target=self._ticker, name="jobs-tick", daemon=True)
+
+    def start(self) -> None:
+        config = self.config
+        if config.metrics_port:
+            registry = CollectorRegistry()
+            registry.register(_Collector(self))
+            self._metrics_server, _ = start_http_server(config.metrics_port, addr=config.host, registry=registry)
+        if config.nats_url:
+            self.api = NatsApi(config.nats_url, self.service)
+            self.api.start()
+        if config.mqtt_endpoint:
+            self.link = MqttLink(
+                endpoint=config.mqtt_endpoint,
+                port=config.mqtt_port,
+                ca_file=config.mqtt_ca,
+                cert_file=config.mqtt_cert,
+                key_file=config.mqtt_key,
+                client_id=config.mqtt_client_id,
+                subscriptions=protocol.SERVER_SUBSCRIPTIONS,
+                on_message=self.service.handle,
+                on_connected=self.service.announce_all,
+            )
+            self.link.start()
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5.0)
+        if self.link is not None:
+            self.link.close()
+        if self.api is not None:
+            self.api.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+        self.store.close()
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        if self.link is not None:
+            self.link.publish(topic, payload)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if self.api is not None:
+            self.api.publish_event(event)
+        self._wake.set()  # a change may make a release due sooner than the last tick computed
+
+    def _ticker(self) -> None:
+        delay = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(timeout=delay)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                due = self.service.tick()
+            except Exception:  # a failed tick (disk full...) must not end timeouts forever; logged, retried
+                log.exception("jobs tick failed")
+                due = None
+            delay = TICK_MAX_S if due is None else max(TICK_MIN_S, min(TICK_MAX_S, due))
