@@ -85,7 +85,7 @@ def nats_server(procs: ProcessGroup, tmp_path: Path) -> NatsServer:
         f"listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor}\nserver_name: test_hub\n"
         f"jetstream {{ store_dir: {str(store)!r} }}\n"
     )
-    procs.start("nats-server", [exe, "-c", str(conf)])
+    procs.start("nats-server", [exe, "-c", str(conf)], stop_last=True)
     wait_port(port)
     wait_port(monitor)
     return NatsServer(f"nats://127.0.0.1:{port}", port, f"http://127.0.0.1:{monitor}", store)

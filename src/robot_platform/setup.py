@@ -49,6 +49,7 @@ setup(
     entry_points={
         "console_scripts": [
             "robot_sim = robot_platform.sim.node:main",
+            "nats_bridge = robot_platform.bridge.node:main",
             "health_monitor_tree = robot_platform.health.node:main",
             "deploy_service = robot_platform.deploy.node:main",
             "frame_publisher = robot_platform.frames.node:main",

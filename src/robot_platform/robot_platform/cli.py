@@ -68,7 +68,7 @@ def supervise(specs: list[ProcessSpec], group: ProcessGroup, stop: StopSignal,
     try:
         for spec in specs:
             env = dict(os.environ) | spec.env
-            group.start(spec.name, spec.argv, env=env)
+            group.start(spec.name, spec.argv, env=env, stop_last=spec.server)
             log.info("started %s", spec.name)
         result = on_started() if on_started else None
         if result is not None:
@@ -107,6 +107,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         robots=args.robots, state_dir=Path(args.state_dir), hub_port=args.hub_port,
         hub_monitor_port=args.hub_monitor_port, leaf_port=args.leaf_port, robot_port_base=args.robot_port_base,
         robot_monitor_base=args.robot_monitor_base, domain_base=args.domain_base, metrics_base=args.metrics_base,
+        bridge_metrics_base=args.bridge_metrics_base,
     )
     if not 1 <= layout.robots <= 50:
         raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
@@ -131,6 +132,18 @@ def _cmd_topics(args: argparse.Namespace) -> int:
     for name, types in sorted(topics_in_domain(domain, set(), timeout_s=args.wait).items()):
         print(f"{name}  [{', '.join(types)}]")
     return 0
+
+
+def _cmd_echo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from robot_platform.bridge.echo import echo
+
+    try:
+        return int(asyncio.run(echo(args.url, args.subject, args.count, sys.stdout, show_headers=args.headers,
+                                    truncate_length=args.truncate_length, no_arr=args.no_arr)) or 0)
+    except KeyboardInterrupt:
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--robot-port-base", layout.robot_port_base, "robot i's nats-server listens on base+i"),
         ("--robot-monitor-base", layout.robot_monitor_base, "robot i's monitoring port is base+i"),
         ("--domain-base", layout.domain_base, "control uses this ROS_DOMAIN_ID, robot i base+i"),
-        ("--metrics-base", layout.metrics_base, "robot i's Prometheus metrics port is base+i"),
+        ("--metrics-base", layout.metrics_base, "robot i's health metrics port is base+i"),
+        ("--bridge-metrics-base", layout.bridge_metrics_base, "robot i's bridge metrics port is base+i"),
     ):
         demo.add_argument(option, type=int, default=value, help=f"{text} (default: {value})")
     demo.add_argument("--enable-camera", action="store_true", help="simulate cameras too")
@@ -170,6 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("--domain", type=int, default=None, help="ROS_DOMAIN_ID (default: $ROS_DOMAIN_ID)")
     topics.add_argument("--wait", type=float, default=2.0, help="seconds of discovery before listing")
     topics.set_defaults(func=_cmd_topics)
+
+    echo = sub.add_parser("echo", help="print platform messages from NATS as YAML, like ros2 topic echo")
+    echo.add_argument("subject", help="NATS subject, wildcards allowed, e.g. 'robots.r1.ros.odom'")
+    echo.add_argument("--url", default="nats://127.0.0.1:4222", help="NATS server (default: the hub)")
+    echo.add_argument("-n", "--count", type=int, default=0, help="stop after N messages (0: never)")
+    echo.add_argument("--headers", action="store_true", help="print the envelope headers too")
+    echo.add_argument("--truncate-length", type=int, default=128, help="shorten long arrays and strings")
+    echo.add_argument("--no-arr", action="store_true", help="hide arrays, like ros2 topic echo --no-arr")
+    echo.set_defaults(func=_cmd_echo)
 
     for hook in _subcommand_hooks():
         hook(sub)

@@ -46,6 +46,8 @@ ROBOT_ARGUMENTS: tuple[Argument, ...] = (
     Argument("nats_store_dir", "/tmp/robot_platform/nats", "JetStream storage of the robot's nats-server"),  # noqa: S108 - demo default; robots set their own
     Argument("enable_camera", "false",
              "Camera on: the simulator publishes 640x480 rgb8, frame_publisher streams JPEG on demand"),
+    Argument("enable_bridge", "true", "Start nats_bridge (ROS topics <-> NATS subjects)"),
+    Argument("bridge_metrics_port", "9102", "Prometheus endpoint of nats_bridge on 127.0.0.1 (0: off)"),
     Argument("enable_health", "true", "Start health_monitor_tree (fault detection, alerts, metrics)"),
     Argument("enable_deploy", "true", "Start deploy_service (signed packages from S3, run, roll back)"),
     Argument("nats_url", "", "URL the nodes use for NATS; empty: the robot's own server at nats_port"),
@@ -55,6 +57,9 @@ ROBOT_ARGUMENTS: tuple[Argument, ...] = (
 ROBOT_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("robot_sim", "robot_sim", "use_sim", "Simulated base, battery, lidar, IMU and camera",
              overrides={"robot_id": "robot_id", "enable_camera": "enable_camera"}),
+    NodeSpec("nats_bridge", "nats_bridge", "enable_bridge",
+             "ROS <-> NATS: telemetry out (robots.<id>.ros.*), allowlisted commands in (robots.<id>.cmd.*)",
+             overrides={"robot_id": "robot_id", "nats_url": "nats_url", "metrics_port": "bridge_metrics_port"}),
     NodeSpec("health_monitor_tree", "health_monitor_tree", "enable_health",
              "Behaviour-tree fault detection: alerts (ROS, NATS, MQTT), /diagnostics, Prometheus metrics",
              overrides={"robot_id": "robot_id", "nats_url": "nats_url", "metrics_port": "metrics_port"}),
@@ -72,9 +77,16 @@ CONTROL_ARGUMENTS: tuple[Argument, ...] = (
     Argument("nats_monitor_port", "8222", "HTTP monitoring port of the hub"),
     Argument("leaf_port", "7422", "Port robots' nats-servers connect to as leaf nodes"),
     Argument("nats_store_dir", "/tmp/robot_platform/hub", "JetStream storage of the hub"),  # noqa: S108 - demo default
+    Argument("nats_url", "", "URL the control nodes use for NATS; empty: the hub at nats_port"),
+    Argument("enable_bridge", "true", "Start the control nats_bridge (fleet mirror /fleet/<id>/..., commands)"),
+    Argument("fleet_robots", "[r1]", "Robots of the fleet, e.g. [r1,r2,r3] (event streams, commands)"),
 )
 
-CONTROL_NODES: tuple[NodeSpec, ...] = ()
+CONTROL_NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("nats_bridge", "nats_bridge", "enable_bridge",
+             "Fleet mirror /fleet/<id>/..., fleet commands, FLEET_EVENTS stream on the hub",
+             overrides={"nats_url": "nats_url", "fleet_robots": "fleet_robots"}),
+)
 
 BOOLEAN_TRUE = ("true", "1", "yes", "on")
 
@@ -84,9 +96,11 @@ def is_true(value: str) -> bool:
     return value.strip().lower() in BOOLEAN_TRUE
 
 
-def coerce(value: str) -> bool | int | float | str:
+def coerce(value: str) -> bool | int | float | str | list[str]:
     """Turn an argument string into the parameter's type (as ``-p name:=value`` would)."""
     lowered = value.strip().lower()
+    if lowered.startswith("[") and lowered.endswith("]"):
+        return [item.strip().strip("'\"") for item in value.strip()[1:-1].split(",") if item.strip()]
     if lowered in ("true", "false"):
         return lowered == "true"
     for kind in (int, float):
@@ -105,7 +119,7 @@ def resolve(args: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def node_overrides(spec: NodeSpec, args: dict[str, str]) -> dict[str, bool | int | float | str]:
+def node_overrides(spec: NodeSpec, args: dict[str, str]) -> dict[str, bool | int | float | str | list[str]]:
     """The per-instance parameter overrides of ``spec`` given the argument values."""
     values = resolve(args)
     return {param: coerce(values[arg]) for param, arg in spec.overrides.items()}

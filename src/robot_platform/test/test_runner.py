@@ -54,8 +54,16 @@ def test_disabled_parts_are_not_started() -> None:
     assert specs == []
     only_sim = robot_processes(robot_values(start_nats="false", **(flags | {"use_sim": "true"})), INSTALL)
     assert [s.name for s in only_sim] == ["r1/robot_sim"]
-    assert control_processes(launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {"start_nats": "false"},
-                             INSTALL) == []
+    control_flags = {spec.enabled_by: "false" for spec in launch_plan.CONTROL_NODES}
+    control = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {"start_nats": "false"} | control_flags
+    assert control_processes(control, INSTALL) == []
+
+
+def test_list_arguments_become_ros_list_parameters() -> None:
+    control = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {"fleet_robots": "[r1, r2,r3]"}
+    bridge = next(s for s in control_processes(control, INSTALL) if s.name == "control/nats_bridge")
+    assert "fleet_robots:=[r1,r2,r3]" in bridge.argv
+    assert launch_plan.coerce("[a, 'b']") == ["a", "b"]
 
 
 @pytest.mark.parametrize("bad", ["r1.x", "r*", "r>", "a b", ""])
@@ -101,3 +109,19 @@ def test_stop_all_escalates_and_takes_grandchildren(tmp_path: Path) -> None:
     assert polite.poll() is not None and stubborn.poll() is not None
     _, alive = psutil.wait_procs(grandchildren, timeout=5)
     assert not alive
+
+
+def test_servers_stop_after_the_nodes_that_use_them(tmp_path: Path) -> None:
+    group = ProcessGroup(log_dir=tmp_path)
+    node = group.start("node", _python(
+        "import time\nprint('ready', flush=True)\ntry:\n time.sleep(60)\nexcept KeyboardInterrupt:\n time.sleep(0.5)"))
+    group.start("server", _python(
+        "import os, sys, time\nprint('ready', flush=True)\ntry:\n time.sleep(60)\nexcept KeyboardInterrupt:\n"
+        f" try:\n  os.kill({node.pid}, 0)\n  print('node still running')\n except ProcessLookupError:\n"
+        "  print('node gone')\n"), stop_last=True)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all("ready" in group.child(n).output() for n in ("node", "server")):
+        time.sleep(0.05)
+    codes = group.stop_all()
+    assert codes == {"node": 0, "server": 0}
+    assert "node gone" in group.child("server").output()

@@ -2,7 +2,8 @@
 graph (ROS_DOMAIN_ID) and its own nats-server linked to the control server's hub as a leaf node.
 
 Layout (defaults): hub client port 4222, monitoring 8222, leaf port 7422; robot i (1..N) gets
-nats port 4230+i, monitoring 8230+i, Prometheus metrics 9100+i and ROS_DOMAIN_ID 10+i. Logs go to <state_dir>/logs/.
+nats port 4230+i, monitoring 8230+i, Prometheus metrics 9100+i (health) and 9150+i (bridge), and
+ROS_DOMAIN_ID 10+i. Logs go to <state_dir>/logs/.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class DemoLayout:
     robot_port_base: int = 4230
     robot_monitor_base: int = 8230
     metrics_base: int = 9100
+    bridge_metrics_base: int = 9150
     domain_base: int = DEMO_DOMAIN_BASE
     state_dir: Path = Path(".state/demo")
 
@@ -45,8 +47,9 @@ def demo_processes(layout: DemoLayout, install: Installation, enable_camera: boo
         "nats_monitor_port": str(layout.hub_monitor_port),
         "leaf_port": str(layout.leaf_port),
         "nats_store_dir": str(layout.state_dir.resolve() / "hub"),
+        "fleet_robots": "[" + ",".join(layout.robot_id(i) for i in range(1, layout.robots + 1)) + "]",
     }
-    out = [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain_base)})
+    out = [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain_base)}, p.server)
            for p in control_processes(control, install)]
     for i in range(1, layout.robots + 1):
         values = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {
@@ -57,8 +60,9 @@ def demo_processes(layout: DemoLayout, install: Installation, enable_camera: boo
             "nats_store_dir": str(layout.state_dir.resolve() / "robots"),
             "enable_camera": "true" if enable_camera else "false",
             "metrics_port": str(layout.metrics_base + i),
+            "bridge_metrics_port": str(layout.bridge_metrics_base + i),
         }
-        out += [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))})
+        out += [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))}, p.server)
                 for p in robot_processes(values, install)]
     return out
 

