@@ -141,6 +141,16 @@ def recv_until(ws: Client, pred: Any, timeout: float = 10.0) -> Any:
     raise TimeoutError("expected message not received")
 
 
+def wait_nats_sub(server: Any, subject: str) -> None:
+    """Wait until nats-server itself has a subscription on ``subject`` (the agent subscribes on demand)."""
+
+    def subscribed() -> bool:
+        with urllib.request.urlopen(f"{server.monitor_url}/subsz?subs=1", timeout=2) as resp:
+            return any(s.get("subject") == subject for s in json.loads(resp.read()).get("subscriptions_list", []))
+
+    wait_for(subscribed, WAIT_S, f"a NATS subscription on {subject}")
+
+
 def raw_stalled_client(port: int, user: str, subscribe: dict[str, Any]) -> socket.socket:
     """A WebSocket client that upgrades, subscribes, and then never reads (small receive buffer)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -250,7 +260,7 @@ def test_python_clients_against_real_agent(nats_server: Any, procs: Any, ros_dom
         viewer.send(json.dumps({"op": "subscribe", "id": "s1", "topic": "/odom", "type": "nav_msgs/msg/Odometry"}))
         fast.send(json.dumps({"op": "subscribe", "id": "s2", "topic": "/robots/r1/odom", "compression": "msgpack",
                               "queue_length": 50}))  # fmt: skip
-        wait_for(lambda: health(port)["hub"]["subjects"] == 1, WAIT_S, "agent subscribed robots.r1.ros.odom")
+        wait_nats_sub(nats_server, "robots.r1.ros.odom")
 
         # --- telemetry in the bridge's envelope reaches both clients, JSON and msgpack
         for i in range(5):
@@ -314,7 +324,7 @@ def test_python_clients_against_real_agent(nats_server: Any, procs: Any, ros_dom
         stalled = raw_stalled_client(port, "vera", {"op": "subscribe", "topic": "/camera/image_raw",
                                                     "queue_length": 5})  # fmt: skip
         viewer.send(json.dumps({"op": "subscribe", "topic": "/camera/image_raw", "queue_length": 100}))
-        wait_for(lambda: health(port)["hub"]["subjects"] == 2, WAIT_S, "agent subscribed the camera subject")
+        wait_nats_sub(nats_server, "robots.r1.ros.camera.image_raw")
         n_frames, received = 400, []
         for i in range(n_frames):  # 400 x 32 KB (43 KB as JSON): far more than the socket buffers hold
             peer.publish("robots.r1.ros.camera.image_raw", msgpack.packb({"height": i, "data": b"x" * 32768}),
@@ -405,3 +415,67 @@ def test_roslibjs_node_and_chromium(nats_server: Any, procs: Any, ros_domain: in
         req = urllib.request.Request(f"http://127.0.0.1:{port}/ws", headers={"Origin": "http://evil.example",
                                      "Upgrade": "websocket", "Connection": "Upgrade"})  # fmt: skip
         urllib.request.urlopen(req, timeout=5)
+
+
+# ---------------------------------------------------------------------------------------- TLS, fleet mode
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return cert_path, key_path
+
+
+def test_tls_fleet_mode_and_anonymous_viewer(nats_server: Any, tmp_path: Path) -> None:
+    import ssl
+
+    from robot_platform.ws.server import AgentConfig, WsAgent
+    from robot_platform.ws.topics import Mode
+
+    cert, key = self_signed(tmp_path)
+    config = AgentConfig(mode=Mode.FLEET, port=0, nats_url=nats_server.url, anonymous_role="viewer",
+                         tls_cert=str(cert), tls_key=str(key), users_file=str(write_users(tmp_path)))  # fmt: skip
+    agent = WsAgent(config)
+    agent.start()
+    peer = NatsPeer(nats_server.url)
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        ctx.check_hostname = False
+        with pytest.raises((UpgradeRefused, OSError)):  # plain ws:// to a TLS port fails
+            Client.connect(f"ws://127.0.0.1:{agent.port}/ws")
+        ws = Client.connect(f"wss://127.0.0.1:{agent.port}/ws", ssl_context=ctx)
+        ws.send(json.dumps({"op": "subscribe", "topic": "/odom"}))
+        assert "fleet mode: name the robot" in recv_json(ws)["msg"]
+        ws.send(json.dumps({"op": "subscribe", "topic": "/robots/r7/odom"}))
+        wait_nats_sub(nats_server, "robots.r7.ros.odom")
+        peer.publish("robots.r7.ros.odom", *odom_envelope(Codec(), 7.0))
+        msg = recv_json(ws)
+        assert msg["topic"] == "/robots/r7/odom" and msg["msg"]["pose"]["pose"]["position"]["x"] == 7.0
+        ws.send(json.dumps({"op": "publish", "topic": "/robots/r7/cmd_vel", "type": "geometry_msgs/msg/Twist",
+                            "msg": {}}))  # fmt: skip
+        assert "'anonymous' (role viewer) may not publish" in recv_json(ws)["msg"]
+        admin = Client.connect(f"wss://127.0.0.1:{agent.port}/ws", ssl_context=ctx,
+                               headers={"Authorization": f"Bearer ada:{SECRETS['ada'][1]}"})  # fmt: skip
+        admin.send(json.dumps({"op": "publish", "topic": "/robots/r1/deploy", "type": "std_msgs/msg/String",
+                               "msg": {"data": "pkg 1.2.0"}}))  # fmt: skip
+        wait_for(lambda: peer.received.get("robots.r1.cmd.deploy"), WAIT_S, "admin command on NATS")
+        ws.close()
+        admin.close()
+    finally:
+        peer.close()
+        agent.stop()
