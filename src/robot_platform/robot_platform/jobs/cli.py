@@ -30,6 +30,7 @@ from robot_platform.jobs.errors import JobsError
 from robot_platform.jobs.nats_api import SUBJECT_PREFIX
 
 REQUEST_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 2.0
 WAIT_POLL_S = 1.0
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
@@ -43,10 +44,19 @@ class ApiError(JobsError):
 
 
 async def _request(url: str, name: str, body: dict[str, Any]) -> Any:
+    async def quiet(_exc: Exception) -> None:  # the failure is reported once, below
+        return None
+
     try:
-        nc = await nats.connect(url, connect_timeout=REQUEST_TIMEOUT_S, max_reconnect_attempts=0)
+        nc = await asyncio.wait_for(
+            nats.connect(
+                url, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet
+            ),
+            REQUEST_TIMEOUT_S,
+        )
     except (NatsError, OSError, TimeoutError) as exc:
-        raise ApiError("Unavailable", f"cannot reach NATS at {url}: {exc}") from exc
+        detail = str(exc) or f"no connection within {REQUEST_TIMEOUT_S:g} s"
+        raise ApiError("Unavailable", f"cannot reach NATS at {url}: {detail}; is the control server up?") from exc
     try:
         msg = await nc.request(f"{SUBJECT_PREFIX}.{name}", msgpack.packb(body), timeout=REQUEST_TIMEOUT_S)
     except (NatsError, TimeoutError) as exc:
