@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,19 @@ def test_hub_has_one_user_per_robot_and_control() -> None:
     assert "listen: 127.0.0.1:4000" in text and "http: 127.0.0.1:8000" in text
     assert "leafnodes { listen: 127.0.0.1:7000 }" in text
     assert text.count("user: ") == 3
-    assert f"user: r2, password: {'b' * 20}, permissions: {robot_permissions('r2')}" in text
+    assert f'user: r2, password: "{"b" * 20}", permissions: {robot_permissions("r2")}' in text
+
+
+@pytest.mark.parametrize("password", ["-i6E67Ldo2oHwcsDyZPMwt2", "1234567890123456", "0x12345678901234"])
+def test_generated_hub_config_parses_whatever_the_password(password: str, tmp_path: Path) -> None:
+    """Regression: a generated password starting with '-' made nats-server refuse the whole config."""
+    exe = shutil.which("nats-server")
+    assert exe, "nats-server not on PATH"
+    fleet = Fleet({"r1": password}, password[::-1].replace("-", "a"))
+    conf = tmp_path / "hub.conf"
+    conf.write_text(render_hub(fleet, Endpoint(port=4000), 7000, str(tmp_path / "js")))
+    result = subprocess.run([exe, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr + result.stdout
 
 
 def test_robot_config_links_as_its_own_user() -> None:
