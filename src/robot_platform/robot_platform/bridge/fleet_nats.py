@@ -20,6 +20,7 @@ import argparse
 import os
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,9 +62,12 @@ def robot_permissions(robot_id: str) -> str:
     Besides its own subjects, the leaf link carries the hub's JetStream sourcing of the robot's event
     stream: API requests into the robot's domain (``$JS.<id>.API.>``), their replies (``$JSC.R.>``),
     the sourced messages (``$JS.S.>``, random deliver subjects) and flow control (``$JS.FC.>``).
+    ``robots.<id>.ops.>`` carries the allowlisted remote-action requests served by robot_agent (ops/).
     """
     publish = [f"robots.{robot_id}.>", "_INBOX.>", "$JSC.R.>", "$JS.S.>", "$JS.FC.>"]
-    subscribe = [f"robots.{robot_id}.cmd.>", "_INBOX.>", f"$JS.{robot_id}.API.>", "$JS.FC.>"]
+    subscribe = [
+        f"robots.{robot_id}.cmd.>", f"robots.{robot_id}.ops.>", "_INBOX.>", f"$JS.{robot_id}.API.>", "$JS.FC.>"
+    ]
     return f"{{ publish: {{ allow: {_list(publish)} }}, subscribe: {{ allow: {_list(subscribe)} }} }}"
 
 
@@ -71,11 +75,23 @@ def _list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
-def render_hub(fleet: Fleet, client: Endpoint, leaf_port: int, store_dir: str, max_payload: str = "8MB") -> str:
-    """nats-server config of the control server's hub."""
+def render_hub(
+    fleet: Fleet,
+    client: Endpoint,
+    leaf_port: int,
+    store_dir: str,
+    max_payload: str = "8MB",
+    extra_users: Sequence[str] = (),
+) -> str:
+    """nats-server config of the control server's hub.
+
+    ``extra_users`` are further, already rendered user entries of account FLEET (e.g. the role-limited
+    operator users of :mod:`robot_platform.ops.roles`).
+    """
     fleet.check()
     # Passwords are quoted: an unquoted value starting with '-' or a digit parses as a number.
     users = [f'      {{ user: control, password: "{fleet.control_password}" }}']
+    users += [f"      {entry}" for entry in extra_users]
     for robot_id, password in sorted(fleet.robots.items()):
         users.append(
             f'      {{ user: {robot_id}, password: "{password}", permissions: {robot_permissions(robot_id)} }}'
