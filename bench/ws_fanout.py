@@ -281,6 +281,7 @@ def main() -> int:
     ap.add_argument("--kind", default="odom")
     ap.add_argument("--prefix", default="r")
     ap.add_argument("--quick", action="store_true", help="short runs (3 s) for a smoke check")
+    ap.add_argument("--fleet-only", action="store_true", help="only the fleet scenarios")
     args = ap.parse_args()
     if args.role == "publisher":
         print(
@@ -304,6 +305,8 @@ def main() -> int:
                 results[name] = bench.run(port, agent, **fleet, duration=duration, compression=comp, kind="odom")
                 print(fmt(name, results[name]), flush=True)
             single = dict(robots=1, topics=1, clients=1, kind="small", queue_length=100)
+            if args.fleet_only:
+                return 0
             for comp in ("none", "msgpack"):
                 for rate, label in ((0.0, "saturation"), (1000.0, "1000/s"), (3000.0, "3000/s")):
                     name = f"single 100B {label} ws_agent {comp}"
