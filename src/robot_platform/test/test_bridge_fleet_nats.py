@@ -16,8 +16,17 @@ from robot_platform.bridge.fleet_nats import Endpoint, Fleet, main, render_hub, 
 def test_robot_permissions_are_scoped_to_the_robot() -> None:
     perms = robot_permissions("r7")
     assert 'publish: { allow: ["robots.r7.>", "_INBOX.>", "$JSC.R.>", "$JS.S.>", "$JS.FC.>"] }' in perms
-    assert 'subscribe: { allow: ["robots.r7.cmd.>", "_INBOX.>", "$JS.r7.API.>", "$JS.FC.>"] }' in perms
+    assert (
+        'subscribe: { allow: ["robots.r7.cmd.>", "robots.r7.ops.>", "_INBOX.>", "$JS.r7.API.>", "$JS.FC.>"] }'
+        in perms
+    )
     assert "robots.>" not in perms and "$JS.r1" not in perms
+
+
+def test_hub_takes_extra_users() -> None:
+    fleet = Fleet({"r1": "a" * 20}, "c" * 20)
+    text = render_hub(fleet, Endpoint(port=4000), 7000, "/tmp/js", extra_users=['{ user: alice, password: "x" }'])
+    assert text.count("user: ") == 3 and '      { user: alice, password: "x" }\n' in text
 
 
 def test_hub_has_one_user_per_robot_and_control() -> None:
