@@ -53,6 +53,7 @@ setup(
             "health_monitor_tree = robot_platform.health.node:main",
             "deploy_service = robot_platform.deploy.node:main",
             "frame_publisher = robot_platform.frames.node:main",
+            "jobs_service = robot_platform.jobs.node:main",
             "robot-platform = robot_platform.cli:main",
         ],
     },

@@ -39,6 +39,8 @@ SubcommandHook = Callable[[argparse._SubParsersAction], None]
 # `func(args) -> int` runs it.
 EXTRA_SUBCOMMANDS: tuple[str, ...] = (
     "robot_platform.deploy.cli",  # package keygen|build|sign|push
+    "robot_platform.jobs.cli",  # deploy create|status|list|cancel
+    "robot_platform.jobs.certs",  # certs init|robot|server|client
 )
 
 

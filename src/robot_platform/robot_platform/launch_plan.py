@@ -80,12 +80,17 @@ CONTROL_ARGUMENTS: tuple[Argument, ...] = (
     Argument("nats_url", "", "URL the control nodes use for NATS; empty: the hub at nats_port"),
     Argument("enable_bridge", "true", "Start the control nats_bridge (fleet mirror /fleet/<id>/..., commands)"),
     Argument("fleet_robots", "[r1]", "Robots of the fleet, e.g. [r1,r2,r3] (event streams, commands)"),
+    Argument("enable_jobs", "true", "Start jobs_service (AWS IoT Jobs over MQTT, staged rollouts)"),
+    Argument("jobs_store", "~/.robot_platform/jobs/jobs.sqlite3", "SQLite file of jobs and executions"),
 )
 
 CONTROL_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("nats_bridge", "nats_bridge", "enable_bridge",
              "Fleet mirror /fleet/<id>/..., fleet commands, FLEET_EVENTS stream on the hub",
              overrides={"nats_url": "nats_url", "fleet_robots": "fleet_robots"}),
+    NodeSpec("jobs_service", "jobs_service", "enable_jobs",
+             "Fleet deployments: AWS IoT Jobs server over Mosquitto, staged rollouts, API on NATS jobs.*",
+             overrides={"nats_url": "nats_url", "store_path": "jobs_store"}),
 )
 
 BOOLEAN_TRUE = ("true", "1", "yes", "on")

@@ -47,6 +47,7 @@ def demo_processes(layout: DemoLayout, install: Installation, enable_camera: boo
         "nats_monitor_port": str(layout.hub_monitor_port),
         "leaf_port": str(layout.leaf_port),
         "nats_store_dir": str(layout.state_dir.resolve() / "hub"),
+        "jobs_store": str(layout.state_dir.resolve() / "jobs.sqlite3"),
         "fleet_robots": "[" + ",".join(layout.robot_id(i) for i in range(1, layout.robots + 1)) + "]",
     }
     out = [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain_base)}, p.server)

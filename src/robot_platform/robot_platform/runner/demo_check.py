@@ -45,6 +45,15 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
         else:
             log.info("%s (ROS_DOMAIN_ID %d): nodes %s; %d topics", layout.robot_id(i), layout.domain(i),
                      ", ".join(sorted(expected_nodes)), len(topics))
+    control_nodes = {c.name.split("/", 1)[1] for c in group.children
+                     if c.name.startswith("control/") and c.name != "control/nats-hub"}
+    _, nodes = graph_in_domain(layout.domain_base, set(), control_nodes, timeout_s=30.0)
+    if control_nodes - nodes:
+        ok = False
+        log.error("control server (ROS_DOMAIN_ID %d): missing nodes %s", layout.domain_base,
+                  sorted(control_nodes - nodes))
+    else:
+        log.info("control server (ROS_DOMAIN_ID %d): nodes %s", layout.domain_base, ", ".join(sorted(nodes)))
     dead = [c.name for c in group.exited()]
     if dead:
         ok = False
