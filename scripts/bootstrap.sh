@@ -16,6 +16,8 @@ missing=()
 for pkg in $(apt_packages); do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# Node.js + npm (browser test tools, web assets): any install will do; Debian's if there is none.
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif sudo -n true 2>/dev/null; then SUDO=(sudo -n); else SUDO=(none); fi
   if [ "${SUDO[0]:-}" = none ] || ! command -v apt-get >/dev/null; then
@@ -70,4 +72,18 @@ fi
 if [ "$MODE" = wheels ]; then
   "$VENV/bin/python" scripts/fix_ros_wheel_paths.py "$VENV"
 fi
+# --- npm packages (pinned by their package-lock.json; node_modules is git-ignored) -------------------
+for dir in test/browser web; do
+  [ -f "$dir/package-lock.json" ] || continue
+  lock_sum="$(sha256sum "$dir/package-lock.json" | cut -c1-16)"
+  if [ "$(cat "$dir/node_modules/.rp-lock-stamp" 2>/dev/null)" != "$lock_sum" ]; then
+    if command -v npm >/dev/null; then
+      say "npm ci in $dir"
+      npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+      echo "$lock_sum" > "$dir/node_modules/.rp-lock-stamp"
+    else
+      say "WARNING: npm missing: $dir packages not installed (browser tests will say so)"
+    fi
+  fi
+done
 say "ready ($MODE mode, Python $pyver)"
