@@ -1,0 +1,1 @@
+"""Remote operations: robot registry, centralised logs, reverse-SSH access, safe remote actions."""

@@ -1,0 +1,216 @@
+"""Safe remote actions: allowlisted, role-checked request/reply on ``robots.<id>.ops.<action>``.
+
+Request (msgpack map): ``{user, role, args: {...}}``. Reply (msgpack map): ``{ok: true, result}`` or
+``{ok: false, error: {kind, message}}``. No action opens a shell or runs a command line.
+
+Actions (the robot's ``allowed_actions`` parameter narrows them further):
+
+* ``list_graph``   nodes and topics (types, publisher counts) with measured rates of buffered topics
+* ``capture``      ``{topics: [...], seconds: N}`` -> a msgpack capture file of the last N seconds of
+                    the chosen topics from the rolling in-memory buffer (serialized CDR, with types)
+* ``restart_app``  ``{package}`` -> asks deploy_service (NATS ``robots.<id>.deploy.restart.<package>``)
+
+Role check: the request names ``user`` and ``role``; the robot's roles file must list that user with
+that role, and the role must grant the action. That check is advisory (a client could claim any name):
+the *enforcement* is the NATS permission of the operator's user on the hub, which lets a user publish
+only ``robots.*.ops.<action>`` for the actions of their role (see :mod:`.roles`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from robot_platform.bridge import subjects
+
+from .errors import ActionError, ActionNotAllowedError, OpsError
+from .roles import Roles
+
+ACTIONS = ("list_graph", "capture", "restart_app")
+MAX_REQUEST_BYTES = 64 * 1024
+CAPTURE_FORMAT = "robot_platform.capture/1"
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def action_subject(robot_id: str, action: str) -> str:
+    if action not in ACTIONS:
+        raise ActionNotAllowedError(action, f"unknown action; known: {', '.join(ACTIONS)}")
+    return f"{subjects.ROOT}.{subjects.check_robot_id(robot_id)}.ops.{action}"
+
+
+def encode_request(user: str, role: str, args: dict[str, Any] | None = None) -> bytes:
+    return msgpack.packb({"user": user, "role": role, "args": args or {}})
+
+
+def encode_reply(result: Any = None, error: OpsError | None = None) -> bytes:
+    if error is not None:
+        return msgpack.packb({"ok": False, "error": {"kind": error.kind, "message": str(error)}})
+    return msgpack.packb({"ok": True, "result": result}, use_bin_type=True)
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    action: str
+    user: str
+    role: str
+    args: dict[str, Any]
+
+
+def decode_request(action: str, data: bytes) -> ActionRequest:
+    if len(data) > MAX_REQUEST_BYTES:
+        raise ActionError(action, f"request larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        body = msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise ActionError(action, f"request is not msgpack ({type(exc).__name__})") from None
+    if not isinstance(body, dict):
+        raise ActionError(action, "request must be a map {user, role, args}")
+    user, role, args = body.get("user"), body.get("role"), body.get("args", {})
+    if not isinstance(user, str) or not user or not isinstance(role, str) or not role:
+        raise ActionError(action, "request needs non-empty 'user' and 'role'")
+    if not isinstance(args, dict):
+        raise ActionError(action, "'args' must be a map")
+    return ActionRequest(action, user, role, args)
+
+
+class ActionDispatcher:
+    """Checks allowlist and role, runs the handler, turns typed errors into error replies; audits all."""
+
+    def __init__(
+        self,
+        robot_id: str,
+        allowed: Iterable[str],
+        roles: Roles,
+        handlers: dict[str, Handler],
+        audit: logging.Logger | Any | None = None,
+    ) -> None:
+        self.robot_id = subjects.check_robot_id(robot_id)
+        self.allowed = frozenset(allowed)
+        unknown = self.allowed - set(ACTIONS)
+        if unknown:
+            raise ActionNotAllowedError(",".join(sorted(unknown)), f"unknown action; known: {', '.join(ACTIONS)}")
+        self.roles = roles
+        self.handlers = handlers
+        self.audit = audit or logging.getLogger(__name__)
+        self.served = 0
+        self.refused = 0
+
+    def subscription(self) -> str:
+        return f"{subjects.ROOT}.{self.robot_id}.ops.*"
+
+    async def handle(self, subject: str, data: bytes) -> bytes:
+        action = subject.rsplit(".", 1)[-1]
+        who = "?"
+        try:
+            if subject != f"{subjects.ROOT}.{self.robot_id}.ops.{action}":
+                raise ActionError(action, f"subject {subject} is not for robot {self.robot_id}")
+            request = decode_request(action, data)
+            who = f"{request.user} ({request.role})"
+            if action not in self.allowed or action not in self.handlers:
+                raise ActionNotAllowedError(action, "not in this robot's allowed_actions")
+            self.roles.check(request.user, request.role, action)
+            result = await self.handlers[action](request.args)
+        except OpsError as exc:
+            self.refused += 1
+            self.audit.warning(f"ops action {action} by {who} refused: {exc}")
+            return encode_reply(error=exc)
+        self.served += 1
+        self.audit.info(f"ops action {action} by {who} done")
+        return encode_reply(result)
+
+
+class RollingBuffer:
+    """Last ``window_s`` seconds of serialized messages per topic, at most ``max_bytes`` in all.
+
+    Drop policy: messages older than the window are evicted; past ``max_bytes`` the oldest message of
+    the topic being added to is dropped (counted in ``dropped``). Thread-safe: ROS callbacks add, the
+    action handler reads.
+    """
+
+    RATE_WINDOW_S = 5.0
+
+    def __init__(self, window_s: float, max_bytes: int) -> None:
+        if window_s <= 0 or max_bytes <= 0:
+            raise ValueError("window_s and max_bytes must be > 0")
+        self.window_s = window_s
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.dropped = 0
+        self._topics: dict[str, deque[tuple[float, bytes]]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, topic: str, data: bytes, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            queue = self._topics.setdefault(topic, deque())
+            queue.append((now, data))
+            self.size += len(data)
+            self._evict(now)
+            while self.size > self.max_bytes and queue:
+                _, old = queue.popleft()
+                self.size -= len(old)
+                self.dropped += 1
+
+    def _evict(self, now: float) -> None:
+        horizon = now - self.window_s
+        for queue in self._topics.values():
+            while queue and queue[0][0] < horizon:
+                self.size -= len(queue.popleft()[1])
+
+    def snapshot(
+        self, topics: Iterable[str], seconds: float, now: float | None = None
+    ) -> list[tuple[float, str, bytes]]:
+        """Messages of ``topics`` from the last ``seconds`` s, in time order."""
+        now = time.time() if now is None else now
+        since = now - seconds
+        with self._lock:
+            self._evict(now)
+            out = [(t, topic, d) for topic in topics for t, d in self._topics.get(topic, ()) if t >= since]
+        out.sort(key=lambda item: item[0])
+        return out
+
+    def rates(self, now: float | None = None) -> dict[str, float]:
+        """Messages per second of each buffered topic over the last RATE_WINDOW_S (or the window)."""
+        now = time.time() if now is None else now
+        span = min(self.RATE_WINDOW_S, self.window_s)
+        with self._lock:
+            return {
+                topic: round(sum(1 for t, _ in queue if t >= now - span) / span, 2)
+                for topic, queue in self._topics.items()
+            }
+
+
+def build_capture(
+    robot_id: str,
+    buffer: RollingBuffer,
+    types: dict[str, str],
+    topics: Any,
+    seconds: Any,
+    max_bytes: int,
+) -> dict[str, Any]:
+    """Validate a capture request and build the capture file (returned as ``{file, messages, bytes}``)."""
+    if not isinstance(topics, list) or not topics or not all(isinstance(t, str) for t in topics):
+        raise ActionError("capture", "'topics' must be a non-empty list of topic names")
+    missing = [t for t in topics if t not in types]
+    if missing:
+        raise ActionError("capture", f"not buffered here: {', '.join(missing)}; buffered: {', '.join(sorted(types))}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= buffer.window_s:
+        raise ActionError("capture", f"'seconds' must be a number in (0, {buffer.window_s:g}]")
+    now = time.time()
+    entries = buffer.snapshot(topics, float(seconds), now)
+    body = msgpack.packb({
+        "format": CAPTURE_FORMAT, "robot_id": robot_id, "created": now, "seconds": float(seconds),
+        "topics": {t: types[t] for t in topics},
+        "messages": [{"t": t, "topic": topic, "cdr": data} for t, topic, data in entries],
+    }, use_bin_type=True)  # fmt: skip
+    if len(body) > max_bytes:
+        raise ActionError("capture", f"capture is {len(body)} bytes, over the {max_bytes} limit: ask fewer seconds")
+    return {"file": body, "messages": len(entries), "bytes": len(body)}

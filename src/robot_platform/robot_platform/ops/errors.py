@@ -1,0 +1,81 @@
+"""Errors of the ops area (registry, logs, remote access, remote actions)."""
+
+from __future__ import annotations
+
+from robot_platform.exceptions import RobotPlatformError
+
+
+class OpsError(RobotPlatformError):
+    """Base of every ops error; ``kind`` is a stable machine-readable name sent in action replies."""
+
+    kind = "ops_error"
+
+
+class AnnouncementError(OpsError):
+    """A presence announcement is malformed or claims another robot's identity."""
+
+    kind = "bad_announcement"
+
+    def __init__(self, subject: str, reason: str) -> None:
+        super().__init__(f"announcement on {subject} rejected: {reason}")
+        self.subject = subject
+        self.reason = reason
+
+
+class LogRecordError(OpsError):
+    """A log record on NATS cannot be decoded."""
+
+    kind = "bad_log_record"
+
+    def __init__(self, subject: str, reason: str) -> None:
+        super().__init__(f"log record on {subject} rejected: {reason}")
+        self.subject = subject
+        self.reason = reason
+
+
+class ActionError(OpsError):
+    """A remote-action request is malformed or its arguments are invalid."""
+
+    kind = "bad_request"
+
+    def __init__(self, action: str, reason: str) -> None:
+        super().__init__(f"action {action}: {reason}")
+        self.action = action
+        self.reason = reason
+
+
+class ActionNotAllowedError(ActionError):
+    """The action is not allowlisted on this robot, or the caller's role does not grant it."""
+
+    kind = "not_allowed"
+
+
+class ActionUnavailableError(ActionError):
+    """The action is allowlisted but what it needs is not running (e.g. deploy_service for restart_app)."""
+
+    kind = "unavailable"
+
+
+class TunnelConfigError(OpsError):
+    """A value for the SSH tunnel/bastion configuration is unsafe or missing."""
+
+    kind = "tunnel_config"
+
+    def __init__(self, key: str, value: object, reason: str) -> None:
+        super().__init__(f"invalid ssh setting {key}={value!r}: {reason}")
+        self.key = key
+        self.value = value
+        self.reason = reason
+
+
+class RemoteActionFailed(OpsError):
+    """The robot answered a remote action with an error (CLI side)."""
+
+    kind = "remote_error"
+
+    def __init__(self, robot_id: str, action: str, error_kind: str, message: str) -> None:
+        super().__init__(f"{robot_id} refused {action} ({error_kind}): {message}")
+        self.robot_id = robot_id
+        self.action = action
+        self.error_kind = error_kind
+        self.remote_message = message

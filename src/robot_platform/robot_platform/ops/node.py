@@ -1,0 +1,269 @@
+"""robot_agent: the robot's side of remote operations (one small node, four duties).
+
+Why one node: the announcer, the /rosout forwarder, the rolling capture buffer and the remote-action
+server all need the robot's identity, its local NATS connection and a view of the ROS graph; one
+process with one NATS connection is cheaper on a 2-core robot than four. The reverse SSH tunnel is an
+``autossh`` child this node supervises (stopped with it), so enabling remote access is one parameter.
+
+Parameters (config/robot.yaml, ``robot_agent``): robot_id, site, nats_url, nats_user,
+nats_password_file, announce_period_s, capabilities, report_packages, log_min_level,
+log_stream_max_bytes, log_stream_max_age_s, capture_topics, capture_window_s, capture_max_bytes,
+capture_reply_max_bytes, allowed_actions, roles_file, tunnel.* (enable, bastion_host, bastion_port,
+bastion_user, remote_port, key_file, known_hosts, local_ssh_port, autossh).
+Subscriptions: /rosout (rcl_interfaces/msg/Log, reliable, transient local, depth 100); each capture
+topic (raw CDR, best effort, depth 10).
+NATS: publishes robots.<id>.presence (JSON) and robots.<id>.logs.<level> (stream LOGS_<id>); serves
+robots.<id>.ops.<action> (see ops/actions.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import Log, ParameterDescriptor, ParameterType
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+from robot_platform.bridge.errors import BridgeError, SubjectError
+from robot_platform.bridge.link import Credentials
+from robot_platform.bridge.rostypes import TypeRegistry
+from robot_platform.bridge.subjects import check_robot_id, check_token
+from robot_platform.common.node_main import spin_node
+from robot_platform.common.params import declare
+from robot_platform.exceptions import ConfigError
+
+from . import logs
+from .actions import ACTIONS, ActionDispatcher, RollingBuffer, build_capture
+from .agent import AgentLink, AgentSettings
+from .errors import ActionError, ActionUnavailableError
+from .registry import ANNOUNCE_PERIOD_S, Announcement, package_versions
+from .roles import Roles
+from .tunnel import AUTOSSH_ENV, TunnelSpec, autossh_argv
+
+ROSOUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+RESOLVE_PERIOD_S = 2.0
+TUNNEL_CHECK_PERIOD_S = 5.0
+TUNNEL_STOP_TIMEOUT_S = 5.0
+RESTART_TIMEOUT_S = 20.0
+
+
+class RobotAgentNode(Node):
+    """ROS glue of robot_agent (see the module docstring for its interface)."""
+
+    def __init__(self) -> None:
+        super().__init__("robot_agent")
+        self.started = time.monotonic()
+        self.robot_id = check_robot_id(declare(self, "robot_id", "r1", "robot identity", read_only=True))
+        self.site = declare(self, "site", "", "site name shown in the registry", read_only=True)
+        nats_url = declare(self, "nats_url", "nats://127.0.0.1:4222", "the robot's local nats-server", read_only=True)
+        nats_user = declare(self, "nats_user", "", "NATS user (empty: none)", read_only=True)
+        password_file = declare(self, "nats_password_file", "", "file with the NATS password", read_only=True)
+        self.period = declare(self, "announce_period_s", ANNOUNCE_PERIOD_S, "presence period",
+                              read_only=True, min_value=0.2, max_value=300.0)  # fmt: skip
+        self.capabilities = self._strings("capabilities", "capabilities announced (e.g. camera, deploy)")
+        self.report_packages = self._strings("report_packages", "Python distributions whose versions are announced")
+        self.min_level = logs.LEVELS[logs.parse_level(declare(self, "log_min_level", "info", "lowest level forwarded"))]
+        stream_mb = declare(self, "log_stream_max_mb", 64, "size limit of LOGS_<id> on the robot",
+                            read_only=True, min_value=1, max_value=100000)  # fmt: skip
+        stream_age_h = declare(self, "log_stream_max_age_h", 72.0, "age limit of LOGS_<id> on the robot",
+                               read_only=True, min_value=0.01, max_value=8760.0)  # fmt: skip
+        self.capture_topics = self._strings("capture_topics", "topics kept in the rolling capture buffer")
+        window = declare(self, "capture_window_s", 30.0, "seconds kept per topic", read_only=True,
+                         min_value=1.0, max_value=600.0)  # fmt: skip
+        buffer_mb = declare(self, "capture_max_mb", 64, "capture buffer memory limit (drop oldest)",
+                            read_only=True, min_value=1, max_value=4096)  # fmt: skip
+        self.reply_max = int(declare(self, "capture_reply_max_mb", 4, "largest capture file sent",
+                                     read_only=True, min_value=1, max_value=64)) * 1024 * 1024  # fmt: skip
+        allowed = self._strings("allowed_actions", f"remote actions served (of {', '.join(ACTIONS)})") or list(ACTIONS)
+        roles_file = declare(self, "roles_file", "", "roles file (YAML); empty: every action refused", read_only=True)
+
+        password = Path(password_file).read_text(encoding="utf-8").strip() if password_file else ""
+        roles = Roles.load(roles_file) if roles_file else Roles()
+        if not roles_file:
+            self.get_logger().warning("no roles_file: every remote action will be refused")
+        self.buffer = RollingBuffer(window, int(buffer_mb) * 1024 * 1024)
+        self.types: dict[str, str] = {}
+        self._type_registry = TypeRegistry()
+        dispatcher = ActionDispatcher(self.robot_id, allowed, roles, {
+            "list_graph": self._list_graph, "capture": self._capture, "restart_app": self._restart_app,
+        }, audit=self.get_logger())  # fmt: skip
+        settings = AgentSettings(self.robot_id, nats_url, Credentials(nats_user, password),
+                                 int(stream_mb) * 1024 * 1024, float(stream_age_h) * 3600.0)  # fmt: skip
+        self.agent = AgentLink(settings, dispatcher, self.get_logger())
+        self.tunnel_spec = self._tunnel_parameters()
+        self.tunnel: subprocess.Popen[bytes] | None = None
+        self.create_subscription(Log, "/rosout", self._on_log, ROSOUT_QOS)
+        self.agent.start()
+        self._announce()
+        self.create_timer(float(self.period), self._announce)
+        if self.capture_topics:
+            self._resolve_capture_topics()
+            self.create_timer(RESOLVE_PERIOD_S, self._resolve_capture_topics)
+        if self.tunnel_spec is not None:
+            self._start_tunnel()
+            self.create_timer(TUNNEL_CHECK_PERIOD_S, self._check_tunnel)
+        self.get_logger().info(
+            f"robot_agent {self.robot_id} ready: nats={nats_url} actions={sorted(dispatcher.allowed)} "
+            f"capture={self.capture_topics} tunnel={'on' if self.tunnel_spec else 'off'}"
+        )
+
+    # ------------------------------------------------------------------ parameters
+    def _strings(self, name: str, description: str) -> list[str]:
+        descriptor = ParameterDescriptor(type=ParameterType.PARAMETER_STRING_ARRAY, read_only=True,
+                                         description=description)  # fmt: skip
+        self.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor)
+        try:
+            return [v for v in (self.get_parameter(name).value or []) if v]
+        except rclpy.exceptions.ParameterUninitializedException:
+            return []
+
+    def _tunnel_parameters(self) -> TunnelSpec | None:
+        enable = declare(self, "tunnel.enable", False, "keep a reverse SSH tunnel to the bastion", read_only=True)
+        values = {
+            "bastion_host": declare(self, "tunnel.bastion_host", "127.0.0.1", "bastion host", read_only=True),
+            "bastion_port": declare(self, "tunnel.bastion_port", 22, "bastion sshd port", read_only=True,
+                                    min_value=1, max_value=65535),
+            "bastion_user": declare(self, "tunnel.bastion_user", "rptunnel", "bastion tunnel account", read_only=True),
+            "remote_port": declare(self, "tunnel.remote_port", 2201, "port this robot holds on the bastion",
+                                   read_only=True, min_value=1, max_value=65535),
+            "key_file": declare(self, "tunnel.key_file", "", "this robot's tunnel private key", read_only=True),
+            "known_hosts": declare(self, "tunnel.known_hosts", "", "known_hosts with the bastion's key",
+                                   read_only=True),
+            "local_ssh_port": declare(self, "tunnel.local_ssh_port", 22, "the robot's own sshd port",
+                                      read_only=True, min_value=1, max_value=65535),
+        }  # fmt: skip
+        self.autossh = declare(self, "tunnel.autossh", "autossh", "autossh executable", read_only=True)
+        if not enable:
+            return None
+        if not values["key_file"] or not values["known_hosts"]:
+            raise ConfigError("tunnel.key_file/known_hosts", "", "both are required when tunnel.enable is true")
+        return TunnelSpec(robot_id=self.robot_id, **values).check()
+
+    # ------------------------------------------------------------------ registry
+    def _announce(self) -> None:
+        self.agent.announce(Announcement(
+            robot_id=self.robot_id, site=self.site, software_version=_software_version(),
+            packages=package_versions(self.report_packages), host=socket.gethostname(),
+            uptime_s=round(time.monotonic() - self.started, 1), capabilities=tuple(self.capabilities),
+            ssh_port=self.tunnel_spec.remote_port if self.tunnel_spec else 0, sent_at=time.time(),
+        ))  # fmt: skip
+
+    # ------------------------------------------------------------------ logs
+    def _on_log(self, msg: Log) -> None:
+        if msg.level < self.min_level:
+            return
+        body = logs.encode_record(msg.stamp.sec, msg.stamp.nanosec, msg.level, msg.name, msg.msg, msg.file,
+                                  msg.function, msg.line)  # fmt: skip
+        self.agent.forward_log(msg.level, body, f"{msg.stamp.sec}.{msg.stamp.nanosec:09d}")
+
+    # ------------------------------------------------------------------ capture buffer
+    def _resolve_capture_topics(self) -> None:
+        pending = [t for t in self.capture_topics if t not in self.types]
+        if not pending:
+            return
+        known = dict(self.get_topic_names_and_types())
+        for topic in pending:
+            if not known.get(topic):
+                continue
+            type_name = known[topic][0]
+            try:
+                cls = self._type_registry.load(type_name)
+            except BridgeError as exc:
+                self.get_logger().warning(f"capture topic {topic}: {exc}")
+                continue
+            self.types[topic] = type_name
+            self.create_subscription(cls, topic, lambda data, t=topic: self.buffer.add(t, data),
+                                     qos_profile_sensor_data, raw=True)  # fmt: skip
+
+    # ------------------------------------------------------------------ remote actions (link loop)
+    async def _list_graph(self, args: dict[str, Any]) -> dict[str, Any]:
+        rates = self.buffer.rates()
+        nodes = sorted(f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces())
+        topics = [
+            {"name": name, "types": types, "publishers": self.count_publishers(name),
+             "subscribers": self.count_subscribers(name), "rate_hz": rates.get(name)}
+            for name, types in sorted(self.get_topic_names_and_types())
+        ]  # fmt: skip
+        return {"nodes": nodes, "topics": topics, "buffered": sorted(self.types), "buffer_dropped": self.buffer.dropped}
+
+    async def _capture(self, args: dict[str, Any]) -> dict[str, Any]:
+        return build_capture(self.robot_id, self.buffer, dict(self.types), args.get("topics"),
+                             args.get("seconds"), self.reply_max)  # fmt: skip
+
+    async def _restart_app(self, args: dict[str, Any]) -> dict[str, Any]:
+        import msgpack
+        import nats.errors
+
+        try:
+            package = check_token(args.get("package", ""))
+        except SubjectError:
+            raise ActionError("restart_app", "'package' must be a package name") from None
+        subject = f"robots.{self.robot_id}.deploy.restart.{package}"
+        try:
+            reply = await self.agent.request(subject, msgpack.packb({"package": package}), RESTART_TIMEOUT_S)
+        except nats.errors.NoRespondersError:
+            raise ActionUnavailableError(
+                "restart_app", f"nothing serves {subject} (is deploy_service running?)"
+            ) from None
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise ActionUnavailableError("restart_app", f"{subject}: {type(exc).__name__}") from None
+        return msgpack.unpackb(reply, raw=False)
+
+    # ------------------------------------------------------------------ tunnel (autossh child)
+    def _start_tunnel(self) -> None:
+        assert self.tunnel_spec is not None
+        exe = shutil.which(self.autossh) or self.autossh
+        env = {**os.environ, **AUTOSSH_ENV}
+        self.tunnel = subprocess.Popen(autossh_argv(self.tunnel_spec, exe), env=env, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)  # fmt: skip
+        self.get_logger().info(
+            f"reverse tunnel: bastion port {self.tunnel_spec.remote_port} (autossh pid {self.tunnel.pid})"
+        )
+
+    def _check_tunnel(self) -> None:
+        if self.tunnel is not None and self.tunnel.poll() is not None:
+            self.get_logger().error(f"autossh exited with status {self.tunnel.returncode}; restarting it")
+            self._start_tunnel()
+
+    def close(self) -> None:
+        """Stop the tunnel (its whole process group: autossh and its ssh) and the NATS link."""
+        if self.tunnel is not None and self.tunnel.poll() is None:
+            os.killpg(self.tunnel.pid, signal.SIGTERM)
+            try:
+                self.tunnel.wait(TUNNEL_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.tunnel.pid, signal.SIGKILL)
+                self.tunnel.wait(TUNNEL_STOP_TIMEOUT_S)
+        self.tunnel = None
+        self.agent.stop()
+
+
+def _software_version() -> str:
+    try:
+        return metadata.version("robot_platform")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        spin_node(RobotAgentNode, args=args)
+    except ConfigError as exc:
+        import sys
+
+        sys.stderr.write(f"robot_agent: {exc}\n")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

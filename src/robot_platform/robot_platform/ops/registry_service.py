@@ -1,0 +1,171 @@
+"""The control side of the registry (no rclpy): presence -> JetStream KV, offline sweep, log stream.
+
+:class:`RegistryService` connects to the hub, makes sure the ``FLEET_REGISTRY`` bucket and the
+``FLEET_LOGS`` stream exist, loads what the bucket already holds (so a restart keeps the fleet and its
+first-seen times), folds every ``robots.*.presence`` message into :class:`.registry.Registry` and writes
+the robot's record to the bucket, and every ``sweep_period_s`` marks robots silent for longer than
+``offline_after_s`` offline. A robot that appears for the first time is added to ``FLEET_LOGS``'s
+sources (its credentials were checked by the hub already: only known robot users can publish there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import KeyValueConfig, StorageType
+
+from robot_platform.bridge.backoff import Backoff
+from robot_platform.bridge.link import Credentials
+from robot_platform.bridge.streams import ensure_stream
+
+from . import logs
+from .errors import AnnouncementError
+from .registry import BUCKET, OFFLINE_AFTER_S, Registry, RobotRecord, decode_announcement
+
+CONNECT_TIMEOUT_S = 2.0
+RECONNECT_WAIT_S = 1.0
+SWEEP_PERIOD_S = 1.0
+BUCKET_HISTORY = 5
+
+
+@dataclass
+class ServiceCounters:
+    announcements: int = 0
+    rejected: int = 0
+    went_offline: int = 0
+    kv_errors: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+async def open_bucket(js: Any, create: bool = True) -> Any:
+    """The registry bucket (created, file-backed, if ``create`` and missing)."""
+    try:
+        return await js.key_value(BUCKET)
+    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+        if not create:
+            raise
+    return await js.create_key_value(KeyValueConfig(
+        bucket=BUCKET, description="robot_platform fleet registry (one key per robot)",
+        history=BUCKET_HISTORY, storage=StorageType.FILE,
+    ))  # fmt: skip
+
+
+async def read_records(kv: Any) -> list[RobotRecord]:
+    """Every record in the bucket (an empty bucket is an empty fleet)."""
+    try:
+        keys = await kv.keys()
+    except nats.js.errors.NoKeysError:
+        return []
+    records = []
+    for key in keys:
+        with contextlib.suppress(nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            entry = await kv.get(key)
+            if entry.value:
+                records.append(RobotRecord.decode(entry.value))
+    return records
+
+
+class RegistryService:
+    def __init__(
+        self,
+        url: str,
+        credentials: Credentials,
+        fleet: list[str],
+        offline_after_s: float = OFFLINE_AFTER_S,
+        sweep_period_s: float = SWEEP_PERIOD_S,
+        log_max_bytes: int = logs.HUB_MAX_BYTES,
+        log_max_age_s: float = logs.HUB_MAX_AGE_S,
+        log: logging.Logger | Any | None = None,
+    ) -> None:
+        self.url = url
+        self.credentials = credentials
+        self.registry = Registry(offline_after_s, fleet)
+        self.sweep_period_s = sweep_period_s
+        self.log_max_bytes = log_max_bytes
+        self.log_max_age_s = log_max_age_s
+        self.sourced: set[str] = set(fleet)
+        self.counters = ServiceCounters()
+        self._log = log or logging.getLogger(__name__)
+        self._kv: Any = None
+        self._js: Any = None
+        self._nc: Any = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        nc = await self._connect(stop)
+        if nc is None:
+            return
+        try:
+            self._nc = nc
+            self._js = nc.jetstream()
+            self._kv = await open_bucket(self._js)
+            for record in await read_records(self._kv):
+                self.registry.load(record)
+            self.sourced |= set(self.registry.records)
+            await self._ensure_log_stream()
+            await nc.subscribe("robots.*.presence", cb=self._on_presence)
+            self._log.info(f"registry up: {len(self.registry.records)} robots known, logs from {sorted(self.sourced)}")
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.sweep_period_s)
+                for record in self.registry.sweep():
+                    self.counters.went_offline += 1
+                    self._log.warning(f"robot {record.robot_id} offline: silent for {self.registry.offline_after_s:g}s")
+                    await self._put(record)
+        finally:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await asyncio.wait_for(nc.drain(), CONNECT_TIMEOUT_S)
+
+    async def _connect(self, stop: asyncio.Event) -> Any:
+        backoff = Backoff()
+        options: dict[str, Any] = {}
+        if self.credentials.user:
+            options = {"user": self.credentials.user, "password": self.credentials.password}
+        while not stop.is_set():
+            try:
+                return await nats.connect(
+                    self.url, name="fleet_registry", connect_timeout=CONNECT_TIMEOUT_S,
+                    max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT_S, **options,
+                )  # fmt: skip
+            except (OSError, TimeoutError, nats.errors.Error) as exc:
+                self._log.warning(f"cannot connect to the hub at {self.url}: {type(exc).__name__}; retrying")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff.next_delay())
+        return None
+
+    async def _on_presence(self, msg: Any) -> None:
+        try:
+            announcement = decode_announcement(msg.subject, msg.data)
+            record, appeared = self.registry.apply(announcement)
+        except AnnouncementError as exc:
+            self.counters.rejected += 1
+            if self.counters.rejected == 1 or self.counters.rejected % 100 == 0:
+                self._log.warning(f"{exc} ({self.counters.rejected} rejected so far)")
+            return
+        self.counters.announcements += 1
+        if appeared:
+            self._log.info(f"robot {record.robot_id} online (site {announcement.site or '-'})")
+        if record.robot_id not in self.sourced:
+            self.sourced.add(record.robot_id)
+            await self._ensure_log_stream()
+        await self._put(record)
+
+    async def _put(self, record: RobotRecord) -> None:
+        try:
+            await self._kv.put(record.robot_id, record.encode())
+        except (nats.errors.Error, TimeoutError) as exc:
+            self.counters.kv_errors += 1
+            self._log.warning(f"registry write for {record.robot_id} failed: {type(exc).__name__}: {exc}")
+
+    async def _ensure_log_stream(self) -> None:
+        config = logs.hub_stream_config(sorted(self.sourced), self.log_max_bytes, self.log_max_age_s)
+        try:
+            await ensure_stream(self._nc, config)
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._log.error(f"cannot create/update {config.name}: {type(exc).__name__}: {exc}")
