@@ -466,6 +466,19 @@ def test_tls_fleet_mode_and_anonymous_viewer(nats_server: Any, tmp_path: Path) -
         peer.publish("robots.r7.ros.odom", *odom_envelope(Codec(), 7.0))
         msg = recv_json(ws)
         assert msg["topic"] == "/robots/r7/odom" and msg["msg"]["pose"]["pose"]["position"]["x"] == 7.0
+        # fleet overview: one wildcard subscription for every robot, each message names its robot
+        ws.send(json.dumps({"op": "subscribe", "topic": "/robots/*/odom"}))
+        wait_nats_sub(nats_server, "robots.*.ros.odom")
+        peer.publish("robots.r8.ros.odom", *odom_envelope(Codec(), 8.0))
+        msg = recv_json(ws)
+        assert (msg["topic"], msg["robot"], msg["msg"]["pose"]["pose"]["position"]["x"]) == (
+            "/robots/*/odom",
+            "r8",
+            8.0,
+        )
+        peer.publish("robots.r7.ros.odom", *odom_envelope(Codec(), 9.0))  # matches both subscriptions: once each
+        got = sorted((recv_json(ws)["topic"], recv_json(ws)["topic"]))
+        assert got == ["/robots/*/odom", "/robots/r7/odom"] and ws.receive(timeout=0.3) is None
         ws.send(json.dumps({"op": "publish", "topic": "/robots/r7/cmd_vel", "type": "geometry_msgs/msg/Twist",
                             "msg": {}}))  # fmt: skip
         assert "'anonymous' (role viewer) may not publish" in recv_json(ws)["msg"]

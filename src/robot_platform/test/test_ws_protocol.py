@@ -136,3 +136,27 @@ def test_fleet_mode_needs_the_robot_and_maps_back() -> None:
 def test_names_that_could_inject_into_subjects_are_refused(name: str) -> None:
     with pytest.raises(TopicError):
         TopicMapper(Mode.ROBOT, "r1").subscribe(name)
+
+
+def test_fleet_wildcard_subscribe_only() -> None:
+    m = TopicMapper(Mode.FLEET)
+    t = m.subscribe("/robots/*/presence")
+    assert (t.robot_id, t.subject) == ("*", "robots.*.presence")
+    assert m.subscribe("/robots/*/odom").subject == "robots.*.ros.odom"
+    assert m.subscribe("/robots/*/health/nats_bridge").subject == "robots.*.health.nats_bridge"
+    for bad in ("/robots/*/a b", "/robots/*/>", "/robots/*/alerts/x", "/robots/*"):
+        with pytest.raises(TopicError):
+            m.subscribe(bad)
+    with pytest.raises(TopicError):
+        m.publish("/robots/*/cmd_vel")
+    with pytest.raises(TopicError):
+        TopicMapper(Mode.ROBOT, "r1").subscribe("/robots/*/presence")
+
+
+def test_wildcard_publish_frames_name_the_robot() -> None:
+    body = msgpack.packb({"online": True})
+    assert json.loads(protocol.publish_json("/robots/*/presence", {"online": True}, "r3"))["robot"] == "r3"
+    fast = msgpack.unpackb(protocol.publish_msgpack("/robots/*/presence", body, "r3"))
+    assert fast == {"op": "publish", "topic": "/robots/*/presence", "robot": "r3", "msg": {"online": True}}
+    assert cbor2.loads(protocol.publish_cbor("/robots/*/presence", {"online": True}, "r3"))["robot"] == "r3"
+    assert "robot" not in json.loads(protocol.publish_json("/odom", {}))

@@ -198,3 +198,21 @@ def test_closed_session_is_unlinked_and_its_drops_kept() -> None:
     hub.remove_session(s)
     assert interest[-1] == ("robots.r1.ros.odom", False)
     assert hub.subjects() == [] and hub.snapshot()["dropped"] == 2
+
+
+def test_hub_routes_by_subscription_so_overlapping_subjects_are_not_duplicated() -> None:
+    hub = Hub(lambda s, on: None, 1 << 20)
+    fleet, one = ClientSession("fleet"), ClientSession("one")
+    for session, topic, subject in ((fleet, "/robots/*/presence", "robots.*.presence"),
+                                    (one, "/robots/r3/presence", "robots.r3.presence")):  # fmt: skip
+        hub.add_session(session)
+        sub, _ = session.subscribe(sub_req(topic), subject)
+        hub.link(session, sub)
+    body = msgpack.packb({"i": 1})
+    # nats-server delivers the message once per matching subscription, each tagged with its pattern
+    assert hub.deliver("robots.r3.presence", headers(), body, "robots.*.presence") == 1
+    assert hub.deliver("robots.r3.presence", headers(), body, "robots.r3.presence") == 1
+    (frame,) = fleet.render(fleet.take(0))
+    assert '"robot":"r3"' in frame and '"topic":"/robots/*/presence"' in frame
+    (frame,) = one.render(one.take(0))
+    assert '"robot"' not in frame

@@ -31,6 +31,7 @@ from robot_platform.bridge.errors import BridgeError
 from . import protocol
 
 Frame = str | bytes
+WILDCARD = "*"
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,12 @@ class Outgoing:
         return frame
 
     def _encode(self, topic: str, compression: str) -> Frame:
+        robot = self.robot_id if WILDCARD in topic else None  # which robot, for /robots/*/... subscriptions
         if compression == "msgpack":
-            return protocol.publish_msgpack(topic, self.body)
+            return protocol.publish_msgpack(topic, self.body, robot)
         if compression == "cbor":
-            return protocol.publish_cbor(topic, self.msg())
-        return protocol.publish_json(topic, self.msg())
+            return protocol.publish_cbor(topic, self.msg(), robot)
+        return protocol.publish_json(topic, self.msg(), robot)
 
     def wire(self, topic: str, compression: str) -> bytes:
         """The complete WebSocket frame of :meth:`frame`: framed once, written to every client as is."""

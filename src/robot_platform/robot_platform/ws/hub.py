@@ -92,10 +92,11 @@ class Hub:
         return list(self._index)
 
     # ------------------------------------------------------------------ NATS thread
-    def deliver(self, subject: str, headers: dict[str, str] | None, data: bytes) -> int:
-        """Offer one NATS message to its subscribers; returns how many subscriptions got it."""
+    def deliver(self, subject: str, headers: dict[str, str] | None, data: bytes, pattern: str = "") -> int:
+        """Offer one NATS message to the clients of the subscription it came through (``pattern``, the
+        subscribed subject, possibly a wildcard; default: ``subject``); returns how many got it."""
         self.counters.received += 1
-        entries = self._index.get(subject)
+        entries = self._index.get(pattern or subject)
         if not entries:
             self.counters.no_interest += 1
             return 0
@@ -106,7 +107,7 @@ class Hub:
         except BridgeError as exc:
             self._count(exc.kind, f"{subject}: not forwarded: {exc}")
             return 0
-        out = Outgoing(subject, env.type_name, data, env.robot_id)
+        out = Outgoing(subject, env.type_name, data, subject.split(".")[1] if "." in subject else "")
         for session, sub in entries:
             session.offer(sub, out)
         self.counters.offered += len(entries)

@@ -35,7 +35,8 @@ SUB_PENDING_MSGS_LIMIT = 10_000
 SUB_PENDING_BYTES_LIMIT = 64 * 1024 * 1024
 OUTBOX_CAPACITY = 1000
 
-MessageFn = Callable[[str, "dict[str, str] | None", bytes], None]
+# (subscription subject, possibly a wildcard; message subject; headers; payload)
+MessageFn = Callable[[str, str, "dict[str, str] | None", bytes], None]
 ReplyFn = Callable[["tuple[dict[str, str] | None, bytes] | None", "str"], None]
 
 
@@ -205,12 +206,18 @@ class NatsSide:
                 await sub.unsubscribe()
         for subject in wanted - set(self._subs):
             self._subs[subject] = await nc.subscribe(
-                subject, cb=self._deliver, pending_msgs_limit=SUB_PENDING_MSGS_LIMIT,
+                subject, cb=self._callback(subject), pending_msgs_limit=SUB_PENDING_MSGS_LIMIT,
                 pending_bytes_limit=SUB_PENDING_BYTES_LIMIT,
             )  # fmt: skip
 
-    async def _deliver(self, msg: Any) -> None:
-        self._on_message(msg.subject, msg.headers, msg.data)
+    def _callback(self, pattern: str) -> Callable[[Any], Any]:
+        """Callback of one subscription: tells which subscription got the message, so a message
+        matching both ``robots.*.presence`` and ``robots.r1.presence`` reaches each set of clients once."""
+
+        async def deliver(msg: Any) -> None:
+            self._on_message(pattern, msg.subject, msg.headers, msg.data)
+
+        return deliver
 
     async def _flush_outbox(self) -> None:
         nc = self._nc

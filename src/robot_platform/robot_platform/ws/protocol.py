@@ -272,21 +272,38 @@ def service_response(service: str, request_id: str | None, values: Any, result: 
     return dumps(out)
 
 
-def publish_json(topic: str, msg: dict[str, Any]) -> str:
-    return dumps({"op": "publish", "topic": topic, "msg": msg})
+def _publish(topic: str, msg: Any, robot: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"op": "publish", "topic": topic, "msg": msg}
+    if robot is not None:
+        out["robot"] = robot  # fleet wildcard subscriptions (/robots/*/...): which robot sent it
+    return out
+
+
+def publish_json(topic: str, msg: dict[str, Any], robot: str | None = None) -> str:
+    return dumps(_publish(topic, msg, robot))
 
 
 _MSGPACK_PREFIX = msgpack.packb("op") + msgpack.packb("publish") + msgpack.packb("topic")
 _MSGPACK_MSG_KEY = msgpack.packb("msg")
+_MSGPACK_ROBOT_KEY = msgpack.packb("robot")
 
 
-def publish_msgpack(topic: str, body: bytes) -> bytes:
-    """msgpack frame {op, topic, msg} built around the NATS body without decoding it."""
-    return b"\x83" + _MSGPACK_PREFIX + msgpack.packb(topic) + _MSGPACK_MSG_KEY + body
+def publish_msgpack(topic: str, body: bytes, robot: str | None = None) -> bytes:
+    """msgpack frame {op, topic, [robot,] msg} built around the NATS body without decoding it."""
+    if robot is None:
+        return b"\x83" + _MSGPACK_PREFIX + msgpack.packb(topic) + _MSGPACK_MSG_KEY + body
+    return (
+        b"\x84"
+        + _MSGPACK_PREFIX
+        + msgpack.packb(topic)
+        + _MSGPACK_ROBOT_KEY
+        + msgpack.packb(robot)
+        + (_MSGPACK_MSG_KEY + body)
+    )
 
 
-def publish_cbor(topic: str, msg: dict[str, Any]) -> bytes:
-    return cbor2.dumps({"op": "publish", "topic": topic, "msg": msg})
+def publish_cbor(topic: str, msg: dict[str, Any], robot: str | None = None) -> bytes:
+    return cbor2.dumps(_publish(topic, msg, robot))
 
 
 def fragment(frame: str, fragment_size: int, message_id: str) -> list[str]:

@@ -195,8 +195,8 @@ class WsAgent:
         for thread in self._threads:
             thread.join(STOP_JOIN_TIMEOUT_S)
 
-    def _on_nats(self, subject: str, headers: dict[str, str] | None, data: bytes) -> None:
-        self.hub.deliver(subject, headers, data)
+    def _on_nats(self, pattern: str, subject: str, headers: dict[str, str] | None, data: bytes) -> None:
+        self.hub.deliver(subject, headers, data, pattern)
 
     # ------------------------------------------------------------------ HTTP / WS
     def _build_app(self) -> Flask:

@@ -13,6 +13,10 @@ direction and the first path element:
     publish    /robots/r1/cmd_vel             -> robots.r1.cmd.cmd_vel       (commands into ROS)
     service    /robots/r1/robot_sim/estop     -> robots.r1.srv.robot_sim.estop   (NATS request/reply)
 
+Fleet mode also accepts ``/robots/*/<rest>`` for subscribe (e.g. ``/robots/*/presence`` for the
+fleet overview): one NATS wildcard subscription; each ``publish`` to the client then carries the extra
+field ``"robot": "<id>"`` (roslibjs users read it with ``ros.on('/robots/*/presence', m => m.robot)``).
+
 In robot mode (the touch panel) a name without the ``/robots/<id>`` prefix means this robot: ``/odom``
 is ``robots.<this>.ros.odom``; another robot's name is refused. In fleet mode every name must carry
 the prefix. Consequences: a ROS topic whose first element is ``alerts``, ``health``, ``presence``,
@@ -38,6 +42,8 @@ SERVICE_KIND = "srv"
 SINGLE_KINDS = ("alerts", "presence")  # subject has no further tokens
 PART_KINDS = ("frames", "deploy")  # exactly one further token
 HEALTH = "health"  # zero or one further token
+ANY_ROBOT = "*"  # fleet mode, subscribe only: /robots/*/presence -> robots.*.presence
+PLACEHOLDER = "robot"  # a valid robot id used to validate the rest of a wildcard name
 
 
 class Mode(Enum):
@@ -61,7 +67,10 @@ class TopicMapper:
         self.mode = mode
         self.robot_id = subjects.check_robot_id(robot_id) if mode is Mode.ROBOT else robot_id
 
-    def _split(self, name: str) -> tuple[str, list[str]]:
+    def _split(self, name: str, wildcard: bool = False) -> tuple[str, list[str]]:
+        star = f"/{PREFIX}/{ANY_ROBOT}/"
+        if wildcard and self.mode is Mode.FLEET and name.startswith(star):
+            return ANY_ROBOT, self._split(f"/{PREFIX}/{PLACEHOLDER}/" + name[len(star) :])[1]
         try:
             subjects.check_topic(name)
         except SubjectError:
@@ -77,8 +86,13 @@ class TopicMapper:
         return self.robot_id, parts
 
     def subscribe(self, name: str) -> Target:
-        """Subject to receive for a ``subscribe`` of ``name``."""
-        robot, rest = self._split(name)
+        """Subject to receive for a ``subscribe`` of ``name`` (fleet mode: ``/robots/*/...`` = every robot)."""
+        robot, rest = self._split(name, wildcard=True)
+        if robot == ANY_ROBOT:  # same validation and shape as one robot's subject, robot token a wildcard
+            target = self.subscribe(f"/{PREFIX}/{PLACEHOLDER}/" + "/".join(rest))
+            parts = target.subject.split(".")
+            parts[1] = ANY_ROBOT
+            return Target(ANY_ROBOT, target.ros_name, ".".join(parts))
         kind = rest[0]
         try:
             if kind in SINGLE_KINDS and len(rest) == 1:
