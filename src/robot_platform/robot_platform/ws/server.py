@@ -49,6 +49,7 @@ SENDER_POLL_S = 1.0
 HOUSEKEEPING_PERIOD_S = 1.0
 STOP_JOIN_TIMEOUT_S = 5.0
 WRITE_CHUNK_BYTES = 256 * 1024
+CONTROL_WRITE_TIMEOUT_S = 2.0  # a close/pong waiting behind a stalled data write gives up (stop() never hangs)
 # The NATS thread and the per-client sender threads hand messages over through the GIL; CPython's
 # default 5 ms switch interval adds up to 5 ms per hand-over under load. The entry points (node.main,
 # standalone.main) set this process-wide; measured in bench/RESULTS.md.
@@ -93,8 +94,13 @@ class _LockedSocket:
         self._lock = threading.Lock()
 
     def send(self, data: bytes) -> int:
-        with self._lock:
+        """Writes of simple-websocket (pong, ping, close): give up rather than wait behind a stalled write."""
+        if not self._lock.acquire(timeout=CONTROL_WRITE_TIMEOUT_S):
+            raise TimeoutError("socket busy with a stalled write")
+        try:
             self._sock.sendall(data)
+        finally:
+            self._lock.release()
         return len(data)
 
     def sendall(self, data: bytes) -> None:
@@ -184,8 +190,9 @@ class WsAgent:
         with self._lock:
             clients = list(self._clients.values())
         for client in clients:
-            with contextlib.suppress(ConnectionClosed, OSError, RuntimeError):
-                client.ws.close(reason=1001, message="agent stopping")
+            if client.session.sending_since is None:  # a close frame would wait behind a stalled write
+                with contextlib.suppress(ConnectionClosed, OSError, RuntimeError):
+                    client.ws.close(reason=1001, message="agent stopping")
             _shutdown_socket(client.ws)
             client.session.close()
         for client in clients:
