@@ -272,3 +272,16 @@ def test_auth_op_then_limits_failed_attempts(gateway: tuple[Gateway, FakeNats]) 
     assert s2.principal.role.name == "viewer"
     for r in replies(s) + replies(s2):
         assert "nope" not in r.get("msg", "") and "viewer-pw" not in r.get("msg", "")
+
+
+def test_uint8_arrays_as_base64_like_rosbridge(gateway: tuple[Gateway, FakeNats]) -> None:
+    gw, nats = gateway
+    s = gw.open(gw.access.authenticate("ada", "admin-pw"), "c")
+    image = {"height": 1, "width": 3, "encoding": "mono8", "step": 3, "data": "AAH/"}  # bytes 00 01 ff
+    gw.handle(s, json.dumps({"op": "publish", "topic": "/image", "type": "sensor_msgs/msg/Image", "msg": image}))
+    assert replies(s) == []
+    ((_, body, _),) = nats.on("robots.r1.cmd.image")
+    assert msgpack.unpackb(body)["data"] == b"\x00\x01\xff"
+    image["data"] = "not base64!"
+    gw.handle(s, json.dumps({"op": "publish", "topic": "/image", "type": "sensor_msgs/msg/Image", "msg": image}))
+    assert "data: not valid base64" in replies(s)[0]["msg"]

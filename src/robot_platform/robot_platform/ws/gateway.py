@@ -9,6 +9,8 @@ call_service) and every refusal is audited.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 import threading
 import time
@@ -22,7 +24,7 @@ import msgpack
 from robot_platform.bridge.codec import Codec
 from robot_platform.bridge.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_ID, H_ROBOT, H_TYPE, EnvelopeFactory
 from robot_platform.bridge.errors import BridgeError
-from robot_platform.bridge.rostypes import type_name_of
+from robot_platform.bridge.rostypes import TypeRegistry, type_name_of
 
 from . import protocol
 from .access import AccessControl, Auditor, Principal
@@ -156,7 +158,8 @@ class Gateway:
         self._check(session, "publish", req.topic, target.robot_id, target.subject, req.id, type_name=type_name)
         cls = self._load_type(type_name, req.id)
         try:
-            body = self.codec.encode(self.codec.from_dict(cls, req.msg), target.subject)
+            msg = self.codec.from_dict(cls, json_bytes_fields(self.codec.registry, cls, req.msg, req.id))
+            body = self.codec.encode(msg, target.subject)
         except BridgeError as exc:
             raise MessageError(str(exc), req.id) from None
         env = self._envelope_factory(target.robot_id).make(
@@ -264,6 +267,30 @@ class Gateway:
         self.counters.errors[exc.kind] = self.counters.errors.get(exc.kind, 0) + 1
         if LEVEL_ORDER[exc.level] >= LEVEL_ORDER[session.status_level]:
             session.send_control(protocol.status(exc.level, str(exc), exc.request_id or rid))
+
+
+def json_bytes_fields(registry: TypeRegistry, cls: type, data: Any, rid: str | None, path: str = "") -> Any:
+    """rosbridge JSON carries ``uint8[]``/``byte[]`` as base64 strings: decode them to bytes (in place
+    of a copy) so the codec, which takes bytes or lists of ints, validates them like any other field."""
+    if not isinstance(data, dict):
+        return data  # the codec reports the wrong type with its path
+    out = dict(data)
+    for f in registry.layout(cls):
+        value = out.get(f.name)
+        if value is None:
+            continue
+        if f.is_bytes and isinstance(value, str):
+            try:
+                out[f.name] = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise MessageError(f"{path}{f.name}: not valid base64 (uint8[] as text must be base64)", rid) from None
+        elif isinstance(f.elem, type):
+            if not f.seq:
+                out[f.name] = json_bytes_fields(registry, f.elem, value, rid, f"{path}{f.name}.")
+            elif isinstance(value, list):
+                out[f.name] = [json_bytes_fields(registry, f.elem, v, rid, f"{path}{f.name}[{i}].")
+                               for i, v in enumerate(value)]  # fmt: skip
+    return out
 
 
 class _Bucket:
