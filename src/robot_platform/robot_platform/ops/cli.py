@@ -25,13 +25,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nats.errors
 import yaml
 
 from robot_platform.exceptions import ConfigError
 
 from . import logs, tunnel
 from .actions import ACTIONS
-from .client import call_action, connect, list_robots, query_logs
+from .client import HubRequestError, call_action, connect, list_robots, query_logs
 from .registry import OFFLINE_AFTER_S, format_table
 
 DEFAULT_ACCESS_CONFIG = "~/.config/robot_platform/access.yaml"
@@ -54,6 +55,8 @@ def _run(coro: Any) -> Any:
         return asyncio.run(coro)
     except KeyboardInterrupt:
         return 0
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise HubRequestError(f"{type(exc).__name__}: {exc}") from None
 
 
 # ------------------------------------------------------------------------------------ robots

@@ -35,6 +35,16 @@ class HubUnavailableError(OpsError):
         self.url = url
 
 
+class HubRequestError(OpsError):
+    """A request to the hub failed (often: your NATS user is not permitted to do that)."""
+
+    kind = "hub_request"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"request to the NATS hub failed: {reason} (is your NATS user permitted to do this?)")
+        self.reason = reason
+
+
 async def connect(url: str, user: str = "", password: str = "") -> Any:
     options: dict[str, Any] = {"user": user, "password": password} if user else {}
     try:
