@@ -73,7 +73,8 @@ def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, doma
         "--hub-port", str(hub_port), "--hub-monitor-port", str(monitor), "--leaf-port", str(leaf),
         "--robot-port-base", str(robot_base), "--robot-monitor-base", str(monitor_base),
         "--domain-base", str(domains), "--metrics-base", str(robot_base + 200),
-        "--bridge-metrics-base", str(robot_base + 300),
+        "--bridge-metrics-base", str(robot_base + 300), "--console-port", str(free_port()),
+        "--panel-port-base", str(robot_base + 400),
     ])
     wait_for(lambda: "all up" in procs.child("demo").output() or demo.poll() is not None, 90, "the demo banner")
     assert "all up" in procs.child("demo").output(), procs.child("demo").output()

@@ -54,6 +54,7 @@ setup(
             "deploy_service = robot_platform.deploy.node:main",
             "frame_publisher = robot_platform.frames.node:main",
             "jobs_service = robot_platform.jobs.node:main",
+            "ws_agent = robot_platform.ws.node:main",
             "robot-platform = robot_platform.cli:main",
         ],
     },

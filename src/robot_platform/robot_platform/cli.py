@@ -109,7 +109,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         robots=args.robots, state_dir=Path(args.state_dir), hub_port=args.hub_port,
         hub_monitor_port=args.hub_monitor_port, leaf_port=args.leaf_port, robot_port_base=args.robot_port_base,
         robot_monitor_base=args.robot_monitor_base, domain_base=args.domain_base, metrics_base=args.metrics_base,
-        bridge_metrics_base=args.bridge_metrics_base,
+        bridge_metrics_base=args.bridge_metrics_base, console_port=args.console_port,
+        panel_port_base=args.panel_port_base,
     )
     if not 1 <= layout.robots <= 50:
         raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
@@ -175,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--domain-base", layout.domain_base, "control uses this ROS_DOMAIN_ID, robot i base+i"),
         ("--metrics-base", layout.metrics_base, "robot i's health metrics port is base+i"),
         ("--bridge-metrics-base", layout.bridge_metrics_base, "robot i's bridge metrics port is base+i"),
+        ("--console-port", layout.console_port, "operator console (ws_agent, fleet mode)"),
+        ("--panel-port-base", layout.panel_port_base, "robot i's touch panel (ws_agent) is on base+i"),
     ):
         demo.add_argument(option, type=int, default=value, help=f"{text} (default: {value})")
     demo.add_argument("--enable-camera", action="store_true", help="simulate cameras too")

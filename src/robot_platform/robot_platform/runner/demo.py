@@ -2,8 +2,8 @@
 graph (ROS_DOMAIN_ID) and its own nats-server linked to the control server's hub as a leaf node.
 
 Layout (defaults): hub client port 4222, monitoring 8222, leaf port 7422; robot i (1..N) gets
-nats port 4230+i, monitoring 8230+i, Prometheus metrics 9100+i (health) and 9150+i (bridge), and
-ROS_DOMAIN_ID 10+i. Logs go to <state_dir>/logs/.
+nats port 4230+i, monitoring 8230+i, Prometheus metrics 9100+i (health) and 9150+i (bridge), the
+touch panel on 8090+i, and ROS_DOMAIN_ID 10+i. The operator console is on 8080. Logs go to <state_dir>/logs/.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ class DemoLayout:
     robot_monitor_base: int = 8230
     metrics_base: int = 9100
     bridge_metrics_base: int = 9150
+    console_port: int = 8080
+    panel_port_base: int = 8090
     domain_base: int = DEMO_DOMAIN_BASE
     state_dir: Path = Path(".state/demo")
 
@@ -48,6 +50,7 @@ def demo_processes(layout: DemoLayout, install: Installation, enable_camera: boo
         "leaf_port": str(layout.leaf_port),
         "nats_store_dir": str(layout.state_dir.resolve() / "hub"),
         "jobs_store": str(layout.state_dir.resolve() / "jobs.sqlite3"),
+        "ws_port": str(layout.console_port),
         "fleet_robots": "[" + ",".join(layout.robot_id(i) for i in range(1, layout.robots + 1)) + "]",
     }
     out = [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain_base)}, p.server)
@@ -62,6 +65,7 @@ def demo_processes(layout: DemoLayout, install: Installation, enable_camera: boo
             "enable_camera": "true" if enable_camera else "false",
             "metrics_port": str(layout.metrics_base + i),
             "bridge_metrics_port": str(layout.bridge_metrics_base + i),
+            "ws_port": str(layout.panel_port_base + i),
         }
         out += [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))}, p.server)
                 for p in robot_processes(values, install)]

@@ -68,11 +68,13 @@ def print_banner(layout: DemoLayout, ok: bool) -> None:
         + ("- all up" if ok else "- SOME PARTS FAILED, see above"),
         f"  NATS hub            nats://127.0.0.1:{layout.hub_port}   (robots link in on :{layout.leaf_port})",
         f"  hub monitoring      http://127.0.0.1:{layout.hub_monitor_port}/leafz",
+        f"  operator console    http://127.0.0.1:{layout.console_port}/",
     ]
     for i in range(1, layout.robots + 1):
         lines.append(
             f"  robot {layout.robot_id(i):<4}          ROS_DOMAIN_ID={layout.domain(i)}  "
-            f"nats://127.0.0.1:{layout.robot_port_base + i}  metrics http://127.0.0.1:{layout.metrics_base + i}/metrics"
+            f"nats://127.0.0.1:{layout.robot_port_base + i}  panel http://127.0.0.1:{layout.panel_port_base + i}/  "
+            f"metrics http://127.0.0.1:{layout.metrics_base + i}/metrics"
         )
     lines += [
         f"  logs                {layout.state_dir / 'logs'}",
