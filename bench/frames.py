@@ -70,9 +70,7 @@ def relay_main(nats_url: str) -> None:
         def on_image(self, msg: Image) -> None:
             d = self.codec.to_dict(msg)
             d["data"] = base64.b64encode(d["data"]).decode("ascii")
-            body = json.dumps(
-                {"op": "publish", "topic": "/camera/image_raw", "msg": d}, separators=(",", ":")
-            )
+            body = json.dumps({"op": "publish", "topic": "/camera/image_raw", "msg": d}, separators=(",", ":"))
             self.link.publish(RAW_SUBJECT, body.encode(), {})
 
         def close(self) -> None:
@@ -271,9 +269,7 @@ def run_case(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd")
     relay = sub.add_parser("relay", help="(internal) the rosbridge-way relay node")
     relay.add_argument("--nats-url", required=True)
@@ -309,12 +305,8 @@ def main() -> None:
     finally:
         reservation.release()
 
-    print(
-        f"\ncamera 640x480 rgb8, {args.seconds:g} s windows, one viewer, loopback nats-server, DDS {args.dds}"
-    )
-    print(
-        f"{'rate':>5} {'way':<16} {'fps':>6} {'kB/frame':>9} {'kB/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6}"
-    )
+    print(f"\ncamera 640x480 rgb8, {args.seconds:g} s windows, one viewer, loopback nats-server, DDS {args.dds}")
+    print(f"{'rate':>5} {'way':<16} {'fps':>6} {'kB/frame':>9} {'kB/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6}")
     for r in results:
         print(f"{r.rate:5g} {r.way:<16} {r.fps:6.1f} {r.frame_kb:9.1f} {r.kbps:9.0f} {r.p50_ms:7.1f}"
               f" {r.p99_ms:7.1f} {r.cpu_pct:6.1f}")  # fmt: skip
