@@ -336,3 +336,145 @@ def test_registry_logs_and_actions(procs: Any, tmp_path: Path) -> None:
         cutter.close()
         for d in domains:
             d.release()
+
+
+SSHD = "/usr/sbin/sshd"
+ROBOT_SSHD_CONFIG = """ListenAddress 127.0.0.1:{port}
+HostKey {host_key}
+PidFile {pid}
+AuthorizedKeysFile {authorized_keys}
+AllowUsers {user}
+AuthenticationMethods publickey
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UsePAM no
+StrictModes no
+LogLevel VERBOSE
+"""
+TUNNEL_AGENT_PARAMS = """
+/**/robot_agent:
+  ros__parameters:
+    robot_id: r1
+    nats_url: {url}
+    announce_period_s: 5.0
+    tunnel:
+      enable: true
+      bastion_host: 127.0.0.1
+      bastion_port: {bastion_port}
+      bastion_user: {user}
+      remote_port: {remote_port}
+      key_file: {key}
+      known_hosts: {known_hosts}
+      local_ssh_port: {robot_port}
+"""
+
+
+@pytest.fixture
+def privsep_dir() -> Any:
+    """sshd started as root needs /run/sshd; create it for the test if missing, remove it afterwards."""
+    path = Path("/run/sshd")
+    created = os.geteuid() == 0 and not path.exists()
+    if created:
+        path.mkdir(mode=0o755)
+    try:
+        yield
+    finally:
+        if created:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def host_key(directory: Path, name: str) -> tuple[Path, str]:
+    key = directory / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    return key, " ".join((directory / f"{name}.pub").read_text().split()[:2])
+
+
+def test_ssh_through_bastion(procs: Any, tmp_path: Path, nats_server: Any, ros_domain: int, privsep_dir: Any) -> None:
+    if not (shutil.which("autossh") and Path(SSHD).exists()):
+        pytest.skip("needs openssh-server and autossh (requirements/apt.txt)")
+    import getpass
+
+    user = getpass.getuser()
+    keys = tmp_path / "keys"
+    for kind, name in (("robot", "r1"), ("robot", "r2"), ("robot", "rogue"), ("operator", "alice")):
+        made = cli("ops", "keys", kind, name, "--out", str(keys))
+        assert made.returncode == 0, made.stderr
+    assert oct((keys / "tunnel-r1").stat().st_mode & 0o777) == "0o600"
+    bastion_port, robot_port, r1_port, r2_port = free_port(), free_port(), free_port(), free_port()
+    bastion_dir, robot_dir = tmp_path / "bastion", tmp_path / "robot"
+    bastion_dir.mkdir()
+    robot_dir.mkdir()
+    authorized = bastion_dir / "authorized_keys"
+    rendered = cli("ops", "authorized-keys", "--keys", str(keys), "--robots", f"r1={r1_port},r2={r2_port}",
+                   "--operators", "alice", "--out", str(authorized))  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    assert f'permitlisten="127.0.0.1:{r1_port}",command="/bin/false"' in authorized.read_text()
+
+    from robot_platform.ops.tunnel import bastion_sshd_config
+
+    bastion_key, bastion_pub = host_key(bastion_dir, "host_ed25519")
+    bastion_conf = bastion_dir / "sshd_config"
+    bastion_conf.write_text(bastion_sshd_config(bastion_port, bastion_key, authorized, bastion_dir / "sshd.pid", user))
+    bastion_log = bastion_dir / "sshd.log"
+    procs.start("bastion-sshd", [SSHD, "-D", "-f", str(bastion_conf), "-E", str(bastion_log)])
+    robot_key, robot_pub = host_key(robot_dir, "host_ed25519")
+    robot_auth = robot_dir / "authorized_keys"
+    robot_auth.write_text((keys / "operator-alice.pub").read_text())
+    robot_conf = robot_dir / "sshd_config"
+    robot_conf.write_text(ROBOT_SSHD_CONFIG.format(port=robot_port, host_key=robot_key, pid=robot_dir / "sshd.pid",
+                                                   authorized_keys=robot_auth, user=user))  # fmt: skip
+    procs.start("robot-sshd", [SSHD, "-D", "-f", str(robot_conf), "-E", str(robot_dir / "sshd.log")])
+    wait_port(bastion_port)
+    wait_port(robot_port)
+
+    # The robot knows the bastion's host key; the operator knows the bastion's and the robot's.
+    robot_known = robot_dir / "known_hosts"
+    robot_known.write_text(f"[127.0.0.1]:{bastion_port} {bastion_pub}\n")
+    operator_known = tmp_path / "operator_known_hosts"
+    operator_known.write_text(f"[127.0.0.1]:{bastion_port} {bastion_pub}\nrp-robot-r1 {robot_pub}\n")
+
+    params = tmp_path / "agent.yaml"
+    params.write_text(TUNNEL_AGENT_PARAMS.format(
+        url=nats_server.url, bastion_port=bastion_port, user=user, remote_port=r1_port,
+        key=keys / "tunnel-r1", known_hosts=robot_known, robot_port=robot_port,
+    ))  # fmt: skip
+    argv = [sys.executable, "-m", "robot_platform.ops.node", "--ros-args", "--params-file", str(params)]
+    agent = procs.start("agent-r1", argv, env=py_env(ros_domain))
+    wait_port(r1_port, timeout=WAIT_S)  # the reverse tunnel listens on the bastion's loopback
+
+    access = tmp_path / "access.yaml"
+    access.write_text(json.dumps({
+        "bastion": {"host": "127.0.0.1", "port": bastion_port, "user": user},
+        "identity": str(keys / "operator-alice"), "known_hosts": str(operator_known),
+        "robot_user": user, "ports": {"r1": r1_port},
+    }))  # fmt: skip
+    access_log = tmp_path / "access.log"
+    marker = uuid.uuid4().hex[:8]
+    result = cli("ssh", "r1", "--access-config", str(access), "--access-log", str(access_log),
+                 "--", "echo", f"hello-from-robot-{marker}")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"hello-from-robot-{marker}"
+    logged = json.loads(access_log.read_text().splitlines()[-1])
+    assert logged["robot"] == "r1" and logged["port"] == r1_port and logged["command"][0] == "echo"
+    wait_for(lambda: "operator-alice" in bastion_log.read_text() or "Accepted publickey" in bastion_log.read_text(),
+             10, "bastion logged the operator's access")  # fmt: skip
+    assert "Accepted publickey" in bastion_log.read_text()
+
+    def ssh_bastion(key: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        argv = ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                "-o", f"UserKnownHostsFile={robot_known}", "-o", "StrictHostKeyChecking=yes",
+                "-o", "ExitOnForwardFailure=yes", "-p", str(bastion_port), *extra, f"{user}@127.0.0.1"]  # fmt: skip
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+    # An unknown robot key is refused outright.
+    rogue = ssh_bastion(keys / "tunnel-rogue", "-N", "-R", f"127.0.0.1:{free_port()}:127.0.0.1:{robot_port}")
+    assert rogue.returncode == 255 and "Permission denied" in rogue.stderr, rogue.stderr
+    # r2's key may listen on r2's port only: taking r1's or another port fails.
+    other = ssh_bastion(keys / "tunnel-r2", "-N", "-R", f"127.0.0.1:{free_port()}:127.0.0.1:{robot_port}")
+    assert other.returncode == 255 and "forwarding failed" in other.stderr, other.stderr
+    # The operator key opens no shell on the bastion and cannot reach arbitrary ports through it.
+    shell = ssh_bastion(keys / "operator-alice", "--", "id")
+    assert shell.returncode != 0 and "uid=" not in shell.stdout
+    assert agent.poll() is None, "robot_agent died"

@@ -148,10 +148,24 @@ def _robot_port(args: argparse.Namespace, config: tunnel.AccessConfig) -> int:
     return port
 
 
+def _ssh_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--access-config", default=os.environ.get("RP_ACCESS_CONFIG", DEFAULT_ACCESS_CONFIG))
+    parser.add_argument("--access-log", default=os.environ.get("RP_ACCESS_LOG", DEFAULT_ACCESS_LOG))
+    parser.add_argument("--port", type=int, default=0, help="tunnel port (default: access config, then registry)")
+    _nats_options(parser)
+
+
 def _cmd_ssh(args: argparse.Namespace) -> int:
+    rest = list(args.command)
+    if rest and rest[0] != "--":  # options after the robot id: parse them, the command follows "--"
+        split = rest.index("--") if "--" in rest else len(rest)
+        options = argparse.ArgumentParser(prog="robot-platform ssh", add_help=False)
+        _ssh_options(options)
+        options.parse_args(rest[:split], namespace=args)
+        rest = rest[split:]
+    command = rest[1:] if rest[:1] == ["--"] else rest
     config = load_access_config(args.access_config)
     port = _robot_port(args, config)
-    command = list(args.command[1:] if args.command[:1] == ["--"] else args.command)
     tunnel.log_access(Path(args.access_log).expanduser(), args.robot, port, command)
     with tempfile.TemporaryDirectory(prefix="rp-ssh-") as tmp:
         cfg = Path(tmp) / "ssh_config"
@@ -240,11 +254,8 @@ def add_subparsers(subparsers: Any) -> None:
 
     ssh = subparsers.add_parser("ssh", help="ssh into a robot through the bastion and its reverse tunnel")
     ssh.add_argument("robot")
-    ssh.add_argument("command", nargs=argparse.REMAINDER, help="command to run on the robot (after --)")
-    ssh.add_argument("--access-config", default=os.environ.get("RP_ACCESS_CONFIG", DEFAULT_ACCESS_CONFIG))
-    ssh.add_argument("--access-log", default=os.environ.get("RP_ACCESS_LOG", DEFAULT_ACCESS_LOG))
-    ssh.add_argument("--port", type=int, default=0, help="tunnel port (default: access config, then registry)")
-    _nats_options(ssh)
+    _ssh_options(ssh)
+    ssh.add_argument("command", nargs=argparse.REMAINDER, help="[options] -- command to run on the robot")
     ssh.set_defaults(func=_cmd_ssh)
 
     ops = subparsers.add_parser("ops", help="remote-operations admin: keys, bastion keys, remote actions")
