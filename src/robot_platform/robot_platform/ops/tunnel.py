@@ -9,8 +9,9 @@
   ports>,command="/bin/false"``, i.e. it may only open connections to the robots' tunnel ports) and then
   logs into the robot's own sshd through the forwarded port, with strict host-key checking on both hops.
 * **Keys** are made by ``robot-platform ops keys robot r1 --out DIR`` / ``... operator alice --out DIR``
-  (ssh-keygen, ed25519, private key mode 0600). Key directories are never in the repository (.gitignore
-  ``*.key``; default location outside the checkout).
+  (ssh-keygen, ed25519, private key mode 0600, never overwritten). ``--out`` is required and belongs
+  outside the checkout (e.g. /etc/robot_platform/ssh on a robot, ~/.ssh/robot_platform for an operator):
+  keys are never committed.
 * **Access is logged** twice: the bastion's sshd (``LogLevel VERBOSE``) logs every accepted key with its
   fingerprint and every forwarding, and ``robot-platform ssh`` appends a JSON line (time, local user,
   robot, port, command) to its access log.
