@@ -42,3 +42,4 @@ def test_fleet_and_package_messages() -> None:
     assert list(ListPackages.Response().packages) == []
     assert AcknowledgeAlert.Request().alert_id == ""
     assert InjectFault.Request.FAULT_SPEED_CAP == "speed_cap"
+
