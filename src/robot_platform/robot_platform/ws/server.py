@@ -8,6 +8,8 @@ whose socket write has been stuck for ``stall_timeout_s``.
 
 HTTP:  GET /            web/index.html;  GET /<path>  files under web/ (no listing, no traversal)
        GET /healthz     aggregate counters as JSON (no user names, no secrets)
+       GET /whoami      who the given credentials are: {user, role, mode, robot_id, rules} (the web UI
+                        shows or hides controls with it; the gateway still checks every operation)
 WS:    /ws              rosbridge v2 (see protocol.py), credentials as described in access.py
 
 Security defaults: bind 127.0.0.1; TLS when cert and key are given; same-origin browsers only unless
@@ -228,6 +230,10 @@ class WsAgent:
         def healthz() -> Response:
             return jsonify(self.stats())
 
+        @app.get("/whoami")
+        def whoami() -> Response:
+            return self._whoami()
+
         @app.get("/")
         def index() -> Response:
             return self._static("index.html")
@@ -242,6 +248,37 @@ class WsAgent:
         if self.web_dir is None or not self.web_dir.is_dir():
             abort(404)
         return send_from_directory(self.web_dir, path)  # werkzeug safe_join: no traversal
+
+    def _whoami(self) -> Response:
+        """The principal of the request's credentials (same sources and failure limit as /ws).
+
+        Lets a page learn its role before it draws controls; answers 401 with ``login_required`` when
+        there are no credentials and no anonymous role. Never echoes a secret.
+        """
+        env = request.environ
+        addr = str(env.get("REMOTE_ADDR", "?"))
+        if self.failures.blocked(addr):
+            return self._refuse(429, "too many failed logins; wait a minute", addr, "auth_blocked")
+        principal = self.access.anonymous
+        try:
+            creds = credentials_from_request(request.headers.get("Authorization"), request.args.get("token"))
+            if creds:
+                principal = self.access.authenticate_token(creds)
+                self.failures.succeeded(addr)
+        except AuthError:
+            self.failures.failed(addr)
+            return self._refuse(401, "authentication failed", addr, "auth")
+        body: dict[str, Any] = {"mode": self.config.mode.value, "robot_id": self.config.robot_id}
+        if principal is None:
+            body.update(login_required=True)
+            resp = jsonify(body)
+            resp.status_code = 401
+        else:
+            rules = {action: list(patterns) for action, patterns in principal.role.rules.items()}
+            body.update(user=principal.user, role=principal.role.name, rules=rules)
+            resp = jsonify(body)
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
 
     def _admit(self) -> Response | None:
         """Origin, rate of failed logins and credentials, before the upgrade; None lets it through."""
