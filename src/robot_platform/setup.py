@@ -55,6 +55,8 @@ setup(
             "frame_publisher = robot_platform.frames.node:main",
             "jobs_service = robot_platform.jobs.node:main",
             "ws_agent = robot_platform.ws.node:main",
+            "robot_agent = robot_platform.ops.node:main",
+            "fleet_registry = robot_platform.ops.registry_node:main",
             "robot-platform = robot_platform.cli:main",
         ],
     },
