@@ -62,12 +62,16 @@ def robot_permissions(robot_id: str) -> str:
     Besides its own subjects, the leaf link carries the hub's JetStream sourcing of the robot's event
     stream: API requests into the robot's domain (``$JS.<id>.API.>``), their replies (``$JSC.R.>``),
     the sourced messages (``$JS.S.>``, random deliver subjects) and flow control (``$JS.FC.>``).
-    ``robots.<id>.ops.>`` carries the allowlisted remote-action requests served by robot_agent (ops/).
+    ``robots.<id>.ops.>`` carries the allowlisted remote-action requests served by robot_agent (ops/);
+    ``robots.<id>.srv.>`` the service requests answered by nats_bridge (only allowlisted services are
+    called); ``robots.<id>.frames.*.lease`` the viewers' lease requests to frame_publisher (never the
+    frames themselves: those only flow from the robot to the hub).
     """
     publish = [f"robots.{robot_id}.>", "_INBOX.>", "$JSC.R.>", "$JS.S.>", "$JS.FC.>"]
     subscribe = [
-        f"robots.{robot_id}.cmd.>", f"robots.{robot_id}.ops.>", "_INBOX.>", f"$JS.{robot_id}.API.>", "$JS.FC.>"
-    ]
+        f"robots.{robot_id}.cmd.>", f"robots.{robot_id}.ops.>", f"robots.{robot_id}.srv.>",
+        f"robots.{robot_id}.frames.*.lease", "_INBOX.>", f"$JS.{robot_id}.API.>", "$JS.FC.>",
+    ]  # fmt: skip
     return f"{{ publish: {{ allow: {_list(publish)} }}, subscribe: {{ allow: {_list(subscribe)} }} }}"
 
 
