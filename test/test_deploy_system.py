@@ -323,6 +323,16 @@ async def nats_invoke(url: str, package: str, event: Any) -> dict[str, Any]:
         await nc.drain()
 
 
+async def nats_restart(url: str, package: str) -> dict[str, Any]:
+    """robot_agent's restart_app remote action, as it reaches deploy_service."""
+    nc = await nats.connect(url)
+    try:
+        reply = await nc.request(f"robots.r1.deploy.restart.{package}", b"", timeout=30)
+        return msgpack.unpackb(reply.data)
+    finally:
+        await nc.drain()
+
+
 async def nats_statuses(url: str, job_id: str, timeout: float) -> list[dict[str, Any]]:
     """Subscribe and collect statuses of ``job_id`` until a final one arrives."""
     nc = await nats.connect(url)
@@ -495,6 +505,15 @@ def test_deploy_function_and_apps_through_ros(
         rolled = client.call(client.rollback_cli, Rollback.Request(package_name="demo_app"))
         assert rolled.success and rolled.active_version == "1.0.0", rolled.message
         assert client.packages("demo_app")["demo_app"].running
+
+        # ---- restart over NATS (remote action): a new process of the same version, healthy
+        [pid_before] = app_pids(root / "demo_app")
+        restarted = asyncio.run(nats_restart(nats_server.url, "demo_app"))
+        assert restarted["ok"] and restarted["version"] == "1.0.0", restarted
+        [pid_restarted] = app_pids(root / "demo_app")
+        assert pid_restarted != pid_before and restarted["pid"] == pid_restarted
+        refused = asyncio.run(nats_restart(nats_server.url, "hello_fn"))
+        assert not refused["ok"] and "not an app" in refused["error"]
     finally:
         client.close()
     node = procs.child("deploy_service").popen

@@ -445,6 +445,36 @@ class DeployEngine:
         finally:
             lane.lock.release()
 
+    def restart_app(self, package: str) -> dict[str, Any]:
+        """Restart the active version of app ``package`` and wait for its health check.
+
+        For operators (robot_agent's ``restart_app`` remote action): no version changes, so no journal;
+        refused while a deployment of the package is in flight (it holds the package's lane).
+        """
+        try:
+            version_dir = self.store.active_dir(package)
+            if version_dir is None:
+                return {"ok": False, "error": f"{package} has no active version"}
+            manifest = load_manifest(version_dir)
+        except DeployError as exc:
+            return {"ok": False, "error": exc.reason}
+        if manifest.kind != KIND_APP:
+            return {"ok": False, "error": f"{package} is a {manifest.kind}, not an app"}
+        with self._lock:
+            lane = self._lanes.setdefault(package, _Lane())
+        if not lane.lock.acquire(timeout=0.1):
+            return {"ok": False, "error": f"a deployment of {package} is in progress; retry later"}
+        try:
+            self.activator.stop_app(package)
+            app = self.activator.start_app(package, version_dir, manifest)
+            app.wait_healthy(manifest.timeout_s, self._stopping.is_set)
+            log.info("%s %s restarted (pid %s)", package, manifest.version, app.pid)
+            return {"ok": True, "package": package, "version": manifest.version, "pid": app.pid}
+        except DeployError as exc:
+            return {"ok": False, "package": package, "version": manifest.version, "error": exc.reason}
+        finally:
+            lane.lock.release()
+
     def list_packages(self, name: str = "") -> list[PackageInfo]:
         names = [name] if name else self.store.packages()
         out = []

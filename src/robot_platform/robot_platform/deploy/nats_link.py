@@ -7,6 +7,8 @@ Subjects (``<id>`` is the robot id):
   (``robot_platform_interfaces/msg/DeploymentStatus``), ``rp-robot`` and ``rp-seq``.
 * ``robots.<id>.deploy.invoke.<package>``: request = msgpack (or JSON) event; reply = msgpack dict
   ``{ok, result, error, logs, invocation_id, duration_s}`` from the function's active version.
+* ``robots.<id>.deploy.restart.<package>``: restart the active version of an app (robot_agent's
+  ``restart_app`` remote action); reply = msgpack ``{ok, package, version, pid}`` or ``{ok: false, error}``.
 * trigger subjects named in function manifests (``{nats: subject}``): each message invokes the function;
   the result goes to ``robots.<id>.deploy.result.<package>``.
 
@@ -42,6 +44,7 @@ FIRST_CONNECT_BACKOFF_MAX_S = 10.0
 STATUS_TYPE = "robot_platform_interfaces/msg/DeploymentStatus"
 
 Invoker = Callable[[str, Any], dict[str, Any]]
+Restarter = Callable[[str], dict[str, Any]]
 TriggerFire = Callable[[str, Any, str], bool]
 
 
@@ -55,11 +58,14 @@ class NatsLink:
         invoker: Invoker | None,
         queue_size: int = 100,
         on_trigger: TriggerFire | None = None,
+        restarter: Restarter | None = None,
     ) -> None:
         self.url = url
         self.robot_id = robot_id
         self.status_subject = f"robots.{robot_id}.deploy.status"
         self.invoke_subject = f"robots.{robot_id}.deploy.invoke.*"
+        self.restart_subject = f"robots.{robot_id}.deploy.restart.*"
+        self._restarter = restarter
         self.dropped = 0
         self.published = 0
         self._invoker = invoker
@@ -153,6 +159,8 @@ class NatsLink:
         try:
             if self._invoker is not None:
                 await client.subscribe(self.invoke_subject, cb=self._on_invoke)
+            if self._restarter is not None:
+                await client.subscribe(self.restart_subject, cb=self._on_restart)
             self._client = client
             if self._pending_subjects:
                 await self._reconcile(self._pending_subjects)
@@ -219,6 +227,15 @@ class NatsLink:
             reply = await asyncio.get_running_loop().run_in_executor(None, self._invoker, package, event)
         except DeployError as exc:
             reply = {"ok": False, "error": exc.reason}
+        if msg.reply:
+            await msg.respond(msgpack.packb(reply, default=str))
+
+
+    async def _on_restart(self, msg: Any) -> None:
+        package = msg.subject.rsplit(".", 1)[-1]
+        assert self._restarter is not None
+        # The restart waits for the app's health check: run it off the loop so statuses keep flowing.
+        reply = await asyncio.get_running_loop().run_in_executor(None, self._restarter, package)
         if msg.reply:
             await msg.respond(msgpack.packb(reply, default=str))
 

@@ -149,7 +149,8 @@ class DeployServiceNode(Node):
         self.iot_jobs: IotJobsAgent | None = None
         self.iot_link: MqttLink | None = None
         if nats_url:
-            self.nats = NatsLink(nats_url, robot_id, self._invoke_for_nats, queue_size, self.triggers.fire)
+            self.nats = NatsLink(nats_url, robot_id, self._invoke_for_nats, queue_size, self.triggers.fire,
+                                 restarter=lambda package: self.engine.restart_app(package))
         self.engine = DeployEngine(config, PackageStore(root, keep), S3Fetcher(s3), self.trust, self._on_status)
         self._topic_subs: dict[str, Any] = {}
         self._generation = -1
