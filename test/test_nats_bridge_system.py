@@ -4,6 +4,8 @@ ROS /odom -> bridge -> NATS robots.r1.ros.odom decoded without ROS knowledge of 
 allowlisted command from NATS reaches a ROS subscriber; non-allowlisted, wrong-type, malformed,
 unknown-field, oversized and duplicate commands are rejected and counted while the bridge keeps running;
 a rate-limited topic keeps the latest message; a topic matching out.allow is discovered while running.
+Services: a plain nats-py request on robots.r1.srv.robot_sim.estop e-stops the real robot_sim (odometry
+stops despite cmd_vel); refused, malformed and unserved calls come back at once with an Rp-Error header.
 """
 
 from __future__ import annotations
@@ -338,3 +340,125 @@ def test_bridge_starts_without_nats_and_connects_later(ros_context: int, procs: 
         asyncio.run(run())
     finally:
         graph.close()
+
+
+# ---------------------------------------------------------------------------------------- services
+SERVICE_PARAMS = """
+/**/nats_bridge:
+  ros__parameters:
+    robot_id: r1
+    nats_url: {url}
+    health_period_s: 0.3
+    out:
+      names: [odom]
+      odom: {{topic: /odom, type: nav_msgs/msg/Odometry}}
+    in:
+      names: [cmd_vel]
+      cmd_vel: {{topic: /cmd_vel, type: geometry_msgs/msg/Twist}}
+    services:
+      names: [estop, pause, ack]
+      estop: {{service: /robot_sim/estop, type: std_srvs/srv/SetBool, timeout_s: 2.0}}
+      pause: {{service: /robot_sim/pause, type: std_srvs/srv/SetBool, timeout_s: 2.0}}
+      ack: {{service: /health_monitor_tree/acknowledge_alert,
+             type: robot_platform_interfaces/srv/AcknowledgeAlert, timeout_s: 1.0}}
+/**/robot_sim:
+  ros__parameters:
+    odom_rate_hz: 20.0
+    imu_rate_hz: 1.0
+    scan_rate_hz: 1.0
+"""
+ESTOP = "robots.r1.srv.robot_sim.estop"
+
+
+def test_service_call_estops_real_sim(ros_domain: int, nats_server: Any, procs: Any, tmp_path: Path) -> None:
+    """A plain nats-py request e-stops the real simulator through the bridge; errors come back as Rp-Error."""
+    params = tmp_path / "robot.yaml"
+    params.write_text(SERVICE_PARAMS.format(url=nats_server.url))
+    src = str(REPO / "src" / "robot_platform")
+    env = ros_env(ros_domain, {"PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    for name, module in (("robot_sim", "robot_platform.sim.node"), ("nats_bridge", "robot_platform.bridge.node")):
+        procs.start(name, [sys.executable, "-m", module, "--ros-args", "--params-file", str(params)], env=env)
+    asyncio.run(service_scenario(nats_server.url))
+
+
+async def service_scenario(url: str) -> None:
+    nc = await nats.connect(url)
+    inbox = Inbox()
+    await nc.subscribe("robots.r1.>", cb=inbox.cb)
+    forward = {"linear": {"x": 0.5}}
+    try:
+        await until(lambda: inbox.get("robots.r1.health.nats_bridge"), "the bridge's health report")
+
+        def odom() -> dict[str, Any]:
+            return msgpack.unpackb(inbox.get("robots.r1.ros.odom")[-1].data)
+
+        async def drive_until(predicate: Any, what: str) -> None:
+            """Keep commanding forward motion (10 Hz, like a teleop) until ``predicate`` holds."""
+            deadline = time.monotonic() + WAIT_S
+            while time.monotonic() < deadline:
+                await nc.publish("robots.r1.cmd.cmd_vel", msgpack.packb(forward), headers=command_headers())
+                await asyncio.sleep(0.1)
+                if inbox.get("robots.r1.ros.odom") and predicate():
+                    return
+            raise TimeoutError(f"timed out waiting for {what}")
+
+        await drive_until(lambda: odom()["twist"]["twist"]["linear"]["x"] > 0.4, "the robot moving under cmd_vel")
+
+        # The service may be discovered by the bridge's client a moment after the sim starts: retry
+        # only on 'unavailable', which is itself an answer (never a hang).
+        async def call(subject: str, body: bytes, timeout: float = 5.0) -> Any:
+            return await nc.request(subject, body, timeout=timeout)
+
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            reply = await call(ESTOP, msgpack.packb({"data": True}))
+            error = (reply.headers or {}).get("Rp-Error", "")
+            if not error.startswith("unavailable") or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert not error, error
+        assert msgpack.unpackb(reply.data) == {"success": True, "message": "e-stop latched"}
+        assert reply.headers["Ros-Type"] == "std_srvs/srv/SetBool"
+
+        # Despite cmd_vel still coming in at 10 Hz, odometry shows the robot stopped.
+        n0 = len(inbox.get("robots.r1.ros.odom"))
+        for _ in range(15):
+            await nc.publish("robots.r1.cmd.cmd_vel", msgpack.packb(forward), headers=command_headers())
+            await asyncio.sleep(0.1)
+        after = [msgpack.unpackb(m.data) for m in inbox.get("robots.r1.ros.odom")[n0 + 5 :]]
+        assert len(after) >= 10, "odometry stopped flowing"
+        assert all(o["twist"]["twist"]["linear"]["x"] == 0.0 for o in after)
+        xs = [o["pose"]["pose"]["position"]["x"] for o in after]
+        assert max(xs) - min(xs) < 1e-6, f"robot kept moving while e-stopped: {xs[0]} -> {xs[-1]}"
+
+        # Refusals answer at once with Rp-Error and never reach ROS.
+        reply = await call("robots.r1.srv.robot_sim.inject_fault", msgpack.packb({"fault": "x"}))
+        assert reply.headers["Rp-Error"].startswith("not_allowed: ") and reply.data == b""
+        reply = await call(ESTOP, b"\xc1garbage")
+        assert reply.headers["Rp-Error"].startswith("malformed: ")
+        reply = await call(ESTOP, msgpack.packb({"data": "yes"}))
+        assert reply.headers["Rp-Error"].startswith("wrong_type: ")
+        reply = await call(ESTOP, msgpack.packb({"data": True}), timeout=5.0)  # still fine after the refusals
+        assert msgpack.unpackb(reply.data)["success"] is True
+        # health_monitor_tree is not running: the allowlisted ack has no server -> 'unavailable', fast.
+        t0 = time.monotonic()
+        reply = await call("robots.r1.srv.health_monitor_tree.acknowledge_alert",
+                           msgpack.packb({"alert_id": "a1", "user": "otto"}))  # fmt: skip
+        assert reply.headers["Rp-Error"].startswith("unavailable: ") and time.monotonic() - t0 < 1.0
+
+        # Releasing the e-stop through NATS lets cmd_vel move the robot again.
+        reply = await call(ESTOP, msgpack.packb({"data": False}))
+        assert msgpack.unpackb(reply.data) == {"success": True, "message": "e-stop released"}
+        await drive_until(lambda: odom()["twist"]["twist"]["linear"]["x"] > 0.4, "motion after the release")
+
+        def counted() -> dict[str, str] | None:
+            values = health_values(inbox.get("robots.r1.health.nats_bridge")[-1])
+            return values if values.get(f"in.{ESTOP}.delivered") == "3" else None
+
+        values = await until(counted, "service counters in the health report")
+        assert values["in.<other_srv>.errors"] == "1"  # inject_fault: not allowlisted
+        assert int(values[f"in.{ESTOP}.errors"]) >= 2  # malformed + wrong_type (+ 'unavailable' retries)
+        assert values["errors.malformed"] == "1" and values["errors.wrong_type"] == "1"
+        assert int(values["errors.unavailable"]) >= 1
+    finally:
+        await nc.close()

@@ -72,3 +72,16 @@ def test_allowlist_rejects_bad_config() -> None:
         subjects.CommandAllowlist("r1", [("cmd_vel", "geometry_msgs/msg/Twist")])
     with pytest.raises(SubjectError):
         subjects.CommandAllowlist("r1", [("/cmd_vel", "Twist")])
+
+
+def test_service_subjects() -> None:
+    assert subjects.service("r1", "/robot_sim/estop") == "robots.r1.srv.robot_sim.estop"
+    assert subjects.service("r1", "/deploy") == "robots.r1.srv.deploy"
+    assert subjects.robot_wildcard("r1", "srv") == "robots.r1.srv.>"
+    parsed = subjects.parse("robots.r1.srv.health_monitor_tree.acknowledge_alert")
+    assert (parsed.robot_id, parsed.kind, parsed.topic) == ("r1", "srv", "/health_monitor_tree/acknowledge_alert")
+    for bad in ("/robot_sim/*", "robot_sim/estop", "/a.b", "/a/>"):
+        with pytest.raises(SubjectError):
+            subjects.service("r1", bad)
+    with pytest.raises(SubjectError):
+        subjects.parse("robots.r1.srv")  # a service subject names a service

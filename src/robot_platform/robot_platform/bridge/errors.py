@@ -137,3 +137,16 @@ class NotAllowedError(BridgeError):
         self.subject = subject
         self.type_name = type_name
         self.reason = reason
+
+
+class ServiceCallError(BridgeError):
+    """A service request through NATS could not be served. ``kind`` tells why: no_reply (not sent as a
+    request), busy (too many calls in flight), unavailable (no service server), timeout, failed."""
+
+    kind = "service_error"
+
+    def __init__(self, subject: str, kind: str, reason: str) -> None:
+        super().__init__(f"service request on {subject!r} failed: {reason}")
+        self.kind = kind
+        self.subject = subject
+        self.reason = reason

@@ -1,5 +1,9 @@
 """The NATS side of the bridge: one nats-py connection in its own asyncio thread (no rclpy here).
 
+Two kinds of subscriptions: ``subscriptions`` deliver (subject, headers, data) to ``on_message``;
+``requests`` (request/reply, e.g. service calls) deliver (subscribed subject, subject, reply subject,
+headers, data) to ``on_request``, which answers later with :meth:`NatsLink.publish` on the reply subject.
+
 Lifecycle: ``start()`` spawns the thread; the thread connects, subscribes, and sends what
 ``publish()`` queued; on failure or disconnect it retries with capped, jittered backoff
 (:mod:`.backoff`) and restores the subscriptions; ``stop()`` drains the connection and joins the thread.
@@ -39,6 +43,8 @@ SUB_PENDING_BYTES_LIMIT = 32 * 1024 * 1024
 CLIENT_PENDING_BYTES = 8 * 1024 * 1024
 
 MessageHandler = Callable[[str, "dict[str, str] | None", bytes], None]
+# (subscribed subject, possibly a wildcard; message subject; reply subject; headers; payload)
+RequestHandler = Callable[[str, str, str, "dict[str, str] | None", bytes], None]
 
 
 class LinkState(Enum):
@@ -82,6 +88,8 @@ class NatsLink:
         backoff: Backoff | None = None,
         log: logging.Logger | Any | None = None,
         on_connected: Callable[[Any], Awaitable[None]] | None = None,
+        requests: Sequence[str] = (),
+        on_request: RequestHandler | None = None,
     ) -> None:
         self.url = url
         self.name = name
@@ -103,6 +111,10 @@ class NatsLink:
         self.counters = LinkCounters()
         self._ready = threading.Event()
         self._on_connected = on_connected
+        self._requests = list(requests)
+        self._on_request = on_request
+        if self._requests and on_request is None:
+            raise ValueError("request subscriptions need an on_request handler")
 
     # ------------------------------------------------------------------ any thread
     def start(self) -> None:
@@ -232,6 +244,13 @@ class NatsLink:
                     pending_msgs_limit=SUB_PENDING_MSGS_LIMIT,
                     pending_bytes_limit=SUB_PENDING_BYTES_LIMIT,
                 )
+            for subject in self._requests:
+                await nc.subscribe(
+                    subject,
+                    cb=self._request_callback(subject),
+                    pending_msgs_limit=SUB_PENDING_MSGS_LIMIT,
+                    pending_bytes_limit=SUB_PENDING_BYTES_LIMIT,
+                )
             await nc.flush(timeout=CONNECT_TIMEOUT_S)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self.counters.connect_failures += 1
@@ -246,6 +265,18 @@ class NatsLink:
     async def _deliver(self, msg: Any) -> None:
         self.counters.received += 1
         self._on_message(msg.subject, msg.headers, msg.data)
+
+    def _request_callback(self, pattern: str) -> Callable[[Any], Awaitable[None]]:
+        """Callback of one request subscription: the handler learns which subscription got the message
+        and the reply subject to answer on (through :meth:`publish`)."""
+        handler = self._on_request
+        assert handler is not None
+
+        async def deliver(msg: Any) -> None:
+            self.counters.received += 1
+            handler(pattern, msg.subject, msg.reply or "", msg.headers, msg.data)
+
+        return deliver
 
     async def _sender(self) -> None:
         assert self._wake is not None

@@ -32,26 +32,34 @@ config/robot.yaml):
                                       commands.<n>.topic (robot-side topic, e.g. /cmd_vel), .type, QoS;
                                       /fleet/<id>/<topic> here -> robots.<id>.cmd.<topic> for each fleet robot
     metrics_port (int, read-only)     Prometheus /metrics on 127.0.0.1:<port>; 0 disables
+    services.names (string[])         robot mode: ROS services callable through NATS; for each <n>:
+      services.<n>.service            ROS service name (fully qualified, e.g. /robot_sim/estop)
+      services.<n>.type               service type (std_srvs/srv/SetBool)
+      services.<n>.timeout_s          the caller gets Rp-Error 'timeout' after this long
+    services.max_pending (int)        service calls in flight at once; more are refused ('busy')
 Subscriptions: every out topic. Publishers: every in topic, /diagnostics, mirrored /fleet/<id>/<topic>.
+Service clients: every allowlisted service (robot mode).
 NATS: publishes robots.<id>.ros.<topic> (or the configured subject), robots.<id>.health.nats_bridge;
-subscribes robots.<id>.cmd.> (only allowlisted subject+type pairs reach ROS); in control mode also
-robots.*.ros.<topic> for each mirrored topic.
+subscribes robots.<id>.cmd.> (only allowlisted subject+type pairs reach ROS); answers requests on
+robots.<id>.srv.<service> (one subscription per allowlisted service, plus robots.<id>.srv.> to refuse
+the rest; see services.py for the reply format); in control mode also robots.*.ros.<topic> for each
+mirrored topic.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_services_default
 
+from robot_platform.common.node_main import spin_node
 from robot_platform.exceptions import ConfigError
 
 from . import streams, subjects
@@ -64,12 +72,14 @@ from .metrics import BridgeCollector, BridgeMetrics
 from .mirror import Mirror
 from .report import flat_values
 from .rostypes import TypeRegistry
+from .services import PendingCall, ServiceAllowlist, ServiceRouter
 
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
 DURABILITY = {"volatile": DurabilityPolicy.VOLATILE, "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}
 FLUSH_PERIOD_MIN_S = 0.005
 FLUSH_PERIOD_MAX_S = 0.5
 HEALTH_PART = "nats_bridge"
+SERVICE_EXPIRY_PERIOD_S = 0.1  # how often overdue service calls are answered with 'timeout'
 
 S, INT, D, SA = (
     ParameterType.PARAMETER_STRING,
@@ -147,6 +157,14 @@ class NatsBridgeNode(Node):
                 "mirror",
             )
             nats_subs += self._mirror.subscriptions()
+        self._srv_router: ServiceRouter | None = None
+        self._srv_clients: dict[str, Any] = {}
+        self._srv_wildcard = subjects.robot_wildcard(robot_id, "srv")
+        request_subs: list[str] = []
+        if mode == "robot":
+            self._srv_router = self._read_services(robot_id)
+            if self._srv_router is not None:
+                request_subs = [r.subject for r in self._srv_router.allowlist.rules] + [self._srv_wildcard]
         events = p("events_stream", True, ParameterType.PARAMETER_BOOL, "ensure the JetStream event stream(s)")
         stream_config = None
         if events and mode == "robot":
@@ -169,6 +187,8 @@ class NatsBridgeNode(Node):
             credentials=credentials,
             log=self.get_logger(),
             on_connected=on_connected,
+            requests=request_subs,
+            on_request=self._on_service_request if request_subs else None,
         )
 
         self._subs: dict[str, Any] = {}
@@ -197,6 +217,8 @@ class NatsBridgeNode(Node):
         if discovery > 0 and self._filter.allow:
             self.create_timer(discovery, self._discover)
         self.create_timer(health, self._report)
+        if self._srv_router is not None:
+            self.create_timer(SERVICE_EXPIRY_PERIOD_S, self._expire_service_calls)
         self._metrics: BridgeMetrics | None = None
         metrics_port = p("metrics_port", 0, INT, "Prometheus port on 127.0.0.1; 0 = off", read_only=True,
                          int_range=(0, 65535))  # fmt: skip
@@ -207,7 +229,7 @@ class NatsBridgeNode(Node):
         self._link.start()
         self.get_logger().info(
             f"nats_bridge {robot_id}: {len(self._core.routes)} out topics, "
-            f"{len(self._core.allowlist.rules)} allowlisted commands, NATS {url}"
+            f"{len(self._core.allowlist.rules)} allowlisted commands, {len(self._srv_clients)} services, NATS {url}"
         )
 
     # ------------------------------------------------------------------ parameters
@@ -250,6 +272,34 @@ class NatsBridgeNode(Node):
             rules.append((r["topic"], r["type"]))
         return subjects.CommandAllowlist(robot_id, rules)
 
+    def _read_services(self, robot_id: str) -> ServiceRouter | None:
+        """Service allowlist and one ROS client per service; None when no service is listed."""
+        names = self._names("services.names")
+        max_pending = self._param("services.max_pending", 16, INT, "service calls in flight at once",
+                                  int_range=(1, 1000))  # fmt: skip
+        if not names:
+            return None
+        rules = []
+        for name in names:
+            pre = f"services.{name}"
+            rules.append((
+                name,
+                self._param(f"{pre}.service", "", S, "ROS service name (fully qualified)"),
+                self._param(f"{pre}.type", "", S, "service type, e.g. std_srvs/srv/SetBool"),
+                self._param(f"{pre}.timeout_s", 5.0, D, "reply 'timeout' after this long", float_range=(0.01, 600.0)),
+            ))  # fmt: skip
+        try:
+            allowlist = ServiceAllowlist(robot_id, rules)
+        except BridgeError as exc:
+            raise ConfigError("services", names, str(exc)) from None
+        router = ServiceRouter(robot_id, self._core.codec, allowlist, self._send, max_pending,
+                               self.get_logger().info)  # fmt: skip
+        for rule in allowlist.rules:
+            srv = self._core.codec.registry.load_service(rule.type_name)
+            client = self.create_client(srv, rule.service, qos_profile=qos_profile_services_default)
+            self._srv_clients[rule.subject] = client
+        return router
+
     def _add_in(self, name: str) -> None:
         prefix = f"in.{name}"
         keys = ("topic", "type", "reliability", "durability", "depth")
@@ -269,7 +319,7 @@ class NatsBridgeNode(Node):
             tokens = suffix.split(".")
             for token in tokens:
                 subjects.check_token(token)
-            if tokens[0] not in subjects.KINDS:
+            if tokens[0] not in subjects.KINDS or tokens[0] == "srv":
                 raise ConfigError(f"{prefix}.subject", suffix, f"must start with one of {subjects.KINDS}")
             subject = f"{subjects.ROOT}.{self._core.robot_id}.{suffix}"
         route = self._core.add_out_route(r["topic"], r["type"], rate, subject)
@@ -354,6 +404,11 @@ class NatsBridgeNode(Node):
         snap = self._core.snapshot()
         if self._mirror is not None:
             snap.update(self._mirror.snapshot())
+        if self._srv_router is not None:  # service subjects count like inbound commands (same counters)
+            srv = self._srv_router.snapshot()
+            snap["in"].update(srv["in"])
+            for kind, n in srv["errors"].items():
+                snap["errors"][kind] = snap["errors"].get(kind, 0) + n
         return snap
 
     def _link_counters(self) -> dict[str, Any]:
@@ -386,26 +441,56 @@ class NatsBridgeNode(Node):
             topic, msg = result
             self._in_publishers[topic].publish(msg)
 
+    def _on_service_request(
+        self, pattern: str, subject: str, reply: str, headers: dict[str, str] | None, data: bytes
+    ) -> None:
+        """NATS thread: validate, then call the ROS service asynchronously (never waits for it)."""
+        router = self._srv_router
+        assert router is not None
+        if pattern == self._srv_wildcard and router.allowlist.get(subject) is not None:
+            return  # the service's own subscription delivers it too
+        result = router.on_request(subject, reply, headers, data)
+        if result is None:
+            return
+        call, request = result
+        client = self._srv_clients[call.rule.subject]
+        if not client.service_is_ready():
+            router.fail(call, "unavailable", f"no server for {call.rule.service} is running")
+            return
+        future = client.call_async(request)
+        call.handle = future
+        future.add_done_callback(lambda f, call=call: self._on_service_response(call, f))
+
+    def _on_service_response(self, call: PendingCall, future: Any) -> None:
+        """Executor thread: the ROS service answered (or the call was cancelled after a timeout)."""
+        assert self._srv_router is not None
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            self._srv_router.fail(call, "failed", f"{type(exc).__name__}: {exc}")
+        else:
+            self._srv_router.complete(call, future.result())
+
+    def _expire_service_calls(self) -> None:
+        assert self._srv_router is not None
+        for call in self._srv_router.expire():
+            client = self._srv_clients.get(call.rule.subject)
+            if call.handle is not None and client is not None:
+                client.remove_pending_request(call.handle)
+                call.handle.cancel()
+
     def destroy_node(self) -> None:
+        if self._srv_router is not None:
+            self._srv_router.fail_all("the bridge is stopping")
         self._link.stop()
         if self._metrics is not None:
             self._metrics.close()
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = NatsBridgeNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+def main(args: list[str] | None = None) -> int:
+    return spin_node(NatsBridgeNode, args)
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -27,6 +27,7 @@ from rosidl_parser import definition as d
 from .errors import UnknownTypeError
 
 TYPE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)/(?:(msg)/)?([A-Z][A-Za-z0-9]*)$")
+SERVICE_TYPE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)/(?:srv/)?([A-Z][A-Za-z0-9]*)$")
 
 INT_RANGES: dict[str, tuple[int, int]] = {
     "int8": (-(2**7), 2**7 - 1),
@@ -88,8 +89,16 @@ class Field:
 
 
 def type_name_of(cls: type) -> str:
-    """'pkg/msg/Type' of a generated message class (module is pkg.msg._type)."""
-    return f"{cls.__module__.split('.')[0]}/msg/{cls.__name__}"
+    """'pkg/msg/Type' of a generated message class (module is pkg.msg._type); a service's request or
+    response class (module pkg.srv._type) gives 'pkg/srv/Type_Request' / 'pkg/srv/Type_Response'."""
+    parts = cls.__module__.split(".")
+    kind = "srv" if len(parts) > 1 and parts[1] == "srv" else "msg"
+    return f"{parts[0]}/{kind}/{cls.__name__}"
+
+
+def service_type_name_of(srv: type) -> str:
+    """'pkg/srv/Type' of a generated service class."""
+    return f"{srv.__module__.split('.')[0]}/srv/{srv.__name__}"
 
 
 def _scalar(t: d.AbstractType) -> Scalar:
@@ -148,6 +157,27 @@ class TypeRegistry:
         self._classes[type_name] = cls
         return cls
 
+    def load_service(self, type_name: str) -> type:
+        """Service class for 'pkg/srv/Type' (or 'pkg/Type'), with ``.Request`` and ``.Response``;
+        UnknownTypeError if it cannot be imported."""
+        key = f"srv:{type_name}"
+        cls = self._classes.get(key)
+        if cls is not None:
+            return cls
+        match = SERVICE_TYPE_RE.fullmatch(type_name or "")
+        if not match:
+            raise UnknownTypeError(str(type_name), "not of the form 'pkg/srv/Type'")
+        pkg, name = match.groups()
+        try:
+            module = importlib.import_module(f"{pkg}.srv")
+        except ImportError as exc:
+            raise UnknownTypeError(type_name, f"cannot import {pkg}.srv ({exc})") from None
+        cls = getattr(module, name, None)
+        if not isinstance(cls, type) or not hasattr(cls, "Request") or not hasattr(cls, "Response"):
+            raise UnknownTypeError(type_name, f"{pkg}.srv has no service type {name}")
+        self._classes[key] = cls
+        return cls
+
     def layout(self, cls: type) -> tuple[Field, ...]:
         """Compiled fields of a message class, in declaration order."""
         fields = self._layouts.get(cls)
@@ -178,10 +208,12 @@ class TypeRegistry:
         if cached is not None:
             return cached
         name = type_name_of(cls)
-        pkg, _, short = name.split("/")
+        pkg, kind, short = name.split("/")
+        if kind == "srv":  # Type_Request / Type_Response are described in share/<pkg>/srv/Type.json
+            short = short.rsplit("_", 1)[0]
         value = None
         for prefix in self._prefixes:
-            path = prefix / "share" / pkg / "msg" / f"{short}.json"
+            path = prefix / "share" / pkg / kind / f"{short}.json"
             if path.is_file():
                 try:
                     doc = json.loads(path.read_text(encoding="utf-8"))

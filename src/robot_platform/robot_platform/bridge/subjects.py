@@ -6,7 +6,8 @@ Scheme (``<id>`` is the robot id, ``<topic>`` the ROS topic with ``/`` as ``.``)
     robots.<id>.cmd.<topic>        commands into the robot's ROS graph    (allowlisted: subject + type)
     robots.<id>.alerts             alerts (JetStream: must not be lost)
     robots.<id>.deploy.<event>     deployment events (JetStream)
-    robots.<id>.frames.<camera>    camera frames, on demand
+    robots.<id>.srv.<service>      ROS service calls (NATS request/reply, allowlisted: subject + type)
+    robots.<id>.frames.<camera>    camera frames, on demand (leases: robots.<id>.frames.<camera>.lease)
     robots.<id>.health[.<part>]    health summaries; the bridge's own counters on robots.<id>.health.nats_bridge
     robots.<id>.presence           presence / heartbeat
 
@@ -23,7 +24,8 @@ from dataclasses import dataclass
 from .errors import NotAllowedError, SubjectError
 
 ROOT = "robots"
-KINDS = ("ros", "cmd", "alerts", "deploy", "frames", "health", "presence")
+KINDS = ("ros", "cmd", "srv", "alerts", "deploy", "frames", "health", "presence")
+PATH_KINDS = ("ros", "cmd", "srv")  # the rest of the subject is a ROS name (topic or service)
 ROBOT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 TOPIC_RE = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")  # fully qualified, expanded ROS 2 topic name
@@ -74,6 +76,12 @@ def command(robot_id: str, topic: str) -> str:
     return f"{ROOT}.{check_robot_id(robot_id)}.cmd.{topic_tokens(topic)}"
 
 
+def service(robot_id: str, service_name: str) -> str:
+    """Request subject of ROS service ``service_name`` on robot ``robot_id`` (``/robot_sim/estop`` ->
+    ``robots.<id>.srv.robot_sim.estop``); service names follow the topic name rules."""
+    return f"{ROOT}.{check_robot_id(robot_id)}.srv.{topic_tokens(service_name)}"
+
+
 def alerts(robot_id: str) -> str:
     return f"{ROOT}.{check_robot_id(robot_id)}.alerts"
 
@@ -110,7 +118,7 @@ class ParsedSubject:
 
     @property
     def topic(self) -> str:
-        """ROS topic for ``ros``/``cmd`` subjects: tokens joined with ``/``."""
+        """ROS topic (``ros``/``cmd``) or service name (``srv``): tokens joined with ``/``."""
         return "/" + "/".join(self.rest)
 
 
@@ -122,9 +130,9 @@ def parse(subject: str) -> ParsedSubject:
     check_robot_id(parts[1])
     for token in parts[3:]:
         check_token(token)
-    if parts[2] in ("ros", "cmd"):
+    if parts[2] in PATH_KINDS:
         if len(parts) < 4:
-            raise SubjectError(subject, "ros/cmd subjects need a topic")
+            raise SubjectError(subject, "ros/cmd/srv subjects need a topic or service name")
         check_topic("/" + "/".join(parts[3:]))
     return ParsedSubject(parts[1], parts[2], tuple(parts[3:]))
 

@@ -23,8 +23,8 @@ the prefix. Consequences: a ROS topic whose first element is ``alerts``, ``healt
 ``frames`` or ``deploy`` is reached under ``/robots/<id>/...`` only if the bridge publishes it under
 that kind; robot ids with ``-`` cannot be written in a ROS name, so fleet names need ``[A-Za-z0-9_]`` ids.
 
-``srv`` is not (yet) a kind of :mod:`robot_platform.bridge.subjects`; the agent builds it from the
-same validated pieces (see the report of the ws_agent work for the proposal to the bridge).
+Service subjects come from :func:`robot_platform.bridge.subjects.service`; nats_bridge answers them
+for its allowlisted services (see bridge/services.py for the reply format).
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from robot_platform.bridge.errors import SubjectError
 from .errors import TopicError
 
 PREFIX = "robots"
-SERVICE_KIND = "srv"
 SINGLE_KINDS = ("alerts", "presence")  # subject has no further tokens
 PART_KINDS = ("frames", "deploy")  # exactly one further token
 HEALTH = "health"  # zero or one further token
@@ -123,7 +122,7 @@ class TopicMapper:
         robot, rest = self._split(name)
         ros_name = "/" + "/".join(rest)
         try:
-            subject = f"{PREFIX}.{subjects.check_robot_id(robot)}.{SERVICE_KIND}.{subjects.topic_tokens(ros_name)}"
+            subject = subjects.service(robot, ros_name)
         except SubjectError as exc:
             raise TopicError(name, exc.reason) from None
         return Target(robot, ros_name, subject)
