@@ -79,7 +79,7 @@ def py_env(domain: int, extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    argv = [sys.executable, "-m", "robot_platform.ops.cli", *args]
+    argv = [sys.executable, "-m", "robot_platform.cli", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 

@@ -492,5 +492,6 @@ class NatsBridgeNode(Node):
 def main(args: list[str] | None = None) -> int:
     return spin_node(NatsBridgeNode, args)
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,7 @@ The functions do the work and return data (testable, no printing); :func:`add_su
 into the main CLI's argparse tree and prints results as JSON, so scripts (and the fleet jobs service)
 can take the job document ``push`` prints and send it as a deploy request as is.
 
-Standalone: ``python -m robot_platform.deploy.cli package build DIR``.
+Run through the main CLI: ``robot-platform package build DIR``.
 """
 
 from __future__ import annotations
@@ -133,14 +133,3 @@ def add_subparsers(subparsers: Any) -> None:
     )
     p.add_argument("--create-bucket", action="store_true", help="create the bucket if missing")
     package.set_defaults(func=_run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="robot-platform")
-    add_subparsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

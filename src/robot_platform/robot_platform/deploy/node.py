@@ -37,19 +37,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
+from robot_platform.common.node_main import spin_node
 from robot_platform.deploy.engine import DeployEngine, EngineConfig
-from robot_platform.deploy.errors import DeployError
 from robot_platform.deploy.fetch import S3Config, S3Fetcher, load_credentials_file
 from robot_platform.deploy.iot_jobs_client import IotJobsAgent, MqttSettings, start_agent
 from robot_platform.deploy.jobs import DeployRequest, Status
@@ -149,8 +148,14 @@ class DeployServiceNode(Node):
         self.iot_jobs: IotJobsAgent | None = None
         self.iot_link: MqttLink | None = None
         if nats_url:
-            self.nats = NatsLink(nats_url, robot_id, self._invoke_for_nats, queue_size, self.triggers.fire,
-                                 restarter=lambda package: self.engine.restart_app(package))
+            self.nats = NatsLink(
+                nats_url,
+                robot_id,
+                self._invoke_for_nats,
+                queue_size,
+                self.triggers.fire,
+                restarter=lambda package: self.engine.restart_app(package),
+            )
         self.engine = DeployEngine(config, PackageStore(root, keep), S3Fetcher(s3), self.trust, self._on_status)
         self._topic_subs: dict[str, Any] = {}
         self._generation = -1
@@ -296,24 +301,8 @@ class DeployServiceNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DeployServiceNode()
-        executor = MultiThreadedExecutor(num_threads=4)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ConfigError, DeployError) as exc:
-        logging.getLogger("deploy_service").error("cannot start: %s", exc)
-        return 2
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    # Several threads: services answer while a deployment's steps run.
+    return spin_node(DeployServiceNode, args, make_executor=lambda: MultiThreadedExecutor(num_threads=4))
 
 
 if __name__ == "__main__":

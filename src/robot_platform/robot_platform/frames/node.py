@@ -27,6 +27,7 @@ on robots.<id>.frames.<camera>.lease (frames/leases.py).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -229,9 +230,9 @@ class FramePublisherNode(Node):
         self._link.stop()
 
 
-def main(args: list[str] | None = None) -> None:
-    spin_node(FramePublisherNode, args)
+def main(args: list[str] | None = None) -> int:
+    return spin_node(FramePublisherNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import declare
 from robot_platform.exceptions import ConfigError
 from robot_platform.health import outputs
-from robot_platform.health.errors import HealthConfigError, UnknownCheckError
+from robot_platform.health.errors import UnknownCheckError
 from robot_platform.health.metrics import HealthMetrics
 from robot_platform.health.monitor import AlertRecord, HealthMonitor, TickResult
 from robot_platform.health.nats_out import NatsPublisher, OutMsg
@@ -397,16 +398,10 @@ class HealthMonitorNode(Node):
         self.metrics.close()
 
 
-def main(args: list[str] | None = None) -> None:
-    try:
-        spin_node(HealthMonitorNode, args=args)
-    except (HealthConfigError, ConfigError) as exc:
-        # Start-up refusal with the config error's own message (it names file, line and key).
-        import sys
-
-        sys.stderr.write(f"health_monitor_tree: {exc}\n")
-        raise SystemExit(2) from None
+def main(args: list[str] | None = None) -> int:
+    # A bad tree stops the node at start with the config error's own message (file, line and key).
+    return spin_node(HealthMonitorNode, args=args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -159,14 +159,3 @@ def add_subparsers(subparsers: Any) -> None:
     p = sub.add_parser("client", help="a client certificate for a service, e.g. jobs-service")
     p.add_argument("name", help="file base name and CN (the MQTT user name in the ACL)")
     certs.set_defaults(func=_run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="robot-platform")
-    add_subparsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

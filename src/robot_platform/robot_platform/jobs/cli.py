@@ -8,7 +8,7 @@
 
 The document is what ``package push`` prints (``"operation": "deploy"`` is added when missing). Output is
 JSON; exit status 0 on success, 1 on an error (the reason on stderr), 3 when ``--wait`` ends with a job
-that did not succeed everywhere. Standalone: ``python -m robot_platform.jobs.cli deploy ...``.
+that did not succeed everywhere. Run through the main CLI: ``robot-platform deploy ...``.
 """
 
 from __future__ import annotations
@@ -171,14 +171,3 @@ def add_subparsers(subparsers: Any) -> None:
     p.add_argument("job_id")
     p.add_argument("--reason", default="canceled by an operator")
     deploy.set_defaults(func=_run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="robot-platform")
-    add_subparsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

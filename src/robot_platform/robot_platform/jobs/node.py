@@ -22,13 +22,11 @@ import logging
 import sys
 from typing import Any
 
-import rclpy
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from robot_platform.common.node_main import spin_node
 from robot_platform.exceptions import ConfigError
-from robot_platform.jobs.errors import JobsError
 from robot_platform.jobs.runtime import JobsConfig, JobsRuntime
 
 
@@ -71,22 +69,7 @@ class JobsServiceNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = JobsServiceNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ConfigError, JobsError, OSError) as exc:
-        logging.getLogger("jobs_service").error("cannot start: %s", getattr(exc, "reason", exc))
-        return 2
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(JobsServiceNode, args)
 
 
 if __name__ == "__main__":

@@ -281,26 +281,3 @@ def add_subparsers(subparsers: Any) -> None:
     call.add_argument("--timeout", type=float, default=10.0)
     _nats_options(call)
     call.set_defaults(func=_cmd_call)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone: ``python -m robot_platform.ops.cli robots``."""
-    parser = argparse.ArgumentParser(prog="robot-platform")
-    add_subparsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-    except Exception as exc:
-        from robot_platform.exceptions import RobotPlatformError
-
-        if isinstance(exc, RobotPlatformError):
-            sys.stderr.write(f"error: {exc}\n")
-            return 2
-        raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -255,15 +256,9 @@ def _software_version() -> str:
         return "unknown"
 
 
-def main(args: list[str] | None = None) -> None:
-    try:
-        spin_node(RobotAgentNode, args=args)
-    except ConfigError as exc:
-        import sys
-
-        sys.stderr.write(f"robot_agent: {exc}\n")
-        raise SystemExit(2) from None
+def main(args: list[str] | None = None) -> int:
+    return spin_node(RobotAgentNode, args=args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 from pathlib import Path
 
@@ -83,9 +84,9 @@ class FleetRegistryNode(Node):
         self._thread.join(STOP_JOIN_TIMEOUT_S)
 
 
-def main(args: list[str] | None = None) -> None:
-    spin_node(FleetRegistryNode, args=args)
+def main(args: list[str] | None = None) -> int:
+    return spin_node(FleetRegistryNode, args=args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,6 +25,7 @@ Services:       ~/inject_fault (robot_platform_interfaces/InjectFault),
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 
 from geometry_msgs.msg import Twist
@@ -64,22 +65,24 @@ class RobotSimNode(Node):
             "odom": declare(self, "odom_rate_hz", 20.0, "Odometry rate (Hz)", min_value=0.1, max_value=200.0),
             "imu": declare(self, "imu_rate_hz", 50.0, "IMU rate (Hz)", min_value=0.1, max_value=400.0),
             "scan": declare(self, "scan_rate_hz", 10.0, "Laser scan rate (Hz)", min_value=0.1, max_value=40.0),
-            "battery_state": declare(self, "battery_rate_hz", 1.0, "Battery rate (Hz)",
-                                     min_value=0.1, max_value=50.0),
+            "battery_state": declare(self, "battery_rate_hz", 1.0, "Battery rate (Hz)", min_value=0.1, max_value=50.0),
             "camera": declare(self, "camera_rate_hz", 30.0, "Camera rate (Hz)", min_value=0.1, max_value=60.0),
         }
         enable_camera = bool(declare(self, "enable_camera", False, "Publish camera/image_raw", read_only=True))
         width = int(declare(self, "camera_width", 640, "Camera width (px)", read_only=True))
         height = int(declare(self, "camera_height", 480, "Camera height (px)", read_only=True))
         base = BaseConfig(
-            max_linear_speed=float(declare(self, "max_linear_speed", 1.0, "Base speed limit (m/s)",
-                                           read_only=True)),
-            max_angular_speed=float(declare(self, "max_angular_speed", 1.5, "Base yaw rate limit (rad/s)",
-                                            read_only=True)),
+            max_linear_speed=float(declare(self, "max_linear_speed", 1.0, "Base speed limit (m/s)", read_only=True)),
+            max_angular_speed=float(
+                declare(self, "max_angular_speed", 1.5, "Base yaw rate limit (rad/s)", read_only=True)
+            ),
         )
         battery = BatteryConfig(
-            initial_percentage=float(declare(self, "battery_initial", 1.0, "Initial charge (0..1)",
-                                             read_only=True, min_value=0.0, max_value=1.0)),
+            initial_percentage=float(
+                declare(
+                    self, "battery_initial", 1.0, "Initial charge (0..1)", read_only=True, min_value=0.0, max_value=1.0
+                )
+            ),
         )
         self.model = RobotModel(base, battery, start_time=self._now_s())
         self.laser = LaserModel()
@@ -87,22 +90,28 @@ class RobotSimNode(Node):
 
         declare(self, "faults.silenced_sensors", "", "Comma-separated sensors that stop publishing")
         declare(self, "faults.speed_cap", -1.0, "Achieved speed cap in m/s (< 0: none)")
-        declare(self, "faults.battery_drain_multiplier", 1.0, "Battery drain multiplier",
-                min_value=0.0, max_value=100000.0)
+        declare(
+            self, "faults.battery_drain_multiplier", 1.0, "Battery drain multiplier", min_value=0.0, max_value=100000.0
+        )
         self.add_on_set_parameters_callback(self._validate_params)
         self.add_post_set_parameters_callback(self._apply_params)
-        self._apply_params([self.get_parameter(n) for n in (
-            "faults.silenced_sensors", "faults.speed_cap", "faults.battery_drain_multiplier")])
+        self._apply_params(
+            [
+                self.get_parameter(n)
+                for n in ("faults.silenced_sensors", "faults.speed_cap", "faults.battery_drain_multiplier")
+            ]
+        )
 
         overrides = QoSOverridingOptions.with_default_policies()
         reliable = QoSProfile(depth=RELIABLE_DEPTH)
         self.odom_pub = self.create_publisher(Odometry, "odom", reliable, qos_overriding_options=overrides)
-        self.imu_pub = self.create_publisher(Imu, "imu", qos_profile_sensor_data,
-                                             qos_overriding_options=overrides)
-        self.scan_pub = self.create_publisher(LaserScan, "scan", qos_profile_sensor_data,
-                                              qos_overriding_options=overrides)
-        self.battery_pub = self.create_publisher(BatteryState, "battery_state", reliable,
-                                                 qos_overriding_options=overrides)
+        self.imu_pub = self.create_publisher(Imu, "imu", qos_profile_sensor_data, qos_overriding_options=overrides)
+        self.scan_pub = self.create_publisher(
+            LaserScan, "scan", qos_profile_sensor_data, qos_overriding_options=overrides
+        )
+        self.battery_pub = self.create_publisher(
+            BatteryState, "battery_state", reliable, qos_overriding_options=overrides
+        )
         self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, reliable)
         self.create_service(InjectFault, "~/inject_fault", self._on_inject_fault)
         self.create_service(SetBool, "~/estop", self._on_estop)
@@ -115,8 +124,9 @@ class RobotSimNode(Node):
             "battery_state": self._publish_battery,
         }
         if self.camera is not None:
-            self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data,
-                                                   qos_overriding_options=overrides)
+            self.image_pub = self.create_publisher(
+                Image, "camera/image_raw", qos_profile_sensor_data, qos_overriding_options=overrides
+            )
             publishers["camera"] = self._publish_image
         self._timers = [
             self.create_timer(1.0 / float(rates[sensor]), self._guarded(sensor, publish))
@@ -177,9 +187,11 @@ class RobotSimNode(Node):
         silenced = set(self.model.faults.silenced)
         if req.fault == InjectFault.Request.FAULT_CLEAR:
             self.model.faults.clear()
-            changes = [Parameter("faults.silenced_sensors", value=""),
-                       Parameter("faults.speed_cap", value=-1.0),
-                       Parameter("faults.battery_drain_multiplier", value=1.0)]
+            changes = [
+                Parameter("faults.silenced_sensors", value=""),
+                Parameter("faults.speed_cap", value=-1.0),
+                Parameter("faults.battery_drain_multiplier", value=1.0),
+            ]
         elif req.fault in (InjectFault.Request.FAULT_SILENCE_SENSOR, InjectFault.Request.FAULT_RESTORE_SENSOR):
             if req.target not in SENSORS:
                 res.success, res.message = False, f"unknown sensor {req.target!r}; known: {', '.join(SENSORS)}"
@@ -300,9 +312,9 @@ class RobotSimNode(Node):
         self.image_pub.publish(msg)
 
 
-def main(args: list[str] | None = None) -> None:
-    spin_node(RobotSimNode, args)
+def main(args: list[str] | None = None) -> int:
+    return spin_node(RobotSimNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

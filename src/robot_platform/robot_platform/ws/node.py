@@ -221,10 +221,10 @@ class WsAgentNode(Node):
         self.agent.stop()
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # see server.GIL_SWITCH_INTERVAL_S
-    spin_node(WsAgentNode, args)
+    return spin_node(WsAgentNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
