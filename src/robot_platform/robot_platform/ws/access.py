@@ -59,7 +59,7 @@ AUDIT_LOG_INTERVAL_S = 1.0
 
 VIEWER_SUBSCRIBE = (
     "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
-    "robots.*.frames.>", "robots.*.deploy.>",
+    "robots.*.frames.*", "robots.*.deploy.>",
 )  # fmt: skip
 OPERATOR_PUBLISH = (
     "robots.*.cmd.cmd_vel", "robots.*.cmd.estop", "robots.*.cmd.e_stop", "robots.*.cmd.pause",

@@ -173,10 +173,11 @@ class ClientSession:
         self.sending_since: float | None = None  # set by the sender while a write is in progress
 
     # ------------------------------------------------------------------ subscriptions (receive thread)
-    def subscribe(self, req: protocol.Subscribe, subject: str) -> tuple[Subscription, bool]:
-        """Add or update the subscription of ``req.topic``; (subscription, created)."""
+    def subscribe(self, req: protocol.Subscribe, subject: str, latest_only: bool = False) -> tuple[Subscription, bool]:
+        """Add or update the subscription of ``req.topic``; (subscription, created). ``latest_only``
+        (camera frames) keeps one pending message whatever ``queue_length`` says."""
         depth = req.queue_length or self.limits.default_queue_length
-        depth = max(1, min(depth, self.limits.max_queue_length))
+        depth = 1 if latest_only else max(1, min(depth, self.limits.max_queue_length))
         with self._cond:
             sub = self._subs.get(req.topic)
             created = sub is None

@@ -125,7 +125,7 @@ class Gateway:
             target = self.mapper.subscribe(req.topic)
             self._check(session, "subscribe", req.topic, target.robot_id, target.subject, req.id)
             try:
-                sub, created = session.subscribe(req, target.subject)
+                sub, created = session.subscribe(req, target.subject, latest_only=target.frames)
             except OverflowError as exc:
                 raise ProtocolError(str(exc), "subscribe", "topic", req.id) from None
             if created:

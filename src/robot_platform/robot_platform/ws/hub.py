@@ -6,6 +6,10 @@ lock and never iterates over something another thread mutates. ``on_interest(sub
 called when the first client subscribes to a subject and ``(subject, False)`` after the last one left,
 so the agent holds NATS subscriptions only for what some browser shows (no camera frames pulled over
 a leaf link that nobody watches).
+
+Camera frames (``robots.<id>.frames.<camera>``) are not envelopes: their body is a JPEG and their
+headers those of :mod:`robot_platform.frames.meta`; they become :class:`.frame_relay.FrameOutgoing`
+(one binary ``frame`` message). A frame with bad headers is counted as ``bad_frame``.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from typing import Any
 
 from robot_platform.bridge.envelope import Envelope
 from robot_platform.bridge.errors import BridgeError, PayloadTooLargeError
+from robot_platform.frames.meta import FrameMeta
 
 from .client_session import ClientSession, Outgoing, Subscription
+from .frame_relay import FrameOutgoing, is_frame_subject
 
 InterestFn = Callable[[str, bool], None]
 LogFn = Callable[[str], None]
@@ -103,15 +109,25 @@ class Hub:
         try:
             if len(data) > self.max_payload_bytes:
                 raise PayloadTooLargeError(subject, len(data), self.max_payload_bytes)
-            env = Envelope.from_headers(subject, headers)
+            if is_frame_subject(subject):
+                out: Outgoing = self._frame(subject, headers, data)
+            else:
+                env = Envelope.from_headers(subject, headers)
+                out = Outgoing(subject, env.type_name, data, subject.split(".")[1] if "." in subject else "")
         except BridgeError as exc:
             self._count(exc.kind, f"{subject}: not forwarded: {exc}")
             return 0
-        out = Outgoing(subject, env.type_name, data, subject.split(".")[1] if "." in subject else "")
+        except ValueError as exc:  # FrameMeta: a header of the frame is missing or not a number
+            self._count("bad_frame", f"{subject}: frame not forwarded: {exc}")
+            return 0
         for session, sub in entries:
             session.offer(sub, out)
         self.counters.offered += len(entries)
         return len(entries)
+
+    @staticmethod
+    def _frame(subject: str, headers: dict[str, str] | None, data: bytes) -> FrameOutgoing:
+        return FrameOutgoing(subject, data, FrameMeta.from_headers(headers))
 
     def _count(self, kind: str, line: str) -> None:
         n = self.counters.errors.get(kind, 0) + 1

@@ -19,6 +19,7 @@ Parameters:
     ping_interval_s, stall_timeout_s     keepalive pings; disconnect a client whose socket write hangs
     max_clients, max_frame_bytes, max_client_msgs_per_s, service_timeout_s
     default_queue_length, max_queue_length, max_queue_bytes, max_subscriptions   per-client queues
+    frame_lease_ttl_s                    ttl of the agent's camera leases (one per watched camera, renewed ttl/3)
     diagnostics_period_s                 period of the /diagnostics report
 Publishers: /diagnostics (diagnostic_msgs/DiagnosticArray).
 """
@@ -106,6 +107,9 @@ class WsAgentNode(Node):
                     min_value=1.0,
                     max_value=3600.0,
                 )
+            ),
+            frame_lease_ttl_s=float(
+                d("frame_lease_ttl_s", 5.0, "ttl of camera leases", read_only=True, min_value=0.5, max_value=3600.0)
             ),
             max_clients=int(
                 d("max_clients", 100, "concurrent WebSocket clients", read_only=True, min_value=1, max_value=10000)
@@ -199,6 +203,8 @@ class WsAgentNode(Node):
             "service_calls": gw["service_calls"],
             "audit_events": stats["audit_events"],
             "nats_connected": stats["nats_connected"],
+            "camera_leases": len(stats["leases"]["held"]),
+            "lease_failures": stats["leases"]["failures"],
         }
         for kind, n in {**hub["errors"], **gw["errors"]}.items():
             values[f"errors.{kind}"] = n

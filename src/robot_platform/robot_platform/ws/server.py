@@ -4,7 +4,8 @@ Threads: werkzeug accepts connections (one thread per HTTP request / WebSocket),
 reads each socket in its own thread, the agent adds one sender thread per client (the only place a
 socket is written, so a stalled browser blocks only its own sender), the NATS thread (fan-out into
 bounded session queues, never a socket write), and a housekeeping thread that disconnects clients
-whose socket write has been stuck for ``stall_timeout_s``.
+whose socket write has been stuck for ``stall_timeout_s``, and a lease thread that holds one
+frame_publisher lease per camera some client watches (see frame_relay.py).
 
 HTTP:  GET /            web/index.html;  GET /<path>  files under web/ (no listing, no traversal)
        GET /healthz     aggregate counters as JSON (no user names, no secrets)
@@ -31,16 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from flask import Flask, Response, abort, jsonify, request, send_from_directory
 from flask_sock import ConnectionClosed, Sock
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from robot_platform.bridge.codec import Codec
 from robot_platform.bridge.rostypes import TypeRegistry
+from robot_platform.frames.leases import decode_reply
 
 from .access import AccessControl, Auditor, FailureLimiter, OriginPolicy, credentials_from_request, resolve_roles
 from .client_session import ClientSession, SessionLimits
 from .errors import AuthError
+from .frame_relay import LeaseCall, LeaseKeeper, is_frame_subject
 from .gateway import Gateway, GatewayLimits
 from .hub import Hub
 from .nats_side import NatsSide
@@ -56,6 +60,9 @@ CONTROL_WRITE_TIMEOUT_S = 2.0  # a close/pong waiting behind a stalled data writ
 # default 5 ms switch interval adds up to 5 ms per hand-over under load. The entry points (node.main,
 # standalone.main) set this process-wide; measured in bench/RESULTS.md.
 GIL_SWITCH_INTERVAL_S = 0.001
+LEASE_REQUEST_TIMEOUT_S = 1.0
+LEASE_RETRY_S = 1.0  # a failed lease request (frame_publisher down or busy) is retried this often
+LEASE_IDLE_WAKE_S = 1.0
 TOKEN_RE = re.compile(r"(token=)[^&\s'\"]*", re.IGNORECASE)
 
 
@@ -79,6 +86,7 @@ class AgentConfig:
     stall_timeout_s: float = 30.0
     max_clients: int = 100
     max_payload_bytes: int = 8 * 1024 * 1024
+    frame_lease_ttl_s: float = 5.0  # ttl asked for the agent's camera leases (renewed every ttl/3)
     gateway: GatewayLimits = field(default_factory=GatewayLimits)
     session: SessionLimits = field(default_factory=SessionLimits)
 
@@ -143,7 +151,9 @@ class WsAgent:
             self.access = AccessControl({}, resolve_roles({}), config.anonymous_role)
         self.nats = NatsSide(config.nats_url, self._on_nats, name=f"ws_agent.{agent_id}", user=config.nats_user,
                              password=config.nats_password, log=self.log)  # fmt: skip
-        self.hub = Hub(self.nats.set_interest, config.max_payload_bytes, self.log.warning)
+        self.leases = LeaseKeeper(config.frame_lease_ttl_s, LEASE_RETRY_S, f"ws_agent-{agent_id}")
+        self._lease_wake = threading.Event()
+        self.hub = Hub(self._on_interest, config.max_payload_bytes, self.log.warning)
         self.auditor = Auditor(agent_id, self.nats.publish, self.log)
         self.gateway = Gateway(
             TopicMapper(config.mode, config.robot_id), self.access, self.hub, self.nats, self.auditor,
@@ -171,7 +181,12 @@ class WsAgent:
         self._server = make_server(self.config.host, self.config.port, self.app, threaded=True,
                                    request_handler=_QuietHandler, ssl_context=ctx)  # fmt: skip
         self._server.daemon_threads = True  # type: ignore[attr-defined]
-        for target, name in ((self._server.serve_forever, "http"), (self._housekeeping, "housekeeping")):
+        loops = (
+            (self._server.serve_forever, "http"),
+            (self._housekeeping, "housekeeping"),
+            (self._lease_loop, "leases"),
+        )
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"ws_agent-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -200,12 +215,55 @@ class WsAgent:
         for client in clients:
             if client.sender is not None:
                 client.sender.join(STOP_JOIN_TIMEOUT_S)
+        self._lease_wake.set()
+        for thread in self._threads:
+            if thread.name == "ws_agent-leases":
+                thread.join(STOP_JOIN_TIMEOUT_S)
+        self.leases.release_all(time.monotonic())  # best effort: unreleased leases expire after their ttl
+        self._send_lease_requests(time.monotonic())
         self.nats.stop()
         for thread in self._threads:
             thread.join(STOP_JOIN_TIMEOUT_S)
 
     def _on_nats(self, pattern: str, subject: str, headers: dict[str, str] | None, data: bytes) -> None:
         self.hub.deliver(subject, headers, data, pattern)
+
+    def _on_interest(self, subject: str, wanted: bool) -> None:
+        """First client in / last client out of a subject: NATS subscription, and a lease for a camera."""
+        self.nats.set_interest(subject, wanted)
+        if is_frame_subject(subject):
+            (self.leases.want if wanted else self.leases.unwant)(subject, time.monotonic())
+            self._lease_wake.set()
+
+    # ------------------------------------------------------------------ camera leases
+    def _lease_loop(self) -> None:
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            self._send_lease_requests(now)
+            due = self.leases.next_due()
+            wait = LEASE_IDLE_WAKE_S if due is None else min(max(due - now, 0.0), LEASE_IDLE_WAKE_S)
+            self._lease_wake.wait(wait)
+            self._lease_wake.clear()
+
+    def _send_lease_requests(self, now: float) -> None:
+        for call in self.leases.due(now):
+            self.nats.request(call.lease_subject, call.body, {}, LEASE_REQUEST_TIMEOUT_S,
+                              lambda result, reason, call=call: self._on_lease_reply(call, result, reason))  # fmt: skip
+
+    def _on_lease_reply(self, call: LeaseCall, result: Any, reason: str) -> None:
+        """NATS thread: the lease reply (or why there is none)."""
+        reply = None
+        if result is not None:
+            try:
+                reply = decode_reply(result[1])
+            except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+                reason = "lease reply is not a map"
+        if reply is not None and not reply.get("ok"):
+            reason = str(reply.get("message", "refused"))[:200]
+        if reason and not call.release:
+            self.log.warning(f"camera lease on {call.lease_subject} failed: {reason}; retrying")
+        self.leases.on_reply(call, reply, time.monotonic())
+        self._lease_wake.set()
 
     # ------------------------------------------------------------------ HTTP / WS
     def _build_app(self) -> Flask:
@@ -394,6 +452,7 @@ class WsAgent:
                 "errors": dict(self.gateway.counters.errors),
             },
             "refused": dict(self.refused),
+            "leases": {"held": sorted(self.leases.held()), **vars(self.leases.counters)},
             "audit_events": self.auditor.events,
             "nats": {
                 "published": nats.published,

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--web-dir", default="")
     ap.add_argument("--max-client-msgs-per-s", type=float, default=200.0)
     ap.add_argument("--default-queue-length", type=int, default=10)
+    ap.add_argument("--frame-lease-ttl-s", type=float, default=5.0)
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--switch-interval-s", type=float, default=GIL_SWITCH_INTERVAL_S)
     args = ap.parse_args(argv)
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         anonymous_role=args.anonymous_role,
         allowed_origins=args.allowed_origin,
         web_dir=args.web_dir,
+        frame_lease_ttl_s=args.frame_lease_ttl_s,
         gateway=GatewayLimits(max_client_msgs_per_s=args.max_client_msgs_per_s),
         session=SessionLimits(default_queue_length=args.default_queue_length),
     )

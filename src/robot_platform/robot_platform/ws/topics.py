@@ -8,7 +8,8 @@ direction and the first path element:
                /robots/r1/alerts              -> robots.r1.alerts
                /robots/r1/health[/<part>]     -> robots.r1.health[.<part>]
                /robots/r1/presence            -> robots.r1.presence
-               /robots/r1/frames/<camera>     -> robots.r1.frames.<camera>
+               /robots/r1/frames/<camera>     -> robots.r1.frames.<camera>   (binary frame messages,
+                                                 see frame_relay.py; never .../<camera>/lease)
                /robots/r1/deploy/<event>      -> robots.r1.deploy.<event>
     publish    /robots/r1/cmd_vel             -> robots.r1.cmd.cmd_vel       (commands into ROS)
     service    /robots/r1/robot_sim/estop     -> robots.r1.srv.robot_sim.estop   (NATS request/reply)
@@ -57,6 +58,7 @@ class Target:
     robot_id: str
     ros_name: str
     subject: str
+    frames: bool = False  # a camera: binary frame messages, latest only, leased (see frame_relay.py)
 
 
 class TopicMapper:
@@ -87,6 +89,8 @@ class TopicMapper:
     def subscribe(self, name: str) -> Target:
         """Subject to receive for a ``subscribe`` of ``name`` (fleet mode: ``/robots/*/...`` = every robot)."""
         robot, rest = self._split(name, wildcard=True)
+        if robot == ANY_ROBOT and rest[:1] == ["frames"]:
+            raise TopicError(name, "camera frames are watched one robot at a time: /robots/<id>/frames/<camera>")
         if robot == ANY_ROBOT:  # same validation and shape as one robot's subject, robot token a wildcard
             target = self.subscribe(f"/{PREFIX}/{PLACEHOLDER}/" + "/".join(rest))
             parts = target.subject.split(".")
@@ -98,8 +102,10 @@ class TopicMapper:
                 subject = subjects.alerts(robot) if kind == "alerts" else subjects.presence(robot)
             elif kind == HEALTH and len(rest) <= 2:
                 subject = subjects.health(robot, rest[1] if len(rest) == 2 else None)
+            elif kind == "frames" and len(rest) == 2:
+                return Target(robot, "/" + "/".join(rest), subjects.frames(robot, rest[1]), frames=True)
             elif kind in PART_KINDS and len(rest) == 2:
-                subject = subjects.frames(robot, rest[1]) if kind == "frames" else subjects.deploy(robot, rest[1])
+                subject = subjects.deploy(robot, rest[1])
             elif kind in SINGLE_KINDS or kind in PART_KINDS or kind == HEALTH:
                 raise TopicError(name, f"'{kind}' names take {self._shape(kind)}")
             else:
