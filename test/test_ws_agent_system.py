@@ -9,8 +9,9 @@
    robot stack (robot_sim + nats_bridge + nats-server + ws_agent): receives /odom, publishes
    /cmd_vel until the simulated robot moves, calls a service, is refused a deploy publish.
 
-The service call is answered by a NATS responder in the test: nats_bridge does not (yet) route
-``robots.<id>.srv.>`` requests to ROS services (see the ws_agent report).
+The service calls here are answered by a NATS responder in the test (the agent's side of the contract);
+nats_bridge's routing of ``robots.<id>.srv.>`` requests to real ROS services (an e-stop of robot_sim) is
+covered by test_nats_bridge_system.py::test_service_call_estops_real_sim.
 """
 
 from __future__ import annotations
