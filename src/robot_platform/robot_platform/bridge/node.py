@@ -292,8 +292,10 @@ class NatsBridgeNode(Node):
             allowlist = ServiceAllowlist(robot_id, rules)
         except BridgeError as exc:
             raise ConfigError("services", names, str(exc)) from None
-        router = ServiceRouter(robot_id, self._core.codec, allowlist, self._send, max_pending,
-                               self.get_logger().info)  # fmt: skip
+        logger = self.get_logger()
+        router = ServiceRouter(
+            robot_id, self._core.codec, allowlist, self._send, max_pending, logger.warning, logger.info
+        )
         for rule in allowlist.rules:
             srv = self._core.codec.registry.load_service(rule.type_name)
             client = self.create_client(srv, rule.service, qos_profile=qos_profile_services_default)

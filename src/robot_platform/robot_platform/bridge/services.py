@@ -31,7 +31,7 @@ from . import subjects
 from .codec import Codec
 from .core import TopicStats
 from .envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_ROBOT, H_TYPE
-from .errors import BridgeError, NotAllowedError, PayloadTooLargeError, ServiceCallError, SubjectError
+from .errors import BridgeError, PayloadTooLargeError, ServiceCallError, SubjectError
 from .rostypes import SERVICE_TYPE_RE
 
 H_ERROR = "Rp-Error"
@@ -87,17 +87,22 @@ class ServiceAllowlist:
         return self._by_subject.get(subject)
 
     def check(self, subject: str, type_header: str | None) -> ServiceRule:
-        """The rule granting a call on ``subject``; NotAllowedError if the subject or the type is not granted."""
+        """The rule granting a call on ``subject``; ServiceCallError ``not_allowed`` if the subject or the
+        type is not granted."""
         rule = self._by_subject.get(subject)
         if rule is None:
-            raise NotAllowedError(subject, str(type_header or ""), "service not in the service allowlist")
+            raise ServiceCallError(
+                subject, "not_allowed", "service not in nats_bridge's services allowlist (services.names)"
+            )
         if type_header:
             try:
                 normalized = normalize_service_type(type_header)
             except SubjectError:
-                raise NotAllowedError(subject, type_header, f"Ros-Type must be {rule.type_name}") from None
+                normalized = ""
             if normalized != rule.type_name:
-                raise NotAllowedError(subject, type_header, f"only {rule.type_name} is served here")
+                raise ServiceCallError(
+                    subject, "not_allowed", f"type {type_header[:100]!r} refused: only {rule.type_name} is served here"
+                )
         return rule
 
 
@@ -128,6 +133,7 @@ class ServiceRouter:
         reply: ReplyFn,
         max_pending: int = 16,
         log: LogFn | None = None,
+        audit: LogFn | None = None,
     ) -> None:
         if max_pending < 1:
             raise ValueError("max_pending must be >= 1")
@@ -136,7 +142,8 @@ class ServiceRouter:
         self.allowlist = allowlist
         self._reply = reply
         self.max_pending = max_pending
-        self._log = log or (lambda _m: None)
+        self._log = log or (lambda _m: None)  # refusals (warnings)
+        self._audit = audit or (lambda _m: None)  # accepted calls (who called what)
         self._lock = threading.Lock()
         self._pending: dict[int, PendingCall] = {}
         self._ids = itertools.count(1)
@@ -176,7 +183,7 @@ class ServiceRouter:
             self._fail(stats, subject, reply_to, exc)
             return None
         user = _printable(h.get(H_USER, ""))[:64]
-        self._log(f"service call {rule.service} ({rule.type_name}) from {user or 'unknown user'}")
+        self._audit(f"service call {rule.service} ({rule.type_name}) from {user or 'unknown user'}")
         return call, request
 
     def fail(self, call: PendingCall, kind: str, reason: str) -> None:
