@@ -52,3 +52,14 @@ def test_repeated_failures_block_the_address(tmp_path: Path) -> None:
     client = agent(tmp_path).app.test_client()
     codes = [client.get("/whoami?token=otto:wrong").status_code for _ in range(11)]
     assert codes[:10] == [401] * 10 and codes[10] == 429
+
+
+def test_directory_url_serves_its_index(tmp_path: Path) -> None:
+    web = tmp_path / "web"
+    (web / "console").mkdir(parents=True)
+    (web / "console" / "index.html").write_text("<p>console</p>")
+    a = agent(tmp_path)
+    a.web_dir = web
+    client = a.app.test_client()
+    assert client.get("/console/").get_data(as_text=True) == "<p>console</p>"
+    assert client.get("/console/../../etc/passwd").status_code == 404

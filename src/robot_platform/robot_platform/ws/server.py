@@ -7,7 +7,8 @@ bounded session queues, never a socket write), and a housekeeping thread that di
 whose socket write has been stuck for ``stall_timeout_s``, and a lease thread that holds one
 frame_publisher lease per camera some client watches (see frame_relay.py).
 
-HTTP:  GET /            web/index.html;  GET /<path>  files under web/ (no listing, no traversal)
+HTTP:  GET /            web/index.html;  GET /<path>  files under web/ (no listing, no traversal;
+                        <dir>/ serves <dir>/index.html)
        GET /healthz     aggregate counters as JSON (no user names, no secrets)
        GET /whoami      who the given credentials are: {user, role, mode, robot_id, rules} (the web UI
                         shows or hides controls with it; the gateway still checks every operation)
@@ -305,6 +306,8 @@ class WsAgent:
     def _static(self, path: str) -> Response:
         if self.web_dir is None or not self.web_dir.is_dir():
             abort(404)
+        if path.endswith("/"):  # web/console/ -> web/console/index.html (the pages' own URLs)
+            path += "index.html"
         return send_from_directory(self.web_dir, path)  # werkzeug safe_join: no traversal
 
     def _whoami(self) -> Response:
