@@ -1,0 +1,147 @@
+// What a page knows about one robot, folded from the streams ws_agent relays. Plain data, no DOM.
+// Every value keeps the time it arrived (performance.now() ms) so views can show its age and grey out
+// stale values. Sources (names relative to /robots/<id>/):
+//   battery_state (sensor_msgs/BatteryState)  odom (nav_msgs/Odometry)  alerts (Alert)
+//   health (tree snapshot map)  robot_state (RobotState, when a node publishes it)
+//   deploy/status (DeploymentStatus dict from deploy_service)
+import { speedOf, yawOf } from "./util.js";
+
+export const MODES = ["unknown", "idle", "moving", "paused", "estop", "fault"];
+export const DEPLOY_STATES = ["QUEUED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED"];
+const MOVING_MPS = 0.02;
+const HISTORY_LIMIT = 200;
+
+export class RobotModel {
+  constructor(id) {
+    this.id = id;
+    this.lastSeen = -Infinity; // performance.now() of the newest message of any kind
+    this.battery = null; // {pct, voltage, t}
+    this.odom = null; // {speed, yawRate, x, y, theta, t}
+    this.commanded = null; // {v, t}
+    this.health = null; // {snap, t}
+    this.robotState = null; // {msg, t}
+    this.deploy = null; // {status, t}
+    this.alerts = new Map(); // alert_id -> alert dict (active ones)
+    this.history = []; // every alert event, newest last (bounded)
+    this.estopped = null; // true/false once known (service answer or robot_state)
+    this.paused = null;
+    this.version = 0; // bumps on every change (views redraw when it moved)
+  }
+
+  _touch(t) { this.lastSeen = t; this.version += 1; }
+
+  onBattery(msg, t = performance.now()) {
+    this.battery = { pct: msg.percentage, voltage: msg.voltage, t };
+    this._touch(t);
+  }
+
+  onOdom(msg, t = performance.now()) {
+    const p = msg.pose.pose;
+    this.odom = {
+      speed: speedOf(msg), yawRate: msg.twist.twist.angular.z, x: p.position.x, y: p.position.y,
+      theta: yawOf(p.orientation), t,
+    };
+    this._touch(t);
+  }
+
+  onCommand(v, t = performance.now()) { this.commanded = { v, t }; this.version += 1; }
+
+  onRobotState(msg, t = performance.now()) {
+    this.robotState = { msg, t };
+    this.estopped = msg.mode === 4;
+    this.paused = msg.mode === 3;
+    if (Number.isFinite(msg.commanded_linear_speed)) this.commanded = { v: msg.commanded_linear_speed, t };
+    this._touch(t);
+  }
+
+  onDeploy(status, t = performance.now()) {
+    this.deploy = { status, t };
+    this._touch(t);
+  }
+
+  onAlert(alert, t = performance.now()) {
+    this.history.push({ ...alert, t, received: Date.now() });
+    if (this.history.length > HISTORY_LIMIT) this.history.splice(0, this.history.length - HISTORY_LIMIT);
+    if (alert.active) this.alerts.set(alert.alert_id, { ...alert, t });
+    else this.alerts.delete(alert.alert_id);
+    this._touch(t);
+  }
+
+  /** Health tree snapshot: also the source of active faults raised before this page subscribed. */
+  onHealth(snap, t = performance.now()) {
+    this.health = { snap, t };
+    const faulted = new Map();
+    for (const c of checksOf(snap.root)) {
+      if (c.name === "speed_drop" && c.values && c.values.commanded !== undefined) {
+        const v = parseFloat(c.values.commanded);
+        if (Number.isFinite(v) && (!this.commanded || t - this.commanded.t > 1500)) this.commanded = { v, t };
+      }
+      if ((c.state === "ACTIVE" || c.state === "CLEARING") && c.alert_id) faulted.set(c.alert_id, c);
+    }
+    for (const [id, c] of faulted) {
+      const known = this.alerts.get(id);
+      if (!known) {
+        this.alerts.set(id, {
+          alert_id: id, robot_id: this.id, code: c.code, severity: c.severity, message: c.message,
+          source: `health_monitor_tree/${c.name}`, active: true, acknowledged: !!c.acknowledged_by,
+          acknowledged_by: c.acknowledged_by || "", t,
+        });
+      } else if (c.acknowledged_by && !known.acknowledged) {
+        this.alerts.set(id, { ...known, acknowledged: true, acknowledged_by: c.acknowledged_by });
+      }
+    }
+    for (const [id, a] of this.alerts) {  // cleared while the clear message was missed
+      if (a.source?.startsWith("health_monitor_tree") && !faulted.has(id) && t - a.t > 3000) this.alerts.delete(id);
+    }
+    this._touch(t);
+  }
+
+  markAcknowledged(alertId, user) {
+    const a = this.alerts.get(alertId);
+    if (a) this.alerts.set(alertId, { ...a, acknowledged: true, acknowledged_by: user });
+    this.version += 1;
+  }
+
+  get maxSeverity() {
+    let m = -1;
+    for (const a of this.alerts.values()) m = Math.max(m, a.severity);
+    return m;
+  }
+
+  get unacknowledged() {
+    let n = 0;
+    for (const a of this.alerts.values()) if (!a.acknowledged) n += 1;
+    return n;
+  }
+
+  /** Link to the control server: RobotState.control_link_up, else the health tree's nats_link check. */
+  get linkUp() {
+    if (this.robotState) return !!this.robotState.msg.control_link_up;
+    const c = this.health && checksOf(this.health.snap.root).find((x) => x.kind === "nats_link");
+    return c ? c.state === "OK" || c.state === "PENDING" : null;
+  }
+
+  get mode() {
+    if (this.robotState && this.robotState.msg.mode) return MODES[this.robotState.msg.mode] || "unknown";
+    if (this.estopped) return "estop";
+    if (this.paused) return "paused";
+    if (this.maxSeverity >= 2) return "fault";
+    if (!this.odom) return "unknown";
+    return Math.abs(this.odom.speed) > MOVING_MPS || Math.abs(this.odom.yawRate) > MOVING_MPS ? "moving" : "idle";
+  }
+
+  get deployedVersion() {
+    if (this.robotState && this.robotState.msg.deployed_version) return this.robotState.msg.deployed_version;
+    const s = this.deploy?.status;
+    if (!s) return "";
+    if (s.state === 2) return `${s.package_name}@${s.version}`;
+    return s.previous_version ? `${s.package_name}@${s.previous_version}` : "";
+  }
+}
+
+export function checksOf(node, out = []) {
+  if (!node) return out;
+  if (node.code !== undefined) out.push(node);
+  for (const child of node.children || []) checksOf(child, out);
+  return out;
+}
