@@ -4,7 +4,9 @@ Subjects (``<id>`` is the robot id):
 
 * ``robots.<id>.deploy.status``: every :class:`~robot_platform.deploy.jobs.Status` as a msgpack dict,
   with headers ``Nats-Msg-Id`` (job id + sequence, for de-duplication), ``rp-type``
-  (``robot_platform_interfaces/msg/DeploymentStatus``), ``rp-robot`` and ``rp-seq``.
+  (``robot_platform_interfaces/msg/DeploymentStatus``), ``rp-robot`` and ``rp-seq``; plus the envelope
+  headers ``Content-Type``, ``Ros-Type`` (``robot_platform/deploy/Status``: not a ROS type, the dict of
+  ``Status.to_dict``) and ``Robot-Id``, so ws_agent relays it to browsers (touch panel, console).
 * ``robots.<id>.deploy.invoke.<package>``: request = msgpack (or JSON) event; reply = msgpack dict
   ``{ok, result, error, logs, invocation_id, duration_s}`` from the function's active version.
 * ``robots.<id>.deploy.restart.<package>``: restart the active version of an app (robot_agent's
@@ -42,6 +44,7 @@ CONNECT_TIMEOUT_S = 2.0
 RECONNECT_WAIT_S = 1.0
 FIRST_CONNECT_BACKOFF_MAX_S = 10.0
 STATUS_TYPE = "robot_platform_interfaces/msg/DeploymentStatus"
+STATUS_ENVELOPE_TYPE = "robot_platform/deploy/Status"  # envelope Ros-Type: a msgpack map, see Status.to_dict
 
 Invoker = Callable[[str, Any], dict[str, Any]]
 Restarter = Callable[[str], dict[str, Any]]
@@ -211,6 +214,9 @@ class NatsLink:
             "rp-type": STATUS_TYPE,
             "rp-robot": self.robot_id,
             "rp-seq": str(self._seq),
+            "Content-Type": "application/msgpack",
+            "Ros-Type": STATUS_ENVELOPE_TYPE,
+            "Robot-Id": self.robot_id,
         }
         try:
             await client.publish(self.status_subject, msgpack.packb(status.to_dict()), headers=headers)

@@ -1,0 +1,47 @@
+"""deploy_service's NATS statuses carry the platform envelope, so ws_agent relays them to browsers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgpack
+
+from robot_platform.bridge.envelope import Envelope
+from robot_platform.deploy.jobs import State, Status
+from robot_platform.deploy.nats_link import STATUS_ENVELOPE_TYPE, NatsLink
+from robot_platform.ws.hub import Hub
+
+
+class Recorder:
+    """Stands in for the nats-py client: keeps what would be published."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
+        self.sent.append((subject, body, headers))
+
+
+def test_status_headers_pass_the_envelope_check_and_reach_a_ws_client() -> None:
+    link = NatsLink("nats://127.0.0.1:1", "r3", invoker=None)
+    client = Recorder()
+    status = Status("r3", "job-1", "nav_app", "1.2.0", "1.1.0", State.IN_PROGRESS, "install", 0.5)
+    asyncio.run(link._publish(client, status))
+    subject, body, headers = client.sent[0]
+    env = Envelope.from_headers(subject, headers)
+    assert (env.type_name, env.robot_id, env.msg_id) == (STATUS_ENVELOPE_TYPE, "r3", "job-1:1")
+    assert headers["rp-type"] == "robot_platform_interfaces/msg/DeploymentStatus"  # unchanged for old readers
+    assert msgpack.unpackb(body)["state_name"] == "IN_PROGRESS"
+
+    interest: list[Any] = []
+    hub = Hub(lambda s, on: interest.append((s, on)), 1 << 20)
+    delivered: list[Any] = []
+
+    class Session:
+        def offer(self, sub: Any, out: Any) -> None:
+            delivered.append(out.msg())
+
+    hub._index = {subject: ((Session(), object()),)}  # one subscribed client, routed by subject
+    assert hub.deliver(subject, headers, body) == 1
+    assert delivered[0]["progress"] == 0.5 and delivered[0]["step"] == "install"
