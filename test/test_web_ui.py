@@ -73,8 +73,9 @@ BRIDGE = """
     metrics_port: 0
     discovery_period_s: 0.0
     out:
-      names: [odom, scan, battery]
+      names: [odom, scan, battery, cmd_vel]
       odom: {{topic: /odom, type: nav_msgs/msg/Odometry, max_rate_hz: 20.0}}
+      cmd_vel: {{topic: /cmd_vel, type: geometry_msgs/msg/Twist, max_rate_hz: 10.0}}
       scan: {{topic: /scan, type: sensor_msgs/msg/LaserScan, max_rate_hz: 5.0, reliability: best_effort, depth: 2}}
       battery: {{topic: /battery_state, type: sensor_msgs/msg/BatteryState}}
     in:
@@ -102,6 +103,22 @@ BRIDGE = """
     metrics_port: 0
     nats_alert_stream: ""
 """
+CAMERA = """
+/**/robot_sim:
+  ros__parameters:
+    enable_camera: true
+    camera_rate_hz: 5.0
+    camera_width: 320
+    camera_height: 240
+/**/frame_publisher:
+  ros__parameters:
+    robot_id: {rid}
+    nats_url: {url}
+    cameras.names: [front]
+    cameras.front.topic: camera/image_raw
+    cameras.front.type: image
+"""
+CAMERA_ROBOT = "r1"
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -250,8 +267,17 @@ def test_panel_and_console_in_chromium(procs: ProcessGroup, nats_server: Any, do
         env = ros_env(domains + i, py_env)
         params = tmp_path / f"{rid}.yaml"
         params.write_text(BRIDGE.format(rid=rid, url=nats_server.url, checks=CHECKS))
-        for area, node in (("sim", "robot_sim"), ("bridge", "nats_bridge"), ("health", "health_monitor_tree")):
-            argv = [sys.executable, "-m", f"robot_platform.{area}.node", "--ros-args", "--params-file", str(params)]
+        nodes = [("sim", "robot_sim"), ("bridge", "nats_bridge"), ("health", "health_monitor_tree")]
+        files = [str(params)]
+        if rid == CAMERA_ROBOT:  # camera frames on demand: frame_publisher leased by the console's agent
+            camera = tmp_path / f"{rid}.camera.yaml"
+            camera.write_text(CAMERA.format(rid=rid, url=nats_server.url))
+            files.append(str(camera))
+            nodes.append(("frames", "frame_publisher"))
+        for area, node in nodes:
+            argv = [sys.executable, "-m", f"robot_platform.{area}.node", "--ros-args"]
+            for f in files:
+                argv += ["--params-file", f]
             procs.start(f"{rid}.{node}", argv, env=env)
         panel_ports[rid] = free_port()
         procs.start(f"{rid}.ws_agent", agent_argv("robot", rid, panel_ports[rid], nats_server.url, users), env=env)
@@ -353,6 +379,7 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
     )
     latency = time.monotonic() - injected
     shot("console", "console_alerts")
+    sys.stdout.write(f"alert in the console {latency:.2f}s after the fault was injected\n")
     assert latency < ALERT_BUDGET_S, f"alert shown {latency:.2f}s after the fault (budget {ALERT_BUDGET_S}s)"
     b.do("click", page="console", selector="#a-active tr[data-robot=r2][data-code='TOPIC_SILENT.scan'] button")
     b.wait(
@@ -370,10 +397,21 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
         "document.querySelector('#d-name').textContent === 'r1' && !document.querySelector('#d-estop').hidden",
     )
     b.wait("console", "document.querySelector('#d-tree li') !== null")
+    b.do("click", page="console", selector="[data-testid=camera-toggle]")  # camera on demand (frames + lease)
+    size = b.wait(
+        "console",
+        "document.querySelector('#d-cam').naturalWidth > 0 && "
+        "[document.querySelector('#d-cam').naturalWidth, document.querySelector('#d-cam').naturalHeight]",
+    )
+    assert size == [320, 240], size
     probes["r1"].driving = 0.4
+    b.wait("console", "window.__console.robots.get('r1').commanded?.v > 0.3")  # cmd_vel telemetry
     time.sleep(1.5)  # a visible trajectory and speed curve for the screenshot (not a synchronisation)
     probes["r1"].driving = None
+    b.do("viewport", page="console", width=1280, height=1120)  # every card of the detail view
     shot("console", "console_robot_detail")
+    b.do("viewport", page="console", width=1280, height=800)
+    b.do("click", page="console", selector="[data-testid=camera-toggle]")
     b.do("goto", page="console", url=f"{console_url}/console/?token={token('otto')}#/deploy")
     b.wait("console", "document.querySelectorAll('#dep-robots input').length === 2")
     assert b.do("eval", page="console", js="document.querySelector('#dep-start').disabled") is True

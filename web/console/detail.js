@@ -76,6 +76,8 @@ export class DetailView {
     client.setOptions(`/robots/${id}/odom`, { throttle_rate: DETAIL_ODOM_THROTTLE_MS });
     this.unsubs.push(client.subscribe(`/robots/${id}/scan`, { throttle_rate: SCAN_THROTTLE_MS, queue_length: 1 },
       (m) => { this.scan = { msg: m, t: performance.now() }; this.ctx.redraw(); }));
+    this.unsubs.push(client.subscribe(`/robots/${id}/cmd_vel`, { throttle_rate: DETAIL_ODOM_THROTTLE_MS,
+      queue_length: 1 }, (m) => robot.onCommand(m.linear.x))); // robots.<id>.ros.cmd_vel, if bridged out
     const s = this.ctx.session;
     const canStop = may(s, "call", id, "/robot_sim/estop"), canPause = may(s, "call", id, "/robot_sim/pause");
     for (const [sel, ok] of [["#d-estop", canStop], ["#d-release", canStop], ["#d-pause", canPause]]) {
@@ -104,6 +106,8 @@ export class DetailView {
       this.frame = { url: URL.createObjectURL(new Blob([data.slice()], { type: "image/jpeg" })), t: performance.now() };
       $("#d-cam").src = this.frame.url;
       $(".camera").classList.add("on");
+      const meta = m.meta || {};
+      this.frame.info = `${meta.width}x${meta.height} q${meta.quality} #${meta.seq}`;
     });
     setText($("#d-cam-toggle"), "Hide camera");
     setText($("#d-cam-note"), "waiting for frames...");
@@ -134,14 +138,19 @@ export class DetailView {
     st.className = `pill ${online ? "ok" : "off"}`;
     const mode = $("#d-mode");
     setText(mode, r.mode);
-    mode.className = `pill ${r.mode}`;
+    mode.className = `pill mode-${r.mode}`;
     setText($("#d-facts"), `battery ${r.battery ? fmtNum(r.battery.pct * 100, 0, " %") : "–"} · speed ${
       r.odom ? fmtNum(r.odom.speed, 2, " m/s") : "–"} · ${r.alerts.size} alerts · ${r.deployedVersion || "no deployment"}`);
     $("#d-pause").textContent = r.paused ? "Resume" : "Pause";
     for (const sel of ["#d-estop", "#d-pause", "#d-release"]) $(sel).disabled = !connected;
     badge("#d-speed-age", r.odom); badge("#d-odom-age", r.odom); badge("#d-battery-age", r.battery);
     badge("#d-scan-age", this.scan); badge("#d-health-age", r.health);
-    if (this.camUnsub) badge("#d-cam-age", this.frame); else setText($("#d-cam-age"), "");
+    if (this.camUnsub) {
+      badge("#d-cam-age", this.frame);
+      if (this.frame) setText($("#d-cam-age"), `${$("#d-cam-age").textContent} · ${this.frame.info}`);
+    } else {
+      setText($("#d-cam-age"), "");
+    }
     if (now - (this.drawnAt || 0) < CHART_MIN_PERIOD_MS) return; // canvases at most 10 Hz (CPU)
     this.drawnAt = now;
     this.speed.draw(now);

@@ -43,6 +43,7 @@ sub("/battery_state", { queue_length: 1 }, (m) => model.onBattery(m));
 sub("/health", { queue_length: 1 }, (m) => model.onHealth(m));
 sub("/alerts", { queue_length: 50 }, (m) => model.onAlert(m));
 sub("/robot_state", { queue_length: 1 }, (m) => model.onRobotState(m));
+sub("/cmd_vel", { throttle_rate: 100, queue_length: 1 }, (m) => model.onCommand(m.linear.x)); // if bridged out
 sub("/deploy/status", { queue_length: 20 }, (m) => model.onDeploy(m));
 client.addEventListener("status", (ev) => { if (ev.detail.level === "error") toast(ev.detail.msg, "bad"); });
 
@@ -159,7 +160,7 @@ function render() {
   const mode = model.mode;
   const modeNode = $("#mode");
   setText(modeNode, mode.toUpperCase());
-  modeNode.className = `pill ${mode}`;
+  modeNode.className = `pill mode-${mode}`;
   const link = model.linkUp;
   const linkNode = $("#link");
   setText(linkNode, link === null ? "control link ?" : link ? "control link up" : "control link DOWN");
