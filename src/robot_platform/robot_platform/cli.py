@@ -23,7 +23,7 @@ from pathlib import Path
 
 from robot_platform import launch_plan
 from robot_platform.exceptions import RobotPlatformError
-from robot_platform.runner.demo import DemoLayout, demo_processes
+from robot_platform.runner.demo import DemoLayout, demo_processes, write_demo_users
 from robot_platform.runner.processes import (
     Installation,
     ProcessSpec,
@@ -115,13 +115,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     if not 1 <= layout.robots <= 50:
         raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
-    specs = demo_processes(layout, Installation.find(), enable_camera=args.enable_camera)
+    users = write_demo_users(layout.state_dir)
+    specs = demo_processes(layout, Installation.find(), enable_camera=args.enable_camera, users_file=users.path)
     group = ProcessGroup(log_dir=layout.state_dir / "logs")
     stop = StopSignal()
 
     def started() -> int | None:
         ok = check_demo(layout, group, stop.event)
-        print_banner(layout, ok)
+        print_banner(layout, ok, users.tokens)
         if args.check:
             return 0 if ok else 1
         return None

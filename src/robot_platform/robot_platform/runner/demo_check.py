@@ -61,24 +61,31 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
     return ok
 
 
-def print_banner(layout: DemoLayout, ok: bool) -> None:
+def print_banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = None) -> None:
+    """What runs where. ``tokens`` are this run's demo logins (user -> user:secret), shown in the URLs."""
+    tokens = tokens or {}
+    console_q = f"?token={tokens['admin']}" if "admin" in tokens else ""
+    panel_q = f"?token={tokens['operator']}" if "operator" in tokens else ""
     lines = [
         "",
         f"robot_platform demo: control server + {layout.robots} simulated robot(s) "
         + ("- all up" if ok else "- SOME PARTS FAILED, see above"),
         f"  NATS hub            nats://127.0.0.1:{layout.hub_port}   (robots link in on :{layout.leaf_port})",
         f"  hub monitoring      http://127.0.0.1:{layout.hub_monitor_port}/leafz",
-        f"  operator console    http://127.0.0.1:{layout.console_port}/",
+        f"  operator console    http://127.0.0.1:{layout.console_port}/{console_q}",
     ]
     for i in range(1, layout.robots + 1):
-        lines.append(
+        lines += [
             f"  robot {layout.robot_id(i):<4}          ROS_DOMAIN_ID={layout.domain(i)}  "
-            f"nats://127.0.0.1:{layout.robot_port_base + i}  panel http://127.0.0.1:{layout.panel_port_base + i}/  "
-            f"metrics http://127.0.0.1:{layout.metrics_base + i}/metrics"
-        )
+            f"nats://127.0.0.1:{layout.robot_port_base + i}  "
+            f"metrics http://127.0.0.1:{layout.metrics_base + i}/metrics",
+            f"    touch panel       http://127.0.0.1:{layout.panel_port_base + i}/{panel_q}",
+        ]
     lines += [
         f"  logs                {layout.state_dir / 'logs'}",
         "  try                 ROS_DOMAIN_ID=11 robot-platform topics",
+        "  logins              admin (console) and operator (panels), new secrets each run: "
+        f"{layout.state_dir / 'demo-users.yaml'} holds only hashes",
         "  stop                Ctrl-C",
         "",
     ]
