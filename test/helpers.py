@@ -17,11 +17,29 @@ INSTALL = REPO / "install"
 
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class _PortPicker:
+    """Hands out ports that were free a moment ago, never the same one twice in a test session.
+
+    Why: the kernel readily returns a port it just released, so two calls in a row (a server's HTTP and
+    gRPC ports, say) could get the same number and the server would fail to bind the second one.
+    """
+
+    def __init__(self) -> None:
+        self._given: set[int] = set()
+
+    def __call__(self) -> int:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = int(s.getsockname()[1])
+            if port not in self._given:
+                self._given.add(port)
+                return port
+        raise RuntimeError("no fresh free port after 100 tries")
+
+
+free_port = _PortPicker()
+"""A TCP port on 127.0.0.1 that was free a moment ago and not handed out before in this session."""
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, period: float = 0.05) -> object:

@@ -206,7 +206,9 @@ async def hub_messages(hub_url: str, password: str) -> list[tuple[str, str]]:
     try:
         js = nc.jetstream()
         info = await js.stream_info("FLEET_EVENTS")
-        out = []
+        out: list[tuple[str, str]] = []
+        if info.state.messages == 0:  # empty stream: first_seq is 0, and message 0 is a bad request
+            return out
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             msg = await js.get_msg("FLEET_EVENTS", seq)
             out.append((msg.subject, (msg.headers or {}).get("Nats-Msg-Id", "")))
