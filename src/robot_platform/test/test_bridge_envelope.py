@@ -24,6 +24,19 @@ def test_factory_headers_round_trip() -> None:
     assert Envelope.from_headers("s", headers) == a
 
 
+def test_factory_fast_headers_match_make_and_share_its_sequence() -> None:
+    """headers() (the bridge's per-message path) gives what make().headers() gives, same counters."""
+    fast, slow = EnvelopeFactory("r1", origin="o1"), EnvelopeFactory("r1", origin="o1")
+    for stamp in ("1.000000002", "", "3.000000004"):
+        h = fast.headers("nav_msgs/msg/Odometry", "RIHS01_x", "/odom", stamp)
+        ref = slow.make("nav_msgs/msg/Odometry", "RIHS01_x", "/odom", stamp).headers()
+        assert int(h.pop("Rp-Sent-Ns")) > 0 and int(ref.pop("Rp-Sent-Ns")) > 0
+        assert h == ref
+    mixed = fast.make("nav_msgs/msg/Odometry", "RIHS01_x", "/odom")  # both paths count the same sequence
+    assert (mixed.seq, mixed.msg_id) == (4, "o1-4")
+    assert Envelope.from_headers("s", fast.headers("std_msgs/msg/String", "RIHS01_y", "/chatter")).seq == 1
+
+
 @pytest.mark.parametrize(
     ("headers", "bad"),
     [

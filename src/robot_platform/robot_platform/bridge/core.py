@@ -132,8 +132,8 @@ class BridgeCore:
             return False
         finally:
             route.stats.codec_ns += time.perf_counter_ns() - t0
-        env = self.envelopes.make(route.type_name, route.type_hash, route.topic, stamp_of(msg))
-        self._send(route.subject, body, env.headers())
+        headers = self.envelopes.headers(route.type_name, route.type_hash, route.topic, stamp_of(msg))
+        self._send(route.subject, body, headers)
         route.stats.out += 1
         return True
 

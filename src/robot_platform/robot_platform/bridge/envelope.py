@@ -132,6 +132,28 @@ class EnvelopeFactory:
         self.origin = origin or uuid.uuid4().hex
         self._seq: dict[str, int] = {}
         self._ids = itertools.count(1)
+        self._static: dict[tuple[str, str, str], dict[str, str]] = {}
+
+    def headers(self, type_name: str, type_hash: str, topic: str, stamp: str = "") -> dict[str, str]:
+        """``make(...).headers()`` without building an Envelope: the bridge's per-message path.
+
+        The headers that never change for a topic are built once; only the message id, sequence number,
+        stamp and send time are filled in per message (same values and sequence as :meth:`make`)."""
+        key = (type_name, type_hash, topic)
+        static = self._static.get(key)
+        if static is None:
+            static = Envelope(type_name, "-", topic, self.robot_id, type_hash, origin=self.origin).headers()
+            del static[H_MSG_ID]
+            self._static[key] = static
+        seq = self._seq.get(topic, 0) + 1
+        self._seq[topic] = seq
+        h = static.copy()
+        h[H_MSG_ID] = f"{self.origin}-{next(self._ids):x}"
+        if stamp:
+            h[H_STAMP] = stamp
+        h[H_SEQ] = str(seq)
+        h[H_SENT] = str(time.time_ns())
+        return h
 
     def make(self, type_name: str, type_hash: str, topic: str, stamp: str = "") -> Envelope:
         seq = self._seq.get(topic, 0) + 1

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -105,7 +105,8 @@ class NatsLink:
         self._thread: threading.Thread | None = None
         self._wake: asyncio.Event | None = None
         self._stop_event: asyncio.Event | None = None
-        self._wake_pending = False
+        self._wake_pending = False  # a wake-up of the sender is scheduled or it is draining
+        self._batch = threading.local()  # per publishing thread: batch depth, something queued
         self._nc: Any = None
         self.state = LinkState.STOPPED
         self.counters = LinkCounters()
@@ -123,18 +124,49 @@ class NatsLink:
         self._ready.wait(STOP_JOIN_TIMEOUT_S)
 
     def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
-        """Queue one message (never blocks); the oldest queued one is dropped and counted when full."""
+        """Queue one message (never blocks); the oldest queued one is dropped and counted when full.
+
+        Inside :meth:`batch` (same thread) the link thread is woken once when the batch ends."""
+        batching = getattr(self._batch, "depth", 0) > 0
         with self._lock:
             if len(self._outbox) >= self._capacity:
                 self._outbox.popleft()
                 self.counters.dropped_outbox += 1
             self._outbox.append((subject, body, headers))
+            if batching:
+                self._batch.queued = True
+                return
             wake = not self._wake_pending
             self._wake_pending = True
-        loop = self._loop
-        if wake and loop is not None and self._wake is not None:
+        if wake:
+            self._wake_loop()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Publishes of this thread inside the block wake the link thread once, at the end.
+
+        A cross-thread wake-up (``call_soon_threadsafe``: a syscall plus an event-loop round) per message
+        cost as much as encoding a message; a burst of messages taken from ROS together needs one."""
+        local = self._batch
+        depth = getattr(local, "depth", 0)
+        local.depth = depth + 1
+        try:
+            yield
+        finally:
+            local.depth = depth
+            if depth == 0 and getattr(local, "queued", False):
+                local.queued = False
+                with self._lock:
+                    wake = not self._wake_pending
+                    self._wake_pending = True
+                if wake:
+                    self._wake_loop()
+
+    def _wake_loop(self) -> None:
+        loop, wake_event = self._loop, self._wake
+        if loop is not None and wake_event is not None:
             with contextlib.suppress(RuntimeError):  # loop already closed during shutdown
-                loop.call_soon_threadsafe(self._wake.set)
+                loop.call_soon_threadsafe(wake_event.set)
 
     @property
     def queued(self) -> int:
@@ -283,12 +315,13 @@ class NatsLink:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            with self._lock:
-                self._wake_pending = False
             nc = self._nc
             while nc is not None and self.state is LinkState.CONNECTED:
                 with self._lock:
                     if not self._outbox:
+                        # Publishers wake us again only from here on: while we drain they just append.
+                        # (If we stop early, disconnected, every reconnect and stop() wakes us.)
+                        self._wake_pending = False
                         break
                     item = self._outbox[0]
                 subject, body, headers = item

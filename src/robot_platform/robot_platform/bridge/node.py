@@ -37,7 +37,8 @@ config/robot.yaml):
       services.<n>.type               service type (std_srvs/srv/SetBool)
       services.<n>.timeout_s          the caller gets Rp-Error 'timeout' after this long
     services.max_pending (int)        service calls in flight at once; more are refused ('busy')
-Subscriptions: every out topic. Publishers: every in topic, /diagnostics, mirrored /fleet/<id>/<topic>.
+Subscriptions: every out topic (read by a thread of their own, see ros_reader.py).
+Publishers: every in topic, /diagnostics, mirrored /fleet/<id>/<topic>.
 Service clients: every allowlisted service (robot mode).
 NATS: publishes robots.<id>.ros.<topic> (or the configured subject), robots.<id>.health.nats_bridge;
 subscribes robots.<id>.cmd.> (only allowlisted subject+type pairs reach ROS); answers requests on
@@ -49,7 +50,7 @@ mirrored topic.
 from __future__ import annotations
 
 import sys
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,12 @@ from .link import Credentials, NatsLink
 from .metrics import BridgeCollector, BridgeMetrics
 from .mirror import Mirror
 from .report import flat_values
+from .ros_reader import OutReader
 from .rostypes import TypeRegistry
 from .services import PendingCall, ServiceAllowlist, ServiceRouter
 
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
 DURABILITY = {"volatile": DurabilityPolicy.VOLATILE, "transient_local": DurabilityPolicy.TRANSIENT_LOCAL}
-FLUSH_PERIOD_MIN_S = 0.005
-FLUSH_PERIOD_MAX_S = 0.5
 HEALTH_PART = "nats_bridge"
 SERVICE_EXPIRY_PERIOD_S = 0.1  # how often overdue service calls are answered with 'timeout'
 
@@ -191,12 +191,12 @@ class NatsBridgeNode(Node):
             on_request=self._on_service_request if request_subs else None,
         )
 
+        # Outbound subscriptions are read by their own thread (ros_reader: no executor round per message),
+        # which also releases rate-limited messages when due.
+        self._reader = OutReader(self.context, self._core.flush_due, self._link.batch, self.get_logger())
         self._subs: dict[str, Any] = {}
-        min_interval = None
         for name in self._names("out.names"):
-            route = self._add_out(name)
-            if route.limiter.interval and (min_interval is None or route.limiter.interval < min_interval):
-                min_interval = route.limiter.interval
+            self._add_out(name)
         if mode == "control":
             self._add_fleet_commands(fleet)
         self._filter = TopicFilter(self._names("out.allow"), self._names("out.deny"))
@@ -209,11 +209,6 @@ class NatsBridgeNode(Node):
             "out.pattern",
         )
         self._skipped: set[str] = set()
-        if self._pattern_rate > 0:
-            min_interval = min(min_interval or 1.0, 1.0 / self._pattern_rate)
-        if min_interval:
-            period = min(max(min_interval / 2, FLUSH_PERIOD_MIN_S), FLUSH_PERIOD_MAX_S)
-            self.create_timer(period, self._flush)
         if discovery > 0 and self._filter.allow:
             self.create_timer(discovery, self._discover)
         self.create_timer(health, self._report)
@@ -227,6 +222,7 @@ class NatsBridgeNode(Node):
             bound = self._metrics.serve(metrics_port)
             self.get_logger().info(f"metrics on http://127.0.0.1:{bound}/metrics")
         self._link.start()
+        self._reader.start()
         self.get_logger().info(
             f"nats_bridge {robot_id}: {len(self._core.routes)} out topics, "
             f"{len(self._core.allowlist.rules)} allowlisted commands, {len(self._srv_clients)} services, NATS {url}"
@@ -342,17 +338,13 @@ class NatsBridgeNode(Node):
                 self._subscribe(route, qos)
 
     def _subscribe(self, route: OutRoute, qos: QoSProfile) -> None:
-        core = self._core
-
-        def on_msg(msg: Any, route: OutRoute = route) -> None:
-            core.on_ros_message(route, msg)
-
-        self._subs[route.topic] = self.create_subscription(route.cls, route.topic, on_msg, qos)
+        """Subscribe for the reader thread (ros_reader); the executor never runs this subscription."""
+        handle = partial(self._core.on_ros_message, route)
+        sub = self.create_subscription(route.cls, route.topic, handle, qos, callback_group=self._reader.group)
+        self._subs[route.topic] = sub
+        self._reader.add(sub, handle)
 
     # ------------------------------------------------------------------ timers
-    def _flush(self) -> None:
-        self._core.flush_due(time.monotonic())
-
     def _discover(self) -> None:
         in_topics = set(self._in_publishers)
         for topic, types in self.get_topic_names_and_types():
@@ -485,6 +477,7 @@ class NatsBridgeNode(Node):
     def destroy_node(self) -> None:
         if self._srv_router is not None:
             self._srv_router.fail_all("the bridge is stopping")
+        self._reader.stop()
         self._link.stop()
         if self._metrics is not None:
             self._metrics.close()
