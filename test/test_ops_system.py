@@ -393,7 +393,7 @@ def host_key(directory: Path, name: str) -> tuple[Path, str]:
 
 def test_ssh_through_bastion(procs: Any, tmp_path: Path, nats_server: Any, ros_domain: int, privsep_dir: Any) -> None:
     if not (shutil.which("autossh") and Path(SSHD).exists()):
-        pytest.skip("needs openssh-server and autossh (requirements/apt.txt)")
+        pytest.fail("needs openssh-server and autossh: run `make setup` (requirements/apt.txt)")
     import getpass
 
     user = getpass.getuser()

@@ -128,9 +128,9 @@ class Browser:
     def __init__(self, log_path: Path) -> None:
         node = shutil.which("node")
         if node is None or not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-            pytest.skip("node or test/browser/node_modules missing: run `make setup` (npm ci in test/browser)")
+            pytest.fail("node or test/browser/node_modules missing: run `make setup` (npm ci in test/browser)")
         if not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists():
-            pytest.skip("Debian's chromium is not installed: run `make setup`")
+            pytest.fail("Debian's chromium is not installed: run `make setup`")
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen([node, "ui_driver.mjs"], cwd=BROWSER_DIR, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self._log, start_new_session=True)  # fmt: skip

@@ -21,7 +21,17 @@ PROM = REPO / "config" / "prometheus"
 GRAFANA = REPO / "config" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt-get install prometheus)")
+def _require_promtool() -> None:
+    """A missing promtool is a failure, not a skip: `make setup` installs it (requirements/apt.txt)."""
+    assert PROMTOOL is not None, "promtool not installed: run `make setup` (apt package prometheus)"
+
+
+needs_promtool = pytest.mark.usefixtures("_promtool_present")
+
+
+@pytest.fixture
+def _promtool_present() -> None:
+    _require_promtool()
 METRIC_RE = re.compile(r"\brobot_health_[a-z_]+\b")
 
 
