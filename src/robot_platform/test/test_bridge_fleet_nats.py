@@ -33,7 +33,7 @@ def test_hub_has_one_user_per_robot_and_control() -> None:
     fleet = Fleet({"r1": "a" * 20, "r2": "b" * 20}, "c" * 20)
     text = render_hub(fleet, Endpoint(port=4000, monitor_port=8000), 7000, "/tmp/js")
     assert "listen: 127.0.0.1:4000" in text and "http: 127.0.0.1:8000" in text
-    assert "leafnodes { listen: 127.0.0.1:7000 }" in text
+    assert "leafnodes { listen: 127.0.0.1:7000, no_advertise: true }" in text
     assert text.count("user: ") == 3
     assert f'user: r2, password: "{"b" * 20}", permissions: {robot_permissions("r2")}' in text
 

@@ -108,7 +108,8 @@ def render_hub(
         f"max_payload: {max_payload}\n"
         f'jetstream {{ domain: hub, store_dir: "{store_dir}" }}\n'
         "accounts {\n  FLEET {\n    jetstream: enabled\n    users = [\n" + "\n".join(users) + "\n    ]\n  }\n}\n"
-        f"leafnodes {{ listen: {client.host}:{leaf_port} }}\n"
+        # no_advertise: robots keep dialling the configured URL (a proxy or NAT address), not the hub's own.
+        f"leafnodes {{ listen: {client.host}:{leaf_port}, no_advertise: true }}\n"
     )
 
 
