@@ -15,13 +15,15 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import BatteryState, Image, Imu, LaserScan
+from std_srvs.srv import SetBool
 
 from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform_interfaces.msg import RobotState
 from robot_platform_interfaces.srv import InjectFault
 
 RATES = {"odom": 20.0, "imu": 50.0, "scan": 10.0, "battery_state": 2.0, "camera/image_raw": 5.0}
 TYPES = {"odom": Odometry, "imu": Imu, "scan": LaserScan, "battery_state": BatteryState,
-         "camera/image_raw": Image}
+         "camera/image_raw": Image, "robot_state": RobotState}
 
 
 class Observer:
@@ -35,6 +37,7 @@ class Observer:
             self.node.create_subscription(msg_type, topic, self._make_cb(topic), qos_profile_sensor_data)
         self.cmd_pub = self.node.create_publisher(Twist, "cmd_vel", 10)
         self.fault_client = self.node.create_client(InjectFault, "robot_sim/inject_fault")
+        self.estop_client = self.node.create_client(SetBool, "robot_sim/estop")
 
     def _make_cb(self, topic: str):
         def cb(msg: object) -> None:
@@ -149,3 +152,18 @@ def test_bad_fault_requests_are_refused(sim: Observer) -> None:
     assert not res.success and "unknown fault" in res.message
     sim.spin_for(0.5)  # the node keeps publishing
     assert sim.stamps["odom"][-1] > time.monotonic() - 0.5
+
+
+def test_robot_state_reports_estop_at_once_and_motion(sim: Observer) -> None:
+    twist = Twist()
+    twist.linear.x = 0.5
+    sim.spin_for(2.0, each=lambda: sim.cmd_pub.publish(twist))
+    state = sim.last["robot_state"]
+    assert state.mode == RobotState.MODE_MOVING and state.robot_id == "r1"
+    assert state.commanded_linear_speed == pytest.approx(0.5) and state.linear_speed > 0.3
+    assert sim.estop_client.wait_for_service(timeout_sec=10.0)
+    future = sim.estop_client.call_async(SetBool.Request(data=True))
+    sim.spin_until(future.done, 10.0, "estop service")
+    asked = time.monotonic()
+    sim.spin_until(lambda: sim.last["robot_state"].mode == RobotState.MODE_ESTOP, 0.5, "ESTOP in robot_state")
+    assert time.monotonic() - asked < 0.5  # published on the change, not at the next 1 Hz tick

@@ -17,7 +17,10 @@ Parameters (defaults in config/robot.yaml):
 Subscriptions:  cmd_vel (geometry_msgs/Twist)
 Publishers:     odom (nav_msgs/Odometry, reliable), imu (sensor_msgs/Imu, sensor QoS),
                 scan (sensor_msgs/LaserScan, sensor QoS), battery_state (sensor_msgs/BatteryState),
-                camera/image_raw (sensor_msgs/Image, sensor QoS, only with enable_camera)
+                camera/image_raw (sensor_msgs/Image, sensor QoS, only with enable_camera),
+                robot_state (robot_platform_interfaces/RobotState, 1 Hz and on every e-stop/pause change:
+                mode, battery, speeds, pose; the alert and deployment fields are left to the nodes that
+                own them)
 Services:       ~/inject_fault (robot_platform_interfaces/InjectFault),
                 ~/estop and ~/pause (std_srvs/SetBool): latch an emergency stop / pause motion
 """
@@ -41,9 +44,12 @@ from std_srvs.srv import SetBool
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import declare
 from robot_platform.sim.model import SENSORS, BaseConfig, BatteryConfig, CameraModel, LaserModel, RobotModel
+from robot_platform_interfaces.msg import RobotState
 from robot_platform_interfaces.srv import InjectFault
 
 RELIABLE_DEPTH = 10
+ROBOT_STATE_PERIOD_S = 1.0
+MOVING_THRESHOLD = 0.01  # m/s or rad/s: below this the robot counts as standing still
 
 
 def parse_sensor_list(text: str) -> set[str]:
@@ -112,6 +118,8 @@ class RobotSimNode(Node):
         self.battery_pub = self.create_publisher(
             BatteryState, "battery_state", reliable, qos_overriding_options=overrides
         )
+        self.state_pub = self.create_publisher(RobotState, "robot_state", reliable)
+        self.create_timer(ROBOT_STATE_PERIOD_S, self._publish_robot_state)
         self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, reliable)
         self.create_service(InjectFault, "~/inject_fault", self._on_inject_fault)
         self.create_service(SetBool, "~/estop", self._on_estop)
@@ -128,7 +136,8 @@ class RobotSimNode(Node):
                 Image, "camera/image_raw", qos_profile_sensor_data, qos_overriding_options=overrides
             )
             publishers["camera"] = self._publish_image
-        self._timers = [
+        # Not self._timers: that is rclpy.Node's own list of timers, which the executor walks.
+        self._sensor_timers = [
             self.create_timer(1.0 / float(rates[sensor]), self._guarded(sensor, publish))
             for sensor, publish in publishers.items()
         ]
@@ -228,6 +237,7 @@ class RobotSimNode(Node):
         self.model.estopped = bool(req.data)
         res.success, res.message = True, "e-stop latched" if req.data else "e-stop released"
         self.get_logger().warning(res.message)
+        self._publish_robot_state()  # panels and the console see the new mode at once
         return res
 
     def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
@@ -235,9 +245,31 @@ class RobotSimNode(Node):
         self.model.paused = bool(req.data)
         res.success, res.message = True, "paused" if req.data else "resumed"
         self.get_logger().info(res.message)
+        self._publish_robot_state()
         return res
 
     # -- outputs --------------------------------------------------------------------------------------
+    def _publish_robot_state(self) -> None:
+        m = self.model
+        m.advance_to(self._now_s())
+        msg = RobotState()
+        msg.stamp = self.get_clock().now().to_msg()
+        msg.robot_id = self.robot_id
+        if m.estopped:
+            msg.mode = RobotState.MODE_ESTOP
+        elif m.paused:
+            msg.mode = RobotState.MODE_PAUSED
+        elif abs(m.linear) > MOVING_THRESHOLD or abs(m.angular) > MOVING_THRESHOLD:
+            msg.mode = RobotState.MODE_MOVING
+        else:
+            msg.mode = RobotState.MODE_IDLE
+        msg.battery_percentage = m.battery
+        msg.linear_speed = m.linear
+        msg.angular_speed = m.angular
+        msg.commanded_linear_speed = m.commanded_linear
+        msg.pose.x, msg.pose.y, msg.pose.theta = m.pose.x, m.pose.y, m.pose.yaw
+        self.state_pub.publish(msg)
+
     def _publish_odom(self) -> None:
         m = self.model
         msg = Odometry()
