@@ -10,6 +10,10 @@ export const MODES = ["unknown", "idle", "moving", "paused", "estop", "fault"];
 export const DEPLOY_STATES = ["QUEUED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED"];
 const MOVING_MPS = 0.02;
 const HISTORY_LIMIT = 200;
+// After this page changes e-stop/pause itself (and the robot's service confirmed it), robot_state messages
+// already in flight still carry the old mode: ignore their mode for this long (robot_state comes at 1 Hz and
+// at once on every change, so the robot's own word takes over right after).
+const LOCAL_MODE_HOLD_MS = 1500;
 
 export class RobotModel {
   constructor(id) {
@@ -23,12 +27,19 @@ export class RobotModel {
     this.deploy = null; // {status, t}
     this.alerts = new Map(); // alert_id -> alert dict (active ones)
     this.history = []; // every alert event, newest last (bounded)
-    this.estopped = null; // true/false once known (service answer or robot_state)
-    this.paused = null;
+    this._estopped = null; // true/false once known (service answer or robot_state)
+    this._paused = null;
+    this._localModeAt = -Infinity; // performance.now() of this page's last own e-stop/pause change
     this.version = 0; // bumps on every change (views redraw when it moved)
   }
 
   _touch(t) { this.lastSeen = t; this.version += 1; }
+
+  // Set by the page itself (button pressed, service answered): newer than any robot_state in flight.
+  get estopped() { return this._estopped; }
+  set estopped(v) { this._estopped = v; this._localModeAt = performance.now(); }
+  get paused() { return this._paused; }
+  set paused(v) { this._paused = v; this._localModeAt = performance.now(); }
 
   onBattery(msg, t = performance.now()) {
     this.battery = { pct: msg.percentage, voltage: msg.voltage, t };
@@ -48,8 +59,10 @@ export class RobotModel {
 
   onRobotState(msg, t = performance.now()) {
     this.robotState = { msg, t };
-    this.estopped = msg.mode === 4;
-    this.paused = msg.mode === 3;
+    if (t - this._localModeAt > LOCAL_MODE_HOLD_MS) {
+      this._estopped = msg.mode === 4;
+      this._paused = msg.mode === 3;
+    }
     if (Number.isFinite(msg.commanded_linear_speed)) this.commanded = { v: msg.commanded_linear_speed, t };
     this._touch(t);
   }

@@ -18,9 +18,8 @@ Subscriptions:  cmd_vel (geometry_msgs/Twist)
 Publishers:     odom (nav_msgs/Odometry, reliable), imu (sensor_msgs/Imu, sensor QoS),
                 scan (sensor_msgs/LaserScan, sensor QoS), battery_state (sensor_msgs/BatteryState),
                 camera/image_raw (sensor_msgs/Image, sensor QoS, only with enable_camera),
-                robot_state (robot_platform_interfaces/RobotState, 1 Hz and on every e-stop/pause change:
-                mode, battery, speeds, pose; the alert and deployment fields are left to the nodes that
-                own them)
+                robot_state (robot_platform_interfaces/RobotState, 1 Hz: mode, battery, speeds, pose; the
+                alert and deployment fields are left to the nodes that own them)
 Services:       ~/inject_fault (robot_platform_interfaces/InjectFault),
                 ~/estop and ~/pause (std_srvs/SetBool): latch an emergency stop / pause motion
 """
@@ -237,7 +236,6 @@ class RobotSimNode(Node):
         self.model.estopped = bool(req.data)
         res.success, res.message = True, "e-stop latched" if req.data else "e-stop released"
         self.get_logger().warning(res.message)
-        self._publish_robot_state()  # panels and the console see the new mode at once
         return res
 
     def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
@@ -245,7 +243,6 @@ class RobotSimNode(Node):
         self.model.paused = bool(req.data)
         res.success, res.message = True, "paused" if req.data else "resumed"
         self.get_logger().info(res.message)
-        self._publish_robot_state()
         return res
 
     # -- outputs --------------------------------------------------------------------------------------
