@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -35,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "test"))
+from helpers import free_port, wait_port  # noqa: E402  (the test harness's loopback port helpers)
+
 SRC = REPO / "src" / "robot_platform"
 ROBOT = "r1"
 RAW_SUBJECT = f"robots.{ROBOT}.rosbridge.camera"
@@ -93,20 +95,6 @@ class Result:
     frame_kb: float
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open")
 
 
 def percentile(values: list[float], q: float) -> float:

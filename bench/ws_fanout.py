@@ -23,7 +23,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,26 +36,15 @@ import msgpack
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "test"))
+from helpers import free_port, wait_port  # noqa: E402  (the test harness's loopback port helpers)
+
 SRC = REPO / "src" / "robot_platform"
 ODOM_TYPE = "nav_msgs/msg/Odometry"
 PUBLISH_SLOT_S = 0.01
 STRING_TYPE = "std_msgs/msg/Header"  # small message with a stamp: ~100 B with its frame_id
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"port {port} not open")
 
 
 # ------------------------------------------------------------------------------------ publisher role
@@ -163,7 +151,7 @@ class Bench:
         port = free_port()
         self.nats_url = f"nats://127.0.0.1:{port}"
         self.start([shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(port)])
-        wait_port(port)
+        wait_port(port, timeout=15.0)
 
     def start(self, argv: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.tmp / f"proc{len(self.procs)}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -180,7 +168,7 @@ class Bench:
                     "--nats-url", self.nats_url, "--anonymous-role", "viewer", "--max-client-msgs-per-s", "0",
                     "--log-level", "WARNING"]  # fmt: skip
         proc = self.start(argv)
-        wait_port(port)
+        wait_port(port, timeout=15.0)
         return proc, port
 
     def run(self, port: int, agent: subprocess.Popen[bytes], *, robots: int, topics: int, rate: float,

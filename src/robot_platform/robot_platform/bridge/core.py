@@ -49,6 +49,23 @@ class TopicStats:
         }
 
 
+def decode_inbound(codec: Codec, cls: type, data: bytes, subject: str, stats: TopicStats, type_hash: str = "") -> Any:
+    """Decode an inbound message into ``cls`` for every inbound path (commands, fleet mirror, services).
+
+    Refuses a sender's type hash that differs from ours (the same name, another layout), and adds the
+    decode time to ``stats`` whether or not the decode succeeds.
+    """
+    if type_hash:
+        local_hash = codec.registry.type_hash(cls)
+        if type_hash != local_hash:
+            raise EnvelopeError(subject, "Ros-Type-Hash", f"{type_hash} differs from local {local_hash}")
+    t0 = time.perf_counter_ns()
+    try:
+        return codec.decode(cls, data, subject)
+    finally:
+        stats.codec_ns += time.perf_counter_ns() - t0
+
+
 @dataclass
 class OutRoute:
     """One ROS topic going out to one subject."""
@@ -153,14 +170,7 @@ class BridgeCore:
                 stats.duplicates += 1
                 return None
             cls = self.codec.registry.load(rule.type_name)
-            local_hash = self.codec.registry.type_hash(cls)
-            if env.type_hash and env.type_hash != local_hash:
-                raise EnvelopeError(subject, "Ros-Type-Hash", f"{env.type_hash} differs from local {local_hash}")
-            t0 = time.perf_counter_ns()
-            try:
-                msg = self.codec.decode(cls, data, subject)
-            finally:
-                stats.codec_ns += time.perf_counter_ns() - t0
+            msg = decode_inbound(self.codec, cls, data, subject, stats, env.type_hash)
         except BridgeError as exc:
             self._count_error(stats, exc, subject)
             return None

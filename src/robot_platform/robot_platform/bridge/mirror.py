@@ -9,14 +9,13 @@ hash, and is pinned per mirrored topic: a robot cannot switch a topic's type und
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from . import subjects
 from .codec import Codec
-from .core import TopicStats
+from .core import TopicStats, decode_inbound
 from .envelope import DuplicateFilter, Envelope
 from .errors import BridgeError, EnvelopeError, NotAllowedError, PayloadTooLargeError
 
@@ -80,14 +79,7 @@ class Mirror:
             pinned = self._pinned.setdefault(ros_topic, cls)
             if pinned is not cls:
                 raise EnvelopeError(subject, "Ros-Type", f"{ros_topic} already carries {pinned.__name__}")
-            local_hash = self.codec.registry.type_hash(cls)
-            if env.type_hash and env.type_hash != local_hash:
-                raise EnvelopeError(subject, "Ros-Type-Hash", f"{env.type_hash} differs from local {local_hash}")
-            t0 = time.perf_counter_ns()
-            try:
-                msg = self.codec.decode(cls, data, subject)
-            finally:
-                stats.codec_ns += time.perf_counter_ns() - t0
+            msg = decode_inbound(self.codec, cls, data, subject, stats, env.type_hash)
         except BridgeError as exc:
             self._count(key, exc)
             return None

@@ -29,7 +29,7 @@ from typing import Any
 
 from . import subjects
 from .codec import Codec
-from .core import TopicStats
+from .core import TopicStats, decode_inbound
 from .envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_ROBOT, H_TYPE
 from .errors import BridgeError, PayloadTooLargeError, ServiceCallError, SubjectError
 from .rostypes import SERVICE_TYPE_RE
@@ -169,11 +169,7 @@ class ServiceRouter:
                 raise PayloadTooLargeError(subject, len(data), self.codec.max_payload_bytes)
             rule = self.allowlist.check(subject, h.get(H_TYPE))
             srv = self.codec.registry.load_service(rule.type_name)
-            t0 = time.perf_counter_ns()
-            try:
-                request = self.codec.decode(srv.Request, data, subject) if data else srv.Request()
-            finally:
-                stats.codec_ns += time.perf_counter_ns() - t0
+            request = decode_inbound(self.codec, srv.Request, data, subject, stats) if data else srv.Request()
             with self._lock:
                 if len(self._pending) >= self.max_pending:
                     raise ServiceCallError(subject, "busy", f"{self.max_pending} calls already in flight; retry")
