@@ -363,7 +363,12 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
     b.do("viewport", page="panel", width=800, height=480)
     shot("panel", "panel_800x480")
     b.do("viewport", page="panel", width=1024, height=600)
+    # a release takes two taps: the first only arms the button (also on a page younger than the arm window)
     b.do("click", page="panel", selector="[data-testid=release]")
+    b.wait("panel", "document.querySelector('[data-testid=release]').textContent === 'Tap again to release'")
+    count = probes["r1"].odom_count
+    wait_for(lambda: probes["r1"].odom_count >= count + 5, 5.0, "odometry after the first release tap")
+    assert abs(probes["r1"].speed) < 0.01, "one tap released the e-stop"
     b.do("click", page="panel", selector="[data-testid=release]")
     wait_for(lambda: probes["r1"].speed > 0.2, STEP_S, "r1 moving again after the release")
     probes["r1"].driving = None

@@ -59,7 +59,12 @@ const handlers = {
     const handle = await pages.get(page).waitForFunction(js, null, { timeout: ms, polling: 100 });
     return handle.jsonValue();
   },
-  click: async ({ page, selector }) => { await pages.get(page).locator(selector).first().click(); return true; },
+  // Playwright's own timeout stays below the test's answer timeout, so a failed click answers with its
+  // reason instead of arriving late as the answer to the next command.
+  click: async ({ page, selector, ms = 10000 }) => {
+    await pages.get(page).locator(selector).first().click({ timeout: ms });
+    return true;
+  },
   pointer: async ({ page, selector, action }) => {
     const p = pages.get(page);
     if (action === "down") {

@@ -110,7 +110,9 @@ $("#pause").addEventListener("click", async () => {
   const r = await call("pause", { data: pausing }, pausing ? "Pause" : "Resume");
   if (r.ok) { model.paused = pausing; redraw(); }
 });
-let releaseArmed = 0;
+// -Infinity, not 0: performance.now() counts from page load, so 0 would arm the button for the page's
+// first 3 s and a single tap could release the e-stop.
+let releaseArmed = -Infinity;
 $("#release").addEventListener("click", async () => {
   const b = $("#release");
   if (performance.now() - releaseArmed > RELEASE_ARM_MS) { // two taps: a release is never an accident
@@ -120,7 +122,7 @@ $("#release").addEventListener("click", async () => {
     setTimeout(() => { b.classList.remove("armed"); b.textContent = "Release e-stop"; }, RELEASE_ARM_MS);
     return;
   }
-  releaseArmed = 0;
+  releaseArmed = -Infinity;
   b.classList.remove("armed");
   b.textContent = "Release e-stop";
   const r = await call("estop", { data: false }, "E-stop release");
