@@ -10,6 +10,8 @@ real CLI. Checked:
 * a package that fails on the canary aborts the rollout: the other robots' executions are CANCELED and
   they never start it (nothing downloaded or installed);
 * a malformed job document is REJECTED by the robot with a reason;
+* a rollback job (``operation: rollback``) with nothing to roll back to is REJECTED with the reason; after
+  a 2.0.0 job it brings the robot back to 1.0.0 (SUCCEEDED, version/previous_version in the details);
 * one robot's certificate can neither read nor write another robot's job topics (the broker refuses).
 """
 
@@ -250,6 +252,25 @@ def test_staged_rollouts_offline_robot_abort_and_malformed(seaweedfs: SeaweedFS,
     request(site.nats_url, "create", {"job_id": "badsig-1", "document": bad_sig, "targets": ["r1"]})
     rejected = wait_statuses(site, "badsig-1", {"r1": "REJECTED"})
     assert "signature" in rejected["executions"][0]["status_details"]["reason"]
+
+    # ---- rollback as a job operation: nothing earlier -> REJECTED; after a 2.0.0 job, back to 1.0.0
+    rollback = {"operation": "rollback", "package_name": "hello_fn", "to_version": ""}
+    request(site.nats_url, "create", {"job_id": "rollback-0", "document": rollback, "targets": ["r2"]})
+    rejected = wait_statuses(site, "rollback-0", {"r2": "REJECTED"})
+    assert "no earlier version" in rejected["executions"][0]["status_details"]["reason"]
+    v2 = {"operation": "deploy", **pub.publish(function_source(tmp_path, "2.0.0"))}
+    request(site.nats_url, "create", {"job_id": "good-2", "document": v2, "targets": ["r2"]})
+    wait_statuses(site, "good-2", {"r2": "SUCCEEDED"})
+    assert os.readlink(tmp_path / "robots" / "r2" / "hello_fn" / "current").endswith("2.0.0")
+    t2 = time.monotonic()
+    request(site.nats_url, "create", {"job_id": "rollback-1", "document": rollback, "targets": ["r2"]})
+    rolled = wait_statuses(site, "rollback-1", {"r2": "SUCCEEDED"})
+    rollback_s = time.monotonic() - t2
+    details = rolled["executions"][0]["status_details"]
+    assert (details["version"], details["previous_version"]) == ("1.0.0", "2.0.0"), details
+    assert rolled["executions"][0]["version"] >= 3  # IN_PROGRESS step updates before SUCCEEDED
+    assert os.readlink(tmp_path / "robots" / "r2" / "hello_fn" / "current").endswith("1.0.0")
+    print(f"\nrollback job on r2 SUCCEEDED {rollback_s:.1f} s after create")
     print(f"\ncanary r1 SUCCEEDED {canary_s:.1f} s after create; offline r3 SUCCEEDED {offline_s:.1f} s after start")
 
 

@@ -39,7 +39,17 @@ from robot_platform.deploy.errors import (
     StoreError,
     UnsafeArchiveError,
 )
-from robot_platform.deploy.jobs import Decision, DeployRequest, JobLog, State, Status, Step, validate_request
+from robot_platform.deploy.jobs import (
+    Decision,
+    DeployRequest,
+    JobLog,
+    RollbackRequest,
+    State,
+    Status,
+    Step,
+    validate_request,
+    validate_rollback,
+)
 from robot_platform.deploy.manifest import KIND_APP, KIND_FUNCTION, Trigger, load_manifest
 from robot_platform.deploy.package import TrustStore, verify_archive
 from robot_platform.deploy.runner import InvocationResult, invoke_function, run_step
@@ -52,6 +62,8 @@ StatusCallback = Callable[[Status], None]
 # Errors that mean "refused before any change": reported as REJECTED rather than FAILED.
 REJECTING_ERRORS = (IntegrityError, SignatureError, UnsafeArchiveError, LimitExceededError, ManifestError, RequestError)
 INVOCATIONS_KEPT = 20
+LANE_POLL_S = 0.5
+ROLLBACK_JOB_LANE_WAIT_S = 120.0  # a rollback job waits this long for a deployment of its package to end
 
 
 class Fetcher(Protocol):
@@ -83,6 +95,7 @@ class RollbackResult:
     success: bool
     active_version: str
     message: str
+    refused: bool = False  # nothing was changed (and no status emitted): unknown version, busy, nothing to go to
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,7 @@ class DeployEngine:
         self._lock = threading.Lock()
         self._lanes: dict[str, _Lane] = {}
         self._active: dict[str, tuple[DeployRequest, Status]] = {}
+        self._rollbacks: dict[str, threading.Thread] = {}  # rollback jobs running, by job id
         self._stopping = threading.Event()
         self.activator = Activator(store, self.apps, self._progress, self._stopping.is_set)
         self.generation = 0  # bumped whenever a job or rollback ends: active versions may have changed
@@ -180,6 +194,10 @@ class DeployEngine:
         for lane in lanes:
             if lane.worker is not None:
                 lane.worker.join(timeout=30.0)
+        with self._lock:
+            rollbacks = list(self._rollbacks.values())
+        for worker in rollbacks:
+            worker.join(timeout=30.0)
         self.apps.shutdown()
 
     # ---- requests -----------------------------------------------------------------------------------
@@ -408,23 +426,52 @@ class DeployEngine:
                 archive.unlink(missing_ok=True)
 
     # ---- rollback, list, invoke ---------------------------------------------------------------------
-    def rollback(self, package: str, to_version: str = "", job_id: str = "") -> RollbackResult:
-        """Switch ``package`` to ``to_version`` (default: the previous active one) and check its health."""
-        job_id = job_id or uuid.uuid4().hex
+    def _rollback_target(self, package: str, to_version: str) -> tuple[str, str, str]:
+        """``(current, target, problem)``: where a rollback would go, or why it cannot (nothing changed)."""
         try:
             current = self.store.active_version(package)
+            if not current and not self.store.installed_versions(package):
+                return "", "", f"{package} is not installed on this robot"
             target = to_version or self.store.previous_version(package)
             if not target:
-                return RollbackResult(False, current, f"{package} has no earlier version to roll back to")
+                return current, "", f"{package} has no earlier version to roll back to"
             if self.store.install_record(package, target) is None:
-                return RollbackResult(False, current, f"{package} {target} is not installed")
+                return current, target, f"{package} {target} is not installed"
         except StoreError as exc:
-            return RollbackResult(False, "", exc.reason)
+            return "", "", exc.reason
+        return current, target, ""
+
+    def _acquire_lane(self, lane: _Lane, wait_s: float) -> bool:
+        """Take the package's lane within ``wait_s`` (in short steps, so a shutdown ends the wait)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            left = deadline - time.monotonic()
+            if lane.lock.acquire(timeout=max(0.0, min(LANE_POLL_S, left))):
+                return True
+            if left <= 0 or self._stopping.is_set():
+                return False
+
+    def rollback(
+        self, package: str, to_version: str = "", job_id: str = "", lane_wait_s: float = 0.1
+    ) -> RollbackResult:
+        """Switch ``package`` to ``to_version`` (default: the previous active one) and check its health.
+
+        The path of the ``rollback`` service and of rollback jobs (:meth:`submit_rollback`). A rollback
+        that cannot start (unknown package or version, nothing to roll back to, package busy for longer
+        than ``lane_wait_s``) returns ``refused=True`` and emits no status.
+        """
+        job_id = job_id or uuid.uuid4().hex
+        current, target, problem = self._rollback_target(package, to_version)
+        if problem:
+            return RollbackResult(False, current, problem, refused=True)
         with self._lock:
             lane = self._lanes.setdefault(package, _Lane())
-        if not lane.lock.acquire(timeout=0.1):
-            return RollbackResult(False, current, f"a deployment of {package} is in progress; retry later")
+        if not self._acquire_lane(lane, lane_wait_s):
+            return RollbackResult(False, current, f"a deployment of {package} is in progress; retry later", True)
         try:
+            current, target, problem = self._rollback_target(package, to_version)  # may have changed meanwhile
+            if problem:
+                return RollbackResult(False, current, problem, refused=True)
             status = Status(self.config.robot_id, job_id, package, target, current, State.IN_PROGRESS)
             request = DeployRequest(job_id, package, target, "", "", "", "")
             if target == current:
@@ -438,12 +485,68 @@ class DeployEngine:
             except DeployError as exc:
                 self.activator.roll_back(journal, status, True)
                 active = self.store.active_version(package)
-                self._finish(request, status, State.FAILED, exc.reason)
+                self._finish(request, status, State.FAILED, f"rollback to {target} failed: {exc.reason}; on {active}")
                 return RollbackResult(False, active, f"rollback to {target} failed ({exc.reason}); on {active}")
             self._finish(request, status, State.SUCCEEDED)
             return RollbackResult(True, target, f"{package} rolled back from {current} to {target}")
+        except StoreError as exc:  # begin(): an unfinished transaction of this package
+            return RollbackResult(False, current, exc.reason, refused=True)
         finally:
             lane.lock.release()
+
+    def submit_rollback(self, raw: RollbackRequest) -> Decision:
+        """A rollback job (IoT job ``operation: rollback``): accept or reject at once, run it in the background.
+
+        Same path as the ``rollback`` service (:meth:`rollback`), with the job id on every status
+        (IN_PROGRESS steps, then SUCCEEDED or FAILED). Refused before any change -> REJECTED with the
+        reason (unknown package or version, nothing to roll back to). A repeated job id answers with that
+        job's state instead of rolling back twice (a job picked up again after a restart or a lost update).
+        """
+        try:
+            request = validate_rollback(raw)
+        except RequestError as exc:
+            return self._reject_now(raw.as_record(), exc.reason, store=False)
+        record = request.as_record()
+        with self._lock:
+            if request.job_id in self._rollbacks:
+                return Decision(True, request.job_id, State.IN_PROGRESS, "duplicate job id; rollback in progress")
+            stored = self.jobs.load(request.job_id)
+            if stored is not None:
+                previous, status = stored
+                if previous is None or previous.package_name != request.package_name or previous.sha256:
+                    return Decision(
+                        False,
+                        request.job_id,
+                        State.REJECTED,
+                        f"job id {request.job_id} was already used for a different request",
+                    )
+                message = f"duplicate job id; job is {status.state.name}" + (
+                    f": {status.reason}" if status.reason else ""
+                )
+                return Decision(status.state != State.REJECTED, request.job_id, status.state, message)
+            if self._stopping.is_set():
+                return self._reject_now(record, "deploy_service is shutting down", store=False)
+        _current, _target, problem = self._rollback_target(request.package_name, request.to_version)
+        if problem:
+            return self._reject_now(record, problem)
+        worker = threading.Thread(
+            target=self._run_rollback_job, args=(request,), name=f"rollback-{request.package_name}", daemon=True
+        )
+        with self._lock:
+            self._rollbacks[request.job_id] = worker
+        worker.start()
+        return Decision(True, request.job_id, State.IN_PROGRESS, "accepted")
+
+    def _run_rollback_job(self, request: RollbackRequest) -> None:
+        try:
+            result = self.rollback(
+                request.package_name, request.to_version, request.job_id, lane_wait_s=ROLLBACK_JOB_LANE_WAIT_S
+            )
+            if result.refused:
+                self._reject_now(request.as_record(), result.message)
+        finally:
+            with self._lock:
+                self._rollbacks.pop(request.job_id, None)
 
     def restart_app(self, package: str) -> dict[str, Any]:
         """Restart the active version of app ``package`` and wait for its health check.

@@ -14,10 +14,20 @@ payloads: :mod:`robot_platform.jobs.protocol`). One job at a time, as IoT Jobs h
    (on each step change, not every byte), then SUCCEEDED, FAILED (reason; TIMED_OUT and CANCELED on
    the robot are FAILED for Jobs: a device cannot set those) or REJECTED (reason). Then ``start-next``.
 
-Job document (what ``robot-platform package push`` prints, plus the operation)::
+Job documents (:func:`parse_document`): a deployment (what ``robot-platform package push`` prints,
+plus the operation)::
 
     {"operation": "deploy", "package_name": "hello_fn", "version": "1.0.0", "kind": "function",
      "artifact_uri": "s3://packages/hello_fn/hello_fn-1.0.0.tar.gz", "sha256": "...", "signature": "..."}
+
+or a rollback, with the semantics of the ``rollback`` service (``to_version`` empty or absent: the
+version active before the current one)::
+
+    {"operation": "rollback", "package_name": "hello_fn", "to_version": ""}
+
+A rollback runs through the engine's rollback path (:meth:`DeployEngine.submit_rollback`) and reports
+like a deployment (IN_PROGRESS steps, SUCCEEDED/FAILED); an unknown package or version, or nothing to
+roll back to, is REJECTED with the reason.
 
 Plain Python (no rclpy): the node passes ``submit`` (the engine's) and forwards engine statuses to
 :meth:`IotJobsAgent.on_status`.
@@ -33,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robot_platform.deploy.errors import RequestError
-from robot_platform.deploy.jobs import Decision, DeployRequest, State, Status
+from robot_platform.deploy.jobs import Decision, DeployRequest, RollbackRequest, State, Status
 from robot_platform.jobs import protocol as p
 from robot_platform.jobs.errors import DeviceRequestError
 from robot_platform.jobs.mqtt_link import MqttLink
@@ -41,10 +51,14 @@ from robot_platform.jobs.mqtt_link import MqttLink
 log = logging.getLogger(__name__)
 
 OPERATION = "deploy"
+OPERATION_ROLLBACK = "rollback"
+OPERATIONS = (OPERATION, OPERATION_ROLLBACK)
 REQUIRED_FIELDS = ("package_name", "version", "kind", "sha256", "signature")
 OPTIONAL_FIELDS = ("artifact_uri", "operation")
+ROLLBACK_FIELDS = ("operation", "package_name", "to_version")
 
 Submit = Callable[[DeployRequest], Decision]
+SubmitRollback = Callable[[RollbackRequest], Decision]
 Publish = Callable[[str, bytes], None]
 
 
@@ -78,6 +92,36 @@ def document_to_request(job_id: str, document: Any) -> DeployRequest:
     )
 
 
+def document_to_rollback(job_id: str, document: Any) -> RollbackRequest:
+    """Turn an ``operation: rollback`` job document into a rollback request (shape checked here)."""
+    if not isinstance(document, dict):
+        raise RequestError("jobDocument", "must be a JSON object")
+    if document.get("operation") != OPERATION_ROLLBACK:
+        raise RequestError("operation", f"must be {OPERATION_ROLLBACK!r}, got {document.get('operation')!r}")
+    unknown = sorted(set(document) - set(ROLLBACK_FIELDS))
+    if unknown:
+        raise RequestError(unknown[0], f"unknown rollback job document field(s) {unknown}")
+    package, to_version = document.get("package_name", ""), document.get("to_version", "")
+    for name, value in (("package_name", package), ("to_version", to_version)):
+        if not isinstance(value, str):
+            raise RequestError(name, "must be a string")
+    if not package:
+        raise RequestError("package_name", "is required")
+    return RollbackRequest(job_id=job_id, package_name=package, to_version=to_version)
+
+
+def parse_document(job_id: str, document: Any) -> DeployRequest | RollbackRequest:
+    """A job document of any supported operation -> its request; :class:`RequestError` otherwise."""
+    if not isinstance(document, dict):
+        raise RequestError("jobDocument", "must be a JSON object")
+    operation = document.get("operation", None)
+    if operation == OPERATION_ROLLBACK:
+        return document_to_rollback(job_id, document)
+    if operation != OPERATION:
+        raise RequestError("operation", f"must be one of {list(OPERATIONS)}, got {operation!r}")
+    return document_to_request(job_id, document)
+
+
 @dataclass
 class _Current:
     job_id: str
@@ -89,11 +133,12 @@ class _Current:
 class IotJobsAgent:
     """The Jobs device protocol state machine (see the module docstring). Thread-safe."""
 
-    def __init__(self, thing: str, submit: Submit, publish: Publish) -> None:
+    def __init__(self, thing: str, submit: Submit, publish: Publish, rollback: SubmitRollback | None = None) -> None:
         if not p.THING_RE.match(thing):
             raise RequestError("thing_name", f"must match {p.THING_RE.pattern}")
         self.thing = thing
         self.submit = submit
+        self.rollback = rollback
         self.publish = publish
         self.counters: dict[str, int] = {"jobs": 0, "rejected_documents": 0, "updates": 0, "server_rejections": 0}
         self._lock = threading.RLock()
@@ -206,7 +251,9 @@ class IotJobsAgent:
             current = self._current = _Current(job_id, number if isinstance(number, int) else None)
         self.counters["jobs"] += 1
         try:
-            request = document_to_request(job_id, execution.get("jobDocument"))
+            request = parse_document(job_id, execution.get("jobDocument"))
+            if isinstance(request, RollbackRequest) and self.rollback is None:
+                raise RequestError("operation", "rollback jobs are not supported by this device")
         except RequestError as exc:
             self.counters["rejected_documents"] += 1
             log.warning("job %s: malformed job document: %s", job_id, exc.reason)
@@ -215,8 +262,14 @@ class IotJobsAgent:
             return
         with self._lock:
             current.submitted = True
-        log.info("job %s: deploying %s %s", job_id, request.package_name, request.version)
-        decision = self.submit(request)  # statuses emitted meanwhile come back through on_status
+        # Statuses emitted meanwhile come back through on_status.
+        if isinstance(request, RollbackRequest):
+            assert self.rollback is not None
+            log.info("job %s: rolling back %s to %s", job_id, request.package_name, request.to_version or "previous")
+            decision = self.rollback(request)
+        else:
+            log.info("job %s: deploying %s %s", job_id, request.package_name, request.version)
+            decision = self.submit(request)
         with self._lock:
             if self._current is not current:
                 return  # already finished through on_status
@@ -270,14 +323,16 @@ class MqttSettings:
     client_id: str
 
 
-def start_agent(settings: MqttSettings, submit: Submit) -> tuple[IotJobsAgent, MqttLink]:
+def start_agent(
+    settings: MqttSettings, submit: Submit, rollback: SubmitRollback | None = None
+) -> tuple[IotJobsAgent, MqttLink]:
     """Build the agent and its MQTT link and start connecting (in the background)."""
     holder: dict[str, MqttLink] = {}
 
     def publish(name: str, payload: bytes) -> None:
         holder["link"].publish(name, payload)
 
-    agent = IotJobsAgent(settings.thing_name, submit, publish)
+    agent = IotJobsAgent(settings.thing_name, submit, publish, rollback)
     link = MqttLink(
         endpoint=settings.endpoint,
         port=settings.port,

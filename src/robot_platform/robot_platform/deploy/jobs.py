@@ -79,6 +79,33 @@ class DeployRequest:
         return (self.package_name, self.version, self.artifact_uri, self.sha256, self.signature, self.kind)
 
 
+@dataclass(frozen=True)
+class RollbackRequest:
+    """A rollback asked for by a job (IoT job document ``operation: rollback``): the fields of ``srv/Rollback``.
+
+    ``to_version`` empty means the version that was active before the current one (as the service).
+    """
+
+    job_id: str
+    package_name: str
+    to_version: str = ""
+
+    def as_record(self) -> DeployRequest:
+        """How the job log stores it: a request without sha256/signature marks a rollback, not a deploy."""
+        return DeployRequest(self.job_id, self.package_name, self.to_version, "", "", "", "")
+
+
+def validate_rollback(request: RollbackRequest) -> RollbackRequest:
+    """Check a rollback job's fields (shape and syntax; the engine checks the versions exist)."""
+    if not JOB_ID_RE.match(request.job_id):
+        raise RequestError("job_id", f"must match {JOB_ID_RE.pattern}")
+    if not NAME_RE.match(request.package_name):
+        raise RequestError("package_name", f"must match {NAME_RE.pattern}")
+    if request.to_version and (not VERSION_RE.match(request.to_version) or ".." in request.to_version):
+        raise RequestError("to_version", f"must be empty (previous version) or match {VERSION_RE.pattern}")
+    return request
+
+
 @dataclass
 class Status:
     """One ``DeploymentStatus``; ``stamp`` is wall-clock seconds."""

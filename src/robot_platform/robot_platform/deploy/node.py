@@ -168,7 +168,7 @@ class DeployServiceNode(Node):
         recovered = self.engine.start()
         if mqtt.endpoint:  # after recovery, so a job picked up again sees the engine's real state
             settings = replace(mqtt, client_id=mqtt.client_id or f"deploy-{mqtt.thing_name}")
-            self.iot_jobs, self.iot_link = start_agent(settings, self.engine.submit)
+            self.iot_jobs, self.iot_link = start_agent(settings, self.engine.submit, self.engine.submit_rollback)
         self.create_timer(TRIGGER_RECONCILE_PERIOD_S, self._reconcile_triggers, callback_group=group)
         self.get_logger().info(
             f"deploy_service ready: root={root} endpoint={endpoint or '(aws default)'} bucket={bucket} "
