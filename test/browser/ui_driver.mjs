@@ -7,6 +7,11 @@
 //   {cmd:"click", page, selector}              real mouse click at the element
 //   {cmd:"pointer", page, selector, action}    "down": press the mouse on the element (and keep it
 //                                              pressed), "up": release it where it is
+//   {cmd:"fill", page, selector, text}         types into an input/textarea (clears it first; fires input)
+//   {cmd:"check", page, selector, on}          ticks (on=true) or unticks a checkbox
+//   {cmd:"select", page, selector, value}      picks an option of a <select>
+//   {cmd:"dialogs", page, accept}              answer confirm()/alert() dialogs from now on (default:
+//                                              dismissed, Playwright's default)
 //   {cmd:"viewport", page, width, height}
 //   {cmd:"screenshot", page, path, fullPage}
 //   {cmd:"report"}                             requests that left 127.0.0.1, page errors, console errors
@@ -21,6 +26,7 @@ const browser = await chromium.launch({
          "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage"],
 });
 const pages = new Map();
+const acceptDialogs = new Set(); // page names whose dialogs are accepted
 const external = [];
 const errors = [];
 const requests = { local: 0 };
@@ -40,6 +46,7 @@ async function open({ page: name, url, width = 1280, height = 800 }) {
   });
   page.on("pageerror", (e) => errors.push(`${name}: pageerror: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") errors.push(`${name}: console: ${m.text()}`); });
+  page.on("dialog", (d) => (acceptDialogs.has(name) ? d.accept() : d.dismiss()).catch(() => {}));
   pages.set(name, page);
   await page.goto(url);
   return true;
@@ -74,6 +81,22 @@ const handlers = {
     } else {
       await p.mouse.up();
     }
+    return true;
+  },
+  fill: async ({ page, selector, text, ms = 10000 }) => {
+    await pages.get(page).locator(selector).first().fill(text, { timeout: ms });
+    return true;
+  },
+  check: async ({ page, selector, on = true, ms = 10000 }) => {
+    await pages.get(page).locator(selector).first().setChecked(on, { timeout: ms });
+    return true;
+  },
+  select: async ({ page, selector, value, ms = 10000 }) => {
+    await pages.get(page).locator(selector).first().selectOption(value, { timeout: ms });
+    return true;
+  },
+  dialogs: ({ page, accept }) => {
+    if (accept) acceptDialogs.add(page); else acceptDialogs.delete(page);
     return true;
   },
   viewport: ({ page, width, height }) => pages.get(page).setViewportSize({ width, height }).then(() => true),
