@@ -1,6 +1,7 @@
-// Operator console (served by the control server's ws_agent in fleet mode): fleet overview, robot
-// detail, alert feed, deployments. Views render in requestAnimationFrame batches and touch only rows
-// whose robot changed, so 50 robots at a few messages per second each stay cheap.
+// Operator console (served by the control server's ws_agent in fleet mode): fleet overview (registry +
+// live telemetry), robot detail, alert feed, logs, deployments through the jobs service. Views render in
+// requestAnimationFrame batches and touch only rows whose robot changed, so 50 robots at a few messages
+// per second each stay cheap.
 import { RosClient, agentUrl } from "../lib/rosbridge.js";
 import { loadSession } from "../lib/session.js";
 import { RobotModel } from "../lib/robot_model.js";
@@ -10,16 +11,37 @@ import {
 import { DetailView } from "./detail.js";
 import { AlertsView } from "./alerts.js";
 import { DeployView } from "./deploy.js";
+import { LogsView } from "./logs.js";
+import { RegistryFeed } from "./registry.js";
 
 const FLEET_ODOM_THROTTLE_MS = 500; // per robot in the overview; the detail view asks for 10 Hz
 const ROBOT_ID_RE = /^[A-Za-z0-9_]{1,64}$/;
+const FLEET_COLUMNS = ["id", "status", "site", "host", "software", "mode", "battery", "speed", "alerts", "version", "link"];
+
+/** Online/offline and when last seen: the registry's word when it knows the robot, else telemetry's. */
+function presence(r, now) {
+  const reg = r.registry;
+  if (reg) {
+    const online = reg.online && client.connected;
+    // The control server's clock: a browser clock running behind it must not make "last seen" negative.
+    return { online, status: online ? "online" : "offline", seenMs: Math.max(0, Date.now() - reg.last_seen * 1000) };
+  }
+  const seenMs = now - r.lastSeen;
+  const online = seenMs < OFFLINE_MS && client.connected;
+  return { online, status: online ? "online" : "offline", seenMs };
+}
+const fmtClock = (s) => (Number.isFinite(s) ? new Date(s * 1000).toLocaleString() : "?");
+function fmtUptime(s) {
+  if (!Number.isFinite(s)) return "?";
+  return s < 3600 ? `${Math.round(s / 60)} min` : s < 172800 ? `${(s / 3600).toFixed(1)} h` : `${Math.round(s / 86400)} d`;
+}
 
 const session = await loadSession((text) => setText($("#who"), text));
 setText($("#who"), `${session.user} (${session.role})`);
 const client = new RosClient({ url: agentUrl(), token: session.token });
 const robots = new Map(); // id -> RobotModel
 const listeners = new Set(); // fn(kind, robot) called on each change
-const ctx = { client, session, robots, listeners, robot: ensureRobot, redraw: null };
+const ctx = { client, session, robots, listeners, robot: ensureRobot, changed, redraw: null };
 window.__console = ctx; // read by the browser tests
 
 // ------------------------------------------------------------------ fleet subscriptions
@@ -50,7 +72,8 @@ wild("health", (r, m) => r.onHealth(m));
 wild("alerts", (r, m) => r.onAlert(m));
 wild("robot_state", (r, m) => r.onRobotState(m));
 wild("deploy/status", (r, m) => r.onDeploy(m));
-client.addEventListener("status", (ev) => { if (ev.detail.level === "error") toast(ev.detail.msg, "bad"); });
+// Refusals of service calls are reported by the view that made the call (not twice).
+client.addEventListener("status", (ev) => { if (ev.detail.level === "error" && !ev.detail.answered) toast(ev.detail.msg, "bad"); });
 
 function setConn() {
   const c = $("#conn");
@@ -66,7 +89,7 @@ const fleet = {
   added(r) {
     const cells = {};
     const tr = el("tr", { "data-robot": r.id, onclick: () => { location.hash = `#/robot/${r.id}`; } });
-    for (const k of ["id", "status", "mode", "battery", "speed", "alerts", "version", "link"]) {
+    for (const k of FLEET_COLUMNS) {
       cells[k] = el("td", { class: ["mode", "battery", "speed"].includes(k) ? "live" : "", "data-col": k });
       tr.append(cells[k]);
     }
@@ -83,12 +106,22 @@ const fleet = {
     const row = this.rows.get(r.id);
     const c = row.cells;
     const age = now - r.lastSeen;
-    const online = age < OFFLINE_MS && client.connected;
-    setText(c.status, `${online ? "online" : "offline"} · ${fmtAge(age)}`);
-    setClass(row.tr, "offline", !online);
+    const p = presence(r, now);
+    setText(c.status, p.online ? `online · ${fmtAge(p.seenMs)}` : `offline · last seen ${fmtAge(p.seenMs)}`);
+    if (row.tr.dataset.status !== p.status) row.tr.dataset.status = p.status;
+    setClass(row.tr, "offline", !p.online);
     setClass(row.tr, "stale", !(age < STALE_MS) || !client.connected);
     if (row.version === r.version) return;
     row.version = r.version;
+    const reg = r.registry;
+    c.status.title = reg ? `registry: ${reg.status}, last seen ${fmtClock(reg.last_seen)}, first seen ${
+      fmtClock(reg.first_seen)}` : "not in the fleet registry: presence from live telemetry";
+    setText(c.site, reg?.site || "–");
+    setText(c.host, reg?.host || "–");
+    const pkgs = reg ? Object.entries(reg.packages).map(([k, v]) => `${k} ${v}`) : [];
+    setText(c.software, reg ? [reg.software, ...pkgs].filter(Boolean).join(" · ") || "–" : "–");
+    c.software.title = reg ? [`software ${reg.software || "?"}`, ...pkgs, `uptime ${fmtUptime(reg.uptime_s)}`,
+      `capabilities: ${reg.capabilities.join(", ") || "none"}`].join("\n") : "";
     const mode = r.mode;
     setText(c.mode, mode);
     c.mode.className = `live sev-${mode === "estop" || mode === "fault" ? 2 : mode === "paused" ? 1 : "x"}`;
@@ -110,7 +143,10 @@ const fleet = {
     const f = this.filter;
     for (const [id, row] of this.rows) {
       const r = robots.get(id);
-      const hay = `${id} ${r.mode} ${r.deployedVersion} ${r.alerts.size ? "alert" : ""}`.toLowerCase();
+      const reg = r.registry;
+      const hay = `${id} ${r.mode} ${r.deployedVersion} ${r.alerts.size ? "alert" : ""} ${
+        reg ? `${reg.status} ${reg.site} ${reg.host} ${reg.software} ${Object.values(reg.packages).join(" ")}` : ""
+      }`.toLowerCase();
       row.tr.hidden = !!f && !hay.includes(f);
     }
   },
@@ -120,9 +156,12 @@ const fleet = {
     this.dirty.clear();
     let online = 0, alerts = 0;
     for (const r of robots.values()) {
-      if (now - r.lastSeen < OFFLINE_MS && client.connected) online += 1;
+      if (presence(r, now).online) online += 1;
       alerts += r.alerts.size;
     }
+    const note = registry.note();
+    setText($("#fleet-note"), note);
+    $("#fleet-note").hidden = !note;
     setText($("#fleet-summary"), `${robots.size} robots · ${online} online · ${robots.size - online} offline · ${alerts} active alerts`);
     $("#fleet-empty").hidden = robots.size > 0;
     const nav = $("#nav-alerts");
@@ -136,10 +175,12 @@ $("#fleet-filter").addEventListener("input", (ev) => { fleet.filter = ev.target.
 const detail = new DetailView(ctx);
 const alerts = new AlertsView(ctx);
 const deploy = new DeployView(ctx);
+const logs = new LogsView(ctx);
+Object.assign(ctx, { detail, alerts, deploy, logs });
 let current = "fleet";
 function route() {
   const [, view = "fleet", arg = ""] = location.hash.split("/");
-  current = ["fleet", "robot", "alerts", "deploy"].includes(view) ? view : "fleet";
+  current = ["fleet", "robot", "alerts", "deploy", "logs"].includes(view) ? view : "fleet";
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${current}`;
   for (const a of document.querySelectorAll(".top nav a")) setClass(a, "active", a.dataset.view === current);
   if (current === "robot") {
@@ -149,6 +190,7 @@ function route() {
   } else {
     detail.close();
   }
+  if (current === "logs") logs.open(); else logs.close();
   schedule(true);
 }
 addEventListener("hashchange", route);
@@ -161,10 +203,13 @@ const draw = frameBatcher(() => {
   if (current === "robot") detail.render(now);
   if (current === "alerts") alerts.render(now);
   if (current === "deploy") deploy.render(now);
+  if (current === "logs") logs.render(now);
   full = false;
 });
 function schedule(all = false) { full = full || all; draw(); }
 ctx.redraw = schedule;
 setInterval(() => schedule(true), 1000); // ages, online/offline, stale marks
 connectionBanner(client, () => { setConn(); schedule(true); });
+const registry = new RegistryFeed(ctx);
+ctx.registry = registry;
 route();

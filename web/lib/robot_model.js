@@ -4,6 +4,10 @@
 //   battery_state (sensor_msgs/BatteryState)  odom (nav_msgs/Odometry)  alerts (Alert)
 //   health (tree snapshot map)  robot_state (RobotState, when a node publishes it)
 //   deploy/status (DeploymentStatus dict from deploy_service)
+// and, on the console, the fleet registry's record (/fleet/registry/list and /fleet/registry/events,
+// as console/registry.js normRecord shapes it: status online|offline, first_seen and last_seen in the
+// control server's epoch seconds, and the robot's last announcement: site, host, software, packages,
+// uptime_s, capabilities).
 import { speedOf, yawOf } from "./util.js";
 
 export const MODES = ["unknown", "idle", "moving", "paused", "estop", "fault"];
@@ -25,6 +29,7 @@ export class RobotModel {
     this.health = null; // {snap, t}
     this.robotState = null; // {msg, t}
     this.deploy = null; // {status, t}
+    this.registry = null; // the registry's record (see above), null if the registry does not know the robot
     this.alerts = new Map(); // alert_id -> alert dict (active ones)
     this.history = []; // every alert event, newest last (bounded)
     this._estopped = null; // true/false once known (service answer or robot_state)
@@ -70,6 +75,12 @@ export class RobotModel {
   onDeploy(status, t = performance.now()) {
     this.deploy = { status, t };
     this._touch(t);
+  }
+
+  /** A registry record: changes what the fleet view says about presence, not telemetry's lastSeen. */
+  onRegistry(record) {
+    this.registry = record;
+    this.version += 1;
   }
 
   onAlert(alert, t = performance.now()) {

@@ -173,8 +173,10 @@ export class RosClient extends EventTarget {
     } else if (m.op === "service_response") {
       this._finish(m.id, m.result ? { ok: true, values: m.values } : { ok: false, error: String(m.values) });
     } else if (m.op === "status") {
-      if (m.id && this._calls.has(m.id)) this._finish(m.id, { ok: false, error: m.msg });
-      this.dispatchEvent(new CustomEvent("status", { detail: m }));
+      // A status answering one of our calls ends it; `answered` lets pages skip a second report of it.
+      const answered = !!m.id && this._calls.has(m.id);
+      if (answered) this._finish(m.id, { ok: false, error: m.msg });
+      this.dispatchEvent(new CustomEvent("status", { detail: { ...m, answered } }));
     }
   }
 }

@@ -75,3 +75,15 @@ export function may(session, action, robot, rosName) {
   const subject = `robots.${robot}.${kind}.${rosName.replace(/^\//, "").replaceAll("/", ".")}`;
   return (session.rules?.[action] || []).some((p) => subjectMatches(p, subject));
 }
+
+/** May this session call a control-server service (``/fleet/jobs/create``)? The agent's /whoami says so
+ * per fleet name in fleet mode (``fleet.call``); otherwise the call rules are asked for the service's
+ * subject (``/fleet/jobs/<op>`` is ``jobs.<op>``, other ``/fleet/a/b`` names ``fleet.a.b``). Pages
+ * disable what this says no to; the agent refuses it anyway. */
+export function mayFleet(session, service) {
+  const verdict = session.fleet?.call?.[service];
+  if (typeof verdict === "boolean") return verdict;
+  const subject = service.startsWith("/fleet/jobs/") ? `jobs.${service.slice("/fleet/jobs/".length)}`
+    : service.replace(/^\//, "").replaceAll("/", ".");
+  return (session.rules?.call || []).some((p) => subjectMatches(p, subject));
+}
