@@ -33,6 +33,35 @@ class LogRecordError(OpsError):
         self.reason = reason
 
 
+class LogQueryError(OpsError):
+    """A log query's arguments are invalid (``fleet.logs.query``): which argument, and why."""
+
+    kind = "bad_query"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"log query: {field}: {reason}" if field else f"log query: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class HubUnavailableError(OpsError):
+    kind = "hub_unavailable"
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the NATS hub at {url}: {reason} (check --url / --user / --password-file)")
+        self.url = url
+
+
+class HubRequestError(OpsError):
+    """A request to the hub failed (often: your NATS user is not permitted to do that)."""
+
+    kind = "hub_request"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"request to the NATS hub failed: {reason} (is your NATS user permitted to do this?)")
+        self.reason = reason
+
+
 class ActionError(OpsError):
     """A remote-action request is malformed or its arguments are invalid."""
 

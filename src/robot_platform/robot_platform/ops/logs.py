@@ -135,6 +135,14 @@ class LogEntry:
     msg: str
     file: str = ""
     line: int = 0
+    function: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as the console gets it (``fleet.logs.query`` results, ``/robots/<id>/logs`` messages)."""
+        return {
+            "robot": self.robot_id, "stamp": self.time, "level": self.level, "node": self.node, "msg": self.msg,
+            "file": self.file, "function": self.function, "line": self.line,
+        }  # fmt: skip
 
     def format(self) -> str:
         when = datetime.fromtimestamp(self.time, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
@@ -157,8 +165,9 @@ def decode_entry(subject: str, headers: dict[str, str] | None, data: bytes) -> L
             msg=str(body["msg"]),
             file=str(body.get("file", "")),
             line=int(body.get("line", 0)),
+            function=str(body.get("function", "")),
         )
-    except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException) as exc:
         raise LogRecordError(subject, f"{type(exc).__name__}: {exc}") from None
     if entry.robot_id != parts[1]:
         raise LogRecordError(subject, f"Robot-Id header {entry.robot_id!r} does not match the subject")

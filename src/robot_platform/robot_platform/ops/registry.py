@@ -26,6 +26,10 @@ from robot_platform.bridge.errors import SubjectError
 from .errors import AnnouncementError
 
 BUCKET = "FLEET_REGISTRY"
+LIST_SUBJECT = "fleet.registry.list"  # request/reply: {} -> {robots: [record dict, ...]}
+EVENTS_SUBJECT = "fleet.registry.events"  # published: one record dict per change
+RECORD_TYPE = "robot_platform/fleet/RegistryRecord"
+VOLATILE_FIELDS = ("uptime_s", "sent_at")  # change with every announcement: not a "change" of the record
 ANNOUNCE_PERIOD_S = 5.0
 OFFLINE_AFTER_S = 15.0
 MAX_ANNOUNCEMENT_BYTES = 16 * 1024
@@ -129,6 +133,10 @@ class RobotRecord:
     def encode(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``fleet.registry.list`` and ``fleet.registry.events`` carry (the bucket's JSON, as a dict)."""
+        return asdict(self)
+
     @classmethod
     def decode(cls, data: bytes) -> RobotRecord:
         body = json.loads(data)
@@ -188,6 +196,37 @@ class Registry:
                 record.status = OFFLINE
                 gone.append(record)
         return gone
+
+
+class EventThrottle:
+    """Which record updates ``fleet.registry.events`` publishes (pure logic, bounded by the fleet's size).
+
+    Published at once: a robot's first record, a status change (online/offline), and an announcement
+    whose content changed (site, versions, host, capabilities...; not uptime or the robot's clock).
+    A record whose only news is ``last_seen`` / uptime is re-published at most every ``refresh_s``
+    (the registry uses ``offline_after_s / 2``), so a console's "last seen" stays fresh at bounded cost.
+    """
+
+    def __init__(self, refresh_s: float) -> None:
+        if refresh_s <= 0:
+            raise ValueError("refresh_s must be > 0")
+        self.refresh_s = refresh_s
+        self._sent: dict[str, tuple[tuple[str, str], float]] = {}
+        self.suppressed = 0
+
+    @staticmethod
+    def _signature(record: RobotRecord) -> tuple[str, str]:
+        content = {k: v for k, v in record.last.items() if k not in VOLATILE_FIELDS}
+        return record.status, json.dumps(content, sort_keys=True)
+
+    def should_publish(self, record: RobotRecord, now: float) -> bool:
+        signature = self._signature(record)
+        previous = self._sent.get(record.robot_id)
+        if previous is not None and previous[0] == signature and now - previous[1] < self.refresh_s:
+            self.suppressed += 1
+            return False
+        self._sent[record.robot_id] = (signature, now)
+        return True
 
 
 def format_table(records: list[RobotRecord], now: float, offline_after_s: float) -> str:

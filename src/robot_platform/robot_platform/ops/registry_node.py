@@ -4,7 +4,10 @@ Parameters (config/control.yaml, ``fleet_registry``): nats_url, nats_user, nats_
 fleet_robots (robots accepted; empty: any robot the hub authenticated), offline_after_s,
 sweep_period_s, log_stream_max_mb, log_stream_max_age_h.
 No ROS topics: the registry lives in the hub's JetStream KV bucket ``FLEET_REGISTRY`` (read by
-``robot-platform robots`` and the console); logs land in stream ``FLEET_LOGS``.
+``robot-platform robots`` and the console); logs land in stream ``FLEET_LOGS``. For the console
+(ws_agent's ``/fleet/registry/...`` and ``/fleet/logs/query``) it serves ``fleet.registry.list`` and
+``fleet.logs.query`` and publishes ``fleet.registry.events`` (see registry_service.py). With the secured
+hub config its NATS user is ``fleet_registry`` (``fleet_nats --service-users``).
 """
 
 from __future__ import annotations

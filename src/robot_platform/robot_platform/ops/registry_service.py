@@ -6,16 +6,31 @@ first-seen times), folds every ``robots.*.presence`` message into :class:`.regis
 the robot's record to the bucket, and every ``sweep_period_s`` marks robots silent for longer than
 ``offline_after_s`` offline. A robot that appears for the first time is added to ``FLEET_LOGS``'s
 sources (its credentials were checked by the hub already: only known robot users can publish there).
+
+For the console (ws_agent's ``/fleet/...`` names) it also serves, as NATS request/reply (request body
+msgpack or JSON, reply msgpack ``{ok: true, result}`` or ``{ok: false, code, error, field?}``, the
+shape of the jobs API):
+
+* ``fleet.registry.list`` ``{}`` -> ``{robots: [record, ...]}`` (:meth:`.registry.RobotRecord.to_dict`,
+  sorted by robot id, from the in-memory registry, i.e. the bucket as loaded plus what arrived since);
+* ``fleet.logs.query`` ``{robot?, level?, node?, grep?, since_s?, limit?}`` -> ``{entries, truncated}``
+  (:mod:`.log_query`); at most ``MAX_CONCURRENT_QUERIES`` run at once, more are answered ``busy``;
+
+and publishes ``fleet.registry.events``: the record (same dict) whenever it changes, throttled by
+:class:`.registry.EventThrottle` (``last_seen``-only updates at most every ``offline_after_s / 2``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import nats
 import nats.errors
 import nats.js.errors
@@ -25,14 +40,18 @@ from robot_platform.bridge.backoff import Backoff
 from robot_platform.bridge.link import Credentials
 from robot_platform.bridge.streams import ensure_stream
 
-from . import logs
-from .errors import AnnouncementError
-from .registry import BUCKET, OFFLINE_AFTER_S, Registry, RobotRecord, decode_announcement
+from . import log_query, logs
+from . import registry as reg
+from .errors import AnnouncementError, LogQueryError
+from .registry import BUCKET, OFFLINE_AFTER_S, EventThrottle, Registry, RobotRecord, decode_announcement
 
 CONNECT_TIMEOUT_S = 2.0
 RECONNECT_WAIT_S = 1.0
 SWEEP_PERIOD_S = 1.0
 BUCKET_HISTORY = 5
+MAX_CONCURRENT_QUERIES = 4
+MAX_REQUEST_BYTES = 64 * 1024
+EVENT_HEADERS = {"Content-Type": "application/msgpack", "rp-type": reg.RECORD_TYPE}
 
 
 @dataclass
@@ -41,6 +60,11 @@ class ServiceCounters:
     rejected: int = 0
     went_offline: int = 0
     kv_errors: int = 0
+    list_requests: int = 0
+    log_queries: int = 0
+    bad_requests: int = 0
+    busy: int = 0
+    events: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -72,6 +96,22 @@ async def read_records(kv: Any) -> list[RobotRecord]:
     return records
 
 
+def decode_request(data: bytes) -> Any:
+    """A console request body: msgpack or JSON (for ``nats req`` from a shell); empty is ``{}``."""
+    if not data:
+        return {}
+    if len(data) > MAX_REQUEST_BYTES:
+        raise LogQueryError("", f"request larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        return msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        pass
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise LogQueryError("", "request body is neither msgpack nor JSON") from None
+
+
 class RegistryService:
     def __init__(
         self,
@@ -92,6 +132,8 @@ class RegistryService:
         self.log_max_age_s = log_max_age_s
         self.sourced: set[str] = set(fleet)
         self.counters = ServiceCounters()
+        self.events = EventThrottle(offline_after_s / 2.0)
+        self._queries: set[asyncio.Task[None]] = set()
         self._log = log or logging.getLogger(__name__)
         self._kv: Any = None
         self._js: Any = None
@@ -110,6 +152,8 @@ class RegistryService:
             self.sourced |= set(self.registry.records)
             await self._ensure_log_stream()
             await nc.subscribe("robots.*.presence", cb=self._on_presence)
+            await nc.subscribe(reg.LIST_SUBJECT, cb=self._on_list)
+            await nc.subscribe(log_query.QUERY_SUBJECT, cb=self._on_query)
             self._log.info(f"registry up: {len(self.registry.records)} robots known, logs from {sorted(self.sourced)}")
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -118,7 +162,10 @@ class RegistryService:
                     self.counters.went_offline += 1
                     self._log.warning(f"robot {record.robot_id} offline: silent for {self.registry.offline_after_s:g}s")
                     await self._put(record)
+                    await self._publish_event(record)
         finally:
+            for task in list(self._queries):
+                task.cancel()
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await asyncio.wait_for(nc.drain(), CONNECT_TIMEOUT_S)
 
@@ -155,6 +202,69 @@ class RegistryService:
             self.sourced.add(record.robot_id)
             await self._ensure_log_stream()
         await self._put(record)
+        await self._publish_event(record)
+
+    async def _publish_event(self, record: RobotRecord) -> None:
+        if not self.events.should_publish(record, time.monotonic()):
+            return
+        try:
+            await self._nc.publish(reg.EVENTS_SUBJECT, msgpack.packb(record.to_dict()), headers=EVENT_HEADERS)
+            self.counters.events += 1
+        except (nats.errors.Error, OSError) as exc:
+            self._count(type(exc).__name__, f"registry event for {record.robot_id} not published: {exc}")
+
+    # ------------------------------------------------------------------ console requests
+    async def _on_list(self, msg: Any) -> None:
+        self.counters.list_requests += 1
+        try:
+            decode_request(msg.data)
+        except LogQueryError as exc:
+            await self._reply(msg, error=exc)
+            return
+        robots = [r.to_dict() for _, r in sorted(self.registry.records.items())]
+        await self._reply(msg, {"robots": robots})
+
+    async def _on_query(self, msg: Any) -> None:
+        self.counters.log_queries += 1
+        try:
+            spec = log_query.parse_query(decode_request(msg.data))
+        except LogQueryError as exc:
+            await self._reply(msg, error=exc)
+            return
+        if len(self._queries) >= MAX_CONCURRENT_QUERIES:
+            self.counters.busy += 1
+            await self._reply(msg, error=LogQueryError("", f"busy: {MAX_CONCURRENT_QUERIES} queries running; retry"))
+            return
+        task = asyncio.ensure_future(self._answer_query(msg, spec))
+        self._queries.add(task)
+        task.add_done_callback(self._queries.discard)
+
+    async def _answer_query(self, msg: Any, spec: log_query.QuerySpec) -> None:
+        try:
+            result = await log_query.run_query(self._nc, spec)
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._count(type(exc).__name__, f"log query failed: {exc}")
+            await self._reply(msg, error=LogQueryError("", f"reading {logs.HUB_STREAM} failed: {type(exc).__name__}"))
+            return
+        await self._reply(msg, result)
+
+    async def _reply(self, msg: Any, result: Any = None, error: LogQueryError | None = None) -> None:
+        if error is not None:
+            self.counters.bad_requests += 1
+            body: dict[str, Any] = {"ok": False, "code": error.kind, "error": str(error)}
+            if error.field:
+                body["field"] = error.field
+        else:
+            body = {"ok": True, "result": result}
+        if msg.reply:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await msg.respond(msgpack.packb(body))
+
+    def _count(self, kind: str, line: str) -> None:
+        n = self.counters.errors.get(kind, 0) + 1
+        self.counters.errors[kind] = n
+        if n <= 10 or n & (n - 1) == 0:
+            self._log.warning(f"{line} ({n} so far)")
 
     async def _put(self, record: RobotRecord) -> None:
         try:
