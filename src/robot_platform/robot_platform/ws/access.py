@@ -19,9 +19,12 @@ first message of a connection opened without credentials when ``anonymous_role``
 never logged (see server.py).
 
 Rules are NATS subject patterns (``*`` one token, ``>`` the rest) per action: ``subscribe``,
-``publish`` (commands), ``call`` (services). Built-in roles: viewer reads; operator also teleops
-(cmd_vel), e-stops, pauses and acknowledges alerts; admin may also send any command and call any
-service (deploy, rollback, fault injection).
+``publish`` (commands), ``call`` (services). Built-in roles: viewer reads (telemetry, alerts, health,
+presence, frames, deploy events, robots' logs, jobs and registry events) and calls the fleet's read
+services (registry list, log query, jobs get/list); operator also teleops (cmd_vel), e-stops, pauses
+and acknowledges alerts; admin may also send any command, call any robot service (deploy, rollback,
+fault injection) and create and cancel jobs. The rule subject of a fleet name (``/fleet/...``, see
+topics.py) is its NATS subject: ``/fleet/jobs/create`` is ``call jobs.create``.
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ AUDIT_LOG_INTERVAL_S = 1.0
 
 VIEWER_SUBSCRIBE = (
     "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
-    "robots.*.frames.*", "robots.*.deploy.>",
+    "robots.*.frames.*", "robots.*.deploy.>", "robots.*.logs.>", "jobs.events", "fleet.registry.events",
 )  # fmt: skip
+VIEWER_CALL = ("fleet.registry.list", "fleet.logs.query", "jobs.get", "jobs.list")
 OPERATOR_PUBLISH = (
     "robots.*.cmd.cmd_vel", "robots.*.cmd.estop", "robots.*.cmd.e_stop", "robots.*.cmd.pause",
     "robots.*.cmd.resume", "robots.*.cmd.alerts.ack", "robots.*.cmd.alert_ack",
@@ -69,10 +73,11 @@ OPERATOR_CALL = (
     "robots.*.srv.*.estop", "robots.*.srv.*.pause", "robots.*.srv.*.acknowledge_alert",
     "robots.*.srv.estop", "robots.*.srv.pause", "robots.*.srv.acknowledge_alert",
 )  # fmt: skip
+ADMIN_JOBS_CALL = ("jobs.create", "jobs.cancel")
 DEFAULT_ROLES: dict[str, dict[str, Any]] = {
-    "viewer": {"subscribe": list(VIEWER_SUBSCRIBE), "publish": [], "call": []},
+    "viewer": {"subscribe": list(VIEWER_SUBSCRIBE), "publish": [], "call": list(VIEWER_CALL)},
     "operator": {"inherits": "viewer", "publish": list(OPERATOR_PUBLISH), "call": list(OPERATOR_CALL)},
-    "admin": {"inherits": "operator", "publish": ["robots.*.cmd.>"], "call": ["robots.*.srv.>"]},
+    "admin": {"inherits": "operator", "publish": ["robots.*.cmd.>"], "call": ["robots.*.srv.>", *ADMIN_JOBS_CALL]},
 }
 
 

@@ -174,9 +174,9 @@ class Gateway:
     def _call(self, session: ClientSession, p: Principal, req: protocol.CallService) -> None:
         target = self.mapper.service(req.service)
         self._check(session, "call", req.service, target.robot_id, target.subject, req.id, "call_service", req.type)
-        headers = {
-            H_CONTENT_TYPE: CONTENT_TYPE, H_MSG_ID: uuid.uuid4().hex, H_ROBOT: target.robot_id, H_USER: p.user,
-        }  # fmt: skip
+        headers = {H_CONTENT_TYPE: CONTENT_TYPE, H_MSG_ID: uuid.uuid4().hex, H_USER: p.user}
+        if target.robot_id:
+            headers[H_ROBOT] = target.robot_id
         if req.type:
             headers[H_TYPE] = req.type[:200]
         try:
@@ -201,6 +201,10 @@ class Gateway:
                 values, ok = "service reply is not msgpack", False
             else:
                 ok = True
+                if target.api:
+                    values, ok = api_values(values)
+                    if not ok:
+                        self._count_error("fleet_service_error")
             session.send_control(protocol.service_response(req.service, req.id, values, ok))
 
         self.nats.request(target.subject, body, headers, self.limits.service_timeout_s, reply)
@@ -263,10 +267,28 @@ class Gateway:
                 self._envelopes[robot_id] = factory
             return factory
 
+    def _count_error(self, kind: str) -> None:
+        with self._lock:
+            self.counters.errors[kind] = self.counters.errors.get(kind, 0) + 1
+
     def _reply_error(self, session: ClientSession, exc: WsError, rid: str | None) -> None:
-        self.counters.errors[exc.kind] = self.counters.errors.get(exc.kind, 0) + 1
+        self._count_error(exc.kind)
         if LEVEL_ORDER[exc.level] >= LEVEL_ORDER[session.status_level]:
             session.send_control(protocol.status(exc.level, str(exc), exc.request_id or rid))
+
+
+def api_values(reply: Any) -> tuple[Any, bool]:
+    """(values, ok) of a fleet service's reply ``{ok: true, result}`` / ``{ok: false, code, error, field?}``
+    (the jobs API's shape, also used by fleet_registry): the result, or the reason as text."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        return "fleet service reply is not {ok, result} / {ok: false, code, error}", False
+    if reply["ok"]:
+        return reply.get("result"), True
+    reason = str(reply.get("error") or "failed")[:500]
+    code, field_name = reply.get("code"), reply.get("field")
+    if field_name:
+        reason = f"{field_name}: {reason}"
+    return (f"{code}: {reason}" if code else reason), False
 
 
 def json_bytes_fields(registry: TypeRegistry, cls: type, data: Any, rid: str | None, path: str = "") -> Any:

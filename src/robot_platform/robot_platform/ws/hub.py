@@ -10,6 +10,11 @@ a leaf link that nobody watches).
 Camera frames (``robots.<id>.frames.<camera>``) are not envelopes: their body is a JPEG and their
 headers those of :mod:`robot_platform.frames.meta`; they become :class:`.frame_relay.FrameOutgoing`
 (one binary ``frame`` message). A frame with bad headers is counted as ``bad_frame``.
+
+Log records (``robots.<id>.logs.<level>``) are decoded (:func:`robot_platform.ops.logs.decode_entry`)
+and forwarded as the console's entry dict ``{robot, stamp, level, node, msg, file, function, line}``;
+a malformed one is counted as ``bad_log_record``. The fleet's event subjects (``jobs.events``,
+``fleet.registry.events``) carry plain msgpack maps and are forwarded as they are.
 """
 
 from __future__ import annotations
@@ -19,13 +24,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from robot_platform.bridge.envelope import Envelope
 from robot_platform.bridge.errors import BridgeError, PayloadTooLargeError
 from robot_platform.frames.meta import FrameMeta
+from robot_platform.ops.errors import LogRecordError
+from robot_platform.ops.logs import LOG_TYPE, decode_entry
 
 from .client_session import ClientSession, Outgoing, Subscription
-from .frame_relay import FrameOutgoing, is_frame_subject
+from .frame_relay import FrameOutgoing
+from .topics import payload_kind
 
+H_PLAIN_TYPE = "rp-type"  # type header of the jobs and registry events (no platform envelope)
 InterestFn = Callable[[str, bool], None]
 LogFn = Callable[[str], None]
 
@@ -109,12 +120,21 @@ class Hub:
         try:
             if len(data) > self.max_payload_bytes:
                 raise PayloadTooLargeError(subject, len(data), self.max_payload_bytes)
-            if is_frame_subject(subject):
+            kind = payload_kind(subject)
+            if kind == "frame":
                 out: Outgoing = self._frame(subject, headers, data)
+            elif kind == "log":
+                entry = decode_entry(subject, headers, data)
+                out = Outgoing(subject, LOG_TYPE, msgpack.packb(entry.to_dict()), entry.robot_id)
+            elif kind == "plain":
+                out = Outgoing(subject, str((headers or {}).get(H_PLAIN_TYPE, ""))[:200], data)
             else:
                 env = Envelope.from_headers(subject, headers)
                 out = Outgoing(subject, env.type_name, data, subject.split(".")[1] if "." in subject else "")
         except BridgeError as exc:
+            self._count(exc.kind, f"{subject}: not forwarded: {exc}")
+            return 0
+        except LogRecordError as exc:
             self._count(exc.kind, f"{subject}: not forwarded: {exc}")
             return 0
         except ValueError as exc:  # FrameMeta: a header of the frame is missing or not a number

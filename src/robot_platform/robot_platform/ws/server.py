@@ -11,7 +11,9 @@ HTTP:  GET /            web/index.html;  GET /<path>  files under web/ (no listi
                         <dir>/ serves <dir>/index.html)
        GET /healthz     aggregate counters as JSON (no user names, no secrets)
        GET /whoami      who the given credentials are: {user, role, mode, robot_id, rules} (the web UI
-                        shows or hides controls with it; the gateway still checks every operation)
+                        shows or hides controls with it; the gateway still checks every operation);
+                        fleet mode adds {fleet: {call: {"/fleet/jobs/create": bool, ...},
+                        subscribe: {"/fleet/jobs/events": bool, ...}}}: the role's verdict per fleet name
 WS:    /ws              rosbridge v2 (see protocol.py), credentials as described in access.py
 
 Security defaults: bind 127.0.0.1; TLS when cert and key are given; same-origin browsers only unless
@@ -42,6 +44,7 @@ from robot_platform.bridge.codec import Codec
 from robot_platform.bridge.rostypes import TypeRegistry
 from robot_platform.frames.leases import decode_reply
 
+from . import access
 from .access import AccessControl, Auditor, FailureLimiter, OriginPolicy, credentials_from_request, resolve_roles
 from .client_session import ClientSession, SessionLimits
 from .errors import AuthError
@@ -49,7 +52,7 @@ from .frame_relay import LeaseCall, LeaseKeeper, is_frame_subject
 from .gateway import Gateway, GatewayLimits
 from .hub import Hub
 from .nats_side import NatsSide
-from .topics import Mode, TopicMapper
+from .topics import FLEET_SERVICES, FLEET_TOPICS, Mode, TopicMapper
 
 RECEIVE_POLL_S = 1.0  # receive loops wake this often to notice a stopping agent
 SENDER_POLL_S = 1.0
@@ -90,6 +93,14 @@ class AgentConfig:
     frame_lease_ttl_s: float = 5.0  # ttl asked for the agent's camera leases (renewed every ttl/3)
     gateway: GatewayLimits = field(default_factory=GatewayLimits)
     session: SessionLimits = field(default_factory=SessionLimits)
+
+
+def fleet_permissions(role: access.Role) -> dict[str, dict[str, bool]]:
+    """What the role may do with each fleet name (same rules as the gateway applies to them)."""
+    return {
+        "call": {name: role.allows("call", subject) for name, subject in FLEET_SERVICES.items()},
+        "subscribe": {name: role.allows("subscribe", subject) for name, subject in FLEET_TOPICS.items()},
+    }
 
 
 class _LockedSocket:
@@ -337,6 +348,8 @@ class WsAgent:
         else:
             rules = {action: list(patterns) for action, patterns in principal.role.rules.items()}
             body.update(user=principal.user, role=principal.role.name, rules=rules)
+            if self.config.mode is Mode.FLEET:
+                body["fleet"] = fleet_permissions(principal.role)
             resp = jsonify(body)
         resp.headers["Cache-Control"] = "no-store"
         return resp

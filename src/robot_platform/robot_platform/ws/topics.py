@@ -11,8 +11,22 @@ direction and the first path element:
                /robots/r1/frames/<camera>     -> robots.r1.frames.<camera>   (binary frame messages,
                                                  see frame_relay.py; never .../<camera>/lease)
                /robots/r1/deploy/<event>      -> robots.r1.deploy.<event>
+               /robots/r1/logs                -> robots.r1.logs.>            (ROS log records, each as
+                                                 {robot, stamp, level, node, msg, file, function, line})
     publish    /robots/r1/cmd_vel             -> robots.r1.cmd.cmd_vel       (commands into ROS)
     service    /robots/r1/robot_sim/estop     -> robots.r1.srv.robot_sim.estop   (NATS request/reply)
+
+Fleet services (fleet mode only; the control server's services, not a robot's):
+
+    call_service /fleet/registry/list   -> fleet.registry.list   (fleet_registry: {} -> {robots: [...]})
+                 /fleet/logs/query      -> fleet.logs.query      (fleet_registry, see ops/log_query.py)
+                 /fleet/jobs/create|get|list|cancel -> jobs.create|get|list|cancel (jobs/nats_api.py)
+    subscribe    /fleet/jobs/events     -> jobs.events           (each jobs event as the msg)
+                 /fleet/registry/events -> fleet.registry.events (a robot's record on every change)
+
+These answer ``{ok: true, result}`` / ``{ok: false, code, error}``: ``result`` becomes the rosbridge
+``values``, an error a ``result: false`` response with the reason. Their topics carry plain msgpack
+maps (no platform envelope). The role rules for them are these subjects (see access.py).
 
 Fleet mode also accepts ``/robots/*/<rest>`` for subscribe (e.g. ``/robots/*/presence`` for the
 fleet overview): one NATS wildcard subscription; each ``publish`` to the client then carries the extra
@@ -21,8 +35,9 @@ field ``"robot": "<id>"`` (roslibjs users read it with ``ros.on('/robots/*/prese
 In robot mode (the touch panel) a name without the ``/robots/<id>`` prefix means this robot: ``/odom``
 is ``robots.<this>.ros.odom``; another robot's name is refused. In fleet mode every name must carry
 the prefix. Consequences: a ROS topic whose first element is ``alerts``, ``health``, ``presence``,
-``frames`` or ``deploy`` is reached under ``/robots/<id>/...`` only if the bridge publishes it under
-that kind; robot ids with ``-`` cannot be written in a ROS name, so fleet names need ``[A-Za-z0-9_]`` ids.
+``frames``, ``deploy`` or ``logs`` is reached under ``/robots/<id>/...`` only if the bridge publishes it
+under that kind; robot ids with ``-`` cannot be written in a ROS name, so fleet names need
+``[A-Za-z0-9_]`` ids.
 
 Service subjects come from :func:`robot_platform.bridge.subjects.service`; nats_bridge answers them
 for its allowlisted services (see bridge/services.py for the reply format).
@@ -41,6 +56,19 @@ from .errors import TopicError
 PREFIX = "robots"
 SINGLE_KINDS = ("alerts", "presence")  # subject has no further tokens
 PART_KINDS = ("frames", "deploy")  # exactly one further token
+LOGS = "logs"  # no further token in the name; the subject covers every level: robots.<id>.logs.>
+FLEET = "fleet"
+JOBS_PREFIX = "jobs"  # jobs.nats_api.SUBJECT_PREFIX (not imported: that pulls in the jobs service)
+FLEET_SERVICES = {
+    "/fleet/registry/list": "fleet.registry.list",  # ops.registry.LIST_SUBJECT
+    "/fleet/logs/query": "fleet.logs.query",  # ops.log_query.QUERY_SUBJECT
+    **{f"/fleet/jobs/{op}": f"{JOBS_PREFIX}.{op}" for op in ("create", "get", "list", "cancel")},
+}
+FLEET_TOPICS = {
+    "/fleet/jobs/events": f"{JOBS_PREFIX}.events",
+    "/fleet/registry/events": "fleet.registry.events",  # ops.registry.EVENTS_SUBJECT
+}
+PLAIN_SUBJECTS = frozenset(FLEET_TOPICS.values())  # msgpack maps without the platform envelope
 HEALTH = "health"  # zero or one further token
 ANY_ROBOT = "*"  # fleet mode, subscribe only: /robots/*/presence -> robots.*.presence
 PLACEHOLDER = "robot"  # a valid robot id used to validate the rest of a wildcard name
@@ -59,6 +87,24 @@ class Target:
     ros_name: str
     subject: str
     frames: bool = False  # a camera: binary frame messages, latest only, leased (see frame_relay.py)
+    api: bool = False  # a fleet service: reply {ok, result} / {ok: false, code, error} (see module docstring)
+
+
+def _is_fleet(name: str) -> bool:
+    return name == f"/{FLEET}" or name.startswith(f"/{FLEET}/")
+
+
+def payload_kind(subject: str) -> str:
+    """How the hub reads a concrete subject's messages: ``frame``, ``log``, ``plain`` or ``envelope``."""
+    if subject in PLAIN_SUBJECTS:
+        return "plain"
+    parts = subject.split(".")
+    if len(parts) == 4 and parts[0] == PREFIX and "*" not in parts:
+        if parts[2] == "frames":
+            return "frame"
+        if parts[2] == LOGS:
+            return "log"
+    return "envelope"
 
 
 class TopicMapper:
@@ -67,6 +113,17 @@ class TopicMapper:
     def __init__(self, mode: Mode, robot_id: str = "") -> None:
         self.mode = mode
         self.robot_id = subjects.check_robot_id(robot_id) if mode is Mode.ROBOT else robot_id
+
+    def _fleet(self, name: str, table: dict[str, str], what: str) -> Target | None:
+        """The target of a ``/fleet/...`` name (None: not a fleet name); TopicError if unknown or robot mode."""
+        if not _is_fleet(name):
+            return None
+        if self.mode is not Mode.FLEET:
+            raise TopicError(name, "fleet services are served by the control server's agent (fleet mode)")
+        subject = table.get(name)
+        if subject is None:
+            raise TopicError(name, f"not a fleet {what}; use one of {', '.join(sorted(table))}")
+        return Target("", name, subject, api=table is FLEET_SERVICES)
 
     def _split(self, name: str, wildcard: bool = False) -> tuple[str, list[str]]:
         star = f"/{PREFIX}/{ANY_ROBOT}/"
@@ -88,6 +145,9 @@ class TopicMapper:
 
     def subscribe(self, name: str) -> Target:
         """Subject to receive for a ``subscribe`` of ``name`` (fleet mode: ``/robots/*/...`` = every robot)."""
+        fleet = self._fleet(name, FLEET_TOPICS, "topic")
+        if fleet is not None:
+            return fleet
         robot, rest = self._split(name, wildcard=True)
         if robot == ANY_ROBOT and rest[:1] == ["frames"]:
             raise TopicError(name, "camera frames are watched one robot at a time: /robots/<id>/frames/<camera>")
@@ -106,7 +166,9 @@ class TopicMapper:
                 return Target(robot, "/" + "/".join(rest), subjects.frames(robot, rest[1]), frames=True)
             elif kind in PART_KINDS and len(rest) == 2:
                 subject = subjects.deploy(robot, rest[1])
-            elif kind in SINGLE_KINDS or kind in PART_KINDS or kind == HEALTH:
+            elif kind == LOGS and len(rest) == 1:
+                subject = f"{PREFIX}.{subjects.check_robot_id(robot)}.{LOGS}.>"
+            elif kind in SINGLE_KINDS or kind in PART_KINDS or kind in (HEALTH, LOGS):
                 raise TopicError(name, f"'{kind}' names take {self._shape(kind)}")
             else:
                 subject = subjects.telemetry(robot, "/" + "/".join(rest))
@@ -116,6 +178,8 @@ class TopicMapper:
 
     def publish(self, name: str) -> Target:
         """Command subject for a ``publish`` to ``name``."""
+        if _is_fleet(name):
+            raise TopicError(name, "fleet names cannot be published to (fleet services: call_service)")
         robot, rest = self._split(name)
         ros_name = "/" + "/".join(rest)
         try:
@@ -125,6 +189,9 @@ class TopicMapper:
 
     def service(self, name: str) -> Target:
         """Request subject for a ``call_service`` of ``name``."""
+        fleet = self._fleet(name, FLEET_SERVICES, "service")
+        if fleet is not None:
+            return fleet
         robot, rest = self._split(name)
         ros_name = "/" + "/".join(rest)
         try:
@@ -135,7 +202,7 @@ class TopicMapper:
 
     @staticmethod
     def _shape(kind: str) -> str:
-        if kind in SINGLE_KINDS:
+        if kind in SINGLE_KINDS or kind == LOGS:
             return f"no sub-path (/robots/<id>/{kind})"
         if kind == HEALTH:
             return "at most one part (/robots/<id>/health/<part>)"
