@@ -6,7 +6,8 @@ robot dials out (robots need no open port). Each robot authenticates on the hub 
 user's permissions are what crosses the leaf link: it may publish only ``robots.<id>.>`` (exported to
 the hub) and receives only ``robots.<id>.cmd.>`` (imported into the robot). A robot therefore cannot
 impersonate another one, and a command for r2 never reaches r1's server. The operator side uses the
-``control`` user.
+``control`` user (unrestricted); with ``--service-users`` the console's ws_agent (user ``console``) and
+fleet_registry (user ``fleet_registry``) get users limited to what they do (:func:`service_user_entry`).
 
 Passwords are generated (``secrets.token_urlsafe``) and written only into the rendered files (mode
 0600); they are never logged. Usage::
@@ -73,6 +74,55 @@ def robot_permissions(robot_id: str) -> str:
         f"robots.{robot_id}.frames.*.lease", "_INBOX.>", f"$JS.{robot_id}.API.>", "$JS.FC.>",
     ]  # fmt: skip
     return f"{{ publish: {{ allow: {_list(publish)} }}, subscribe: {{ allow: {_list(subscribe)} }} }}"
+
+
+# ws_agent in fleet mode (the operator console): reads every robot's subjects and the fleet's events,
+# sends the commands and service calls its users' roles allow (ws/access.py checks each one), and calls
+# the fleet services (jobs API, registry list, log query). It never answers requests: _INBOX.> is only
+# subscribed (replies to its own requests). Audit events go to audit.<robot>.
+CONSOLE_PUBLISH = (
+    "robots.*.cmd.>", "robots.*.srv.>", "robots.*.frames.*.lease", "audit.>",
+    "jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "fleet.registry.list", "fleet.logs.query",
+)  # fmt: skip
+CONSOLE_SUBSCRIBE = (
+    "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
+    "robots.*.frames.*", "robots.*.deploy.>", "robots.*.logs.>", "jobs.events", "fleet.registry.events",
+    "_INBOX.>",
+)  # fmt: skip
+# fleet_registry (ops/registry_service.py): folds presence into its KV bucket, keeps the FLEET_LOGS
+# stream, serves fleet.registry.list / fleet.logs.query (replies go to the requester's _INBOX) and
+# publishes fleet.registry.events. Its JetStream API access is limited to its two streams.
+_REGISTRY_JS = [
+    f"$JS.API.STREAM.{op}.{stream}" for stream in ("KV_FLEET_REGISTRY", "FLEET_LOGS")
+    for op in ("CREATE", "UPDATE", "INFO")
+] + [
+    "$JS.API.INFO", "$JS.API.STREAM.MSG.GET.KV_FLEET_REGISTRY", "$JS.API.DIRECT.GET.KV_FLEET_REGISTRY.>",
+    "$JS.API.CONSUMER.*.KV_FLEET_REGISTRY", "$JS.API.CONSUMER.*.KV_FLEET_REGISTRY.>",
+    "$JS.API.CONSUMER.*.FLEET_LOGS", "$JS.API.CONSUMER.*.FLEET_LOGS.>", "$JS.API.CONSUMER.MSG.NEXT.FLEET_LOGS.>",
+    "$KV.FLEET_REGISTRY.>", "$JS.FC.>",
+]  # fmt: skip
+REGISTRY_PUBLISH = (*_REGISTRY_JS, "fleet.registry.events", "_INBOX.>")
+REGISTRY_SUBSCRIBE = ("robots.*.presence", "fleet.registry.list", "fleet.logs.query", "_INBOX.>")
+SERVICE_USERS = ("console", "fleet_registry")
+
+
+def permissions(publish: Sequence[str], subscribe: Sequence[str]) -> str:
+    """A permissions block in hub config syntax."""
+    return f"{{ publish: {{ allow: {_list(list(publish))} }}, subscribe: {{ allow: {_list(list(subscribe))} }} }}"
+
+
+def service_user_entry(user: str, password: str) -> str:
+    """Hub user entry (for ``render_hub(extra_users=...)``) of a control-side service with least privilege:
+    ``console`` (ws_agent, fleet mode) or ``fleet_registry``. The ``control`` user stays unrestricted."""
+    if not PASSWORD_RE.fullmatch(password):
+        raise ValueError(f"password of {user} must be 16-128 of [A-Za-z0-9_-]")
+    if user == "console":
+        perms = permissions(CONSOLE_PUBLISH, CONSOLE_SUBSCRIBE)
+    elif user == "fleet_registry":
+        perms = permissions(REGISTRY_PUBLISH, REGISTRY_SUBSCRIBE)
+    else:
+        raise ValueError(f"unknown service user {user!r}; use one of {', '.join(SERVICE_USERS)}")
+    return f'{{ user: {user}, password: "{password}", permissions: {perms} }}'
 
 
 def _list(items: list[str]) -> str:
@@ -151,10 +201,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--leaf-port", type=int, default=7422)
     parser.add_argument("--robot-port", type=int, default=4222, help="client port of each robot's server")
     parser.add_argument("--store-dir", default="/var/lib/robot_platform/nats")
+    parser.add_argument("--service-users", action="store_true",
+                        help="also users console (ws_agent) and fleet_registry with least privilege")  # fmt: skip
     args = parser.parse_args(argv)
     fleet = Fleet.generate([r for r in args.robots.split(",") if r])
     args.out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    hub = render_hub(fleet, Endpoint(args.hub_host, args.hub_port), args.leaf_port, f"{args.store_dir}/hub")
+    services = {u: secrets.token_urlsafe(24) for u in SERVICE_USERS} if args.service_users else {}
+    extra = [service_user_entry(u, p) for u, p in services.items()]
+    hub = render_hub(
+        fleet, Endpoint(args.hub_host, args.hub_port), args.leaf_port, f"{args.store_dir}/hub", extra_users=extra
+    )
+    for user, password in services.items():
+        write_private(args.out / f"{user}.password", password + "\n")
     write_private(args.out / "hub.conf", hub)
     for robot_id, password in fleet.robots.items():
         text = render_robot(
