@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from robot_platform.deploy.app_logs import LineSink, ReaderConfig
 from robot_platform.deploy.apps import AppProcess, AppSupervisor, kill_orphan, kill_strays, write_pidfile
 from robot_platform.deploy.errors import DeployError, StoreError
 from robot_platform.deploy.jobs import Status, Step
@@ -30,12 +31,20 @@ class Activator:
     """Version switches with health checks; see the module docstring."""
 
     def __init__(
-        self, store: PackageStore, apps: AppSupervisor, progress: Progress, cancelled: Callable[[], bool]
+        self,
+        store: PackageStore,
+        apps: AppSupervisor,
+        progress: Progress,
+        cancelled: Callable[[], bool],
+        log_sink: LineSink | None = None,
+        log_config: ReaderConfig | None = None,
     ) -> None:
         self.store = store
         self.apps = apps
         self._progress = progress
         self._cancelled = cancelled
+        self.log_sink = log_sink  # where apps' output lines go as log records (None: the file only)
+        self.log_config = log_config
 
     def stop_strays(self) -> None:
         """Stop processes a killed predecessor left in the install root (call before store recovery)."""
@@ -92,7 +101,7 @@ class Activator:
 
     def start_app(self, package: str, version_dir: Path, manifest: Manifest) -> AppProcess:
         log_path = self.store.package_dir(package) / "logs" / f"{manifest.version}.log"
-        app = AppProcess(version_dir, manifest, log_path)
+        app = AppProcess(version_dir, manifest, log_path, self.log_sink, self.log_config)
         app.start()
         write_pidfile(self.store.package_dir(package) / PIDFILE, app)
         old = self.apps.set(package, app)

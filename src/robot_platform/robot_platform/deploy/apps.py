@@ -1,8 +1,10 @@
 """Long-running app processes: start, health check, restart policy, stop; and clean-up after a crash.
 
 An app runs through :mod:`.sandbox` like every package process (see :mod:`.runner`), in its own
-session, with its output appended to ``<package>/logs/<version>.log`` (rotated once at start past
-``APP_LOG_MAX_BYTES``). :class:`AppSupervisor` applies each app's restart policy from one thread.
+session. Its stdout and stderr are pipes drained by an :class:`~.app_logs.OutputReader`, which appends
+them to ``<package>/logs/<version>.log`` (rotated once past ``APP_LOG_MAX_BYTES``) and forwards each line
+as a log record named ``apps.<package>`` to the log sink (the node publishes them on ``/rosout``).
+:class:`AppSupervisor` applies each app's restart policy from one thread.
 Because apps live in their own sessions they outlive a SIGKILLed deploy_service; :func:`kill_strays`
 and :func:`kill_orphan` stop such leftovers at the next start-up.
 """
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from robot_platform.deploy.app_logs import LineSink, LogFile, OutputReader, ReaderConfig
 from robot_platform.deploy.errors import RunError, StepTimeoutError
 from robot_platform.deploy.manifest import Manifest
 from robot_platform.deploy.runner import STOP_TERM_WAIT_S, child_env, kill_group, run_step, sandboxed
@@ -27,6 +30,7 @@ from robot_platform.deploy.runner import STOP_TERM_WAIT_S, child_env, kill_group
 log = logging.getLogger(__name__)
 
 APP_LOG_MAX_BYTES = 10 * 1024 * 1024
+APP_LOG_PREFIX = "apps."  # log record name: apps.<package>
 RESTART_BACKOFF_MAX_S = 30.0
 RESTART_LIMIT_PER_MIN = 5
 SUPERVISE_PERIOD_S = 0.5
@@ -35,12 +39,22 @@ SUPERVISE_PERIOD_S = 0.5
 class AppProcess:
     """One running version of an app package: start, health check, stop, supervised restarts."""
 
-    def __init__(self, version_dir: Path, manifest: Manifest, log_path: Path) -> None:
+    def __init__(
+        self,
+        version_dir: Path,
+        manifest: Manifest,
+        log_path: Path,
+        log_sink: LineSink | None = None,
+        log_config: ReaderConfig | None = None,
+    ) -> None:
         self.version_dir = version_dir
         self.manifest = manifest
         self.log_path = log_path
+        self.log_sink = log_sink
+        self.log_config = log_config or ReaderConfig(max_file_bytes=APP_LOG_MAX_BYTES)
         self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: OutputReader | None = None
         self._restart_times: list[float] = []
         self._next_restart_at = 0.0
         self.gave_up = False
@@ -49,27 +63,57 @@ class AppProcess:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def reader(self) -> OutputReader | None:
+        """The output reader of the current run (counters: lines, forwarded, rate_limited, truncated)."""
+        return self._reader
+
     def start(self) -> None:
+        self._stop_reader()  # a restart: the previous run's reader has its EOF (or is made to stop)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        # Bounded logs: one rotation (<log>.1) once the file passes APP_LOG_MAX_BYTES, checked at each start.
+        # Bounded logs: one rotation (<log>.1) once the file passes its limit, at start and while running.
         with contextlib.suppress(FileNotFoundError):
-            if self.log_path.stat().st_size > APP_LOG_MAX_BYTES:
+            if self.log_path.stat().st_size > self.log_config.max_file_bytes:
                 os.replace(self.log_path, self.log_path.with_name(self.log_path.name + ".1"))
-        with open(self.log_path, "ab") as stream:
-            stream.write(f"--- start {self.manifest.name} {self.manifest.version} at {time.time():.3f}\n".encode())
-            stream.flush()
-            try:
-                self._proc = subprocess.Popen(
-                    sandboxed(self.manifest, self.manifest.run),
-                    cwd=self.version_dir,
-                    env=child_env(self.manifest),
-                    stdin=subprocess.DEVNULL,
-                    stdout=stream,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise RunError("start", f"cannot start {self.manifest.run[0]}: {exc.strerror}") from exc
+        log_file = LogFile(self.log_path, self.log_config.max_file_bytes)
+        fds: dict[str, int] = {}
+        writers: list[int] = []
+        try:
+            log_file.write(f"--- start {self.manifest.name} {self.manifest.version} at {time.time():.3f}\n".encode())
+            for stream in ("stdout", "stderr"):
+                fds[stream], writer = os.pipe()
+                writers.append(writer)
+            self._proc = subprocess.Popen(
+                sandboxed(self.manifest, self.manifest.run),
+                cwd=self.version_dir,
+                env=child_env(self.manifest),
+                stdin=subprocess.DEVNULL,
+                stdout=writers[0],
+                stderr=writers[1],
+                start_new_session=True,
+            )
+        except OSError as exc:
+            for fd in fds.values():
+                os.close(fd)
+            log_file.close()
+            raise RunError("start", f"cannot start {self.manifest.run[0]}: {exc.strerror}") from exc
+        finally:
+            for fd in writers:  # the child has its own copies: EOF comes when the last writer exits
+                os.close(fd)
+        self._reader = OutputReader(
+            APP_LOG_PREFIX + self.manifest.name,
+            f"{self.manifest.name}@{self.manifest.version}",
+            fds,
+            self.log_sink,
+            self.log_config,
+            log_file,
+        )
+        self._reader.start()
+
+    def _stop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.stop()
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -78,9 +122,12 @@ class AppProcess:
         return self._proc.poll() if self._proc else None
 
     def stop(self) -> int | None:
+        """Stop the process group (SIGTERM, then SIGKILL), then its output reader (last lines included)."""
         if self._proc is None:
             return None
-        return kill_group(self._proc)
+        code = kill_group(self._proc)
+        self._stop_reader()
+        return code
 
     def wait_healthy(self, timeout_s: float, cancelled: Callable[[], bool] = lambda: False) -> None:
         """Return once the health check passes; raise if the app exits or ``timeout_s`` passes."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from robot_platform.deploy.activation import Activator
+from robot_platform.deploy.app_logs import LineSink, ReaderConfig
 from robot_platform.deploy.apps import AppSupervisor
 from robot_platform.deploy.errors import (
     DeployError,
@@ -133,6 +134,8 @@ class DeployEngine:
         trust: TrustStore,
         on_status: StatusCallback,
         supervisor: AppSupervisor | None = None,
+        log_sink: LineSink | None = None,
+        log_config: ReaderConfig | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -150,7 +153,10 @@ class DeployEngine:
         self._active: dict[str, tuple[DeployRequest, Status]] = {}
         self._rollbacks: dict[str, threading.Thread] = {}  # rollback jobs running, by job id
         self._stopping = threading.Event()
-        self.activator = Activator(store, self.apps, self._progress, self._stopping.is_set)
+        # Output lines of apps and function invocations become log records through log_sink (non-blocking).
+        self.log_sink = log_sink
+        self.log_config = log_config
+        self.activator = Activator(store, self.apps, self._progress, self._stopping.is_set, log_sink, log_config)
         self.generation = 0  # bumped whenever a job or rollback ends: active versions may have changed
 
     # ---- lifecycle ----------------------------------------------------------------------------------
@@ -615,7 +621,9 @@ class DeployEngine:
         manifest = load_manifest(version_dir)
         if manifest.kind != KIND_FUNCTION:
             raise StoreError(f"{package} is an app, not a function")
-        result = invoke_function(version_dir, manifest, event, invocation_id)
+        result = invoke_function(
+            version_dir, manifest, event, invocation_id, log_sink=self.log_sink, log_config=self.log_config
+        )
         with self._lock:
             self.invocations.setdefault(package, collections.deque(maxlen=INVOCATIONS_KEPT)).append(result)
         return result

@@ -16,9 +16,19 @@ Parameters (all declared with descriptors; defaults in config/robot.yaml):
     mqtt_endpoint (string, empty disables), mqtt_port (int), mqtt_ca, mqtt_cert, mqtt_key (PEM paths),
     thing_name (empty: robot_id), mqtt_client_id (empty: deploy-<thing_name>): AWS IoT Jobs over MQTT
     with mutual TLS (site Mosquitto + jobs_service, or AWS IoT Core); see deploy/iot_jobs_client.py.
+    app_log_forward (bool, default true): each line apps and function invocations print becomes a
+    ``rcl_interfaces/msg/Log`` on ``/rosout`` (robot_agent stores and forwards /rosout to the control
+    server); app_log_rate (double, lines/s per process) and app_log_burst (int): lines over the limit
+    stay in the app's log file only, counted in one warning record; app_log_max_line_bytes (int);
+    app_log_stderr_level (``info`` or ``warn``): the level of a stderr line that names none;
+    app_log_queue_size (int): records waiting to be published (drop-oldest, counted). See app_logs.py.
 
 Publishers: ``deployment_status`` (robot_platform_interfaces/msg/DeploymentStatus; reliable,
-    transient-local, depth 50: a late subscriber still sees the recent history).
+    transient-local, depth 50: a late subscriber still sees the recent history). ``/rosout``
+    (rcl_interfaces/msg/Log, rosout's QoS: reliable, transient-local, depth 1000, lifespan 10 s): output
+    lines of packages, named ``apps.<package>`` (apps) or ``functions.<package>`` (invocations), stamped
+    when read, level from the line's own marker (``[WARN]``, ``WARNING:``, ``error:``, tracebacks...),
+    ``file`` = stdout|stderr, ``function`` = ``<package>@<version>``, ``line`` = line number.
 Services: ``deploy`` (srv/Deploy), ``rollback`` (srv/Rollback), ``list_packages`` (srv/ListPackages).
 Subscriptions: the ``ros_topic`` triggers of active function packages (std_msgs/String; JSON data is
     decoded), reconciled each second after a job ends.
@@ -38,16 +48,19 @@ from pathlib import Path
 from typing import Any
 
 from builtin_interfaces.msg import Time
-from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import IntegerRange, Log, ParameterDescriptor, ParameterType
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.duration import Duration
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from robot_platform.common.node_main import spin_node
+from robot_platform.deploy.app_logs import LogForwarder, LogLine, ReaderConfig, parse_level_name
 from robot_platform.deploy.engine import DeployEngine, EngineConfig
 from robot_platform.deploy.fetch import S3Config, S3Fetcher, load_credentials_file
 from robot_platform.deploy.iot_jobs_client import IotJobsAgent, MqttSettings, start_agent
@@ -70,6 +83,14 @@ STATUS_QOS = QoSProfile(
     depth=50,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+# rcl's own rosout profile, so every /rosout subscriber (robot_agent, rqt_console) matches it.
+ROSOUT_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1000,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    lifespan=Duration(seconds=10),
 )
 
 
@@ -108,6 +129,12 @@ class DeployServiceNode(Node):
         step_timeout = p("install_step_timeout_s", 300.0, "timeout of each install step")
         nats_url = p("nats_url", "", "NATS server for statuses and invocations; empty disables")
         queue_size = p("status_queue_size", 100, "bounded NATS status queue (drop oldest)", low=1)
+        forward_logs = p("app_log_forward", True, "publish apps' and functions' output lines on /rosout", True)
+        log_rate = p("app_log_rate", 50.0, "output lines/s forwarded per process (the rest: file only)", True)
+        log_burst = p("app_log_burst", 200, "output lines forwarded at once before the rate applies", True, low=1)
+        log_line = p("app_log_max_line_bytes", 4096, "longer output lines are cut (and say so)", True, low=80)
+        stderr_level = p("app_log_stderr_level", "info", "level of a stderr line naming none: info|warn", True)
+        log_queue = p("app_log_queue_size", 1000, "output records waiting for /rosout (drop oldest)", True, low=1)
         mqtt = MqttSettings(
             endpoint=p("mqtt_endpoint", "", "IoT Jobs broker (site Mosquitto, AWS IoT Core); empty disables", True),
             port=p("mqtt_port", 8883, "MQTT/TLS port", True, low=1),
@@ -143,6 +170,20 @@ class DeployServiceNode(Node):
         if not trusted:
             self.get_logger().warning("no trusted_keys configured: every deployment will be rejected")
         self.status_pub = self.create_publisher(DeploymentStatus, "deployment_status", STATUS_QOS)
+        if not log_rate > 0:
+            raise ConfigError("app_log_rate", log_rate, "must be > 0 lines/s (app_log_forward: false turns it off)")
+        try:
+            log_config = ReaderConfig(
+                rate=log_rate, burst=log_burst, max_line_bytes=log_line, stderr_level=parse_level_name(stderr_level)
+            )
+        except ValueError as exc:
+            raise ConfigError("app_log_stderr_level", stderr_level, str(exc)) from None
+        self.app_logs: LogForwarder | None = None
+        if forward_logs:
+            self.rosout_pub = self.create_publisher(Log, "/rosout", ROSOUT_QOS)
+            self.app_logs = LogForwarder(
+                self._publish_app_log, log_queue, errors=(_rclpy.RCLError, _rclpy.InvalidHandle)
+            )
         self.triggers = TriggerRunner(self._invoke_for_nats, self._on_trigger_result)
         self.nats = None
         self.iot_jobs: IotJobsAgent | None = None
@@ -156,7 +197,15 @@ class DeployServiceNode(Node):
                 self.triggers.fire,
                 restarter=lambda package: self.engine.restart_app(package),
             )
-        self.engine = DeployEngine(config, PackageStore(root, keep), S3Fetcher(s3), self.trust, self._on_status)
+        self.engine = DeployEngine(
+            config,
+            PackageStore(root, keep),
+            S3Fetcher(s3),
+            self.trust,
+            self._on_status,
+            log_sink=self.app_logs.offer if self.app_logs is not None else None,
+            log_config=log_config,
+        )
         self._topic_subs: dict[str, Any] = {}
         self._generation = -1
         group = ReentrantCallbackGroup()
@@ -214,6 +263,20 @@ class DeployServiceNode(Node):
             self.nats.publish_status(status)
         if self.iot_jobs is not None:
             self.iot_jobs.on_status(status)
+
+    def _publish_app_log(self, line: LogLine) -> None:
+        """Forwarder thread: one output line of a package as a /rosout record."""
+        self.rosout_pub.publish(
+            Log(
+                stamp=_stamp(line.stamp),
+                level=line.level,
+                name=line.name,
+                msg=line.msg,
+                file=line.stream,
+                function=line.source,
+                line=line.number,
+            )
+        )
 
     def _invoke_for_nats(self, package: str, event: Any) -> dict[str, Any]:
         return self.engine.invoke(package, event).to_dict()
@@ -292,7 +355,9 @@ class DeployServiceNode(Node):
     def close(self) -> None:
         """Stop deployments and apps, then the NATS link (so the last statuses still go out)."""
         self.triggers.close()
-        self.engine.shutdown()
+        self.engine.shutdown()  # apps stopped: their readers have handed over their last lines
+        if self.app_logs is not None:
+            self.app_logs.close()
         if self.iot_link is not None:  # after the engine, so the final statuses of jobs are reported
             self.iot_link.close()
         if self.nats is not None:

@@ -19,10 +19,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from robot_platform.deploy.app_logs import ERROR, INFO, LineSink, LogLine, OutputReader, ReaderConfig
 from robot_platform.deploy.errors import RunError, StepTimeoutError
 from robot_platform.deploy.manifest import Manifest
 
@@ -34,6 +35,7 @@ STOP_KILL_WAIT_S = 2.0
 LOG_TAIL_BYTES = 16 * 1024
 STEP_POLL_S = 0.2
 RESULT_MAX_BYTES = 1024 * 1024
+FUNCTION_LOG_PREFIX = "functions."  # log record name of an invocation's output lines: functions.<package>
 # Passed through to package processes. RP_TEST_RUN (not a secret) lets scripts/leftover_processes.py find
 # package processes a test left running.
 BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "RP_TEST_RUN")
@@ -147,9 +149,20 @@ class InvocationResult:
 
 
 def invoke_function(
-    version_dir: Path, manifest: Manifest, event: Any, invocation_id: str = "", timeout_s: float | None = None
+    version_dir: Path,
+    manifest: Manifest,
+    event: Any,
+    invocation_id: str = "",
+    timeout_s: float | None = None,
+    log_sink: LineSink | None = None,
+    log_config: ReaderConfig | None = None,
 ) -> InvocationResult:
-    """Call ``handler(event, context)`` in a fresh sandboxed interpreter; never raises for user errors."""
+    """Call ``handler(event, context)`` in a fresh sandboxed interpreter; never raises for user errors.
+
+    The handler's output (its stderr: the sandbox points stdout there too) is read by an
+    :class:`~.app_logs.OutputReader`: each line goes to ``log_sink`` as ``functions.<package>`` while the
+    function runs, and the last ``LOG_TAIL_BYTES`` are the result's ``logs``.
+    """
     invocation_id = invocation_id or uuid.uuid4().hex
     timeout = timeout_s or manifest.timeout_s
     argv = [
@@ -164,42 +177,62 @@ def invoke_function(
         str(timeout),
     ]
     started = time.monotonic()
-    proc = subprocess.Popen(
-        argv,
-        cwd=version_dir,
-        env=child_env(manifest),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    err_r, err_w = os.pipe()
     try:
-        out, err = proc.communicate(json.dumps(event).encode(), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_group(proc, term_wait_s=0.5)
-        out, err = proc.communicate()
-        return InvocationResult(
-            invocation_id,
-            False,
-            None,
-            f"timed out after {timeout:g} s",
-            _tail(err),
-            time.monotonic() - started,
+        proc = subprocess.Popen(
+            argv,
+            cwd=version_dir,
+            env=child_env(manifest),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err_w,
+            start_new_session=True,
         )
+    except OSError:
+        os.close(err_r)
+        raise
+    finally:
+        os.close(err_w)
+    reader = OutputReader(
+        FUNCTION_LOG_PREFIX + manifest.name,
+        f"{manifest.name}@{manifest.version}",
+        {"stderr": err_r},
+        log_sink,
+        # All of a handler's output is on stderr (prints included): unmarked lines are INFO here.
+        replace(log_config or ReaderConfig(), stderr_level=INFO),
+        tail_bytes=LOG_TAIL_BYTES,
+    )
+    reader.start()
+    timed_out = False
+    try:
+        try:
+            out, _ = proc.communicate(json.dumps(event).encode(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_group(proc, term_wait_s=0.5)
+            out, _ = proc.communicate()
     finally:
         kill_group(proc, term_wait_s=0.5)
+        reader.stop()
     duration = time.monotonic() - started
+    logs = reader.tail_text()
+    if timed_out:
+        return InvocationResult(invocation_id, False, None, f"timed out after {timeout:g} s", logs, duration)
     try:
         if len(out) > RESULT_MAX_BYTES:
             raise ValueError(f"result larger than {RESULT_MAX_BYTES} bytes")
         document = json.loads(out)
     except ValueError as exc:
         error = f"no result (exit status {proc.returncode}; {exc})"
-        return InvocationResult(invocation_id, False, None, error, _tail(err), duration)
+        return InvocationResult(invocation_id, False, None, error, logs, duration)
     if document.get("ok"):
-        return InvocationResult(invocation_id, True, document.get("result"), "", _tail(err), duration)
-    logs = _tail(err) + document.get("traceback", "")
-    return InvocationResult(invocation_id, False, None, str(document.get("error", "")), logs, duration)
+        return InvocationResult(invocation_id, True, document.get("result"), "", logs, duration)
+    error = str(document.get("error", ""))
+    if log_sink is not None:  # the handler's exception is in the result, not its output: say it once
+        log_sink(LogLine(time.time(), ERROR, reader.name, f"invocation {invocation_id} failed: {error}",
+                         "deploy_service", reader.source, reader.lines + 1))  # fmt: skip
+    logs += document.get("traceback", "")
+    return InvocationResult(invocation_id, False, None, error, logs, duration)
 
 
 def probe_function(version_dir: Path, manifest: Manifest, timeout_s: float) -> None:
