@@ -8,8 +8,10 @@ level (``robots.<id>.logs.<level>`` subjects); node, text and time are checked h
 ``fleet.logs.query`` (served by fleet_registry, called by the console through ws_agent's
 ``/fleet/logs/query``) takes ``{robot?, level?, node?, grep?, since_s?, limit?}`` (see
 :func:`parse_query`) and answers the *newest* ``limit`` matching entries, oldest first, as
-:meth:`.logs.LogEntry.to_dict` dicts. A scan that runs past ``budget_s`` stops and says so
-(``truncated: true``) rather than make the caller's request time out.
+:meth:`.logs.LogEntry.to_dict` dicts. The scan reads forward from ``since_s`` ago (the whole stream
+without it); one that runs past ``budget_s`` stops and says so (``truncated: true``) rather than make
+the caller's request time out - its entries are then the newest of the part read, i.e. not the newest
+of the window: narrow ``since_s`` (or the level/robot filters, applied on the server) and ask again.
 """
 
 from __future__ import annotations
