@@ -119,7 +119,7 @@ def test_console_user_may_do_what_the_agent_roles_allow_and_the_fleet_services()
 def test_service_user_entries_parse_in_nats_server(tmp_path: Path) -> None:
     exe = shutil.which("nats-server")
     assert exe, "nats-server not on PATH"
-    extra = [service_user_entry("console", "c" * 20), service_user_entry("fleet_registry", "f" * 20)]
+    extra = [service_user_entry(u, u[0] * 20) for u in ("console", "fleet_registry", "jobs")]
     conf = tmp_path / "hub.conf"
     conf.write_text(
         render_hub(Fleet({"r1": "a" * 20}, "b" * 20), Endpoint(port=4000), 7000, str(tmp_path), extra_users=extra)

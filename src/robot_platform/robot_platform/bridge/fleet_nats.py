@@ -103,7 +103,12 @@ _REGISTRY_JS = [
 ]  # fmt: skip
 REGISTRY_PUBLISH = (*_REGISTRY_JS, "fleet.registry.events", "_INBOX.>")
 REGISTRY_SUBSCRIBE = ("robots.*.presence", "fleet.registry.list", "fleet.logs.query", "_INBOX.>")
-SERVICE_USERS = ("console", "fleet_registry")
+SERVICE_USERS = ("console", "fleet_registry")  # written by --service-users
+# jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel}, publishes
+# jobs.events. Not in SERVICE_USERS: jobs_service has no NATS credential parameters yet (a password in
+# its nats_url would be logged), so a hub can only give it this user as ``no_auth_user`` (tests do).
+JOBS_PUBLISH = ("jobs.events", "_INBOX.>")
+JOBS_SUBSCRIBE = ("jobs.create", "jobs.get", "jobs.list", "jobs.cancel")
 
 
 def permissions(publish: Sequence[str], subscribe: Sequence[str]) -> str:
@@ -113,15 +118,17 @@ def permissions(publish: Sequence[str], subscribe: Sequence[str]) -> str:
 
 def service_user_entry(user: str, password: str) -> str:
     """Hub user entry (for ``render_hub(extra_users=...)``) of a control-side service with least privilege:
-    ``console`` (ws_agent, fleet mode) or ``fleet_registry``. The ``control`` user stays unrestricted."""
+    ``console`` (ws_agent, fleet mode), ``fleet_registry`` or ``jobs``. ``control`` stays unrestricted."""
     if not PASSWORD_RE.fullmatch(password):
         raise ValueError(f"password of {user} must be 16-128 of [A-Za-z0-9_-]")
     if user == "console":
         perms = permissions(CONSOLE_PUBLISH, CONSOLE_SUBSCRIBE)
     elif user == "fleet_registry":
         perms = permissions(REGISTRY_PUBLISH, REGISTRY_SUBSCRIBE)
+    elif user == "jobs":
+        perms = permissions(JOBS_PUBLISH, JOBS_SUBSCRIBE)
     else:
-        raise ValueError(f"unknown service user {user!r}; use one of {', '.join(SERVICE_USERS)}")
+        raise ValueError(f"unknown service user {user!r}; use one of {', '.join((*SERVICE_USERS, 'jobs'))}")
     return f'{{ user: {user}, password: "{password}", permissions: {perms} }}'
 
 
