@@ -8,10 +8,10 @@ level (``robots.<id>.logs.<level>`` subjects); node, text and time are checked h
 ``fleet.logs.query`` (served by fleet_registry, called by the console through ws_agent's
 ``/fleet/logs/query``) takes ``{robot?, level?, node?, grep?, since_s?, limit?}`` (see
 :func:`parse_query`) and answers the *newest* ``limit`` matching entries, oldest first, as
-:meth:`.logs.LogEntry.to_dict` dicts. The scan reads forward from ``since_s`` ago (the whole stream
-without it); one that runs past ``budget_s`` stops and says so (``truncated: true``) rather than make
-the caller's request time out - its entries are then the newest of the part read, i.e. not the newest
-of the window: narrow ``since_s`` (or the level/robot filters, applied on the server) and ask again.
+:meth:`.logs.LogEntry.to_dict` dicts. It reads the newest ``SCAN_CAP`` records of the robot/level
+subjects in the window (``since_s`` ago, or the whole stream; :func:`tail_start` finds where they begin)
+and filters node and text here; ``truncated: true`` says older records of the window were not read
+(the cap, or ``budget_s`` reached: the request answers rather than time out).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ MAX_LIMIT = 1000
 MAX_GREP_CHARS = 256
 MAX_NODE_CHARS = 256
 QUERY_BUDGET_S = 3.0  # below ws_agent's default service_timeout_s (5 s)
+SCAN_CAP = 20_000  # robot/level-matching records a query reads at most (the newest ones)
 QUERY_KEYS = ("robot", "level", "node", "grep", "since_s", "limit")
 
 
@@ -109,6 +110,59 @@ def _text(args: dict[str, Any], key: str, default: str, max_chars: int) -> str:
     return value
 
 
+def _consumer_config(name: str, filter_subjects: list[str], since: float | None = None,
+                     start_seq: int | None = None) -> ConsumerConfig:  # fmt: skip
+    """An ephemeral, memory-only pull consumer of FLEET_LOGS (reads from the start, ``since`` or ``start_seq``)."""
+    config = ConsumerConfig(
+        name=name, filter_subjects=filter_subjects, ack_policy=AckPolicy.NONE,
+        inactive_threshold=CONSUMER_INACTIVE_S, mem_storage=True, deliver_policy=DeliverPolicy.ALL,
+    )  # fmt: skip
+    if start_seq is not None:
+        config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = start_seq
+    elif since is not None:
+        # The stream's time is the hub's arrival time, which comes after the record's stamp: records
+        # stamped after ``since`` are all delivered; the filter drops earlier ones that arrived late.
+        config.deliver_policy = DeliverPolicy.BY_START_TIME
+        config.opt_start_time = datetime.fromtimestamp(since, tz=UTC)
+    return config
+
+
+async def _add_consumer(nc: Any, config: ConsumerConfig) -> Any:
+    try:
+        return await nc.jetstream().add_consumer(logs.HUB_STREAM, config)
+    except nats.js.errors.NotFoundError:
+        raise HubUnavailableError(str(nc.connected_url), f"stream {logs.HUB_STREAM} does not exist yet") from None
+
+
+async def _pending(nc: Any, filter_subjects: list[str], since: float | None = None,
+                   start_seq: int | None = None) -> int:  # fmt: skip
+    """How many records of the filter subjects a consumer from ``since`` / ``start_seq`` would read."""
+    name = f"logs_probe_{uuid.uuid4().hex[:12]}"
+    info = await _add_consumer(nc, _consumer_config(name, filter_subjects, since, start_seq))
+    with contextlib.suppress(nats.errors.Error, TimeoutError):
+        await nc.jetstream().delete_consumer(logs.HUB_STREAM, name)
+    return int(info.num_pending)
+
+
+async def tail_start(nc: Any, filter_subjects: list[str], cap: int, since: float | None = None) -> int | None:
+    """The stream sequence from which at most ``cap`` records of the filter subjects remain (the newest
+    ones), or None when every record since ``since`` fits. A bisection over sequences with probe
+    consumers (a few dozen short requests for millions of records), so a query reads the newest records
+    of a busy window rather than its oldest."""
+    if await _pending(nc, filter_subjects, since=since) <= cap:
+        return None
+    state = (await nc.jetstream().stream_info(logs.HUB_STREAM)).state
+    lo, hi = int(state.first_seq), int(state.last_seq) + 1  # pending(lo) > cap >= pending(hi) == 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if await _pending(nc, filter_subjects, start_seq=mid) > cap:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
 async def scan_logs(
     nc: Any,
     robot: str,
@@ -118,27 +172,17 @@ async def scan_logs(
     follow: bool = False,
     stop: asyncio.Event | None = None,
     deadline: float | None = None,
+    start_seq: int | None = None,
 ) -> tuple[int, bool]:
-    """Send every matching record of ``FLEET_LOGS`` to ``emit`` (then keep tailing if ``follow``).
+    """Send every matching record of ``FLEET_LOGS`` to ``emit`` (then keep tailing if ``follow``);
+    from stream sequence ``start_seq`` if given (``flt.since`` still filters).
 
     Returns (how many matched, whether the scan stopped at ``deadline`` (monotonic) before the end).
     HubUnavailableError if the stream does not exist yet.
     """
     js = nc.jetstream()
     name = f"logs_{uuid.uuid4().hex[:12]}"
-    config = ConsumerConfig(
-        name=name, filter_subjects=logs.level_subjects(robot, min_level), ack_policy=AckPolicy.NONE,
-        inactive_threshold=CONSUMER_INACTIVE_S, mem_storage=True, deliver_policy=DeliverPolicy.ALL,
-    )  # fmt: skip
-    if flt.since is not None:
-        # The stream's time is the hub's arrival time, which comes after the record's stamp: records
-        # stamped after ``since`` are all delivered; the filter drops earlier ones that arrived late.
-        config.deliver_policy = DeliverPolicy.BY_START_TIME
-        config.opt_start_time = datetime.fromtimestamp(flt.since, tz=UTC)
-    try:
-        info = await js.add_consumer(logs.HUB_STREAM, config)
-    except nats.js.errors.NotFoundError:
-        raise HubUnavailableError(str(nc.connected_url), f"stream {logs.HUB_STREAM} does not exist yet") from None
+    info = await _add_consumer(nc, _consumer_config(name, logs.level_subjects(robot, min_level), flt.since, start_seq))
     pending = info.num_pending
     psub = await js.pull_subscribe_bind(consumer=name, stream=logs.HUB_STREAM)
     matched = 0
@@ -168,14 +212,21 @@ async def scan_logs(
     return matched, False
 
 
-async def run_query(nc: Any, spec: QuerySpec, budget_s: float = QUERY_BUDGET_S) -> dict[str, Any]:
-    """The reply of ``fleet.logs.query``: ``{entries: [...] (newest ``limit``, oldest first), truncated}``."""
+async def run_query(nc: Any, spec: QuerySpec, budget_s: float = QUERY_BUDGET_S,
+                    scan_cap: int = SCAN_CAP) -> dict[str, Any]:  # fmt: skip
+    """The reply of ``fleet.logs.query``: ``{entries: [...] (newest ``limit``, oldest first), truncated}``.
+
+    Reads at most the newest ``scan_cap`` records of the robot/level subjects in the window (node and
+    text are filtered here); ``truncated`` says older records of the window were not read (cap or
+    ``budget_s`` reached).
+    """
     newest: deque[logs.LogEntry] = deque(maxlen=spec.limit)
+    deadline = time.monotonic() + budget_s
+    flt = spec.log_filter(time.time())
     try:
-        _, truncated = await scan_logs(
-            nc, spec.robot, spec.level, spec.log_filter(time.time()), newest.append,
-            deadline=time.monotonic() + budget_s,
-        )  # fmt: skip
+        start = await tail_start(nc, logs.level_subjects(spec.robot, spec.level), scan_cap, flt.since)
+        _, out_of_time = await scan_logs(nc, spec.robot, spec.level, flt, newest.append, deadline=deadline,
+                                         start_seq=start)  # fmt: skip
     except HubUnavailableError:
         return {"entries": [], "truncated": False}  # no robot ever sent a record: an empty answer
-    return {"entries": [e.to_dict() for e in newest], "truncated": truncated}
+    return {"entries": [e.to_dict() for e in newest], "truncated": out_of_time or start is not None}
