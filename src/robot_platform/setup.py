@@ -1,6 +1,6 @@
 """ament_python setup for robot_platform.
 
-The repository's top-level launch/, config/ and web/ directories are installed into
+The repository's top-level launch/, config/, web/ and examples/ directories are installed into
 share/robot_platform/ so that `ros2 launch robot_platform robot.launch.py` and the pip-only runner
 (`robot-platform robot`) find the same files.
 """
@@ -38,6 +38,7 @@ setup(
         *tree("launch"),
         *tree("config"),
         *tree("web"),
+        *tree("examples"),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from robot_platform import launch_plan
 from robot_platform.exceptions import RobotPlatformError
+from robot_platform.runner import demo_site
 from robot_platform.runner.demo import DemoLayout, demo_processes, write_demo_users
 from robot_platform.runner.processes import (
     Installation,
@@ -112,17 +113,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         robot_monitor_base=args.robot_monitor_base, domain_base=args.domain_base, metrics_base=args.metrics_base,
         bridge_metrics_base=args.bridge_metrics_base, console_port=args.console_port,
         panel_port_base=args.panel_port_base,
+        site_ports=demo_site.SitePorts(mqtt=args.mqtt_port, s3=args.s3_port, weed_base=args.weed_port_base),
     )
     if not 1 <= layout.robots <= 50:
         raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
     users = write_demo_users(layout.state_dir)
-    specs = demo_processes(layout, Installation.find(), enable_camera=args.enable_camera, users_file=users.path)
+    install = Installation.find()
+    robot_ids = [layout.robot_id(i) for i in range(1, layout.robots + 1)]
+    site = None if args.no_deployments else demo_site.prepare(layout.state_dir, robot_ids, install.share,
+                                                                layout.site_ports)  # fmt: skip
+    specs = demo_processes(layout, install, enable_camera=args.enable_camera, users_file=users.path, site=site)
     group = ProcessGroup(log_dir=layout.state_dir / "logs")
     stop = StopSignal()
 
     def started() -> int | None:
         ok = check_demo(layout, group, stop.event)
-        print_banner(layout, ok, users.tokens)
+        documents: list[Path] = []
+        if site is not None:
+            try:
+                documents = demo_site.publish_samples(site, install.share / "examples" / "packages", stop.event)
+            except RobotPlatformError as exc:
+                ok = False
+                logging.getLogger("robot-platform.demo").error("sample packages not published: %s", exc)
+        print_banner(layout, ok, users.tokens, documents)
         if args.check:
             return 0 if ok else 1
         return None
@@ -180,9 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
         ("--bridge-metrics-base", layout.bridge_metrics_base, "robot i's bridge metrics port is base+i"),
         ("--console-port", layout.console_port, "operator console (ws_agent, fleet mode)"),
         ("--panel-port-base", layout.panel_port_base, "robot i's touch panel (ws_agent) is on base+i"),
+        ("--mqtt-port", layout.site_ports.mqtt, "Mosquitto (MQTT over TLS) for deployments"),
+        ("--s3-port", layout.site_ports.s3, "SeaweedFS S3 endpoint for packages"),
+        ("--weed-port-base", layout.site_ports.weed_base, "SeaweedFS internal ports base..base+6"),
     ):
         demo.add_argument(option, type=int, default=value, help=f"{text} (default: {value})")
     demo.add_argument("--enable-camera", action="store_true", help="simulate cameras too")
+    demo.add_argument("--no-deployments", action="store_true",
+                      help="without Mosquitto, SeaweedFS and the sample packages (jobs API only)")
     demo.add_argument("--check", action="store_true",
                       help="start, verify every robot's topics and NATS link, stop; exit 0 if all good")
     demo.set_defaults(func=_cmd_demo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import time
@@ -125,3 +126,43 @@ def test_servers_stop_after_the_nodes_that_use_them(tmp_path: Path) -> None:
     codes = group.stop_all()
     assert codes == {"node": 0, "server": 0}
     assert "node gone" in group.child("server").output()
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_demo_site_wires_deployments_with_least_privilege(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robot_platform.runner import demo_site, seaweedfs
+
+    monkeypatch.setattr(demo_site, "mosquitto_executable", lambda: "/usr/sbin/mosquitto")
+    monkeypatch.setattr(seaweedfs, "weed_executable", lambda: "/usr/bin/weed")
+    layout = DemoLayout(robots=2, state_dir=tmp_path)
+    site = demo_site.prepare(tmp_path, ["r1", "r2"], REPO, layout.site_ports)
+    # secrets are this user's only; the broker config is the shipped one on loopback
+    for secret in (site.signing_key, site.robot_credentials, site.s3_config, site.pki / "robots" / "r1.key"):
+        assert secret.stat().st_mode & 0o077 == 0, secret
+    conf = site.mosquitto_conf.read_text()
+    assert f"listener {layout.site_ports.mqtt} 127.0.0.1" in conf and "require_certificate true" in conf
+    # robots get a read-only S3 identity for the packages bucket; the publisher is another key
+    identities = {i["name"]: i for i in json.loads(site.s3_config.read_text())["identities"]}
+    assert identities["robots"]["actions"] == ["Read:packages", "List:packages"]
+    assert identities["robots"]["credentials"] != identities["publisher"]["credentials"]
+
+    specs = demo_processes(layout, INSTALL, site=site)
+    names = [s.name for s in specs]
+    assert names[:3] == ["control/nats-hub", "control/mosquitto", "control/seaweedfs"]
+    weed = next(s for s in specs if s.name == "control/seaweedfs")
+    assert weed.server and "-ip.bind=127.0.0.1" in weed.argv and f"-s3.port={layout.site_ports.s3}" in weed.argv
+    jobs = next(s for s in specs if s.name == "control/jobs_service").argv
+    assert "mqtt_endpoint:=127.0.0.1" in jobs and f"mqtt_cert:={site.pki / 'jobs-service.crt'}" in jobs
+    for rid in ("r1", "r2"):
+        deploy = next(s for s in specs if s.name == f"{rid}/deploy_service").argv
+        # each robot: its own certificate (CN = thing name) and install root; the read-only S3 key
+        assert f"mqtt_cert:={site.pki / 'robots' / f'{rid}.crt'}" in deploy
+        assert f"install_root:={site.root / 'robots' / rid}" in deploy
+        assert f"s3_credentials_file:={site.robot_credentials}" in deploy
+        assert f"trusted_keys:=[{site.trusted_key}]" in deploy
+    # a second prepare keeps the CA and the signing key (robots keep trusting what they trusted)
+    ca, key = (site.pki / "ca.crt").read_bytes(), site.trusted_key.read_bytes()
+    again = demo_site.prepare(tmp_path, ["r1", "r2"], REPO, layout.site_ports)
+    assert (again.pki / "ca.crt").read_bytes() == ca and again.trusted_key.read_bytes() == key

@@ -4,6 +4,10 @@ graph (ROS_DOMAIN_ID) and its own nats-server linked to the control server's hub
 Layout (defaults): hub client port 4222, monitoring 8222, leaf port 7422; robot i (1..N) gets
 nats port 4230+i, monitoring 8230+i, Prometheus metrics 9100+i (health) and 9150+i (bridge), the
 touch panel on 8090+i, and ROS_DOMAIN_ID 10+i. The operator console is on 8080. Logs go to <state_dir>/logs/.
+
+With deployments on (the default), the site services of :mod:`.demo_site` run too: Mosquitto (MQTT/TLS
+8883) for the jobs flow and SeaweedFS (S3 8333, internal ports 19330-19336) for packages, and
+jobs_service and every deploy_service are configured for them.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ import json
 import os
 import secrets
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from robot_platform import launch_plan
+from robot_platform.runner import demo_site
 from robot_platform.runner.processes import Installation, ProcessSpec, control_processes, robot_processes
 
 DEMO_DOMAIN_BASE = 10
@@ -36,6 +41,7 @@ class DemoLayout:
     panel_port_base: int = 8090
     domain_base: int = DEMO_DOMAIN_BASE
     state_dir: Path = Path(".state/demo")
+    site_ports: demo_site.SitePorts = field(default_factory=demo_site.SitePorts)
 
     def robot_id(self, i: int) -> str:
         return f"r{i}"
@@ -70,9 +76,10 @@ def write_demo_users(state_dir: Path) -> DemoUsers:
 
 
 def demo_processes(
-    layout: DemoLayout, install: Installation, enable_camera: bool = False, users_file: Path | None = None
+    layout: DemoLayout, install: Installation, enable_camera: bool = False, users_file: Path | None = None,
+    site: demo_site.DemoSite | None = None,
 ) -> list[ProcessSpec]:
-    """Every process of the demo, in start order (hub first)."""
+    """Every process of the demo, in start order (hub and site services first)."""
     users = str(users_file) if users_file else ""
     control = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {
         "nats_port": str(layout.hub_port),
@@ -86,6 +93,10 @@ def demo_processes(
     }
     out = [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain_base)}, p.server)
            for p in control_processes(control, install)]
+    if site is not None:
+        out[1:1] = demo_site.processes(site)  # right after the hub
+        out = [demo_site.with_params(p, demo_site.jobs_params(site)) if p.name == "control/jobs_service" else p
+               for p in out]
     for i in range(1, layout.robots + 1):
         values = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {
             "robot_id": layout.robot_id(i),
@@ -99,8 +110,10 @@ def demo_processes(
             "ws_port": str(layout.panel_port_base + i),
             "users_file": users,
         }
-        out += [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))}, p.server)
-                for p in robot_processes(values, install)]
+        for p in robot_processes(values, install):
+            if site is not None and p.name == f"{layout.robot_id(i)}/deploy_service":
+                p = demo_site.with_params(p, demo_site.deploy_params(site, layout.robot_id(i)))
+            out.append(ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))}, p.server))
     return out
 
 

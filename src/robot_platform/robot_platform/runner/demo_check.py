@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 from robot_platform.runner.demo import EXPECTED_SIM_TOPICS, DemoLayout, leaf_names
 from robot_platform.runner.graph import graph_in_domain
@@ -36,7 +37,7 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
         # Every node the demo started for this robot must join the robot's graph.
         rid = layout.robot_id(i)
         expected_nodes = {c.name.split("/", 1)[1] for c in group.children
-                          if c.name.startswith(f"{rid}/") and c.name != f"{rid}/nats-server"}
+                          if c.name.startswith(f"{rid}/") and not c.stop_last}  # servers are no ROS nodes
         topics, nodes = graph_in_domain(layout.domain(i), EXPECTED_SIM_TOPICS, expected_nodes, timeout_s=30.0)
         missing = sorted(EXPECTED_SIM_TOPICS - set(topics)) + sorted(expected_nodes - nodes)
         if missing:
@@ -46,7 +47,7 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
             log.info("%s (ROS_DOMAIN_ID %d): nodes %s; %d topics", layout.robot_id(i), layout.domain(i),
                      ", ".join(sorted(expected_nodes)), len(topics))
     control_nodes = {c.name.split("/", 1)[1] for c in group.children
-                     if c.name.startswith("control/") and c.name != "control/nats-hub"}
+                     if c.name.startswith("control/") and not c.stop_last}
     _, nodes = graph_in_domain(layout.domain_base, set(), control_nodes, timeout_s=30.0)
     if control_nodes - nodes:
         ok = False
@@ -61,8 +62,10 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
     return ok
 
 
-def print_banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = None) -> None:
-    """What runs where. ``tokens`` are this run's demo logins (user -> user:secret), shown in the URLs."""
+def print_banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = None,
+                 documents: list[Path] | None = None) -> None:
+    """What runs where. ``tokens`` are this run's demo logins (user -> user:secret), shown in the URLs;
+    ``documents`` the job documents of the sample packages pushed to the demo's S3."""
     tokens = tokens or {}
     console_q = f"?token={tokens['admin']}" if "admin" in tokens else ""
     panel_q = f"?token={tokens['operator']}" if "operator" in tokens else ""
@@ -81,9 +84,18 @@ def print_banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = N
             f"metrics http://127.0.0.1:{layout.metrics_base + i}/metrics",
             f"    touch panel       http://127.0.0.1:{layout.panel_port_base + i}/{panel_q}",
         ]
+    if documents:
+        targets = ",".join(layout.robot_id(i) for i in range(1, layout.robots + 1))
+        ports = layout.site_ports
+        lines += [
+            f"  deployments         Mosquitto mqtts://127.0.0.1:{ports.mqtt}, S3 http://127.0.0.1:{ports.s3}, "
+            f"job documents in {documents[0].parent}",
+            f"    deploy            robot-platform deploy --nats-url nats://127.0.0.1:{layout.hub_port} create"
+            f" --document {documents[0]} --targets {targets}",
+        ]
     lines += [
         f"  logs                {layout.state_dir / 'logs'}",
-        "  try                 ROS_DOMAIN_ID=11 robot-platform topics",
+        f"  try                 ROS_DOMAIN_ID={layout.domain(1)} robot-platform topics",
         "  logins              admin (console) and operator (panels), new secrets each run: "
         f"{layout.state_dir / 'demo-users.yaml'} holds only hashes",
         "  stop                Ctrl-C",
