@@ -6,6 +6,7 @@ Parameters (defaults in config/robot.yaml):
     robot_id (str, read-only)           robot name, used in frame ids' documentation and logs
     odom_rate_hz, imu_rate_hz, scan_rate_hz, battery_rate_hz, camera_rate_hz (float)
     enable_camera (bool, read-only)     publish /camera/image_raw (640x480 rgb8); off by default
+    publish_tf (bool, read-only)        publish the frames of :mod:`robot_platform.sim.frames` on /tf
     camera_width, camera_height (int, read-only)
     max_linear_speed, max_angular_speed (float, read-only)   base limits, m/s and rad/s
     battery_initial (float, read-only)  starting charge, 0..1
@@ -19,7 +20,10 @@ Publishers:     odom (nav_msgs/Odometry, reliable), imu (sensor_msgs/Imu, sensor
                 scan (sensor_msgs/LaserScan, sensor QoS), battery_state (sensor_msgs/BatteryState),
                 camera/image_raw (sensor_msgs/Image, sensor QoS, only with enable_camera),
                 robot_state (robot_platform_interfaces/RobotState, 1 Hz: mode, battery, speeds, pose; the
-                alert and deployment fields are left to the nodes that own them)
+                alert and deployment fields are left to the nodes that own them),
+                /tf (odom -> base_link with each odometry message) and /tf_static (laser, imu_link,
+                camera frames; transient local) when publish_tf is on and tf2_msgs is importable
+                (ROS from apt; the pip wheels have no tf2_msgs: then a warning once, no TF)
 Services:       ~/inject_fault (robot_platform_interfaces/InjectFault),
                 ~/estop and ~/pause (std_srvs/SetBool): latch an emergency stop / pause motion
 """
@@ -29,19 +33,21 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
+from typing import Any
 
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import TransformStamped, Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import BatteryState, Image, Imu, LaserScan
 from std_srvs.srv import SetBool
 
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import declare
+from robot_platform.sim import frames
 from robot_platform.sim.model import SENSORS, BaseConfig, BatteryConfig, CameraModel, LaserModel, RobotModel
 from robot_platform_interfaces.msg import RobotState
 from robot_platform_interfaces.srv import InjectFault
@@ -49,6 +55,17 @@ from robot_platform_interfaces.srv import InjectFault
 RELIABLE_DEPTH = 10
 ROBOT_STATE_PERIOD_S = 1.0
 MOVING_THRESHOLD = 0.01  # m/s or rad/s: below this the robot counts as standing still
+
+
+def _stamped(t: frames.Transform, stamp: Any) -> TransformStamped:
+    msg = TransformStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = t.parent
+    msg.child_frame_id = t.child
+    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = t.translation
+    r = msg.transform.rotation
+    r.x, r.y, r.z, r.w = t.rotation
+    return msg
 
 
 def parse_sensor_list(text: str) -> set[str]:
@@ -118,6 +135,9 @@ class RobotSimNode(Node):
             BatteryState, "battery_state", reliable, qos_overriding_options=overrides
         )
         self.state_pub = self.create_publisher(RobotState, "robot_state", reliable)
+        self.tf_pub = None
+        if declare(self, "publish_tf", True, "Publish odom -> base_link and the sensor frames on /tf", read_only=True):
+            self._start_tf(enable_camera)
         self.create_timer(ROBOT_STATE_PERIOD_S, self._publish_robot_state)
         self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, reliable)
         self.create_service(InjectFault, "~/inject_fault", self._on_inject_fault)
@@ -267,6 +287,22 @@ class RobotSimNode(Node):
         msg.pose.x, msg.pose.y, msg.pose.theta = m.pose.x, m.pose.y, m.pose.yaw
         self.state_pub.publish(msg)
 
+    def _start_tf(self, with_camera: bool) -> None:
+        """/tf and /tf_static publishers when tf2_msgs exists (absolute topic names, as tf2 expects)."""
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            self.get_logger().warning("tf2_msgs is not installed (pip-only ROS): no /tf from the simulator")
+            return
+        self._tf_msg = TFMessage
+        self.tf_pub = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)  # fmt: skip
+        self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", latched)
+        stamp = self.get_clock().now().to_msg()
+        static = [_stamped(t, stamp) for t in frames.static_frames(with_camera)]
+        self.tf_static_pub.publish(TFMessage(transforms=static))
+
     def _publish_odom(self) -> None:
         m = self.model
         msg = Odometry()
@@ -283,6 +319,9 @@ class RobotSimNode(Node):
         msg.twist.twist.angular.z = m.angular
         msg.twist.covariance[0] = msg.twist.covariance[35] = 0.001
         self.odom_pub.publish(msg)
+        if self.tf_pub is not None:
+            tf = frames.odom_to_base(m.pose.x, m.pose.y, m.pose.yaw)
+            self.tf_pub.publish(self._tf_msg(transforms=[_stamped(tf, msg.header.stamp)]))
 
     def _publish_imu(self) -> None:
         m = self.model
