@@ -1,8 +1,8 @@
 """The control server's fleet services through ws_agent (fleet mode), with real parts only.
 
 A secured hub (generated config: robots r1, r2 as leaf nodes with their own users; ws_agent as the
-least-privileged ``console`` user, fleet_registry as ``fleet_registry``, jobs_service as ``jobs``, the
-hub's no-auth user), two robot nats-servers with a
+least-privileged ``console`` user, fleet_registry as ``fleet_registry``, jobs_service as ``jobs``, each
+with a password file), two robot nats-servers with a
 robot_agent each, a ROS node logging on r1's graph, fleet_registry, jobs_service in API-only mode (no
 MQTT) and ws_agent in fleet mode with a users file; the test speaks rosbridge v2 over WebSockets as a
 viewer and as an admin:
@@ -78,6 +78,8 @@ JOBS_PARAMS = """/**/jobs_service:
   ros__parameters:
     store_path: {store}
     nats_url: {url}
+    nats_user: jobs
+    nats_password_file: {pw}
     mqtt_endpoint: ""
     metrics_port: 0
 """
@@ -206,9 +208,7 @@ def test_fleet_services_through_the_agent(procs: Any, tmp_path: Path) -> None:
     hub_conf = tmp_path / "hub.conf"
     extra = [service_user_entry(user, pw) for user, pw in services.items()]
     hub_text = render_hub(fleet, Endpoint(port=hub_port), leaf_port, str(tmp_path / "js-hub"), extra_users=extra)
-    # jobs_service has no NATS credential parameters (a password in its URL would be logged): clients
-    # without credentials are the jobs user, limited to the jobs API.
-    write_private(hub_conf, hub_text + "no_auth_user: jobs\n")
+    write_private(hub_conf, hub_text)
     procs.start("hub", [exe, "-c", str(hub_conf)])
     wait_port(hub_port)
     robot_ports = {"r1": free_port(), "r2": free_port()}
@@ -231,14 +231,14 @@ def test_fleet_services_through_the_agent(procs: Any, tmp_path: Path) -> None:
     logger = None
     clients: list[RosbridgeClient] = []
     try:
-        # Control side: registry, jobs (API only, as the no-auth jobs user), the console's agent.
+        # Control side: registry, jobs (API only, as the hub's jobs user), the console's agent.
         params = tmp_path / "registry.yaml"
         params.write_text(REGISTRY_PARAMS.format(url=hub_url, pw=pw["fleet_registry"], offline=OFFLINE_AFTER_S))
         registry_argv = [sys.executable, "-m", "robot_platform.ops.registry_node", "--ros-args", "--params-file",
                          str(params)]  # fmt: skip
         registry = procs.start("fleet_registry", registry_argv, env=py_env(domains.domain_id))
         params = tmp_path / "jobs.yaml"
-        params.write_text(JOBS_PARAMS.format(store=tmp_path / "jobs.sqlite3", url=hub_url))
+        params.write_text(JOBS_PARAMS.format(store=tmp_path / "jobs.sqlite3", url=hub_url, pw=pw["jobs"]))
         procs.start("jobs_service", [sys.executable, "-m", "robot_platform.jobs.node", "--ros-args",
                                      "--params-file", str(params)], env=py_env(domains.domain_id + 1))  # fmt: skip
         params = tmp_path / "ws_agent.yaml"

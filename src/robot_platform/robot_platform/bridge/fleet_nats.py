@@ -6,8 +6,9 @@ robot dials out (robots need no open port). Each robot authenticates on the hub 
 user's permissions are what crosses the leaf link: it may publish only ``robots.<id>.>`` (exported to
 the hub) and receives only ``robots.<id>.cmd.>`` (imported into the robot). A robot therefore cannot
 impersonate another one, and a command for r2 never reaches r1's server. The operator side uses the
-``control`` user (unrestricted); with ``--service-users`` the console's ws_agent (user ``console``) and
-fleet_registry (user ``fleet_registry``) get users limited to what they do (:func:`service_user_entry`).
+``control`` user (unrestricted); with ``--service-users`` the console's ws_agent (user ``console``),
+fleet_registry (user ``fleet_registry``) and jobs_service (user ``jobs``) get users limited to what they
+do (:func:`service_user_entry`).
 
 Passwords are generated (``secrets.token_urlsafe``) and written only into the rendered files (mode
 0600); they are never logged. Usage::
@@ -103,10 +104,9 @@ _REGISTRY_JS = [
 ]  # fmt: skip
 REGISTRY_PUBLISH = (*_REGISTRY_JS, "fleet.registry.events", "_INBOX.>")
 REGISTRY_SUBSCRIBE = ("robots.*.presence", "fleet.registry.list", "fleet.logs.query", "_INBOX.>")
-SERVICE_USERS = ("console", "fleet_registry")  # written by --service-users
-# jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel}, publishes
-# jobs.events. Not in SERVICE_USERS: jobs_service has no NATS credential parameters yet (a password in
-# its nats_url would be logged), so a hub can only give it this user as ``no_auth_user`` (tests do).
+SERVICE_USERS = ("console", "fleet_registry", "jobs")  # written by --service-users
+# jobs: jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel}, publishes
+# jobs.events (its nats_user / nats_password_file parameters).
 JOBS_PUBLISH = ("jobs.events", "_INBOX.>")
 JOBS_SUBSCRIBE = ("jobs.create", "jobs.get", "jobs.list", "jobs.cancel")
 
@@ -128,7 +128,7 @@ def service_user_entry(user: str, password: str) -> str:
     elif user == "jobs":
         perms = permissions(JOBS_PUBLISH, JOBS_SUBSCRIBE)
     else:
-        raise ValueError(f"unknown service user {user!r}; use one of {', '.join((*SERVICE_USERS, 'jobs'))}")
+        raise ValueError(f"unknown service user {user!r}; use one of {', '.join(SERVICE_USERS)}")
     return f'{{ user: {user}, password: "{password}", permissions: {perms} }}'
 
 
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--robot-port", type=int, default=4222, help="client port of each robot's server")
     parser.add_argument("--store-dir", default="/var/lib/robot_platform/nats")
     parser.add_argument("--service-users", action="store_true",
-                        help="also users console (ws_agent) and fleet_registry with least privilege")  # fmt: skip
+                        help="also users console (ws_agent), fleet_registry and jobs with least privilege")  # fmt: skip
     args = parser.parse_args(argv)
     fleet = Fleet.generate([r for r in args.robots.split(",") if r])
     args.out.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -60,8 +60,10 @@ def decode_request(data: bytes) -> Any:
 class NatsApi:
     """Serves ``jobs.*`` requests and publishes ``jobs.events`` (see the module docstring)."""
 
-    def __init__(self, url: str, service: JobsService, prefix: str = SUBJECT_PREFIX) -> None:
+    def __init__(self, url: str, service: JobsService, prefix: str = SUBJECT_PREFIX, user: str = "",
+                 password: str = "") -> None:  # fmt: skip
         self.url = url
+        self._auth = {"user": user, "password": password} if user else {}
         self.service = service
         self.prefix = prefix
         self.dropped = 0
@@ -126,6 +128,7 @@ class NatsApi:
                     max_reconnect_attempts=-1,
                     name="jobs_service",
                     error_cb=self._on_error,
+                    **self._auth,
                 )
             except (TimeoutError, NatsError, OSError) as exc:
                 log.warning("NATS %s unreachable (%s); retrying", self.url, exc)

@@ -8,7 +8,8 @@ speak MQTT (:mod:`.mqtt_link`); the logic is plain Python (:mod:`.runtime`, :mod
 Parameters (read-only; defaults in config/control.yaml):
     store_path (string): SQLite file of jobs and executions (``~`` expanded).
     nats_url (string): NATS for the console API (``jobs.create|get|list|cancel``, ``jobs.events``);
-        empty disables.
+        empty disables. Credentials never go in the URL (it is logged): nats_user (string) and
+        nats_password_file (string, a file holding the password; the secured hub's ``jobs`` user).
     mqtt_endpoint (string), mqtt_port (int), mqtt_ca, mqtt_cert, mqtt_key (PEM paths), mqtt_client_id
         (string): the site broker, with the service's client certificate (CN ``jobs-service``, the ACL's
         user). Empty endpoint: no devices (API only).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
@@ -39,6 +41,8 @@ class JobsServiceNode(Node):
         for name, default, description in (
             ("store_path", "~/.robot_platform/jobs/jobs.sqlite3", "SQLite file of jobs and executions"),
             ("nats_url", "nats://127.0.0.1:4222", "NATS for the console API; empty disables"),
+            ("nats_user", "", "NATS user ('' = none)"),
+            ("nats_password_file", "", "file holding the NATS password (never logged)"),
             ("mqtt_endpoint", "127.0.0.1", "site MQTT broker (TLS); empty: no devices"),
             ("mqtt_port", 8883, "broker TLS port"),
             ("mqtt_ca", "", "site CA (PEM) the broker's certificate chains to"),
@@ -56,7 +60,12 @@ class JobsServiceNode(Node):
             if not isinstance(value, type(default)):
                 raise ConfigError(name, value, f"must be a {type(default).__name__}")
             values[name] = value
-        self.runtime = JobsRuntime(JobsConfig(**values))
+        password_file = values.pop("nats_password_file")
+        try:
+            password = Path(password_file).read_text(encoding="utf-8").strip() if password_file else ""
+        except OSError as exc:
+            raise ConfigError("nats_password_file", password_file, f"unreadable ({exc.strerror})") from exc
+        self.runtime = JobsRuntime(JobsConfig(**values, nats_password=password))
         self.runtime.start()
         self.get_logger().info(
             f"jobs_service ready: store={values['store_path']} nats={values['nats_url'] or 'off'} "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ TICK_MIN_S = 0.05
 class JobsConfig:
     store_path: str
     nats_url: str = ""
+    nats_user: str = ""
+    nats_password: str = field(default="", repr=False)
     mqtt_endpoint: str = ""
     mqtt_port: int = 8883
     mqtt_ca: str = ""
@@ -105,7 +107,7 @@ class JobsRuntime:
             registry.register(_Collector(self))
             self._metrics_server, _ = start_http_server(config.metrics_port, addr=config.host, registry=registry)
         if config.nats_url:
-            self.api = NatsApi(config.nats_url, self.service)
+            self.api = NatsApi(config.nats_url, self.service, user=config.nats_user, password=config.nats_password)
             self.api.start()
         if config.mqtt_endpoint:
             self.link = MqttLink(
