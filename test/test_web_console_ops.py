@@ -40,6 +40,7 @@ import msgpack
 import nats
 import pytest
 
+from fixtures_s3 import SeaweedFS
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
 from robot_platform.bridge.fleet_nats import (
     Endpoint,
@@ -51,7 +52,9 @@ from robot_platform.bridge.fleet_nats import (
 )
 from robot_platform.runner.domains import DomainReservation
 from robot_platform.runner.supervisor import ProcessGroup
-from test_web_ui import ARTIFACTS, WEB_DIR, Browser, browser, token, write_users  # noqa: F401 (browser: fixture)
+from test_deploy_system import BUCKET, Publisher, function_source
+from test_jobs_system import WAIT_S, Site, seaweedfs, site  # noqa: F401 (seaweedfs, site: fixtures)
+from test_web_ui import ARTIFACTS, WEB_DIR, Browser, agent_argv, browser, token, write_users  # noqa: F401 (fixture)
 
 rclpy = pytest.importorskip("rclpy")
 from rclpy.context import Context  # noqa: E402
@@ -411,3 +414,99 @@ def run_scenario(b: Browser, console: str, hub_url: str, control_pw: str, agents
     assert report["localRequests"] > 10
     page_errors = [e for e in report["errors"] if "pageerror" in e]
     assert page_errors == [], page_errors
+
+
+# ---------------------------------------------------------------------------------------- the full MQTT path
+def test_console_deploys_and_rolls_back_over_mqtt(
+    seaweedfs: SeaweedFS,  # noqa: F811
+    site: Site,  # noqa: F811
+    procs: ProcessGroup,
+    nats_server: Any,
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The deploy view drives real robots: signed packages in S3, jobs_service + Mosquitto (TLS, the
+    shipped ACL), deploy_service on r1 taking its jobs over MQTT. An admin deploys 1.0.0 then 2.0.0 from the
+    console (pasting what ``package push`` printed) and rolls r1 back: each execution's progress arrives
+    live (IN_PROGRESS steps, then SUCCEEDED with the versions) and r1's installed version follows."""
+    seaweedfs.create_bucket(BUCKET)
+    pub = Publisher(seaweedfs, tmp_path)
+    pushed = {v: pub.publish(function_source(tmp_path, v)) for v in ("1.0.0", "2.0.0")}
+    site.start_jobs_service()
+    site.start_robot("r1", seaweedfs, pub.trusted)
+    # The console learns of r1 from the registry (robot_agent's presence, fleet_registry on the control side).
+    agent = tmp_path / "r1.agent.yaml"
+    agent.write_text(AGENT.format(robot="r1", site=SITE, url=nats_server.url))
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(f"/**/fleet_registry:\n  ros__parameters:\n    nats_url: {nats_server.url}\n")
+    for name, module, params, env in (
+        ("r1.robot_agent", "robot_platform.ops.node", agent, site.env(1)),
+        ("fleet_registry", "robot_platform.ops.registry_node", registry, site.env(0)),
+    ):
+        procs.start(name, [sys.executable, "-m", module, "--ros-args", "--params-file", str(params)], env=env)
+    console_port = free_port()
+    users = write_users(tmp_path)
+    procs.start("console.ws_agent", agent_argv("fleet", "control", console_port, nats_server.url, users),
+                env=site.env(0))  # fmt: skip
+    wait_port(console_port, timeout=START_S)
+    b = browser
+    b.do("open", page="admin", url=f"http://127.0.0.1:{console_port}/console/?token={token('ada')}#/deploy",
+         width=1400, height=620)  # fmt: skip
+    b.do("dialogs", page="admin", accept=True)
+    ready = "document.querySelector('#dep-robots input[value=r1]') && !document.querySelector('#dep-start').disabled"
+    b.wait("admin", ready, START_S)
+    # Every status r1's progress row shows, in order (rows are redrawn on each change).
+    b.do(
+        "eval",
+        page="admin",
+        js="""(() => { window.__seen = [];
+        new MutationObserver(() => { const tr = document.querySelector('#dep-progress tr[data-robot=r1]');
+          const s = tr && `${window.__console.deploy.selected} ${tr.dataset.status}`;
+          if (s && window.__seen.at(-1) !== s) window.__seen.push(s); })
+        .observe(document.querySelector('#dep-progress'), { childList: true, subtree: true }); })()""",
+    )
+    b.do("check", page="admin", selector="#dep-robots input[value=r1]")
+
+    def deploy(version: str) -> dict[str, Any]:
+        b.do("fill", page="admin", selector="#dep-desc", text="")
+        b.do("fill", page="admin", selector="#dep-doc", text=json.dumps(pushed[version]))
+        b.do("click", page="admin", selector="#dep-start")
+        return finished(f"window.__console.deploy.detail?.document?.version === '{version}'")
+
+    def finished(which: str) -> dict[str, Any]:
+        cells = b.wait(
+            "admin",
+            f"{which} && (tr => tr?.dataset.job === window.__console.deploy.selected "
+            "&& ['SUCCEEDED', 'FAILED', 'REJECTED'].includes(tr.dataset.status) && "
+            "{status: tr.dataset.status, step: tr.children[2].textContent, detail: tr.children[4].textContent, "
+            "job: window.__console.deploy.selected})(document.querySelector('#dep-progress tr[data-robot=r1]'))",
+            WAIT_S,
+        )
+        raw = b.do("eval", page="admin", js="window.__seen")
+        seen = [s.split(" ")[1] for s in raw if s.startswith(cells["job"])]
+        assert "IN_PROGRESS" in seen and seen[-1] == cells["status"], raw  # progress arrived live, in order
+        return cells
+
+    for version in ("1.0.0", "2.0.0"):
+        done = deploy(version)
+        assert done["status"] == "SUCCEEDED" and done["step"] == "done" and f"version {version}" in done["detail"], done
+    current = tmp_path / "robots" / "r1" / "hello_fn" / "current"
+    assert os.readlink(current).endswith("2.0.0")
+    jobs = b.wait(
+        "admin",
+        "(rows => rows.length === 2 && rows.map(tr => tr.dataset.status + ' ' + tr.querySelector('td.counts')"
+        ".textContent))([...document.querySelectorAll('#dep-jobs tr[data-job]')])",
+    )
+    assert jobs == ["COMPLETED 1 succeeded"] * 2, jobs
+    # Roll r1 back from the 2.0.0 job's progress row: a rollback job, executed by r1's deploy_service.
+    b.do("click", page="admin", selector="#dep-progress tr[data-robot=r1] button")
+    rolled = finished("window.__console.deploy.detail?.document?.operation === 'rollback'")
+    assert rolled["status"] == "SUCCEEDED", rolled
+    assert "version 1.0.0" in rolled["detail"] and "previous 2.0.0" in rolled["detail"], rolled
+    assert os.readlink(current).endswith("1.0.0")
+    b.do("viewport", page="admin", width=1400, height=720)
+    b.do("eval", page="admin", js="document.querySelector('#view-deploy').scrollTop = 0")
+    b.do("screenshot", page="admin", path=str(ARTIFACTS / "console_deploy_rollout.png"))
+    report = b.do("report")
+    assert report["external"] == [], report["external"]
+    assert [e for e in report["errors"] if "pageerror" in e] == []

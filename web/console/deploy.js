@@ -306,7 +306,7 @@ export class DeployView {
       rb.disabled = !canCreate || d.operation === "rollback" || !d.package_name;
       const detail = [sd.reason || ex.reason, sd.version && `version ${sd.version}`,
         sd.previous_version && `previous ${sd.previous_version}`].filter(Boolean).join(" · ");
-      return el("tr", { "data-robot": ex.thing, "data-status": ex.status },
+      return el("tr", { "data-robot": ex.thing, "data-status": ex.status, "data-job": ex.job_id },
         el("td", { text: ex.thing + (ex.canary ? " (canary)" : "") }), el("td", {}, pill(ex.status)),
         el("td", { text: sd.step || "" }),
         el("td", {}, el("span", { class: "prog" }, el("i", { style: `width:${pct}%` })), ` ${pct} %`),
