@@ -4,9 +4,10 @@ Stack (real processes, loopback only): a secured NATS hub (JetStream) and one le
 (configs from bridge/fleet_nats.py, as a site runs them); robot_agent on r1 and r2 (presence, /rosout
 forwarding into each robot's LOGS_<id> stream); robot_sim + nats_bridge on r1 (live telemetry);
 fleet_registry on the hub (registry bucket, FLEET_LOGS sourcing the robots' streams, the console's
-registry and log-query services) with its least-privilege NATS user; jobs_service with the NATS API only
-(no MQTT devices: executions stay QUEUED/SCHEDULED until canceled); the console's ws_agent (ROS node,
-fleet mode, NATS user ``console``). Debian's headless Chromium is driven by test/browser/ui_driver.mjs.
+registry and log-query services); jobs_service with the NATS API only (no MQTT devices: executions stay
+QUEUED/SCHEDULED until canceled); the console's ws_agent (ROS node, fleet mode). Each control-side service
+uses its least-privileged hub user (fleet_nats.service_user_entry). Debian's headless Chromium is driven
+by test/browser/ui_driver.mjs.
 
 What a user relies on, checked here:
 - before fleet_registry runs, the fleet view says the registry is unavailable and still works; once it
@@ -17,9 +18,13 @@ What a user relies on, checked here:
 - an admin starts a job from the deploy view (pasted job document, two robots, canary 1): the jobs
   service holds it with the document and rollout given, the list shows it with per-status counts and
   the progress table each robot's execution state; "Roll back" on r1 creates a rollback job for r1 only;
-  Cancel cancels the job;
+  Cancel cancels it, and a viewer following the job sees its executions CANCELED live (jobs events);
 - a viewer sees the deploy controls disabled, and the agent refuses a create anyway;
 - no request leaves 127.0.0.1; no script errors; screenshots go to test-results/web_ui/.
+
+test_console_deploys_and_rolls_back_over_mqtt runs the deploy view against the full jobs path of
+test_jobs_system.py (its Site: Mosquitto with TLS and the shipped ACL, jobs_service with MQTT, SeaweedFS,
+deploy_service on r1) on a plain nats-server, with robot_agent + fleet_registry so the console knows r1.
 """
 
 from __future__ import annotations
@@ -67,10 +72,6 @@ STEP_S = 20.0
 OFFLINE_AFTER_S = 3.0
 SITE = "test-site"
 PACKAGE = "nav_app"
-JOBS_USER_PERMISSIONS = (
-    '{ publish: { allow: ["jobs.events", "_INBOX.>"] }, subscribe: { allow: ["jobs.create", "jobs.get", '
-    '"jobs.list", "jobs.cancel"] } }'
-)
 AGENT = """
 /**/robot_agent:
   ros__parameters:
@@ -128,6 +129,8 @@ JOBS = """
   ros__parameters:
     store_path: {store}
     nats_url: {url}
+    nats_user: jobs
+    nats_password_file: {password_file}
     mqtt_endpoint: ""
     metrics_port: 0
 """
@@ -191,14 +194,11 @@ def test_console_fleet_logs_and_jobs(procs: ProcessGroup, domains: int, browser:
     # NATS: the hub with the service users, one leaf server per robot.
     fleet = Fleet.generate(list(ROBOTS))
     pw = {u: secrets.token_urlsafe(24) for u in ("console", "fleet_registry", "jobs")}
-    extra = [service_user_entry(u, pw[u]) for u in ("console", "fleet_registry")]
-    extra.append(f'{{ user: jobs, password: "{pw["jobs"]}", permissions: {JOBS_USER_PERMISSIONS} }}')
+    extra = [service_user_entry(u, pw[u]) for u in ("console", "fleet_registry", "jobs")]
     hub_port, leaf_port = free_port(), free_port()
     hub_conf = tmp_path / "hub.conf"
-    hub_text = render_hub(fleet, Endpoint(port=hub_port), leaf_port, str(tmp_path / "js-hub"), extra_users=extra)
-    # jobs_service has no NATS user parameter (a password in its URL would be logged): clients without
-    # credentials are the jobs user, limited to the jobs API.
-    write_private(hub_conf, hub_text + "no_auth_user: jobs\n")
+    write_private(hub_conf, render_hub(fleet, Endpoint(port=hub_port), leaf_port, str(tmp_path / "js-hub"),
+                                       extra_users=extra))  # fmt: skip
     procs.start("hub", [exe, "-c", str(hub_conf)])
     wait_port(hub_port)
     robot_urls = {}
@@ -230,7 +230,8 @@ def test_console_fleet_logs_and_jobs(procs: ProcessGroup, domains: int, browser:
              CONSOLE.format(port=console_port, url=hub_url, password_file=secret_files["console"], users=users,
                             web=WEB_DIR), control_domain)  # fmt: skip
     ros_node("jobs_service", "robot_platform.jobs.node",
-             JOBS.format(store=tmp_path / "jobs.sqlite3", url=hub_url), control_domain)  # fmt: skip
+             JOBS.format(store=tmp_path / "jobs.sqlite3", url=hub_url, password_file=secret_files["jobs"]),
+             control_domain)  # fmt: skip
     wait_port(console_port, timeout=START_S)
     console = f"http://127.0.0.1:{console_port}/console/"
     b = browser
