@@ -175,6 +175,45 @@ class RobotApp:
         self.thread.join(timeout=5.0)
 
 
+def snoop_on_replies(hub_url: str, spy: tuple[str, str], victim: tuple[str, str]) -> tuple[list[str], list[str]]:
+    """``spy`` subscribes to every inbox and to the victim's while the victim calls a remote action.
+    Returns (subjects the spy received, the hub's errors to the spy)."""
+    import asyncio
+
+    import nats
+
+    from robot_platform.bridge.inbox import inbox_subjects
+    from robot_platform.ops import client
+
+    async def run() -> tuple[list[str], list[str]]:
+        errors: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        received: list[str] = []
+
+        async def on_message(msg: Any) -> None:
+            received.append(msg.subject)
+
+        spy_nc = await nats.connect(hub_url, user=spy[0], password=spy[1], error_cb=on_error,
+                                    allow_reconnect=False)  # fmt: skip
+        victim_nc = await client.connect(hub_url, *victim)
+        try:
+            for pattern in ("_INBOX.>", inbox_subjects(victim[0])):
+                await spy_nc.subscribe(pattern, cb=on_message)
+            await spy_nc.flush()
+            graph = await client.call_action(victim_nc, "r1", "list_graph", victim[0], "operator", {}, 10.0)
+            assert "/robot_agent" in graph["nodes"]
+            await asyncio.sleep(0.5)
+        finally:
+            await victim_nc.close()
+            await spy_nc.close()
+        return received, errors
+
+    return asyncio.run(run())
+
+
 def leafz(monitor_port: int) -> list[str]:
     with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/leafz", timeout=2) as response:
         body = json.loads(response.read())
@@ -326,6 +365,10 @@ def test_registry_logs_and_actions(procs: Any, tmp_path: Path) -> None:
         blocked = cli("ops", "call", "r1", "capture", "--as-user", "bob", "--role", "operator", "--timeout", "2",
                       "--args", json.dumps({"topics": ["/chatter"], "seconds": 1}), *viewer)  # fmt: skip
         assert blocked.returncode == 2 and "timeout" in blocked.stderr, blocked.stderr
+        # Operators read only their own replies: bob cannot subscribe to alice's inbox (nor to all of them).
+        received, errors = snoop_on_replies(hub_url, ("bob", operators["bob"]), ("alice", operators["alice"]))
+        assert received == [], received
+        assert sum("permissions violation for subscription" in e.lower() for e in errors) == 2, errors
         restart = cli("ops", "call", "r1", "restart_app", "--as-user", "alice", "--role", "operator",
                       "--args", json.dumps({"package": "nav_app"}), *operator)  # fmt: skip
         assert restart.returncode == 2 and "unavailable" in restart.stderr, restart.stderr

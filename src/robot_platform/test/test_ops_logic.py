@@ -93,8 +93,10 @@ def test_dispatcher_allowlist_roles_and_bad_input() -> None:
 
 
 def test_operator_permissions_only_grant_role_actions() -> None:
-    perms = operator_permissions(ROLES.roles["viewer"])
+    perms = operator_permissions("bob", ROLES.roles["viewer"])
     assert '"robots.*.ops.list_graph"' in perms and "capture" not in perms and '"$JS.API.>"' not in perms
+    # replies: bob's own inbox only, never every operator's
+    assert 'subscribe: { allow: ["_INBOX.bob.>"] }' in perms and '"_INBOX.>"' not in perms
 
 
 def test_rolling_buffer_window_size_and_capture() -> None:

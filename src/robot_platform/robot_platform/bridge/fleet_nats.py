@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from robot_platform.bridge.inbox import inbox_subjects
+
 from .subjects import check_robot_id
 
 PASSWORD_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")  # nothing that needs quoting in a NATS config
@@ -79,8 +81,8 @@ def robot_permissions(robot_id: str) -> str:
 
 # ws_agent in fleet mode (the operator console): reads every robot's subjects and the fleet's events,
 # sends the commands and service calls its users' roles allow (ws/access.py checks each one), and calls
-# the fleet services (jobs API, registry list, log query). It never answers requests: _INBOX.> is only
-# subscribed (replies to its own requests). Audit events go to audit.<robot>.
+# the fleet services (jobs API, registry list, log query). It never answers requests and reads only its
+# own reply inbox (_INBOX.console.>, see inbox.py). Audit events go to audit.<robot>.
 CONSOLE_PUBLISH = (
     "robots.*.cmd.>", "robots.*.srv.>", "robots.*.frames.*.lease", "audit.>",
     "jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "fleet.registry.list", "fleet.logs.query",
@@ -88,7 +90,7 @@ CONSOLE_PUBLISH = (
 CONSOLE_SUBSCRIBE = (
     "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
     "robots.*.frames.*", "robots.*.deploy.>", "robots.*.logs.>", "jobs.events", "fleet.registry.events",
-    "_INBOX.>",
+    inbox_subjects("console"),
 )  # fmt: skip
 # fleet_registry (ops/registry_service.py): folds presence into its KV bucket, keeps the FLEET_LOGS
 # stream, serves fleet.registry.list / fleet.logs.query (replies go to the requester's _INBOX) and
@@ -103,7 +105,7 @@ _REGISTRY_JS = [
     "$KV.FLEET_REGISTRY.>", "$JS.FC.>",
 ]  # fmt: skip
 REGISTRY_PUBLISH = (*_REGISTRY_JS, "fleet.registry.events", "_INBOX.>")
-REGISTRY_SUBSCRIBE = ("robots.*.presence", "fleet.registry.list", "fleet.logs.query", "_INBOX.>")
+REGISTRY_SUBSCRIBE = ("robots.*.presence", "fleet.registry.list", "fleet.logs.query", inbox_subjects("fleet_registry"))
 SERVICE_USERS = ("console", "fleet_registry", "jobs")  # written by --service-users
 # jobs: jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel}, publishes
 # jobs.events (its nats_user / nats_password_file parameters).

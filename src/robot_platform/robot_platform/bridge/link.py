@@ -34,6 +34,7 @@ import nats.errors
 from robot_platform.exceptions import RobotPlatformError
 
 from .backoff import Backoff
+from .inbox import connect_options
 
 CONNECT_TIMEOUT_S = 2.0
 DRAIN_TIMEOUT_S = 2.0
@@ -252,10 +253,7 @@ class NatsLink:
             if isinstance(exc, nats.errors.SlowConsumerError):
                 self.counters.dropped_slow_consumer += 1
 
-        options: dict[str, Any] = {}
-        if self._credentials.user:
-            options["user"] = self._credentials.user
-            options["password"] = self._credentials.password
+        options = connect_options(self._credentials.user, self._credentials.password)
         try:
             nc = await nats.connect(
                 self.url,

@@ -30,6 +30,7 @@ import nats
 from nats.errors import Error as NatsError
 
 from robot_platform.bridge.backoff import Backoff
+from robot_platform.bridge.inbox import connect_options
 from robot_platform.jobs.errors import JobsError, JobSpecError
 from robot_platform.jobs.service import JobsService
 
@@ -63,7 +64,7 @@ class NatsApi:
     def __init__(self, url: str, service: JobsService, prefix: str = SUBJECT_PREFIX, user: str = "",
                  password: str = "") -> None:  # fmt: skip
         self.url = url
-        self._auth = {"user": user, "password": password} if user else {}
+        self._auth = connect_options(user, password)
         self.service = service
         self.prefix = prefix
         self.dropped = 0

@@ -11,6 +11,8 @@ import nats
 import nats.errors
 import nats.js.errors
 
+from robot_platform.bridge.inbox import connect_options
+
 from . import logs
 from .actions import action_subject, encode_request
 from .errors import HubRequestError, HubUnavailableError, RemoteActionFailed
@@ -23,7 +25,7 @@ __all__ = ["HubRequestError", "HubUnavailableError", "call_action", "connect", "
 
 
 async def connect(url: str, user: str = "", password: str = "") -> Any:
-    options: dict[str, Any] = {"user": user, "password": password} if user else {}
+    options = connect_options(user, password)  # replies to this operator only: _INBOX.<user>
     try:
         return await nats.connect(url, name="robot-platform-cli", connect_timeout=CONNECT_TIMEOUT_S,
                                   allow_reconnect=False, max_reconnect_attempts=0, **options)  # fmt: skip

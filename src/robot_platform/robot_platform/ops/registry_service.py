@@ -37,6 +37,7 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 
 from robot_platform.bridge.backoff import Backoff
+from robot_platform.bridge.inbox import connect_options
 from robot_platform.bridge.link import Credentials
 from robot_platform.bridge.streams import ensure_stream
 
@@ -171,9 +172,7 @@ class RegistryService:
 
     async def _connect(self, stop: asyncio.Event) -> Any:
         backoff = Backoff()
-        options: dict[str, Any] = {}
-        if self.credentials.user:
-            options = {"user": self.credentials.user, "password": self.credentials.password}
+        options = connect_options(self.credentials.user, self.credentials.password)
         while not stop.is_set():
             try:
                 return await nats.connect(

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from robot_platform.bridge.inbox import inbox_subjects
 from robot_platform.exceptions import ConfigError
 
 from .errors import ActionNotAllowedError
@@ -92,11 +93,12 @@ class Roles:
             raise ActionNotAllowedError(action, f"role {role!r} does not grant it")
 
 
-def operator_permissions(actions: frozenset[str]) -> str:
-    """NATS permissions (hub config syntax) of an operator whose role grants ``actions``."""
+def operator_permissions(user: str, actions: frozenset[str]) -> str:
+    """NATS permissions (hub config syntax) of an operator whose role grants ``actions``: its replies
+    come to its own inbox (``_INBOX.<user>.>``, see bridge/inbox.py), never to another operator's."""
     publish = [f"robots.*.ops.{a}" for a in sorted(actions)] + list(READ_ONLY_JS)
     items = ", ".join(f'"{p}"' for p in publish)
-    return f'{{ publish: {{ allow: [{items}] }}, subscribe: {{ allow: ["_INBOX.>"] }} }}'
+    return f'{{ publish: {{ allow: [{items}] }}, subscribe: {{ allow: ["{inbox_subjects(user)}"] }} }}'
 
 
 def operator_user_entry(user: str, password: str, roles: Roles) -> str:
@@ -106,4 +108,4 @@ def operator_user_entry(user: str, password: str, roles: Roles) -> str:
     if not PASSWORD_RE.fullmatch(password):
         raise ConfigError("password", "***", "must be 16-128 of [A-Za-z0-9_-]")
     actions = roles.roles[roles.users[user]]
-    return f'{{ user: "{user}", password: "{password}", permissions: {operator_permissions(actions)} }}'
+    return f'{{ user: "{user}", password: "{password}", permissions: {operator_permissions(user, actions)} }}'

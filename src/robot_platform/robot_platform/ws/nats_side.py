@@ -26,6 +26,7 @@ import nats
 import nats.errors
 
 from robot_platform.bridge.backoff import Backoff
+from robot_platform.bridge.inbox import connect_options
 
 CONNECT_TIMEOUT_S = 2.0
 RECONNECT_WAIT_S = 0.5
@@ -60,7 +61,7 @@ class NatsSide:
         self.url = url
         self.name = name
         self._on_message = on_message
-        self._auth = {"user": user, "password": password} if user else {}
+        self._auth = connect_options(user, password)  # own reply inbox: _INBOX.<user>
         self._log = log or logging.getLogger(__name__)
         self._lock = threading.Lock()
         self._wanted: set[str] = set()
