@@ -135,8 +135,8 @@ def test_service_user_entries_parse_in_nats_server(tmp_path: Path) -> None:
 def test_cli_service_users_flag_writes_their_passwords(tmp_path: Path) -> None:
     main(["--robots", "r1", "--out", str(tmp_path / "out"), "--service-users"])
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == ["console.password", "control.password", "fleet_registry.password", "hub.conf", "r1.conf",
-                     "r1.password"]  # fmt: skip
+    assert files == ["console.password", "control.password", "fleet_registry.password", "hub.conf",
+                     "jobs.password", "r1.conf", "r1.password"]  # fmt: skip
     hub = (tmp_path / "out" / "hub.conf").read_text()
-    assert "user: console," in hub and "user: fleet_registry," in hub
+    assert "user: console," in hub and "user: fleet_registry," in hub and "user: jobs," in hub
     assert (tmp_path / "out" / "console.password").read_text().strip() in hub

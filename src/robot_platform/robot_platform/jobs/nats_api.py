@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from nats.errors import Error as NatsError
 
 from robot_platform.bridge.backoff import Backoff
 from robot_platform.bridge.inbox import connect_options
+from robot_platform.common.request_body import BadRequestBody, decode_request_body
 from robot_platform.jobs.errors import JobsError, JobSpecError
 from robot_platform.jobs.service import JobsService
 
@@ -46,16 +46,10 @@ DRAIN_TIMEOUT_S = 2.0
 
 def decode_request(data: bytes) -> Any:
     """msgpack, or JSON (for ``nats req`` from a shell); empty = ``{}``."""
-    if not data:
-        return {}
     try:
-        return msgpack.unpackb(data, raw=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-        pass
-    try:
-        return json.loads(data)
-    except ValueError as exc:
-        raise JobSpecError("", f"request body is neither msgpack nor JSON: {exc}") from exc
+        return decode_request_body(data)
+    except BadRequestBody as exc:
+        raise JobSpecError("", str(exc)) from None
 
 
 class NatsApi:

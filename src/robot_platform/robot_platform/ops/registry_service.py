@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from robot_platform.bridge.backoff import Backoff
 from robot_platform.bridge.inbox import connect_options
 from robot_platform.bridge.link import Credentials
 from robot_platform.bridge.streams import ensure_stream
+from robot_platform.common.request_body import BadRequestBody, decode_request_body
 
 from . import log_query, logs
 from . import registry as reg
@@ -99,18 +99,10 @@ async def read_records(kv: Any) -> list[RobotRecord]:
 
 def decode_request(data: bytes) -> Any:
     """A console request body: msgpack or JSON (for ``nats req`` from a shell); empty is ``{}``."""
-    if not data:
-        return {}
-    if len(data) > MAX_REQUEST_BYTES:
-        raise LogQueryError("", f"request larger than {MAX_REQUEST_BYTES} bytes")
     try:
-        return msgpack.unpackb(data, raw=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-        pass
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise LogQueryError("", "request body is neither msgpack nor JSON") from None
+        return decode_request_body(data, MAX_REQUEST_BYTES)
+    except BadRequestBody as exc:
+        raise LogQueryError("", str(exc)) from None
 
 
 class RegistryService:
