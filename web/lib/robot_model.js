@@ -138,11 +138,12 @@ export class RobotModel {
     return n;
   }
 
-  /** Link to the control server: RobotState.control_link_up, else the health tree's nats_link check. */
+  /** Link to the control server: the health tree's nats_link check (it measures the link), else
+   * RobotState.control_link_up (robot_sim leaves it false: it knows no link). */
   get linkUp() {
-    if (this.robotState) return !!this.robotState.msg.control_link_up;
     const c = this.health && checksOf(this.health.snap.root).find((x) => x.kind === "nats_link");
-    return c ? c.state === "OK" || c.state === "PENDING" : null;
+    if (c) return c.state === "OK" || c.state === "PENDING";
+    return this.robotState ? !!this.robotState.msg.control_link_up : null;
   }
 
   get mode() {
