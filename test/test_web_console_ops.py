@@ -96,10 +96,9 @@ SIM_BRIDGE = """
     metrics_port: 0
     discovery_period_s: 0.0
     out:
-      names: [odom, battery, robot_state]
+      names: [odom, battery]
       odom: {{topic: /odom, type: nav_msgs/msg/Odometry, max_rate_hz: 5.0}}
       battery: {{topic: /battery_state, type: sensor_msgs/msg/BatteryState}}
-      robot_state: {{topic: /robot_state, type: robot_platform_interfaces/msg/RobotState}}
 """
 REGISTRY = """
 /**/fleet_registry:
