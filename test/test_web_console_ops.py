@@ -331,6 +331,26 @@ def run_scenario(b: Browser, console: str, hub_url: str, control_pw: str, agents
     shown = b.do("eval", page="admin", js="document.querySelector('#l-lines').textContent")
     assert "planner idle" not in shown and "planner resumed" not in shown, "info lines shown below the warn filter"
     shot("admin", "console_logs")
+    # Pause holds new lines (counted) until Follow; the view keeps at most the last 2000 lines.
+    b.do("click", page="admin", selector="#l-follow")
+    app.node.get_logger().warning(f"held while paused {tag}")
+    b.wait("admin", "document.querySelector('#l-status').textContent.includes('paused: 1 new lines waiting')")
+    assert "held while paused" not in b.do("eval", page="admin", js="document.querySelector('#l-lines').textContent")
+    b.do("click", page="admin", selector="#l-follow")
+    b.wait("admin", f"document.querySelector('#l-lines').textContent.includes('held while paused {tag}')")
+    burst = b.do(
+        "eval",
+        page="admin",
+        js="(() => { const t0 = performance.now(); for (let i = 0; i < 5000; i++) window.__console.logs.onLive("
+        "{robot: 'r1', stamp: Date.now() / 1000, level: 'warn', node: 'burst', msg: `line ${i}`}, 'r1');"
+        " return performance.now() - t0; })()",
+    )
+    lines = b.wait(
+        "admin",
+        "(box => box.textContent.includes('line 4999') && box.children.length)(document.querySelector('#l-lines'))",
+    )
+    sys.stdout.write(f"5000 log lines taken in {burst:.0f} ms; {lines} kept in the view\n")
+    assert lines == 2000
 
     # 4. Deploy as admin: a job through the jobs service, with per-robot progress and counts.
     b.do("dialogs", page="admin", accept=True)
