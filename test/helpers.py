@@ -1,16 +1,17 @@
-"""Helpers shared by the system tests: free ports, bounded waits, ROS domain reservation."""
+"""Helpers shared by the system tests: free ports, bounded waits, ROS domain reservation, test nodes."""
 
 from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from robot_platform.runner.domains import DomainReservation
 
-__all__ = ["DomainReservation", "free_port", "node_exe", "ros_env", "wait_for", "wait_port"]
+__all__ = ["DomainReservation", "RosNodeThread", "free_port", "node_exe", "ros_env", "wait_for", "wait_port"]
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "install"
@@ -87,3 +88,35 @@ def ros_env(domain_id: int, extra: dict[str, str] | None = None) -> dict[str, st
     if extra:
         env.update(extra)
     return env
+
+
+class RosNodeThread:
+    """An rclpy node of the test itself, in a robot's domain with its own context, spun on a thread.
+
+    Subclasses create their publishers, subscriptions and timers on ``self.node`` in ``__init__`` after
+    calling ``super().__init__`` and then call :meth:`start`. ``close`` always shuts the context down, so
+    a test never leaves a participant behind in the domain (the next test reuses the domain).
+    """
+
+    def __init__(self, name: str, domain: int) -> None:
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=5.0)

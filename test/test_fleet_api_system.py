@@ -37,11 +37,9 @@ import nats.errors
 import pytest
 from simple_websocket import Client, ConnectionClosed
 
-from helpers import REPO, DomainReservation, free_port, ros_env, wait_for, wait_port
+from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, wait_for, wait_port
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from robot_platform.bridge.fleet_nats import (  # noqa: E402
     Endpoint,
@@ -101,23 +99,12 @@ def py_env(domain: int) -> dict[str, str]:
     return ros_env(domain, {"PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")})
 
 
-class RobotLogger:
+class RobotLogger(RosNodeThread):
     """A ROS node on a robot's graph whose log lines robot_agent forwards (via /rosout)."""
 
     def __init__(self, domain: int) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("fleet_api_test_app", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
+        super().__init__("fleet_api_test_app", domain)
+        self.start()
 
 
 class RosbridgeClient:

@@ -16,7 +16,6 @@ import asyncio
 import os
 import shutil
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,13 +26,11 @@ import nats
 import nats.js.errors
 import pytest
 
-from helpers import REPO, DomainReservation, free_port, ros_env, wait_port
+from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, wait_port
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import Twist, Vector3  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from robot_platform.bridge.envelope import Envelope  # noqa: E402
 from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private  # noqa: E402
@@ -74,13 +71,11 @@ HUB_DOWN_S = 10.0
 SOURCE_RESUME_TIMEOUT_S = 150.0  # the hub's source consumer retries with backoff after a hub restart
 
 
-class RobotGraph:
+class RobotGraph(RosNodeThread):
     """One robot's ROS graph in this process: its own context on its own domain."""
 
     def __init__(self, name: str, domain: int, x: float | None) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node(f"fleet_test_{name}", context=self.context)
+        super().__init__(f"fleet_test_{name}", domain)
         self.odom = Odometry()
         self.odom.pose.pose.position.x = x
         self.pub = self.node.create_publisher(Odometry, "/odom", 10)
@@ -92,16 +87,7 @@ class RobotGraph:
         self.fleet_cmd = self.node.create_publisher(Twist, "/fleet/r1/cmd_vel", 10)
         for robot, received in self.fleet.items():
             self.node.create_subscription(Odometry, f"/fleet/{robot}/odom", received.append, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
+        self.start()
 
 
 async def until(predicate: Any, what: str, timeout: float = WAIT_S) -> Any:

@@ -36,11 +36,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from helpers import REPO, DomainReservation, free_port, ros_env, wait_for, wait_port
+from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, wait_for, wait_port
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
@@ -149,30 +147,19 @@ class LinkCutter:
         self.thread.join(timeout=2)
 
 
-class RobotApp:
+class RobotApp(RosNodeThread):
     """A ROS 'application' on the robot's graph: publishes /chatter at 10 Hz, logs on demand."""
 
     def __init__(self, domain: int) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("ops_test_app", context=self.context)
+        super().__init__("ops_test_app", domain)
         self.pub = self.node.create_publisher(String, "/chatter", 10)
         self.count = 0
         self.node.create_timer(0.1, self._tick)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
+        self.start()
 
     def _tick(self) -> None:
         self.count += 1
         self.pub.publish(String(data=f"hello {self.count}"))
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
 
 
 def snoop_on_replies(hub_url: str, spy: tuple[str, str], victim: tuple[str, str]) -> tuple[list[str], list[str]]:
