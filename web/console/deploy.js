@@ -58,12 +58,13 @@ export class DeployView {
   // ---------------------------------------------------------------- the form
   fromDocument() {
     const text = $("#dep-doc").value.trim();
-    if (!text) { setText($("#dep-note"), ""); return; }
+    if (!text) { this.extra = {}; setText($("#dep-note"), ""); return; }
     try {
       const d = JSON.parse(text);
       if (!d || typeof d !== "object" || Array.isArray(d)) throw new Error("not an object");
-      for (const [sel, key] of DOC_FIELDS) if (typeof (key === "package_name" ? d[key] ?? d.name : d[key]) === "string") {
-        $(sel).value = key === "package_name" ? d[key] ?? d.name : d[key];
+      for (const [sel, key] of DOC_FIELDS) {
+        const v = key === "package_name" ? d.package_name ?? d.name : d[key];
+        if (typeof v === "string") $(sel).value = v;
       }
       const known = new Set([...DOC_FIELDS.map(([, k]) => k), "name", "operation"]);
       this.extra = Object.fromEntries(Object.entries(d).filter(([k]) => !known.has(k)));
