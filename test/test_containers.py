@@ -183,7 +183,8 @@ def test_compose_schema_catches_mistakes() -> None:
 
 def test_compose_has_the_control_server_and_six_robots() -> None:
     services = _compose()["services"]
-    for name in ("nats-1", "nats-2", "nats-3", "ws-agent", "jobs", "mosquitto", "s3", "prometheus", "grafana"):
+    for name in ("nats-1", "nats-2", "nats-3", "ws-agent", "jobs", "fleet-registry", "mosquitto", "s3",
+                 "prometheus", "grafana"):  # fmt: skip
         assert name in services, name
     for robot in ROBOTS:
         leaf, node = services[f"{robot}-nats"], services[robot]
@@ -423,6 +424,9 @@ def test_chart_renders_valid_kubernetes_manifests(values: dict) -> None:
     if not values:
         assert ("StatefulSet", "rp-nats") in kinds  # from the NATS chart
         assert ("StatefulSet", "rp-robot-platform-jobs") in kinds
+        registry = next(d for d in docs if d["metadata"]["name"] == "rp-robot-platform-registry")
+        args = registry["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[0] == "fleet_registry" and "fleet_robots:=[r1]" in args
         for doc in docs:
             if doc["kind"] in ("Deployment", "StatefulSet"):
                 for container in doc["spec"]["template"]["spec"]["containers"]:
