@@ -35,7 +35,6 @@ import os
 import secrets
 import signal
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -46,7 +45,7 @@ import nats
 import pytest
 
 from fixtures_s3 import SeaweedFS
-from helpers import REPO, free_port, ros_env, wait_for, wait_port
+from helpers import REPO, RosNodeThread, free_port, ros_env, wait_for, wait_port
 from robot_platform.bridge.fleet_nats import (
     Endpoint,
     Fleet,
@@ -60,10 +59,6 @@ from robot_platform.runner.supervisor import ProcessGroup
 from test_deploy_system import BUCKET, Publisher, function_source
 from test_jobs_system import WAIT_S, Site, seaweedfs, site  # noqa: F401 (seaweedfs, site: fixtures)
 from test_web_ui import ARTIFACTS, WEB_DIR, Browser, agent_argv, browser, token, write_users  # noqa: F401 (fixture)
-
-rclpy = pytest.importorskip("rclpy")
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 SRC = str(REPO / "src" / "robot_platform")
 ROBOTS = ("r1", "r2")
@@ -138,25 +133,6 @@ DOCUMENT = {"package_name": PACKAGE, "version": "1.2.0", "artifact_uri": f"s3://
             "sha256": SHA, "signature": "c2lnbmF0dXJl", "kind": "app"}  # fmt: skip
 ROW = "#fleet-body tr[data-robot={}]"
 NO_VALUE = "\u2013"  # what a table cell shows for "no value"
-
-
-class RobotApp:
-    """A ROS 'application' on r1's graph that logs on demand (robot_agent forwards /rosout)."""
-
-    def __init__(self, domain: int) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node(PACKAGE, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
 
 
 def nats_request(url: str, user: str, password: str, subject: str, body: dict[str, Any]) -> Any:
@@ -252,7 +228,8 @@ def test_console_fleet_logs_and_jobs(procs: ProcessGroup, domains: int, browser:
         sim = SIM_BRIDGE.format(robot="r1", url=robot_urls["r1"])
         ros_node("r1.robot_sim", "robot_platform.sim.node", sim, domains)
         ros_node("r1.nats_bridge", "robot_platform.bridge.node", sim, domains)
-        app = RobotApp(domains)
+        app = RosNodeThread(PACKAGE, domains)  # an application on r1's graph that logs (robot_agent forwards /rosout)
+        app.start()
         run_scenario(b, console, hub_url, fleet.control_password, agents, app)
     finally:
         if app is not None:
@@ -260,7 +237,7 @@ def test_console_fleet_logs_and_jobs(procs: ProcessGroup, domains: int, browser:
 
 
 def run_scenario(b: Browser, console: str, hub_url: str, control_pw: str, agents: dict[str, Any],
-                 app: RobotApp) -> None:  # fmt: skip
+                 app: RosNodeThread) -> None:  # fmt: skip
     shot = lambda page, name: b.do("screenshot", page=page, path=str(ARTIFACTS / f"{name}.png"))  # noqa: E731
     hub = lambda subject, body: nats_request(hub_url, "control", control_pw, subject, body)  # noqa: E731
 
