@@ -81,3 +81,48 @@ def test_alerts_survive_a_server_outage(procs, tmp_path: Path) -> None:
     finally:
         pub.close()
     assert link.get()[0] is False
+
+
+def test_durable_outbox_replays_after_a_restart_exactly_once(procs, tmp_path: Path) -> None:
+    """Alerts queued by a publisher that stopped during an outage are sent by the next one, in order;
+    one that JetStream had already stored (ack lost before the crash) is not stored twice."""
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    path = tmp_path / "state" / "nats_outbox.sqlite3"
+    first = NatsPublisher(url, SUBJECT, stream=STREAM, link=LinkStatus("nats"), outbox_path=path)
+    first.start()
+    for i in range(3):
+        first.publish_alert(alert(i))
+    first.close()  # the server never came up: the alerts stay on disk
+    assert first.pending() == 3 and path.exists()
+
+    start_server(procs, tmp_path, port, "nats-c")
+
+    async def store_a0_directly() -> None:  # as if a0 was stored but its ack lost before the restart
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            await js.add_stream(name=STREAM, subjects=[SUBJECT], duplicate_window=120)
+            await js.publish(SUBJECT, alert(0).body, headers=alert(0).headers)
+        finally:
+            await nc.close()
+
+    asyncio.run(store_a0_directly())
+    results: list[tuple[str, str]] = []
+    second = NatsPublisher(
+        url,
+        SUBJECT,
+        stream=STREAM,
+        link=LinkStatus("nats"),
+        outbox_path=path,
+        on_result=lambda k, r: results.append((k, r)),
+    )
+    assert second.outbox.replayed == 3
+    second.start()
+    try:
+        second.publish_alert(alert(3))  # raised after the restart: queued behind the replayed ones
+        wait_for(lambda: second.pending() == 0, 20.0, "replayed outbox to drain")
+    finally:
+        second.close()
+    assert [mid for mid, _ in stored(url)] == [f"a{i}.raise" for i in range(4)]
+    assert results.count(("alert", "ok")) == 4  # a0 was acknowledged (as a duplicate) and removed

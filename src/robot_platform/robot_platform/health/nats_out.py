@@ -3,9 +3,10 @@ tree snapshots as plain keep-latest publishes.
 
 Why an outbox: nats-py buffers while reconnecting, but a JetStream publish needs the server's ack,
 and a process restart or a long outage would still lose what sat in the client buffer. Alerts wait
-in a bounded outbox (drop-oldest when full, counted) and leave it only once JetStream acknowledged
-them. Retries carry the same ``Nats-Msg-Id``, so the stream's duplicate window drops any copy a lost
-ack made us resend.
+in a bounded outbox (drop-oldest when full, counted; on disk when ``outbox_path`` is set, see
+:mod:`outbox`, so a restart during an outage replays them) and leave it only once JetStream
+acknowledged them. Retries carry the same ``Nats-Msg-Id``, so the stream's duplicate window drops any
+copy a lost ack (or a crash between ack and delete) made us resend.
 
 The client runs on its own thread with its own asyncio loop; :meth:`NatsPublisher.publish_alert` and
 :meth:`NatsPublisher.publish_snapshot` are thread-safe and never block the tick. No rclpy here.
@@ -21,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -29,7 +31,10 @@ from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from robot_platform.bridge.backoff import Backoff
+from robot_platform.health.outbox import DurableOutbox, OutMsg
 from robot_platform.health.sources import LinkStatus
+
+__all__ = ["NatsPublisher", "OperatorRequest", "OutMsg"]
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +59,6 @@ class OperatorRequest:
     reply: Callable[[dict[str, Any]], None]
 
 
-@dataclass(frozen=True)
-class OutMsg:
-    """A message ready for NATS: subject, msgpack body, headers (incl. Nats-Msg-Id)."""
-
-    subject: str
-    body: bytes
-    headers: dict[str, str]
-
-
 class NatsPublisher:
     """Publishes alerts (JetStream, with outbox) and snapshots (core, keep-latest) to one NATS server.
 
@@ -73,6 +69,8 @@ class NatsPublisher:
         link: status cache the ``nats_link`` check reads.
         clock: monotonic clock of the monitor (for link status timestamps).
         on_result: counts deliveries (metrics).
+        outbox_max: alerts kept while the link is down (drop-oldest beyond).
+        outbox_path: SQLite file of the durable outbox (replayed at start); None keeps alerts in memory.
     """
 
     def __init__(
@@ -87,6 +85,7 @@ class NatsPublisher:
         name: str = "health_monitor_tree",
         outbox_max: int = OUTBOX_MAX,
         request_subjects: tuple[str, ...] = (),
+        outbox_path: str | Path | None = None,
     ) -> None:
         self.url, self.alert_subject, self.stream = url, alert_subject, stream
         self.link, self.clock, self.name = link, clock, name
@@ -96,8 +95,9 @@ class NatsPublisher:
         self.requests_dropped = 0
         self._requests: deque[OperatorRequest] = deque()
         self.jetstream = False
-        self.dropped = 0
-        self._outbox: deque[OutMsg] = deque()
+        self._outbox = DurableOutbox(outbox_path, outbox_max)
+        if self._outbox.replayed:
+            log.info("alert outbox %s: %d alert(s) from before the restart to send", outbox_path, self._outbox.replayed)
         self._snapshot: OutMsg | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,14 +113,19 @@ class NatsPublisher:
         self._thread.start()
         self._ready.wait(timeout=5.0)
 
+    @property
+    def outbox(self) -> DurableOutbox:
+        """The alert queue (counters: dropped, corrupt, store_errors, replayed; durable)."""
+        return self._outbox
+
+    @property
+    def dropped(self) -> int:
+        return self._outbox.dropped
+
     def publish_alert(self, msg: OutMsg) -> None:
-        """Queue an alert; the oldest queued alert is dropped (and counted) when the outbox is full."""
-        with self._lock:
-            if len(self._outbox) >= self.outbox_max:
-                self._outbox.popleft()
-                self.dropped += 1
-                self.on_result("alert", "dropped")
-            self._outbox.append(msg)
+        """Queue an alert (on disk before this returns, if durable); drop-oldest when full, counted."""
+        for _ in range(self._outbox.append(msg)):
+            self.on_result("alert", "dropped")
         self._signal()
 
     def publish_snapshot(self, msg: OutMsg) -> None:
@@ -137,14 +142,15 @@ class NatsPublisher:
         return out
 
     def pending(self) -> int:
-        with self._lock:
-            return len(self._outbox)
+        return len(self._outbox)
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush what can be flushed within CLOSE_FLUSH_S, drain the connection, join the thread."""
         self._stopping.set()
         self._signal()
         self._thread.join(timeout=timeout)
+        if not self._thread.is_alive():  # what is left stays on disk for the next start
+            self._outbox.close()
 
     # ---- client thread ---------------------------------------------------------------------------
 
@@ -189,21 +195,25 @@ class NatsPublisher:
 
         while not self._stopping.is_set():
             try:
-                nc = await nats.connect(
-                    self.url,
-                    name=self.name,
-                    connect_timeout=CONNECT_TIMEOUT_S,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=RECONNECT_WAIT_S,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                    error_cb=error,
+                nc = await self._unless_stopped(
+                    nats.connect(
+                        self.url,
+                        name=self.name,
+                        connect_timeout=CONNECT_TIMEOUT_S,
+                        allow_reconnect=True,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=RECONNECT_WAIT_S,
+                        disconnected_cb=disconnected,
+                        reconnected_cb=reconnected,
+                        error_cb=error,
+                    )
                 )
             except (TimeoutError, NatsError, OSError) as exc:
                 self.link.set(False, self.clock(), f"connect failed: {type(exc).__name__}")
                 await self._sleep(backoff.next_delay())
                 continue
+            if nc is None:
+                return None
             self.link.set(True, self.clock(), "connected")
             self._nc = nc
             await self._ensure_stream(nc)
@@ -211,6 +221,20 @@ class NatsPublisher:
                 await nc.subscribe(subject, cb=self._on_request)
             return nc
         return None
+
+    async def _unless_stopped(self, connecting: Any) -> nats.NATS | None:
+        """Await ``connecting``; None once close() was called (nats-py retries a first connect forever
+        with max_reconnect_attempts=-1, so without this a close during an outage would hang until join
+        times out and leave the outbox file open)."""
+        task = asyncio.ensure_future(connecting)
+        while not task.done():
+            if self._stopping.is_set():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError, NatsError, OSError):
+                    await task
+                return None
+            await asyncio.wait({task}, timeout=0.2)
+        return task.result()
 
     async def _ensure_stream(self, nc: nats.NATS) -> None:
         """Use JetStream if the server has it: create the alert stream unless one already captures it."""
@@ -282,8 +306,8 @@ class NatsPublisher:
                 deadline = deadline or time.monotonic() + CLOSE_FLUSH_S
                 if time.monotonic() > deadline or (self.pending() == 0 and self._snapshot is None):
                     return
+            entry = self._outbox.peek()
             with self._lock:
-                head = self._outbox[0] if self._outbox else None
                 snapshot, self._snapshot = self._snapshot, None
             if snapshot is not None and nc.is_connected:
                 try:
@@ -291,13 +315,14 @@ class NatsPublisher:
                     self.on_result("snapshot", "ok")
                 except NatsError:
                     self.on_result("snapshot", "error")
-            if head is None:
+            if entry is None:
                 if not self._stopping.is_set():
                     await self._sleep(1.0)
                 continue
             if not nc.is_connected:
                 await self._sleep(0.2)
                 continue
+            seq, head = entry
             try:
                 if self.jetstream:
                     await js.publish(head.subject, head.body, headers=head.headers, timeout=PUBLISH_ACK_TIMEOUT_S)
@@ -310,7 +335,5 @@ class NatsPublisher:
                 await self._sleep(backoff.next_delay())
                 continue
             backoff.reset()
-            with self._lock:
-                if self._outbox and self._outbox[0] is head:
-                    self._outbox.popleft()
+            self._outbox.remove(seq)
             self.on_result("alert", "ok")

@@ -18,6 +18,10 @@ Parameters (defaults in config/robot.yaml):
     markers_frame_id (str, read-only)    frame of the fault text markers
     nats_url (str, read-only)            robot's NATS server; "" disables NATS output
     nats_alert_stream (str, read-only)   JetStream stream to create for the alert subject if none does
+    state_dir (str, read-only)           per-robot state (the durable NATS alert outbox, nats_outbox.sqlite3);
+                                         "" = ~/.robot_platform/health/<robot_id>
+    outbox_durable (bool, read-only)     keep alerts waiting for NATS on disk (replayed after a restart)
+    outbox_max (int, read-only)          alerts kept while NATS is unreachable (drop-oldest beyond, counted)
     mqtt_host, mqtt_port, mqtt_client_id, mqtt_topic, mqtt_ca_file, mqtt_cert_file, mqtt_key_file
                                          (read-only) real-time alert push; "" host disables MQTT
 
@@ -60,7 +64,7 @@ from robot_platform.health import outputs
 from robot_platform.health.errors import UnknownCheckError
 from robot_platform.health.metrics import HealthMetrics
 from robot_platform.health.monitor import AlertRecord, HealthMonitor, TickResult
-from robot_platform.health.nats_out import NatsPublisher, OutMsg
+from robot_platform.health.nats_out import OUTBOX_MAX, NatsPublisher, OutMsg
 from robot_platform.health.operator_requests import handle_request
 from robot_platform.health.tree_builder import build_tree, load_config_file, load_config_text
 from robot_platform_interfaces.msg import Alert
@@ -71,6 +75,7 @@ SNAPSHOT_TYPE = "robot_platform/health/TreeSnapshot"  # not a ROS type: a msgpac
 ALERT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 GRAPH_REFRESH_S = 1.0
+OUTBOX_FILE = "nats_outbox.sqlite3"
 
 
 def _ros_time(seconds: float) -> Time:
@@ -174,6 +179,29 @@ class HealthMonitorNode(Node):
                 read_only=True,
             )
         )
+        state_dir = str(
+            declare(
+                self,
+                "state_dir",
+                "",
+                "Per-robot state directory (durable alert outbox); '' = ~/.robot_platform/health/<robot_id>",
+                read_only=True,
+            )
+        )
+        outbox_durable = bool(
+            declare(self, "outbox_durable", True, "Keep alerts waiting for NATS on disk (restarts)", read_only=True)
+        )
+        outbox_max = int(
+            declare(
+                self,
+                "outbox_max",
+                OUTBOX_MAX,
+                "Alerts kept while NATS is unreachable (oldest dropped beyond, counted)",
+                read_only=True,
+                min_value=1,
+                max_value=100_000,
+            )
+        )
         mqtt = {
             k: declare(self, f"mqtt_{k}", d, desc, read_only=True)
             for k, d, desc in (
@@ -235,6 +263,10 @@ class HealthMonitorNode(Node):
         self.alert_type_hash = self.codec.registry.type_hash(Alert)
         self.nats: NatsPublisher | None = None
         if nats_url:
+            outbox_path = None
+            if outbox_durable:
+                outbox_path = Path(state_dir or f"~/.robot_platform/health/{self.robot_id}").expanduser()
+                outbox_path = outbox_path / OUTBOX_FILE
             self.nats = NatsPublisher(
                 nats_url,
                 subjects.alerts(self.robot_id),
@@ -244,7 +276,10 @@ class HealthMonitorNode(Node):
                 on_result=lambda kind, result: self.metrics.count_alert(f"nats_{kind}", result),
                 name=f"health_monitor_tree.{self.robot_id}",
                 request_subjects=(subjects.health(self.robot_id, "ack"), subjects.health(self.robot_id, "silence")),
+                outbox_max=outbox_max,
+                outbox_path=outbox_path,
             )
+            self._report_outbox()
             self.nats.start()
         elif any(c.kind == "nats_link" and c.link.name == "nats" for c in tree.checks):  # type: ignore[attr-defined]
             # A check of a link this node was told not to use would raise forever: say so, report it as up.
@@ -273,6 +308,17 @@ class HealthMonitorNode(Node):
             f"{len(tree.topics)} topics, tick {tick_rate:g} Hz, metrics "
             f"{f'127.0.0.1:{self.metrics_port}' if self.metrics_port else 'off'}, nats {nats_url or 'off'}"
         )
+
+    def _report_outbox(self) -> None:
+        """Say where alerts wait for NATS and count what the outbox had to recover from at open."""
+        assert self.nats is not None
+        box = self.nats.outbox
+        where = str(box.path) if box.durable else "memory only"
+        self.get_logger().info(f"NATS alert outbox: {where}, {box.replayed} alert(s) to replay, max {box.max_items}")
+        if box.corrupt:
+            self.metrics.count_alert("nats_outbox", "corrupt", box.corrupt)
+        if box.store_errors:
+            self.metrics.count_alert("nats_outbox", "store_error", box.store_errors)
 
     # ---- tick ------------------------------------------------------------------------------------------
 
