@@ -42,7 +42,7 @@ from std_msgs.msg import String  # noqa: E402
 from robot_platform.deploy.errors import FetchError, LimitExceededError  # noqa: E402
 from robot_platform.deploy.fetch import S3Config, S3Fetcher  # noqa: E402
 from robot_platform_interfaces.msg import DeploymentStatus  # noqa: E402
-from robot_platform_interfaces.srv import Deploy, ListPackages, Rollback  # noqa: E402
+from robot_platform_interfaces.srv import Deploy, InvokeFunction, ListPackages, Rollback  # noqa: E402
 
 seaweedfs = fixtures_s3.seaweedfs  # the module-scoped SeaweedFS fixture, used by every test here
 SRC = str(REPO / "src" / "robot_platform")
@@ -225,6 +225,7 @@ class Client:
         self.deploy_cli = self.node.create_client(Deploy, "deploy")
         self.rollback_cli = self.node.create_client(Rollback, "rollback")
         self.list_cli = self.node.create_client(ListPackages, "list_packages")
+        self.invoke_cli = self.node.create_client(InvokeFunction, "invoke")
         self.executor = SingleThreadedExecutor(context=self.node.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -420,6 +421,16 @@ def test_deploy_function_and_apps_through_ros(
         assert reply["ok"], reply
         assert reply["result"] == {"greeting": "hello", "echo": {"n": 7}, "version": "1.0.0"}
         assert "handling" in reply["logs"]
+        # ... and through the ROS service (`ros2 service call /invoke ...`), event and result as JSON text
+        invoked = client.call(client.invoke_cli, InvokeFunction.Request(package_name="hello_fn", event_json='{"n": 8}',
+                                                                         invocation_id="ros-1"))  # fmt: skip
+        assert invoked.ok and invoked.invocation_id == "ros-1", invoked.error
+        assert json.loads(invoked.result_json) == {"greeting": "hello", "echo": {"n": 8}, "version": "1.0.0"}
+        assert "handling" in invoked.logs and invoked.duration_s > 0
+        for bad, why in (("{not json", "event_json: not valid JSON"), ("", "no active version")):
+            refused = client.call(client.invoke_cli, InvokeFunction.Request(
+                package_name="hello_fn" if bad else "no_such_fn", event_json=bad))  # fmt: skip
+            assert not refused.ok and why in refused.error, refused.error
         print(f"\nsmall function package: request -> SUCCEEDED in {deploy_s:.2f} s")
 
         # ---- a function with triggers: NATS subject, ROS topic, schedule

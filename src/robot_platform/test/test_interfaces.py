@@ -3,7 +3,7 @@
 import math
 
 from robot_platform_interfaces.msg import Alert, DeploymentStatus, InstalledPackage, RobotState
-from robot_platform_interfaces.srv import AcknowledgeAlert, Deploy, InjectFault, ListPackages, Rollback
+from robot_platform_interfaces.srv import AcknowledgeAlert, Deploy, InjectFault, InvokeFunction, ListPackages, Rollback
 
 
 def test_alert_severities_and_defaults() -> None:
@@ -31,6 +31,9 @@ def test_deploy_service_shape() -> None:
     res = Deploy.Response()
     assert res.accepted is False and res.state == 0
     assert Rollback.Request().to_version == "" and Rollback.Response().success is False
+    invoke = InvokeFunction.Request(package_name="hello_fn", event_json='{"n": 1}')
+    assert invoke.invocation_id == "" and InvokeFunction.Response().ok is False
+    assert InvokeFunction.Response().duration_s == 0.0
 
 
 def test_fleet_and_package_messages() -> None:

@@ -29,7 +29,8 @@ Publishers: ``deployment_status`` (robot_platform_interfaces/msg/DeploymentStatu
     lines of packages, named ``apps.<package>`` (apps) or ``functions.<package>`` (invocations), stamped
     when read, level from the line's own marker (``[WARN]``, ``WARNING:``, ``error:``, tracebacks...),
     ``file`` = stdout|stderr, ``function`` = ``<package>@<version>``, ``line`` = line number.
-Services: ``deploy`` (srv/Deploy), ``rollback`` (srv/Rollback), ``list_packages`` (srv/ListPackages).
+Services: ``deploy`` (srv/Deploy), ``rollback`` (srv/Rollback), ``list_packages`` (srv/ListPackages),
+``invoke`` (srv/InvokeFunction: a function's handler on request, event and result as JSON text).
 Subscriptions: the ``ros_topic`` triggers of active function packages (std_msgs/String; JSON data is
     decoded), reconciled each second after a job ends.
 MQTT: ``$aws/things/<thing_name>/jobs/...`` (AWS IoT Jobs device side) when mqtt_endpoint is set.
@@ -63,6 +64,7 @@ from robot_platform.common.node_main import spin_node
 from robot_platform.deploy.app_logs import LogForwarder, LogLine, ReaderConfig, parse_level_name
 from robot_platform.deploy.engine import DeployEngine, EngineConfig
 from robot_platform.deploy.fetch import S3Config, S3Fetcher, load_credentials_file
+from robot_platform.deploy.invoke_request import invoke_from_request
 from robot_platform.deploy.iot_jobs_client import IotJobsAgent, MqttSettings, start_agent
 from robot_platform.deploy.jobs import DeployRequest, Status
 from robot_platform.deploy.nats_link import NatsLink
@@ -73,7 +75,7 @@ from robot_platform.deploy.triggers import TriggerRunner, wanted
 from robot_platform.exceptions import ConfigError
 from robot_platform.jobs.mqtt_link import MqttLink
 from robot_platform_interfaces.msg import DeploymentStatus, InstalledPackage
-from robot_platform_interfaces.srv import Deploy, ListPackages, Rollback
+from robot_platform_interfaces.srv import Deploy, InvokeFunction, ListPackages, Rollback
 
 MB = 1024 * 1024
 TRIGGER_RECONCILE_PERIOD_S = 1.0
@@ -212,6 +214,9 @@ class DeployServiceNode(Node):
         self.create_service(Deploy, "deploy", self._on_deploy, callback_group=group)
         self.create_service(Rollback, "rollback", self._on_rollback, callback_group=group)
         self.create_service(ListPackages, "list_packages", self._on_list, callback_group=group)
+        # Invocations wait for the handler (up to its timeout): a group of their own, so a slow function
+        # never holds up deploy/rollback/list answers.
+        self.create_service(InvokeFunction, "invoke", self._on_invoke, callback_group=ReentrantCallbackGroup())
         if self.nats is not None:
             self.nats.start()
         recovered = self.engine.start()
@@ -336,6 +341,13 @@ class DeployServiceNode(Node):
         response.success = result.success
         response.active_version = result.active_version
         response.message = result.message
+        return response
+
+    def _on_invoke(self, request: InvokeFunction.Request, response: InvokeFunction.Response) -> InvokeFunction.Response:
+        answer = invoke_from_request(self.engine.invoke, request.package_name, request.event_json,
+                                     request.invocation_id)  # fmt: skip
+        for field in ("ok", "result_json", "error", "logs", "invocation_id", "duration_s"):
+            setattr(response, field, getattr(answer, field))
         return response
 
     def _on_list(self, request: ListPackages.Request, response: ListPackages.Response) -> ListPackages.Response:
