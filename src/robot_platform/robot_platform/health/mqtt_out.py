@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -65,6 +66,10 @@ class MqttAlertPublisher:
             raise ConfigError("mqtt_host", host, "plain MQTT is only allowed to a loopback broker; set TLS files")
         if not topic or any(ch in topic for ch in "#+\0"):
             raise ConfigError("mqtt_topic", topic, "must be a concrete topic (no wildcards)")
+        # A missing file is a configuration error to report at start, not a reason to retry forever.
+        for name, path in (("mqtt_ca_file", ca_file), ("mqtt_cert_file", cert_file), ("mqtt_key_file", key_file)):
+            if path and not os.access(path, os.R_OK):
+                raise ConfigError(name, path, "file missing or not readable (PEM expected)")
         self.host, self.port, self.client_id, self.topic = host, port, client_id, topic
         self.ca_file, self.cert_file, self.key_file = ca_file, cert_file, key_file
         self.on_result = on_result or (lambda result: None)
@@ -107,6 +112,7 @@ class MqttAlertPublisher:
                 client_id=self.client_id,
                 clean_session=False,
                 keep_alive_secs=KEEP_ALIVE_S,
+                enable_metrics_collection=False,  # no SDK version in the CONNECT user name (as jobs/mqtt_link)
                 on_connection_interrupted=self._interrupted,
                 on_connection_resumed=self._resumed,
             )

@@ -261,6 +261,20 @@ class HealthMonitorNode(Node):
         self.codec = Codec()
         self.envelopes = EnvelopeFactory(self.robot_id)
         self.alert_type_hash = self.codec.registry.type_hash(Alert)
+        self.mqtt: Any = None  # built first: its config errors stop the start before any thread runs
+        if mqtt["host"]:
+            from robot_platform.health.mqtt_out import MqttAlertPublisher
+
+            self.mqtt = MqttAlertPublisher(
+                host=str(mqtt["host"]),
+                port=int(mqtt["port"]),
+                client_id=str(mqtt["client_id"]),
+                topic=str(mqtt["topic"]),
+                ca_file=str(mqtt["ca_file"]),
+                cert_file=str(mqtt["cert_file"]),
+                key_file=str(mqtt["key_file"]),
+                on_result=lambda r: self.metrics.count_alert("mqtt", r),
+            )
         self.nats: NatsPublisher | None = None
         if nats_url:
             outbox_path = None
@@ -285,20 +299,7 @@ class HealthMonitorNode(Node):
             # A check of a link this node was told not to use would raise forever: say so, report it as up.
             self.get_logger().warning("nats_url is empty: the nats_link check reports the link as disabled/up")
             tree.hub.link("nats").set(True, self.clock_mono(), "NATS output disabled (nats_url empty)")
-        self.mqtt: Any = None
-        if mqtt["host"]:
-            from robot_platform.health.mqtt_out import MqttAlertPublisher
-
-            self.mqtt = MqttAlertPublisher(
-                host=str(mqtt["host"]),
-                port=int(mqtt["port"]),
-                client_id=str(mqtt["client_id"]),
-                topic=str(mqtt["topic"]),
-                ca_file=str(mqtt["ca_file"]),
-                cert_file=str(mqtt["cert_file"]),
-                key_file=str(mqtt["key_file"]),
-                on_result=lambda r: self.metrics.count_alert("mqtt", r),
-            )
+        if self.mqtt is not None:
             self.mqtt.start()
         self._last_diag = -1e9
         self._last_snapshot = -1e9

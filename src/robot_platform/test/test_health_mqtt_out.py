@@ -1,0 +1,54 @@
+"""Unit tests of MqttAlertPublisher's configuration checks (no broker: the constructor never connects)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from robot_platform.exceptions import ConfigError
+from robot_platform.health.mqtt_out import MqttAlertPublisher
+
+
+def make(tmp_path: Path, **kw: str) -> MqttAlertPublisher:
+    args = {"host": "127.0.0.1", "port": 8883, "client_id": "health-r1", "topic": "robots/r1/alerts"}
+    args.update(kw)
+    return MqttAlertPublisher(**args)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def pem(tmp_path: Path) -> dict[str, str]:
+    files = {}
+    for name in ("ca", "cert", "key"):
+        path = tmp_path / f"{name}.pem"
+        path.write_text("-----BEGIN X-----\n-----END X-----\n")
+        files[f"{name}_file"] = str(path)
+    return files
+
+
+def test_tls_files_present_is_accepted(tmp_path: Path, pem: dict[str, str]) -> None:
+    pub = make(tmp_path, host="broker.site", **pem)
+    assert (pub.cert_file, pub.key_file) == (pem["cert_file"], pem["key_file"])
+
+
+@pytest.mark.parametrize("missing", ["ca_file", "cert_file", "key_file"])
+def test_missing_tls_file_is_a_config_error_naming_the_parameter(
+    tmp_path: Path, pem: dict[str, str], missing: str
+) -> None:
+    pem[missing] = str(tmp_path / "nope.pem")
+    with pytest.raises(ConfigError) as err:
+        make(tmp_path, **pem)
+    assert err.value.key == f"mqtt_{missing}" and "not readable" in str(err.value)
+
+
+def test_cert_without_key_and_plain_tcp_off_loopback_are_refused(tmp_path: Path, pem: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="mqtt_cert_file"):
+        make(tmp_path, cert_file=pem["cert_file"])
+    with pytest.raises(ConfigError, match="loopback"):
+        make(tmp_path, host="10.0.0.5")
+
+
+@pytest.mark.parametrize("topic", ["", "robots/+/alerts", "robots/#"])
+def test_wildcard_or_empty_topic_is_refused(tmp_path: Path, topic: str) -> None:
+    with pytest.raises(ConfigError, match="mqtt_topic"):
+        make(tmp_path, topic=topic)
