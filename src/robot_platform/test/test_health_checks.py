@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace as NS
 
+import pytest
 from py_trees.common import Status
 
 from robot_platform.health import checks as c
@@ -261,3 +262,18 @@ def test_feed_counts_malformed_messages_but_still_records_arrival() -> None:
     feed.on_message(NS(), 1.0)  # no fields at all
     assert feed.extract_errors == 1 and feed.count == 1 and feed.latest() is None and feed.age(2.0) == 1.0
     assert hub.feed("odom", "nav_msgs/msg/Odometry", None) is feed
+
+
+def test_kind_parameters_are_keyword_only_and_unknown_ones_are_refused() -> None:
+    """Each kind states its own parameters; a misspelt one is a TypeError at construction, not ignored."""
+    clock, feed = Clock(), TopicFeed("scan", "sensor_msgs/msg/LaserScan")
+    check = c.TopicSilenceCheck("s", spec(), clock, group="sensors", feed=feed, timeout_s=1.0)
+    assert (check.group, check.timeout_s, check.feed) == ("sensors", 1.0, feed)
+    with pytest.raises(TypeError):
+        c.TopicSilenceCheck("s", spec(), clock, feed=feed, timeout_s=1.0, timout_s=2.0)
+    with pytest.raises(TypeError):
+        c.TopicSilenceCheck("s", spec(), clock, feed=feed)  # timeout_s is required
+    with pytest.raises(TypeError):  # the anomaly kinds: shared parameters and their own limits both checked
+        c.ImuAnomalyCheck("i", spec(), clock, feed=feed, max_jump_m=1.0)
+    imu_check = c.ImuAnomalyCheck("i", spec(), clock, feed=feed, stale_s=2.0)
+    assert (imu_check.max_w, imu_check.max_a, imu_check.stale_s, imu_check.frozen_s) == (10.0, 50.0, 2.0, 0.0)

@@ -63,11 +63,23 @@ class HealthCheck(py_trees.behaviour.Behaviour):
         clock: the monitor's clock (seconds, monotonic); never the wall clock directly.
         group: the tree branch the check hangs under (``sensors``, ``motion``...).
         sink: receives the transitions of each tick (the monitor collects them).
+        **params: the kind's own parameters, handed to :meth:`configure`.
+
+    Why a ``configure`` hook instead of an ``__init__`` per kind: every kind took the same four
+    arguments and passed them on; now a kind only states (keyword-only, typed) what it adds.
     """
 
     kind = "abstract"
 
-    def __init__(self, name: str, spec: FaultSpec, clock: Clock, group: str = "", sink: EventSink | None = None):
+    def __init__(
+        self,
+        name: str,
+        spec: FaultSpec,
+        clock: Clock,
+        group: str = "",
+        sink: EventSink | None = None,
+        **params: Any,
+    ) -> None:
         super().__init__(name)
         self.spec = spec
         self.fault = FaultStateMachine(spec)
@@ -76,6 +88,12 @@ class HealthCheck(py_trees.behaviour.Behaviour):
         self.sink = sink
         self.last: Observation | None = None
         self._started: float | None = None
+        self.configure(**params)
+
+    def configure(self, *args: Any, **params: Any) -> None:
+        """Store the kind's parameters (subclasses declare them keyword-only); the base takes none."""
+        if args or params:
+            raise TypeError(f"{type(self).__name__} takes no parameters {sorted(params)}")
 
     def since_start(self, now: float) -> float:
         """Seconds since the first tick of this check (start-up grace for 'nothing arrived yet')."""
@@ -108,10 +126,7 @@ class TopicSilenceCheck(HealthCheck):
 
     kind = "topic_silence"
 
-    def __init__(
-        self, name: str, spec: FaultSpec, clock: Clock, *, feed: TopicFeed, timeout_s: float, **kw: Any
-    ) -> None:
-        super().__init__(name, spec, clock, **kw)
+    def configure(self, *, feed: TopicFeed, timeout_s: float) -> None:
         self.feed = feed
         self.timeout_s = timeout_s
 
@@ -134,19 +149,9 @@ class TopicRateCheck(HealthCheck):
 
     kind = "topic_rate"
 
-    def __init__(
-        self,
-        name: str,
-        spec: FaultSpec,
-        clock: Clock,
-        *,
-        feed: TopicFeed,
-        min_rate_hz: float,
-        window_s: float = 2.0,
-        clear_rate_hz: float | None = None,
-        **kw: Any,
+    def configure(
+        self, *, feed: TopicFeed, min_rate_hz: float, window_s: float = 2.0, clear_rate_hz: float | None = None
     ) -> None:
-        super().__init__(name, spec, clock, **kw)
         self.feed = feed
         self.min_rate_hz = min_rate_hz
         self.window_s = window_s
@@ -170,11 +175,8 @@ class SpeedDropCheck(HealthCheck):
 
     kind = "speed_drop"
 
-    def __init__(
+    def configure(
         self,
-        name: str,
-        spec: FaultSpec,
-        clock: Clock,
         *,
         odom: TopicFeed,
         cmd: TopicFeed,
@@ -183,9 +185,7 @@ class SpeedDropCheck(HealthCheck):
         min_command: float = 0.05,
         command_timeout_s: float = 1.0,
         odom_timeout_s: float = 1.0,
-        **kw: Any,
     ) -> None:
-        super().__init__(name, spec, clock, **kw)
         self.odom, self.cmd = odom, cmd
         self.ratio = ratio
         self.clear_ratio = ratio if clear_ratio is None else max(clear_ratio, ratio)
@@ -216,19 +216,7 @@ class BatteryCheck(HealthCheck):
 
     kind = "battery"
 
-    def __init__(
-        self,
-        name: str,
-        spec: FaultSpec,
-        clock: Clock,
-        *,
-        feed: TopicFeed,
-        low: float = 0.2,
-        critical: float = 0.1,
-        hysteresis: float = 0.03,
-        **kw: Any,
-    ) -> None:
-        super().__init__(name, spec, clock, **kw)
+    def configure(self, *, feed: TopicFeed, low: float = 0.2, critical: float = 0.1, hysteresis: float = 0.03) -> None:
         self.feed, self.low, self.critical, self.hysteresis = feed, low, critical, hysteresis
 
     def observe(self, now: float) -> Observation:
@@ -246,23 +234,18 @@ class BatteryCheck(HealthCheck):
 
 
 class _AnomalyCheck(HealthCheck):
-    """Shared logic of value anomaly checks: non-finite values, out of range, frozen (unchanged)."""
+    """Shared logic of value anomaly checks: non-finite values, out of range, frozen (unchanged).
 
-    def __init__(
-        self,
-        name: str,
-        spec: FaultSpec,
-        clock: Clock,
-        *,
-        feed: TopicFeed,
-        frozen_s: float = 0.0,
-        stale_s: float = 1.0,
-        **kw: Any,
-    ) -> None:
-        super().__init__(name, spec, clock, **kw)
+    Subclasses take their limits in :meth:`configure_limits` and judge a sample in :meth:`problems`."""
+
+    def configure(self, *, feed: TopicFeed, frozen_s: float = 0.0, stale_s: float = 1.0, **limits: float) -> None:
         self.feed, self.frozen_s, self.stale_s = feed, frozen_s, stale_s
         self._last_value: Any = None
         self._last_change: float | None = None
+        self.configure_limits(**limits)
+
+    def configure_limits(self, *args: Any, **limits: float) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def problems(self, sample: Sample) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -298,17 +281,7 @@ class ImuAnomalyCheck(_AnomalyCheck):
 
     kind = "imu_anomaly"
 
-    def __init__(
-        self,
-        name: str,
-        spec: FaultSpec,
-        clock: Clock,
-        *,
-        max_angular_velocity: float = 10.0,
-        max_linear_acceleration: float = 50.0,
-        **kw: Any,
-    ) -> None:
-        super().__init__(name, spec, clock, **kw)
+    def configure_limits(self, *, max_angular_velocity: float = 10.0, max_linear_acceleration: float = 50.0) -> None:
         self.max_w, self.max_a = max_angular_velocity, max_linear_acceleration
 
     def problems(self, sample: Sample) -> list[str]:
@@ -330,17 +303,7 @@ class LocalizationAnomalyCheck(_AnomalyCheck):
 
     kind = "localization_anomaly"
 
-    def __init__(
-        self,
-        name: str,
-        spec: FaultSpec,
-        clock: Clock,
-        *,
-        max_jump_m: float = 1.0,
-        max_abs_m: float = 1000.0,
-        **kw: Any,
-    ) -> None:
-        super().__init__(name, spec, clock, **kw)
+    def configure_limits(self, *, max_jump_m: float = 1.0, max_abs_m: float = 1000.0) -> None:
         self.max_jump_m, self.max_abs_m = max_jump_m, max_abs_m
         self._prev: tuple[float, ...] | None = None
 

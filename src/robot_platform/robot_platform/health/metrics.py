@@ -40,55 +40,33 @@ class HealthMetrics:
         self.robot_id = robot_id
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r, rl = self.registry, ["robot"]
-        self.check_state = Gauge(
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(name, doc, [*rl, *labels], registry=r)
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, [*rl, *labels], registry=r)
+
+        self.check_state = gauge(
             "robot_health_check_state",
             "Fault state of a check (0 OK, 1 PENDING, 2 ACTIVE, 3 CLEARING)",
-            [*rl, "check", "code", "group", "kind"],
-            registry=r,
+            "check",
+            "code",
+            "group",
+            "kind",
         )
-        self.check_severity = Gauge(
-            "robot_health_check_severity",
-            "Alert severity of a check's fault (0..3)",
-            [*rl, "check", "code"],
-            registry=r,
+        self.check_severity = gauge(
+            "robot_health_check_severity", "Alert severity of a check's fault (0..3)", "check", "code"
         )
-        self.check_silenced = Gauge(
-            "robot_health_check_silenced", "1 while the check is silenced", [*rl, "check"], registry=r
-        )
-        self.fault_active = Gauge(
-            "robot_health_fault_active",
-            "1 while the check's fault is raised",
-            [*rl, "check", "code"],
-            registry=r,
-        )
-        self.faults_raised = Counter(
-            "robot_health_faults_raised",
-            "Faults raised (PENDING -> ACTIVE)",
-            [*rl, "check", "code"],
-            registry=r,
-        )
-        self.transitions = Counter(
-            "robot_health_fault_transitions", "Fault state transitions", [*rl, "check", "to"], registry=r
-        )
-        self.topic_rate = Gauge(
-            "robot_health_topic_rate_hz",
-            f"Message rate over the last {RATE_WINDOW_S:g}s",
-            [*rl, "topic"],
-            registry=r,
-        )
-        self.topic_age = Gauge(
-            "robot_health_topic_age_seconds", "Seconds since the last message", [*rl, "topic"], registry=r
-        )
-        self.topic_messages = Gauge(
-            "robot_health_topic_messages",
-            "Messages seen on the topic since start",
-            [*rl, "topic"],
-            registry=r,
-        )
-        self.alerts = Counter(
-            "robot_health_alerts", "Alert deliveries per sink and result", [*rl, "sink", "result"], registry=r
-        )
-        self.ticks = Counter("robot_health_ticks", "Tree ticks", rl, registry=r)
+        self.check_silenced = gauge("robot_health_check_silenced", "1 while the check is silenced", "check")
+        self.fault_active = gauge("robot_health_fault_active", "1 while the check's fault is raised", "check", "code")
+        self.faults_raised = counter("robot_health_faults_raised", "Faults raised (PENDING -> ACTIVE)", "check", "code")
+        self.transitions = counter("robot_health_fault_transitions", "Fault state transitions", "check", "to")
+        self.topic_rate = gauge("robot_health_topic_rate_hz", f"Message rate over the last {RATE_WINDOW_S:g}s", "topic")
+        self.topic_age = gauge("robot_health_topic_age_seconds", "Seconds since the last message", "topic")
+        self.topic_messages = gauge("robot_health_topic_messages", "Messages seen on the topic since start", "topic")
+        self.alerts = counter("robot_health_alerts", "Alert deliveries per sink and result", "sink", "result")
+        self.ticks = counter("robot_health_ticks", "Tree ticks")
         self.tick_duration = Histogram(
             "robot_health_tick_duration_seconds",
             "Duration of one tree tick",

@@ -8,10 +8,8 @@ period so a 10 Hz tree does not read /proc ten times a second.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from robot_platform.health.checks import Clock, HealthCheck, Observation, fmt_num
-from robot_platform.health.fault_state import FaultSpec
+from robot_platform.health.checks import HealthCheck, Observation, fmt_num
 from robot_platform.health.sources import GraphCache, LinkStatus
 
 
@@ -20,10 +18,7 @@ class NodesMissingCheck(HealthCheck):
 
     kind = "nodes_missing"
 
-    def __init__(
-        self, name: str, spec: FaultSpec, clock: Clock, *, graph: GraphCache, expected: list[str], **kw: Any
-    ) -> None:
-        super().__init__(name, spec, clock, **kw)
+    def configure(self, *, graph: GraphCache, expected: list[str]) -> None:
         self.graph = graph
         self.expected = sorted(n if n.startswith("/") else "/" + n for n in expected)
 
@@ -44,8 +39,7 @@ class LinkCheck(HealthCheck):
 
     kind = "nats_link"
 
-    def __init__(self, name: str, spec: FaultSpec, clock: Clock, *, link: LinkStatus, **kw: Any) -> None:
-        super().__init__(name, spec, clock, **kw)
+    def configure(self, *, link: LinkStatus) -> None:
         self.link = link
 
     def observe(self, now: float) -> Observation:
@@ -93,11 +87,8 @@ class HostResourceCheck(HealthCheck):
 
     kind = "host_resources"
 
-    def __init__(
+    def configure(
         self,
-        name: str,
-        spec: FaultSpec,
-        clock: Clock,
         *,
         resource: str,
         max: float,
@@ -105,9 +96,7 @@ class HostResourceCheck(HealthCheck):
         path: str = "/",
         sample_period_s: float = 2.0,
         sampler: Callable[[str, str], float | None],
-        **kw: Any,
     ) -> None:
-        super().__init__(name, spec, clock, **kw)
         self.resource, self.max, self.path = resource, max, path
         self.clear_below = max if clear_below is None else min(clear_below, max)
         self.sample_period_s = sample_period_s
