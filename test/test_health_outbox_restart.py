@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ def stored_ids(url: str) -> list[str]:
             await nc.close()
 
     return asyncio.run(fetch())
+
+
+def metric(port: int, name: str) -> float | None:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")), None)
 
 
 def test_alerts_queued_during_an_outage_survive_a_restart(ros_domain: int, procs: Any, tmp_path: Path) -> None:
@@ -118,7 +124,8 @@ def test_alerts_queued_during_an_outage_survive_a_restart(ros_domain: int, procs
 
         # ---- restart during the outage: it replays the queue and raises the still-silent scan again ----
         second_from = len(obs.alerts)
-        procs.start("health_2", health_argv, env=env)
+        metrics_port = free_port()
+        procs.start("health_2", [*health_argv, "-p", f"metrics_port:={metrics_port}"], env=env)
         obs.spin_until(
             lambda: [a for _, a in obs.alerts[second_from:] if a.source.endswith("/nats_link") and a.active],
             WAIT_S,
@@ -134,6 +141,14 @@ def test_alerts_queued_during_an_outage_survive_a_restart(ros_domain: int, procs
         second_ids = [msg_id(a) for _, a in obs.alerts[second_from:]]
         assert set(first_ids).isdisjoint(second_ids), "a new process raises new alert ids"
 
+        wait_port(metrics_port, timeout=WAIT_S)
+        assert metric(metrics_port, "robot_health_outbox_durable") == 1.0
+        wait_for(
+            lambda: metric(metrics_port, "robot_health_outbox_pending") == len(first_ids) + len(second_ids),
+            WAIT_S,
+            "the outbox gauge to count every alert of the outage",
+        )
+
         # ---- NATS comes back with the same store ----
         procs.start("nats-server-2", nats_argv, stop_last=True)
         wait_port(port)
@@ -145,6 +160,7 @@ def test_alerts_queued_during_an_outage_survive_a_restart(ros_domain: int, procs
         )
         time.sleep(1.0)  # a duplicate would come right behind: give it the time to show (absence)
         stored = stored_ids(url)
+        wait_for(lambda: metric(metrics_port, "robot_health_outbox_pending") == 0, WAIT_S, "outbox gauge at 0")
         print(f"\noutage alerts: {len(first_ids)} before the restart, {len(second_ids)} after; stream: {stored}")
         assert len(stored) == len(set(stored)), f"an alert was stored twice: {stored}"
         positions = [stored.index(i) for i in first_ids]

@@ -14,7 +14,10 @@ Exported (all labelled ``robot``):
     robot_health_topic_rate_hz{topic}                 arrivals over the last RATE_WINDOW_S
     robot_health_topic_age_seconds{topic}             since the last message (NaN before the first)
     robot_health_topic_messages{topic}                messages seen since start
-    robot_health_alerts_total{sink,result}            alert deliveries (ros/nats/mqtt, ok/dropped/error)
+    robot_health_alerts_total{sink,result}            alert deliveries (ros/nats/mqtt, ok/dropped/error;
+                                                      nats_outbox corrupt/store_error at start)
+    robot_health_outbox_pending                       alerts waiting for JetStream's ack (NATS outbox)
+    robot_health_outbox_durable                       1 while that outbox is on disk, 0 in memory only
     robot_health_ticks_total, robot_health_tick_duration_seconds (histogram)
 """
 
@@ -67,6 +70,8 @@ class HealthMetrics:
         self.topic_messages = gauge("robot_health_topic_messages", "Messages seen on the topic since start", "topic")
         self.alerts = counter("robot_health_alerts", "Alert deliveries per sink and result", "sink", "result")
         self.ticks = counter("robot_health_ticks", "Tree ticks")
+        self.outbox_pending = gauge("robot_health_outbox_pending", "Alerts waiting for JetStream's ack")
+        self.outbox_durable = gauge("robot_health_outbox_durable", "1 while the alert outbox is on disk")
         self.tick_duration = Histogram(
             "robot_health_tick_duration_seconds",
             "Duration of one tree tick",
@@ -101,6 +106,11 @@ class HealthMetrics:
             self.transitions.labels(self.robot_id, check, event.state.name).inc()
         if event.raises:
             self.faults_raised.labels(self.robot_id, check, event.code).inc()
+
+    def observe_outbox(self, pending: int, durable: bool) -> None:
+        """Backlog of the NATS alert outbox (grows while the link is down) and whether it survives a restart."""
+        self.outbox_pending.labels(self.robot_id).set(pending)
+        self.outbox_durable.labels(self.robot_id).set(1 if durable else 0)
 
     def count_alert(self, sink: str, result: str, n: int = 1) -> None:
         """Count alert deliveries: ``result`` is ok, dropped (queue full) or error."""

@@ -44,7 +44,9 @@ PUBLISH_ACK_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 2.0
 RECONNECT_WAIT_S = 1.0
 STREAM_MAX_AGE_S = 7 * 24 * 3600
-STREAM_DUPLICATE_WINDOW_S = 120
+# Exactly once across a restart needs the replayed copy of an alert whose ack was lost to arrive within this
+# window: 10 min, as nats_bridge's EVENTS_<id> stream (bridge/streams.py), covers a crash and a restart.
+STREAM_DUPLICATE_WINDOW_S = 10 * 60
 CLOSE_FLUSH_S = 2.0
 
 ResultCallback = Callable[[str, str], None]  # (kind "alert"/"snapshot", result "ok"/"dropped"/"error")

@@ -338,6 +338,8 @@ class HealthMonitorNode(Node):
         for record in result.alerts:
             self._publish_alert(record)
         self.metrics.observe_tick(self.monitor, result, now)
+        if self.nats is not None:
+            self.metrics.observe_outbox(self.nats.pending(), self.nats.outbox.durable)
         if result.events or now - self._last_diag >= self.diag_period:
             self._last_diag = now
             self._publish_diagnostics()
