@@ -58,13 +58,13 @@ from robot_platform.bridge import subjects
 from robot_platform.bridge.codec import Codec
 from robot_platform.bridge.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_ID, H_ROBOT, H_TYPE, EnvelopeFactory
 from robot_platform.common.node_main import spin_node
-from robot_platform.common.params import declare
 from robot_platform.exceptions import ConfigError
 from robot_platform.health import outputs
 from robot_platform.health.errors import UnknownCheckError
 from robot_platform.health.metrics import HealthMetrics
 from robot_platform.health.monitor import AlertRecord, HealthMonitor, TickResult
-from robot_platform.health.nats_out import OUTBOX_MAX, NatsPublisher, OutMsg
+from robot_platform.health.nats_out import NatsPublisher, OutMsg
+from robot_platform.health.node_params import declare_params
 from robot_platform.health.operator_requests import handle_request
 from robot_platform.health.tree_builder import build_tree, load_config_file, load_config_text
 from robot_platform_interfaces.msg import Alert
@@ -75,7 +75,6 @@ SNAPSHOT_TYPE = "robot_platform/health/TreeSnapshot"  # not a ROS type: a msgpac
 ALERT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 GRAPH_REFRESH_S = 1.0
-OUTBOX_FILE = "nats_outbox.sqlite3"
 
 
 def _ros_time(seconds: float) -> Time:
@@ -124,104 +123,19 @@ class HealthMonitorNode(Node):
 
     def __init__(self) -> None:
         super().__init__("health_monitor_tree")
-        self.robot_id = str(declare(self, "robot_id", "r1", "Robot name (alerts, metrics)", read_only=True))
-        subjects.check_robot_id(self.robot_id)
-        tick_rate = float(
-            declare(self, "tick_rate_hz", 5.0, "Tree ticks per second", read_only=True, min_value=1.0, max_value=50.0)
-        )
-        checks_file = str(declare(self, "checks_file", "", "YAML file describing the health tree", read_only=True))
-        checks_yaml = str(
-            declare(self, "checks_yaml", "", "Health tree as YAML text (wins over checks_file)", read_only=True)
-        )
-        metrics_port = int(
-            declare(
-                self,
-                "metrics_port",
-                9101,
-                "Prometheus port on 127.0.0.1 (0 disables)",
-                read_only=True,
-                min_value=0,
-                max_value=65535,
-            )
-        )
-        self.diag_period = float(
-            declare(
-                self,
-                "diagnostics_period_s",
-                1.0,
-                "Max /diagnostics period (s)",
-                read_only=True,
-                min_value=0.1,
-                max_value=60.0,
-            )
-        )
-        snapshot_rate = float(
-            declare(
-                self,
-                "snapshot_rate_hz",
-                1.0,
-                "Tree snapshots to NATS per second",
-                read_only=True,
-                min_value=0.1,
-                max_value=20.0,
-            )
-        )
-        self.frame_id = str(declare(self, "markers_frame_id", "base_link", "Frame of fault markers", read_only=True))
-        nats_url = str(
-            declare(self, "nats_url", "nats://127.0.0.1:4222", "Robot NATS server ('' disables)", read_only=True)
-        )
-        stream = str(
-            declare(
-                self,
-                "nats_alert_stream",
-                f"ALERTS_{self.robot_id}",
-                "JetStream stream created for the alert subject if none captures it",
-                read_only=True,
-            )
-        )
-        state_dir = str(
-            declare(
-                self,
-                "state_dir",
-                "",
-                "Per-robot state directory (durable alert outbox); '' = ~/.robot_platform/health/<robot_id>",
-                read_only=True,
-            )
-        )
-        outbox_durable = bool(
-            declare(self, "outbox_durable", True, "Keep alerts waiting for NATS on disk (restarts)", read_only=True)
-        )
-        outbox_max = int(
-            declare(
-                self,
-                "outbox_max",
-                OUTBOX_MAX,
-                "Alerts kept while NATS is unreachable (oldest dropped beyond, counted)",
-                read_only=True,
-                min_value=1,
-                max_value=100_000,
-            )
-        )
-        mqtt = {
-            k: declare(self, f"mqtt_{k}", d, desc, read_only=True)
-            for k, d, desc in (
-                ("host", "", "MQTT broker host for real-time alert push ('' disables)"),
-                ("port", 1883, "MQTT broker port"),
-                ("client_id", f"health-{self.robot_id}", "MQTT client id (AWS IoT: the thing name)"),
-                ("topic", f"robots/{self.robot_id}/alerts", "MQTT topic of alerts"),
-                ("ca_file", "", "CA bundle (PEM) for TLS; '' = plain TCP (on-site broker on loopback only)"),
-                ("cert_file", "", "Client certificate (PEM) for mutual TLS"),
-                ("key_file", "", "Client private key (PEM) for mutual TLS"),
-            )
-        }
-        self.snapshot_period = 1.0 / snapshot_rate
+        p = declare_params(self)
+        self.robot_id = p.robot_id
+        tick_rate, metrics_port = p.tick_rate_hz, p.metrics_port
+        self.diag_period = p.diagnostics_period_s
+        self.frame_id = p.markers_frame_id
+        self.snapshot_period = 1.0 / p.snapshot_rate_hz
 
         # ---- tree ------------------------------------------------------------------------------------
-        if checks_yaml.strip():
+        if p.checks_yaml.strip():
             source = "<parameter checks_yaml>"
-            config = load_config_text(checks_yaml, source)
+            config = load_config_text(p.checks_yaml, source)
         else:
-            source = checks_file or default_checks_file()
+            source = p.checks_file or default_checks_file()
             config = load_config_file(source)
         self.clock_mono = time.monotonic
         tree = build_tree(config, clock=self.clock_mono, source=source)
@@ -262,36 +176,26 @@ class HealthMonitorNode(Node):
         self.envelopes = EnvelopeFactory(self.robot_id)
         self.alert_type_hash = self.codec.registry.type_hash(Alert)
         self.mqtt: Any = None  # built first: its config errors stop the start before any thread runs
-        if mqtt["host"]:
+        if p.mqtt.host:
             from robot_platform.health.mqtt_out import MqttAlertPublisher
 
             self.mqtt = MqttAlertPublisher(
-                host=str(mqtt["host"]),
-                port=int(mqtt["port"]),
-                client_id=str(mqtt["client_id"]),
-                topic=str(mqtt["topic"]),
-                ca_file=str(mqtt["ca_file"]),
-                cert_file=str(mqtt["cert_file"]),
-                key_file=str(mqtt["key_file"]),
+                **dataclasses.asdict(p.mqtt),
                 on_result=lambda r: self.metrics.count_alert("mqtt", r),
             )
         self.nats: NatsPublisher | None = None
-        if nats_url:
-            outbox_path = None
-            if outbox_durable:
-                outbox_path = Path(state_dir or f"~/.robot_platform/health/{self.robot_id}").expanduser()
-                outbox_path = outbox_path / OUTBOX_FILE
+        if p.nats_url:
             self.nats = NatsPublisher(
-                nats_url,
+                p.nats_url,
                 subjects.alerts(self.robot_id),
-                stream=stream,
+                stream=p.nats_alert_stream,
                 link=tree.hub.link("nats"),
                 clock=self.clock_mono,
                 on_result=lambda kind, result: self.metrics.count_alert(f"nats_{kind}", result),
                 name=f"health_monitor_tree.{self.robot_id}",
                 request_subjects=(subjects.health(self.robot_id, "ack"), subjects.health(self.robot_id, "silence")),
-                outbox_max=outbox_max,
-                outbox_path=outbox_path,
+                outbox_max=p.outbox_max,
+                outbox_path=p.outbox_path(),
             )
             self._report_outbox()
             self.nats.start()
@@ -307,7 +211,7 @@ class HealthMonitorNode(Node):
         self.get_logger().info(
             f"health tree: {len(tree.checks)} checks in {len({c.group for c in tree.checks})} groups, "
             f"{len(tree.topics)} topics, tick {tick_rate:g} Hz, metrics "
-            f"{f'127.0.0.1:{self.metrics_port}' if self.metrics_port else 'off'}, nats {nats_url or 'off'}"
+            f"{f'127.0.0.1:{self.metrics_port}' if self.metrics_port else 'off'}, nats {p.nats_url or 'off'}"
         )
 
     def _report_outbox(self) -> None:

@@ -1,0 +1,65 @@
+"""health_monitor_tree's parameters on a real rclpy node (own context and domain): defaults, overrides,
+descriptors (read-only, ranges) and where the durable outbox goes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.exceptions import InvalidParameterValueException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from robot_platform.exceptions import RobotPlatformError
+from robot_platform.health.node_params import OUTBOX_FILE, declare_params
+
+
+@pytest.fixture
+def make_node(ros_domain: int) -> Iterator:
+    ctx = Context()
+    rclpy.init(context=ctx)
+    nodes: list[Node] = []
+
+    def make(**overrides: object) -> Node:
+        params = [Parameter(k, value=v) for k, v in overrides.items()]
+        node = Node("health_monitor_tree", context=ctx, parameter_overrides=params)
+        nodes.append(node)
+        return node
+
+    try:
+        yield make
+    finally:
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_defaults_and_outbox_location(make_node) -> None:
+    p = declare_params(make_node(robot_id="r7"))
+    assert (p.robot_id, p.nats_alert_stream, p.outbox_durable, p.outbox_max) == ("r7", "ALERTS_r7", True, 1000)
+    assert (p.mqtt.client_id, p.mqtt.topic, p.mqtt.host) == ("health-r7", "robots/r7/alerts", "")
+    assert p.outbox_path() == Path("~/.robot_platform/health/r7").expanduser() / OUTBOX_FILE
+
+
+def test_overrides_state_dir_and_memory_only(make_node, tmp_path: Path) -> None:
+    p = declare_params(make_node(state_dir=str(tmp_path), outbox_max=5))
+    assert p.outbox_path() == tmp_path / OUTBOX_FILE and p.outbox_max == 5
+    assert declare_params(make_node(outbox_durable=False)).outbox_path() is None
+
+
+def test_descriptors_are_read_only_with_ranges(make_node) -> None:
+    node = make_node()
+    declare_params(node)
+    desc = node.describe_parameter("outbox_max")
+    assert desc.read_only and (desc.integer_range[0].from_value, desc.integer_range[0].to_value) == (1, 100_000)
+    assert all(node.describe_parameter(n).read_only for n in ("state_dir", "outbox_durable", "mqtt_key_file"))
+    with pytest.raises(InvalidParameterValueException):
+        declare_params(make_node(outbox_max=0))
+
+
+def test_bad_robot_id_is_refused(make_node) -> None:
+    with pytest.raises(RobotPlatformError):
+        declare_params(make_node(robot_id="r1.*"))
