@@ -171,3 +171,63 @@ def test_alerts_queued_during_an_outage_survive_a_restart(ros_domain: int, procs
         rclpy.try_shutdown()
     codes = procs.stop_all()
     assert codes.get("health_2") == 0, codes
+
+
+def test_corrupt_outbox_file_is_moved_aside_and_the_node_runs(
+    ros_domain: int, procs: Any, nats_server: Any, tmp_path: Path
+) -> None:
+    state = tmp_path / "health-state"
+    state.mkdir()
+    (state / "nats_outbox.sqlite3").write_bytes(b"\x00garbage, not SQLite\xff" * 500)
+    env = ros_env(ros_domain, {"PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    checks = tmp_path / "checks.yaml"
+    checks.write_text(CHECKS)
+    metrics_port = free_port()
+    argv = [sys.executable, "-m", "robot_platform.health.node", "--ros-args"]
+    for param in (
+        "robot_id:=r1",
+        f"checks_file:={checks}",
+        f"metrics_port:={metrics_port}",
+        f"nats_url:={nats_server.url}",
+        f"state_dir:={state}",
+    ):
+        argv += ["-p", param]
+    procs.start("health_monitor_tree", argv, env=env)
+    wait_port(metrics_port, timeout=WAIT_S)
+    wait_for(
+        lambda: any(
+            line.startswith("robot_health_alerts_total{")
+            and 'sink="nats_outbox"' in line
+            and 'result="corrupt"' in line
+            and line.endswith(" 1.0")
+            for line in urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2)
+            .read()
+            .decode()
+            .splitlines()
+        ),
+        WAIT_S,
+        "the corrupt outbox file counted",
+    )
+    # robot_sim is not running: its topics fall silent and alerts go out through the fresh outbox.
+    wait_for(lambda: "TOPIC_SILENT" in " ".join(stored_alert_codes(nats_server.url)), WAIT_S, "an alert in JetStream")
+    [aside] = [p for p in state.iterdir() if p.name.startswith("nats_outbox.sqlite3.corrupt-")]
+    assert aside.read_bytes().startswith(b"\x00garbage")
+    log = procs.child("health_monitor_tree").output()
+    assert f"moved aside to {aside}" in log, log
+    assert procs.stop_all().get("health_monitor_tree") == 0
+
+
+def stored_alert_codes(url: str) -> list[str]:
+    async def fetch() -> list[str]:
+        nc = await nats.connect(url)
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(STREAM)
+            if info.state.messages == 0:
+                return []
+            raws = [await js.get_msg(STREAM, s) for s in range(info.state.first_seq, info.state.last_seq + 1)]
+            return [msgpack.unpackb(raw.data)["code"] for raw in raws]
+        finally:
+            await nc.close()
+
+    return asyncio.run(fetch())
