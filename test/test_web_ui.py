@@ -102,6 +102,7 @@ BRIDGE = """
     checks_file: {checks}
     metrics_port: 0
     nats_alert_stream: ""
+    state_dir: {state}
 """
 CAMERA = """
 /**/robot_sim:
@@ -266,7 +267,7 @@ def test_panel_and_console_in_chromium(procs: ProcessGroup, nats_server: Any, do
     for i, rid in enumerate(ROBOTS):
         env = ros_env(domains + i, py_env)
         params = tmp_path / f"{rid}.yaml"
-        params.write_text(BRIDGE.format(rid=rid, url=nats_server.url, checks=CHECKS))
+        params.write_text(BRIDGE.format(rid=rid, url=nats_server.url, checks=CHECKS, state=tmp_path / f"{rid}-health"))
         nodes = [("sim", "robot_sim"), ("bridge", "nats_bridge"), ("health", "health_monitor_tree")]
         files = [str(params)]
         if rid == CAMERA_ROBOT:  # camera frames on demand: frame_publisher leased by the console's agent

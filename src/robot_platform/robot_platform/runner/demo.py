@@ -113,6 +113,9 @@ def demo_processes(
         for p in robot_processes(values, install):
             if site is not None and p.name == f"{layout.robot_id(i)}/deploy_service":
                 p = demo_site.with_params(p, demo_site.deploy_params(site, layout.robot_id(i)))
+            if p.name == f"{layout.robot_id(i)}/health_monitor_tree":  # its durable alert outbox: per demo
+                health_state = layout.state_dir.resolve() / "robots" / layout.robot_id(i) / "health"
+                p = demo_site.with_params(p, {"state_dir": str(health_state)})
             out.append(ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))}, p.server))
     return out
 
