@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -32,11 +33,11 @@ def domains() -> Iterator[int]:
         block.release()
 
 
-def _round_trip(hub_url: str, robot_urls: dict[str, str]) -> dict[str, tuple[bytes, bytes]]:
-    """Publish on each robot's server and receive on the hub, and the other way round."""
+def _round_trip(hub_url: str, robot_urls: dict[str, str], password: str) -> dict[str, tuple[bytes, bytes]]:
+    """Publish on each robot's server and receive on the hub (as the control user), and the other way round."""
 
     async def run() -> dict[str, tuple[bytes, bytes]]:
-        hub = await nats.connect(hub_url)
+        hub = await nats.connect(hub_url, user="control", password=password)
         results: dict[str, tuple[bytes, bytes]] = {}
         try:
             for rid, url in robot_urls.items():
@@ -66,6 +67,33 @@ def _round_trip(hub_url: str, robot_urls: dict[str, str]) -> dict[str, tuple[byt
     return asyncio.run(run())
 
 
+async def _refusals(hub_url: str, hub_conf: Path) -> dict[str, bool]:
+    """Whether the hub refuses an anonymous client, and r1's user publishing under robots.r2."""
+    out = {"anonymous": False, "r1_as_r2": False}
+    try:
+        nc = await nats.connect(hub_url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
+        await nc.close()
+    except (nats.errors.Error, OSError, TimeoutError):
+        out["anonymous"] = True
+    r1_password = re.search(r'user: r1, password: "([^"]+)"', hub_conf.read_text())
+    assert r1_password, "r1's user in the generated hub config"
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    r1 = await nats.connect(hub_url, user="r1", password=r1_password.group(1), error_cb=on_error,
+                            allow_reconnect=False)  # fmt: skip
+    try:
+        await r1.publish("robots.r2.alerts", b"spoofed")
+        await r1.flush()
+        await asyncio.sleep(0.3)
+    finally:
+        await r1.close()
+    out["r1_as_r2"] = any("permissions violation for publish" in e.lower() for e in errors)
+    return out
+
+
 def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, domains: int, tmp_path: Path) -> None:
     hub_port, monitor, leaf = free_port(), free_port(), free_port()
     robot_base = 20000 + (hub_port % 20000)
@@ -90,14 +118,31 @@ def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, doma
 
     # Every robot's nats-server reaches the hub, and the hub reaches it.
     robot_urls = {f"r{i}": f"nats://127.0.0.1:{robot_base + i}" for i in range(1, ROBOTS + 1)}
-    results = _round_trip(f"nats://127.0.0.1:{hub_port}", robot_urls)
+    control_password_file = tmp_path / "demo" / "nats" / "control.password"
+    password = control_password_file.read_text().strip()
+    results = _round_trip(f"nats://127.0.0.1:{hub_port}", robot_urls, password)
     assert results == {rid: (f"hello from {rid}".encode(), b"ping") for rid in robot_urls}
+
+    # The demo's hub runs the secured fleet config: no anonymous clients, and a robot user may not publish
+    # as another robot (the hub refuses it).
+    refused = asyncio.run(_refusals(f"nats://127.0.0.1:{hub_port}", tmp_path / "demo" / "nats" / "hub.conf"))
+    assert refused["anonymous"] and refused["r1_as_r2"], refused
+
+    # fleet_registry runs as its least-privileged hub user and keeps the registry the operator CLI reads.
+    def registry() -> dict[str, str]:
+        out = subprocess.run([str(REPO / "bin" / "robot-platform"), "robots", "--json", "--url",
+                              f"nats://127.0.0.1:{hub_port}", "--user", "control", "--password-file",
+                              str(control_password_file)], capture_output=True, text=True, timeout=30)  # fmt: skip
+        return {r["robot_id"]: r["status"] for r in json.loads(out.stdout)} if out.returncode == 0 else {}
+
+    wait_for(lambda: registry() == {"r1": "online", "r2": "online"}, 30, "both robots online in the registry")
 
     # Push-button deployment: the demo pushed signed sample packages to its S3 and wired jobs_service and
     # every deploy_service to its Mosquitto; a job for both robots (canary first) succeeds on both.
     document = tmp_path / "demo" / "site" / "packages" / "hello_app-1.0.0.json"
     assert document.is_file(), procs.child("demo").output()
-    cli = [str(REPO / "bin" / "robot-platform"), "deploy", "--nats-url", f"nats://127.0.0.1:{hub_port}"]
+    cli = [str(REPO / "bin" / "robot-platform"), "deploy", "--nats-url", f"nats://127.0.0.1:{hub_port}",
+           "--user", "control", "--password-file", str(control_password_file)]
     created = subprocess.run([*cli, "create", "--document", str(document), "--targets", "r1,r2", "--canary", "1"],
                              capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     job_id = json.loads(created.stdout)["job_id"]

@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from robot_platform import launch_plan
+from robot_platform.bridge.fleet_nats import Endpoint
 from robot_platform.exceptions import RobotPlatformError
-from robot_platform.runner import demo_site
+from robot_platform.runner import demo_nats, demo_site
 from robot_platform.runner.demo import DemoLayout, demo_processes, write_demo_users
 from robot_platform.runner.processes import (
     Installation,
@@ -122,7 +123,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     robot_ids = [layout.robot_id(i) for i in range(1, layout.robots + 1)]
     site = None if args.no_deployments else demo_site.prepare(layout.state_dir, robot_ids, install.share,
                                                                 layout.site_ports)  # fmt: skip
-    specs = demo_processes(layout, install, enable_camera=args.enable_camera, users_file=users.path, site=site)
+    robot_ports = {layout.robot_id(i): (layout.robot_port_base + i, layout.robot_monitor_base + i)
+                   for i in range(1, layout.robots + 1)}  # fmt: skip
+    nats = demo_nats.prepare(layout.state_dir, robot_ports,
+                             Endpoint(port=layout.hub_port, monitor_port=layout.hub_monitor_port), layout.leaf_port)
+    specs = demo_processes(layout, install, enable_camera=args.enable_camera, users_file=users.path, site=site,
+                           nats=nats)  # fmt: skip
     group = ProcessGroup(log_dir=layout.state_dir / "logs")
     stop = StopSignal()
 
@@ -135,7 +141,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             except RobotPlatformError as exc:
                 ok = False
                 logging.getLogger("robot-platform.demo").error("sample packages not published: %s", exc)
-        print_banner(layout, ok, users.tokens, documents)
+        print_banner(layout, ok, users.tokens, documents, nats.password_files["control"])
         if args.check:
             return 0 if ok else 1
         return None
@@ -158,8 +164,10 @@ def _cmd_echo(args: argparse.Namespace) -> int:
     from robot_platform.bridge.echo import echo
 
     try:
+        password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else ""
         return int(asyncio.run(echo(args.url, args.subject, args.count, sys.stdout, show_headers=args.headers,
-                                    truncate_length=args.truncate_length, no_arr=args.no_arr)) or 0)
+                                    truncate_length=args.truncate_length, no_arr=args.no_arr, user=args.user,
+                                    password=password)) or 0)
     except KeyboardInterrupt:
         return 0
 
@@ -212,7 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     echo = sub.add_parser("echo", help="print platform messages from NATS as YAML, like ros2 topic echo")
     echo.add_argument("subject", help="NATS subject, wildcards allowed, e.g. 'robots.r1.ros.odom'")
-    echo.add_argument("--url", default="nats://127.0.0.1:4222", help="NATS server (default: the hub)")
+    echo.add_argument("--url", default=os.environ.get("RP_NATS_URL", "nats://127.0.0.1:4222"),
+                      help="NATS server (default $RP_NATS_URL, else the hub on 4222)")
+    echo.add_argument("--user", default=os.environ.get("RP_NATS_USER", ""), help="NATS user (default $RP_NATS_USER)")
+    echo.add_argument("--password-file", default=os.environ.get("RP_NATS_PASSWORD_FILE", ""),
+                      help="file holding that user's password (default $RP_NATS_PASSWORD_FILE)")
     echo.add_argument("-n", "--count", type=int, default=0, help="stop after N messages (0: never)")
     echo.add_argument("--headers", action="store_true", help="print the envelope headers too")
     echo.add_argument("--truncate-length", type=int, default=128, help="shorten long arrays and strings")

@@ -166,3 +166,26 @@ def test_demo_site_wires_deployments_with_least_privilege(tmp_path: Path, monkey
     ca, key = (site.pki / "ca.crt").read_bytes(), site.trusted_key.read_bytes()
     again = demo_site.prepare(tmp_path, ["r1", "r2"], REPO, layout.site_ports)
     assert (again.pki / "ca.crt").read_bytes() == ca and again.trusted_key.read_bytes() == key
+
+
+def test_demo_nats_is_the_secured_fleet_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from robot_platform.bridge.fleet_nats import Endpoint
+    from robot_platform.runner import demo_nats
+
+    monkeypatch.setattr(demo_nats, "nats_server_executable", lambda: "/usr/bin/nats-server")
+    layout = DemoLayout(robots=2, state_dir=tmp_path)
+    nats = demo_nats.prepare(tmp_path, {"r1": (4231, 8231), "r2": (4232, 8232)}, Endpoint(port=4222), 7422)
+    hub = nats.hub_conf.read_text()
+    for user in ("control", "console", "fleet_registry", "jobs", "r1", "r2"):
+        assert f"user: {user}," in hub or f'user: "{user}"' in hub, user
+        password = nats.password_files.get(user)
+        if password:  # the service users' passwords, readable by this user only
+            assert password.stat().st_mode & 0o077 == 0 and password.read_text().strip() in hub
+    assert "nats-leaf://r1:" in nats.robot_confs["r1"].read_text()
+    specs = {s.name: s for s in demo_processes(layout, INSTALL, nats=nats)}
+    assert specs["control/nats-hub"].argv[-1] == str(nats.hub_conf)
+    assert specs["r2/nats-server"].argv[-1] == str(nats.robot_confs["r2"])
+    for node, user in demo_nats.CONTROL_NODE_USERS.items():
+        argv = specs[f"control/{node}"].argv
+        assert f"nats_user:={user}" in argv and f"nats_password_file:={nats.password_files[user]}" in argv
+    assert not any("nats_user" in a for a in specs["r1/nats_bridge"].argv)  # robots use their local server

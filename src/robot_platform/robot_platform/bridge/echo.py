@@ -15,6 +15,7 @@ import nats.errors
 
 from .codec import unpack
 from .errors import BridgeError, SubjectError
+from .inbox import connect_options
 from .render import DEFAULT_TRUNCATE_LENGTH, to_yaml
 
 SUBJECT_RE = re.compile(r"^[^\s.]+(\.[^\s.]+)*$")
@@ -36,8 +37,8 @@ async def echo(
     """Print ``count`` messages on ``subject`` (0 = until cancelled); return how many were printed."""
     if not SUBJECT_RE.fullmatch(subject or ""):
         raise SubjectError(subject, "not a NATS subject (tokens separated by '.', no spaces)")
-    auth: dict[str, Any] = {"user": user, "password": password} if user else {}
-    nc = await nats.connect(url, connect_timeout=CONNECT_TIMEOUT_S, max_reconnect_attempts=1, **auth)
+    nc = await nats.connect(url, connect_timeout=CONNECT_TIMEOUT_S, max_reconnect_attempts=1,
+                            **connect_options(user, password))  # fmt: skip
     printed = 0
     done = asyncio.Event()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)

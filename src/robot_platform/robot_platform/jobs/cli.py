@@ -26,6 +26,7 @@ import msgpack
 import nats
 from nats.errors import Error as NatsError
 
+from robot_platform.bridge.inbox import connect_options
 from robot_platform.jobs.errors import JobsError
 from robot_platform.jobs.nats_api import SUBJECT_PREFIX
 
@@ -43,14 +44,15 @@ class ApiError(JobsError):
         self.code = code
 
 
-async def _request(url: str, name: str, body: dict[str, Any]) -> Any:
+async def _request(url: str, name: str, body: dict[str, Any], user: str = "", password: str = "") -> Any:
     async def quiet(_exc: Exception) -> None:  # the failure is reported once, below
         return None
 
     try:
         nc = await asyncio.wait_for(
             nats.connect(
-                url, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet
+                url, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet,
+                **connect_options(user, password),
             ),
             REQUEST_TIMEOUT_S,
         )
@@ -70,9 +72,9 @@ async def _request(url: str, name: str, body: dict[str, Any]) -> Any:
     return reply["result"]
 
 
-def request(url: str, name: str, body: dict[str, Any]) -> Any:
-    """One API call (``jobs.<name>``); raises :class:`ApiError`."""
-    return asyncio.run(_request(url, name, body))
+def request(url: str, name: str, body: dict[str, Any], user: str = "", password: str = "") -> Any:
+    """One API call (``jobs.<name>``) as ``user`` (none: an open hub); raises :class:`ApiError`."""
+    return asyncio.run(_request(url, name, body, user, password))
 
 
 def load_document(path: str) -> dict[str, Any]:
@@ -106,11 +108,11 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def wait_done(url: str, job_id: str, timeout_s: float) -> dict[str, Any]:
+def wait_done(url: str, job_id: str, timeout_s: float, user: str = "", password: str = "") -> dict[str, Any]:
     """Poll until the job is no longer IN_PROGRESS, or its executions are all terminal, or timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
-        job = request(url, "get", {"job_id": job_id})
+        job = request(url, "get", {"job_id": job_id}, user, password)
         pending = [e for e in job["executions"] if e["status"] in ("SCHEDULED", "QUEUED", "IN_PROGRESS")]
         if job["status"] != "IN_PROGRESS" and not [e for e in pending if e["status"] == "IN_PROGRESS"]:
             return job
@@ -122,19 +124,21 @@ def wait_done(url: str, job_id: str, timeout_s: float) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     code = 0
     try:
+        password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else ""
+        hub = (args.nats_url, args.user, password)
         if args.deploy_cmd == "create":
-            result: Any = request(args.nats_url, "create", create_body(args))
+            result: Any = request(hub[0], "create", create_body(args), *hub[1:])
         elif args.deploy_cmd == "status":
             if args.wait:
-                result = wait_done(args.nats_url, args.job_id, args.wait)
+                result = wait_done(hub[0], args.job_id, args.wait, *hub[1:])
                 if result["status"] != "COMPLETED" or any(e["status"] != "SUCCEEDED" for e in result["executions"]):
                     code = 3
             else:
-                result = request(args.nats_url, "get", {"job_id": args.job_id})
+                result = request(hub[0], "get", {"job_id": args.job_id}, *hub[1:])
         elif args.deploy_cmd == "list":
-            result = request(args.nats_url, "list", {"status": args.status, "limit": args.limit})
+            result = request(hub[0], "list", {"status": args.status, "limit": args.limit}, *hub[1:])
         else:
-            result = request(args.nats_url, "cancel", {"job_id": args.job_id, "reason": args.reason})
+            result = request(hub[0], "cancel", {"job_id": args.job_id, "reason": args.reason}, *hub[1:])
     except (JobsError, OSError) as exc:
         sys.stderr.write(f"error: {getattr(exc, 'reason', exc)}\n")
         return 1
@@ -150,6 +154,10 @@ def add_subparsers(subparsers: Any) -> None:
         default=os.environ.get("RP_NATS_URL", DEFAULT_NATS_URL),
         help=f"NATS of the control server (default $RP_NATS_URL, else {DEFAULT_NATS_URL})",
     )
+    deploy.add_argument("--user", default=os.environ.get("RP_NATS_USER", ""),
+                        help="NATS user on a secured hub (default $RP_NATS_USER)")  # fmt: skip
+    deploy.add_argument("--password-file", default=os.environ.get("RP_NATS_PASSWORD_FILE", ""),
+                        help="file holding that user's password (default $RP_NATS_PASSWORD_FILE)")  # fmt: skip
     sub = deploy.add_subparsers(dest="deploy_cmd", required=True)
     p = sub.add_parser("create", help="create a job: a package for a set of robots, with a staged rollout")
     p.add_argument("--document", required=True, help="job document JSON file ('-' = stdin), e.g. package push output")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robot_platform import launch_plan
-from robot_platform.runner import demo_site
+from robot_platform.runner import demo_nats, demo_site
 from robot_platform.runner.processes import Installation, ProcessSpec, control_processes, robot_processes
 
 DEMO_DOMAIN_BASE = 10
@@ -77,9 +77,10 @@ def write_demo_users(state_dir: Path) -> DemoUsers:
 
 def demo_processes(
     layout: DemoLayout, install: Installation, enable_camera: bool = False, users_file: Path | None = None,
-    site: demo_site.DemoSite | None = None,
+    site: demo_site.DemoSite | None = None, nats: demo_nats.DemoNats | None = None,
 ) -> list[ProcessSpec]:
-    """Every process of the demo, in start order (hub and site services first)."""
+    """Every process of the demo, in start order (hub and site services first). With ``nats`` the NATS
+    servers run the generated secured configs and the control nodes log in as their users."""
     users = str(users_file) if users_file else ""
     control = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {
         "nats_port": str(layout.hub_port),
@@ -93,6 +94,8 @@ def demo_processes(
     }
     out = [ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain_base)}, p.server)
            for p in control_processes(control, install)]
+    if nats is not None:
+        out = [_secured_control(p, nats) for p in out]
     if site is not None:
         out[1:1] = demo_site.processes(site)  # right after the hub
         out = [demo_site.with_params(p, demo_site.jobs_params(site)) if p.name == "control/jobs_service" else p
@@ -111,13 +114,26 @@ def demo_processes(
             "users_file": users,
         }
         for p in robot_processes(values, install):
+            if nats is not None and p.name == f"{layout.robot_id(i)}/nats-server":
+                p = ProcessSpec(p.name, [demo_nats.nats_server_executable(), "-c",
+                                         str(nats.robot_confs[layout.robot_id(i)])], {}, p.server)  # fmt: skip
             if site is not None and p.name == f"{layout.robot_id(i)}/deploy_service":
                 p = demo_site.with_params(p, demo_site.deploy_params(site, layout.robot_id(i)))
             if p.name == f"{layout.robot_id(i)}/health_monitor_tree":  # its durable alert outbox: per demo
-                health_state = layout.state_dir.resolve() / "robots" / layout.robot_id(i) / "health"
+                health_state = layout.state_dir.resolve() / "health" / layout.robot_id(i)
                 p = demo_site.with_params(p, {"state_dir": str(health_state)})
             out.append(ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))}, p.server))
     return out
+
+
+def _secured_control(spec: ProcessSpec, nats: demo_nats.DemoNats) -> ProcessSpec:
+    """The hub with the generated config; control nodes with their hub user's credentials."""
+    if spec.name == "control/nats-hub":
+        return ProcessSpec(spec.name, [demo_nats.nats_server_executable(), "-c", str(nats.hub_conf)], {}, spec.server)
+    node = spec.name.split("/", 1)[1]
+    if node in demo_nats.CONTROL_NODE_USERS:
+        return demo_site.with_params(spec, nats.node_credentials(node))
+    return spec
 
 
 def leaf_names(monitor_port: int) -> list[str]:

@@ -63,7 +63,7 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
 
 
 def print_banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = None,
-                 documents: list[Path] | None = None) -> None:
+                 documents: list[Path] | None = None, control_password_file: Path | None = None) -> None:
     """What runs where. ``tokens`` are this run's demo logins (user -> user:secret), shown in the URLs;
     ``documents`` the job documents of the sample packages pushed to the demo's S3."""
     tokens = tokens or {}
@@ -75,6 +75,9 @@ def print_banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = N
         + ("- all up" if ok else "- SOME PARTS FAILED, see above"),
         f"  NATS hub            nats://127.0.0.1:{layout.hub_port}   (robots link in on :{layout.leaf_port})",
         f"  hub monitoring      http://127.0.0.1:{layout.hub_monitor_port}/leafz",
+        *([f"  operator CLI        export RP_NATS_URL=nats://127.0.0.1:{layout.hub_port} RP_NATS_USER=control "
+           f"RP_NATS_PASSWORD_FILE={control_password_file}   (robot-platform robots | logs | deploy | echo)"]
+          if control_password_file else []),
         f"  operator console    http://127.0.0.1:{layout.console_port}/{console_q}",
     ]
     for i in range(1, layout.robots + 1):
@@ -90,8 +93,7 @@ def print_banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = N
         lines += [
             f"  deployments         Mosquitto mqtts://127.0.0.1:{ports.mqtt}, S3 http://127.0.0.1:{ports.s3}, "
             f"job documents in {documents[0].parent}",
-            f"    deploy            robot-platform deploy --nats-url nats://127.0.0.1:{layout.hub_port} create"
-            f" --document {documents[0]} --targets {targets}",
+            f"    deploy            robot-platform deploy create --document {documents[0]} --targets {targets}",
         ]
     lines += [
         f"  logs                {layout.state_dir / 'logs'}",
