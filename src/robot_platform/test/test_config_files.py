@@ -8,8 +8,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_fleet_rviz_config_shows_the_mirrored_topics() -> None:
-    """config/rviz/fleet.rviz is valid YAML and displays what the control bridge mirrors."""
-    rviz = yaml.safe_load((REPO / "config" / "rviz" / "fleet.rviz").read_text())
+    """config/robot_platform.rviz is valid YAML and displays what the control bridge mirrors."""
+    rviz = yaml.safe_load((REPO / "config" / "robot_platform.rviz").read_text())
     control = yaml.safe_load((REPO / "config" / "control.yaml").read_text())
     mirrored = control["/**/nats_bridge"]["ros__parameters"]["mirror"]["topics"]
     topics = {d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d}
