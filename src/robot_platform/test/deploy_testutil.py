@@ -40,12 +40,14 @@ def write_function_source(root: Path, name: str = "hello_fn", version: str = "1.
 
 
 def write_app_source(
-    root: Path, name: str = "demo_app", version: str = "1.0.0", healthy: bool = True, timeout_s: float = 5
+    root: Path, name: str = "demo_app", version: str = "1.0.0", healthy: bool = True, timeout_s: float = 5,
+    check: str = "",
 ) -> Path:
-    """An app that writes a ready file; its health check looks for it (or always fails)."""
+    """An app that writes a ready file; its health check looks for it (or always fails, or ``check``)."""
     src = root / f"src-{name}-{version}"
     src.mkdir(parents=True)
-    check = "import os,sys; sys.exit(0 if os.path.exists('ready') else 1)" if healthy else "import sys; sys.exit(3)"
+    if not check:
+        check = "import os,sys; sys.exit(0 if os.path.exists('ready') else 1)" if healthy else "import sys; sys.exit(3)"
     manifest = {
         "name": name,
         "version": version,

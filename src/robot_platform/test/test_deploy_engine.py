@@ -107,6 +107,29 @@ def test_function_errors_and_timeouts_are_results(env):
     assert not slow.ok and "timed out" in slow.error and time.monotonic() - started < 5
 
 
+# First run answers "unhealthy" at once, every later run hangs past the deadline (a check slowed down by a
+# busy machine): the verdict is the answer that came, not a timeout.
+UNHEALTHY_THEN_HANGING = (
+    "import os, sys, time\n"
+    "if os.path.exists('checked'):\n    time.sleep(30)\n"
+    "open('checked', 'w').write('1'); sys.exit(3)"
+)
+
+
+@pytest.mark.parametrize(("check", "state", "reason"), [
+    (UNHEALTHY_THEN_HANGING, State.FAILED, "not healthy within 1.5 s (python3 exited with 3"),
+    ("import time; time.sleep(30)", State.TIMED_OUT, "did not finish within 1.5 s"),
+])  # fmt: skip
+def test_health_verdict_is_the_last_answer_not_the_cut_attempt(env, check, state, reason):
+    engine, publish, statuses, tmp, _ = env
+    engine.submit(request(publish(write_app_source(tmp, version="1.0.0")), "app-1"))
+    assert statuses.final("app-1").state == State.SUCCEEDED
+    engine.submit(request(publish(write_app_source(tmp, version="2.0.0", timeout_s=1.5, check=check)), "app-2"))
+    final = statuses.final("app-2")
+    assert final.state == state and reason in final.reason, final
+    assert engine.store.active_version("demo_app") == "1.0.0"
+
+
 def test_app_unhealthy_second_version_rolls_back(env):
     engine, publish, statuses, tmp, _ = env
     engine.submit(request(publish(write_app_source(tmp, version="1.0.0")), "app-1"))

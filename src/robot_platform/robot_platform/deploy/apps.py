@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from robot_platform.deploy.app_logs import LineSink, LogFile, OutputReader, ReaderConfig
 from robot_platform.deploy.errors import RunError, StepTimeoutError
@@ -135,7 +136,7 @@ class AppProcess:
         deadline = started + timeout_s
         check = self.manifest.health_check
         interval = check.interval_s if check else 0.2
-        last_problem = "no health check passed"
+        last_problem = ""  # what the last finished check said; "" while none has finished
         while True:
             if not self.alive():
                 raise RunError(
@@ -147,7 +148,7 @@ class AppProcess:
                 raise RunError("health_check", "canceled")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise StepTimeoutError("health_check", timeout_s)
+                self._health_deadline_passed(timeout_s, last_problem)
             if check is None:
                 # No check declared: healthy once it stayed up for a short grace period.
                 if time.monotonic() - started >= min(1.0, timeout_s / 2):
@@ -163,12 +164,20 @@ class AppProcess:
                     )
                     return
                 except StepTimeoutError:
-                    raise StepTimeoutError("health_check", timeout_s) from None
+                    self._health_deadline_passed(timeout_s, last_problem)
                 except RunError as exc:
                     last_problem = exc.problem
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
             if time.monotonic() >= deadline:
-                raise RunError("health_check", f"not healthy within {timeout_s:g} s ({last_problem})")
+                self._health_deadline_passed(timeout_s, last_problem)
+
+    @staticmethod
+    def _health_deadline_passed(timeout_s: float, last_problem: str) -> NoReturn:
+        """The deadline passed: "not healthy" (FAILED) if a check already answered unhealthy, else
+        TIMED_OUT (no check ever finished). A last attempt cut by the deadline does not hide an answer."""
+        if last_problem:
+            raise RunError("health_check", f"not healthy within {timeout_s:g} s ({last_problem})")
+        raise StepTimeoutError("health_check", timeout_s)
 
     def supervise(self) -> bool:
         """Apply the restart policy once; call periodically. Returns True if it restarted the app."""
