@@ -1,12 +1,20 @@
-"""The NATS side of the bridge: one nats-py connection in its own asyncio thread (no rclpy here).
+"""One NATS client layer for the platform: one nats-py connection in its own asyncio thread (no rclpy).
 
-Two kinds of subscriptions: ``subscriptions`` deliver (subject, headers, data) to ``on_message``;
-``requests`` (request/reply, e.g. service calls) deliver (subscribed subject, subject, reply subject,
-headers, data) to ``on_request``, which answers later with :meth:`NatsLink.publish` on the reply subject.
+Used by nats_bridge, frame_publisher, robot_agent and ws_agent. Three kinds of subscriptions:
+
+* ``subscriptions`` (fixed, given at construction) deliver (subject, headers, data) to ``on_message``;
+* ``requests`` (fixed; request/reply, e.g. service calls) deliver (subscribed subject, subject, reply
+  subject, headers, data) to ``on_request``, which answers later with :meth:`NatsLink.publish` on the
+  reply subject;
+* :meth:`NatsLink.subscribe` / :meth:`NatsLink.unsubscribe` (any thread, while running): a subscription
+  held only while the caller wants it, each with its own handler (ws_agent subscribes to what some
+  browser watches, and nothing else).
+
+:meth:`NatsLink.request` sends a request and hands the reply, or why there is none, to a callback.
 
 Lifecycle: ``start()`` spawns the thread; the thread connects, subscribes, and sends what
 ``publish()`` queued; on failure or disconnect it retries with capped, jittered backoff
-(:mod:`.backoff`) and restores the subscriptions; ``stop()`` drains the connection and joins the thread.
+(:mod:`.backoff`) and restores every subscription; ``stop()`` drains the connection and joins the thread.
 nats-py's own reconnect is off so that every (re)connect goes through the same backoff and the same
 subscription setup.
 
@@ -14,12 +22,15 @@ Outgoing messages wait in a bounded outbox (drop-oldest, counted in ``dropped_ou
 is down the newest ``outbox_capacity`` messages are kept and sent after reconnecting. Durable
 store-and-forward is the job of the robot's local nats-server + JetStream (see config/nats/README.md);
 the bridge normally talks to that local server, which is always up.
+
+Credentials: each authenticated user gets its own reply inbox prefix (:func:`.inbox.connect_options`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections import deque
@@ -43,9 +54,12 @@ SUB_PENDING_MSGS_LIMIT = 1000  # per subscription; beyond it nats-py drops (slow
 SUB_PENDING_BYTES_LIMIT = 32 * 1024 * 1024
 CLIENT_PENDING_BYTES = 8 * 1024 * 1024
 
-MessageHandler = Callable[[str, "dict[str, str] | None", bytes], None]
+# (message subject; headers; payload); the return value is ignored
+MessageHandler = Callable[[str, "dict[str, str] | None", bytes], object]
 # (subscribed subject, possibly a wildcard; message subject; reply subject; headers; payload)
 RequestHandler = Callable[[str, str, str, "dict[str, str] | None", bytes], None]
+# ((reply headers, reply payload), "") or (None, why there is no reply)
+ReplyHandler = Callable[["tuple[dict[str, str] | None, bytes] | None", str], None]
 
 
 class LinkState(Enum):
@@ -63,6 +77,8 @@ class LinkCounters:
     connects: int = 0
     connect_failures: int = 0
     disconnects: int = 0
+    requests: int = 0
+    request_failures: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -80,7 +96,7 @@ class NatsLink:
     def __init__(
         self,
         url: str,
-        on_message: MessageHandler,
+        on_message: MessageHandler | None = None,
         subscriptions: Sequence[str] = (),
         *,
         name: str = "nats_bridge",
@@ -91,11 +107,16 @@ class NatsLink:
         on_connected: Callable[[Any], Awaitable[None]] | None = None,
         requests: Sequence[str] = (),
         on_request: RequestHandler | None = None,
+        sub_pending_msgs: int = SUB_PENDING_MSGS_LIMIT,
+        sub_pending_bytes: int = SUB_PENDING_BYTES_LIMIT,
     ) -> None:
         self.url = url
         self.name = name
-        self._on_message = on_message
         self._subscriptions = list(subscriptions)
+        if self._subscriptions and on_message is None:
+            raise ValueError("subscriptions need an on_message handler")
+        self._on_message = on_message
+        self._pending_limits = {"pending_msgs_limit": sub_pending_msgs, "pending_bytes_limit": sub_pending_bytes}
         self._credentials = credentials or Credentials()
         self._backoff = backoff or Backoff()
         self._log = log or logging.getLogger(__name__)
@@ -117,12 +138,40 @@ class NatsLink:
         self._on_request = on_request
         if self._requests and on_request is None:
             raise ValueError("request subscriptions need an on_request handler")
+        self._wanted: dict[str, MessageHandler] = {}  # subscribe()/unsubscribe(); under _lock
+        self._held: dict[str, tuple[MessageHandler, Any]] = {}  # link thread: those of the current connection
+        self._sub_lock: asyncio.Lock | None = None  # link thread: one subscription sync at a time
+        self._tasks: set[asyncio.Future[None]] = set()  # link thread: syncs and requests, cancelled on stop
 
     # ------------------------------------------------------------------ any thread
     def start(self) -> None:
         self._thread = threading.Thread(target=self._thread_main, name=f"{self.name}-nats", daemon=True)
         self._thread.start()
         self._ready.wait(STOP_JOIN_TIMEOUT_S)
+
+    def subscribe(self, subject: str, handler: MessageHandler) -> None:
+        """Hold a subscription on ``subject`` (wildcards allowed) until :meth:`unsubscribe`; also across
+        reconnects, and one made before the link connects. ``handler(subject, headers, data)`` runs in the
+        link thread; subscribing again with another handler replaces it. Never blocks."""
+        with self._lock:
+            if self._wanted.get(subject) is handler:
+                return
+            self._wanted[subject] = handler
+        self._spawn(self._sync_subs)
+
+    def unsubscribe(self, subject: str) -> None:
+        """End the subscription :meth:`subscribe` made on ``subject`` (nothing if there is none)."""
+        with self._lock:
+            if self._wanted.pop(subject, None) is None:
+                return
+        self._spawn(self._sync_subs)
+
+    def request(self, subject: str, body: bytes, headers: dict[str, str], timeout: float, reply: ReplyHandler) -> None:
+        """Send a request without blocking; ``reply((headers, data), "")`` or ``reply(None, reason)`` runs in
+        the link thread once the reply came, ``timeout`` passed, or the link stopped."""
+        if not self._spawn(self._request, subject, body, headers, timeout, reply):
+            self.counters.request_failures += 1
+            reply(None, "the NATS link is not running")
 
     def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
         """Queue one message (never blocks); the oldest queued one is dropped and counted when full.
@@ -169,6 +218,22 @@ class NatsLink:
             with contextlib.suppress(RuntimeError):  # loop already closed during shutdown
                 loop.call_soon_threadsafe(wake_event.set)
 
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
+        """Run ``fn(*args)`` as a task of the link thread; False when the link is not running."""
+        loop = self._loop
+        if loop is None:
+            return False
+        try:
+            loop.call_soon_threadsafe(self._start_task, functools.partial(fn, *args))
+        except RuntimeError:  # loop already closed during shutdown
+            return False
+        return True
+
+    def _start_task(self, make: Callable[[], Awaitable[None]]) -> None:
+        task = asyncio.ensure_future(make())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     @property
     def queued(self) -> int:
         return len(self._outbox)
@@ -176,6 +241,17 @@ class NatsLink:
     @property
     def connected(self) -> bool:
         return self.state is LinkState.CONNECTED
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters and state as plain data (for /healthz, /diagnostics and metrics)."""
+        c = self.counters
+        return {
+            "connected": self.connected, "state": self.state.value, "queued": self.queued,
+            "sent": c.sent, "received": c.received, "dropped_outbox": c.dropped_outbox,
+            "dropped_slow_consumer": c.dropped_slow_consumer, "connects": c.connects,
+            "connect_failures": c.connect_failures, "disconnects": c.disconnects, "requests": c.requests,
+            "request_failures": c.request_failures, "errors": dict(c.errors),
+        }  # fmt: skip
 
     def stop(self, timeout: float = STOP_JOIN_TIMEOUT_S) -> None:
         """Drain and close the connection, then join the thread (bounded by ``timeout``)."""
@@ -202,6 +278,7 @@ class NatsLink:
     async def _main(self) -> None:
         self._wake = asyncio.Event()
         self._stop_event = asyncio.Event()
+        sub_lock = self._sub_lock = asyncio.Lock()
         self._ready.set()
         sender = asyncio.create_task(self._sender())
         try:
@@ -216,6 +293,9 @@ class NatsLink:
                 self.state = LinkState.CONNECTED
                 self.counters.connects += 1
                 self._log.info(f"connected to NATS at {self.url}")
+                async with sub_lock:  # the new connection holds none of subscribe()'s yet
+                    self._held = {}
+                    await self._sync_subs_locked(nc)
                 if self._on_connected is not None:
                     try:
                         await self._on_connected(nc)
@@ -237,9 +317,9 @@ class NatsLink:
                 self._log.warning(f"lost NATS connection to {self.url}; reconnecting with backoff")
                 await self._sleep_or_stop(self._backoff.next_delay())
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            for task in (sender, *self._tasks):
+                task.cancel()
+            await asyncio.gather(sender, *self._tasks, return_exceptions=True)
 
     async def _connect(self, closed: asyncio.Event) -> Any:
         self.state = LinkState.CONNECTING
@@ -248,8 +328,7 @@ class NatsLink:
             closed.set()
 
         async def on_error(exc: Exception) -> None:
-            kind = type(exc).__name__
-            self.counters.errors[kind] = self.counters.errors.get(kind, 0) + 1
+            self._count_error(exc)
             if isinstance(exc, nats.errors.SlowConsumerError):
                 self.counters.dropped_slow_consumer += 1
 
@@ -267,20 +346,11 @@ class NatsLink:
                 pending_size=CLIENT_PENDING_BYTES,
                 **options,
             )
-            for subject in self._subscriptions:
-                await nc.subscribe(
-                    subject,
-                    cb=self._deliver,
-                    pending_msgs_limit=SUB_PENDING_MSGS_LIMIT,
-                    pending_bytes_limit=SUB_PENDING_BYTES_LIMIT,
-                )
+            if self._on_message is not None:
+                for subject in self._subscriptions:
+                    await nc.subscribe(subject, cb=self._callback(self._on_message), **self._pending_limits)
             for subject in self._requests:
-                await nc.subscribe(
-                    subject,
-                    cb=self._request_callback(subject),
-                    pending_msgs_limit=SUB_PENDING_MSGS_LIMIT,
-                    pending_bytes_limit=SUB_PENDING_BYTES_LIMIT,
-                )
+                await nc.subscribe(subject, cb=self._request_callback(subject), **self._pending_limits)
             await nc.flush(timeout=CONNECT_TIMEOUT_S)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self.counters.connect_failures += 1
@@ -292,9 +362,12 @@ class NatsLink:
             return None
         return nc
 
-    async def _deliver(self, msg: Any) -> None:
-        self.counters.received += 1
-        self._on_message(msg.subject, msg.headers, msg.data)
+    def _callback(self, handler: MessageHandler) -> Callable[[Any], Awaitable[None]]:
+        async def deliver(msg: Any) -> None:
+            self.counters.received += 1
+            handler(msg.subject, msg.headers, msg.data)
+
+        return deliver
 
     def _request_callback(self, pattern: str) -> Callable[[Any], Awaitable[None]]:
         """Callback of one request subscription: the handler learns which subscription got the message
@@ -307,6 +380,62 @@ class NatsLink:
             handler(pattern, msg.subject, msg.reply or "", msg.headers, msg.data)
 
         return deliver
+
+    async def _sync_subs(self) -> None:
+        """Make the current connection's subscribe() subscriptions what the callers want now."""
+        nc, lock = self._nc, self._sub_lock
+        if nc is None or lock is None:
+            return  # the next connection subscribes them all
+        async with lock:  # syncs interleave at awaits: never subscribe a subject twice
+            if nc is self._nc:
+                await self._sync_subs_locked(nc)
+
+    async def _sync_subs_locked(self, nc: Any) -> None:
+        with self._lock:
+            wanted = dict(self._wanted)
+        held = self._held
+        try:
+            for subject, (handler, sub) in list(held.items()):
+                if wanted.get(subject) is not handler:
+                    del held[subject]
+                    await sub.unsubscribe()
+            for subject, handler in wanted.items():
+                if subject not in held:
+                    sub = await nc.subscribe(subject, cb=self._callback(handler), **self._pending_limits)
+                    held[subject] = (handler, sub)
+        except nats.errors.Error as exc:  # connection lost on the way: the next one subscribes afresh
+            self._count_error(exc)
+
+    async def _request(self, subject: str, body: bytes, headers: dict[str, str], timeout: float,
+                       reply: ReplyHandler) -> None:  # fmt: skip
+        self.counters.requests += 1
+        nc = self._nc
+        try:
+            if nc is None or self.state is not LinkState.CONNECTED:
+                raise nats.errors.ConnectionClosedError
+            msg = await nc.request(subject, body, timeout=timeout, headers=headers)
+        except asyncio.CancelledError:
+            self._request_failed(reply, "the NATS link is stopping")
+            raise
+        except nats.errors.NoRespondersError:
+            self._request_failed(reply, f"no service answers on {subject}")
+        except (TimeoutError, nats.errors.TimeoutError):
+            self._request_failed(reply, f"no reply on {subject} within {timeout:.1f}s")
+        except (nats.errors.ConnectionClosedError, nats.errors.StaleConnectionError):
+            self._request_failed(reply, "NATS is not connected")
+        except nats.errors.Error as exc:
+            self._count_error(exc)
+            self._request_failed(reply, f"request on {subject} failed: {type(exc).__name__}")
+        else:
+            reply((msg.headers, msg.data), "")
+
+    def _request_failed(self, reply: ReplyHandler, reason: str) -> None:
+        self.counters.request_failures += 1
+        reply(None, reason)
+
+    def _count_error(self, exc: Exception) -> None:
+        kind = type(exc).__name__
+        self.counters.errors[kind] = self.counters.errors.get(kind, 0) + 1
 
     async def _sender(self) -> None:
         assert self._wake is not None
@@ -326,13 +455,11 @@ class NatsLink:
                 try:
                     await nc.publish(subject, body, headers=headers)
                 except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as exc:
-                    kind = type(exc).__name__
-                    self.counters.errors[kind] = self.counters.errors.get(kind, 0) + 1
+                    self._count_error(exc)
                     break  # keep the message; retried after reconnect
                 except nats.errors.Error as exc:  # e.g. MaxPayloadError: this message can never go
-                    kind = type(exc).__name__
-                    self.counters.errors[kind] = self.counters.errors.get(kind, 0) + 1
-                    self._log.warning(f"NATS refused a message on {subject}: {kind}: {exc}")
+                    self._count_error(exc)
+                    self._log.warning(f"NATS refused a message on {subject}: {type(exc).__name__}: {exc}")
                     self._pop_if_first(item)
                     continue
                 self._pop_if_first(item)

@@ -40,7 +40,7 @@ MAX_ENVELOPE_FACTORIES = 1024
 
 
 class NatsPort:
-    """What the gateway needs from NATS (the real one is :class:`.nats_side.NatsSide`)."""
+    """What the gateway needs from NATS (the real one is :class:`robot_platform.bridge.link.NatsLink`)."""
 
     def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None: ...
 

@@ -206,6 +206,9 @@ class WsAgentNode(Node):
             "camera_leases": len(stats["leases"]["held"]),
             "lease_failures": stats["leases"]["failures"],
         }
+        for key in ("sent", "received", "dropped_outbox", "dropped_slow_consumer", "connects", "disconnects",
+                    "requests", "request_failures"):  # fmt: skip
+            values[f"nats.{key}"] = stats["nats"][key]
         for kind, n in {**hub["errors"], **gw["errors"]}.items():
             values[f"errors.{kind}"] = n
         for kind, n in stats["refused"].items():

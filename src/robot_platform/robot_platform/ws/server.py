@@ -25,6 +25,7 @@ and, with simple-websocket writing from two threads (pong + sender), compression
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import socket
@@ -40,7 +41,9 @@ from flask import Flask, Response, abort, jsonify, request, send_from_directory
 from flask_sock import ConnectionClosed, Sock
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from robot_platform.bridge.backoff import Backoff
 from robot_platform.bridge.codec import Codec
+from robot_platform.bridge.link import Credentials, NatsLink
 from robot_platform.bridge.rostypes import TypeRegistry
 from robot_platform.frames.leases import decode_reply
 
@@ -51,7 +54,6 @@ from .errors import AuthError
 from .frame_relay import LeaseCall, LeaseKeeper, is_frame_subject
 from .gateway import Gateway, GatewayLimits
 from .hub import Hub
-from .nats_side import NatsSide
 from .topics import FLEET_SERVICES, FLEET_TOPICS, Mode, TopicMapper
 
 RECEIVE_POLL_S = 1.0  # receive loops wake this often to notice a stopping agent
@@ -67,6 +69,12 @@ GIL_SWITCH_INTERVAL_S = 0.001
 LEASE_REQUEST_TIMEOUT_S = 1.0
 LEASE_RETRY_S = 1.0  # a failed lease request (frame_publisher down or busy) is retried this often
 LEASE_IDLE_WAKE_S = 1.0
+# NATS: the fan-out subscriptions buffer more than the bridge's (thousands of msg/s into the hub);
+# reconnects are capped lower than the bridge's: a browser is waiting.
+NATS_SUB_PENDING_MSGS = 10_000
+NATS_SUB_PENDING_BYTES = 64 * 1024 * 1024
+NATS_OUTBOX_CAPACITY = 1000
+NATS_RECONNECT_WAIT_MAX_S = 2.0
 TOKEN_RE = re.compile(r"(token=)[^&\s'\"]*", re.IGNORECASE)
 
 
@@ -161,8 +169,12 @@ class WsAgent:
             self.access = AccessControl.from_file(config.users_file, config.anonymous_role)
         else:
             self.access = AccessControl({}, resolve_roles({}), config.anonymous_role)
-        self.nats = NatsSide(config.nats_url, self._on_nats, name=f"ws_agent.{agent_id}", user=config.nats_user,
-                             password=config.nats_password, log=self.log)  # fmt: skip
+        self.nats = NatsLink(
+            config.nats_url, name=f"ws_agent.{agent_id}", outbox_capacity=NATS_OUTBOX_CAPACITY,
+            credentials=Credentials(config.nats_user, config.nats_password),  # own reply inbox: _INBOX.<user>
+            backoff=Backoff(max_s=NATS_RECONNECT_WAIT_MAX_S), log=self.log,
+            sub_pending_msgs=NATS_SUB_PENDING_MSGS, sub_pending_bytes=NATS_SUB_PENDING_BYTES,
+        )  # fmt: skip
         self.leases = LeaseKeeper(config.frame_lease_ttl_s, LEASE_RETRY_S, f"ws_agent-{agent_id}")
         self._lease_wake = threading.Event()
         self.hub = Hub(self._on_interest, config.max_payload_bytes, self.log.warning)
@@ -237,12 +249,15 @@ class WsAgent:
         for thread in self._threads:
             thread.join(STOP_JOIN_TIMEOUT_S)
 
-    def _on_nats(self, pattern: str, subject: str, headers: dict[str, str] | None, data: bytes) -> None:
-        self.hub.deliver(subject, headers, data, pattern)
-
     def _on_interest(self, subject: str, wanted: bool) -> None:
-        """First client in / last client out of a subject: NATS subscription, and a lease for a camera."""
-        self.nats.set_interest(subject, wanted)
+        """First client in / last client out of a subject: NATS subscription, and a lease for a camera.
+
+        The subscription tells the hub which subscribed subject a message came through, so a message
+        matching both ``robots.*.presence`` and ``robots.r1.presence`` reaches each set of clients once."""
+        if wanted:
+            self.nats.subscribe(subject, functools.partial(self.hub.deliver, pattern=subject))
+        else:
+            self.nats.unsubscribe(subject)
         if is_frame_subject(subject):
             (self.leases.want if wanted else self.leases.unwant)(subject, time.monotonic())
             self._lease_wake.set()
@@ -456,7 +471,6 @@ class WsAgent:
                     _shutdown_socket(client.ws)
 
     def stats(self) -> dict[str, Any]:
-        nats = self.nats.counters
         return {
             "mode": self.config.mode.value,
             "nats_connected": self.nats.connected,
@@ -470,14 +484,7 @@ class WsAgent:
             "refused": dict(self.refused),
             "leases": {"held": sorted(self.leases.held()), **vars(self.leases.counters)},
             "audit_events": self.auditor.events,
-            "nats": {
-                "published": nats.published,
-                "dropped_outbox": nats.dropped_outbox,
-                "requests": nats.requests,
-                "request_failures": nats.request_failures,
-                "slow_consumer": nats.slow_consumer,
-                "connects": nats.connects,
-            },
+            "nats": self.nats.snapshot(),
         }
 
 
