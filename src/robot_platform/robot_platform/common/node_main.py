@@ -4,6 +4,10 @@ rclpy installs handlers for SIGINT and SIGTERM by default, so both end ``spin`` 
 KeyboardInterrupt or ExternalShutdownException; either way the node's own resources are closed, the node
 is destroyed and the context shut down, which is what lets the runner and the tests stop nodes cleanly.
 
+SIGTERM shuts the context down from a signal handler, which can run in the middle of a callback: that
+callback's next publish then fails (RCLError / InvalidHandle: "publisher's context is invalid"). Once
+the context is down such an error is the stop itself, not a crash, so the node still exits 0.
+
 A node that cannot start because of its configuration (any :class:`RobotPlatformError`, or an OSError
 such as a port already in use) exits with :data:`EXIT_CANNOT_START` and one line on stderr saying why,
 instead of a traceback: the runner, launch and systemd then show the reason.
@@ -16,11 +20,14 @@ from collections.abc import Callable, Sequence
 
 import rclpy
 from rclpy.executors import Executor, ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 
 from robot_platform.exceptions import RobotPlatformError
 
 EXIT_CANNOT_START = 2
+# What a callback cut by the shutdown raises when it touches a publisher, timer or client afterwards.
+SHUTDOWN_RACE_ERRORS: tuple[type[BaseException], ...] = (_rclpy.RCLError, _rclpy.InvalidHandle)
 
 
 def spin_node(
@@ -46,6 +53,10 @@ def spin_node(
             executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except SHUTDOWN_RACE_ERRORS:
+        if rclpy.ok():
+            raise  # a real failure while running
+        # else: a callback was cut by SIGTERM's context shutdown: a clean stop
     finally:
         if node is not None:
             close = getattr(node, "close", None)
