@@ -36,7 +36,9 @@ WILDCARD = "*"
 
 @dataclass(frozen=True)
 class SessionLimits:
-    default_queue_length: int = 10  # when a subscribe says queue_length 0
+    # when a subscribe says queue_length 0 (roslibjs's default, rosbridge's "no throttling queue"): deep
+    # enough that a normal client never loses a burst, still latest-wins and bounded by max_queue_bytes
+    default_queue_length: int = 100
     max_queue_length: int = 100
     max_queue_bytes: int = 8 * 1024 * 1024
     control_capacity: int = 100

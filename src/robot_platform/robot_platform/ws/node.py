@@ -143,7 +143,7 @@ class WsAgentNode(Node):
                 default_queue_length=int(
                     d(
                         "default_queue_length",
-                        10,
+                        100,
                         "queue when subscribe says 0",
                         read_only=True,
                         min_value=1,

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allowed-origin", action="append", default=[])
     ap.add_argument("--web-dir", default="")
     ap.add_argument("--max-client-msgs-per-s", type=float, default=200.0)
-    ap.add_argument("--default-queue-length", type=int, default=10)
+    ap.add_argument("--default-queue-length", type=int, default=100)
     ap.add_argument("--frame-lease-ttl-s", type=float, default=5.0)
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--switch-interval-s", type=float, default=GIL_SWITCH_INTERVAL_S)
