@@ -84,4 +84,5 @@ def weed_argv(data_dir: Path, s3_port: int, ports: dict[str, int], s3_config: Pa
         f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_grpc']}",
         "-s3", f"-s3.port={s3_port}", f"-s3.port.grpc={ports['s3_grpc']}", "-s3.port.iceberg=0", "-s3.port.lance=0",
         f"-s3.config={s3_config}", "-master.volumeSizeLimitMB=64", "-volume.max=16",
+        "-volume.preStopSeconds=0",  # one local server: no peers to drain before it stops (default waits 10 s)
     ]  # fmt: skip

@@ -164,7 +164,8 @@ class ProcessGroup:
             if not alive:
                 break
         for c in alive:
-            log.warning("%s (pid %d) ignored SIGINT and SIGTERM; killing it", c.name, c.pid)
+            log.warning("%s (pid %d) still running %.0f s after SIGINT and SIGTERM; killing it", c.name, c.pid,
+                        sigint_wait_s + sigterm_wait_s)  # fmt: skip
             _signal_group(c, signal.SIGKILL)
 
 
