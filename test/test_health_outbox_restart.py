@@ -3,9 +3,10 @@
 Real processes: nats-server (JetStream, file store kept across its restart), robot_sim (fault injection),
 health_monitor_tree (twice, same state_dir). Sequence: healthy robot with NATS up (the alert stream
 exists), NATS stopped, /scan silenced (a raise, an operator acknowledge, the link alert), health node
-SIGTERMed during the outage and started again (it raises the still-silent scan again), NATS started
-with the same store: every alert published on ROS during the outage is in the stream exactly once, the
-first process' alerts in their order and before the second's.
+SIGTERMed during the outage and started again (it takes over the still-active scan and link alerts:
+same alert ids, announced again with the same Nats-Msg-Id), NATS started with the same store: every
+alert published on ROS during the outage is in the stream exactly once, in order; the second process'
+re-announcements are dropped by JetStream's duplicate window.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def test_alerts_queued_during_an_outage_survive_a_restart(ros_domain: int, procs
         first.send_signal(signal.SIGTERM)
         assert first.wait(WAIT_S) == 0, "health_monitor_tree did not exit cleanly on SIGTERM"
 
-        # ---- restart during the outage: it replays the queue and raises the still-silent scan again ----
+        # ---- restart during the outage: it replays the queue and takes over the still-active alerts ----
         second_from = len(obs.alerts)
         metrics_port = free_port()
         procs.start("health_2", [*health_argv, "-p", f"metrics_port:={metrics_port}"], env=env)
@@ -139,12 +140,18 @@ def test_alerts_queued_during_an_outage_survive_a_restart(ros_domain: int, procs
         log = procs.child("health_2").output()
         assert f"{len(first_ids)} alert(s) to replay" in log, log
         second_ids = [msg_id(a) for _, a in obs.alerts[second_from:]]
-        assert set(first_ids).isdisjoint(second_ids), "a new process raises new alert ids"
+        # The alerts active at the SIGTERM (scan, link) come back with their ids and last states; a check
+        # that fires only in the new process (a slow graph discovery: nodes) is a new alert of its own.
+        taken_over = {a.source for _, a in obs.alerts[outage_from:second_from]}
+        again = [msg_id(a) for _, a in obs.alerts[second_from:] if a.source in taken_over]
+        assert again and set(again) <= set(first_ids), f"the restarted node re-uses ids and states: {again}"
+        taken_line = next(line for line in log.splitlines() if "alert(s) taken over" in line)
+        assert "'scan_silent'" in taken_line and "'nats_link'" in taken_line, taken_line
 
         wait_port(metrics_port, timeout=WAIT_S)
         assert metric(metrics_port, "robot_health_outbox_durable") == 1.0
         wait_for(
-            lambda: metric(metrics_port, "robot_health_outbox_pending") == len(first_ids) + len(second_ids),
+            lambda: (metric(metrics_port, "robot_health_outbox_pending") or 0) >= len(first_ids) + len(second_ids),
             WAIT_S,
             "the outbox gauge to count every alert of the outage",
         )
@@ -152,20 +159,17 @@ def test_alerts_queued_during_an_outage_survive_a_restart(ros_domain: int, procs
         # ---- NATS comes back with the same store ----
         procs.start("nats-server-2", nats_argv, stop_last=True)
         wait_port(port)
-        expected = first_ids + second_ids
         wait_for(
-            lambda: set(expected) <= set(stored_ids(url)),
+            lambda: set(first_ids) <= set(stored_ids(url)),
             WAIT_S,
-            f"all {len(expected)} alerts of the outage in the stream",
+            f"all {len(first_ids)} alerts of the outage in the stream",
         )
         time.sleep(1.0)  # a duplicate would come right behind: give it the time to show (absence)
         stored = stored_ids(url)
         wait_for(lambda: metric(metrics_port, "robot_health_outbox_pending") == 0, WAIT_S, "outbox gauge at 0")
         print(f"\noutage alerts: {len(first_ids)} before the restart, {len(second_ids)} after; stream: {stored}")
-        assert len(stored) == len(set(stored)), f"an alert was stored twice: {stored}"
-        positions = [stored.index(i) for i in first_ids]
-        assert positions == sorted(positions), "the first process' alerts keep their order"
-        assert max(positions) < min(stored.index(i) for i in second_ids), "replayed before the new ones"
+        assert len(stored) == len(set(stored)), f"an alert state was stored twice: {stored}"
+        assert stored[: len(first_ids)] == first_ids, "the outage's alerts first, in order (re-announcements dropped)"
     finally:
         obs.node.destroy_node()
         rclpy.try_shutdown()

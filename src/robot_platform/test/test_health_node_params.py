@@ -63,3 +63,14 @@ def test_descriptors_are_read_only_with_ranges(make_node) -> None:
 def test_bad_robot_id_is_refused(make_node) -> None:
     with pytest.raises(RobotPlatformError):
         declare_params(make_node(robot_id="r1.*"))
+
+
+def test_active_alert_state_goes_to_the_same_state_dir(make_node, tmp_path: Path) -> None:
+    p = declare_params(make_node(robot_id="r7"))
+    assert (p.persist_alerts, p.restart_grace_s) == (True, 10.0)
+    assert p.alert_state_dir() == Path("~/.robot_platform/health/r7").expanduser() == p.state_path()
+    p = declare_params(make_node(state_dir=str(tmp_path), outbox_durable=False, restart_grace_s=2.5))
+    assert p.alert_state_dir() == tmp_path and p.outbox_path() is None and p.restart_grace_s == 2.5
+    assert declare_params(make_node(persist_alerts=False)).alert_state_dir() is None
+    with pytest.raises(InvalidParameterValueException):
+        declare_params(make_node(restart_grace_s=-1.0))

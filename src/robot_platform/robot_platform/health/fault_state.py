@@ -10,6 +10,15 @@ separate raise and clear thresholds.)
 Time is injected: :meth:`FaultStateMachine.update` takes ``now`` (seconds, any monotonic origin), so the
 machine is deterministic in tests and never reads a clock itself. Every state change, and a severity
 change while ACTIVE, is returned as a :class:`FaultEvent` carrying the stable fault code and severity.
+
+Restart identity (:meth:`FaultStateMachine.restore`): a new process takes over an alert the previous one
+raised (persisted by :mod:`alert_state`) instead of starting at OK and raising a duplicate under a new
+id. The machine starts ACTIVE with the old ``alert_id`` inside a grace window: observations that do not
+hold are ignored while the window lasts (a freshly started check has not seen data yet); the condition
+holding for ``debounce_s`` *confirms* the alert (same id, an ACTIVE -> ACTIVE event with
+``restored=True``); a window that ends with the condition not holding *clears* it (ACTIVE -> OK,
+``restored=True``). A condition still holding when the window ends keeps the alert until it is
+confirmed or stops holding, so a slow start-up never turns into clear-then-raise.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Alert.SEVERITY_* values (robot_platform_interfaces/msg/Alert); kept here so this module needs no ROS.
 SEVERITY_INFO = 0
@@ -87,6 +96,7 @@ class FaultEvent:
     alert_id: str
     message: str
     values: Mapping[str, str] = field(default_factory=dict)
+    restored: bool = False  # the event ends a restart grace window (confirmed: ACTIVE->ACTIVE, or cleared)
 
     @property
     def raises(self) -> bool:
@@ -129,6 +139,39 @@ class FaultStateMachine:
         self.raised_at: float | None = None
         self.transitions = 0
         self.raise_count = 0
+        self.restore_until: float | None = None  # end of the restart grace window (see restore())
+        self._restore_seen: float | None = None  # since when the condition holds inside that window
+
+    @property
+    def restoring(self) -> bool:
+        """True while an alert taken over from a previous process waits for confirmation."""
+        return self.restore_until is not None
+
+    def restore(
+        self,
+        alert_id: str,
+        now: float,
+        grace_s: float,
+        *,
+        severity: int,
+        message: str = "",
+        raised_at: float | None = None,
+    ) -> None:
+        """Take over ``alert_id`` raised by a previous process: ACTIVE until confirmed or the grace ends.
+
+        Only valid on a fresh machine (state OK); see the module docstring for the rules.
+        """
+        if self.state is not FaultState.OK:
+            raise ValueError(f"{self.spec.code}: restore() needs a machine in OK, not {self.state.name}")
+        if not alert_id:
+            raise ValueError("alert_id must not be empty")
+        if severity not in (SEVERITY_INFO, SEVERITY_WARN, SEVERITY_ERROR, SEVERITY_CRITICAL):
+            raise ValueError(f"severity {severity} is not one of 0..3 (Alert.SEVERITY_*)")
+        self.state, self.since, self.alert_id, self.severity = FaultState.ACTIVE, now, alert_id, severity
+        self.message = message
+        self.raised_at = now if raised_at is None else raised_at
+        self.restore_until = now + max(0.0, grace_s)
+        self._restore_seen = None
 
     def update(
         self,
@@ -149,6 +192,8 @@ class FaultStateMachine:
         if values is not None:
             self.values = dict(values)
         sev = self.spec.severity if severity is None else severity
+        if self.restore_until is not None:
+            return self._update_restored(now, faulty, sev)
         events: list[FaultEvent] = []
         state = self.state
         if state is FaultState.OK:
@@ -182,6 +227,22 @@ class FaultStateMachine:
                 events.append(self._clear(now))
         return events
 
+    def _update_restored(self, now: float, faulty: bool, sev: int) -> list[FaultEvent]:
+        assert self.restore_until is not None
+        if faulty:
+            if self._restore_seen is None:
+                self._restore_seen = now
+            if now - self._restore_seen < self.spec.debounce_s:
+                return []
+            self.restore_until = self._restore_seen = None
+            self.severity = sev
+            return [self._event(FaultState.ACTIVE, FaultState.ACTIVE, now, restored=True)]
+        self._restore_seen = None
+        if now < self.restore_until:
+            return []
+        event = self._clear(now)
+        return [replace(event, restored=True)]
+
     def reset(self, now: float) -> list[FaultEvent]:
         """Force the machine back to OK (check removed or disabled); clears a raised alert."""
         if self.state is FaultState.OK:
@@ -204,6 +265,7 @@ class FaultStateMachine:
         event = self._go(FaultState.OK, now)
         self.alert_id = ""
         self.raised_at = None
+        self.restore_until = self._restore_seen = None
         return event
 
     def _go(self, state: FaultState, now: float) -> FaultEvent:
@@ -211,7 +273,7 @@ class FaultStateMachine:
         self.transitions += 1
         return self._event(previous, state, now)
 
-    def _event(self, previous: FaultState, state: FaultState, now: float) -> FaultEvent:
+    def _event(self, previous: FaultState, state: FaultState, now: float, restored: bool = False) -> FaultEvent:
         return FaultEvent(
             code=self.spec.code,
             severity=self.severity,
@@ -221,4 +283,5 @@ class FaultStateMachine:
             alert_id=self.alert_id,
             message=self.message,
             values=dict(self.values),
+            restored=restored,
         )

@@ -15,7 +15,8 @@ Exported (all labelled ``robot``):
     robot_health_topic_age_seconds{topic}             since the last message (NaN before the first)
     robot_health_topic_messages{topic}                messages seen since start
     robot_health_alerts_total{sink,result}            alert deliveries (ros/nats/mqtt, ok/dropped/error;
-                                                      nats_outbox corrupt/store_error at start)
+                                                      nats_outbox corrupt/store_error at start;
+                                                      alert_state corrupt/dropped at start, store_error)
     robot_health_outbox_pending                       alerts waiting for JetStream's ack (NATS outbox)
     robot_health_outbox_durable                       1 while that outbox is on disk, 0 in memory only
     robot_health_ticks_total, robot_health_tick_duration_seconds (histogram)

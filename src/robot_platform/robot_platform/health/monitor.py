@@ -8,6 +8,16 @@ same alert_id) when the fault ends. A silenced check keeps being evaluated (the 
 metrics still show it) but does not raise alerts until the silence expires; a fault that ends while
 silenced still sends its clear if its raise was sent.
 
+Restart identity: :meth:`HealthMonitor.active_alerts` is what the node saves (:mod:`alert_state`) after
+every tick and acknowledge that changed it - the alerts whose raise was *published*. A new process calls
+:meth:`HealthMonitor.restore` with them before its first tick: a check that still exists (same code)
+takes its alert over (same ``alert_id``, acknowledgement kept, counted as active in diagnostics and
+metrics) for a grace window of ``restart_grace_s`` + the check's ``debounce_s``. Confirmed within it,
+the alert is announced once more from this process (same id; on NATS the same Nats-Msg-Id as the last
+state the previous process sent, so JetStream's duplicate window drops it); not seen through it, it is
+cleared with a message saying so. An alert of a check that is gone (or now has another code) is cleared
+on the first tick. The clear of an alert id always has its own Nats-Msg-Id (``<id>.clear...``).
+
 Plain Python: the node injects the clocks (``clock`` monotonic for logic, ``wall_clock`` for stamps).
 """
 
@@ -15,12 +25,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
 
+from robot_platform.health.alert_state import SavedAlert
 from robot_platform.health.checks import HealthCheck
 from robot_platform.health.errors import UnknownCheckError
-from robot_platform.health.fault_state import FaultEvent
+from robot_platform.health.fault_state import FaultEvent, FaultState
 from robot_platform.health.tree_builder import HealthTree
 
 AUDIT_MAX = 200  # acknowledge/silence records kept in memory (drop-oldest); the node also logs each one
@@ -62,6 +73,9 @@ class CheckMeta:
     silenced_until: float | None = None  # monotonic
     silenced_by: str = ""
     silenced_at: float | None = None  # wall clock
+    raised_stamp: float = 0.0  # wall clock of the published raise
+    published_message: str = ""  # message of the last active state sent (saved for the next process)
+    restored: SavedAlert | None = None  # taken over from the previous process, not yet confirmed or cleared
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,7 @@ class HealthMonitor:
         self.audit: deque[AuditRecord] = deque(maxlen=AUDIT_MAX)
         self.tick_count = 0
         self._collected: list[tuple[HealthCheck, FaultEvent]] = []
+        self._orphans: list[SavedAlert] = []  # restored alerts of checks that are gone: cleared next tick
         for check in tree.checks:
             check.sink = self.collect
 
@@ -126,7 +141,9 @@ class HealthMonitor:
         self.health.tree.tick()
         self.tick_count += 1
         now = self.clock()
-        alerts = [a for c in self.health.checks if (a := self._reconcile(c, now)) is not None]
+        alerts = [self._orphan_clear(o) for o in self._orphans]
+        self._orphans = []
+        alerts += [a for c in self.health.checks if (a := self._reconcile(c, now)) is not None]
         return TickResult(list(self._collected), alerts, time.perf_counter() - start)
 
     def silenced(self, name: str, now: float | None = None) -> bool:
@@ -137,6 +154,8 @@ class HealthMonitor:
     def _record(self, check: HealthCheck, alert_id: str, active: bool) -> AlertRecord:
         meta, fault = self.meta[check.name], check.fault
         acked = bool(meta.ack_by) and meta.ack_alert_id == alert_id
+        if active:
+            meta.published_message = fault.message
         return AlertRecord(
             robot_id=self.robot_id,
             alert_id=alert_id,
@@ -156,19 +175,107 @@ class HealthMonitor:
         meta, fault = self.meta[check.name], check.fault
         if meta.published_id and (not fault.state.faulted or fault.alert_id != meta.published_id):
             record = self._record(check, meta.published_id, active=False)
+            if meta.restored is not None:  # taken over after a restart and never seen again
+                why = f"not seen again within the restart grace window (was: {meta.restored.message})"
+                record = replace(record, message=f"cleared after a restart of {self.source}: {why}")
+                meta.restored = None
             meta.published_id, meta.published_severity, meta.published_ack = "", -1, False
             return record  # a new fault with another id is raised on the next tick
         if not fault.state.faulted:
             return None
+        if meta.restored is not None and not fault.restoring:  # confirmed: this process announces it once
+            meta.restored = None
+            meta.published_severity = fault.severity
+            meta.published_ack = meta.ack_alert_id == fault.alert_id
+            return self._record(check, fault.alert_id, active=True)
         if not meta.published_id:
             if self.silenced(check.name, now):
                 return None
             meta.published_id = fault.alert_id
+            meta.raised_stamp = self.wall_clock()
         elif meta.published_severity == fault.severity and meta.published_ack == (meta.ack_alert_id == fault.alert_id):
             return None
         meta.published_severity = fault.severity
         meta.published_ack = meta.ack_alert_id == fault.alert_id
         return self._record(check, fault.alert_id, active=True)
+
+    # ---- restart identity ---------------------------------------------------------------------------
+
+    def active_alerts(self) -> list[SavedAlert]:
+        """The published, still active alerts (what the next process must take over or clear)."""
+        out = list(self._orphans)
+        for check in self.health.checks:
+            meta, fault = self.meta[check.name], check.fault
+            if not meta.published_id:
+                continue
+            acked = bool(meta.ack_by) and meta.ack_alert_id == meta.published_id
+            out.append(
+                SavedAlert(
+                    check=check.name,
+                    alert_id=meta.published_id,
+                    code=fault.spec.code,
+                    severity=meta.published_severity if meta.published_severity >= 0 else fault.severity,
+                    raised_stamp=meta.raised_stamp,
+                    message=meta.published_message,
+                    acknowledged_by=meta.ack_by if acked else "",
+                    acknowledged_at=meta.ack_at if acked else None,
+                )
+            )
+        return out
+
+    def restore(self, saved: Iterable[SavedAlert], grace_s: float) -> tuple[list[str], list[str]]:
+        """Take over the alerts a previous process left active (call before the first tick).
+
+        Returns ``(taken_over, to_clear)``: check names whose alert waits for confirmation, and check
+        names whose alert is cleared on the next tick (the check is gone or reports another code).
+        """
+        now, wall_now = self.clock(), self.wall_clock()
+        checks = {c.name: c for c in self.health.checks}
+        taken, orphans = [], []
+        for alert in saved:
+            check = checks.get(alert.check)
+            if check is None or check.fault.spec.code != alert.code or check.fault.state is not FaultState.OK:
+                self._orphans.append(alert)
+                orphans.append(alert.check)
+                continue
+            fault, meta = check.fault, self.meta[check.name]
+            fault.restore(
+                alert.alert_id,
+                now,
+                grace_s + fault.spec.debounce_s,
+                severity=alert.severity,
+                message=alert.message,
+                raised_at=now - max(0.0, wall_now - alert.raised_stamp),
+            )
+            meta.published_id, meta.published_severity = alert.alert_id, alert.severity
+            meta.raised_stamp, meta.restored, meta.published_message = alert.raised_stamp, alert, alert.message
+            if alert.acknowledged_by:
+                meta.ack_by, meta.ack_at, meta.ack_alert_id = (
+                    alert.acknowledged_by,
+                    alert.acknowledged_at,
+                    alert.alert_id,
+                )
+            meta.published_ack = bool(alert.acknowledged_by)
+            taken.append(check.name)
+        return taken, orphans
+
+    def _orphan_clear(self, alert: SavedAlert) -> AlertRecord:
+        check = next((c for c in self.health.checks if c.name == alert.check), None)
+        why = "is no longer in the health tree" if check is None else f"now reports {check.fault.spec.code}"
+        return AlertRecord(
+            robot_id=self.robot_id,
+            alert_id=alert.alert_id,
+            code=alert.code,
+            severity=alert.severity,
+            message=f"cleared after a restart of {self.source}: check {alert.check!r} {why} (was: {alert.message})",
+            source=f"{self.source}/{alert.check}",
+            active=False,
+            acknowledged=bool(alert.acknowledged_by),
+            acknowledged_by=alert.acknowledged_by,
+            values={},
+            stamp=self.wall_clock(),
+            check=alert.check,
+        )
 
     # ---- operator actions ---------------------------------------------------------------------------
 

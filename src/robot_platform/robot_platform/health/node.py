@@ -18,10 +18,15 @@ Parameters (defaults in config/robot.yaml):
     markers_frame_id (str, read-only)    frame of the fault text markers
     nats_url (str, read-only)            robot's NATS server; "" disables NATS output
     nats_alert_stream (str, read-only)   JetStream stream to create for the alert subject if none does
-    state_dir (str, read-only)           per-robot state (the durable NATS alert outbox, nats_outbox.sqlite3);
+    state_dir (str, read-only)           per-robot state (the durable NATS alert outbox, nats_outbox.sqlite3,
+                                         and the active alerts, active_alerts.json);
                                          "" = ~/.robot_platform/health/<robot_id>
     outbox_durable (bool, read-only)     keep alerts waiting for NATS on disk (replayed after a restart)
     outbox_max (int, read-only)          alerts kept while NATS is unreachable (drop-oldest beyond, counted)
+    persist_alerts (bool, read-only)     keep the active alerts in <state_dir>/active_alerts.json (alert_state)
+                                         so a restart re-uses their ids or clears them (no ghosts, no duplicates)
+    restart_grace_s (float, read-only)   after a restart, a restored alert that is not seen again within this
+                                         (+ the check's debounce_s) is cleared on every sink (see monitor)
     mqtt_host, mqtt_port, mqtt_client_id, mqtt_topic, mqtt_ca_file, mqtt_cert_file, mqtt_key_file
                                          (read-only) real-time alert push; "" host disables MQTT
 
@@ -60,6 +65,7 @@ from robot_platform.bridge.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_I
 from robot_platform.common.node_main import spin_node
 from robot_platform.exceptions import ConfigError
 from robot_platform.health import outputs
+from robot_platform.health.alert_state import AlertStateStore
 from robot_platform.health.errors import UnknownCheckError
 from robot_platform.health.metrics import HealthMetrics
 from robot_platform.health.monitor import AlertRecord, HealthMonitor, TickResult
@@ -147,6 +153,8 @@ class HealthMonitorNode(Node):
             wall_clock=lambda: self.get_clock().now().nanoseconds / 1e9,
         )
         self.metrics = HealthMetrics(self.robot_id)
+        self.alert_state = AlertStateStore(p.alert_state_dir(), self.robot_id)
+        self._restore_alerts(p.restart_grace_s)
         try:  # before any thread starts, so a refusal leaves nothing behind
             self.metrics_port = self.metrics.serve(metrics_port) if metrics_port else 0
         except OSError as exc:
@@ -214,6 +222,27 @@ class HealthMonitorNode(Node):
             f"{f'127.0.0.1:{self.metrics_port}' if self.metrics_port else 'off'}, nats {p.nats_url or 'off'}"
         )
 
+    def _restore_alerts(self, grace_s: float) -> None:
+        """Take over the alerts the previous process left active (see monitor.restore); say what happened."""
+        store = self.alert_state
+        taken, orphans = self.monitor.restore(store.load(), grace_s)
+        where = str(store.path) if store.durable else "not kept (persist_alerts false or state_dir unusable)"
+        self.get_logger().info(
+            f"active alert state: {where}; {len(taken)} alert(s) taken over {taken} (grace {grace_s:g}s + debounce), "
+            f"{len(orphans)} cleared at once (check gone or its code changed) {orphans}"
+        )
+        if store.corrupt:
+            self.metrics.count_alert("alert_state", "corrupt", store.corrupt)
+        if store.dropped:
+            self.metrics.count_alert("alert_state", "dropped", store.dropped)
+
+    def _save_alert_state(self) -> None:
+        """Persist the published active alerts if they changed (before publishing: no ghost on a crash)."""
+        errors = self.alert_state.store_errors
+        self.alert_state.save(self.monitor.active_alerts())
+        if self.alert_state.store_errors != errors:
+            self.metrics.count_alert("alert_state", "store_error")
+
     def _report_outbox(self) -> None:
         """Say where alerts wait for NATS and count what the outbox had to recover from at open."""
         assert self.nats is not None
@@ -235,10 +264,15 @@ class HealthMonitorNode(Node):
         now = self.clock_mono()
         for check, event in result.events:
             if event.alert_relevant:
+                note = ""
+                if event.restored:
+                    note = " (restored alert seen again)" if event.state is event.previous else " (restored alert gone)"
                 self.get_logger().info(
                     f"{check.name}: {event.previous.name} -> {event.state.name} "
-                    f"[{event.code} sev {event.severity}] {event.message}"
+                    f"[{event.code} sev {event.severity}] {event.message}{note}"
                 )
+        if result.alerts:
+            self._save_alert_state()
         for record in result.alerts:
             self._publish_alert(record)
         self.metrics.observe_tick(self.monitor, result, now)
@@ -323,6 +357,7 @@ class HealthMonitorNode(Node):
             res.success, res.message = False, str(exc)
             return res
         self.get_logger().info(f"alert {req.alert_id} ({record.code}) acknowledged by {req.user!r}")
+        self._save_alert_state()
         self._publish_alert(record)
         res.success, res.message = True, f"{record.code} acknowledged"
         return res
@@ -335,6 +370,7 @@ class HealthMonitorNode(Node):
         else:
             self.get_logger().warning(f"{result.log} (NATS {subject})")
         if result.alert is not None:
+            self._save_alert_state()
             self._publish_alert(result.alert)
         return result.reply
 
@@ -348,6 +384,7 @@ class HealthMonitorNode(Node):
             self.nats.close()
         if self.mqtt is not None:
             self.mqtt.close()
+        self.alert_state.close()
         self.metrics.close()
 
 

@@ -48,13 +48,23 @@ class HealthParams:
     state_dir: str
     outbox_durable: bool
     outbox_max: int
+    persist_alerts: bool
+    restart_grace_s: float
     mqtt: MqttParams
+
+    def state_path(self) -> Path:
+        """The per-robot state directory (outbox and active alerts)."""
+        return Path(self.state_dir or f"~/.robot_platform/health/{self.robot_id}").expanduser()
 
     def outbox_path(self) -> Path | None:
         """SQLite file of the durable NATS outbox, or None when alerts are kept in memory only."""
         if not self.outbox_durable:
             return None
-        return Path(self.state_dir or f"~/.robot_platform/health/{self.robot_id}").expanduser() / OUTBOX_FILE
+        return self.state_path() / OUTBOX_FILE
+
+    def alert_state_dir(self) -> Path | None:
+        """Where the active alerts are kept across restarts (alert_state), or None when disabled."""
+        return self.state_path() if self.persist_alerts else None
 
 
 def declare_params(node: Node) -> HealthParams:
@@ -83,11 +93,28 @@ def declare_params(node: Node) -> HealthParams:
             )
         ),
         state_dir=str(
-            ro("state_dir", "", "Per-robot state directory (durable alert outbox); '' = ~/.robot_platform/health/<id>")
+            ro(
+                "state_dir",
+                "",
+                "Per-robot state directory (alert outbox, active alerts); '' = ~/.robot_platform/health/<id>",
+            )
         ),
         outbox_durable=bool(ro("outbox_durable", True, "Keep alerts waiting for NATS on disk (restarts)")),
         outbox_max=int(
             ro("outbox_max", OUTBOX_MAX, "Alerts kept while NATS is unreachable (oldest dropped, counted)", 1, 100_000)
+        ),
+        persist_alerts=bool(
+            ro("persist_alerts", True, "Keep active alerts in state_dir so a restart re-uses or clears their ids")
+        ),
+        restart_grace_s=float(
+            ro(
+                "restart_grace_s",
+                10.0,
+                "After a restart, how long (plus the check's debounce_s) a restored alert waits to be seen again "
+                "before it is cleared",
+                0.0,
+                3600.0,
+            )
         ),
         mqtt=MqttParams(
             host=str(ro("mqtt_host", "", "MQTT broker host for real-time alert push ('' disables)")),

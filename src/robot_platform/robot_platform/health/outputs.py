@@ -63,6 +63,8 @@ def diagnostics(monitor: HealthMonitor) -> list[DiagStatus]:
             ("alert_id", fault.alert_id),
             ("silenced", str(monitor.silenced(check.name)).lower()),
         ]
+        if fault.restoring:  # taken over after a restart, waiting to be seen again (still active)
+            values.append(("restored_until_s", f"{max(0.0, (fault.restore_until or 0.0) - monitor.clock()):.1f}"))
         values.extend(sorted(fault.values.items()))
         message = check.last.message if check.last is not None else "not evaluated yet"
         out.append(
