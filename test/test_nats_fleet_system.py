@@ -78,6 +78,7 @@ class RobotGraph(RosNodeThread):
         super().__init__(f"fleet_test_{name}", domain)
         self.odom = Odometry()
         self.odom.pose.pose.position.x = x
+        self.odom.header.frame_id, self.odom.child_frame_id = "odom", "base_link"  # REP-105, same on every robot
         self.pub = self.node.create_publisher(Odometry, "/odom", 10)
         self.cmds: list[Twist] = []
         self.node.create_subscription(Twist, "/cmd_vel", self.cmds.append, 10)
@@ -308,6 +309,10 @@ async def scenario(fleet: Fleet, hub_port: int, ports: dict[str, int], graphs: d
         await until(lambda: fleet_view["r1"] and fleet_view["r2"], "/fleet/r1 and /fleet/r2 odom on the control graph")
         assert fleet_view["r1"][-1].pose.pose.position.x == 1.0
         assert fleet_view["r2"][-1].pose.pose.position.x == 2.0
+        # one TF tree per robot on the control graph: the mirror prefixes frame ids with the robot id
+        last = fleet_view["r1"][-1]
+        assert (last.header.frame_id, last.child_frame_id) == ("r1/odom", "r1/base_link")
+        assert fleet_view["r2"][-1].header.frame_id == "r2/odom"
         assert not graphs["r1"].fleet["r1"], "robot graphs must not see the fleet mirror"
 
         # A command for r2 reaches r2's graph only; r1's server never even sees it.

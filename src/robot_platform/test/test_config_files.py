@@ -15,4 +15,7 @@ def test_fleet_rviz_config_shows_the_mirrored_topics() -> None:
     topics = {d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d}
     assert "/odom" in mirrored
     assert {f"/fleet/r{i}/odom" for i in (1, 2, 3)} <= topics
-    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "odom"
+    assert "/scan" in mirrored and {f"/fleet/r{i}/scan" for i in (1, 2, 3)} <= topics
+    # the mirror's per-robot TF trees hang under "fleet" (bridge/fleet_frames.py)
+    assert control["/**/nats_bridge"]["ros__parameters"]["mirror"]["frame_prefix"] is True
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "fleet"

@@ -63,7 +63,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from robot_platform.common.node_main import spin_node
 from robot_platform.exceptions import ConfigError
 
-from . import streams, subjects
+from . import fleet_frames, fleet_tf, streams, subjects
 from .codec import Codec
 from .core import BridgeCore, OutRoute
 from .errors import BridgeError
@@ -138,6 +138,8 @@ class NatsBridgeNode(Node):
             self._add_in(name)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._mirror: Mirror | None = None
+        self._frame_prefix = False
+        self._fleet_tf: fleet_tf.FleetTf | None = None
         self._mirror_pubs: dict[str, Any] = {}
         nats_subs = [subjects.robot_wildcard(robot_id, "cmd")] if in_names else []
         fleet = self._names("fleet_robots") if mode == "control" else []
@@ -156,6 +158,18 @@ class NatsBridgeNode(Node):
                 p("mirror.depth", 10, INT, "QoS depth of mirrored topics", int_range=(1, 1000)),
                 "mirror",
             )
+            self._frame_prefix = p("mirror.frame_prefix", True, ParameterType.PARAMETER_BOOL,
+                                   "prefix mirrored frame ids with the robot id (r1/odom) and publish each "
+                                   "robot's TF tree under 'fleet' (needs tf2_msgs)")  # fmt: skip
+            origins_text = p("mirror.origins", "", S, "where robots' odom frames sit in 'fleet': r1:x,y,yaw; ...")
+            try:
+                origins = fleet_frames.parse_origins(origins_text)
+            except ValueError as exc:
+                raise ConfigError("mirror.origins", origins_text, str(exc)) from None
+            self._fleet_tf = fleet_tf.make(self, origins) if self._frame_prefix else None
+            if self._frame_prefix and self._fleet_tf is None:
+                self.get_logger().warning("tf2_msgs is not installed (pip-only ROS): mirrored frames are "
+                                          "prefixed, but no /tf is published for them")  # fmt: skip
             nats_subs += self._mirror.subscriptions()
         self._srv_router: ServiceRouter | None = None
         self._srv_clients: dict[str, Any] = {}
@@ -422,6 +436,10 @@ class NatsBridgeNode(Node):
         """Runs in the NATS thread; rclpy publishers are safe to use from it."""
         if self._mirror is not None and subject.split(".")[2:3] == ["ros"]:
             mirrored = self._mirror.on_message(subject, headers, data)
+            if mirrored is not None and self._frame_prefix:
+                fleet_frames.prefix_frames(mirrored.msg, mirrored.robot_id)
+                if self._fleet_tf is not None:
+                    self._fleet_tf.on_mirrored(mirrored.robot_id, mirrored.msg)
             if mirrored is not None:
                 pub = self._mirror_pubs.get(mirrored.ros_topic)
                 if pub is None:
