@@ -27,7 +27,6 @@ Plain Python (no rclpy).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -37,6 +36,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from robot_platform.health.state_lock import StateFileBusy, lock_state_file
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +114,8 @@ class AlertStateStore:
 
     def _take_lock(self, path: Path) -> bool:
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(f"{path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        except OSError as exc:
-            self.store_errors += 1
-            log.error("active alert state: cannot use %s (%s); alert ids will not survive a restart", path, exc)
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+            self._lock_fd = lock_state_file(path)
+        except StateFileBusy:
             self.store_errors += 1
             log.warning(
                 "active alert state %s is in use by another process (same state_dir?); not loading or saving it: "
@@ -130,7 +123,10 @@ class AlertStateStore:
                 path,
             )
             return False
-        self._lock_fd = fd
+        except OSError as exc:
+            self.store_errors += 1
+            log.error("active alert state: cannot use %s (%s); alert ids will not survive a restart", path, exc)
+            return False
         return True
 
     # ---- load ---------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ Policies:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import sqlite3
@@ -32,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgpack
+
+from robot_platform.health.state_lock import StateFileBusy, lock_state_file
 
 log = logging.getLogger(__name__)
 
@@ -111,23 +112,18 @@ class DurableOutbox:
 
     def _take_lock(self, path: Path) -> bool:
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(f"{path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        except OSError as exc:
-            self.store_errors += 1
-            log.error("alert outbox: cannot use %s (%s); alerts are kept in memory only", path, exc)
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+            self._lock_fd = lock_state_file(path)
+        except StateFileBusy:
             log.warning(
                 "alert outbox %s is in use by another process (same robot_id and state_dir?); "
                 "alerts are kept in memory only: give each health_monitor_tree its own state_dir",
                 path,
             )
             return False
-        self._lock_fd = fd
+        except OSError as exc:
+            self.store_errors += 1
+            log.error("alert outbox: cannot use %s (%s); alerts are kept in memory only", path, exc)
+            return False
         return True
 
     def _connect(self, target: str) -> sqlite3.Connection:
