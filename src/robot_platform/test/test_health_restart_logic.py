@@ -217,3 +217,40 @@ def test_escalation_after_restart_keeps_the_id() -> None:
     (crit,) = new.run(0.2, battery=0.05)
     assert (crit.alert_id, crit.severity, crit.active) == (low.alert_id, SEVERITY_CRITICAL, True)
     assert msg_id(crit) != msg_id(low), "a new state: a new Nats-Msg-Id"
+
+
+def test_a_running_silence_survives_a_restart_and_still_ends_on_time(tmp_path: Path) -> None:
+    old = Rig()
+    old.step()
+    old.monitor.silence("scan_silent", 60.0, "otto")  # maintenance: an hour of scan work, say
+    assert old.run(2.0, scan=False) == [], "silenced: no alert"
+    store = AlertStateStore(tmp_path, "r7")
+    assert store.save(old.monitor.active_alerts(), old.monitor.running_silences())
+    assert not store.save(old.monitor.active_alerts(), old.monitor.running_silences()), "unchanged: not rewritten"
+    store.close()
+
+    new = Rig(t0=old.t + 10.0)  # restarted 10 s later (wall clock moved on by as much)
+    loaded = AlertStateStore(tmp_path, "r7")
+    loaded.load()
+    assert [(s.check, s.by) for s in loaded.silences] == [("scan_silent", "otto")]
+    assert new.monitor.restore_silences(loaded.silences) == ["scan_silent"]
+    assert new.run(30.0, scan=False) == [], "the silence is still running after the restart"
+    raised = new.run(25.0, scan=False)  # it ends 60 s after it was set: about 48 s into this life
+    assert [(a.code, a.active) for a in raised] == [("TOPIC_SILENT.scan", True)]
+    assert new.monitor.running_silences() == []
+
+
+def test_ended_silences_and_unknown_checks_are_not_restored(tmp_path: Path) -> None:
+    old = Rig()
+    old.monitor.silence("scan_silent", 5.0, "otto")
+    store = AlertStateStore(tmp_path, "r7")
+    store.save([], old.monitor.running_silences())
+    store.close()
+    later = Rig(t0=old.t + 10.0)  # the silence ended while the node was down
+    loaded = AlertStateStore(tmp_path, "r7")
+    loaded.load()
+    assert len(loaded.silences) == 1 and later.monitor.restore_silences(loaded.silences) == []  # ended
+    from robot_platform.health.alert_state import SavedSilence
+
+    ghost = SavedSilence("no_such_check", 1_700_000_000.0 + later.t + 100.0, "otto", 0.0)
+    assert later.monitor.restore_silences([ghost]) == []

@@ -49,6 +49,28 @@ MAX_FILE_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
+class SavedSilence:
+    """An operator's silence of a check, so a restart (robot reboot) does not end it early."""
+
+    check: str
+    until: float  # wall clock (s since the epoch) when it ends
+    by: str
+    at: float  # wall clock of the silence request
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> SavedSilence:
+        """Validate one entry; raises ValueError naming what is wrong."""
+        if not isinstance(raw, dict):
+            raise ValueError("silence entry is not an object")
+        if not isinstance(raw.get("check"), str) or not raw["check"] or not isinstance(raw.get("by"), str):
+            raise ValueError("silence entry needs a check and who set it")
+        for key in ("until", "at"):
+            if isinstance(raw.get(key), bool) or not isinstance(raw.get(key), (int, float)):
+                raise ValueError(f"silence {key} must be a number")
+        return cls(raw["check"], float(raw["until"]), raw["by"], float(raw["at"]))
+
+
+@dataclass(frozen=True)
 class SavedAlert:
     """One published, still active alert as the next process needs it."""
 
@@ -104,6 +126,8 @@ class AlertStateStore:
         self.corrupt = self.dropped = self.store_errors = self.saves = 0
         self.corrupt_files: list[Path] = []
         self._last: list[SavedAlert] | None = None
+        self.silences: list[SavedSilence] = []  # running silences read by load()
+        self._last_silences: list[SavedSilence] = []
         self._lock_fd: int | None = None
         if self.path is not None and not self._take_lock(self.path):
             self.path = None
@@ -169,6 +193,25 @@ class AlertStateStore:
             alerts[alert.check] = alert  # one alert per check; a repeated name keeps the last entry
         out = self._bounded(list(alerts.values()))
         self._last = out
+        self.silences = self._read_silences(doc.get("silences", []))
+        self._last_silences = self.silences
+        return out
+
+    def _read_silences(self, entries: Any) -> list[SavedSilence]:
+        """The saved silences (the monitor skips those that ended meanwhile); bad entries skipped, counted."""
+        if not isinstance(entries, list):
+            self.corrupt += 1
+            log.error("active alert state %s: 'silences' is not a list; ignored", self.path)
+            return []
+        out = []
+        for i, entry in enumerate(entries[: self.max_alerts]):
+            try:
+                silence = SavedSilence.from_dict(entry)
+            except ValueError as exc:
+                self.corrupt += 1
+                log.error("active alert state %s: silence %d skipped (%s)", self.path, i, exc)
+                continue
+            out.append(silence)
         return out
 
     def _bounded(self, alerts: list[SavedAlert]) -> list[SavedAlert]:
@@ -200,19 +243,24 @@ class AlertStateStore:
 
     # ---- save ---------------------------------------------------------------------------------------
 
-    def save(self, alerts: Mapping[str, SavedAlert] | list[SavedAlert]) -> bool:
-        """Write ``alerts`` atomically if they differ from the last saved/loaded set; True if written."""
+    def save(self, alerts: Mapping[str, SavedAlert] | list[SavedAlert],
+             silences: list[SavedSilence] | None = None) -> bool:  # fmt: skip
+        """Write ``alerts`` (and the running ``silences``; None keeps the last ones) atomically if they
+        differ from the last saved/loaded state; True if written."""
         if self.path is None:
             return False
         items = list(alerts.values()) if isinstance(alerts, Mapping) else list(alerts)
         items = sorted(self._bounded(items), key=lambda a: a.check)
-        if items == self._last:
+        quiet = sorted(silences if silences is not None else self._last_silences, key=lambda q: q.check)
+        quiet = quiet[: self.max_alerts]
+        if items == self._last and quiet == self._last_silences:
             return False
         doc = {
             "version": STATE_VERSION,
             "robot_id": self.robot_id,
             "saved_at": time.time(),
             "alerts": [{**asdict(a), "message": a.message[:MESSAGE_MAX]} for a in items],
+            "silences": [asdict(q) for q in quiet],
         }
         data = json.dumps(doc, indent=1, sort_keys=True).encode()
         tmp = ""
@@ -237,7 +285,7 @@ class AlertStateStore:
             if tmp:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-        self._last = items
+        self._last, self._last_silences = items, quiet
         self.saves += 1
         return True
 

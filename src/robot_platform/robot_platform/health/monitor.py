@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 
-from robot_platform.health.alert_state import SavedAlert
+from robot_platform.health.alert_state import SavedAlert, SavedSilence
 from robot_platform.health.checks import HealthCheck
 from robot_platform.health.errors import UnknownCheckError
 from robot_platform.health.fault_state import FaultEvent, FaultState
@@ -71,6 +71,7 @@ class CheckMeta:
     ack_at: float | None = None
     ack_alert_id: str = ""
     silenced_until: float | None = None  # monotonic
+    silenced_until_wall: float | None = None  # the same end on the wall clock (what survives a restart)
     silenced_by: str = ""
     silenced_at: float | None = None  # wall clock
     raised_stamp: float = 0.0  # wall clock of the published raise
@@ -292,6 +293,29 @@ class HealthMonitor:
                 return self._record(check, alert_id, active=True)
         raise UnknownCheckError("active alert", alert_id)
 
+    def running_silences(self) -> list[SavedSilence]:
+        """The silences still running (what a restarted node must keep honouring)."""
+        now = self.clock()
+        return [
+            SavedSilence(name, meta.silenced_until_wall, meta.silenced_by, meta.silenced_at or 0.0)
+            for name, meta in sorted(self.meta.items())
+            if meta.silenced_until is not None and now < meta.silenced_until and meta.silenced_until_wall is not None
+        ]
+
+    def restore_silences(self, silences: Iterable[SavedSilence]) -> list[str]:
+        """Re-apply a previous process's running silences (checks that no longer exist are skipped);
+        returns the names of the checks silenced again."""
+        now, wall_now = self.clock(), self.wall_clock()
+        restored = []
+        for silence in silences:
+            meta = self.meta.get(silence.check)
+            if meta is None or silence.until <= wall_now:
+                continue
+            meta.silenced_until = now + (silence.until - wall_now)
+            meta.silenced_until_wall, meta.silenced_by, meta.silenced_at = silence.until, silence.by, silence.at
+            restored.append(silence.check)
+        return restored
+
     def silence(self, check_name: str, duration_s: float, user: str) -> AuditRecord:
         """Silence ``check_name`` for ``duration_s`` seconds (0 lifts a silence)."""
         if check_name not in self.meta:
@@ -303,6 +327,7 @@ class HealthMonitor:
         meta = self.meta[check_name]
         meta.silenced_until = self.clock() + duration_s if duration_s > 0 else None
         meta.silenced_by, meta.silenced_at = user, self.wall_clock()
+        meta.silenced_until_wall = meta.silenced_at + duration_s if duration_s > 0 else None
         record = AuditRecord(
             meta.silenced_at,
             user,

@@ -226,6 +226,9 @@ class HealthMonitorNode(Node):
         """Take over the alerts the previous process left active (see monitor.restore); say what happened."""
         store = self.alert_state
         taken, orphans = self.monitor.restore(store.load(), grace_s)
+        silenced = self.monitor.restore_silences(store.silences)
+        if silenced:
+            self.get_logger().info(f"silences still running after the restart, kept: {silenced}")
         where = str(store.path) if store.durable else "not kept (persist_alerts false or state_dir unusable)"
         self.get_logger().info(
             f"active alert state: {where}; {len(taken)} alert(s) taken over {taken} (grace {grace_s:g}s + debounce), "
@@ -239,7 +242,7 @@ class HealthMonitorNode(Node):
     def _save_alert_state(self) -> None:
         """Persist the published active alerts if they changed (before publishing: no ghost on a crash)."""
         errors = self.alert_state.store_errors
-        self.alert_state.save(self.monitor.active_alerts())
+        self.alert_state.save(self.monitor.active_alerts(), self.monitor.running_silences())
         if self.alert_state.store_errors != errors:
             self.metrics.count_alert("alert_state", "store_error")
 
@@ -372,6 +375,8 @@ class HealthMonitorNode(Node):
         if result.alert is not None:
             self._save_alert_state()
             self._publish_alert(result.alert)
+        elif result.ok:
+            self._save_alert_state()  # a silence: kept across a restart
         return result.reply
 
     def _refresh_graph(self) -> None:
