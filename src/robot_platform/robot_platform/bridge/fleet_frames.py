@@ -16,8 +16,9 @@ Plain Python: the node turns the tuples into geometry_msgs/TransformStamped.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
+
+from robot_platform.common.transforms import Transform, yaw_quaternion
 
 FLEET_FRAME = "fleet"
 FRAME_FIELDS = ("frame_id", "child_frame_id")
@@ -26,14 +27,6 @@ DEFAULT_MOUNTS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
     "laser": ((0.0, 0.0, 0.2), (0.0, 0.0, 0.0, 1.0)),
     "imu_link": ((0.0, 0.0, 0.05), (0.0, 0.0, 0.0, 1.0)),
 }
-
-
-@dataclass(frozen=True)
-class Frame:
-    parent: str
-    child: str
-    translation: tuple[float, float, float]
-    rotation: tuple[float, float, float, float]  # quaternion x, y, z, w
 
 
 def prefixed(robot_id: str, frame: str) -> str:
@@ -64,28 +57,24 @@ def prefix_frames(msg: Any, robot_id: str, _depth: int = 0) -> Any:
     return msg
 
 
-def yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:
-    return (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0))
-
-
 def static_frames(robot_id: str, origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
-                  mounts: dict[str, Any] | None = None) -> list[Frame]:  # fmt: skip
+                  mounts: dict[str, Any] | None = None) -> list[Transform]:  # fmt: skip
     """``fleet -> <id>/odom`` at ``origin`` (x, y, yaw) and ``<id>/base_link -> <id>/<sensor>`` mounts."""
     x, y, yaw = origin
-    out = [Frame(FLEET_FRAME, prefixed(robot_id, "odom"), (x, y, 0.0), yaw_quaternion(yaw))]
+    out = [Transform(FLEET_FRAME, prefixed(robot_id, "odom"), (x, y, 0.0), yaw_quaternion(yaw))]
     for child, (xyz, quat) in (mounts if mounts is not None else DEFAULT_MOUNTS).items():
-        out.append(Frame(prefixed(robot_id, "base_link"), prefixed(robot_id, child), tuple(xyz), tuple(quat)))
+        out.append(Transform(prefixed(robot_id, "base_link"), prefixed(robot_id, child), tuple(xyz), tuple(quat)))
     return out
 
 
-def odometry_frame(odom: Any) -> Frame | None:
+def odometry_frame(odom: Any) -> Transform | None:
     """The ``odom -> base_link`` transform an (already prefixed) nav_msgs/Odometry implies, or None when
     it names no frames."""
     parent, child = odom.header.frame_id, odom.child_frame_id
     if not parent or not child:
         return None
     p, q = odom.pose.pose.position, odom.pose.pose.orientation
-    return Frame(parent, child, (p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+    return Transform(parent, child, (p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
 
 
 def parse_origins(text: str) -> dict[str, tuple[float, float, float]]:

@@ -11,23 +11,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from .fleet_frames import Frame, odometry_frame, static_frames
+from robot_platform.common.transforms import to_msg
 
-
-def _stamped(frame: Frame, stamp: Any) -> TransformStamped:
-    msg = TransformStamped()
-    msg.header.stamp = stamp
-    msg.header.frame_id = frame.parent
-    msg.child_frame_id = frame.child
-    t = msg.transform.translation
-    t.x, t.y, t.z = frame.translation
-    r = msg.transform.rotation
-    r.x, r.y, r.z, r.w = frame.rotation
-    return msg
+from .fleet_frames import odometry_frame, static_frames
 
 
 class FleetTf:
@@ -38,7 +27,7 @@ class FleetTf:
         self._tf_message = tf_message
         self._origins = origins
         self._lock = threading.Lock()
-        self._static: dict[str, list[TransformStamped]] = {}
+        self._static: dict[str, list[Any]] = {}  # robot -> its TransformStamped messages
         self._tf = node.create_publisher(tf_message, "/tf", QoSProfile(depth=100))
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)  # fmt: skip
@@ -50,13 +39,13 @@ class FleetTf:
             if robot_id not in self._static:
                 stamp = self._node.get_clock().now().to_msg()
                 frames = static_frames(robot_id, self._origins.get(robot_id, (0.0, 0.0, 0.0)))
-                self._static[robot_id] = [_stamped(f, stamp) for f in frames]
+                self._static[robot_id] = [to_msg(f, stamp) for f in frames]
                 every = [t for robot in sorted(self._static) for t in self._static[robot]]
                 self._tf_static.publish(self._tf_message(transforms=every))
         if hasattr(msg, "child_frame_id") and hasattr(msg, "pose") and hasattr(msg.pose, "pose"):
             frame = odometry_frame(msg)
             if frame is not None:
-                self._tf.publish(self._tf_message(transforms=[_stamped(frame, msg.header.stamp)]))
+                self._tf.publish(self._tf_message(transforms=[to_msg(frame, msg.header.stamp)]))
 
 
 def make(node: Node, origins: dict[str, tuple[float, float, float]]) -> FleetTf | None:

@@ -12,27 +12,12 @@ tf2_msgs interface package is importable (a ROS install from apt; the pip wheels
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from robot_platform.common.transforms import IDENTITY, Transform, yaw_quaternion
 
 ODOM = "odom"
 BASE = "base_link"
 
 
-@dataclass(frozen=True)
-class Transform:
-    parent: str
-    child: str
-    translation: tuple[float, float, float]
-    rotation: tuple[float, float, float, float]  # quaternion x, y, z, w
-
-
-def yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:
-    """Rotation about z by ``yaw`` radians, as a unit quaternion (x, y, z, w)."""
-    return (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0))
-
-
-IDENTITY = (0.0, 0.0, 0.0, 1.0)
 # camera_link (x forward) -> optical frame (z forward, x right, y down): roll -90 deg, then yaw -90 deg
 OPTICAL = (-0.5, 0.5, -0.5, 0.5)
 

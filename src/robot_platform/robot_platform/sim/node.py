@@ -33,9 +33,8 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from typing import Any
 
-from geometry_msgs.msg import TransformStamped, Twist
+from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -47,6 +46,7 @@ from std_srvs.srv import SetBool
 
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import declare
+from robot_platform.common.transforms import to_msg
 from robot_platform.sim import frames
 from robot_platform.sim.model import SENSORS, BaseConfig, BatteryConfig, CameraModel, LaserModel, RobotModel
 from robot_platform_interfaces.msg import RobotState
@@ -55,17 +55,6 @@ from robot_platform_interfaces.srv import InjectFault
 RELIABLE_DEPTH = 10
 ROBOT_STATE_PERIOD_S = 1.0
 MOVING_THRESHOLD = 0.01  # m/s or rad/s: below this the robot counts as standing still
-
-
-def _stamped(t: frames.Transform, stamp: Any) -> TransformStamped:
-    msg = TransformStamped()
-    msg.header.stamp = stamp
-    msg.header.frame_id = t.parent
-    msg.child_frame_id = t.child
-    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = t.translation
-    r = msg.transform.rotation
-    r.x, r.y, r.z, r.w = t.rotation
-    return msg
 
 
 def parse_sensor_list(text: str) -> set[str]:
@@ -300,7 +289,7 @@ class RobotSimNode(Node):
                              reliability=ReliabilityPolicy.RELIABLE)  # fmt: skip
         self.tf_static_pub = self.create_publisher(TFMessage, "/tf_static", latched)
         stamp = self.get_clock().now().to_msg()
-        static = [_stamped(t, stamp) for t in frames.static_frames(with_camera)]
+        static = [to_msg(t, stamp) for t in frames.static_frames(with_camera)]
         self.tf_static_pub.publish(TFMessage(transforms=static))
 
     def _publish_odom(self) -> None:
@@ -321,7 +310,7 @@ class RobotSimNode(Node):
         self.odom_pub.publish(msg)
         if self.tf_pub is not None:
             tf = frames.odom_to_base(m.pose.x, m.pose.y, m.pose.yaw)
-            self.tf_pub.publish(self._tf_msg(transforms=[_stamped(tf, msg.header.stamp)]))
+            self.tf_pub.publish(self._tf_msg(transforms=[to_msg(tf, msg.header.stamp)]))
 
     def _publish_imu(self) -> None:
         m = self.model
