@@ -180,6 +180,26 @@ def failing_source(root: Path) -> Path:
     return src
 
 
+def flaky_source(root: Path, flag: Path) -> Path:
+    """A package whose install step fails the first time only (a transient fault: storage, a lock...)."""
+    src = root / "flaky_fn"
+    src.mkdir(parents=True)
+    manifest = {
+        "name": "flaky_fn",
+        "version": "1.0.0",
+        "kind": "function",
+        "runtime": "python3",
+        "handler": "fn.main",
+        "timeout_s": 10,
+        "environment": {"FLAG": str(flag)},
+        "install": [["python3", "-c", "import os, sys; f = os.environ['FLAG']; seen = os.path.exists(f); "
+                     "open(f, 'w').close(); sys.exit(0 if seen else 3)"]],
+    }  # fmt: skip
+    (src / "manifest.yaml").write_text(yaml.safe_dump(manifest))
+    (src / "fn.py").write_text(textwrap.dedent("def main(event, context):\n    return event\n"))
+    return src
+
+
 def test_staged_rollouts_offline_robot_abort_and_malformed(seaweedfs: SeaweedFS, site: Site, tmp_path: Path) -> None:
     seaweedfs.create_bucket(BUCKET)
     pub = Publisher(seaweedfs, tmp_path)
@@ -271,6 +291,15 @@ def test_staged_rollouts_offline_robot_abort_and_malformed(seaweedfs: SeaweedFS,
     assert rolled["executions"][0]["version"] >= 3  # IN_PROGRESS step updates before SUCCEEDED
     assert os.readlink(tmp_path / "robots" / "r2" / "hello_fn" / "current").endswith("1.0.0")
     print(f"\nrollback job on r2 SUCCEEDED {rollback_s:.1f} s after create")
+
+    # ---- retries: the first attempt fails (transient), the job's retry config queues it again on r1
+    flaky = {"operation": "deploy", **pub.publish(flaky_source(tmp_path, tmp_path / "flaky-flag"))}
+    request(site.nats_url, "create", {"job_id": "retry-1", "document": flaky, "targets": ["r1"],
+                                      "retry": {"failed": 1}})  # fmt: skip
+    retried = wait_statuses(site, "retry-1", {"r1": "SUCCEEDED"})
+    ex = retried["executions"][0]
+    assert ex["attempt"] == 2 and "attempt 2 after FAILED" in ex["reason"], ex
+    assert (tmp_path / "robots" / "r1" / "flaky_fn").is_dir()
     print(f"\ncanary r1 SUCCEEDED {canary_s:.1f} s after create; offline r3 SUCCEEDED {offline_s:.1f} s after start")
 
 

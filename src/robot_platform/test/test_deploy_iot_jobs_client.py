@@ -82,16 +82,16 @@ def test_connect_get_start_next_run_and_report(wired: Any) -> None:
     agent.on_message(PREFIX + "notify-next", json.dumps({"execution": {"jobId": "j1"}}).encode())
     assert sent[-1][0] == "start-next" and len([s for s in sent if s[0] == "start-next"]) == 1  # one in flight
     offer(agent, "j1", DOC)
-    assert engine.requests[0].job_id == "j1"
+    assert engine.requests[0].job_id == "j1:7"  # one engine job per execution (retries run again)
     topic, body = sent[-1]
     assert topic == "j1/update" and body["status"] == "IN_PROGRESS" and body["executionNumber"] == 7
     assert body["statusDetails"]["step"] == "queued"
     for step, progress in (("download", 0.0), ("download", 0.2), ("verify", 0.4)):
-        agent.on_status(Status("r1", "j1", "hello_fn", "1.0.0", state=State.IN_PROGRESS, step=step, progress=progress))
+        agent.on_status(Status("r1", "j1:7", "hello_fn", "1.0.0", state=State.IN_PROGRESS, step=step, progress=progress))
     updates = [b for t, b in sent if t == "j1/update"]
     assert [u["statusDetails"]["step"] for u in updates] == ["queued", "download", "verify"]  # per step, not byte
     agent.on_status(Status("r1", "other", "x", "1", state=State.SUCCEEDED))  # not an IoT job: ignored
-    agent.on_status(Status("r1", "j1", "hello_fn", "1.0.0", "0.9.0", State.SUCCEEDED, progress=1.0))
+    agent.on_status(Status("r1", "j1:7", "hello_fn", "1.0.0", "0.9.0", State.SUCCEEDED, progress=1.0))
     final = [b for t, b in sent if t == "j1/update"][-1]
     assert final["status"] == "SUCCEEDED" and final["statusDetails"]["previous_version"] == "0.9.0"
     model = iotjobs.UpdateJobExecutionRequest(
@@ -113,13 +113,14 @@ def test_failures_map_to_jobs_statuses(wired: Any) -> None:
     update = [b for t, b in sent if t == "bad/update"][-1]
     assert update["status"] == "REJECTED" and "malformed job document" in update["statusDetails"]["reason"]
     offer(agent, "slow", DOC)
-    agent.on_status(Status("r1", "slow", "hello_fn", "1.0.0", state=State.TIMED_OUT, reason="health_check slow"))
+    agent.on_status(Status("r1", "slow:7", "hello_fn", "1.0.0", state=State.TIMED_OUT, reason="health_check slow"))
     update = [b for t, b in sent if t == "slow/update"][-1]
     assert update["status"] == "FAILED" and update["statusDetails"]["reason"] == "TIMED_OUT: health_check slow"
     engine.decision = Decision(False, "refused", State.REJECTED, "signature rejected: unknown key")
     offer(agent, "refused", DOC)
     update = [b for t, b in sent if t == "refused/update"][-1]
     assert update["status"] == "REJECTED" and update["statusDetails"]["reason"].startswith("signature rejected")
+    assert engine.requests[-1].job_id == "refused:7"
     engine.decision = Decision(True, "again", State.SUCCEEDED, "duplicate job id; job is SUCCEEDED")
     offer(agent, "again", DOC)  # picked up again after a restart: the engine knows it finished
     assert [b for t, b in sent if t == "again/update"][-1]["status"] == "SUCCEEDED"
@@ -131,6 +132,6 @@ def test_server_side_cancel_stops_reporting(wired: Any) -> None:
     rejected = {"code": "InvalidStateTransition", "message": "execution is CANCELED"}
     agent.on_message(PREFIX + "j2/update/rejected", json.dumps(rejected).encode())
     sent.clear()
-    agent.on_status(Status("r1", "j2", "hello_fn", "1.0.0", state=State.SUCCEEDED))
+    agent.on_status(Status("r1", "j2:7", "hello_fn", "1.0.0", state=State.SUCCEEDED))
     assert not [t for t, _ in sent if t == "j2/update"]
     agent.on_message(PREFIX + "notify-next", b"{not json")  # ignored, no crash

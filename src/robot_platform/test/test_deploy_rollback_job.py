@@ -84,11 +84,11 @@ def test_agent_runs_rollback_jobs_and_reports_like_deploys() -> None:
         "r1", engine.submit, lambda t, b: sent.append((t.removeprefix(PREFIX), json.loads(b))), engine.rollback
     )
     offer(agent, "rb", ROLLBACK)
-    assert engine.rollbacks == [RollbackRequest("rb", "demo_app", "")]
+    assert engine.rollbacks == [RollbackRequest("rb:1", "demo_app", "")]  # one engine job per execution
     assert updates(sent, "rb")[-1]["status"] == "IN_PROGRESS"
     for step in ("activate", "start", "health_check"):
-        agent.on_status(Status("r1", "rb", "demo_app", "1.0.0", "2.0.0", State.IN_PROGRESS, step))
-    agent.on_status(Status("r1", "rb", "demo_app", "1.0.0", "2.0.0", State.SUCCEEDED, progress=1.0))
+        agent.on_status(Status("r1", "rb:1", "demo_app", "1.0.0", "2.0.0", State.IN_PROGRESS, step))
+    agent.on_status(Status("r1", "rb:1", "demo_app", "1.0.0", "2.0.0", State.SUCCEEDED, progress=1.0))
     got = updates(sent, "rb")
     assert [u["statusDetails"]["step"] for u in got] == ["in_progress", "activate", "start", "health_check", "done"]
     assert got[-1]["status"] == "SUCCEEDED"

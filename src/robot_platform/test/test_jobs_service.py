@@ -216,3 +216,46 @@ def test_job_spec_validation_and_cancel(h: Harness) -> None:
     listed = h.service.list()
     assert listed[0]["job_id"] == "c" and listed[0]["counts"] == {"SUCCEEDED": 1, "CANCELED": 1}
     assert any(e["type"] == "job" and e["event"] == "user_canceled" for e in h.events)
+
+
+def test_failed_and_timed_out_executions_are_retried_as_configured(h: Harness) -> None:
+    h.service.create({"job_id": "flaky", "document": DOC, "targets": ["r1", "r2"], "timeout_s": 60,
+                      "rollout": {"canary": 1}, "retry": {"failed": 1, "timed_out": 1}})  # fmt: skip
+    first = h.start_next("r1")["executionNumber"]
+    h.sent.clear()
+    h.update("r1", "flaky", "FAILED", reason="download: storage unreachable")
+    # queued again for r1 with a new execution number; the canary failure did not abort the job
+    assert h.statuses("flaky") == {"r1": "QUEUED", "r2": "SCHEDULED"}
+    (renotified,) = [b["execution"]["executionNumber"] for t, b in h.sent if t.endswith("r1/jobs/notify-next")]
+    assert renotified > first
+    ex = next(e for e in h.service.get("flaky")["executions"] if e["thing"] == "r1")
+    assert ex["attempt"] == 2 and "attempt 2 after FAILED: download: storage unreachable" in ex["reason"]
+    second = h.start_next("r1")
+    assert second["executionNumber"] == renotified and second["status"] == "IN_PROGRESS"
+    verdict, reply = h.request("r1", "flaky/update", {"status": "SUCCEEDED", "executionNumber": first})
+    assert verdict == "rejected" and reply["code"] == "ResourceNotFound"  # the first attempt is over
+    h.request("r1", "flaky/update", {"status": "SUCCEEDED", "executionNumber": renotified})
+    assert h.statuses("flaky") == {"r1": "SUCCEEDED", "r2": "QUEUED"}
+    # r2 times out (retried: 0 retries so far < 1), then fails: 1 retry so far is not < 1, so it stays FAILED
+    numbers = [h.start_next("r2")["executionNumber"]]
+    h.clock.now += 61
+    h.service.tick()
+    assert h.statuses("flaky")["r2"] == "QUEUED"
+    numbers.append(h.start_next("r2")["executionNumber"])
+    assert numbers[1] > numbers[0]  # each attempt its own execution number
+    h.update("r2", "flaky", "FAILED", reason="health check")
+    job = h.service.get("flaky")
+    assert h.statuses("flaky")["r2"] == "FAILED" and job["status"] == "COMPLETED"
+    assert job["retry"] == {"failed": 1, "timed_out": 1} and h.service.counters["executions_retried"] == 2
+
+
+def test_rejected_is_never_retried_and_retry_config_is_validated(h: Harness) -> None:
+    h.service.create({"job_id": "nope", "document": DOC, "targets": ["r1"], "retry": {"failed": 3}})
+    h.start_next("r1")
+    h.update("r1", "nope", "REJECTED", reason="malformed document")
+    assert h.statuses("nope") == {"r1": "REJECTED"}
+    for retry, field in (({"failed": 11}, "retry.failed"), ({"timed_out": -1}, "retry.timed_out"),
+                         ({"failed": True}, "retry.failed"), ({"ALL": 1}, "retry"), ([1], "retry")):  # fmt: skip
+        with pytest.raises(JobSpecError) as info:
+            h.service.create({"document": DOC, "targets": ["r1"], "retry": retry})
+        assert info.value.field == field, (retry, info.value.field)

@@ -129,6 +129,13 @@ class _Current:
     last_step: str = ""
     submitted: bool = False
 
+    @property
+    def engine_job_id(self) -> str:
+        """The deploy engine's job id: one per execution, so a retried execution (the server queues the
+        same job again with a new executionNumber) really runs again, while a re-delivered execution
+        (same number, after a restart or a lost update) still gets the engine's stored result."""
+        return self.job_id if self.execution_number is None else f"{self.job_id}:{self.execution_number}"
+
 
 class IotJobsAgent:
     """The Jobs device protocol state machine (see the module docstring). Thread-safe."""
@@ -209,7 +216,7 @@ class IotJobsAgent:
         """An engine status (any job); those of the current IoT job become execution updates."""
         with self._lock:
             current = self._current
-            if current is None or status.job_id != current.job_id or not current.submitted:
+            if current is None or status.job_id != current.engine_job_id or not current.submitted:
                 return
             if status.state in (State.QUEUED, State.IN_PROGRESS):
                 step = status.step or status.state.name.lower()
@@ -251,7 +258,7 @@ class IotJobsAgent:
             current = self._current = _Current(job_id, number if isinstance(number, int) else None)
         self.counters["jobs"] += 1
         try:
-            request = parse_document(job_id, execution.get("jobDocument"))
+            request = parse_document(current.engine_job_id, execution.get("jobDocument"))
             if isinstance(request, RollbackRequest) and self.rollback is None:
                 raise RequestError("operation", "rollback jobs are not supported by this device")
         except RequestError as exc:

@@ -1,7 +1,8 @@
 """``robot-platform deploy create|status|list|cancel``: fleet deployments through the jobs service (NATS).
 
     robot-platform package push dist/hello_fn-1.0.0.tar.gz ... > doc.json
-    robot-platform deploy create --document doc.json --targets r1,r2,r3 --canary 1 --max-per-minute 10
+    robot-platform deploy create --document doc.json --targets r1,r2,r3 --canary 1 --max-per-minute 10 \
+        [--retry-failed 2 --retry-timed-out 1]
     robot-platform deploy status <job_id> [--wait 300]     # per-robot status, step, progress, reason
     robot-platform deploy list [--status IN_PROGRESS]
     robot-platform deploy cancel <job_id> [--reason "..."]
@@ -103,6 +104,8 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
         "timeout_s": args.timeout_s,
         "description": args.description,
     }
+    if args.retry_failed or args.retry_timed_out:
+        body["retry"] = {"failed": args.retry_failed, "timed_out": args.retry_timed_out}
     if args.job_id:
         body["job_id"] = args.job_id
     return body
@@ -168,6 +171,8 @@ def add_subparsers(subparsers: Any) -> None:
     p.add_argument("--abort-failures", type=int, default=1, help="abort after this many failures (0: off)")
     p.add_argument("--abort-failure-pct", type=float, default=0.0, help="abort at this failure percentage")
     p.add_argument("--timeout-s", type=float, default=600.0, help="in-progress timeout of each robot's execution")
+    p.add_argument("--retry-failed", type=int, default=0, help="run a FAILED execution again up to N times (0-10)")
+    p.add_argument("--retry-timed-out", type=int, default=0, help="run a TIMED_OUT execution again up to N times")
     p.add_argument("--description", default="")
     p = sub.add_parser("status", help="a job with every robot's status, step, progress and reason")
     p.add_argument("job_id")

@@ -49,6 +49,26 @@ class RolloutConfig:
     abort_min_executed: int = 1
 
 
+MAX_RETRIES = 10  # AWS IoT Jobs' limit on numberOfRetries
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Retries of failed executions, like IoT Jobs' jobExecutionsRetryConfig: an execution that ends
+    FAILED (limit ``failed``) or TIMED_OUT (limit ``timed_out``) is queued again for the same robot with
+    a new ``executionNumber`` while its retries so far (of any kind) are fewer than that kind's limit.
+    REJECTED is never retried (the device said it cannot run the document). A retried execution does
+    not count toward the abort criteria until its retries are used up."""
+
+    failed: int = 0
+    timed_out: int = 0
+
+    def allows(self, status: ExecStatus, attempts_done: int) -> bool:  # attempts_done: Execution.attempt
+        """Whether an execution that ended with ``status`` after ``attempts_done`` attempts runs again."""
+        limit = self.failed if status == ExecStatus.FAILED else self.timed_out if status == ExecStatus.TIMED_OUT else 0
+        return attempts_done - 1 < limit
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A validated job creation request."""
@@ -59,6 +79,7 @@ class JobSpec:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     timeout_s: float = 600.0  # in-progress timeout of each execution (AWS inProgressTimeoutInMinutes)
     description: str = ""
+    retry: RetryConfig = field(default_factory=RetryConfig)
 
 
 @dataclass
@@ -81,6 +102,7 @@ class Job:
             "rollout": asdict(spec.rollout),
             "timeout_s": spec.timeout_s,
             "description": spec.description,
+            "retry": asdict(spec.retry),
             "status": self.status,
             "reason_code": self.reason_code,
             "reason": self.reason,
@@ -104,6 +126,7 @@ class Execution:
     version: int = 1
     execution_number: int = 1
     reason: str = ""  # server-side reason (timed out, canceled by abort...)
+    attempt: int = 1  # 1 + retries used (RetryConfig)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -164,8 +187,25 @@ def parse_rollout(body: Any) -> RolloutConfig:
     )
 
 
+def parse_retry(body: Any) -> RetryConfig:
+    if body is None:
+        return RetryConfig()
+    if not isinstance(body, dict):
+        raise JobSpecError("retry", "must be an object like {\"failed\": 2, \"timed_out\": 1}")
+    unknown = set(body) - set(RetryConfig.__dataclass_fields__)
+    if unknown:
+        raise JobSpecError("retry", f"unknown keys {sorted(unknown)}")
+    out = {}
+    for key in RetryConfig.__dataclass_fields__:
+        value = body.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+            raise JobSpecError(f"retry.{key}", f"must be an integer in 0..{MAX_RETRIES}")
+        out[key] = value
+    return RetryConfig(**out)
+
+
 def parse_job_spec(body: Any) -> JobSpec:
-    """Validate a creation request ``{job_id?, document, targets, rollout?, timeout_s?, description?}``."""
+    """Validate a creation request ``{job_id?, document, targets, rollout?, timeout_s?, description?, retry?}``."""
     if not isinstance(body, dict):
         raise JobSpecError("", "the request must be an object")
     job_id = body.get("job_id") or f"job-{uuid.uuid4().hex[:12]}"
@@ -190,7 +230,8 @@ def parse_job_spec(body: Any) -> JobSpec:
     description = body.get("description", "")
     if not isinstance(description, str) or len(description) > 2000:
         raise JobSpecError("description", "must be a string of at most 2000 characters")
-    unknown = set(body) - {"job_id", "document", "targets", "rollout", "timeout_s", "description"}
+    unknown = set(body) - {"job_id", "document", "targets", "rollout", "timeout_s", "description", "retry"}
     if unknown:
         raise JobSpecError("", f"unknown keys {sorted(unknown)}")
-    return JobSpec(job_id, document, tuple(targets), parse_rollout(body.get("rollout")), float(timeout), description)
+    return JobSpec(job_id, document, tuple(targets), parse_rollout(body.get("rollout")), float(timeout), description,
+                   parse_retry(body.get("retry")))  # fmt: skip

@@ -2,7 +2,8 @@
 
 Subjects (bodies msgpack; requests may also be JSON):
 
-* ``jobs.create`` ``{job_id?, document, targets, rollout?, timeout_s?, description?}`` -> the job
+* ``jobs.create`` ``{job_id?, document, targets, rollout?, timeout_s?, description?, retry?}`` -> the job
+  (``retry``: ``{failed: 0..10, timed_out: 0..10}``, see model.RetryConfig)
 * ``jobs.get`` ``{job_id}`` -> the job with every execution (status, statusDetails step/progress, reason)
 * ``jobs.list`` ``{status?, limit?}`` -> jobs with counts per execution status
 * ``jobs.cancel`` ``{job_id, reason?}`` -> the job (not-started executions CANCELED)

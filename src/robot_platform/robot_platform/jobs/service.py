@@ -253,6 +253,7 @@ class JobsService:
         self.store.save_execution(ex)
         self._event_execution(ex)
         if status.terminal:
+            self._maybe_retry(ex, now)
             self._advance(job_id, now)
             self._notify(thing)
         reply: dict[str, Any] = {}
@@ -282,6 +283,7 @@ class JobsService:
                     self.counters["executions_timed_out"] += 1
                     log.warning("job %s on %s TIMED_OUT", ex.job_id, ex.thing)
                     self._event_execution(ex)
+                    self._maybe_retry(ex, now)
                     self._notify(ex.thing)
                 for job in self.store.jobs(JobStatus.IN_PROGRESS, limit=10000):
                     due = self._advance(job.spec.job_id, now)
@@ -299,6 +301,27 @@ class JobsService:
             for thing in sorted(things):
                 self._notify(thing)
             self._flush()
+
+    def _maybe_retry(self, ex: Execution, now: float) -> None:
+        """Queue a FAILED / TIMED_OUT execution again if its job's retry config allows (inside the
+        caller's transaction); the robot gets it through notify-next with the next executionNumber."""
+        job = self.store.job(ex.job_id)
+        if job is None or job.status != JobStatus.IN_PROGRESS:
+            return
+        if not job.spec.retry.allows(ex.status, ex.attempt):
+            return
+        ended, why = ex.status.value, ex.status_details.get("reason") or ex.reason
+        ex.status = ExecStatus.QUEUED
+        ex.attempt += 1
+        ex.execution_number = self.store.next_execution_number()
+        ex.version += 1
+        ex.queued_at, ex.started_at, ex.last_updated_at = now, None, now
+        ex.status_details = {}
+        ex.reason = f"attempt {ex.attempt} after {ended}" + (f": {why}" if why else "")
+        self.store.save_execution(ex)
+        self.counters["executions_retried"] += 1
+        log.warning("job %s on %s: %s", ex.job_id, ex.thing, ex.reason[:200])
+        self._event_execution(ex)
 
     # ---- rollout --------------------------------------------------------------------------------------
     def _advance(self, job_id: str, now: float) -> float | None:
@@ -362,7 +385,7 @@ class JobsService:
         """notify-next when the thing's next pending execution changed; notify with the pending lists."""
         pending = self.store.pending(thing)
         head = pending[0] if pending else None
-        head_id = head.job_id if head else ""
+        head_id = f"{head.job_id}#{head.execution_number}" if head else ""  # a retry is a new next execution
         now = int(self.clock())
         self._outbox.append(
             (

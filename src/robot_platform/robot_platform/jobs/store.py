@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from robot_platform.jobs.errors import JobStoreError
-from robot_platform.jobs.model import Execution, Job, JobSpec, RolloutConfig
+from robot_platform.jobs.model import Execution, Job, JobSpec, RetryConfig, RolloutConfig
 from robot_platform.jobs.protocol import ExecStatus
 
 SCHEMA = """
@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS executions (
     version INTEGER NOT NULL,
     execution_number INTEGER NOT NULL,
     reason TEXT NOT NULL DEFAULT '',
+    attempt INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (job_id, thing)
 );
 CREATE INDEX IF NOT EXISTS executions_by_thing ON executions (thing, status, queued_at);
@@ -55,7 +56,7 @@ CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status);
 """
 EXEC_COLUMNS = (
     "job_id, thing, status, canary, status_details, queued_at, started_at, last_updated_at, version, "
-    "execution_number, reason"
+    "execution_number, reason, attempt"
 )
 # A constant (no data is ever formatted into SQL; values are always bound parameters).
 SELECT_EXEC = "SELECT " + EXEC_COLUMNS + " FROM executions "  # noqa: S608
@@ -73,6 +74,9 @@ class JobStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(executions)")}
+            if "attempt" not in columns:  # a store written before retries existed
+                self._db.execute("ALTER TABLE executions ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1")
         except (OSError, sqlite3.Error) as exc:
             raise JobStoreError(str(self.path), str(exc)) from exc
         self._depth = 0
@@ -173,9 +177,15 @@ class JobStore:
             ex.version,
             ex.execution_number,
             ex.reason,
+            ex.attempt,
         )
         verb = "INSERT" if insert else "REPLACE"
-        self._db.execute(f"{verb} INTO executions ({EXEC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", values)
+        self._db.execute(f"{verb} INTO executions ({EXEC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", values)
+
+    def next_execution_number(self) -> int:
+        """Execution numbers are unique in the store (a retry gets a new one, as in IoT Jobs)."""
+        (number,) = self._db.execute("SELECT COALESCE(MAX(execution_number), 0) FROM executions").fetchone()
+        return int(number) + 1
 
     def execution(self, job_id: str, thing: str) -> Execution | None:
         row = self._db.execute(SELECT_EXEC + "WHERE job_id=? AND thing=?", (job_id, thing)).fetchone()
@@ -215,12 +225,13 @@ def _job(row: tuple) -> Job:
         rollout=RolloutConfig(**raw["rollout"]),
         timeout_s=raw["timeout_s"],
         description=raw.get("description", ""),
+        retry=RetryConfig(**raw.get("retry", {})),  # jobs stored before retries existed have none
     )
     return Job(spec, status, reason_code, reason, created, updated, completed, rest_started)
 
 
 def _execution(row: tuple) -> Execution:
-    job_id, thing, status, canary, details, queued, started, updated, version, number, reason = row
+    job_id, thing, status, canary, details, queued, started, updated, version, number, reason, attempt = row
     return Execution(
         job_id=job_id,
         thing=thing,
@@ -233,4 +244,5 @@ def _execution(row: tuple) -> Execution:
         version=version,
         execution_number=number,
         reason=reason,
+        attempt=attempt,
     )
