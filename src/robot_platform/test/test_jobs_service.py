@@ -259,3 +259,12 @@ def test_rejected_is_never_retried_and_retry_config_is_validated(h: Harness) -> 
         with pytest.raises(JobSpecError) as info:
             h.service.create({"document": DOC, "targets": ["r1"], "retry": retry})
         assert info.value.field == field, (retry, info.value.field)
+
+
+def test_a_store_from_before_retries_is_migrated(h: Harness) -> None:
+    h.service.create({"job_id": "old", "document": DOC, "targets": ["r1"]})
+    db = h.service.store._db
+    db.execute("ALTER TABLE executions DROP COLUMN attempt")  # the schema of earlier releases
+    h.restart()
+    ex = h.service.store.execution("old", "r1")
+    assert ex is not None and ex.attempt == 1 and h.start_next("r1")["jobId"] == "old"
