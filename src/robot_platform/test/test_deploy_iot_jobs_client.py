@@ -87,7 +87,8 @@ def test_connect_get_start_next_run_and_report(wired: Any) -> None:
     assert topic == "j1/update" and body["status"] == "IN_PROGRESS" and body["executionNumber"] == 7
     assert body["statusDetails"]["step"] == "queued"
     for step, progress in (("download", 0.0), ("download", 0.2), ("verify", 0.4)):
-        agent.on_status(Status("r1", "j1:7", "hello_fn", "1.0.0", state=State.IN_PROGRESS, step=step, progress=progress))
+        status = Status("r1", "j1:7", "hello_fn", "1.0.0", state=State.IN_PROGRESS, step=step, progress=progress)
+        agent.on_status(status)
     updates = [b for t, b in sent if t == "j1/update"]
     assert [u["statusDetails"]["step"] for u in updates] == ["queued", "download", "verify"]  # per step, not byte
     agent.on_status(Status("r1", "other", "x", "1", state=State.SUCCEEDED))  # not an IoT job: ignored
