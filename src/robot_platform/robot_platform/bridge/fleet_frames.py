@@ -15,6 +15,7 @@ Plain Python: the node turns the tuples into geometry_msgs/TransformStamped.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -37,11 +38,39 @@ def prefixed(robot_id: str, frame: str) -> str:
     return f"{robot_id}/{frame}"
 
 
+@functools.cache
+def _frame_plan(cls: type) -> tuple[tuple[str, str], ...]:
+    """Where a message class can hold frame ids, worked out once per class (the mirror calls
+    :func:`prefix_frames` for every message): ``(field, "frame" | "msg" | "msgs")``; primitive fields and
+    primitive arrays are left out."""
+    plan = []
+    for name, kind in (getattr(cls, "_fields_and_field_types", None) or {}).items():
+        if name in FRAME_FIELDS and kind.startswith("string"):
+            plan.append((name, "frame"))
+        elif "/" in kind and not kind.startswith(("sequence<", "string")) and "[" not in kind:
+            plan.append((name, "msg"))
+        elif ("sequence<" in kind or "[" in kind) and "/" in kind:
+            plan.append((name, "msgs"))
+    return tuple(plan)
+
+
 def prefix_frames(msg: Any, robot_id: str, _depth: int = 0) -> Any:
     """Rewrite every ``frame_id`` / ``child_frame_id`` in a ROS message (nested messages and message
     arrays too, e.g. a MarkerArray's markers) in place; returns ``msg``. Primitive arrays are not walked."""
     if _depth > 16:  # no ROS message nests this deep; a guard, not a limit anyone reaches
         return msg
+    for name, where in _frame_plan(type(msg)):
+        value = getattr(msg, name)
+        if where == "frame":
+            if isinstance(value, str):
+                setattr(msg, name, prefixed(robot_id, value))
+        elif where == "msg":
+            if _frame_plan(type(value)):  # e.g. Odometry.twist holds no frame: not walked
+                prefix_frames(value, robot_id, _depth + 1)
+        elif isinstance(value, list):
+            for item in value:
+                prefix_frames(item, robot_id, _depth + 1)
+    return msg
     fields = getattr(type(msg), "_fields_and_field_types", None)
     if fields is None:
         return msg

@@ -12,6 +12,7 @@ Value hysteresis (a clear threshold beyond the raise threshold) is applied here,
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -106,8 +107,9 @@ class HealthCheck(py_trees.behaviour.Behaviour):
         """The fault is raised: checks use their clear thresholds instead of the raise thresholds."""
         return self.fault.state.faulted
 
-    def observe(self, now: float) -> Observation:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def observe(self, now: float) -> Observation:
+        """What the check sees now: faulted or not, a message and values (each kind implements it)."""
 
     def update(self) -> Status:
         now = self.clock()
@@ -244,11 +246,13 @@ class _AnomalyCheck(HealthCheck):
         self._last_change: float | None = None
         self.configure_limits(**limits)
 
-    def configure_limits(self, *args: Any, **limits: float) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def configure_limits(self, *args: Any, **limits: float) -> None:
+        """Take the kind's own limits (the YAML keys besides the shared ones)."""
 
-    def problems(self, sample: Sample) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def problems(self, sample: Sample) -> list[str]:
+        """What is wrong with ``sample`` (empty: nothing)."""
 
     def observe(self, now: float) -> Observation:
         sample = self.feed.latest()

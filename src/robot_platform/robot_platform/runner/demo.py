@@ -21,7 +21,13 @@ from pathlib import Path
 
 from robot_platform import launch_plan
 from robot_platform.runner import demo_nats, demo_site
-from robot_platform.runner.processes import Installation, ProcessSpec, control_processes, robot_processes
+from robot_platform.runner.processes import (
+    Installation,
+    ProcessSpec,
+    control_processes,
+    robot_processes,
+    with_params,
+)
 
 DEMO_DOMAIN_BASE = 10
 EXPECTED_SIM_TOPICS = {"/odom", "/imu", "/scan", "/battery_state", "/cmd_vel"}
@@ -98,7 +104,7 @@ def demo_processes(
         out = [_secured_control(p, nats) for p in out]
     if site is not None:
         out[1:1] = demo_site.processes(site)  # right after the hub
-        out = [demo_site.with_params(p, demo_site.jobs_params(site)) if p.name == "control/jobs_service" else p
+        out = [with_params(p, demo_site.jobs_params(site)) if p.name == "control/jobs_service" else p
                for p in out]
     for i in range(1, layout.robots + 1):
         values = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {
@@ -118,10 +124,10 @@ def demo_processes(
                 p = ProcessSpec(p.name, [demo_nats.nats_server_executable(), "-c",
                                          str(nats.robot_confs[layout.robot_id(i)])], {}, p.server)  # fmt: skip
             if site is not None and p.name == f"{layout.robot_id(i)}/deploy_service":
-                p = demo_site.with_params(p, demo_site.deploy_params(site, layout.robot_id(i)))
+                p = with_params(p, demo_site.deploy_params(site, layout.robot_id(i)))
             if p.name == f"{layout.robot_id(i)}/health_monitor_tree":  # its durable alert outbox: per demo
                 health_state = layout.state_dir.resolve() / "health" / layout.robot_id(i)
-                p = demo_site.with_params(p, {"state_dir": str(health_state)})
+                p = with_params(p, {"state_dir": str(health_state)})
             out.append(ProcessSpec(p.name, p.argv, p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))}, p.server))
     return out
 
@@ -132,7 +138,7 @@ def _secured_control(spec: ProcessSpec, nats: demo_nats.DemoNats) -> ProcessSpec
         return ProcessSpec(spec.name, [demo_nats.nats_server_executable(), "-c", str(nats.hub_conf)], {}, spec.server)
     node = spec.name.split("/", 1)[1]
     if node in demo_nats.CONTROL_NODE_USERS:
-        return demo_site.with_params(spec, nats.node_credentials(node))
+        return with_params(spec, nats.node_credentials(node))
     return spec
 
 

@@ -153,14 +153,6 @@ def deploy_params(site: DemoSite, robot_id: str) -> dict[str, str]:
     }  # fmt: skip
 
 
-def with_params(spec: ProcessSpec, params: dict[str, str]) -> ProcessSpec:
-    """``spec`` with ``-p name:=value`` appended (after the params file, so these win)."""
-    argv = list(spec.argv)
-    for name, value in params.items():
-        argv += ["-p", f"{name}:={value}"]
-    return ProcessSpec(spec.name, argv, spec.env, spec.server)
-
-
 def publish_samples(site: DemoSite, samples_dir: Path, stop: threading.Event) -> list[Path]:
     """Build, sign and push every sample package in SAMPLE_VERSIONS; return the job documents written.
 

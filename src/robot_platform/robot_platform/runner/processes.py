@@ -59,6 +59,15 @@ def _node_process(spec: launch_plan.NodeSpec, params_file: Path, install: Instal
     return ProcessSpec(f"{name_prefix}{spec.name}", argv)
 
 
+def with_params(spec: ProcessSpec, params: dict[str, str]) -> ProcessSpec:
+    """``spec`` with ``-p name:=value`` appended (after the params file and the plan's overrides, so
+    these win): per-instance values only a caller knows, e.g. the demo's certificates and state dirs."""
+    argv = list(spec.argv)
+    for name, value in params.items():
+        argv += ["-p", f"{name}:={value}"]
+    return ProcessSpec(spec.name, argv, spec.env, spec.server)
+
+
 def _nats_process(name: str, conf: Path, env: dict[str, str]) -> ProcessSpec:
     exe = shutil.which("nats-server")
     if exe is None:
