@@ -7,6 +7,11 @@
 #
 #   docker build -f docker/mosquitto.Dockerfile -t robot-platform/mosquitto:0.1.0 .
 #
+# Pin the base by digest for a site release (unknown offline, hence a build argument):
+#   docker buildx imagetools inspect eclipse-mosquitto:2.0.21                 # -> Digest: sha256:...
+#   docker build -f docker/mosquitto.Dockerfile \
+#     --build-arg MOSQUITTO_IMAGE=eclipse-mosquitto:2.0.21@sha256:<digest> -t robot-platform/mosquitto:0.1.0 .
+#
 # No secret is part of the image: the certificates are mounted at run time (/run/secrets).
 ARG MOSQUITTO_IMAGE=eclipse-mosquitto:2.0.21
 
