@@ -38,7 +38,9 @@ COPY src/ src/
 COPY launch/ launch/
 COPY config/ config/
 COPY web/ web/
+# The Mosquitto plugin is built into its own image (docker/mosquitto.Dockerfile).
 RUN colcon build --base-paths src --event-handlers console_cohesion- summary+ \
+      --packages-skip robot_platform_mosquitto_auth \
       --cmake-args -DPython3_EXECUTABLE=/opt/venv/bin/python -DBUILD_TESTING=OFF \
  && rm -rf build log
 

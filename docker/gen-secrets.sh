@@ -71,6 +71,8 @@ cert "$OUT/jobs-service" jobs-service clientAuth
 cert "$OUT/mqtt-healthcheck" healthcheck clientAuth
 for robot in $ROBOTS; do
   valid_name "$robot"
+  # Mosquitto lets a certificate use the client ids <CN>, deploy-<CN>, health-<CN>: no robot named like one.
+  case "$robot" in deploy-*|health-*) echo "gen-secrets: bad name '$robot' (reserved MQTT client id prefix)" >&2; exit 1;; esac
   cert "$OUT/robots/$robot" "$robot" clientAuth "$robot"
 done
 

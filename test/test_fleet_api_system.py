@@ -41,6 +41,7 @@ from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, 
 
 rclpy = pytest.importorskip("rclpy")
 
+from robot_platform.bridge import inbox  # noqa: E402
 from robot_platform.bridge.fleet_nats import (  # noqa: E402
     Endpoint,
     Fleet,
@@ -49,6 +50,7 @@ from robot_platform.bridge.fleet_nats import (  # noqa: E402
     service_user_entry,
     write_private,
 )  # fmt: skip
+from robot_platform.bridge.inbox import connect_options  # noqa: E402
 from robot_platform.ops.actions import encode_request  # noqa: E402
 from robot_platform.ws.access import hash_secret  # noqa: E402
 
@@ -176,9 +178,9 @@ def whoami(port: int, user: str) -> dict[str, Any]:
 
 async def ask_r1_agent(url: str, user: str, password: str) -> bool:
     """Whether ``user`` gets any answer from r1's robot_agent (list_graph) through the hub."""
-    nc = await nats.connect(url, user=user, password=password, allow_reconnect=False)
-    try:
-        await nc.request("robots.r1.ops.list_graph", encode_request("x", "viewer"), timeout=2.0)
+    nc = await nats.connect(url, allow_reconnect=False, **connect_options(user, password))
+    try:  # as the platform's clients ask a robot: the reply comes in r1's slot of the user's inbox
+        await inbox.request(nc, "robots.r1.ops.list_graph", encode_request("x", "viewer"), timeout=2.0)
         return True
     except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
         return False

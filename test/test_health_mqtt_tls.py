@@ -48,7 +48,7 @@ class Subscriber:
             cert_filepath=str(cert),
             pri_key_filepath=str(key),
             ca_filepath=str(secrets / "ca.crt"),
-            client_id=f"test-{name}",
+            client_id=name,  # the broker allows a certificate only its own client ids (CN = name)
             clean_session=True,
             enable_metrics_collection=False,
         )

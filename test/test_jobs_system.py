@@ -314,7 +314,7 @@ def test_robot_certificate_cannot_use_another_robots_topics(site: Site) -> None:
             cert_filepath=str(cert),
             pri_key_filepath=str(key),
             ca_filepath=str(site.secrets / "ca.crt"),
-            client_id=f"test-{name}",
+            client_id=name,  # the broker allows a certificate only its own client ids (CN = name)
             clean_session=True,
             enable_metrics_collection=False,
         )

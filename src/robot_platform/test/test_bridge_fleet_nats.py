@@ -15,12 +15,19 @@ from robot_platform.bridge.fleet_nats import Endpoint, Fleet, main, render_hub, 
 
 def test_robot_permissions_are_scoped_to_the_robot() -> None:
     perms = robot_permissions("r7")
-    assert 'publish: { allow: ["robots.r7.>", "_INBOX.>", "$JSC.R.>", "$JS.S.>", "$JS.FC.>"] }' in perms
+    assert 'publish: { allow: ["robots.r7.>", "_INBOX.*.~r7.>", "$JSC.R.>", "$JS.S.>", "$JS.FC.>"] }' in perms
     assert (
         'subscribe: { allow: ["robots.r7.cmd.>", "robots.r7.ops.>", "robots.r7.srv.>", "robots.r7.frames.*.lease",'
-        ' "_INBOX.>", "$JS.r7.API.>", "$JS.FC.>"] }' in perms
+        ' "_INBOX.r7.>", "$JS.r7.API.>", "$JS.FC.>"] }' in perms
     )
     assert "robots.>" not in perms and "$JS.r1" not in perms
+
+
+def test_robot_reads_and_writes_no_other_inbox() -> None:
+    """A robot's user neither reads the replies of anyone else nor writes into anyone's own inbox space."""
+    perms = robot_permissions("r7")
+    assert '"_INBOX.>"' not in perms
+    assert "_INBOX.console" not in perms and "_INBOX.*.>" not in perms
 
 
 def test_hub_takes_extra_users() -> None:

@@ -19,3 +19,31 @@ def test_fleet_rviz_config_shows_the_mirrored_topics() -> None:
     # the mirror's per-robot TF trees hang under "fleet" (bridge/fleet_frames.py)
     assert control["/**/nats_bridge"]["ros__parameters"]["mirror"]["frame_prefix"] is True
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "fleet"
+
+
+def test_container_mosquitto_config_and_acl_are_the_shipped_ones() -> None:
+    """docker/mosquitto/ is config/mosquitto/ (rendered for container paths): the containers run the same
+    rules - the ACL (each robot only its own job topics and alert topic) and the client-id binding."""
+    from robot_platform.jobs.broker import container_conf
+
+    config, docker = REPO / "config" / "mosquitto", REPO / "docker" / "mosquitto"
+    assert (docker / "acl").read_text() == (config / "acl").read_text(), (
+        "docker/mosquitto/acl differs from config/mosquitto/acl: cp config/mosquitto/acl docker/mosquitto/acl"
+    )
+    assert (docker / "mosquitto.conf").read_text() == container_conf((config / "mosquitto.conf").read_text()), (
+        "docker/mosquitto/mosquitto.conf is stale: python -m robot_platform.jobs.broker container "
+        "> docker/mosquitto/mosquitto.conf"
+    )
+    chart_acl = REPO / "docker" / "helm" / "robot-platform" / "files" / "mosquitto" / "acl"
+    assert chart_acl.read_text() == (config / "acl").read_text()
+
+
+def test_shipped_mosquitto_config_binds_client_ids_to_certificates() -> None:
+    """No `use_identity_as_username` (Mosquitto 2.0 runs no check at CONNECT with it), the plugin instead."""
+    for conf in (REPO / "config" / "mosquitto" / "mosquitto.conf", REPO / "docker" / "mosquitto" / "mosquitto.conf"):
+        directives = [line.split() for line in conf.read_text().splitlines() if line and not line.startswith("#")]
+        names = {d[0]: d[1:] for d in directives}
+        assert "use_identity_as_username" not in names and "use_subject_as_username" not in names, conf
+        assert names["plugin"][0].endswith("/rp_client_id_auth.so") and names["require_certificate"] == ["true"]
+        assert names["plugin_opt_client_ids"] == ["%u,deploy-%u,health-%u"]
+        assert names["allow_anonymous"] == ["false"]

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robot_platform.bridge.inbox import inbox_subjects
+from robot_platform.bridge.inbox import inbox_subjects, robot_reply_subjects
 
 from .subjects import check_robot_id
 
@@ -70,11 +70,16 @@ def robot_permissions(robot_id: str) -> str:
     ``robots.<id>.srv.>`` the service requests answered by nats_bridge (only allowlisted services are
     called); ``robots.<id>.frames.*.lease`` the viewers' lease requests to frame_publisher (never the
     frames themselves: those only flow from the robot to the hub).
+
+    Reply inboxes (:mod:`.inbox`): the robot receives replies only in its own inbox ``_INBOX.<id>.>``
+    (its nodes use that prefix) and answers only into its own slot of the requesters' inboxes,
+    ``_INBOX.*.~<id>.>``: it can neither read the console's replies nor forge a reply to a request that was
+    not sent to it.
     """
-    publish = [f"robots.{robot_id}.>", "_INBOX.>", "$JSC.R.>", "$JS.S.>", "$JS.FC.>"]
+    publish = [f"robots.{robot_id}.>", robot_reply_subjects(robot_id), "$JSC.R.>", "$JS.S.>", "$JS.FC.>"]
     subscribe = [
         f"robots.{robot_id}.cmd.>", f"robots.{robot_id}.ops.>", f"robots.{robot_id}.srv.>",
-        f"robots.{robot_id}.frames.*.lease", "_INBOX.>", f"$JS.{robot_id}.API.>", "$JS.FC.>",
+        f"robots.{robot_id}.frames.*.lease", inbox_subjects(robot_id), f"$JS.{robot_id}.API.>", "$JS.FC.>",
     ]  # fmt: skip
     return f"{{ publish: {{ allow: {_list(publish)} }}, subscribe: {{ allow: {_list(subscribe)} }} }}"
 

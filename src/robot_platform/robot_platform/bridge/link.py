@@ -23,7 +23,9 @@ is down the newest ``outbox_capacity`` messages are kept and sent after reconnec
 store-and-forward is the job of the robot's local nats-server + JetStream (see config/nats/README.md);
 the bridge normally talks to that local server, which is always up.
 
-Credentials: each authenticated user gets its own reply inbox prefix (:func:`.inbox.connect_options`).
+Credentials: each client gets its own reply inbox prefix: the user's, or on a robot the robot id's
+(:func:`.inbox.connect_options`); requests to a robot carry a reply subject in that robot's slot of the
+inbox (:func:`.inbox.request`), the only inbox subjects a robot's hub user may publish.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import nats.errors
 
 from robot_platform.exceptions import RobotPlatformError
 
+from . import inbox
 from .backoff import Backoff
 from .inbox import connect_options
 
@@ -84,10 +87,16 @@ class LinkCounters:
 
 @dataclass(frozen=True)
 class Credentials:
-    """User/password for the NATS server (the password is never logged or put in repr)."""
+    """User/password for the NATS server (the password is never logged or put in repr).
+
+    ``inbox_owner`` names the reply inbox when it is not the user's: robot-side nodes connect to the
+    robot's own server without a user but must receive replies in ``_INBOX.<robot id>`` (the only inbox
+    the robot's leaf link may carry back from the hub).
+    """
 
     user: str = ""
     password: str = field(default="", repr=False)
+    inbox_owner: str = ""
 
 
 class NatsLink:
@@ -332,7 +341,7 @@ class NatsLink:
             if isinstance(exc, nats.errors.SlowConsumerError):
                 self.counters.dropped_slow_consumer += 1
 
-        options = connect_options(self._credentials.user, self._credentials.password)
+        options = connect_options(self._credentials.user, self._credentials.password, self._credentials.inbox_owner)
         try:
             nc = await nats.connect(
                 self.url,
@@ -413,7 +422,7 @@ class NatsLink:
         try:
             if nc is None or self.state is not LinkState.CONNECTED:
                 raise nats.errors.ConnectionClosedError
-            msg = await nc.request(subject, body, timeout=timeout, headers=headers)
+            msg = await inbox.request(nc, subject, body, timeout=timeout, headers=headers)
         except asyncio.CancelledError:
             self._request_failed(reply, "the NATS link is stopping")
             raise

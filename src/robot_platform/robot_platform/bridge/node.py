@@ -191,7 +191,9 @@ class NatsBridgeNode(Node):
                 await streams.ensure_stream(nc, stream_config)
                 self.get_logger().info(f"JetStream stream {stream_config.name} ready")
 
-        credentials = Credentials(user, Path(password_file).read_text().strip() if password_file else "")
+        password = Path(password_file).read_text().strip() if password_file else ""
+        # On a robot, replies come back over the leaf link only into the robot's own inbox (inbox.py).
+        credentials = Credentials(user, password, robot_id if mode == "robot" else "")
         self._link = NatsLink(
             url,
             self._on_nats,

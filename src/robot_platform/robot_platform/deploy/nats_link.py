@@ -35,6 +35,7 @@ import msgpack
 import nats
 from nats.errors import Error as NatsError
 
+from robot_platform.bridge.inbox import inbox_prefix
 from robot_platform.deploy.errors import DeployError
 from robot_platform.deploy.jobs import Status
 
@@ -194,6 +195,7 @@ class NatsLink:
                 return await nats.connect(
                     self.url,
                     name=f"deploy_service-{self.robot_id}",
+                    inbox_prefix=inbox_prefix(self.robot_id),  # replies cross the leaf only into it
                     connect_timeout=CONNECT_TIMEOUT_S,
                     reconnect_time_wait=RECONNECT_WAIT_S,
                     max_reconnect_attempts=-1,
@@ -235,7 +237,6 @@ class NatsLink:
             reply = {"ok": False, "error": exc.reason}
         if msg.reply:
             await msg.respond(msgpack.packb(reply, default=str))
-
 
     async def _on_restart(self, msg: Any) -> None:
         package = msg.subject.rsplit(".", 1)[-1]

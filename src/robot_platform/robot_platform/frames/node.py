@@ -121,7 +121,7 @@ class FramePublisherNode(Node):
             lambda subject, headers, data: None,
             name=f"frame_publisher_{robot_id}",
             outbox_capacity=2 * len(cameras),  # frames are never worth queueing: drop-oldest beyond this
-            credentials=Credentials(user, password),
+            credentials=Credentials(user, password, robot_id),
             log=self.get_logger(),
             on_connected=self._on_connected,
         )

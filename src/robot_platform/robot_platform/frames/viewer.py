@@ -18,7 +18,7 @@ from typing import Any
 
 import nats.errors
 
-from robot_platform.bridge import subjects
+from robot_platform.bridge import inbox, subjects
 
 from .leases import decode_reply
 from .meta import FrameMeta
@@ -100,7 +100,7 @@ class FrameViewer:
         self._new.set()
 
     async def _request(self, body: dict[str, Any]) -> dict[str, Any]:
-        msg = await self._nc.request(self.lease_subject, json.dumps(body).encode(), timeout=REQUEST_TIMEOUT_S)
+        msg = await inbox.request(self._nc, self.lease_subject, json.dumps(body).encode(), timeout=REQUEST_TIMEOUT_S)
         return decode_reply(msg.data)
 
     async def _renew_loop(self) -> None:

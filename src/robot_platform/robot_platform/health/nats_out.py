@@ -31,6 +31,7 @@ from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from robot_platform.bridge.backoff import Backoff
+from robot_platform.bridge.inbox import inbox_prefix
 from robot_platform.health.outbox import DurableOutbox, OutMsg
 from robot_platform.health.sources import LinkStatus
 
@@ -88,12 +89,15 @@ class NatsPublisher:
         outbox_max: int = OUTBOX_MAX,
         request_subjects: tuple[str, ...] = (),
         outbox_path: str | Path | None = None,
+        inbox_owner: str = "",
     ) -> None:
         self.url, self.alert_subject, self.stream = url, alert_subject, stream
         self.link, self.clock, self.name = link, clock, name
         self.on_result = on_result or (lambda kind, result: None)
         self.outbox_max = outbox_max
         self.request_subjects = request_subjects
+        # the robot id on a robot: replies come back over its leaf link only into _INBOX.<robot id>
+        self._connect_options = {"inbox_prefix": inbox_prefix(inbox_owner)} if inbox_owner else {}
         self.requests_dropped = 0
         self._requests: deque[OperatorRequest] = deque()
         self.jetstream = False
@@ -208,6 +212,7 @@ class NatsPublisher:
                         disconnected_cb=disconnected,
                         reconnected_cb=reconnected,
                         error_cb=error,
+                        **self._connect_options,
                     )
                 )
             except (TimeoutError, NatsError, OSError) as exc:

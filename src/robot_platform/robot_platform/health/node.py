@@ -204,6 +204,7 @@ class HealthMonitorNode(Node):
                 request_subjects=(subjects.health(self.robot_id, "ack"), subjects.health(self.robot_id, "silence")),
                 outbox_max=p.outbox_max,
                 outbox_path=p.outbox_path(),
+                inbox_owner=self.robot_id,
             )
             self._report_outbox()
             self.nats.start()

@@ -31,6 +31,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from robot_platform.exceptions import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")  # as gen-secrets.sh's valid_name
+# Mosquitto lets a certificate use the client ids <CN>, deploy-<CN> and health-<CN> (config/mosquitto/
+# mosquitto.conf, plugin_opt_client_ids): a client certificate named deploy-r1 would own r1's deploy id.
+RESERVED_CLIENT_PREFIXES = ("deploy-", "health-")
 CA_DAYS = 3650
 CERT_DAYS = 825
 ORG = "robot_platform"
@@ -82,6 +85,10 @@ def issue(
     """Issue ``<directory>/<base>.crt|.key`` signed by the site CA (kept if it exists)."""
     if not NAME_RE.match(cn):
         raise ConfigError("name", cn, f"must match {NAME_RE.pattern}")
+    if not server and cn.startswith(RESERVED_CLIENT_PREFIXES):
+        prefixes = " or ".join(RESERVED_CLIENT_PREFIXES)
+        raise ConfigError("name", cn, f"a client certificate's CN must not start with {prefixes} "
+                          "(it would own another certificate's MQTT client ids)")  # fmt: skip
     directory = Path(directory)
     crt, key_path = directory / f"{base}.crt", directory / f"{base}.key"
     if crt.exists():

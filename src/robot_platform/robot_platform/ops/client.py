@@ -11,6 +11,7 @@ import nats
 import nats.errors
 import nats.js.errors
 
+from robot_platform.bridge import inbox
 from robot_platform.bridge.inbox import connect_options
 
 from . import logs
@@ -66,7 +67,7 @@ async def call_action(
     """Request/reply to ``robots.<robot>.ops.<action>``; RemoteActionFailed if the robot refused it."""
     subject = action_subject(robot, action)
     try:
-        reply = await nc.request(subject, encode_request(user, role, args), timeout=timeout)
+        reply = await inbox.request(nc, subject, encode_request(user, role, args), timeout=timeout)  # robot reply slot
     except nats.errors.NoRespondersError:
         raise RemoteActionFailed(robot, action, "no_responders", "robot_agent is not reachable") from None
     except (TimeoutError, nats.errors.TimeoutError):

@@ -98,7 +98,7 @@ class RobotAgentNode(Node):
         dispatcher = ActionDispatcher(self.robot_id, allowed, roles, {
             "list_graph": self._list_graph, "capture": self._capture, "restart_app": self._restart_app,
         }, audit=self.get_logger())  # fmt: skip
-        settings = AgentSettings(self.robot_id, nats_url, Credentials(nats_user, password),
+        settings = AgentSettings(self.robot_id, nats_url, Credentials(nats_user, password, self.robot_id),
                                  int(stream_mb) * 1024 * 1024, float(stream_age_h) * 3600.0)  # fmt: skip
         self.agent = AgentLink(settings, dispatcher, self.get_logger())
         self.tunnel_spec = self._tunnel_parameters()

@@ -171,7 +171,9 @@ class WsAgent:
             self.access = AccessControl({}, resolve_roles({}), config.anonymous_role)
         self.nats = NatsLink(
             config.nats_url, name=f"ws_agent.{agent_id}", outbox_capacity=NATS_OUTBOX_CAPACITY,
-            credentials=Credentials(config.nats_user, config.nats_password),  # own reply inbox: _INBOX.<user>
+            # own reply inbox: _INBOX.<user>, or on a robot _INBOX.<robot id> (what its leaf link carries back)
+            credentials=Credentials(config.nats_user, config.nats_password,
+                                    config.robot_id if config.mode is Mode.ROBOT else ""),
             backoff=Backoff(max_s=NATS_RECONNECT_WAIT_MAX_S), log=self.log,
             sub_pending_msgs=NATS_SUB_PENDING_MSGS, sub_pending_bytes=NATS_SUB_PENDING_BYTES,
         )  # fmt: skip
