@@ -75,6 +75,22 @@ class FieldRangeError(CodecError):
         self.high = high
 
 
+class NonFiniteError(FieldRangeError):
+    """A float field holds NaN or +-inf where the caller did not allow it (counted as ``out_of_range``)."""
+
+    def __init__(self, type_name: str, field: str, value: float) -> None:
+        CodecError.__init__(
+            self,
+            type_name,
+            field,
+            f"value {value!r} is not a finite number; NaN and infinities are refused (a site that needs them"
+            " on this command sets allow_non_finite: true in its nats_bridge 'in' entry)",
+        )
+        self.value = value
+        self.low = None
+        self.high = None
+
+
 class MalformedPayloadError(BridgeError):
     """A NATS payload is not a msgpack map (truncated, garbage, wrong top-level type...)."""
 

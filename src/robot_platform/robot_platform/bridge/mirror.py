@@ -79,7 +79,8 @@ class Mirror:
             pinned = self._pinned.setdefault(ros_topic, cls)
             if pinned is not cls:
                 raise EnvelopeError(subject, "Ros-Type", f"{ros_topic} already carries {pinned.__name__}")
-            msg = decode_inbound(self.codec, cls, data, subject, stats, env.type_hash)
+            # Telemetry, not a command: inf/NaN are normal there (LaserScan ranges, unknown covariance).
+            msg = decode_inbound(self.codec, cls, data, subject, stats, env.type_hash, allow_non_finite=True)
         except BridgeError as exc:
             self._count(key, exc)
             return None

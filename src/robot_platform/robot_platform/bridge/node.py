@@ -18,7 +18,9 @@ config/robot.yaml):
     out.allow, out.deny (string[])    topic globs bridged when discovered (deny wins)
     out.pattern_max_rate_hz, out.pattern_reliability, out.pattern_depth   settings of discovered topics
     in.names (string[])               allowlisted commands; for each <n>: in.<n>.topic, in.<n>.type,
-                                      in.<n>.reliability/durability/depth (QoS of the ROS publisher)
+                                      in.<n>.reliability/durability/depth (QoS of the ROS publisher),
+                                      in.<n>.allow_non_finite (bool, default false: NaN/inf refused and
+                                      counted as out_of_range)
     mode (string, read-only)          'robot', or 'control' to also mirror robots' telemetry into ROS
     mirror.topics (string[])          control mode: robot topics to mirror (e.g. /odom)
     mirror.robots (string[])          control mode: robots to mirror (empty = all)
@@ -36,6 +38,7 @@ config/robot.yaml):
       services.<n>.service            ROS service name (fully qualified, e.g. /robot_sim/estop)
       services.<n>.type               service type (std_srvs/srv/SetBool)
       services.<n>.timeout_s          the caller gets Rp-Error 'timeout' after this long
+      services.<n>.allow_non_finite   NaN/inf accepted in the Request (default false: Rp-Error out_of_range)
     services.max_pending (int)        service calls in flight at once; more are refused ('busy')
 Subscriptions: every out topic (read by a thread of their own, see ros_reader.py).
 Publishers: every in topic, /diagnostics, mirrored /fleet/<id>/<topic>.
@@ -275,11 +278,15 @@ class NatsBridgeNode(Node):
             "depth": p(f"{prefix}.depth", 10, INT, "QoS history depth", int_range=(1, 10000)),
         }
 
+    def _allow_non_finite(self, prefix: str) -> bool:
+        description = "accept NaN/inf in float fields (default: refuse, counted as out_of_range)"
+        return bool(self._param(f"{prefix}.allow_non_finite", False, ParameterType.PARAMETER_BOOL, description))
+
     def _read_allowlist(self, robot_id: str, names: list[str]) -> subjects.CommandAllowlist:
         rules = []
         for name in names:
             r = self._route_params(f"in.{name}", "reliable")
-            rules.append((r["topic"], r["type"]))
+            rules.append((r["topic"], r["type"], self._allow_non_finite(f"in.{name}")))
         return subjects.CommandAllowlist(robot_id, rules)
 
     def _read_services(self, robot_id: str) -> ServiceRouter | None:
@@ -297,6 +304,7 @@ class NatsBridgeNode(Node):
                 self._param(f"{pre}.service", "", S, "ROS service name (fully qualified)"),
                 self._param(f"{pre}.type", "", S, "service type, e.g. std_srvs/srv/SetBool"),
                 self._param(f"{pre}.timeout_s", 5.0, D, "reply 'timeout' after this long", float_range=(0.01, 600.0)),
+                self._allow_non_finite(pre),
             ))  # fmt: skip
         try:
             allowlist = ServiceAllowlist(robot_id, rules)
