@@ -165,3 +165,9 @@ def test_non_finite_commands_refused_unless_the_entry_opts_in(sent: Sent, logs: 
     assert "angular.z" in logs[0] and "not a finite number" in logs[0]
     # The bridge keeps serving valid commands on the refusing topic.
     assert core.on_command(CMD, headers(), msgpack.packb(TWIST)) is not None
+
+
+def test_a_huge_type_header_is_not_echoed_in_full(core: BridgeCore, logs: list[str]) -> None:
+    assert core.on_command(CMD, headers("pkg/msg/" + "T" * 100_000), msgpack.packb(TWIST)) is None
+    assert core.snapshot()["errors"] == {"not_allowed": 1}
+    assert len(logs) == 1 and len(logs[0]) < 600
