@@ -288,3 +288,21 @@ def test_a_huge_unknown_field_name_is_not_echoed_in_full(codec: Codec) -> None:
         codec.decode(Twist, pack({"x" * 900_000: 1.0}))
     assert len(str(err.value)) < 500 and len(err.value.field) < 200
     assert "[900000 chars]" in str(err.value)
+
+
+def test_type_names_never_import_a_non_interface_module(tmp_path: Any, monkeypatch: Any) -> None:
+    """The fleet mirror loads the type a robot's Ros-Type header names: that must not run the top-level
+    code of whatever Python module happens to share the package name."""
+    pkg = tmp_path / "rp_evil_pkg"
+    (pkg / "msg").mkdir(parents=True)
+    marker = tmp_path / "imported"
+    (pkg / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (pkg / "msg" / "__init__.py").write_text("class Foo:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = TypeRegistry()
+    for load, name in ((registry.load, "rp_evil_pkg/msg/Foo"), (registry.load_service, "rp_evil_pkg/srv/Foo")):
+        with pytest.raises(UnknownTypeError) as err:
+            load(name)
+        assert "not an installed ROS interface package" in str(err.value)
+    assert not marker.exists()
+    assert registry.load("geometry_msgs/msg/Twist") is Twist
