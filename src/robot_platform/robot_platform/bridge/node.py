@@ -25,6 +25,7 @@ config/robot.yaml):
     mirror.topics (string[])          control mode: robot topics to mirror (e.g. /odom)
     mirror.robots (string[])          control mode: robots to mirror (empty = all)
     mirror.namespace (string)         control mode: prefix of mirrored topics (/fleet -> /fleet/r1/odom)
+    mirror.max_robots (int)           control mode, mirror.robots empty: most robot ids mirrored (first come)
     events_stream (bool)              robot mode: ensure JetStream stream EVENTS_<id> (alerts, deploy) on
                                       the local server; control mode: ensure FLEET_EVENTS sourcing
                                       the streams of fleet_robots
@@ -147,6 +148,8 @@ class NatsBridgeNode(Node):
         nats_subs = [subjects.robot_wildcard(robot_id, "cmd")] if in_names else []
         fleet = self._names("fleet_robots") if mode == "control" else []
         if mode == "control":
+            max_robots = p("mirror.max_robots", 256, INT, "with mirror.robots empty: most robot ids mirrored",
+                           int_range=(1, 100_000))  # fmt: skip
             self._mirror = Mirror(
                 self._core.codec,
                 self._names("mirror.topics"),
@@ -154,6 +157,7 @@ class NatsBridgeNode(Node):
                 p("mirror.namespace", "/fleet", S, "prefix of mirrored topics", read_only=True),
                 dedup,
                 self.get_logger().warning,
+                max_robots,
             )
             self._mirror_qos = _qos(
                 p("mirror.reliability", "reliable", S, "QoS reliability of mirrored topics"),
