@@ -483,6 +483,19 @@ def test_deploy_function_and_apps_through_ros(
         assert final.state == DeploymentStatus.STATE_REJECTED and "'..'" in final.reason
         assert not list(tmp_path.rglob("escape.txt"))
 
+        # ---- '..' in artifact_uri: REJECTED at once (it used to be fetched and end FAILED)
+        dotdot = dict(fn1, version="6.0.0", artifact_uri=f"s3://{BUCKET}/hello_fn/../hello_fn/hello_fn-1.0.0.tar.gz")
+        answer = client.deploy(dotdot, "fn-6-dotdot")
+        assert not answer.accepted and answer.state == DeploymentStatus.STATE_REJECTED
+        assert "artifact_uri" in answer.message and "'..'" in answer.message
+
+        # ---- a new package refused after download (archive says hello_fn): nothing left under install_root
+        ghost = dict(fn1, package_name="ghost_fn")
+        assert client.deploy(ghost, "ghost-1").accepted
+        final = client.final("ghost-1")
+        assert final.state == DeploymentStatus.STATE_REJECTED and "name" in final.reason
+        assert not (root / "ghost_fn").exists()
+
         # ---- a missing object: FAILED with the storage's answer
         missing = dict(fn1, version="5.0.0", artifact_uri=f"s3://{BUCKET}/hello_fn/none.tar.gz")
         client.deploy(missing, "fn-5-missing")

@@ -94,7 +94,8 @@ class Site:
             env.pop(key, None)
         return env
 
-    def start_jobs_service(self) -> None:
+    def start_jobs_service(self) -> Any:
+        """Start (or restart, on the same store) the jobs service; its Popen once its API answers."""
         params = [
             f"store_path:={self.tmp / 'jobs.sqlite3'}",
             f"nats_url:={self.nats_url}",
@@ -108,8 +109,9 @@ class Site:
         argv = [sys.executable, "-m", "robot_platform.jobs.node", "--ros-args"]
         for param in params:
             argv += ["-p", param]
-        self.procs.start("jobs_service", argv, env=self.env(0))
+        proc = self.procs.start("jobs_service", argv, env=self.env(0))
         wait_for(lambda: request(self.nats_url, "list", {}) is not None, 60, "jobs_service API on NATS", period=0.3)
+        return proc
 
     def start_robot(self, robot: str, s3: SeaweedFS, trusted: str) -> None:
         params = self.tmp / f"{robot}.yaml"

@@ -25,7 +25,7 @@ import msgpack
 import nats
 import pytest
 
-from helpers import REPO, free_port, ros_env, wait_port
+from helpers import REPO, free_port, ros_env, wait_for, wait_port
 
 rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import Twist  # noqa: E402
@@ -307,7 +307,10 @@ def test_bridge_starts_without_nats_and_connects_later(ros_context: int, procs: 
     bridge = start_bridge(procs, tmp_path, url, ros_context, 0)
     graph = Graph()
     try:
-        time.sleep(2.0)  # a bounded stretch with no server at all; the bridge must stay up through it
+        # No server at all until the bridge has failed to connect at least once (on this shared machine its
+        # start-up alone can take over 5 s, so a fixed sleep raced it); it must stay up through that.
+        wait_for(lambda: "cannot connect to NATS" in procs.child("nats_bridge").output(), 60.0,
+                 "the bridge's first failed connection attempt", period=0.2)  # fmt: skip
         assert bridge.poll() is None, "bridge exited while NATS was unreachable"
         conf = tmp_path / "late.conf"
         conf.write_text(f"listen: 127.0.0.1:{port}\njetstream {{ store_dir: {str(tmp_path / 'js')!r} }}\n")

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import msgpack
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import KeyValue
+from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import Image, Imu, LaserScan
-from std_msgs.msg import Byte, ByteMultiArray, Char, Int8, UInt64
+from std_msgs.msg import Byte, ByteMultiArray, Char, Float64MultiArray, Int8, UInt64
 from type_description_interfaces.msg import FieldType
 from unique_identifier_msgs.msg import UUID
 
@@ -23,6 +25,7 @@ from robot_platform.bridge.errors import (
     FieldRangeError,
     FieldTypeError,
     MalformedPayloadError,
+    NonFiniteError,
     PayloadTooLargeError,
     UnknownFieldError,
     UnknownTypeError,
@@ -103,9 +106,9 @@ def test_fixed_uint8_array_and_byte_types(codec: Codec) -> None:
 
 def test_float_arrays_inf_nan_and_float32_range(codec: Codec) -> None:
     scan = LaserScan(angle_min=-1.0, ranges=[1.0, math.inf, 0.5], intensities=[])
-    out = round_trip(codec, scan)
+    out = codec.decode(LaserScan, codec.encode(scan), allow_non_finite=True)  # telemetry (the fleet mirror)
     assert list(out.ranges) == [1.0, math.inf, 0.5]
-    nan = codec.decode(LaserScan, pack({"ranges": [math.nan]}))
+    nan = codec.decode(LaserScan, pack({"ranges": [math.nan]}), allow_non_finite=True)
     assert math.isnan(nan.ranges[0])
     with pytest.raises(FieldRangeError) as err:
         codec.from_dict(LaserScan, {"ranges": [1.0, 1e39]})
@@ -118,6 +121,35 @@ def test_float_arrays_inf_nan_and_float32_range(codec: Codec) -> None:
         codec.from_dict(LaserScan, {"ranges": [1.0, "2"]})
     with pytest.raises(FieldTypeError):
         codec.from_dict(LaserScan, {"ranges": [True]})
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize(
+    ("cls", "data", "field"),
+    [
+        (Twist, lambda v: {"linear": {"x": v}}, "linear.x"),  # float64, nested
+        (LaserScan, lambda v: {"angle_min": v}, "angle_min"),  # float32 scalar
+        (LaserScan, lambda v: {"ranges": [1.0, v]}, "ranges[1]"),  # float32 sequence (numpy fast path)
+        (Imu, lambda v: {"orientation_covariance": [0.0] * 8 + [v]}, "orientation_covariance[8]"),  # float64[9]
+        (Float64MultiArray, lambda v: {"data": [0.5, 2, v]}, "data[2]"),  # mixed int/float: slow path
+    ],
+)
+def test_non_finite_floats_are_refused_by_default(codec: Codec, cls: type, data: Any, field: str, bad: float) -> None:
+    """NaN/inf in a command must not reach ROS unless the caller opts in (hardening issue, item 6)."""
+    with pytest.raises(NonFiniteError) as err:
+        codec.decode(cls, pack(data(bad)))
+    assert err.value.kind == "out_of_range"
+    assert err.value.field == field
+    assert field in str(err.value) and "not a finite number" in str(err.value)
+    assert isinstance(err.value, FieldRangeError)
+    allowed = codec.decode(cls, pack(data(bad)), allow_non_finite=True)
+    assert allowed is not None
+
+
+def test_finite_extremes_still_pass(codec: Codec) -> None:
+    twist = codec.from_dict(Twist, {"linear": {"x": 1.7e308, "y": -1.7e308, "z": 5e-324}})
+    assert twist.linear.x == 1.7e308
+    assert codec.from_dict(LaserScan, {"ranges": [3.4e38, -3.4e38]}).ranges[0] == pytest.approx(3.4e38, rel=1e-6)
 
 
 def test_fixed_float_array_length_is_enforced(codec: Codec) -> None:
@@ -247,3 +279,30 @@ def test_type_hash_falls_back_to_a_stable_layout_hash() -> None:
     b = TypeRegistry(ament_prefix_path="/nonexistent").type_hash(Odometry)
     other = TypeRegistry(ament_prefix_path="/nonexistent").type_hash(Imu)
     assert a.startswith("RPL01_") and a == b and a != other
+
+
+def test_a_huge_unknown_field_name_is_not_echoed_in_full(codec: Codec) -> None:
+    """The field name is the sender's: a 900 kB key made 900 kB error and log lines (kept in /rosout's
+    DDS history), which left the bridge 1.2x its memory after a flood."""
+    with pytest.raises(UnknownFieldError) as err:
+        codec.decode(Twist, pack({"x" * 900_000: 1.0}))
+    assert len(str(err.value)) < 500 and len(err.value.field) < 200
+    assert "[900000 chars]" in str(err.value)
+
+
+def test_type_names_never_import_a_non_interface_module(tmp_path: Any, monkeypatch: Any) -> None:
+    """The fleet mirror loads the type a robot's Ros-Type header names: that must not run the top-level
+    code of whatever Python module happens to share the package name."""
+    pkg = tmp_path / "rp_evil_pkg"
+    (pkg / "msg").mkdir(parents=True)
+    marker = tmp_path / "imported"
+    (pkg / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    (pkg / "msg" / "__init__.py").write_text("class Foo:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = TypeRegistry()
+    for load, name in ((registry.load, "rp_evil_pkg/msg/Foo"), (registry.load_service, "rp_evil_pkg/srv/Foo")):
+        with pytest.raises(UnknownTypeError) as err:
+            load(name)
+        assert "not an installed ROS interface package" in str(err.value)
+    assert not marker.exists()
+    assert registry.load("geometry_msgs/msg/Twist") is Twist

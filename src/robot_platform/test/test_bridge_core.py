@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 
 import msgpack
@@ -144,3 +145,29 @@ def test_log_is_throttled(core: BridgeCore, logs: list[str]) -> None:
         core.on_command(CMD, headers(), b"\xc1")
     assert len(logs) < 25
     assert core.snapshot()["errors"]["malformed"] == 1000
+
+
+def test_non_finite_commands_refused_unless_the_entry_opts_in(sent: Sent, logs: list[str]) -> None:
+    """NaN/±inf in /cmd_vel are refused and counted as out_of_range; /gains opted in and gets them."""
+    allow = subjects.CommandAllowlist(
+        "r1", [("/cmd_vel", "geometry_msgs/msg/Twist"), ("/gains", "geometry_msgs/msg/Twist", True)]
+    )
+    core = BridgeCore("r1", Codec(), sent, allow, log=logs.append)
+    for value in (math.nan, math.inf, -math.inf):
+        body = msgpack.packb({"linear": {"x": 0.5}, "angular": {"z": value}})
+        assert core.on_command(CMD, headers(), body) is None
+        topic, msg = core.on_command("robots.r1.cmd.gains", headers(), body)
+        assert topic == "/gains" and not math.isfinite(msg.angular.z)
+    snap = core.snapshot()
+    assert snap["in"][CMD]["errors"] == {"out_of_range": 3}
+    assert snap["in"][CMD]["delivered"] == 0
+    assert snap["in"]["robots.r1.cmd.gains"]["delivered"] == 3
+    assert "angular.z" in logs[0] and "not a finite number" in logs[0]
+    # The bridge keeps serving valid commands on the refusing topic.
+    assert core.on_command(CMD, headers(), msgpack.packb(TWIST)) is not None
+
+
+def test_a_huge_type_header_is_not_echoed_in_full(core: BridgeCore, logs: list[str]) -> None:
+    assert core.on_command(CMD, headers("pkg/msg/" + "T" * 100_000), msgpack.packb(TWIST)) is None
+    assert core.snapshot()["errors"] == {"not_allowed": 1}
+    assert len(logs) == 1 and len(logs[0]) < 600

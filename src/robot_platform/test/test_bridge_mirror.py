@@ -78,3 +78,17 @@ def test_duplicates_dropped(mirror: Mirror) -> None:
 def test_any_robot_when_none_configured() -> None:
     m = Mirror(Codec(), ["/odom"])
     assert m.on_message("robots.zz9.ros.odom", headers(), ODOM).ros_topic == "/fleet/zz9/odom"
+
+
+def test_made_up_robot_ids_cannot_grow_the_mirror_without_end() -> None:
+    """With no robot list, each new id costs counters, a pinned type and ROS publishers: capped."""
+    m = Mirror(Codec(), ["/odom"], max_robots=3)
+    for i in range(3):
+        assert m.on_message(f"robots.r{i}.ros.odom", headers(), ODOM) is not None
+    for i in range(3, 500):
+        assert m.on_message(f"robots.r{i}.ros.odom", headers(), ODOM) is None
+    assert m.on_message("robots.r1.ros.odom", headers(), ODOM) is not None  # known robots go on
+    snap = m.snapshot()
+    assert len(snap["mirror"]) == 4  # r0..r2 and <other>
+    assert snap["mirror"]["<other>"]["errors"] == {"not_allowed": 497}
+    assert len(m._pinned) == 3

@@ -131,3 +131,19 @@ def test_busy_beyond_max_pending_and_unavailable(router: ServiceRouter, replies:
     assert router.pending == 1
     router.fail_all("stopping")
     assert replies[-1][0] == "_INBOX.2" and router.pending == 0
+
+
+def test_non_finite_request_refused_unless_the_service_opts_in(replies: Replies) -> None:
+    """A NaN in a service Request is a command into ROS too: refused (out_of_range) by default."""
+    rules = [
+        ("strict", "/strict/set_parameters", "rcl_interfaces/srv/SetParameters", 1.0),
+        ("lax", "/lax/set_parameters", "rcl_interfaces/srv/SetParameters", 1.0, True),
+    ]
+    router = ServiceRouter("r1", Codec(), ServiceAllowlist("r1", rules), replies, max_pending=4)
+    body = msgpack.packb({"parameters": [{"name": "gain", "value": {"type": 3, "double_value": float("nan")}}]})
+    assert router.on_request("robots.r1.srv.strict.set_parameters", "_INBOX.1", {}, body, now=0.0) is None
+    (_subject, _body, headers) = replies[0]
+    assert "out_of_range" in headers[H_ERROR] and "parameters[0].value.double_value" in headers[H_ERROR]
+    assert router.snapshot()["errors"] == {"out_of_range": 1}
+    result = router.on_request("robots.r1.srv.lax.set_parameters", "_INBOX.2", {}, body, now=0.0)
+    assert result is not None and result[1].parameters[0].value.double_value != 0.0

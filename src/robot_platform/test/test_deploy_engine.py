@@ -302,3 +302,51 @@ def test_shutdown_cancels_a_long_install_and_keeps_the_old_version(env):
     assert engine.store.active_version("demo_app") == "1.0.0"
     assert engine.store.installed_versions("demo_app") == ["1.0.0"]
     assert engine.apps.get("demo_app") is None  # apps stopped with the engine
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://packages/../hello_fn/hello_fn-1.0.0.tar.gz",
+        "s3://packages/hello_fn/../../etc/passwd",
+        "s3://packages/hello_fn/./hello_fn-1.0.0.tar.gz",
+        "s3://packages//hello_fn-1.0.0.tar.gz",
+        "s3://packages/hello_fn\\..\\x.tar.gz",
+        "s3://packages/hello_fn/x\n.tar.gz",
+        "s3://pack..ages/hello_fn/hello_fn-1.0.0.tar.gz",
+    ],
+)
+def test_artifact_uri_with_path_tricks_is_rejected_at_once(env, uri):
+    """A '..' in artifact_uri is refused before any download (REJECTED), not FAILED after one."""
+    engine, publish, _statuses, tmp, _ = env
+    base = publish(write_function_source(tmp))
+    engine.fetcher.objects[uri] = engine.fetcher.objects[base.artifact_uri]  # even if storage would serve it
+    decision = engine.submit(request(base, "dotdot", artifact_uri=uri))
+    assert not decision.accepted and decision.state == State.REJECTED
+    assert "artifact_uri" in decision.message
+    assert engine.fetcher.calls == 0
+    assert not (tmp / "root" / "hello_fn").exists()
+
+
+def test_rejected_or_failed_first_deployment_leaves_no_package_directory(env):
+    """A refused first deployment of a package leaves nothing under install_root (hardening issue 7)."""
+    engine, publish, statuses, tmp, _ = env
+    base = publish(write_function_source(tmp))
+    engine.submit(request(base, "wrong-kind", kind="app"))  # refused after download + verify + extract
+    assert statuses.final("wrong-kind").state == State.REJECTED
+    path = tmp / "dist" / "hello_fn-1.0.0.tar.gz"
+    good = path.read_bytes()
+    path.write_bytes(good + b"tampered")
+    engine.fetcher.objects[base.artifact_uri] = path
+    engine.submit(request(base, "tampered"))
+    assert statuses.final("tampered").state == State.REJECTED
+    engine.submit(request(base, "missing", artifact_uri="s3://packages/nope.tar.gz"))
+    assert statuses.final("missing").state == State.FAILED
+    assert not (tmp / "root" / "hello_fn").exists()
+    assert [p.name for p in (tmp / "root").iterdir() if not p.name.startswith(".")] == []  # .cache, .jobs
+    assert engine.list_packages() == []
+    # The package deploys normally afterwards.
+    path.write_bytes(good)
+    engine.submit(request(base, "good"))
+    assert statuses.final("good").state == State.SUCCEEDED
+    assert engine.store.packages() == ["hello_fn"]

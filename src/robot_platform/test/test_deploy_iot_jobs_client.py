@@ -136,3 +136,23 @@ def test_server_side_cancel_stops_reporting(wired: Any) -> None:
     agent.on_status(Status("r1", "j2:7", "hello_fn", "1.0.0", state=State.SUCCEEDED))
     assert not [t for t, _ in sent if t == "j2/update"]
     agent.on_message(PREFIX + "notify-next", b"{not json")  # ignored, no crash
+
+
+def test_a_lost_start_next_does_not_leave_the_robot_deaf() -> None:
+    """A start-next that is never answered (the jobs service died before reading it) is asked again on
+    the next notify-next once START_NEXT_ANSWER_S passed; before that, notify-next does not repeat it."""
+    from robot_platform.deploy.iot_jobs_client import START_NEXT_ANSWER_S
+
+    now = [100.0]
+    sent: list[tuple[str, dict[str, Any]]] = []
+    agent = IotJobsAgent("r1", Engine().submit, lambda t, b: sent.append((t.removeprefix(PREFIX), json.loads(b))),
+                         clock=lambda: now[0])  # fmt: skip
+    notify = json.dumps({"execution": {"jobId": "j1", "executionNumber": 1}}).encode()
+    agent.on_message(PREFIX + "notify-next", notify)
+    assert [t for t, _ in sent] == ["start-next"]
+    now[0] += 1.0
+    agent.on_message(PREFIX + "notify-next", notify)  # still waiting for the answer: no second request
+    assert [t for t, _ in sent] == ["start-next"]
+    now[0] += START_NEXT_ANSWER_S
+    agent.on_message(PREFIX + "notify-next", notify)
+    assert [t for t, _ in sent] == ["start-next", "start-next"]

@@ -36,7 +36,8 @@ def assert_consistent(store, package, expected_active):
         assert (active / "manifest.yaml").read_text().startswith(f"version: {expected_active}")
     assert not (store.package_dir(package) / JOURNAL).exists()
     assert not (store.package_dir(package) / "staging").exists()
-    for version in os.listdir(store.package_dir(package) / "versions"):
+    vdir = store.package_dir(package) / "versions"
+    for version in os.listdir(vdir) if vdir.exists() else []:
         if not version.endswith(".json"):
             assert store.install_record(package, version) is not None, f"half-installed {version} left"
 
@@ -102,6 +103,7 @@ def test_crash_during_first_install_leaves_nothing_active(tmp_path):
     PackageStore(tmp_path).recover()
     assert_consistent(store, "fresh", "")
     assert store.installed_versions("fresh") == []
+    assert not store.package_dir("fresh").exists()  # a package with no version leaves no directory
 
 
 def test_leftover_tmp_symlink_is_cleaned_and_current_kept(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 from awsiot import iotjobs
 
 from robot_platform.jobs.errors import DuplicateJobError, JobSpecError
-from robot_platform.jobs.service import JobsService
+from robot_platform.jobs.service import RESYNC_GRACE_S, JobsService
 from robot_platform.jobs.store import JobStore
 
 DOC = {"operation": "deploy", "package_name": "p", "version": "1.0.0"}
@@ -170,6 +170,35 @@ def test_timeout_get_pending_and_restart_keeps_state(h: Harness) -> None:
     assert nxt and nxt[-1]["execution"]["jobId"] == "next"
     assert h.update("r1", "slow", "SUCCEEDED")[1]["code"] == "InvalidStateTransition"
     assert h.start_next("r1")["jobId"] == "next"
+
+
+def test_restart_after_the_timeout_waits_for_devices_before_timing_out(h: Harness) -> None:
+    """The service was down past an execution's timeout (kill -9): the device's final update is still
+    to come (broker session, re-sync), so no TIMED_OUT (and no retry running it twice) before it can."""
+    for robot in ("r1", "r2"):
+        spec = {"document": DOC, "targets": [robot], "timeout_s": 60, "retry": {"timed_out": 1}}
+        h.service.create({"job_id": f"j-{robot}", **spec})
+        assert h.start_next(robot)["jobId"] == f"j-{robot}"
+    h.clock.now += 300  # down for 5 minutes
+    h.restart()
+
+    def states() -> dict[str, tuple[str, int]]:
+        return {
+            ex["thing"]: (ex["status"], ex["attempt"])
+            for j in ("j-r1", "j-r2")
+            for ex in h.service.get(j)["executions"]
+        }
+
+    h.service.tick(devices_online=False)  # broker not reached yet: nothing can be heard, nothing times out
+    assert states() == {"r1": ("IN_PROGRESS", 1), "r2": ("IN_PROGRESS", 1)}
+    h.service.announce_all()  # connected: devices re-sync now
+    h.clock.now += 5
+    h.service.tick()
+    assert states() == {"r1": ("IN_PROGRESS", 1), "r2": ("IN_PROGRESS", 1)}
+    assert h.update("r1", "j-r1", "SUCCEEDED")[0] == "accepted"  # r1 reports what it did meanwhile
+    h.clock.now += RESYNC_GRACE_S
+    h.service.tick()  # r2 stays silent past the grace: now it times out (and its retry is queued)
+    assert states() == {"r1": ("SUCCEEDED", 1), "r2": ("QUEUED", 2)}
 
 
 def test_bad_device_requests_are_rejected_with_codes(h: Harness) -> None:

@@ -92,6 +92,67 @@ def test_dispatcher_allowlist_roles_and_bad_input() -> None:
     assert d.served == 1 and d.refused == 5
 
 
+class AuditLines(list):
+    def __bool__(self) -> bool:  # a logger stand-in, even while empty
+        return True
+
+    def info(self, line: str) -> None:
+        self.append(line)
+
+    warning = info
+
+
+@pytest.mark.parametrize("user", ["u" * 60_000, "bob\nrobot_agent: ops action restart_app by admin done"])
+def test_oversized_or_multiline_names_are_refused_with_a_short_audit_line(user: str) -> None:
+    """A 60 kB user name was repeated in every refusal's audit line, which went to /rosout (held in DDS
+    history) and back into the agent's log forwarding: its memory stayed 2.5x up after a flood."""
+    audit = AuditLines()
+    d = ActionDispatcher("r1", ["list_graph"], ROLES, {}, audit=audit)
+    reply = run(d, "robots.r1.ops.list_graph", encode_request(user, "viewer"))
+    assert reply["error"]["kind"] == "bad_request" and "printable" in reply["error"]["message"]
+    assert len(audit) == 1 and len(audit[0]) < 300 and "\n" not in audit[0]
+
+
+def test_ops_requests_wait_in_a_bounded_queue() -> None:
+    """robot_agent's ops subscription gives nats-py explicit pending limits (not 512k msgs / 128 MB)."""
+    from robot_platform.bridge.link import Credentials
+    from robot_platform.ops.agent import OPS_PENDING_BYTES, OPS_PENDING_MSGS, AgentLink, AgentSettings
+
+    class FakeNc:
+        def __init__(self) -> None:
+            self.subscribed: list[dict] = []
+
+        def jetstream(self) -> None:
+            raise RuntimeError("not needed")
+
+        async def subscribe(self, subject: str, **kw: object) -> object:
+            self.subscribed.append({"subject": subject, **kw})
+            return object()
+
+    link = AgentLink(AgentSettings("r1", "nats://127.0.0.1:1", Credentials()), ActionDispatcher("r1", [], ROLES, {}),
+                     AuditLines())  # fmt: skip
+    nc = FakeNc()
+
+    async def connected() -> None:
+        async def no_stream(*_a: object) -> None:
+            return None
+
+        import robot_platform.ops.agent as agent_module
+
+        original = agent_module.ensure_stream
+        agent_module.ensure_stream = no_stream
+        try:
+            await link._on_connected(nc)
+        finally:
+            agent_module.ensure_stream = original
+
+    asyncio.run(connected())
+    [sub] = nc.subscribed
+    assert sub["subject"] == "robots.r1.ops.*"
+    assert sub["pending_msgs_limit"] == OPS_PENDING_MSGS <= 64
+    assert sub["pending_bytes_limit"] == OPS_PENDING_BYTES <= 8 * 1024 * 1024
+
+
 def test_operator_permissions_only_grant_role_actions() -> None:
     perms = operator_permissions("bob", ROLES.roles["viewer"])
     assert '"robots.*.ops.list_graph"' in perms and "capture" not in perms and '"$JS.API.>"' not in perms

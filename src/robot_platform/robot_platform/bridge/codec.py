@@ -7,6 +7,11 @@ Decoding validates everything a remote publisher could get wrong, because rclpy 
 check field values by default (``ROS_PYTHON_CHECK_FIELDS`` is off): unknown fields, wrong value types,
 out-of-range integers and float32 values, wrong fixed-array sizes, over-long bounded arrays/strings.
 Missing fields keep the type's default, as in ROS.
+
+Non-finite floats (NaN, +inf, -inf) are refused by default (``NonFiniteError``, counted as
+``out_of_range``): a NaN velocity reaches a motor driver as garbage, and no JSON client can even mean it.
+A caller that must carry them (telemetry mirrored from robots, where ``LaserScan.ranges`` holds inf by
+REP-117; or a command a site has opted in) passes ``allow_non_finite=True``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from .errors import (
     FieldRangeError,
     FieldTypeError,
     MalformedPayloadError,
+    NonFiniteError,
     PayloadTooLargeError,
     UnknownFieldError,
 )
@@ -121,14 +127,17 @@ class Codec:
         return body
 
     # ---------------------------------------------------------------- msgpack -> dict -> ROS
-    def decode(self, cls: type, payload: bytes, subject: str = "") -> Any:
+    def decode(self, cls: type, payload: bytes, subject: str = "", *, allow_non_finite: bool = False) -> Any:
         """ROS message from a msgpack body; MalformedPayloadError / CodecError / PayloadTooLargeError."""
         if len(payload) > self.max_payload_bytes:
             raise PayloadTooLargeError(subject, len(payload), self.max_payload_bytes)
-        return self.from_dict(cls, unpack(payload, subject))
+        return self.from_dict(cls, unpack(payload, subject), allow_non_finite=allow_non_finite)
 
-    def from_dict(self, cls: type, data: Any, path: str = "") -> Any:
-        """Validated ROS message of class ``cls`` built from ``data``."""
+    def from_dict(self, cls: type, data: Any, path: str = "", *, allow_non_finite: bool = False) -> Any:
+        """Validated ROS message of class ``cls`` built from ``data``.
+
+        NaN/inf in a float field raise NonFiniteError unless ``allow_non_finite`` (see module doc).
+        """
         if not isinstance(data, dict):
             raise FieldTypeError(type_name_of(cls), path.rstrip("."), "map", data)
         fmap = self._field_map(cls)
@@ -140,7 +149,7 @@ class Codec:
             field, attr, tn = entry
             # Values are fully validated and already of rclpy's storage type (numpy / array.array), so
             # they go straight into the ``_<field>`` slot: the property setter would copy arrays again.
-            setattr(msg, attr, self._value(tn, field, value, f"{path}{key}"))
+            setattr(msg, attr, self._value(tn, field, value, f"{path}{key}", allow_non_finite))
         return msg
 
     def _field_map(self, cls: type) -> dict[str, tuple[Field, str, str]]:
@@ -154,11 +163,11 @@ class Codec:
             self._field_maps[cls] = fmap
         return fmap
 
-    def _value(self, tn: str, f: Field, value: Any, path: str) -> Any:
+    def _value(self, tn: str, f: Field, value: Any, path: str, allow_non_finite: bool) -> Any:
         if not f.seq:
             if isinstance(f.elem, type):
-                return self.from_dict(f.elem, value, path + ".")
-            return _scalar(tn, f.elem, value, path)
+                return self.from_dict(f.elem, value, path + ".", allow_non_finite=allow_non_finite)
+            return _scalar(tn, f.elem, value, path, allow_non_finite)
         if f.is_bytes:
             return _bytes_field(tn, f, value, path)
         if not isinstance(value, list | tuple):
@@ -166,10 +175,12 @@ class Codec:
         _check_len(tn, f, len(value), path)
         elem = f.elem
         if isinstance(elem, type):
-            return [self.from_dict(elem, v, f"{path}[{i}].") for i, v in enumerate(value)]
+            return [
+                self.from_dict(elem, v, f"{path}[{i}].", allow_non_finite=allow_non_finite) for i, v in enumerate(value)
+            ]
         if elem.kind in ("int", "float"):
-            return _numeric_seq(tn, f, value, path)
-        return [_scalar(tn, elem, v, f"{path}[{i}]") for i, v in enumerate(value)]
+            return _numeric_seq(tn, f, value, path, allow_non_finite)
+        return [_scalar(tn, elem, v, f"{path}[{i}]", allow_non_finite) for i, v in enumerate(value)]
 
 
 def pack(data: dict[str, Any]) -> bytes:
@@ -215,7 +226,7 @@ def _check_len(tn: str, f: Field, n: int, path: str) -> None:
         raise FieldRangeError(tn, path, f"length {n}", 0, f.size)
 
 
-def _scalar(tn: str, s: Scalar, v: Any, path: str) -> Any:
+def _scalar(tn: str, s: Scalar, v: Any, path: str, allow_non_finite: bool = False) -> Any:
     kind = s.kind
     if kind == "float":
         if isinstance(v, bool) or not isinstance(v, float | int):
@@ -224,7 +235,10 @@ def _scalar(tn: str, s: Scalar, v: Any, path: str) -> Any:
             f = float(v)
         except OverflowError:
             raise FieldRangeError(tn, path, v, s.low, s.high) from None
-        if s.high is not None and math.isfinite(f) and abs(f) > s.high:
+        if not math.isfinite(f):
+            if not allow_non_finite:
+                raise NonFiniteError(tn, path, f)
+        elif s.high is not None and abs(f) > s.high:
             raise FieldRangeError(tn, path, v, s.low, s.high)
         return f
     if kind == "int":
@@ -276,15 +290,21 @@ def _bytes_field(tn: str, f: Field, value: Any, path: str) -> Any:
     return array.array("B", raw) if f.elem.typename == "uint8" else raw
 
 
-def _numeric_seq(tn: str, f: Field, value: list[Any] | tuple[Any, ...], path: str) -> Any:
+def _numeric_seq(
+    tn: str, f: Field, value: list[Any] | tuple[Any, ...], path: str, allow_non_finite: bool = False
+) -> Any:
     s: Scalar = f.elem
     if s.kind == "float":
         if not all(type(v) is float for v in value):  # fast path is exact floats (what msgpack gives)
-            value = [_scalar(tn, s, v, f"{path}[{i}]") for i, v in enumerate(value)]
-        if s.high is not None and value:
+            value = [_scalar(tn, s, v, f"{path}[{i}]", allow_non_finite) for i, v in enumerate(value)]
+        if value and (s.high is not None or not allow_non_finite):
             arr = np.asarray(value, dtype=np.float64)
-            finite = arr[np.isfinite(arr)]
-            if finite.size and float(np.abs(finite).max()) > s.high:
+            is_finite = np.isfinite(arr)
+            if not allow_non_finite and not is_finite.all():
+                i = int(np.argmin(is_finite))
+                raise NonFiniteError(tn, f"{path}[{i}]", value[i])
+            finite = arr[is_finite]
+            if s.high is not None and finite.size and float(np.abs(finite).max()) > s.high:
                 i = int(np.argmax(np.where(np.isfinite(arr), np.abs(arr), 0.0)))
                 raise FieldRangeError(tn, f"{path}[{i}]", value[i], s.low, s.high)
     else:

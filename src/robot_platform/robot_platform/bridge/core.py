@@ -2,8 +2,10 @@
 
 Outbound (ROS -> NATS): rate limit (keep latest), encode, size check, envelope, hand to ``send``.
 Inbound (NATS -> ROS): size check, envelope, allowlist (subject + type), duplicate drop, type hash,
-decode + validate; the result is a ready ROS message for the node to publish. Every rejection is a
-typed error counted per topic/subject and kind, logged (throttled), and never stops the bridge.
+decode + validate (NaN/inf refused unless the allowlist entry opts in: every command, whether sent by
+a script or forwarded by ws_agent from a browser, passes here); the result is a ready ROS message for
+the node to publish. Every rejection is a typed error counted per topic/subject and kind, logged
+(throttled), and never stops the bridge.
 """
 
 from __future__ import annotations
@@ -49,11 +51,20 @@ class TopicStats:
         }
 
 
-def decode_inbound(codec: Codec, cls: type, data: bytes, subject: str, stats: TopicStats, type_hash: str = "") -> Any:
+def decode_inbound(
+    codec: Codec,
+    cls: type,
+    data: bytes,
+    subject: str,
+    stats: TopicStats,
+    type_hash: str = "",
+    allow_non_finite: bool = False,
+) -> Any:
     """Decode an inbound message into ``cls`` for every inbound path (commands, fleet mirror, services).
 
-    Refuses a sender's type hash that differs from ours (the same name, another layout), and adds the
-    decode time to ``stats`` whether or not the decode succeeds.
+    Refuses a sender's type hash that differs from ours (the same name, another layout), and NaN/inf
+    unless ``allow_non_finite`` (commands: the allowlist entry's opt-in; mirrored telemetry: always);
+    adds the decode time to ``stats`` whether or not the decode succeeds.
     """
     if type_hash:
         local_hash = codec.registry.type_hash(cls)
@@ -61,7 +72,7 @@ def decode_inbound(codec: Codec, cls: type, data: bytes, subject: str, stats: To
             raise EnvelopeError(subject, "Ros-Type-Hash", f"{type_hash} differs from local {local_hash}")
     t0 = time.perf_counter_ns()
     try:
-        return codec.decode(cls, data, subject)
+        return codec.decode(cls, data, subject, allow_non_finite=allow_non_finite)
     finally:
         stats.codec_ns += time.perf_counter_ns() - t0
 
@@ -170,7 +181,7 @@ class BridgeCore:
                 stats.duplicates += 1
                 return None
             cls = self.codec.registry.load(rule.type_name)
-            msg = decode_inbound(self.codec, cls, data, subject, stats, env.type_hash)
+            msg = decode_inbound(self.codec, cls, data, subject, stats, env.type_hash, rule.allow_non_finite)
         except BridgeError as exc:
             self._count_error(stats, exc, subject)
             return None

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from robot_platform.exceptions import RobotPlatformError
 
+MAX_ECHO_CHARS = 120  # a sender-chosen name echoed in an error (and so in a log line) is cut to this
+
+
+def clip(text: str) -> str:
+    """``text`` cut to MAX_ECHO_CHARS: error messages and logs never repeat a megabyte field name."""
+    return text if len(text) <= MAX_ECHO_CHARS else f"{text[:MAX_ECHO_CHARS]}...[{len(text)} chars]"
+
 
 class BridgeError(RobotPlatformError):
     """Base of every bridge error. ``kind`` is a stable label used as a counter name."""
@@ -21,6 +28,7 @@ class UnknownTypeError(BridgeError):
     kind = "unknown_type"
 
     def __init__(self, type_name: str, reason: str) -> None:
+        type_name = clip(type_name)
         super().__init__(
             f"unknown ROS message type {type_name!r}: {reason}; use the form 'pkg/msg/Type' and make sure"
             " the package is installed and sourced"
@@ -35,6 +43,7 @@ class CodecError(BridgeError):
     kind = "invalid_message"
 
     def __init__(self, type_name: str, field: str, reason: str) -> None:
+        field = clip(field)  # a path ends in a sender's key: an unknown field name may be any size
         where = field or "<message>"
         super().__init__(f"{type_name}: field {where}: {reason}")
         self.type_name = type_name
@@ -73,6 +82,22 @@ class FieldRangeError(CodecError):
         self.value = value
         self.low = low
         self.high = high
+
+
+class NonFiniteError(FieldRangeError):
+    """A float field holds NaN or +-inf where the caller did not allow it (counted as ``out_of_range``)."""
+
+    def __init__(self, type_name: str, field: str, value: float) -> None:
+        CodecError.__init__(
+            self,
+            type_name,
+            field,
+            f"value {value!r} is not a finite number; NaN and infinities are refused (a site that needs them"
+            " on this command sets allow_non_finite: true in its nats_bridge 'in' entry)",
+        )
+        self.value = value
+        self.low = None
+        self.high = None
 
 
 class MalformedPayloadError(BridgeError):
@@ -130,6 +155,7 @@ class NotAllowedError(BridgeError):
     kind = "not_allowed"
 
     def __init__(self, subject: str, type_name: str, reason: str) -> None:
+        type_name = clip(type_name)  # straight from a sender's Ros-Type header
         super().__init__(
             f"command on {subject!r} (type {type_name!r}) refused: {reason}; add it to the bridge's"
             " 'in' allowlist if it is meant to reach ROS"

@@ -4,6 +4,8 @@
 ``/fleet/r1/odom``), so RViz on the control server shows the whole fleet. Only configured topics and
 robots are mirrored. The type comes from the envelope, must be installed locally with the same type
 hash, and is pinned per mirrored topic: a robot cannot switch a topic's type under a running publisher.
+With no robot list, at most ``max_robots`` robot ids are mirrored (first come): each one costs counters,
+a pinned type and a ROS publisher per topic, so ids a sender makes up must not grow them without end.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class Mirrored:
     msg: Any
 
 
+DEFAULT_MAX_ROBOTS = 256
+
+
 class Mirror:
     """Validates mirrored messages; the node owns the ROS publishers."""
 
@@ -39,6 +44,7 @@ class Mirror:
         namespace: str = "/fleet",
         dedup_capacity: int = 10_000,
         log: Any = None,
+        max_robots: int = DEFAULT_MAX_ROBOTS,
     ) -> None:
         self.codec = codec
         self.topics = {subjects.check_topic(t) for t in topics}
@@ -46,6 +52,8 @@ class Mirror:
         self.namespace = subjects.check_topic(namespace)
         self.dedup = DuplicateFilter(dedup_capacity)
         self._pinned: dict[str, type] = {}
+        self.max_robots = max_robots
+        self._mirrored_robots: set[str] = set()  # robots with at least one message mirrored
         self._log = log or (lambda _m: None)
         self._lock = threading.Lock()
         self.stats: dict[str, TopicStats] = {}
@@ -66,6 +74,13 @@ class Mirror:
             if self.robots and parsed.robot_id not in self.robots:
                 key = "<other>"
                 raise NotAllowedError(subject, "", f"robot {parsed.robot_id} is not mirrored")
+            with self._lock:
+                full = parsed.robot_id not in self._mirrored_robots and len(self._mirrored_robots) >= self.max_robots
+            if full:
+                key = "<other>"
+                raise NotAllowedError(
+                    subject, "", f"already {self.max_robots} robots mirrored; list the fleet in mirror.robots"
+                )
             stats = self._stats(key)
             stats.received += 1
             if len(data) > self.codec.max_payload_bytes:
@@ -79,11 +94,14 @@ class Mirror:
             pinned = self._pinned.setdefault(ros_topic, cls)
             if pinned is not cls:
                 raise EnvelopeError(subject, "Ros-Type", f"{ros_topic} already carries {pinned.__name__}")
-            msg = decode_inbound(self.codec, cls, data, subject, stats, env.type_hash)
+            # Telemetry, not a command: inf/NaN are normal there (LaserScan ranges, unknown covariance).
+            msg = decode_inbound(self.codec, cls, data, subject, stats, env.type_hash, allow_non_finite=True)
         except BridgeError as exc:
             self._count(key, exc)
             return None
         stats.delivered += 1
+        with self._lock:
+            self._mirrored_robots.add(parsed.robot_id)
         return Mirrored(parsed.robot_id, ros_topic, cls, msg)
 
     def _stats(self, key: str) -> TopicStats:

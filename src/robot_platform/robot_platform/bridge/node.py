@@ -18,11 +18,14 @@ config/robot.yaml):
     out.allow, out.deny (string[])    topic globs bridged when discovered (deny wins)
     out.pattern_max_rate_hz, out.pattern_reliability, out.pattern_depth   settings of discovered topics
     in.names (string[])               allowlisted commands; for each <n>: in.<n>.topic, in.<n>.type,
-                                      in.<n>.reliability/durability/depth (QoS of the ROS publisher)
+                                      in.<n>.reliability/durability/depth (QoS of the ROS publisher),
+                                      in.<n>.allow_non_finite (bool, default false: NaN/inf refused and
+                                      counted as out_of_range)
     mode (string, read-only)          'robot', or 'control' to also mirror robots' telemetry into ROS
     mirror.topics (string[])          control mode: robot topics to mirror (e.g. /odom)
     mirror.robots (string[])          control mode: robots to mirror (empty = all)
     mirror.namespace (string)         control mode: prefix of mirrored topics (/fleet -> /fleet/r1/odom)
+    mirror.max_robots (int)           control mode, mirror.robots empty: most robot ids mirrored (first come)
     events_stream (bool)              robot mode: ensure JetStream stream EVENTS_<id> (alerts, deploy) on
                                       the local server; control mode: ensure FLEET_EVENTS sourcing
                                       the streams of fleet_robots
@@ -36,6 +39,7 @@ config/robot.yaml):
       services.<n>.service            ROS service name (fully qualified, e.g. /robot_sim/estop)
       services.<n>.type               service type (std_srvs/srv/SetBool)
       services.<n>.timeout_s          the caller gets Rp-Error 'timeout' after this long
+      services.<n>.allow_non_finite   NaN/inf accepted in the Request (default false: Rp-Error out_of_range)
     services.max_pending (int)        service calls in flight at once; more are refused ('busy')
 Subscriptions: every out topic (read by a thread of their own, see ros_reader.py).
 Publishers: every in topic, /diagnostics, mirrored /fleet/<id>/<topic>.
@@ -144,6 +148,8 @@ class NatsBridgeNode(Node):
         nats_subs = [subjects.robot_wildcard(robot_id, "cmd")] if in_names else []
         fleet = self._names("fleet_robots") if mode == "control" else []
         if mode == "control":
+            max_robots = p("mirror.max_robots", 256, INT, "with mirror.robots empty: most robot ids mirrored",
+                           int_range=(1, 100_000))  # fmt: skip
             self._mirror = Mirror(
                 self._core.codec,
                 self._names("mirror.topics"),
@@ -151,6 +157,7 @@ class NatsBridgeNode(Node):
                 p("mirror.namespace", "/fleet", S, "prefix of mirrored topics", read_only=True),
                 dedup,
                 self.get_logger().warning,
+                max_robots,
             )
             self._mirror_qos = _qos(
                 p("mirror.reliability", "reliable", S, "QoS reliability of mirrored topics"),
@@ -277,11 +284,15 @@ class NatsBridgeNode(Node):
             "depth": p(f"{prefix}.depth", 10, INT, "QoS history depth", int_range=(1, 10000)),
         }
 
+    def _allow_non_finite(self, prefix: str) -> bool:
+        description = "accept NaN/inf in float fields (default: refuse, counted as out_of_range)"
+        return bool(self._param(f"{prefix}.allow_non_finite", False, ParameterType.PARAMETER_BOOL, description))
+
     def _read_allowlist(self, robot_id: str, names: list[str]) -> subjects.CommandAllowlist:
         rules = []
         for name in names:
             r = self._route_params(f"in.{name}", "reliable")
-            rules.append((r["topic"], r["type"]))
+            rules.append((r["topic"], r["type"], self._allow_non_finite(f"in.{name}")))
         return subjects.CommandAllowlist(robot_id, rules)
 
     def _read_services(self, robot_id: str) -> ServiceRouter | None:
@@ -299,6 +310,7 @@ class NatsBridgeNode(Node):
                 self._param(f"{pre}.service", "", S, "ROS service name (fully qualified)"),
                 self._param(f"{pre}.type", "", S, "service type, e.g. std_srvs/srv/SetBool"),
                 self._param(f"{pre}.timeout_s", 5.0, D, "reply 'timeout' after this long", float_range=(0.01, 600.0)),
+                self._allow_non_finite(pre),
             ))  # fmt: skip
         try:
             allowlist = ServiceAllowlist(robot_id, rules)

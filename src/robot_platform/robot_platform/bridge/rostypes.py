@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -128,6 +129,21 @@ def _scalar(t: d.AbstractType) -> Scalar:
     raise UnknownTypeError(str(t), "unsupported element type")
 
 
+def _check_interface_package(type_name: str, pkg: str, kind: str) -> None:
+    """UnknownTypeError unless ``pkg`` is a rosidl-generated interface package with a ``kind`` (msg/srv)
+    module, found without running any code: a type name can come from a sender's Ros-Type header (the
+    fleet mirror), and importing ``<any module>.msg`` would run that module's top-level code."""
+    try:
+        spec = importlib.util.find_spec(pkg)  # a top-level name: locates, imports nothing
+    except (ImportError, ValueError):
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        root = Path(location)
+        if (root / kind / "__init__.py").is_file() and any(root.glob(f"{pkg}_s__rosidl_typesupport_c*")):
+            return
+    raise UnknownTypeError(type_name, f"{pkg} is not an installed ROS interface package with {kind}/")
+
+
 class TypeRegistry:
     """Loads message classes by name and caches their compiled field layouts and hashes."""
 
@@ -147,6 +163,7 @@ class TypeRegistry:
         if not match:
             raise UnknownTypeError(str(type_name), "not of the form 'pkg/msg/Type'")
         pkg, _, name = match.groups()
+        _check_interface_package(type_name, pkg, "msg")
         try:
             module = importlib.import_module(f"{pkg}.msg")
         except ImportError as exc:
@@ -168,6 +185,7 @@ class TypeRegistry:
         if not match:
             raise UnknownTypeError(str(type_name), "not of the form 'pkg/srv/Type'")
         pkg, name = match.groups()
+        _check_interface_package(type_name, pkg, "srv")
         try:
             module = importlib.import_module(f"{pkg}.srv")
         except ImportError as exc:

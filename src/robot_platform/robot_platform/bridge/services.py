@@ -60,20 +60,24 @@ class ServiceRule:
     type_name: str
     subject: str
     timeout_s: float
+    allow_non_finite: bool = False  # NaN/inf in the Request reach ROS only where a site opted in
 
 
 class ServiceAllowlist:
     """Services callable through NATS: exact subjects with exact types, nothing else (no patterns)."""
 
-    def __init__(self, robot_id: str, rules: list[tuple[str, str, str, float]]) -> None:
+    def __init__(
+        self, robot_id: str, rules: list[tuple[str, str, str, float]] | list[tuple[str, str, str, float, bool]]
+    ) -> None:
+        """``rules``: (name, service, type, timeout_s[, allow_non_finite]) per allowlisted service."""
         self.robot_id = subjects.check_robot_id(robot_id)
         self._by_subject: dict[str, ServiceRule] = {}
-        for name, service, type_name, timeout_s in rules:
+        for name, service, type_name, timeout_s, *opt_in in rules:
             if not timeout_s > 0:
                 raise SubjectError(str(timeout_s), f"timeout of service {name!r} must be > 0 s")
             rule = ServiceRule(
                 name, subjects.check_topic(service), normalize_service_type(type_name),
-                subjects.service(robot_id, service), float(timeout_s),
+                subjects.service(robot_id, service), float(timeout_s), bool(opt_in and opt_in[0]),
             )  # fmt: skip
             if rule.subject in self._by_subject:
                 raise SubjectError(service, "listed twice in the service allowlist")
@@ -169,7 +173,11 @@ class ServiceRouter:
                 raise PayloadTooLargeError(subject, len(data), self.codec.max_payload_bytes)
             rule = self.allowlist.check(subject, h.get(H_TYPE))
             srv = self.codec.registry.load_service(rule.type_name)
-            request = decode_inbound(self.codec, srv.Request, data, subject, stats) if data else srv.Request()
+            request = (
+                decode_inbound(self.codec, srv.Request, data, subject, stats, allow_non_finite=rule.allow_non_finite)
+                if data
+                else srv.Request()
+            )
             with self._lock:
                 if len(self._pending) >= self.max_pending:
                     raise ServiceCallError(subject, "busy", f"{self.max_pending} calls already in flight; retry")

@@ -144,16 +144,20 @@ class CommandRule:
     topic: str
     type_name: str
     subject: str
+    allow_non_finite: bool = False  # NaN/inf in float fields reach ROS only where a site opted in
 
 
 class CommandAllowlist:
     """Commands accepted into ROS: exact subjects with exact types, nothing else (no patterns)."""
 
-    def __init__(self, robot_id: str, rules: list[tuple[str, str]]) -> None:
+    def __init__(self, robot_id: str, rules: list[tuple[str, str]] | list[tuple[str, str, bool]]) -> None:
+        """``rules``: (topic, type) or (topic, type, allow_non_finite) per allowlisted command."""
         self.robot_id = check_robot_id(robot_id)
         self._by_subject: dict[str, CommandRule] = {}
-        for topic, type_name in rules:
-            rule = CommandRule(check_topic(topic), normalize_type(type_name), command(robot_id, topic))
+        for topic, type_name, *opt_in in rules:
+            rule = CommandRule(
+                check_topic(topic), normalize_type(type_name), command(robot_id, topic), bool(opt_in and opt_in[0])
+            )
             self._by_subject[rule.subject] = rule
 
     @property

@@ -85,7 +85,14 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     match = S3_URI_RE.match(uri)
     if not match:
         raise FetchError(uri, "not an s3://bucket/key uri")
-    return match.group(1), match.group(2)
+    bucket, key = match.group(1), match.group(2)
+    if ".." in bucket:
+        raise FetchError(uri, "bucket names have no '..'")
+    if any(ord(c) < 0x20 or c in "\x7f\\" for c in key):
+        raise FetchError(uri, "object key has a control character or a backslash")
+    if key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+        raise FetchError(uri, "object key has an empty, '.' or '..' path segment (no path tricks in artifact_uri)")
+    return bucket, key
 
 
 def _transient(exc: Exception) -> bool:

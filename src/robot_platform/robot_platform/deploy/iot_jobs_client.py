@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ OPERATIONS = (OPERATION, OPERATION_ROLLBACK)
 REQUIRED_FIELDS = ("package_name", "version", "kind", "sha256", "signature")
 OPTIONAL_FIELDS = ("artifact_uri", "operation")
 ROLLBACK_FIELDS = ("operation", "package_name", "to_version")
+# A start-next unanswered this long is taken as lost (e.g. the jobs service was killed before reading
+# it): the next notify-next or get reply asks again instead of leaving the robot deaf to jobs.
+START_NEXT_ANSWER_S = 30.0
 
 Submit = Callable[[DeployRequest], Decision]
 SubmitRollback = Callable[[RollbackRequest], Decision]
@@ -140,7 +144,14 @@ class _Current:
 class IotJobsAgent:
     """The Jobs device protocol state machine (see the module docstring). Thread-safe."""
 
-    def __init__(self, thing: str, submit: Submit, publish: Publish, rollback: SubmitRollback | None = None) -> None:
+    def __init__(
+        self,
+        thing: str,
+        submit: Submit,
+        publish: Publish,
+        rollback: SubmitRollback | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not p.THING_RE.match(thing):
             raise RequestError("thing_name", f"must match {p.THING_RE.pattern}")
         self.thing = thing
@@ -151,6 +162,8 @@ class IotJobsAgent:
         self._lock = threading.RLock()
         self._current: _Current | None = None
         self._asking = False  # a start-next is in flight
+        self._asked_at = 0.0
+        self._clock = clock
 
     # ---- topics -------------------------------------------------------------------------------------
     def subscriptions(self) -> list[str]:
@@ -231,11 +244,13 @@ class IotJobsAgent:
     # ---- internals ----------------------------------------------------------------------------------
     def _idle(self) -> bool:
         with self._lock:
-            return self._current is None and not self._asking
+            unanswered = self._asking and self._clock() - self._asked_at >= START_NEXT_ANSWER_S
+            return self._current is None and (not self._asking or unanswered)
 
     def _start_next(self) -> None:
         with self._lock:
             self._asking = True
+            self._asked_at = self._clock()
         self._send("start-next", body={"statusDetails": {"step": "received"}})
 
     def _drop(self, job_id: str) -> None:

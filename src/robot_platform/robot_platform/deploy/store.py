@@ -223,6 +223,23 @@ class PackageStore:
         with contextlib.suppress(FileNotFoundError):
             (pdir / JOURNAL).unlink()
         _fsync_dir(pdir)
+        self._forget_if_empty(journal.package)
+
+    def _forget_if_empty(self, package: str) -> None:
+        """Remove the directory of a package left with no version (its first deployment was rejected or
+        failed), so a refused request leaves nothing behind. Only empty directories and the activation
+        history go; install logs of a failed first install stay for diagnosis (and keep the directory)."""
+        if self.active_version(package) or self.installed_versions(package):
+            return
+        pdir = self.package_dir(package)
+        with contextlib.suppress(FileNotFoundError):
+            (pdir / STATE).unlink()
+        for sub in (VERSIONS, STAGING, "logs"):
+            with contextlib.suppress(OSError):
+                (pdir / sub).rmdir()  # only when empty
+        with contextlib.suppress(OSError):
+            pdir.rmdir()  # only when empty
+            _fsync_dir(self.root)
 
     # ---- steps --------------------------------------------------------------------------------------
     def install(self, journal: Journal, staged: Path, record: dict[str, Any]) -> Path:

@@ -132,6 +132,10 @@ class MqttLink:
         while not self._stop.is_set():
             try:
                 conn = self._build()
+                # One handler for every message, set before CONNECT: with a persistent session the broker
+                # delivers what it queued while we were away right after CONNACK, before our SUBSCRIBEs are
+                # answered; per-subscription callbacks would not exist yet and awscrt would drop it (acked).
+                conn.on_message(self._on_raw)
                 conn.connect().result(timeout=CONNECT_TIMEOUT_S)
             except (crt_exceptions.AwsCrtError, FutureTimeout, OSError, RuntimeError) as exc:
                 log.warning("MQTT connect to %s:%d as %s failed: %s", self.endpoint, self.port, self.client_id, exc)
@@ -154,7 +158,7 @@ class MqttLink:
             return
         for topic_filter in self.subscriptions:
             try:
-                future, _ = conn.subscribe(topic_filter, mqtt.QoS.AT_LEAST_ONCE, self._on_raw)
+                future, _ = conn.subscribe(topic_filter, mqtt.QoS.AT_LEAST_ONCE)  # delivered to on_message
                 granted = future.result(timeout=SUBSCRIBE_TIMEOUT_S).get("qos")
             except (crt_exceptions.AwsCrtError, FutureTimeout, mqtt.SubscribeError) as exc:
                 granted = None

@@ -154,7 +154,7 @@ class JobsRuntime:
             if self._stop.is_set():
                 break
             try:
-                due = self.service.tick()
+                due = self.service.tick(devices_online=self.link is None or self.link.connected.is_set())
             except Exception:  # a failed tick (disk full...) must not end timeouts forever; logged, retried
                 log.exception("jobs tick failed")
                 due = None

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 Publish = Callable[[str, bytes], None]
 EventSink = Callable[[dict[str, Any]], None]
 NOT_STARTED = (ExecStatus.SCHEDULED, ExecStatus.QUEUED)
+# After the service (re)starts or its broker link comes back, devices get this long (at most the job's own
+# timeout) to report before an in-progress timeout is applied: an update sent while nobody was listening
+# (the service was down) arrives only now, from the broker's session or the devices' re-sync.
+RESYNC_GRACE_S = 30.0
 
 
 class JobsService:
@@ -52,6 +56,7 @@ class JobsService:
         self._outbox: list[tuple[str, bytes]] = []
         self._events: list[dict[str, Any]] = []
         self._last_next: dict[str, str] = {}  # thing -> job id last announced on notify-next
+        self._listening_since = clock()  # start of the current stretch of hearing from devices
 
     def lock_for_read(self) -> threading.Lock:
         """The service lock, for readers of :attr:`store` outside the service (metrics)."""
@@ -264,16 +269,24 @@ class JobsService:
         return reply
 
     # ---- time-driven work ---------------------------------------------------------------------------
-    def tick(self) -> float | None:
-        """Time out executions and release rate-limited ones; returns seconds until the next release due."""
+    def tick(self, devices_online: bool = True) -> float | None:
+        """Time out executions and release rate-limited ones; returns seconds until the next release due.
+
+        ``devices_online`` False (the broker link is down) holds timeouts: a device's final update may be
+        waiting in the broker, and timing it out would make a retry run the deployment twice.
+        """
         with self._lock:
             now = self.clock()
             next_due: float | None = None
             with self.store.transaction():
                 jobs: dict[str, Job | None] = {}
-                for ex in self.store.with_status(ExecStatus.IN_PROGRESS):
+                for ex in self.store.with_status(ExecStatus.IN_PROGRESS) if devices_online else []:
                     job = jobs.setdefault(ex.job_id, self.store.job(ex.job_id))
-                    if job is None or ex.started_at is None or now - ex.started_at < job.spec.timeout_s:
+                    if job is None or ex.started_at is None:
+                        continue
+                    timeout = job.spec.timeout_s
+                    deadline = max(ex.started_at + timeout, self._listening_since + min(timeout, RESYNC_GRACE_S))
+                    if now < deadline:
                         continue
                     ex.status = ExecStatus.TIMED_OUT
                     ex.reason = f"no final status within the job's timeout of {job.spec.timeout_s:g} s"
@@ -293,8 +306,10 @@ class JobsService:
             return next_due
 
     def announce_all(self) -> None:
-        """Send every thing with pending executions its notify-next (at start-up, after a reconnect)."""
+        """Send every thing with pending executions its notify-next (at start-up, after a reconnect); the
+        devices' in-progress timeouts wait RESYNC_GRACE_S from now for their answers."""
         with self._lock:
+            self._listening_since = self.clock()
             self._last_next.clear()
             things = {ex.thing for ex in self.store.with_status(ExecStatus.QUEUED)}
             things |= {ex.thing for ex in self.store.with_status(ExecStatus.IN_PROGRESS)}

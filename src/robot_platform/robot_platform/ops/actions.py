@@ -35,6 +35,7 @@ from .roles import Roles
 
 ACTIONS = ("list_graph", "capture", "restart_app")
 MAX_REQUEST_BYTES = 64 * 1024
+MAX_NAME_CHARS = 64  # user and role names: they go into every audit line (and, via /rosout, LOGS_<id>)
 CAPTURE_FORMAT = "robot_platform.capture/1"
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -76,6 +77,9 @@ def decode_request(action: str, data: bytes) -> ActionRequest:
     user, role, args = body.get("user"), body.get("role"), body.get("args", {})
     if not isinstance(user, str) or not user or not isinstance(role, str) or not role:
         raise ActionError(action, "request needs non-empty 'user' and 'role'")
+    for name, value in (("user", user), ("role", role)):
+        if len(value) > MAX_NAME_CHARS or not value.isprintable():
+            raise ActionError(action, f"'{name}' must be 1-{MAX_NAME_CHARS} printable characters")
     if not isinstance(args, dict):
         raise ActionError(action, "'args' must be a map")
     return ActionRequest(action, user, role, args)

@@ -26,6 +26,11 @@ from .actions import ActionDispatcher
 from .registry import Announcement
 
 OUTBOX_CAPACITY = 2000  # log records + presence queued while the local server is unreachable
+# Requests waiting for the (sequential) action handler. Operators send a handful; a flood beyond this is
+# dropped by nats-py as a slow consumer (counted in the link's dropped_slow_consumer) instead of queuing
+# up to nats-py's defaults (512k messages / 128 MB), which the process never gave back to the OS.
+OPS_PENDING_MSGS = 32
+OPS_PENDING_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,14 @@ class AgentLink:
                 except nats.errors.Error as exc:
                     self._log.warning(f"could not answer {msg.subject}: {type(exc).__name__}: {exc}")
 
-        self._subs = [await nc.subscribe(self.dispatcher.subscription(), cb=on_request)]
+        self._subs = [
+            await nc.subscribe(
+                self.dispatcher.subscription(),
+                cb=on_request,
+                pending_msgs_limit=OPS_PENDING_MSGS,
+                pending_bytes_limit=OPS_PENDING_BYTES,
+            )
+        ]
 
     def announce(self, announcement: Announcement) -> None:
         headers = {"Content-Type": "application/json", "Robot-Id": self.settings.robot_id}
