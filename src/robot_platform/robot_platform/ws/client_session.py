@@ -390,6 +390,10 @@ class ClientSession:
     def queued_bytes(self) -> int:
         return self._bytes
 
+    @property
+    def queued_control(self) -> int:
+        return len(self._control)
+
     def counters(self) -> dict[str, Any]:
         with self._cond:
             topics = {t: s.counters() for t, s in self._subs.items()}

@@ -5,9 +5,12 @@ accept, so a half-sent request is cut), bounds request lines and headers, lets `
 answer plain HTTP routes, and costs a coroutine, not a thread, per connection. What it lacks, a cap on
 connections before the upgrade, is :class:`~.admission.PendingConnections` (oldest cut first).
 
-Threads: the loop thread ("ws_agent-http") accepts, reads and writes every socket; a small worker pool
-("ws_agent-work", ``worker_threads``) runs what may block: HTTP handling (logins hash on the hash pool,
-files are read) and each client frame (:meth:`Gateway.handle`, in order per client). A client's sender is
+Threads: the loop thread ("ws_agent-http") accepts, reads and writes every socket; two small pools run
+what may block, in order per client: "ws_agent-login" (``login_threads``, as many as the hash pool
+holds) takes requests that carry credentials and the frames of clients not yet logged in (they wait for
+a hash), "ws_agent-work" (``worker_threads``) everything else (HTTP routes, files, the frames of
+logged-in clients, :meth:`Gateway.handle`), so a login flood never delays logged-in clients. A connection
+counts as pending until its request has been answered or admitted. A client's sender is
 a coroutine: it polls its session (client_session.py), writes the pre-framed WebSocket frames straight
 to the transport and waits for the transport to drain when the client reads slowly; the housekeeping
 task cuts a client whose write has not drained for ``stall_timeout_s``.
@@ -23,6 +26,7 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +48,7 @@ STOP_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 2.0  # closing handshake of a client; a stalled one is aborted instead
 WRITE_HIGH_WATER_BYTES = 256 * 1024  # the sender waits for the transport below this (then the queue drops)
 INCOMING_QUEUE_FRAMES = 16
+FLUSH_POLL_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class ServerLimits:
     max_frame_bytes: int = 1024 * 1024
     permessage_deflate: bool = False
     worker_threads: int = 4
+    login_threads: int = 18
 
 
 @dataclass
@@ -68,9 +74,10 @@ class _Client:
 class _TrackedConnection(ServerConnection):
     """A connection that is pending (counted, evictable) from accept until its request has arrived."""
 
-    def __init__(self, *args: Any, pending: PendingConnections, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pending: PendingConnections, release: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pending = pending
+        self.release = release  # gives back the client slot of an admitted upgrade that never ran
         self.admitted: Admitted | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -79,6 +86,9 @@ class _TrackedConnection(ServerConnection):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pending.done(self)
+        if self.admitted is not None:  # admitted, but the handler never took it (refused or cut meanwhile)
+            self.admitted = None
+            self.release()
         super().connection_lost(exc)
 
 
@@ -94,6 +104,7 @@ class WsServer:
         self.clients: dict[str, _Client] = {}
         self._reserved = 0  # admitted upgrades whose handler has not registered yet
         self._workers = ThreadPoolExecutor(max_workers=limits.worker_threads, thread_name_prefix="ws_agent-work")
+        self._logins = ThreadPoolExecutor(max_workers=limits.login_threads, thread_name_prefix="ws_agent-login")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._server: Server | None = None
@@ -121,6 +132,7 @@ class WsServer:
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_S + CLOSE_TIMEOUT_S + 1.0)
         self._workers.shutdown(wait=False, cancel_futures=True)
+        self._logins.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
         try:
@@ -137,13 +149,13 @@ class WsServer:
         ping = self.limits.ping_interval_s or None
         self._server = await serve(
             self._handle, self.host, self.requested_port, ssl=self.ssl_context,
-            process_request=self._process_request, process_response=self._process_response,
+            process_request=self._process_request,
             open_timeout=self.limits.handshake_timeout_s,
             ping_interval=ping, ping_timeout=ping, close_timeout=CLOSE_TIMEOUT_S,
             max_size=self.limits.max_frame_bytes, max_queue=INCOMING_QUEUE_FRAMES,
             write_limit=WRITE_HIGH_WATER_BYTES, compression="deflate" if self.limits.permessage_deflate else None,
             server_header=None, logger=self.ws_log, backlog=max(128, self.limits.max_pending_connections),
-            create_connection=functools.partial(_TrackedConnection, pending=self.pending),  # type: ignore[arg-type]
+            create_connection=functools.partial(_TrackedConnection, pending=self.pending, release=self._release),  # type: ignore[arg-type]
         )  # fmt: skip
         self.port = self._server.sockets[0].getsockname()[1]
         housekeeping = asyncio.create_task(self._housekeeping())
@@ -160,14 +172,16 @@ class WsServer:
     # ------------------------------------------------------------------ HTTP and admission
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         assert isinstance(conn, _TrackedConnection)
-        self.pending.done(conn)
         remote = conn.remote_address or ("?", 0)
+        pool = self._logins if _has_credentials(request) else self._workers
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._workers, self.api.handle, request.method, request.path,
+            result = await loop.run_in_executor(pool, self.api.handle, request.method, request.path,
                                                 request.headers, (remote[0], remote[1]))  # fmt: skip
-        except RuntimeError:  # worker pool shut down: stopping
+        except RuntimeError:  # pools shut down: stopping
             return _response(HttpReply(503, b"stopping\n"))
+        finally:
+            self.pending.done(conn)
         if isinstance(result, HttpReply):
             return _response(result)
         if len(self.clients) + self._reserved >= self.limits.max_clients:
@@ -176,11 +190,8 @@ class WsServer:
         conn.admitted = result
         return None  # websockets checks the upgrade headers and switches protocols
 
-    def _process_response(self, conn: ServerConnection, _request: Request, response: Response) -> None:
-        """An admitted upgrade that websockets refused (bad upgrade headers) gives its slot back."""
-        if isinstance(conn, _TrackedConnection) and conn.admitted is not None and response.status_code != 101:
-            conn.admitted = None
-            self._reserved -= 1
+    def _release(self) -> None:
+        self._reserved -= 1
 
     # ------------------------------------------------------------------ one client
     async def _handle(self, conn: ServerConnection) -> None:
@@ -201,7 +212,9 @@ class WsServer:
                         frame = await conn.recv()
                 else:
                     frame = await conn.recv()
-                if not await loop.run_in_executor(self._workers, self.gateway.handle, session, frame):
+                pool = self._logins if session.principal is None else self._workers
+                if not await loop.run_in_executor(pool, self.gateway.handle, session, frame):
+                    await self._flush_control(session)  # the status saying why, before the close
                     await conn.close(1008, "too many failed logins")
                     break
         except TimeoutError:
@@ -215,6 +228,13 @@ class WsServer:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(sender, CLOSE_TIMEOUT_S)
             self.log.info(f"client {session.session_id} ({session.user or '-'}) disconnected")
+
+    @staticmethod
+    async def _flush_control(session: ClientSession) -> None:
+        """Give the sender up to CLOSE_TIMEOUT_S to write the queued status messages."""
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        while session.queued_control and time.monotonic() < deadline:
+            await asyncio.sleep(FLUSH_POLL_S)
 
     async def _send_loop(self, session: ClientSession, conn: ServerConnection) -> None:
         """Writes pre-framed batches (one write per batch, framed once per message for every client)."""
@@ -269,6 +289,10 @@ class WsServer:
             "pending_peak": self.pending.peak,
             "pending_evicted": self.pending.evicted,
         }
+
+
+def _has_credentials(request: Request) -> bool:
+    return "Authorization" in request.headers or "token=" in request.path
 
 
 def _response(reply: HttpReply) -> Response:

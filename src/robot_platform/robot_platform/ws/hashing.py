@@ -30,7 +30,7 @@ PBKDF2_ITERATIONS = 600_000
 SALT_BYTES = 16
 HASH_BYTES = 32
 DEFAULT_HASH_WORKERS = 2
-DEFAULT_HASH_PENDING = 32
+DEFAULT_HASH_PENDING = 16
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 MMAP_THRESHOLD_BYTES = 1024 * 1024  # blocks this big are mmap-backed and unmapped when freed
 
@@ -94,7 +94,8 @@ class HashPool:
 
     def __init__(self, workers: int = DEFAULT_HASH_WORKERS, max_pending: int = DEFAULT_HASH_PENDING) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ws_agent-hash")
-        self._slots = threading.BoundedSemaphore(workers + max_pending)
+        self.capacity = workers + max_pending  # checks running or waiting, at most
+        self._slots = threading.BoundedSemaphore(self.capacity)
         self.busy_refusals = 0
 
     def submit(self, stored: str, secret: str) -> Future[bool]:

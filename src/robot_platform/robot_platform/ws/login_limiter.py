@@ -5,8 +5,8 @@ Why one object: a limit on only one path is no limit (the hardening issue measur
 :meth:`LoginLimiter.retry_after` *before* it hashes anything, reports :meth:`failed` or
 :meth:`succeeded` after.
 
-Two kinds of strike, each with exponential backoff (``base_backoff_s`` doubling per failure past the
-limit, capped at ``max_backoff_s``):
+Two kinds of strike, each with exponential backoff (``base_backoff_s``, doubling per failure past the
+nominal limit, capped at ``max_backoff_s``):
 
 - per address: ``addr_limit`` failures (any user names) block that address;
 - per user: once a user has ``user_limit`` failures from anywhere, every address that has failed for
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 DEFAULT_ADDR_LIMIT = 10
 DEFAULT_USER_LIMIT = 5
 DEFAULT_WINDOW_S = 60.0
-DEFAULT_BASE_BACKOFF_S = 1.0
+DEFAULT_BASE_BACKOFF_S = 5.0
 DEFAULT_MAX_BACKOFF_S = 300.0
 DEFAULT_CAPACITY = 4096
 MAX_USER_KEY_CHARS = 64
@@ -57,13 +57,15 @@ class _StrikeTable:
             return None
         return row
 
-    def fail(self, key: object, now: float, window_s: float, limit: int, backoff: Callable[[int], float]) -> _Strikes:
+    def fail(self, key: object, now: float, window_s: float, limit: int, nominal: int,
+             backoff: Callable[[int], float]) -> _Strikes:  # fmt: skip
+        """Count a failure; at ``limit`` failures block for ``backoff(failures past nominal)``."""
         row = self.get(key, now, window_s) or _Strikes()
         self._rows.pop(key, None)
         row.count += 1
         row.last = now
         if row.count >= limit:
-            row.blocked_until = max(row.blocked_until, now + backoff(row.count - limit))
+            row.blocked_until = max(row.blocked_until, now + backoff(max(0, row.count - nominal)))
         self._rows[key] = row
         while len(self._rows) > self.capacity:
             self._rows.popitem(last=False)
@@ -124,12 +126,13 @@ class LoginLimiter:
         user = user[:MAX_USER_KEY_CHARS]
         with self._lock:
             now = self._clock()
-            self._addr.fail(addr, now, self.window_s, self.addr_limit, self._backoff)
+            self._addr.fail(addr, now, self.window_s, self.addr_limit, self.addr_limit, self._backoff)
             if not user:
                 return
-            total = self._user.fail(user, now, self.window_s, 1 << 30, self._backoff)  # counts, never blocks
+            never = 1 << 30
+            total = self._user.fail(user, now, self.window_s, never, never, self._backoff)  # counts, never blocks
             limit = 1 if total.count >= self.user_limit else self.user_limit
-            self._pair.fail((user, addr), now, self.window_s, limit, self._backoff)
+            self._pair.fail((user, addr), now, self.window_s, limit, self.user_limit, self._backoff)
 
     def succeeded(self, addr: str, user: str = "") -> None:
         with self._lock:

@@ -149,6 +149,7 @@ class WsAgent:
             handshake_timeout_s=config.handshake_timeout_s, auth_timeout_s=config.auth_timeout_s,
             ping_interval_s=config.ping_interval_s, stall_timeout_s=config.stall_timeout_s,
             max_frame_bytes=config.gateway.max_frame_bytes, permessage_deflate=config.permessage_deflate,
+            login_threads=self.hasher.capacity,
         )  # fmt: skip
         self.server = WsServer(config.host, config.port, self._ssl_context(), self.api, self.gateway, limits,
                                self._count_refused, self.log)  # fmt: skip
