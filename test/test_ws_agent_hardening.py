@@ -7,7 +7,7 @@
    one limiter (per address and per user, with backoff).
 3. Memory: RSS stays flat over a burst of concurrent failed logins (bounded hash pool).
 4. DNS rebinding: a foreign Host + Origin pair is refused on every route; loopback names and configured
-   site names are served; anonymous viewing is off with the shipped config.
+   site names are served. 5. Anonymous viewing is off with the shipped config.
 
 Every client here talks to 127.0.0.1 only. The "right user from another address" half of item 3 is
 covered without a second address (network rule) by test_ws_whoami.py / test_ws_login_limiter.py.
@@ -264,9 +264,9 @@ def test_failed_logins_keep_memory_flat(ros_domain: int, nats_server: Any, procs
     assert healthz(port)["nats_connected"]  # the agent still answers
 
 
-def test_foreign_host_refused_site_names_served_anonymous_off(ros_domain: int, nats_server: Any, procs: Any,
+def test_foreign_host_refused_site_names_served(ros_domain: int, nats_server: Any, procs: Any,
                                                               tmp_path: Path) -> None:  # fmt: skip
-    """The shipped config/robot.yaml plus a site name; DNS rebinding and the anonymous default."""
+    """DNS rebinding: the shipped config/robot.yaml plus one site name."""
     port, _ = start_agent(procs, tmp_path, nats_server.url, ros_domain, {"allowed_hosts": ["panel.site.example"]},
                           shipped_config=True)  # fmt: skip
     evil = f"attacker.example:{port}"
@@ -280,7 +280,12 @@ def test_foreign_host_refused_site_names_served_anonymous_off(ros_domain: int, n
     assert (
         raw_request(port, f"127.0.0.1:{port}", "/ws?token=vera:vera-pw", origin=f"http://{evil}", upgrade=True) == 403
     )
-    # anonymous viewing is off unless configured: no stream and no role without a login
+
+
+def test_anonymous_viewing_is_off_with_the_shipped_config(ros_domain: int, nats_server: Any, procs: Any,
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    """config/robot.yaml as shipped: a client without credentials gets no role and no stream."""
+    port, _ = start_agent(procs, tmp_path, nats_server.url, ros_domain, {}, shipped_config=True)
     assert raw_request(port, f"127.0.0.1:{port}", "/whoami") == 401
     ws = Client.connect(f"ws://127.0.0.1:{port}/ws")
     try:
