@@ -92,6 +92,33 @@ class _TrackedConnection(ServerConnection):
         super().connection_lost(exc)
 
 
+class _Waker:
+    """Wakes sender coroutines from any thread with at most one loop callback in flight.
+
+    A NATS message fanned out to N clients would otherwise cost N ``call_soon_threadsafe`` (a self-pipe
+    write and a loop wake-up each); here the first one schedules a callback and the others join it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._due: list[asyncio.Event] = []
+        self._scheduled = False
+
+    def wake(self, event: asyncio.Event) -> None:
+        with self._lock:
+            self._due.append(event)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call_soon_threadsafe(self._fire)
+
+    def _fire(self) -> None:
+        with self._lock:
+            due, self._due, self._scheduled = self._due, [], False
+        for event in due:
+            event.set()
+
+
 class WsServer:
     """Serves :class:`HttpApi` and the rosbridge WebSocket; ``start()`` / ``stop()`` from any thread."""
 
@@ -106,6 +133,7 @@ class WsServer:
         self._workers = ThreadPoolExecutor(max_workers=limits.worker_threads, thread_name_prefix="ws_agent-work")
         self._logins = ThreadPoolExecutor(max_workers=limits.login_threads, thread_name_prefix="ws_agent-login")
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._waker: _Waker  # made on the loop (see _main)
         self._stop: asyncio.Event | None = None
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -145,6 +173,7 @@ class WsServer:
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._waker = _Waker(self._loop)
         self._stop = asyncio.Event()
         ping = self.limits.ping_interval_s or None
         self._server = await serve(
@@ -238,12 +267,8 @@ class WsServer:
 
     async def _send_loop(self, session: ClientSession, conn: ServerConnection) -> None:
         """Writes pre-framed batches (one write per batch, framed once per message for every client)."""
-        loop = asyncio.get_running_loop()
         ready = asyncio.Event()
-
-        def wake() -> None:
-            loop.call_soon_threadsafe(ready.set)
-
+        wake = functools.partial(self._waker.wake, ready)
         while True:
             ready.clear()
             batch, next_due = session.poll(wake)
@@ -268,6 +293,7 @@ class WsServer:
                 return
             finally:
                 session.sending_since = None
+            await asyncio.sleep(0)  # drain() returns at once below the high-water mark: let the others run
 
     async def _housekeeping(self) -> None:
         while True:
