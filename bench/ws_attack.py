@@ -15,7 +15,7 @@ Baseline in the same run: the same agent idle (probe latency with no attack: the
 idle"), and with ``--baseline-ref REF`` the agent's code at a git ref (e.g. the werkzeug server
 before the hardening), run the same way from a ``git archive`` copy, with the same N and L.
 
-Usage:  . scripts/env.sh && python bench/ws_attack.py [--connections 3000] [--logins 1000]
+Usage:  . scripts/env.sh && python bench/ws_attack.py [--connections 3000] [--rounds 2] [--logins 1000]
             [--baseline-ref 1f3ab17 --baseline-connections 500]
 Bounded: every wait has a deadline; all processes are stopped at the end.
 """
@@ -215,8 +215,10 @@ def run(label: str, src: Path, nats_url: str, users: Path, tmp: Path, args: argp
     new_flags = ["--max-clients", "100", *raised] if hardened else []
     agent = Agent(src, nats_url, users, new_flags, tmp / f"{label}.log")
     try:
-        loris = slow_loris(agent, n, args.hold_s, args.settle_s)
-        print(json.dumps({"agent": label, "attack": "slow_loris", "connections": n, **loris}), flush=True)
+        for round_no in range(1, args.rounds + 1):  # later rounds: is memory bounded, or does it keep growing?
+            loris = slow_loris(agent, n, args.hold_s, args.settle_s)
+            print(json.dumps({"agent": label, "attack": "slow_loris", "round": round_no, "connections": n, **loris}),
+                  flush=True)  # fmt: skip
         if args.logins:
             logins = failed_logins(agent, args.logins, args.concurrency, args.settle_s)
             print(json.dumps({"agent": label, "attack": "failed_logins", **logins}), flush=True)
@@ -228,6 +230,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--connections", type=int, default=3000)
     ap.add_argument("--hold-s", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=2, help="slow-loris rounds against the same agent")
     ap.add_argument("--settle-s", type=float, default=3.0)
     ap.add_argument("--logins", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=20)
