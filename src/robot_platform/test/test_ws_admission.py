@@ -44,3 +44,16 @@ def test_static_files_serve_inside_the_root_only(tmp_path: Path) -> None:
                 "/console", "/missing.html", "//etc/passwd", "/console/%00"):  # fmt: skip
         assert files.get(bad) is None, bad
     assert StaticFiles(None).get("/") is None
+
+
+def test_websockets_log_lines_never_carry_a_token() -> None:
+    """websockets may log a request target (e.g. in an error); tokens travel in query strings."""
+    import logging
+
+    from robot_platform.ws.connections import _RedactTokens
+
+    record = logging.LogRecord(
+        "ws", logging.WARNING, __file__, 1, "bad request %s", ("GET /ws?token=otto:pw&x=1",), None
+    )
+    _RedactTokens().filter(record)
+    assert record.getMessage() == "bad request GET /ws?token=<redacted>&x=1"

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import http
 import logging
+import re
 import ssl
 import threading
 import time
@@ -48,6 +49,7 @@ STOP_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 2.0  # closing handshake of a client; a stalled one is aborted instead
 WRITE_HIGH_WATER_BYTES = 256 * 1024  # the sender waits for the transport below this (then the queue drops)
 INCOMING_QUEUE_FRAMES = 16
+TOKEN_RE = re.compile(r"(token=)[^&\s'\"]*", re.IGNORECASE)
 FLUSH_POLL_S = 0.01
 
 
@@ -90,6 +92,16 @@ class _TrackedConnection(ServerConnection):
             self.admitted = None
             self.release()
         super().connection_lost(exc)
+
+
+class _RedactTokens(logging.Filter):
+    """Whatever websockets logs (warnings, errors), any ``token=...`` in it is redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "token=" in text.lower():
+            record.msg, record.args = TOKEN_RE.sub(r"\1<redacted>", text), None
+        return True
 
 
 class _Waker:
@@ -142,6 +154,8 @@ class WsServer:
         self.port = port
         self.ws_log = logging.getLogger("ws_agent.websockets")
         self.ws_log.setLevel(logging.WARNING)  # never the request line: tokens travel in query strings
+        if not any(isinstance(f, _RedactTokens) for f in self.ws_log.filters):
+            self.ws_log.addFilter(_RedactTokens())
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
