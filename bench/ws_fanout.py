@@ -245,7 +245,7 @@ def settle(port: int, baseline_server: bool, timeout: float = 30.0) -> None:
 
 
 def health(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as resp:  # loaded machines
         return json.loads(resp.read())
 
 

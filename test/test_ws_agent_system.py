@@ -39,6 +39,7 @@ import nats
 import pytest
 from simple_websocket import Client, ConnectionClosed
 from simple_websocket import ConnectionError as UpgradeRefused
+from wsproto.utilities import RemoteProtocolError as WsprotoProtocolError
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
 
@@ -457,7 +458,8 @@ def test_tls_fleet_mode_and_anonymous_viewer(nats_server: Any, tmp_path: Path) -
     try:
         ctx = ssl.create_default_context(cafile=str(cert))
         ctx.check_hostname = False
-        with pytest.raises((UpgradeRefused, OSError)):  # plain ws:// to a TLS port fails
+        # plain ws:// to a TLS port fails (refused, reset, or closed before any HTTP answer)
+        with pytest.raises((UpgradeRefused, OSError, WsprotoProtocolError)):
             Client.connect(f"ws://127.0.0.1:{agent.port}/ws")
         ws = Client.connect(f"wss://127.0.0.1:{agent.port}/ws", ssl_context=ctx)
         ws.send(json.dumps({"op": "subscribe", "topic": "/odom"}))

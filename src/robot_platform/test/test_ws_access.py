@@ -12,12 +12,14 @@ import pytest
 
 from robot_platform.bridge.codec import Codec
 from robot_platform.bridge.rostypes import TypeRegistry
-from robot_platform.ws import access
-from robot_platform.ws.access import AccessControl, Auditor, FailureLimiter, OriginPolicy
+from robot_platform.ws import access, hashing
+from robot_platform.ws.access import AccessControl
+from robot_platform.ws.audit import Auditor
 from robot_platform.ws.client_session import ClientSession
 from robot_platform.ws.errors import AccessDeniedError, AuthError, UsersFileError
 from robot_platform.ws.gateway import Gateway, GatewayLimits
 from robot_platform.ws.hub import Hub
+from robot_platform.ws.origin import HostPolicy, OriginPolicy
 from robot_platform.ws.topics import Mode, TopicMapper
 
 SECRETS = {"vera": "viewer-pw", "otto": "operator-pw", "ada": "admin-pw"}
@@ -38,8 +40,8 @@ def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_hash_lines_verify_and_never_contain_the_secret() -> None:
     line = access.hash_secret("correct horse")
     assert "correct horse" not in line and line.startswith("scrypt$16384$8$1$")
-    assert access.verify_secret(line, "correct horse")
-    assert not access.verify_secret(line, "correct horsf")
+    assert hashing.verify_secret(line, "correct horse")
+    assert not hashing.verify_secret(line, "correct horsf")
     assert access.hash_secret("x") != access.hash_secret("x")  # salted
 
 
@@ -139,16 +141,21 @@ def test_origin_policy() -> None:
     listed = OriginPolicy(["http://127.0.0.1:8000/"])
     assert listed.check("http://127.0.0.1:8000", "127.0.0.1:9090")
     assert OriginPolicy(["*"]).check("http://anything", "h")
+    # DNS rebinding: Origin equal to Host is not enough, the host must be an allowed one
+    assert not same.check("http://attacker.example:9090", "attacker.example:9090")
+    site = OriginPolicy([], HostPolicy(["robot1.site.example"]))
+    assert site.check("http://robot1.site.example:9090", "robot1.site.example:9090")
 
 
-def test_failure_limiter_blocks_then_forgets() -> None:
-    now = [0.0]
-    lim = FailureLimiter(limit=3, window_s=60, clock=lambda: now[0])
-    for _ in range(3):
-        lim.failed("10.0.0.1")
-    assert lim.blocked("10.0.0.1") and not lim.blocked("10.0.0.2")
-    now[0] = 61
-    assert not lim.blocked("10.0.0.1")
+def test_host_policy() -> None:
+    hosts = HostPolicy([], "127.0.0.1")
+    assert all(hosts.allows(h) for h in ("localhost:9090", "127.0.0.1", "[::1]:9090", "LOCALHOST"))
+    assert not hosts.allows("attacker.example:9090") and not hosts.allows(None) and not hosts.allows("")
+    assert not hosts.allows("127.0.0.1.attacker.example")
+    site = HostPolicy(["panel.site.example"], "10.1.2.3")
+    assert site.allows("panel.site.example:9090") and site.allows("10.1.2.3:9090")
+    assert not HostPolicy([], "0.0.0.0").allows("0.0.0.0:9090")
+    assert HostPolicy(["*"]).allows("anything")
 
 
 # ---------------------------------------------------------------------------------------- gateway

@@ -1,4 +1,4 @@
-"""Who may do what: users and roles from a YAML file, hashed secrets, origin check, audit events.
+"""Who may do what: users and roles from a YAML file, credentials of a request, login checks.
 
 Users file (see config/users.example.yaml)::
 
@@ -16,7 +16,8 @@ socket): ``Authorization: Bearer <user>:<secret>``, ``Authorization: Basic ...``
 (which cannot set headers on a WebSocket), the query parameter ``?token=<user>:<secret>``. The rosbridge
 ``auth`` op (``{"op": "auth", "user", "secret"}`` or rosauth's ``client``/``mac``) is accepted as the
 first message of a connection opened without credentials when ``anonymous_role`` is empty. Query strings are
-never logged (see server.py).
+never logged (see http_api.py). Secret hashes: hashing.py (checked on its bounded pool); limits on
+failed logins: login_limiter.py; Host/Origin rules: origin.py; audit events: audit.py.
 
 Rules are NATS subject patterns (``*`` one token, ``>`` the rest) per action: ``subscribe``,
 ``publish`` (commands), ``call`` (services). Built-in roles: viewer reads (telemetry, alerts, health,
@@ -31,34 +32,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
-import logging
 import secrets
 import sys
-import time
-import uuid
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import msgpack
 import yaml
 
 from .errors import AccessDeniedError, AuthError, UsersFileError
+from .hashing import HashPool, check_hash_line, hash_secret
 
 ACTIONS = ("subscribe", "publish", "call")
 ROLES = ("viewer", "operator", "admin")
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-PBKDF2_MIN_ITERATIONS = 100_000
-SALT_BYTES = 16
-HASH_BYTES = 32
 MAX_SECRET_CHARS = 1024
-AUDIT_SUBJECT_ROOT = "audit"
-AUDIT_LOG_INTERVAL_S = 1.0
 
 VIEWER_SUBSCRIBE = (
     "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
@@ -79,61 +66,6 @@ DEFAULT_ROLES: dict[str, dict[str, Any]] = {
     "operator": {"inherits": "viewer", "publish": list(OPERATOR_PUBLISH), "call": list(OPERATOR_CALL)},
     "admin": {"inherits": "operator", "publish": ["robots.*.cmd.>"], "call": ["robots.*.srv.>", *ADMIN_JOBS_CALL]},
 }
-
-
-# ---------------------------------------------------------------------------------------- secrets
-def hash_secret(secret: str, method: str = "scrypt") -> str:
-    """A storable hash line for ``secret`` (random salt)."""
-    salt = secrets.token_bytes(SALT_BYTES)
-    if method == "scrypt":
-        digest = hashlib.scrypt(secret.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=HASH_BYTES)
-        return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-    if method == "pbkdf2_sha256":
-        iterations = 600_000
-        digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, iterations, HASH_BYTES)
-        return f"pbkdf2_sha256${iterations}${_b64(salt)}${_b64(digest)}"
-    raise ValueError(f"unknown method {method!r}; use scrypt or pbkdf2_sha256")
-
-
-def verify_secret(stored: str, secret: str) -> bool:
-    """True if ``secret`` matches the stored hash line (constant-time compare)."""
-    parts = stored.split("$")
-    if parts[0] == "scrypt" and len(parts) == 6:
-        n, r, p = (int(x) for x in parts[1:4])
-        salt, expected = _unb64(parts[4]), _unb64(parts[5])
-        digest = hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=p, dklen=len(expected), maxmem=2**26)
-    elif parts[0] == "pbkdf2_sha256" and len(parts) == 4:
-        salt, expected = _unb64(parts[2]), _unb64(parts[3])
-        digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), salt, int(parts[1]), len(expected))
-    else:
-        raise ValueError("unknown hash format")
-    return hmac.compare_digest(digest, expected)
-
-
-def _check_hash_line(stored: str) -> None:
-    parts = stored.split("$") if isinstance(stored, str) else []
-    try:
-        if parts and parts[0] == "scrypt" and len(parts) == 6:
-            n, r, p = (int(x) for x in parts[1:4])
-            if n < 2**14 or n & (n - 1) or r < 1 or p < 1:
-                raise ValueError("scrypt needs n >= 16384 (a power of 2), r >= 1, p >= 1")
-            _unb64(parts[4]), _unb64(parts[5])
-        elif parts and parts[0] == "pbkdf2_sha256" and len(parts) == 4:
-            if int(parts[1]) < PBKDF2_MIN_ITERATIONS:
-                raise ValueError(f"pbkdf2 needs >= {PBKDF2_MIN_ITERATIONS} iterations")
-            _unb64(parts[2]), _unb64(parts[3])
-        else:
-            raise ValueError("expected scrypt$n$r$p$salt$hash or pbkdf2_sha256$iterations$salt$hash")
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(str(exc)) from None
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text.encode("ascii"), validate=True)
 
 
 # ---------------------------------------------------------------------------------------- rules
@@ -210,8 +142,10 @@ def resolve_roles(defined: dict[str, Any], source: str = "<built-in>") -> dict[s
 class AccessControl:
     """Authenticates users and checks each operation against their role."""
 
-    def __init__(self, users: dict[str, User], roles: dict[str, Role], anonymous_role: str = "") -> None:
+    def __init__(self, users: dict[str, User], roles: dict[str, Role], anonymous_role: str = "",
+                 hasher: HashPool | None = None) -> None:  # fmt: skip
         self.users = users
+        self.hasher = hasher or HashPool()
         self.roles = roles
         if anonymous_role and anonymous_role not in roles:
             raise UsersFileError("<parameters>", f"anonymous_role {anonymous_role!r} is not a role")
@@ -219,7 +153,7 @@ class AccessControl:
         self._dummy_hash = hash_secret(secrets.token_hex(8))
 
     @classmethod
-    def from_file(cls, path: str | Path, anonymous_role: str = "") -> AccessControl:
+    def from_file(cls, path: str | Path, anonymous_role: str = "", hasher: HashPool | None = None) -> AccessControl:
         source = str(path)
         try:
             data = yaml.safe_load(Path(path).read_text()) or {}
@@ -241,18 +175,21 @@ class AccessControl:
             if role not in roles:
                 raise UsersFileError(source, f"users.{name}.role {role!r} is not one of {sorted(roles)}")
             try:
-                _check_hash_line(spec.get("secret_hash", ""))
+                check_hash_line(spec.get("secret_hash", ""))
             except ValueError as exc:
                 raise UsersFileError(source, f"users.{name}.secret_hash: {exc}") from None
             users[name] = User(name, role, spec["secret_hash"])
-        return cls(users, roles, anonymous_role)
+        return cls(users, roles, anonymous_role, hasher)
 
     def authenticate(self, user: str, secret: str) -> Principal:
-        """The principal for valid credentials; AuthError (same cost for unknown users) otherwise."""
+        """The principal for valid credentials; AuthError (same cost for unknown users) otherwise.
+
+        Blocks while the hash pool checks the secret: call it from a worker thread, never the event
+        loop. AuthBusyError when the pool is full (not a failed login)."""
         if not user or not secret or len(secret) > MAX_SECRET_CHARS:
             raise AuthError("missing or over-long credentials", user[:64])
         record = self.users.get(user)
-        ok = verify_secret(record.secret_hash if record else self._dummy_hash, secret)
+        ok = self.hasher.verify(record.secret_hash if record else self._dummy_hash, secret)
         if record is None or not ok:
             raise AuthError("unknown user or wrong secret", user[:64])
         return Principal(user, self.roles[record.role])
@@ -282,95 +219,6 @@ def credentials_from_request(authorization: str | None, token_param: str | None)
                 raise AuthError("malformed Basic credentials") from None
         raise AuthError(f"unsupported Authorization scheme {scheme[:20]!r}; use Bearer or Basic")
     return token_param or None
-
-
-class OriginPolicy:
-    """Browser origin check of WebSocket upgrades (stops cross-site WebSocket hijacking).
-
-    Allowed: no Origin header (non-browser clients: they can send anything anyway), the agent's own
-    origin (Origin host:port equals the Host header), an exact entry of ``allowed``, or ``*``.
-    """
-
-    def __init__(self, allowed: list[str]) -> None:
-        self.any = "*" in allowed
-        self.allowed = {a.rstrip("/").lower() for a in allowed if a and a != "*"}
-
-    def check(self, origin: str | None, host: str | None) -> bool:
-        if not origin or self.any:
-            return True
-        origin = origin.rstrip("/").lower()
-        if origin in self.allowed:
-            return True
-        return bool(host) and urlsplit(origin).netloc == str(host).lower()
-
-
-class FailureLimiter:
-    """Refuses a remote address after ``limit`` failed logins within ``window_s`` (bounded memory)."""
-
-    def __init__(self, limit: int = 10, window_s: float = 60.0, capacity: int = 4096,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
-        self.limit, self.window_s, self.capacity, self._clock = limit, window_s, capacity, clock
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
-
-    def blocked(self, addr: str) -> bool:
-        count, start = self._failures.get(addr, (0, 0.0))
-        return count >= self.limit and self._clock() - start < self.window_s
-
-    def failed(self, addr: str) -> None:
-        now = self._clock()
-        count, start = self._failures.pop(addr, (0, now))
-        if now - start >= self.window_s:
-            count, start = 0, now
-        self._failures[addr] = (count + 1, start)
-        while len(self._failures) > self.capacity:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, addr: str) -> None:
-        self._failures.pop(addr, None)
-
-
-# ---------------------------------------------------------------------------------------- audit
-PublishFn = Callable[[str, bytes, dict[str, str]], None]
-
-
-class Auditor:
-    """Every command and every refusal: a log line (throttled per user+op+target) and a NATS event.
-
-    Event: subject ``audit.<robot>``, msgpack body {ts_ns, agent, session, user, role, client, op,
-    target, subject, type, allowed, reason}; never a secret, token or message payload.
-    """
-
-    def __init__(self, agent: str, publish: PublishFn, log: logging.Logger | Any,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
-        self.agent = agent
-        self._publish = publish
-        self._log = log
-        self._clock = clock
-        self._last: OrderedDict[tuple[str, str, str, bool], tuple[float, int]] = OrderedDict()
-        self.events = 0
-
-    def record(self, *, robot: str, session: str, user: str, role: str, client: str, op: str, target: str,
-               subject: str = "", type_name: str = "", allowed: bool = True, reason: str = "") -> None:  # fmt: skip
-        self.events += 1
-        event = {
-            "ts_ns": time.time_ns(), "agent": self.agent, "session": session, "user": user, "role": role,
-            "client": client, "op": op, "target": target, "subject": subject, "type": type_name,
-            "allowed": allowed, "reason": reason,
-        }  # fmt: skip
-        headers = {"Content-Type": "application/msgpack", "Rp-Kind": "audit", "Nats-Msg-Id": uuid.uuid4().hex}
-        self._publish(f"{AUDIT_SUBJECT_ROOT}.{robot or self.agent}", msgpack.packb(event), headers)
-        key = (user, op, target, allowed)
-        now = self._clock()
-        last, suppressed = self._last.pop(key, (-1e18, 0))
-        if now - last >= AUDIT_LOG_INTERVAL_S:
-            more = f" (+{suppressed} similar)" if suppressed else ""
-            verdict = "allowed" if allowed else f"REFUSED ({reason})"
-            self._log.info(f"audit: {user} ({role}) {op} {target} from {client}: {verdict}{more}")
-            self._last[key] = (now, 0)
-        else:
-            self._last[key] = (last, suppressed + 1)
-        while len(self._last) > 4096:
-            self._last.popitem(last=False)
 
 
 def _main(argv: list[str]) -> int:

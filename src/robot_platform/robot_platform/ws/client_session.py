@@ -1,8 +1,8 @@
 """Per-client state: subscriptions, bounded outgoing queues, throttling, drop counters.
 
 Threads: the NATS thread *offers* messages (never blocks: it only appends under a short lock), the
-client's sender thread *takes* batches and writes them to the socket (that write may block on a slow
-or stalled browser, which then only delays this client). The client's receive thread changes
+client's sender (a coroutine on the agent's event loop, see connections.py) *polls* batches and writes
+them (a slow or stalled browser only delays its own sender). Frame handling of the client changes
 subscriptions. Nothing here touches a socket, so it is unit-tested without one.
 
 Queues and drop policy (all bounded, every drop counted per topic):
@@ -157,7 +157,8 @@ class ClientSession:
         self.limits = limits or SessionLimits()
         self.status_level = "error"
         self.principal: Any = None  # access.Principal once authenticated (set by the gateway)
-        self.client = ""  # remote address, for audit lines
+        self.client = ""  # remote host:port, for audit lines
+        self.address = ""  # remote host, for login limits
         self.auth_failures = 0
         self.inbound_limiter: Any = None  # the gateway's per-client message rate limit
         self.advertised: dict[str, str] = {}  # topic -> type, from advertise
@@ -169,6 +170,7 @@ class ClientSession:
         self._bytes = 0
         self._closed = False
         self._waiting = False
+        self._wake: Callable[[], None] | None = None  # one-shot: an asyncio sender waiting in poll()
         self._fragment_seq = 0
         self.dropped_control = 0
         self.render_errors = 0
@@ -238,6 +240,7 @@ class ClientSession:
                 self._ready[sub.topic] = sub
             if self._waiting:
                 self._cond.notify()
+            self._fire_wake()
 
     def send_control(self, frame: Frame) -> None:
         """Queue a status / service_response / other control frame (drop-oldest beyond capacity)."""
@@ -250,6 +253,7 @@ class ClientSession:
             self._control.append(frame)
             if self._waiting:
                 self._cond.notify()
+            self._fire_wake()
 
     def _drop_oldest(self, sub: Subscription) -> None:
         self._bytes -= len(sub.pending.popleft().body)
@@ -279,6 +283,25 @@ class ClientSession:
                 self._cond.wait(wait)
                 self._waiting = False
             return None
+
+    def poll(self, wake: Callable[[], None]) -> tuple[list[Frame | Pending] | None, float | None]:
+        """Non-blocking :meth:`take` for an asyncio sender: ``(batch, None)`` when something is due;
+        ``([], next_due)`` after arming ``wake`` (called once, from any thread, when a message or close
+        arrives; next_due: when a throttled topic may send, or None); ``(None, None)`` once closed."""
+        with self._cond:
+            if self._closed:
+                return None, None
+            batch, next_due = self._collect(self._clock())
+            if batch:
+                return batch, None
+            self._wake = wake
+            return [], next_due
+
+    def _fire_wake(self) -> None:
+        """Under the lock: wake an asyncio sender armed by :meth:`poll` (one-shot)."""
+        if self._wake is not None:
+            wake, self._wake = self._wake, None
+            wake()
 
     def _collect(self, now: float) -> tuple[list[Frame | Pending], float | None]:
         batch: list[Frame | Pending] = []
@@ -357,6 +380,7 @@ class ClientSession:
             self._control.clear()
             self._bytes = 0
             self._cond.notify_all()
+            self._fire_wake()
 
     @property
     def closed(self) -> bool:
@@ -365,6 +389,10 @@ class ClientSession:
     @property
     def queued_bytes(self) -> int:
         return self._bytes
+
+    @property
+    def queued_control(self) -> int:
+        return len(self._control)
 
     def counters(self) -> dict[str, Any]:
         with self._cond:

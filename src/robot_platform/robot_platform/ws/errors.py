@@ -100,3 +100,12 @@ class MessageError(WsError):
     """A published message does not fit its ROS type (wraps the bridge codec's error text)."""
 
     kind = "invalid_message"
+
+
+class AuthBusyError(AuthError):
+    """Too many logins are being checked at once; the client should retry (not counted as a failure)."""
+
+    kind = "auth_busy"
+
+    def __init__(self) -> None:
+        super().__init__("too many logins at once; retry in a few seconds")

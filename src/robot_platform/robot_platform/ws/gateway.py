@@ -27,10 +27,12 @@ from robot_platform.bridge.errors import BridgeError
 from robot_platform.bridge.rostypes import TypeRegistry, type_name_of
 
 from . import protocol
-from .access import AccessControl, Auditor, Principal
+from .access import AccessControl, Principal
+from .audit import Auditor
 from .client_session import ClientSession, SessionLimits
-from .errors import AuthError, MessageError, ProtocolError, WsError
+from .errors import AuthBusyError, AuthError, MessageError, ProtocolError, WsError
 from .hub import Hub
+from .login_limiter import LoginLimiter
 from .topics import TopicMapper
 
 H_USER = "Rp-User"
@@ -69,7 +71,7 @@ class Gateway:
 
     def __init__(self, mapper: TopicMapper, access: AccessControl, hub: Hub, nats: NatsPort, auditor: Auditor,
                  codec: Codec, agent_id: str, limits: GatewayLimits | None = None,
-                 session_limits: SessionLimits | None = None) -> None:  # fmt: skip
+                 session_limits: SessionLimits | None = None, logins: LoginLimiter | None = None) -> None:  # fmt: skip
         self.mapper = mapper
         self.access = access
         self.hub = hub
@@ -80,16 +82,19 @@ class Gateway:
         self.limits = limits or GatewayLimits()
         self.session_limits = session_limits or SessionLimits()
         self.counters = GatewayCounters()
+        self.logins = logins or LoginLimiter()  # shared with the upgrade and /whoami: one limit for every path
         self._ids = itertools.count(1)
         self._envelopes: dict[str, EnvelopeFactory] = {}
         self._origin = uuid.uuid4().hex
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
-    def open(self, principal: Principal | None, client: str) -> ClientSession:
-        """New session; ``principal`` None means: the first message must be an ``auth`` op."""
+    def open(self, principal: Principal | None, client: str, address: str = "") -> ClientSession:
+        """New session; ``principal`` None means: the first message must be an ``auth`` op. ``client`` is
+        ``host:port`` (audit), ``address`` the remote host (login limits; default: taken from ``client``)."""
         session = ClientSession(f"c{next(self._ids)}", limits=self.session_limits)
         session.client = client
+        session.address = address or client.rpartition(":")[0] or client
         session.inbound_limiter = _Bucket(self.limits.max_client_msgs_per_s)
         if principal is not None:
             self._set_principal(session, principal)
@@ -210,24 +215,38 @@ class Gateway:
         self.nats.request(target.subject, body, headers, self.limits.service_timeout_s, reply)
 
     def _auth(self, session: ClientSession, req: protocol.Auth) -> bool:
+        """The ``auth`` op, under the same login limiter as the upgrade token; False closes the connection
+        (a blocked address or user, or ``max_auth_failures`` on this connection)."""
         if session.principal is not None:
             raise ProtocolError("already authenticated; open a new connection to change user", "auth", "", req.id)
+        wait = self.logins.retry_after(session.address, req.user)
+        if wait > 0:
+            self._refuse_auth(session, req, AuthError(f"too many failed logins; retry in {wait:.0f} s", req.user[:64]))
+            return False
         try:
             principal = self.access.authenticate(req.user, req.secret)
+        except AuthBusyError as exc:
+            self._refuse_auth(session, req, exc)
+            return False
         except AuthError as exc:
             session.auth_failures += 1
-            self.auditor.record(
-                robot=self.agent_id, session=session.session_id, user=exc.user, role="", client=session.client,
-                op="auth", target="", allowed=False, reason=exc.reason,
-            )  # fmt: skip
-            self._reply_error(session, exc, req.id)
+            self.logins.failed(session.address, req.user)
+            self._refuse_auth(session, req, exc)
             return session.auth_failures < self.limits.max_auth_failures
+        self.logins.succeeded(session.address, principal.user)
         self._set_principal(session, principal)
         self.auditor.record(robot=self.agent_id, session=session.session_id, user=principal.user,
                             role=principal.role.name, client=session.client, op="auth", target="")  # fmt: skip
         if LEVEL_ORDER["info"] >= LEVEL_ORDER[session.status_level]:
             session.send_control(protocol.status("info", f"authenticated as {principal.user}", req.id))
         return True
+
+    def _refuse_auth(self, session: ClientSession, req: protocol.Auth, exc: AuthError) -> None:
+        self.auditor.record(
+            robot=self.agent_id, session=session.session_id, user=exc.user, role="", client=session.client,
+            op="auth", target="", allowed=False, reason=exc.reason,
+        )  # fmt: skip
+        self._reply_error(session, exc, req.id)
 
     # ------------------------------------------------------------------ helpers
     def _set_principal(self, session: ClientSession, principal: Principal) -> None:

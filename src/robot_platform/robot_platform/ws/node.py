@@ -13,6 +13,12 @@ Parameters:
     users_file (string)                  users and roles YAML ('' = nobody can log in)
     anonymous_role (string)              role of clients without credentials ('' = they must log in)
     allowed_origins (string[])           extra browser origins allowed besides the agent's own; '*' = any
+    allowed_hosts (string[])             Host names served besides loopback and a specific bind address
+                                         (site names; '*' = any, i.e. no DNS-rebinding protection)
+    max_pending_connections              connections accepted whose request is not complete; the oldest is cut
+    handshake_timeout_s, auth_timeout_s  accept -> complete upgrade; upgrade -> auth op (without a token)
+    login_max_failures_per_addr, login_max_failures_per_user, login_window_s, login_max_backoff_s,
+    hash_workers                         failed-login limits of every login path; secret checks at once
     web_dir (string)                     static files ('' = share/robot_platform/web)
     tls_cert, tls_key (string)           PEM files; both set = HTTPS/WSS
     permessage_deflate (bool)            allow WebSocket compression (CPU per client and message)
@@ -41,7 +47,7 @@ from robot_platform.exceptions import ConfigError
 
 from .client_session import SessionLimits
 from .gateway import GatewayLimits
-from .server import GIL_SWITCH_INTERVAL_S, AgentConfig, WsAgent
+from .server import GIL_SWITCH_INTERVAL_S, AgentConfig, LoginLimits, WsAgent
 from .topics import Mode
 
 DIAGNOSTICS_DEPTH = 10
@@ -83,6 +89,89 @@ class WsAgentNode(Node):
             users_file=str(d("users_file", "", "users/roles YAML ('' = no users)", read_only=True)),
             anonymous_role=str(d("anonymous_role", "", "role without login ('' = login required)", read_only=True)),
             allowed_origins=self._strings("allowed_origins", "extra allowed browser origins ('*' = any)"),
+            allowed_hosts=self._strings("allowed_hosts", "Host names served besides loopback (site names)"),
+            max_pending_connections=int(
+                d(
+                    "max_pending_connections",
+                    128,
+                    "accepted connections without a complete request",
+                    read_only=True,
+                    min_value=1,
+                    max_value=100000,
+                )
+            ),
+            handshake_timeout_s=float(
+                d(
+                    "handshake_timeout_s",
+                    5.0,
+                    "accept to complete upgrade",
+                    read_only=True,
+                    min_value=0.1,
+                    max_value=600.0,
+                )
+            ),
+            auth_timeout_s=float(
+                d(
+                    "auth_timeout_s",
+                    10.0,
+                    "upgrade to auth op (no token)",
+                    read_only=True,
+                    min_value=0.1,
+                    max_value=3600.0,
+                )
+            ),
+            logins=LoginLimits(
+                max_failures_per_addr=int(
+                    d(
+                        "login_max_failures_per_addr",
+                        10,
+                        "failed logins of an address before backoff",
+                        read_only=True,
+                        min_value=1,
+                        max_value=1000000,
+                    )
+                ),
+                max_failures_per_user=int(
+                    d(
+                        "login_max_failures_per_user",
+                        5,
+                        "failed logins of a user before per-address backoff",
+                        read_only=True,
+                        min_value=1,
+                        max_value=1000000,
+                    )
+                ),
+                window_s=float(
+                    d(
+                        "login_window_s",
+                        60.0,
+                        "failures are forgotten this long after the last one",
+                        read_only=True,
+                        min_value=1.0,
+                        max_value=86400.0,
+                    )
+                ),
+                max_backoff_s=float(
+                    d(
+                        "login_max_backoff_s",
+                        300.0,
+                        "longest login backoff",
+                        read_only=True,
+                        min_value=1.0,
+                        max_value=86400.0,
+                    )
+                ),
+                hash_workers=int(
+                    d(
+                        "hash_workers",
+                        2,
+                        "secret checks at once (16 MB each)",
+                        read_only=True,
+                        min_value=1,
+                        max_value=16,
+                    )
+                ),
+            ),
             web_dir=str(d("web_dir", "", "static files ('' = share/robot_platform/web)", read_only=True))
             or default_web_dir(),
             tls_cert=str(d("tls_cert", "", "PEM certificate ('' = plain HTTP)", read_only=True)),

@@ -15,7 +15,7 @@ from types import FrameType
 
 from .client_session import SessionLimits
 from .gateway import GatewayLimits
-from .server import GIL_SWITCH_INTERVAL_S, AgentConfig, WsAgent
+from .server import GIL_SWITCH_INTERVAL_S, AgentConfig, LoginLimits, WsAgent
 from .topics import Mode
 
 
@@ -29,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users-file", default="")
     ap.add_argument("--anonymous-role", default="")
     ap.add_argument("--allowed-origin", action="append", default=[])
+    ap.add_argument("--allowed-host", action="append", default=[])
+    ap.add_argument("--max-clients", type=int, default=100)
+    ap.add_argument("--max-pending-connections", type=int, default=128)
+    ap.add_argument("--handshake-timeout-s", type=float, default=5.0)
+    ap.add_argument("--auth-timeout-s", type=float, default=10.0)
+    ap.add_argument("--login-max-failures-per-addr", type=int, default=10)
+    ap.add_argument("--login-max-failures-per-user", type=int, default=5)
     ap.add_argument("--web-dir", default="")
     ap.add_argument("--max-client-msgs-per-s", type=float, default=200.0)
     ap.add_argument("--default-queue-length", type=int, default=100)
@@ -47,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         users_file=args.users_file,
         anonymous_role=args.anonymous_role,
         allowed_origins=args.allowed_origin,
+        allowed_hosts=args.allowed_host,
+        max_clients=args.max_clients,
+        max_pending_connections=args.max_pending_connections,
+        handshake_timeout_s=args.handshake_timeout_s,
+        auth_timeout_s=args.auth_timeout_s,
+        logins=LoginLimits(args.login_max_failures_per_addr, args.login_max_failures_per_user),
         web_dir=args.web_dir,
         frame_lease_ttl_s=args.frame_lease_ttl_s,
         gateway=GatewayLimits(max_client_msgs_per_s=args.max_client_msgs_per_s),
