@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from robot_platform import launch_plan
 from robot_platform.bridge.fleet_nats import Endpoint
 from robot_platform.exceptions import RobotPlatformError
 from robot_platform.runner import demo_nats, demo_site
-from robot_platform.runner.demo import DemoLayout, demo_processes, write_demo_users
+from robot_platform.runner.demo import DemoLayout, demo_processes, write_demo_roles, write_demo_users
 from robot_platform.runner.processes import (
     Installation,
     ProcessSpec,
@@ -69,7 +70,13 @@ class StopSignal:
 
 def supervise(specs: list[ProcessSpec], group: ProcessGroup, stop: StopSignal,
               on_started: Callable[[], int | None] | None = None) -> int:
-    """Start ``specs``, run ``on_started`` (a result ends the run), wait for a signal, stop everything."""
+    """Start ``specs``, run ``on_started`` (a result ends the run), wait for a signal, stop everything.
+
+    A child that exits on its own is restarted after ``RESPAWN_DELAY_S`` when its spec says ``respawn``
+    (``use_respawn``); otherwise the run stops everything and returns 1, naming it: a robot missing a
+    node (say its metrics port was taken) must not look up. Returns 0 after a stop signal.
+    """
+    respawn = {spec.name: spec.respawn for spec in specs}
     try:
         for spec in specs:
             env = dict(os.environ) | spec.env
@@ -78,12 +85,23 @@ def supervise(specs: list[ProcessSpec], group: ProcessGroup, stop: StopSignal,
         result = on_started() if on_started else None
         if result is not None:
             return result
-        reported: set[str] = set()
-        while not stop.event.wait(0.5):
+        due: dict[str, float] = {}
+        while not stop.event.wait(0.2):
+            now = time.monotonic()
             for child in group.exited():
-                if child.name not in reported:
-                    reported.add(child.name)
-                    log.error("%s exited with code %s", child.name, child.popen.returncode)
+                if not respawn.get(child.name):
+                    log.error("%s exited with code %s: stopping everything (use_respawn:=true restarts "
+                              "nodes instead; its output is above or in its log)", child.name, child.popen.returncode)
+                    return 1
+                if child.name not in due:
+                    log.warning("%s exited with code %s: restarting it in %.0f s", child.name,
+                                child.popen.returncode, launch_plan.RESPAWN_DELAY_S)
+                    due[child.name] = now + launch_plan.RESPAWN_DELAY_S
+            for name, when in list(due.items()):
+                if now >= when:
+                    del due[name]
+                    group.restart(name)
+                    log.info("restarted %s", name)
         log.info("%s received: stopping %d process(es)", stop.received, len(group.children))
         return 0
     finally:
@@ -119,6 +137,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not 1 <= layout.robots <= 50:
         raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
     users = write_demo_users(layout.state_dir)
+    roles = write_demo_roles(layout.state_dir)
     install = Installation.find()
     robot_ids = [layout.robot_id(i) for i in range(1, layout.robots + 1)]
     site = None if args.no_deployments else demo_site.prepare(layout.state_dir, robot_ids, install.share,
@@ -128,7 +147,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     nats = demo_nats.prepare(layout.state_dir, robot_ports,
                              Endpoint(port=layout.hub_port, monitor_port=layout.hub_monitor_port), layout.leaf_port)
     specs = demo_processes(layout, install, enable_camera=args.enable_camera, users_file=users.path, site=site,
-                           nats=nats)  # fmt: skip
+                           nats=nats, roles_file=roles)  # fmt: skip
     group = ProcessGroup(log_dir=layout.state_dir / "logs")
     stop = StopSignal()
 
