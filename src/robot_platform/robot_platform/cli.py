@@ -25,8 +25,14 @@ from pathlib import Path
 from robot_platform import launch_plan
 from robot_platform.bridge.fleet_nats import Endpoint
 from robot_platform.exceptions import RobotPlatformError
-from robot_platform.runner import demo_nats, demo_site
-from robot_platform.runner.demo import DemoLayout, demo_processes, write_demo_roles, write_demo_users
+from robot_platform.runner import demo_nats, demo_prometheus, demo_site
+from robot_platform.runner.demo import (
+    DemoLayout,
+    demo_processes,
+    prometheus_targets,
+    write_demo_roles,
+    write_demo_users,
+)
 from robot_platform.runner.processes import (
     Installation,
     ProcessSpec,
@@ -131,7 +137,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         hub_monitor_port=args.hub_monitor_port, leaf_port=args.leaf_port, robot_port_base=args.robot_port_base,
         robot_monitor_base=args.robot_monitor_base, domain_base=args.domain_base, metrics_base=args.metrics_base,
         bridge_metrics_base=args.bridge_metrics_base, console_port=args.console_port,
-        panel_port_base=args.panel_port_base,
+        panel_port_base=args.panel_port_base, control_bridge_metrics_port=args.control_bridge_metrics_port,
+        jobs_metrics_port=args.jobs_metrics_port, prometheus_port=args.prometheus_port,
         site_ports=demo_site.SitePorts(mqtt=args.mqtt_port, s3=args.s3_port, weed_base=args.weed_port_base),
     )
     if not 1 <= layout.robots <= 50:
@@ -146,8 +153,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                    for i in range(1, layout.robots + 1)}  # fmt: skip
     nats = demo_nats.prepare(layout.state_dir, robot_ports,
                              Endpoint(port=layout.hub_port, monitor_port=layout.hub_monitor_port), layout.leaf_port)
+    prometheus = None
+    if layout.prometheus_port:
+        conf = demo_prometheus.prepare(layout.state_dir, install.share, prometheus_targets(layout),
+                                       layout.prometheus_port)  # fmt: skip
+        prometheus = demo_prometheus.process(conf, layout.prometheus_port)
     specs = demo_processes(layout, install, enable_camera=args.enable_camera, users_file=users.path, site=site,
-                           nats=nats, roles_file=roles)  # fmt: skip
+                           nats=nats, roles_file=roles, prometheus=prometheus)  # fmt: skip
+    prometheus_url = f"http://127.0.0.1:{layout.prometheus_port}" if prometheus else ""
     group = ProcessGroup(log_dir=layout.state_dir / "logs")
     stop = StopSignal()
 
@@ -160,7 +173,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             except RobotPlatformError as exc:
                 ok = False
                 logging.getLogger("robot-platform.demo").error("sample packages not published: %s", exc)
-        print_banner(layout, ok, users.tokens, documents, nats.password_files["control"])
+        print_banner(layout, ok, users.tokens, documents, nats.password_files["control"], prometheus_url)
         if args.check:
             return 0 if ok else 1
         return None
@@ -220,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("--bridge-metrics-base", layout.bridge_metrics_base, "robot i's bridge metrics port is base+i"),
         ("--console-port", layout.console_port, "operator console (ws_agent, fleet mode)"),
         ("--panel-port-base", layout.panel_port_base, "robot i's touch panel (ws_agent) is on base+i"),
+        ("--control-bridge-metrics-port", layout.control_bridge_metrics_port, "control nats_bridge metrics"),
+        ("--jobs-metrics-port", layout.jobs_metrics_port, "jobs_service metrics"),
+        ("--prometheus-port", layout.prometheus_port, "the demo's Prometheus (0: none)"),
         ("--mqtt-port", layout.site_ports.mqtt, "Mosquitto (MQTT over TLS) for deployments"),
         ("--s3-port", layout.site_ports.s3, "SeaweedFS S3 endpoint for packages"),
         ("--weed-port-base", layout.site_ports.weed_base, "SeaweedFS internal ports base..base+6"),

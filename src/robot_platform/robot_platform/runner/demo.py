@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from robot_platform import launch_plan
-from robot_platform.runner import demo_nats, demo_site
+from robot_platform.runner import demo_nats, demo_prometheus, demo_site
 from robot_platform.runner.processes import (
     Installation,
     ProcessSpec,
@@ -45,6 +45,9 @@ class DemoLayout:
     bridge_metrics_base: int = 9150
     console_port: int = 8080
     panel_port_base: int = 8090
+    control_bridge_metrics_port: int = 9202
+    jobs_metrics_port: int = 9203
+    prometheus_port: int = 9090  # 0: no Prometheus
     domain_base: int = DEMO_DOMAIN_BASE
     state_dir: Path = Path(".state/demo")
     site_ports: demo_site.SitePorts = field(default_factory=demo_site.SitePorts)
@@ -102,7 +105,7 @@ def write_demo_roles(state_dir: Path) -> Path:
 def demo_processes(
     layout: DemoLayout, install: Installation, enable_camera: bool = False, users_file: Path | None = None,
     site: demo_site.DemoSite | None = None, nats: demo_nats.DemoNats | None = None,
-    roles_file: Path | None = None,
+    roles_file: Path | None = None, prometheus: ProcessSpec | None = None,
 ) -> list[ProcessSpec]:
     """Every process of the demo, in start order (hub and site services first). With ``nats`` the NATS
     servers run the generated secured configs and the control nodes log in as their users."""
@@ -114,6 +117,8 @@ def demo_processes(
         "nats_store_dir": str(layout.state_dir.resolve() / "hub"),
         "jobs_store": str(layout.state_dir.resolve() / "jobs.sqlite3"),
         "ws_port": str(layout.console_port),
+        "bridge_metrics_port": str(layout.control_bridge_metrics_port),
+        "jobs_metrics_port": str(layout.jobs_metrics_port),
         "users_file": users,
         "fleet_robots": "[" + ",".join(layout.robot_id(i) for i in range(1, layout.robots + 1)) + "]",
     }
@@ -125,6 +130,8 @@ def demo_processes(
         out[1:1] = demo_site.processes(site)  # right after the hub
         out = [with_params(p, demo_site.jobs_params(site)) if p.name == "control/jobs_service" else p
                for p in out]
+    if prometheus is not None:
+        out.insert(1, prometheus)
     for i in range(1, layout.robots + 1):
         values = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {
             "robot_id": layout.robot_id(i),
@@ -145,11 +152,24 @@ def demo_processes(
                                      str(nats.robot_confs[layout.robot_id(i)])], env={})  # fmt: skip
             if site is not None and p.name == f"{layout.robot_id(i)}/deploy_service":
                 p = with_params(p, demo_site.deploy_params(site, layout.robot_id(i)))
+            if site is not None and p.name == f"{layout.robot_id(i)}/robot_agent":  # announces what is installed
+                root = demo_site.deploy_params(site, layout.robot_id(i))["install_root"]
+                p = with_params(p, {"deploy_install_root": root})
             if p.name == f"{layout.robot_id(i)}/health_monitor_tree":  # its durable alert outbox: per demo
                 health_state = layout.state_dir.resolve() / "health" / layout.robot_id(i)
                 p = with_params(p, {"state_dir": str(health_state)})
             out.append(replace(p, env=p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))}))
     return out
+
+
+def prometheus_targets(layout: DemoLayout) -> demo_prometheus.Targets:
+    """What the demo's Prometheus scrapes: each robot's health and bridge metrics, the control services."""
+    ids = range(1, layout.robots + 1)
+    return demo_prometheus.Targets(
+        health={layout.robot_id(i): layout.metrics_base + i for i in ids},
+        bridges={layout.robot_id(i): layout.bridge_metrics_base + i for i in ids},
+        control={"nats_bridge": layout.control_bridge_metrics_port, "jobs_service": layout.jobs_metrics_port},
+    )
 
 
 def _secured_control(spec: ProcessSpec, nats: demo_nats.DemoNats) -> ProcessSpec:
