@@ -197,9 +197,11 @@ def _cmd_echo(args: argparse.Namespace) -> int:
 
     try:
         password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else ""
-        return int(asyncio.run(echo(args.url, args.subject, args.count, sys.stdout, show_headers=args.headers,
-                                    truncate_length=args.truncate_length, no_arr=args.no_arr, user=args.user,
-                                    password=password)) or 0)
+        printed = asyncio.run(echo(args.url, args.subject, args.count, sys.stdout, show_headers=args.headers,
+                                   truncate_length=args.truncate_length, no_arr=args.no_arr, user=args.user,
+                                   password=password))  # fmt: skip
+        # echo returns how many it printed (it used to become the exit status: `-n 1` exited 1)
+        return 0 if not args.count or printed >= args.count else 1
     except KeyboardInterrupt:
         return 0
 

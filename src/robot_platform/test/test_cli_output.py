@@ -63,3 +63,12 @@ def test_robots_table_shows_the_packages_each_robot_runs(tmp_path: Path) -> None
     header, row = format_table(list(registry.records.values()), time.time(), 15.0).splitlines()
     assert header.split()[-1] == "PACKAGES"
     assert row.split()[-1] == "hello_app=1.1.0,nats-py=2.9.0"
+
+
+def test_package_keygen_creates_its_directory(tmp_path: Path) -> None:
+    """README: `robot-platform package keygen keys/site.pem` in a tree without keys/ yet."""
+    from robot_platform.deploy.cli import keygen
+
+    out = keygen(tmp_path / "keys" / "site.pem")
+    assert Path(out["private_key"]).stat().st_mode & 0o077 == 0
+    assert (tmp_path / "keys").stat().st_mode & 0o077 == 0 and out["trusted_key"].startswith("ed25519:")
