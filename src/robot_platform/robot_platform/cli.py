@@ -23,16 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from robot_platform import launch_plan
-from robot_platform.bridge.fleet_nats import Endpoint
 from robot_platform.exceptions import RobotPlatformError
-from robot_platform.runner import demo_nats, demo_prometheus, demo_site
-from robot_platform.runner.demo import (
-    DemoLayout,
-    demo_processes,
-    prometheus_targets,
-    write_demo_roles,
-    write_demo_users,
-)
+from robot_platform.runner.demo import DemoLayout
 from robot_platform.runner.processes import (
     Installation,
     ProcessSpec,
@@ -44,14 +36,19 @@ from robot_platform.runner.supervisor import ProcessGroup
 log = logging.getLogger("robot-platform")
 SubcommandHook = Callable[[argparse._SubParsersAction], None]
 
-# Other areas add their subcommands here (package, deploy, echo...): each hook adds a subparser whose
-# `func(args) -> int` runs it.
-EXTRA_SUBCOMMANDS: tuple[str, ...] = (
-    "robot_platform.deploy.cli",  # package keygen|build|sign|push
-    "robot_platform.jobs.cli",  # deploy create|status|list|cancel
-    "robot_platform.jobs.certs",  # certs init|robot|server|client
-    "robot_platform.ops.cli",  # robots, logs, ssh, ops keys|authorized-keys|call
-)
+# Other areas' subcommands: command -> (module whose add_subparsers(subparsers) adds it, one-line help).
+# Only the module of the command being run is imported: together they pull in boto3, awscrt, nats and
+# cryptography, which made every call (even `--help`) cost over a second of start-up.
+EXTRA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "package": ("robot_platform.deploy.cli", "signed packages: keygen, build, sign, push"),
+    "deploy": ("robot_platform.jobs.cli", "fleet deployments through jobs_service: create, rollback, status, list"),
+    "certs": ("robot_platform.jobs.certs", "site certificates: CA, robots, servers, clients"),
+    "robots": ("robot_platform.ops.cli", "the fleet registry: online/offline, versions, packages"),
+    "logs": ("robot_platform.ops.cli", "search or follow the robots' ROS logs"),
+    "ssh": ("robot_platform.ops.cli", "ssh into a robot through the bastion"),
+    "ops": ("robot_platform.ops.cli", "remote-operations admin: keys, bastion keys, remote actions"),
+}
+ALL_COMMANDS = "*"
 
 
 def _add_arguments(parser: argparse.ArgumentParser, arguments: Sequence[launch_plan.Argument]) -> None:
@@ -130,6 +127,9 @@ def _cmd_control(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from robot_platform.bridge.fleet_nats import Endpoint
+    from robot_platform.runner import demo_nats, demo_prometheus, demo_site
+    from robot_platform.runner.demo import demo_processes, prometheus_targets, write_demo_roles, write_demo_users
     from robot_platform.runner.demo_check import check_demo, print_banner
 
     layout = DemoLayout(
@@ -206,7 +206,9 @@ def _cmd_echo(args: argparse.Namespace) -> int:
         return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
+    """The CLI's parser; with ``command`` only that command's module is imported (the others are listed
+    for --help without their options), with ALL_COMMANDS every module."""
     parser = argparse.ArgumentParser(prog="robot-platform", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -268,24 +270,30 @@ def build_parser() -> argparse.ArgumentParser:
     echo.add_argument("--no-arr", action="store_true", help="hide arrays, like ros2 topic echo --no-arr")
     echo.set_defaults(func=_cmd_echo)
 
-    for hook in _subcommand_hooks():
-        hook(sub)
+    import importlib
+
+    wanted = set(EXTRA_SUBCOMMANDS) if command == ALL_COMMANDS else {command} & set(EXTRA_SUBCOMMANDS)
+    loaded: list[str] = []
+    for name in wanted:
+        module_name = EXTRA_SUBCOMMANDS[name][0]
+        if module_name not in loaded:
+            hook: SubcommandHook = importlib.import_module(module_name).add_subparsers
+            hook(sub)
+            loaded.append(module_name)
+    for name, (module_name, text) in EXTRA_SUBCOMMANDS.items():
+        if module_name not in loaded:
+            sub.add_parser(name, help=text, add_help=False)  # listed only; never run without its module
     return parser
 
 
-def _subcommand_hooks() -> list[SubcommandHook]:
-    """Subcommands contributed by the capability areas (each module exposes add_subparsers)."""
-    import importlib
-
-    hooks: list[SubcommandHook] = []
-    for module_name in EXTRA_SUBCOMMANDS:
-        module = importlib.import_module(module_name)
-        hooks.append(module.add_subparsers)
-    return hooks
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand in ``argv`` (the first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(chosen_command(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="[%(asctime)s] %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -72,3 +72,19 @@ def test_package_keygen_creates_its_directory(tmp_path: Path) -> None:
     out = keygen(tmp_path / "keys" / "site.pem")
     assert Path(out["private_key"]).stat().st_mode & 0o077 == 0
     assert (tmp_path / "keys").stat().st_mode & 0o077 == 0 and out["trusted_key"].startswith("ed25519:")
+
+
+def test_cli_start_up_imports_only_what_the_command_needs() -> None:
+    """`robot-platform --help`, `robots`, `deploy`... must not pay for boto3/awscrt/rclpy (over a second
+    of start-up together, measured with farm-bench): only the chosen command's module is imported."""
+    import subprocess
+    import sys
+
+    heavy = ("boto3", "botocore", "awscrt", "rclpy")
+    for argv in (["topics", "--help"], ["robots", "--help"], ["deploy", "list", "--help"], ["--help"]):
+        probe = (f"import atexit, sys\n"
+                 f"atexit.register(lambda: print('loaded:', *[m for m in {heavy!r} if m in sys.modules]))\n"
+                 f"from robot_platform.cli import main\nmain({argv!r})")  # fmt: skip
+        run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+        loaded = next(line for line in run.stdout.splitlines() if line.startswith("loaded:"))
+        assert loaded == "loaded:", (argv, loaded)

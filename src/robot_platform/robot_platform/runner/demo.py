@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from robot_platform import launch_plan
-from robot_platform.runner import demo_nats, demo_prometheus, demo_site
+from robot_platform.runner import demo_prometheus, demo_site
+
+if TYPE_CHECKING:
+    from robot_platform.runner import demo_nats
 from robot_platform.runner.processes import (
     Installation,
     ProcessSpec,
@@ -132,6 +135,8 @@ def demo_processes(
                for p in out]
     if prometheus is not None:
         out.insert(1, prometheus)
+    if nats is not None:
+        from robot_platform.runner import demo_nats
     for i in range(1, layout.robots + 1):
         values = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {
             "robot_id": layout.robot_id(i),
@@ -174,6 +179,8 @@ def prometheus_targets(layout: DemoLayout) -> demo_prometheus.Targets:
 
 def _secured_control(spec: ProcessSpec, nats: demo_nats.DemoNats) -> ProcessSpec:
     """The hub with the generated config; control nodes with their hub user's credentials."""
+    from robot_platform.runner import demo_nats
+
     if spec.name == "control/nats-hub":
         return replace(spec, argv=[demo_nats.nats_server_executable(), "-c", str(nats.hub_conf)], env={})
     node = spec.name.split("/", 1)[1]
@@ -184,6 +191,8 @@ def _secured_control(spec: ProcessSpec, nats: demo_nats.DemoNats) -> ProcessSpec
 
 def leaf_names(monitor_port: int) -> list[str]:
     """Names of the leaf nodes (robots' nats-servers) connected to the hub, from its /leafz."""
+    import urllib.request  # here: the CLI imports this module for its defaults and must start fast
+
     url = f"http://127.0.0.1:{monitor_port}/leafz"
     with urllib.request.urlopen(url, timeout=2) as response:
         data = json.load(response)

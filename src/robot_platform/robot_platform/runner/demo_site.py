@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import botocore.exceptions
 import yaml
 
 from robot_platform.exceptions import ConfigError
@@ -162,6 +161,8 @@ def publish_samples(site: DemoSite, samples_dir: Path, stop: threading.Event) ->
     Waits (bounded) for the S3 endpoint first. Versions already in the bucket are pushed again: the
     archive is rebuilt byte-for-byte differently (timestamps), so its signature must match the new one.
     """
+    import botocore.exceptions  # here, not at import: the CLI's start-up must not pay for boto
+
     from robot_platform.deploy.cli import build, push, sign
     from robot_platform.deploy.fetch import FetchError, S3Config, S3Fetcher
 
