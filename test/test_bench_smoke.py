@@ -29,7 +29,10 @@ def test_every_bench_script_has_a_smoke_mode() -> None:
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_bench_smoke(script: str) -> None:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    # As RESULTS.md runs them: `. scripts/env.sh && PYTHONPATH=src/robot_platform python bench/<script>`
+    # (that PYTHONPATH replaces env.sh's; frames.py's children once died of it, silently).
+    env = dict(os.environ, PYTHONUNBUFFERED="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               PYTHONPATH=str(REPO / "src" / "robot_platform"))  # fmt: skip
     started = time.monotonic()
     run = subprocess.run([sys.executable, str(REPO / "bench" / script), "--smoke"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)  # fmt: skip
