@@ -4,7 +4,7 @@ Ctrl-C on a terminal (and a non-interactive ``ros2 launch``) signals every proce
 nodes must stop quietly whether their NATS server is still there or already gone. The robot's and the
 control server's full node sets run from the shared plan (the runner's processes), all on one host
 with the documented port overrides; then every process, servers included, gets SIGINT at the same
-time.
+time. The robot's id is "7": it must stay a string for every node and for nats-server's config.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def test_everything_stops_without_tracebacks_on_one_sigint(procs: ProcessGroup, 
         "ws_port": str(free_port()), "bridge_metrics_port": str(free_port()), "jobs_metrics_port": str(free_port()),
     }  # fmt: skip
     robot = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {
+        "robot_id": "7",  # a numeric id stays a string for every node and for nats-server's config
         "nats_port": str(robot_nats), "nats_monitor_port": str(robot_monitor),
         "hub_leaf_url": f"nats-leaf://127.0.0.1:{leaf}", "nats_store_dir": str(tmp_path / "robots"),
         "ws_port": str(free_port()), "metrics_port": str(free_port()), "bridge_metrics_port": str(free_port()),
@@ -49,7 +50,7 @@ def test_everything_stops_without_tracebacks_on_one_sigint(procs: ProcessGroup, 
         procs.start(spec.name, spec.argv, env=ros_env(ros_domain, spec.env | {"HOME": str(tmp_path)}))
     nodes = {s.name for s in specs if not s.server}
     control_nodes = {n.split("/")[1] for n in nodes if n.startswith("control/")}
-    robot_nodes = {n.split("/")[1] for n in nodes if n.startswith("r1/")} - {"robot_sim"}  # no NATS client
+    robot_nodes = {n.split("/")[1] for n in nodes if n.startswith("7/")} - {"robot_sim"}  # no NATS client
     # every node is up: connected to its NATS server (a SIGINT during start-up is another matter)
     wait_for(lambda: not _missing_clients(hub_monitor, control_nodes), 60, "the control nodes on the hub")
     wait_for(lambda: not _missing_clients(robot_monitor, robot_nodes), 60, "the robot's nodes on its server")

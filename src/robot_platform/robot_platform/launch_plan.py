@@ -214,6 +214,9 @@ ROBOT_NATS_ENV: dict[str, tuple[str, ...]] = {
     "RP_NATS_HUB_LEAF_URL": ("hub_leaf_url",),
     "RP_NATS_STORE_DIR": ("nats_store_dir", "robot_id"),
 }
+# Variables the NATS config must read as strings: nats-server parses a variable's value like config, so
+# a robot id "7" became an integer and the server refused robot.conf (server_name, jetstream domain).
+QUOTED_NATS_VARS = frozenset({"RP_ROBOT_ID"})
 CONTROL_NATS_ENV: dict[str, tuple[str, ...]] = {
     "RP_NATS_PORT": ("nats_port",),
     "RP_NATS_MONITOR_PORT": ("nats_monitor_port",),
@@ -225,7 +228,8 @@ CONTROL_NATS_ENV: dict[str, tuple[str, ...]] = {
 def _nats_env(table: dict[str, tuple[str, ...]], args: dict[str, str]) -> dict[str, str]:
     env = {"RP_NATS_HOST": NATS_HOST}
     for var, names in table.items():
-        env[var] = str(Path(*(args[n] for n in names))) if len(names) > 1 else args[names[0]]
+        value = str(Path(*(args[n] for n in names))) if len(names) > 1 else args[names[0]]
+        env[var] = f'"{value}"' if var in QUOTED_NATS_VARS else value
     return env
 
 

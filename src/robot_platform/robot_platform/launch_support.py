@@ -48,9 +48,15 @@ def declared_arguments(arguments: tuple[launch_plan.Argument, ...], params_file:
     ]
 
 
-def argument_value(name: str) -> Any:
+def argument_value(name: str, kind: str = launch_plan.STRING) -> Any:
     """The substitution for an argument; an empty ``nats_url`` means the local server at ``nats_port``
-    (launch_plan.resolve does the same for the runner)."""
+    (launch_plan.resolve does the same for the runner). A string list is re-written with every item
+    quoted: launch would read ``fleet_robots:=[7]`` as a list of integers and refuse it as List[str]."""
+    if kind == launch_plan.STRING_ARRAY:
+        return PythonExpression([
+            "str([i.strip().strip(chr(34) + chr(39)) for i in '", LaunchConfiguration(name),
+            "'.strip().strip('[]').split(',') if i.strip()])",
+        ])  # fmt: skip
     if name == "nats_url":
         return PythonExpression(
             [
@@ -79,7 +85,7 @@ def platform_nodes(specs: tuple[launch_plan.NodeSpec, ...], arguments: tuple[lau
     kinds = launch_plan.argument_kinds(arguments)
     actions: list[Any] = []
     for spec in specs:
-        overrides = {param: ParameterValue(argument_value(arg), value_type=VALUE_TYPES[kinds[arg]])
+        overrides = {param: ParameterValue(argument_value(arg, kinds[arg]), value_type=VALUE_TYPES[kinds[arg]])
                      for param, arg in spec.overrides.items()}  # fmt: skip
         node = Node(
             package=PACKAGE,
@@ -102,8 +108,12 @@ def nats_server(name: str, conf: Any, env_table: dict[str, tuple[str, ...]]) -> 
     """The NATS server (under server_last) with the environment its config reads, and its exit handler."""
     env: dict[str, Any] = {"RP_NATS_HOST": launch_plan.NATS_HOST}
     for var, names in env_table.items():
-        env[var] = (PathJoinSubstitution([LaunchConfiguration(n) for n in names]) if len(names) > 1
-                    else LaunchConfiguration(names[0]))  # fmt: skip
+        if len(names) > 1:
+            env[var] = PathJoinSubstitution([LaunchConfiguration(n) for n in names])
+        elif var in launch_plan.QUOTED_NATS_VARS:
+            env[var] = ['"', LaunchConfiguration(names[0]), '"']
+        else:
+            env[var] = LaunchConfiguration(names[0])
     wrapper = PathJoinSubstitution([FindPackagePrefix(PACKAGE), "lib", PACKAGE, "server_last"])
     server = ExecuteProcess(
         cmd=[wrapper, "--monitor-port", LaunchConfiguration("nats_monitor_port"), "--", "nats-server", "-c", conf],

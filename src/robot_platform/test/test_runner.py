@@ -33,7 +33,7 @@ def test_robot_processes_use_the_shared_config_and_overrides() -> None:
     assert 'robot_id:="r7"' in sim and "enable_camera:=true" in sim
     nats = specs["r7/nats-server"]
     assert nats.argv[-1] == "/opt/rp/share/robot_platform/config/nats/robot.conf"
-    assert nats.env["RP_ROBOT_ID"] == "r7" and nats.env["RP_NATS_HOST"] == "127.0.0.1"
+    assert nats.env["RP_ROBOT_ID"] == '"r7"' and nats.env["RP_NATS_HOST"] == "127.0.0.1"  # a string to NATS
     # Nodes reach the robot's own nats-server unless told otherwise.
     assert 'nats_url:="nats://127.0.0.1:4222"' in specs["r7/health_monitor_tree"].argv
 
