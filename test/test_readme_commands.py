@@ -11,9 +11,11 @@ Each command's time is printed (``pytest -s``) and written to ``test-results/rea
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from helpers import REPO, free_port, wait_for
@@ -32,6 +35,7 @@ from robot_platform.runner.supervisor import ProcessGroup
 
 ROBOTS = 2
 COMMAND_TIMEOUT_S = 180
+DEMO_STOP_TIMEOUT_S = 60
 MARKER_RE = re.compile(r"^<!-- commands: (run|exempt - (?P<why>.+\S)) -->$")
 RESULTS = REPO / "test-results" / "readme_commands.txt"
 
@@ -155,6 +159,23 @@ def test_readme_and_banner_commands_work_against_the_demo(procs: ProcessGroup, d
                "--weed-port-base": layout.site_ports.weed_base}  # fmt: skip
     demo = procs.start("demo", [str(REPO / "bin" / "robot-platform"), "demo",
                                 *[str(x) for item in options.items() for x in item]])  # fmt: skip
+    try:
+        _run_commands(procs, demo, layout, tmp_path)
+    finally:
+        # The demo stops its own servers last and SeaweedFS takes its time: give it that time (the
+        # harness's SIGINT-SIGTERM-SIGKILL of the demo alone would orphan them).
+        children = psutil.Process(demo.pid).children(recursive=True) if demo.poll() is None else []
+        demo.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            demo.wait(timeout=DEMO_STOP_TIMEOUT_S)
+        _gone, alive = psutil.wait_procs(children, timeout=10)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        assert not alive, f"left running by the demo: {[p.pid for p in alive]}"
+
+
+def _run_commands(procs: ProcessGroup, demo: subprocess.Popen[bytes], layout: DemoLayout, tmp_path: Path) -> None:
     wait_for(lambda: "- all up" in procs.child("demo").output() or demo.poll() is not None, 150, "the demo banner")
     output = procs.child("demo").output()
     assert "- all up" in output, output[-5000:]
