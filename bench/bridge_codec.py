@@ -86,7 +86,10 @@ def per_call_us(fn: Callable[[], Any], seconds: float) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="time per measurement")
+    parser.add_argument("--smoke", action="store_true", help="a quick pass (make test): every message round-trips")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds = 0.02
     codec = Codec(max_payload_bytes=16 * 1024 * 1024)
     print(f"{'message':<20} {'format':<8} {'bytes':>9} {'encode us':>10} {'decode us':>10}")
     ratios = []

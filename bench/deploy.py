@@ -97,7 +97,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sizes", default="1,50", help="payload sizes in MB, comma separated")
+    parser.add_argument("--smoke", action="store_true", help="one 1 MB app deployed twice and rolled back (make test)")
     args = parser.parse_args()
+    if args.smoke:
+        args.repeat, args.sizes = 2, "1"
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp_name, SeaweedFS(Path(tmp_name) / "s3") as s3:
         tmp = Path(tmp_name)

@@ -14,7 +14,13 @@ Image and sending rosbridge's ``{"op": "publish", "topic": ..., "msg": {...}}`` 
 base64, as rosbridge_server does for uint8[] (its own message-to-dict path is slower: see STYLE.md;
 here it gets our fast codec, so the comparison favours it).
 
-    . scripts/env.sh && PYTHONPATH=src/robot_platform python bench/frames.py [--seconds 10] [--rates 15,30]
+    . scripts/env.sh && python bench/frames.py [--seconds 10] [--rates 15,30] [--dds default]
+    . scripts/env.sh && python bench/frames.py --smoke     # seconds, 160x120: does every path deliver?
+
+Every child process gets the workspace's own Python path (src/ for the code under test, install/ for
+robot_platform_interfaces), whatever PYTHONPATH the caller set: with ``PYTHONPATH=src/robot_platform``
+replacing the one scripts/env.sh sets, robot_sim died at import and both ways measured 0 fps. The
+script now fails (exit 1, with the child's log) when a child exits early or a way delivers no frame.
 """
 
 from __future__ import annotations
@@ -38,7 +44,33 @@ sys.path.insert(0, str(REPO / "test"))
 from helpers import free_port, wait_port  # noqa: E402  (the test harness's loopback port helpers)
 
 SRC = REPO / "src" / "robot_platform"
+INTERFACES = sorted((REPO / "install" / "robot_platform_interfaces" / "lib").glob("python3*/site-packages"))
 ROBOT = "r1"
+STARTUP_TIMEOUT_S = 60.0
+
+
+class BenchError(RuntimeError):
+    """A path of the benchmark delivered nothing or a process died: the figures would be meaningless."""
+
+
+def child_pythonpath() -> str:
+    """src/ first (the code under test), then the built interfaces, then whatever the caller had."""
+    parts = [str(SRC), *(str(p) for p in INTERFACES), os.environ.get("PYTHONPATH", "")]
+    return os.pathsep.join(p for p in parts if p)
+
+
+def wait_ready(group: Any, name: str, text: str, timeout_s: float = STARTUP_TIMEOUT_S) -> None:
+    """Wait (bounded) until child ``name`` logged ``text``; BenchError with its log if it died or timed out."""
+    child = group.child(name)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for other in group.children:
+            if not other.running():
+                raise BenchError(f"{other.name} exited with {other.popen.returncode}:\n{other.output()[-3000:]}")
+        if text in child.output():
+            return
+        time.sleep(0.1)
+    raise BenchError(f"{name} not ready after {timeout_s:.0f} s (no {text!r} in its log):\n{child.output()[-3000:]}")
 RAW_SUBJECT = f"robots.{ROBOT}.rosbridge.camera"
 MAX_PAYLOAD = "8MB"  # a base64 640x480 rgb8 frame is 1.23 MB: over nats-server's default 1 MB
 
@@ -65,7 +97,8 @@ def relay_main(nats_url: str) -> None:
         def __init__(self) -> None:
             super().__init__("rosbridge_way_relay")
             self.codec = Codec()
-            self.link = NatsLink(nats_url, lambda s, h, d: None, name="rosbridge_way", outbox_capacity=100)
+            self.link = NatsLink(nats_url, lambda s, h, d: None, name="rosbridge_way", outbox_capacity=100,
+                                 log=self.get_logger())  # logs "connected to NATS" (readiness)
             self.link.start()
             self.create_subscription(Image, "/camera/image_raw", self.on_image, qos_profile_sensor_data)
 
@@ -184,7 +217,8 @@ def cpu_done(start: tuple[float, Any]) -> float:
 
 
 def run_case(
-    way: str, rate: float, seconds: float, workdir: Path, domain: int, large_shm: bool
+    way: str, rate: float, seconds: float, workdir: Path, domain: int, large_shm: bool,
+    size: tuple[int, int] = (640, 480), idle_s: float = 5.0, warmup_s: float = 2.0,
 ) -> tuple[Result, float | None]:
     from robot_platform.runner.supervisor import ProcessGroup
 
@@ -192,7 +226,7 @@ def run_case(
     env.update(
         ROS_DOMAIN_ID=str(domain),
         ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        PYTHONPATH=str(SRC) + os.pathsep + env.get("PYTHONPATH", ""),
+        PYTHONPATH=child_pythonpath(),
         PYTHONUNBUFFERED="1",
     )
     if large_shm:
@@ -211,7 +245,8 @@ def run_case(
         group.start(
             "robot_sim",
             [sys.executable, "-m", "robot_platform.sim.node", "--ros-args",
-             "-p", "enable_camera:=true", "-p", f"camera_rate_hz:={rate}"],
+             "-p", "enable_camera:=true", "-p", f"camera_rate_hz:={rate}",
+             "-p", f"camera_width:={size[0]}", "-p", f"camera_height:={size[1]}"],
             env=env,
         )  # fmt: skip
         if way == "frame_publisher":
@@ -235,18 +270,22 @@ def run_case(
                 ],
                 env=env,
             )
-            time.sleep(4.0)  # startup (imports, DDS discovery) before the idle window
+            wait_ready(group, "frame_publisher", "connected to NATS")  # imports, DDS, NATS
             start = cpu_window(pub.pid, seconds)
-            time.sleep(min(5.0, seconds))
+            time.sleep(min(idle_s, seconds))  # the idle CPU window itself (no viewer)
             idle_cpu = cpu_done(start)
             start = cpu_window(pub.pid, seconds)
-            lat, sizes, window = asyncio.run(measure_frames(url, seconds, warmup=2.0))
+            lat, sizes, window = asyncio.run(measure_frames(url, seconds, warmup=warmup_s))
         else:
             pub = group.start("relay", [sys.executable, __file__, "relay", "--nats-url", url], env=env)
-            time.sleep(4.0)
+            wait_ready(group, "relay", "connected to NATS")
             start = cpu_window(pub.pid, seconds)
-            lat, sizes, window = asyncio.run(measure_rosbridge(url, seconds, warmup=2.0))
+            lat, sizes, window = asyncio.run(measure_rosbridge(url, seconds, warmup=warmup_s))
         cpu = cpu_done(start)  # includes the warm-up: both ways get the same
+        if not lat:
+            dead = [f"{c.name} (exit {c.popen.returncode})" for c in group.children if not c.running()]
+            logs = "\n".join(f"--- {c.name}\n{c.output()[-1500:]}" for c in group.children)
+            raise BenchError(f"{way} @ {rate:g} fps delivered no frame in {window:.1f} s; exited: {dead}\n{logs}")
         result = Result(
             way, rate, len(lat) / window, sum(sizes) / window / 1000, percentile(lat, 0.5), percentile(lat, 0.99),
             cpu, (sum(sizes) / len(sizes) / 1000) if sizes else 0.0,
@@ -263,6 +302,8 @@ def main() -> None:
     relay.add_argument("--nats-url", required=True)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rates", default="15,30")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a few seconds at 10 fps, 160x120: checks that both ways deliver frames (make test)")
     parser.add_argument(
         "--dds",
         choices=("large-shm", "default"),
@@ -273,6 +314,9 @@ def main() -> None:
     if args.cmd == "relay":
         relay_main(args.nats_url)
         return
+    size, idle_s, warmup_s = (640, 480), 5.0, 2.0
+    if args.smoke:
+        args.seconds, args.rates, size, idle_s, warmup_s = 2.0, "10", (160, 120), 1.0, 1.0
 
     from robot_platform.runner.domains import DomainReservation
 
@@ -283,9 +327,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-frames-") as tmp:
             for rate in [float(r) for r in args.rates.split(",")]:
                 for way in ("frame_publisher", "rosbridge_json"):
-                    r, idle_cpu = run_case(
-                        way, rate, args.seconds, Path(tmp), reservation.domain_id, args.dds == "large-shm"
-                    )
+                    try:
+                        r, idle_cpu = run_case(way, rate, args.seconds, Path(tmp), reservation.domain_id,
+                                               args.dds == "large-shm", size, idle_s, warmup_s)  # fmt: skip
+                    except BenchError as exc:
+                        sys.exit(f"bench/frames.py: {exc}")
                     results.append(r)
                     if idle_cpu is not None:
                         idle[rate] = idle_cpu
@@ -293,7 +339,8 @@ def main() -> None:
     finally:
         reservation.release()
 
-    print(f"\ncamera 640x480 rgb8, {args.seconds:g} s windows, one viewer, loopback nats-server, DDS {args.dds}")
+    print(f"\ncamera {size[0]}x{size[1]} rgb8, {args.seconds:g} s windows, one viewer, loopback nats-server, "
+          f"DDS {args.dds}")
     print(f"{'rate':>5} {'way':<16} {'fps':>6} {'kB/frame':>9} {'kB/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU %':>6}")
     for r in results:
         print(f"{r.rate:5g} {r.way:<16} {r.fps:6.1f} {r.frame_kb:9.1f} {r.kbps:9.0f} {r.p50_ms:7.1f}"

@@ -256,6 +256,23 @@ def fmt(name: str, r: dict) -> str:
             f"agent CPU {r['agent_cpu_pct']:5.0f}%")  # fmt: skip
 
 
+def smoke() -> int:
+    """The fleet path end to end, tiny: publisher -> nats-server -> ws_agent -> a client."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(Path(tmp))
+        try:
+            agent, port = bench.agent()
+            result = bench.run(port, agent, robots=2, topics=1, rate=10.0, clients=1, duration=2.0,
+                               compression="none", kind="odom")  # fmt: skip
+            print(fmt("smoke fleet 2x1x10Hz -> 1 none", result), flush=True)
+        finally:
+            bench.close()
+    if not result["delivered_per_s"]:
+        print("bench/ws_fanout.py: the fleet path delivered nothing", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--role", default="bench", choices=["bench", "publisher", "baseline"])
@@ -270,7 +287,11 @@ def main() -> int:
     ap.add_argument("--prefix", default="r")
     ap.add_argument("--quick", action="store_true", help="short runs (3 s) for a smoke check")
     ap.add_argument("--fleet-only", action="store_true", help="only the fleet scenarios")
+    ap.add_argument("--smoke", action="store_true",
+                    help="2 robots x 1 topic -> 1 client for 2 s (make test): fails if nothing is delivered")
     args = ap.parse_args()
+    if args.smoke:
+        return smoke()
     if args.role == "publisher":
         print(
             asyncio.run(

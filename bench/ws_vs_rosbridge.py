@@ -491,7 +491,11 @@ def main() -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--rate", type=float, default=0.0)
     ap.add_argument("--size", type=int, default=DATA_BYTES)
+    ap.add_argument("--smoke", action="store_true",
+                    help="ours and the baseline, JSON at 100/s for 2 s (make test): fails if a path delivers nothing")
     args = ap.parse_args()
+    if args.smoke:
+        args.paths, args.encodings, args.rates, args.duration, args.runs = "ours,baseline", "json", "100/s", 2.0, 1
     if args.role == "publisher":
         publisher(TOPIC, args.rate, args.duration, args.size)
         return 0
@@ -526,6 +530,10 @@ def main() -> int:
                 print(f"   load average after the run {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}", flush=True)
                 runs.append(results)
                 print("\n".join(ratios(results)), flush=True)
+                empty = [f"{r['path']} {r['encoding']} {r['rate']}" for r in results if not r["delivered"]]
+                if empty:
+                    print(f"bench/ws_vs_rosbridge.py: delivered nothing: {empty}", file=sys.stderr)
+                    return 1
         except KeyboardInterrupt:
             print("interrupted: every process of the scenario was stopped", file=sys.stderr)
             return 130

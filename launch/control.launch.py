@@ -2,55 +2,33 @@
 (from robot_platform.launch_plan) with config/control.yaml.
 
     ros2 launch robot_platform control.launch.py
+    ros2 launch robot_platform control.launch.py bridge_metrics_port:=19202 jobs_metrics_port:=19203
 
-On machines without launch_ros, `robot-platform control` starts the same set.
+On machines without launch_ros, `robot-platform control` starts the same set. Declarative like
+robot.launch.py: `ros2 launch --print` shows every action.
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import IfCondition
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
+from launch.actions import SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
 from robot_platform import launch_plan
-
-
-def _everything(context, *args, **kwargs):
-    values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_plan.CONTROL_ARGUMENTS}
-    share = FindPackageShare("robot_platform")
-    actions = [
-        ExecuteProcess(
-            cmd=["nats-server", "-c", PathJoinSubstitution([share, "config", "nats", "hub.conf"])],
-            additional_env=launch_plan.control_nats_env(values),
-            name="nats_hub",
-            output="screen",
-            condition=IfCondition(LaunchConfiguration("start_nats")),
-        )
-    ]
-    params_file = PathJoinSubstitution([share, "config", "control.yaml"])
-    actions += [
-        Node(
-            package="robot_platform",
-            executable=spec.executable,
-            name=spec.name,
-            parameters=[params_file, launch_plan.node_overrides(spec, values)],
-            output="screen",
-            emulate_tty=True,
-            condition=IfCondition(LaunchConfiguration(spec.enabled_by)),
-        )
-        for spec in launch_plan.CONTROL_NODES
-    ]
-    return actions
+from robot_platform.launch_support import declared_arguments, nats_server, platform_nodes
 
 
 def generate_launch_description() -> LaunchDescription:
-    return LaunchDescription([
-        *[DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
-          for a in launch_plan.CONTROL_ARGUMENTS],
-        SetEnvironmentVariable(
-            "ROS_AUTOMATIC_DISCOVERY_RANGE",
-            EnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", default_value="LOCALHOST"),
-        ),
-        OpaqueFunction(function=_everything),
-    ])
+    share = FindPackageShare("robot_platform")
+    return LaunchDescription(
+        [
+            *declared_arguments(launch_plan.CONTROL_ARGUMENTS, PathJoinSubstitution([share, "config", "control.yaml"])),
+            SetEnvironmentVariable(
+                "ROS_AUTOMATIC_DISCOVERY_RANGE",
+                EnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", default_value="LOCALHOST"),
+            ),
+            *nats_server(
+                "nats_hub", PathJoinSubstitution([share, "config", "nats", "hub.conf"]), launch_plan.CONTROL_NATS_ENV
+            ),
+            *platform_nodes(launch_plan.CONTROL_NODES, launch_plan.CONTROL_ARGUMENTS),
+        ]
+    )

@@ -2,69 +2,43 @@
 local nats-server linked to the control server's hub.
 
     ros2 launch robot_platform robot.launch.py robot_id:=r1 use_sim:=true enable_camera:=false
+    ros2 launch robot_platform robot.launch.py --show-args     # every argument with its default
 
 On machines without launch_ros (ROS 2 from PyPI wheels), `robot-platform robot --robot-id r1` starts the
-same set from the same plan and config.
+same set from the same plan and config. The description is declarative (no OpaqueFunction): the
+arguments, node list and per-node overrides come from the plan, the values stay substitutions, so
+`ros2 launch --print` shows every action.
 """
 
-from pathlib import Path
-
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
-from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from robot_platform import launch_plan
-
-
-def _nats_server(context, *args, **kwargs):
-    values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_plan.ROBOT_ARGUMENTS}
-    conf = PathJoinSubstitution([FindPackageShare("robot_platform"), "config", "nats", "robot.conf"])
-    return [
-        ExecuteProcess(
-            cmd=["nats-server", "-c", conf],
-            additional_env=launch_plan.robot_nats_env(values),
-            name="nats_server",
-            output="screen",
-            condition=IfCondition(LaunchConfiguration("start_nats")),
-        )
-    ]
-
-
-def _nodes(context, *args, **kwargs):
-    values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_plan.ROBOT_ARGUMENTS}
-    params_file = PathJoinSubstitution([FindPackageShare("robot_platform"), "config", "robot.yaml"])
-    share = Path(FindPackageShare("robot_platform").perform(context))
-    ros_env = launch_plan.robot_ros_env(values, share)
-    return [
-        Node(
-            package="robot_platform",
-            executable=spec.executable,
-            name=spec.name,
-            parameters=[params_file, launch_plan.node_overrides(spec, values)],
-            output="screen",
-            emulate_tty=True,
-            additional_env=ros_env,
-            condition=IfCondition(LaunchConfiguration(spec.enabled_by)),
-        )
-        for spec in launch_plan.ROBOT_NODES
-    ]
+from robot_platform.launch_support import declared_arguments, nats_server, platform_nodes
 
 
 def generate_launch_description() -> LaunchDescription:
-    declared = [
-        DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
-        for a in launch_plan.ROBOT_ARGUMENTS
-    ]
-    return LaunchDescription([
-        *declared,
-        # Keep DDS discovery on this host unless the robot's environment says otherwise.
-        SetEnvironmentVariable(
-            "ROS_AUTOMATIC_DISCOVERY_RANGE",
-            EnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", default_value="LOCALHOST"),
-        ),
-        OpaqueFunction(function=_nats_server),
-        OpaqueFunction(function=_nodes),
-    ])
+    share = FindPackageShare("robot_platform")
+    return LaunchDescription(
+        [
+            *declared_arguments(launch_plan.ROBOT_ARGUMENTS, PathJoinSubstitution([share, "config", "robot.yaml"])),
+            # Keep DDS discovery on this host unless the robot's environment says otherwise.
+            SetEnvironmentVariable(
+                "ROS_AUTOMATIC_DISCOVERY_RANGE",
+                EnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", default_value="LOCALHOST"),
+            ),
+            # With the camera on, raw 640x480 images need the large shared-memory segment.
+            SetEnvironmentVariable(
+                "FASTRTPS_DEFAULT_PROFILES_FILE",
+                PathJoinSubstitution([share, *launch_plan.LARGE_DATA_PROFILE]),
+                condition=IfCondition(LaunchConfiguration("enable_camera")),
+            ),
+            *nats_server(
+                "nats_server", PathJoinSubstitution([share, "config", "nats", "robot.conf"]), launch_plan.ROBOT_NATS_ENV
+            ),
+            *platform_nodes(launch_plan.ROBOT_NODES, launch_plan.ROBOT_ARGUMENTS),
+        ]
+    )

@@ -23,10 +23,15 @@ fi
 if [ -f "$_rp_root/install/local_setup.bash" ] && [ -n "${BASH_VERSION:-}" ]; then
   # shellcheck disable=SC1091
   . "$_rp_root/install/local_setup.bash"
+  export RP_ENV_ROOT="$_rp_root"  # bin/robot-platform: this workspace's environment is already set up
 elif [ -f "$_rp_root/install/local_setup.sh" ]; then
   # shellcheck disable=SC1091
   COLCON_CURRENT_PREFIX="$_rp_root/install" . "$_rp_root/install/local_setup.sh"
+  export RP_ENV_ROOT="$_rp_root"
 fi
+# `robot-platform` (bin/, which works without sourcing anything) on PATH, as the README and the demo
+# banner print it; ament_python installs it under lib/robot_platform/, which is not on PATH.
+case ":$PATH:" in *":$_rp_root/bin:"*) ;; *) export PATH="$_rp_root/bin:$PATH";; esac
 # DDS discovery stays on this machine unless the caller chose otherwise (real robots set SUBNET or a
 # discovery server in their own environment).
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"

@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,7 +96,7 @@ async def _refusals(hub_url: str, hub_conf: Path) -> dict[str, bool]:
 
 
 def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, domains: int, tmp_path: Path) -> None:
-    hub_port, monitor, leaf = free_port(), free_port(), free_port()
+    hub_port, monitor, leaf, prometheus_port = free_port(), free_port(), free_port(), free_port()
     robot_base = 20000 + (hub_port % 20000)
     monitor_base = robot_base + 100
     demo = procs.start("demo", [
@@ -105,7 +106,8 @@ def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, doma
         "--domain-base", str(domains), "--metrics-base", str(robot_base + 200),
         "--bridge-metrics-base", str(robot_base + 300), "--console-port", str(free_port()),
         "--panel-port-base", str(robot_base + 400), "--mqtt-port", str(free_port()), "--s3-port", str(free_port()),
-        "--weed-port-base", str(robot_base + 500),
+        "--weed-port-base", str(robot_base + 500), "--control-bridge-metrics-port", str(free_port()),
+        "--jobs-metrics-port", str(free_port()), "--prometheus-port", str(prometheus_port),
     ])
     wait_for(lambda: "all up" in procs.child("demo").output() or demo.poll() is not None, 90, "the demo banner")
     assert "all up" in procs.child("demo").output(), procs.child("demo").output()
@@ -137,16 +139,30 @@ def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, doma
 
     wait_for(lambda: registry() == {"r1": "online", "r2": "online"}, 30, "both robots online in the registry")
 
+    # The demo's Prometheus scrapes every robot's health and bridge endpoints and the control services.
+    def targets_up() -> set[str]:
+        url = f"http://127.0.0.1:{prometheus_port}/api/v1/targets"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            active = json.load(response)["data"]["activeTargets"]
+        return {f"{t['labels']['job']}/{t['labels'].get('robot') or t['labels'].get('service')}"
+                for t in active if t["health"] == "up"}  # fmt: skip
+
+    expected = {f"{job}/r{i}" for job in ("robot_health", "robot_bridge") for i in range(1, ROBOTS + 1)}
+    expected |= {"control/nats_bridge", "control/jobs_service"}
+    wait_for(lambda: expected <= targets_up(), 60, f"Prometheus targets up: {sorted(expected)}")
+
     # Push-button deployment: the demo pushed signed sample packages to its S3 and wired jobs_service and
     # every deploy_service to its Mosquitto; a job for both robots (canary first) succeeds on both.
     document = tmp_path / "demo" / "site" / "packages" / "hello_app-1.0.0.json"
     assert document.is_file(), procs.child("demo").output()
     cli = [str(REPO / "bin" / "robot-platform"), "deploy", "--nats-url", f"nats://127.0.0.1:{hub_port}",
            "--user", "control", "--password-file", str(control_password_file)]
-    created = subprocess.run([*cli, "create", "--document", str(document), "--targets", "r1,r2", "--canary", "1"],
+    created = subprocess.run([*cli, "create", "--document", str(document), "--targets", "r1,r2", "--canary", "1",
+                              "--json"],
                              capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
     job_id = json.loads(created.stdout)["job_id"]
-    status = subprocess.run([*cli, "status", job_id, "--wait", "60"], capture_output=True, text=True, timeout=90)
+    status = subprocess.run([*cli, "status", job_id, "--wait", "60", "--json"], capture_output=True, text=True,
+                            timeout=90)  # fmt: skip
     assert status.returncode == 0, status.stdout + status.stderr
     executions = json.loads(status.stdout)["executions"]
     assert {e["thing"]: e["status"] for e in executions} == {"r1": "SUCCEEDED", "r2": "SUCCEEDED"}, executions

@@ -59,6 +59,7 @@ setup(
             "robot_agent = robot_platform.ops.node:main",
             "fleet_registry = robot_platform.ops.registry_node:main",
             "robot-platform = robot_platform.cli:main",
+            "server_last = robot_platform.runner.server_last:main",
         ],
     },
 )

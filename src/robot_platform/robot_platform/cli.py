@@ -18,14 +18,13 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from robot_platform import launch_plan
-from robot_platform.bridge.fleet_nats import Endpoint
 from robot_platform.exceptions import RobotPlatformError
-from robot_platform.runner import demo_nats, demo_site
-from robot_platform.runner.demo import DemoLayout, demo_processes, write_demo_users
+from robot_platform.runner.demo import DemoLayout
 from robot_platform.runner.processes import (
     Installation,
     ProcessSpec,
@@ -37,14 +36,19 @@ from robot_platform.runner.supervisor import ProcessGroup
 log = logging.getLogger("robot-platform")
 SubcommandHook = Callable[[argparse._SubParsersAction], None]
 
-# Other areas add their subcommands here (package, deploy, echo...): each hook adds a subparser whose
-# `func(args) -> int` runs it.
-EXTRA_SUBCOMMANDS: tuple[str, ...] = (
-    "robot_platform.deploy.cli",  # package keygen|build|sign|push
-    "robot_platform.jobs.cli",  # deploy create|status|list|cancel
-    "robot_platform.jobs.certs",  # certs init|robot|server|client
-    "robot_platform.ops.cli",  # robots, logs, ssh, ops keys|authorized-keys|call
-)
+# Other areas' subcommands: command -> (module whose add_subparsers(subparsers) adds it, one-line help).
+# Only the module of the command being run is imported: together they pull in boto3, awscrt, nats and
+# cryptography, which made every call (even `--help`) cost over a second of start-up.
+EXTRA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "package": ("robot_platform.deploy.cli", "signed packages: keygen, build, sign, push"),
+    "deploy": ("robot_platform.jobs.cli", "fleet deployments through jobs_service: create, rollback, status, list"),
+    "certs": ("robot_platform.jobs.certs", "site certificates: CA, robots, servers, clients"),
+    "robots": ("robot_platform.ops.cli", "the fleet registry: online/offline, versions, packages"),
+    "logs": ("robot_platform.ops.cli", "search or follow the robots' ROS logs"),
+    "ssh": ("robot_platform.ops.cli", "ssh into a robot through the bastion"),
+    "ops": ("robot_platform.ops.cli", "remote-operations admin: keys, bastion keys, remote actions"),
+}
+ALL_COMMANDS = "*"
 
 
 def _add_arguments(parser: argparse.ArgumentParser, arguments: Sequence[launch_plan.Argument]) -> None:
@@ -69,7 +73,13 @@ class StopSignal:
 
 def supervise(specs: list[ProcessSpec], group: ProcessGroup, stop: StopSignal,
               on_started: Callable[[], int | None] | None = None) -> int:
-    """Start ``specs``, run ``on_started`` (a result ends the run), wait for a signal, stop everything."""
+    """Start ``specs``, run ``on_started`` (a result ends the run), wait for a signal, stop everything.
+
+    A child that exits on its own is restarted after ``RESPAWN_DELAY_S`` when its spec says ``respawn``
+    (``use_respawn``); otherwise the run stops everything and returns 1, naming it: a robot missing a
+    node (say its metrics port was taken) must not look up. Returns 0 after a stop signal.
+    """
+    respawn = {spec.name: spec.respawn for spec in specs}
     try:
         for spec in specs:
             env = dict(os.environ) | spec.env
@@ -78,12 +88,23 @@ def supervise(specs: list[ProcessSpec], group: ProcessGroup, stop: StopSignal,
         result = on_started() if on_started else None
         if result is not None:
             return result
-        reported: set[str] = set()
-        while not stop.event.wait(0.5):
+        due: dict[str, float] = {}
+        while not stop.event.wait(0.2):
+            now = time.monotonic()
             for child in group.exited():
-                if child.name not in reported:
-                    reported.add(child.name)
-                    log.error("%s exited with code %s", child.name, child.popen.returncode)
+                if not respawn.get(child.name):
+                    log.error("%s exited with code %s: stopping everything (use_respawn:=true restarts "
+                              "nodes instead; its output is above or in its log)", child.name, child.popen.returncode)
+                    return 1
+                if child.name not in due:
+                    log.warning("%s exited with code %s: restarting it in %.0f s", child.name,
+                                child.popen.returncode, launch_plan.RESPAWN_DELAY_S)
+                    due[child.name] = now + launch_plan.RESPAWN_DELAY_S
+            for name, when in list(due.items()):
+                if now >= when:
+                    del due[name]
+                    group.restart(name)
+                    log.info("restarted %s", name)
         log.info("%s received: stopping %d process(es)", stop.received, len(group.children))
         return 0
     finally:
@@ -106,6 +127,9 @@ def _cmd_control(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from robot_platform.bridge.fleet_nats import Endpoint
+    from robot_platform.runner import demo_nats, demo_prometheus, demo_site
+    from robot_platform.runner.demo import demo_processes, prometheus_targets, write_demo_roles, write_demo_users
     from robot_platform.runner.demo_check import check_demo, print_banner
 
     layout = DemoLayout(
@@ -113,12 +137,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         hub_monitor_port=args.hub_monitor_port, leaf_port=args.leaf_port, robot_port_base=args.robot_port_base,
         robot_monitor_base=args.robot_monitor_base, domain_base=args.domain_base, metrics_base=args.metrics_base,
         bridge_metrics_base=args.bridge_metrics_base, console_port=args.console_port,
-        panel_port_base=args.panel_port_base,
+        panel_port_base=args.panel_port_base, control_bridge_metrics_port=args.control_bridge_metrics_port,
+        jobs_metrics_port=args.jobs_metrics_port, prometheus_port=args.prometheus_port,
         site_ports=demo_site.SitePorts(mqtt=args.mqtt_port, s3=args.s3_port, weed_base=args.weed_port_base),
     )
     if not 1 <= layout.robots <= 50:
         raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
     users = write_demo_users(layout.state_dir)
+    roles = write_demo_roles(layout.state_dir)
     install = Installation.find()
     robot_ids = [layout.robot_id(i) for i in range(1, layout.robots + 1)]
     site = None if args.no_deployments else demo_site.prepare(layout.state_dir, robot_ids, install.share,
@@ -127,8 +153,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                    for i in range(1, layout.robots + 1)}  # fmt: skip
     nats = demo_nats.prepare(layout.state_dir, robot_ports,
                              Endpoint(port=layout.hub_port, monitor_port=layout.hub_monitor_port), layout.leaf_port)
+    prometheus = None
+    if layout.prometheus_port:
+        conf = demo_prometheus.prepare(layout.state_dir, install.share, prometheus_targets(layout),
+                                       layout.prometheus_port)  # fmt: skip
+        prometheus = demo_prometheus.process(conf, layout.prometheus_port)
     specs = demo_processes(layout, install, enable_camera=args.enable_camera, users_file=users.path, site=site,
-                           nats=nats)  # fmt: skip
+                           nats=nats, roles_file=roles, prometheus=prometheus)  # fmt: skip
+    prometheus_url = f"http://127.0.0.1:{layout.prometheus_port}" if prometheus else ""
     group = ProcessGroup(log_dir=layout.state_dir / "logs")
     stop = StopSignal()
 
@@ -141,7 +173,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             except RobotPlatformError as exc:
                 ok = False
                 logging.getLogger("robot-platform.demo").error("sample packages not published: %s", exc)
-        print_banner(layout, ok, users.tokens, documents, nats.password_files["control"])
+        print_banner(layout, ok, users.tokens, documents, nats.password_files["control"], prometheus_url)
         if args.check:
             return 0 if ok else 1
         return None
@@ -165,14 +197,18 @@ def _cmd_echo(args: argparse.Namespace) -> int:
 
     try:
         password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else ""
-        return int(asyncio.run(echo(args.url, args.subject, args.count, sys.stdout, show_headers=args.headers,
-                                    truncate_length=args.truncate_length, no_arr=args.no_arr, user=args.user,
-                                    password=password)) or 0)
+        printed = asyncio.run(echo(args.url, args.subject, args.count, sys.stdout, show_headers=args.headers,
+                                   truncate_length=args.truncate_length, no_arr=args.no_arr, user=args.user,
+                                   password=password))  # fmt: skip
+        # echo returns how many it printed (it used to become the exit status: `-n 1` exited 1)
+        return 0 if not args.count or printed >= args.count else 1
     except KeyboardInterrupt:
         return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
+    """The CLI's parser; with ``command`` only that command's module is imported (the others are listed
+    for --help without their options), with ALL_COMMANDS every module."""
     parser = argparse.ArgumentParser(prog="robot-platform", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("--bridge-metrics-base", layout.bridge_metrics_base, "robot i's bridge metrics port is base+i"),
         ("--console-port", layout.console_port, "operator console (ws_agent, fleet mode)"),
         ("--panel-port-base", layout.panel_port_base, "robot i's touch panel (ws_agent) is on base+i"),
+        ("--control-bridge-metrics-port", layout.control_bridge_metrics_port, "control nats_bridge metrics"),
+        ("--jobs-metrics-port", layout.jobs_metrics_port, "jobs_service metrics"),
+        ("--prometheus-port", layout.prometheus_port, "the demo's Prometheus (0: none)"),
         ("--mqtt-port", layout.site_ports.mqtt, "Mosquitto (MQTT over TLS) for deployments"),
         ("--s3-port", layout.site_ports.s3, "SeaweedFS S3 endpoint for packages"),
         ("--weed-port-base", layout.site_ports.weed_base, "SeaweedFS internal ports base..base+6"),
@@ -231,24 +270,30 @@ def build_parser() -> argparse.ArgumentParser:
     echo.add_argument("--no-arr", action="store_true", help="hide arrays, like ros2 topic echo --no-arr")
     echo.set_defaults(func=_cmd_echo)
 
-    for hook in _subcommand_hooks():
-        hook(sub)
+    import importlib
+
+    wanted = set(EXTRA_SUBCOMMANDS) if command == ALL_COMMANDS else {command} & set(EXTRA_SUBCOMMANDS)
+    loaded: list[str] = []
+    for name in wanted:
+        module_name = EXTRA_SUBCOMMANDS[name][0]
+        if module_name not in loaded:
+            hook: SubcommandHook = importlib.import_module(module_name).add_subparsers
+            hook(sub)
+            loaded.append(module_name)
+    for name, (module_name, text) in EXTRA_SUBCOMMANDS.items():
+        if module_name not in loaded:
+            sub.add_parser(name, help=text, add_help=False)  # listed only; never run without its module
     return parser
 
 
-def _subcommand_hooks() -> list[SubcommandHook]:
-    """Subcommands contributed by the capability areas (each module exposes add_subparsers)."""
-    import importlib
-
-    hooks: list[SubcommandHook] = []
-    for module_name in EXTRA_SUBCOMMANDS:
-        module = importlib.import_module(module_name)
-        hooks.append(module.add_subparsers)
-    return hooks
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand in ``argv`` (the first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(chosen_command(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="[%(asctime)s] %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -15,7 +15,10 @@ from robot_platform.runner.domains import DomainReservation
 PKG = str(Path(__file__).resolve().parents[1])
 
 NODE = textwrap.dedent("""
+    import os
+    import signal
     import sys
+    import time
     import rclpy
     from rclpy.node import Node
     from std_msgs.msg import String
@@ -32,7 +35,14 @@ NODE = textwrap.dedent("""
             self.pub = self.create_publisher(String, "probe", 10)
             self.create_timer(0.05, self.tick)
 
+        def close(self):
+            if MODE == "twice":    # the second Ctrl-C arrives while the node cleans up
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.3)
+
         def tick(self):
+            if MODE == "twice":
+                os.kill(os.getpid(), signal.SIGINT)
             if MODE == "cut":      # what SIGTERM's handler does in the middle of a callback
                 rclpy.shutdown()
             elif MODE == "crash":  # a real failure while the context is fine
@@ -59,6 +69,11 @@ def run(mode: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_a_callback_cut_by_the_shutdown_is_a_clean_stop(tmp_path: Path) -> None:
     result = run("cut", tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_second_sigint_during_the_clean_up_is_ignored(tmp_path: Path) -> None:
+    result = run("twice", tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize(("mode", "code", "text"), [("crash", 1, "RuntimeError: boom"),

@@ -30,12 +30,12 @@ def test_robot_processes_use_the_shared_config_and_overrides() -> None:
     sim = specs["r7/robot_sim"].argv
     assert sim[0] == "/opt/rp/lib/robot_platform/robot_sim"
     assert sim[sim.index("--params-file") + 1] == "/opt/rp/share/robot_platform/config/robot.yaml"
-    assert "robot_id:=r7" in sim and "enable_camera:=true" in sim
+    assert 'robot_id:="r7"' in sim and "enable_camera:=true" in sim
     nats = specs["r7/nats-server"]
     assert nats.argv[-1] == "/opt/rp/share/robot_platform/config/nats/robot.conf"
-    assert nats.env["RP_ROBOT_ID"] == "r7" and nats.env["RP_NATS_HOST"] == "127.0.0.1"
+    assert nats.env["RP_ROBOT_ID"] == '"r7"' and nats.env["RP_NATS_HOST"] == "127.0.0.1"  # a string to NATS
     # Nodes reach the robot's own nats-server unless told otherwise.
-    assert "nats_url:=nats://127.0.0.1:4222" in specs["r7/health_monitor_tree"].argv
+    assert 'nats_url:="nats://127.0.0.1:4222"' in specs["r7/health_monitor_tree"].argv
 
 
 def test_camera_brings_frame_publisher_and_the_large_data_dds_profile() -> None:
@@ -63,8 +63,8 @@ def test_disabled_parts_are_not_started() -> None:
 def test_list_arguments_become_ros_list_parameters() -> None:
     control = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {"fleet_robots": "[r1, r2,r3]"}
     bridge = next(s for s in control_processes(control, INSTALL) if s.name == "control/nats_bridge")
-    assert "fleet_robots:=[r1,r2,r3]" in bridge.argv
-    assert launch_plan.coerce("[a, 'b']") == ["a", "b"]
+    assert 'fleet_robots:=["r1","r2","r3"]' in bridge.argv
+    assert launch_plan.coerce("[a, 'b']", launch_plan.STRING_ARRAY) == ["a", "b"]
 
 
 @pytest.mark.parametrize("bad", ["r1.x", "r*", "r>", "a b", ""])

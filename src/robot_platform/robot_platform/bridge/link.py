@@ -44,6 +44,7 @@ from typing import Any
 import nats
 import nats.errors
 
+from robot_platform.common.event_loop import run_to_end
 from robot_platform.exceptions import RobotPlatformError
 
 from . import inbox
@@ -278,10 +279,9 @@ class NatsLink:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            loop.run_until_complete(self._main())
+            run_to_end(loop, self._main())
         finally:
             self._loop = None
-            loop.close()
             self.state = LinkState.STOPPED
 
     async def _main(self) -> None:

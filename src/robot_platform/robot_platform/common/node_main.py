@@ -15,6 +15,8 @@ instead of a traceback: the runner, launch and systemd then show the reason.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -58,6 +60,11 @@ def spin_node(
             raise  # a real failure while running
         # else: a callback was cut by SIGTERM's context shutdown: a clean stop
     finally:
+        # Stopping now: a second SIGINT (an impatient Ctrl-C, or the terminal's and the launcher's both
+        # arriving) must not cut the clean-up short with a KeyboardInterrupt traceback. SIGTERM and
+        # SIGKILL still end a clean-up that hangs.
+        with contextlib.suppress(ValueError):  # not the main thread (tests): leave it alone
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):

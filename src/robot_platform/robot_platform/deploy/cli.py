@@ -35,6 +35,7 @@ from robot_platform.deploy.package import (
 def keygen(private_path: Path) -> dict[str, str]:
     """Write a new Ed25519 private key (mode 0600) and ``<name>.pub.pem``; return the public forms."""
     private_path = Path(private_path)
+    private_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # `keygen keys/site.pem` in a fresh tree
     pem = generate_private_key_pem()
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as stream:

@@ -36,6 +36,7 @@ import nats
 from nats.errors import Error as NatsError
 
 from robot_platform.bridge.inbox import inbox_prefix
+from robot_platform.common.event_loop import run_to_end
 from robot_platform.deploy.errors import DeployError
 from robot_platform.deploy.jobs import Status
 
@@ -150,11 +151,7 @@ class NatsLink:
 
     # ---- loop thread --------------------------------------------------------------------------------
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._main())
-        finally:
-            self._loop.close()
+        run_to_end(self._loop, self._main())
 
     async def _main(self) -> None:
         client = await self._connect_first()

@@ -1,15 +1,17 @@
-"""``robot-platform deploy create|status|list|cancel``: fleet deployments through the jobs service (NATS).
+"""``robot-platform deploy create|rollback|status|list|cancel``: fleet deployments through the jobs service.
 
     robot-platform package push dist/hello_fn-1.0.0.tar.gz ... > doc.json
     robot-platform deploy create --document doc.json --targets r1,r2,r3 --canary 1 --max-per-minute 10 \
         [--retry-failed 2 --retry-timed-out 1]
-    robot-platform deploy status <job_id> [--wait 300]     # per-robot status, step, progress, reason
+    robot-platform deploy rollback --package hello_fn [--to-version 1.0.0] --targets r1,r2,r3
+    robot-platform deploy status <job_id>|latest [--wait 300]   # per-robot status, step, progress, reason
     robot-platform deploy list [--status IN_PROGRESS]
     robot-platform deploy cancel <job_id> [--reason "..."]
 
 The document is what ``package push`` prints (``"operation": "deploy"`` is added when missing). Output is
-JSON; exit status 0 on success, 1 on an error (the reason on stderr), 3 when ``--wait`` ends with a job
-that did not succeed everywhere. Run through the main CLI: ``robot-platform deploy ...``.
+a table (one row per job or per robot); ``--json`` prints the full documents. Exit status 0 on success, 1
+on an error (the reason on stderr), 3 when ``--wait`` ends with a job that did not succeed everywhere.
+Run through the main CLI: ``robot-platform deploy ...``.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import nats
 from nats.errors import Error as NatsError
 
 from robot_platform.bridge.inbox import connect_options
+from robot_platform.jobs import cli_format
 from robot_platform.jobs.errors import JobsError
 from robot_platform.jobs.nats_api import SUBJECT_PREFIX
 
 REQUEST_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 2.0
 WAIT_POLL_S = 1.0
+LATEST = "latest"  # `deploy status latest`: the newest job
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
 
@@ -89,8 +93,15 @@ def load_document(path: str) -> dict[str, Any]:
     return document
 
 
+def rollback_document(package: str, to_version: str) -> dict[str, Any]:
+    """The job document of a fleet rollback (README: ``"to_version": ""`` = the previous version)."""
+    return {"operation": "rollback", "package_name": package, "to_version": to_version}
+
+
 def create_body(args: argparse.Namespace) -> dict[str, Any]:
     targets = [t for chunk in args.targets for t in chunk.split(",") if t]
+    document = (rollback_document(args.package, args.to_version) if args.deploy_cmd == "rollback"
+                else load_document(args.document))  # fmt: skip
     rollout = {
         "canary": args.canary,
         "max_per_minute": args.max_per_minute,
@@ -98,7 +109,7 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
         "abort_failure_pct": args.abort_failure_pct,
     }
     body: dict[str, Any] = {
-        "document": load_document(args.document),
+        "document": document,
         "targets": targets,
         "rollout": rollout,
         "timeout_s": args.timeout_s,
@@ -109,6 +120,14 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.job_id:
         body["job_id"] = args.job_id
     return body
+
+
+def latest_job_id(url: str, user: str = "", password: str = "") -> str:
+    """The newest job's id (``deploy status latest``: follow what you just created without copying ids)."""
+    jobs = request(url, "list", {"status": "", "limit": 1}, user, password)
+    if not jobs:
+        raise ApiError("NotFound", "no jobs yet: create one with `robot-platform deploy create`")
+    return str(jobs[0]["job_id"])
 
 
 def wait_done(url: str, job_id: str, timeout_s: float, user: str = "", password: str = "") -> dict[str, Any]:
@@ -129,24 +148,42 @@ def _run(args: argparse.Namespace) -> int:
     try:
         password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else ""
         hub = (args.nats_url, args.user, password)
-        if args.deploy_cmd == "create":
+        if args.deploy_cmd in ("create", "rollback"):
             result: Any = request(hub[0], "create", create_body(args), *hub[1:])
+            text = cli_format.format_created(result)
         elif args.deploy_cmd == "status":
+            job_id = latest_job_id(*hub) if args.job_id == LATEST else args.job_id
             if args.wait:
-                result = wait_done(hub[0], args.job_id, args.wait, *hub[1:])
+                result = wait_done(hub[0], job_id, args.wait, *hub[1:])
                 if result["status"] != "COMPLETED" or any(e["status"] != "SUCCEEDED" for e in result["executions"]):
                     code = 3
             else:
-                result = request(hub[0], "get", {"job_id": args.job_id}, *hub[1:])
+                result = request(hub[0], "get", {"job_id": job_id}, *hub[1:])
+            text = cli_format.format_job(result)
         elif args.deploy_cmd == "list":
             result = request(hub[0], "list", {"status": args.status, "limit": args.limit}, *hub[1:])
+            text = cli_format.format_jobs(result if isinstance(result, list) else result.get("jobs", []))
         else:
             result = request(hub[0], "cancel", {"job_id": args.job_id, "reason": args.reason}, *hub[1:])
+            text = cli_format.format_job(result) if isinstance(result, dict) and "job_id" in result else str(result)
     except (JobsError, OSError) as exc:
         sys.stderr.write(f"error: {getattr(exc, 'reason', exc)}\n")
         return 1
-    sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    sys.stdout.write((json.dumps(result, indent=2, default=str) if args.json else text) + "\n")
     return code
+
+
+def _rollout_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--targets", action="append", required=True, help="robot ids, comma-separated (repeatable)")
+    p.add_argument("--job-id", default="", help="job id (default: generated)")
+    p.add_argument("--canary", type=int, default=1, help="first N targets deploy first; any failure aborts")
+    p.add_argument("--max-per-minute", type=int, default=10, help="release rate of the other targets")
+    p.add_argument("--abort-failures", type=int, default=1, help="abort after this many failures (0: off)")
+    p.add_argument("--abort-failure-pct", type=float, default=0.0, help="abort at this failure percentage")
+    p.add_argument("--timeout-s", type=float, default=600.0, help="in-progress timeout of each robot's execution")
+    p.add_argument("--retry-failed", type=int, default=0, help="run a FAILED execution again up to N times (0-10)")
+    p.add_argument("--retry-timed-out", type=int, default=0, help="run a TIMED_OUT execution again up to N times")
+    p.add_argument("--description", default="")
 
 
 def add_subparsers(subparsers: Any) -> None:
@@ -164,18 +201,13 @@ def add_subparsers(subparsers: Any) -> None:
     sub = deploy.add_subparsers(dest="deploy_cmd", required=True)
     p = sub.add_parser("create", help="create a job: a package for a set of robots, with a staged rollout")
     p.add_argument("--document", required=True, help="job document JSON file ('-' = stdin), e.g. package push output")
-    p.add_argument("--targets", action="append", required=True, help="robot ids, comma-separated (repeatable)")
-    p.add_argument("--job-id", default="", help="job id (default: generated)")
-    p.add_argument("--canary", type=int, default=1, help="first N targets deploy first; any failure aborts")
-    p.add_argument("--max-per-minute", type=int, default=10, help="release rate of the other targets")
-    p.add_argument("--abort-failures", type=int, default=1, help="abort after this many failures (0: off)")
-    p.add_argument("--abort-failure-pct", type=float, default=0.0, help="abort at this failure percentage")
-    p.add_argument("--timeout-s", type=float, default=600.0, help="in-progress timeout of each robot's execution")
-    p.add_argument("--retry-failed", type=int, default=0, help="run a FAILED execution again up to N times (0-10)")
-    p.add_argument("--retry-timed-out", type=int, default=0, help="run a TIMED_OUT execution again up to N times")
-    p.add_argument("--description", default="")
+    _rollout_options(p)
+    p = sub.add_parser("rollback", help="roll a package back on a set of robots (a rollback job, staged like create)")
+    p.add_argument("--package", required=True, help="package name, e.g. hello_app")
+    p.add_argument("--to-version", default="", help="version to return to (default: the previous one)")
+    _rollout_options(p)
     p = sub.add_parser("status", help="a job with every robot's status, step, progress and reason")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help=f"job id, or '{LATEST}' for the newest job")
     p.add_argument("--wait", type=float, default=0.0, help="wait up to this many seconds for the job to end")
     p = sub.add_parser("list", help="recent jobs with counts per status")
     p.add_argument("--status", default="", help="IN_PROGRESS, COMPLETED or CANCELED")
@@ -183,4 +215,6 @@ def add_subparsers(subparsers: Any) -> None:
     p = sub.add_parser("cancel", help="cancel a job: robots that did not start it never will")
     p.add_argument("job_id")
     p.add_argument("--reason", default="canceled by an operator")
+    for command in sub.choices.values():
+        command.add_argument("--json", action="store_true", help="print the full JSON documents instead of a table")
     deploy.set_defaults(func=_run)

@@ -210,6 +210,14 @@ def _cmd_authorized_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def operator_name() -> str:
+    """Who runs ``ops call``: $RP_OPS_USER, else the login name from the password database (works when
+    $USER is unset, as in containers and service shells)."""
+    import getpass
+
+    return os.environ.get("RP_OPS_USER") or getpass.getuser()
+
+
 def _cmd_call(args: argparse.Namespace) -> int:
     try:
         call_args = json.loads(args.args) if args.args else {}
@@ -219,7 +227,8 @@ def _cmd_call(args: argparse.Namespace) -> int:
     async def run() -> Any:
         nc = await connect(args.url, args.user, _password(args))
         try:
-            return await call_action(nc, args.robot, args.action, args.as_user, args.role, call_args, args.timeout)
+            return await call_action(nc, args.robot, args.action, args.as_user or operator_name(), args.role, call_args,
+                                     args.timeout)  # fmt: skip
         finally:
             await nc.close()
 
@@ -275,7 +284,8 @@ def add_subparsers(subparsers: Any) -> None:
     call.add_argument("robot")
     call.add_argument("action", choices=ACTIONS)
     call.add_argument("--args", default="", help='JSON arguments, e.g. \'{"topics": ["/odom"], "seconds": 5}\'')
-    call.add_argument("--as-user", default=os.environ.get("USER", ""), help="your operator name")
+    call.add_argument("--as-user", default=None,
+                      help="your operator name (default: $RP_OPS_USER, else your login name)")
     call.add_argument("--role", required=True, help="your role (checked against the robot's roles file)")
     call.add_argument("--out", default="", help="capture: where to save the file")
     call.add_argument("--timeout", type=float, default=10.0)

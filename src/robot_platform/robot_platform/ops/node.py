@@ -47,7 +47,7 @@ from . import logs
 from .actions import ACTIONS, ActionDispatcher, RollingBuffer, build_capture
 from .agent import AgentLink, AgentSettings
 from .errors import ActionError, ActionUnavailableError
-from .registry import ANNOUNCE_PERIOD_S, Announcement, package_versions
+from .registry import ANNOUNCE_PERIOD_S, Announcement, deployed_versions, package_versions
 from .roles import Roles
 from .tunnel import AUTOSSH_ENV, TunnelSpec, autossh_argv
 
@@ -73,6 +73,10 @@ class RobotAgentNode(Node):
                               read_only=True, min_value=0.2, max_value=300.0)  # fmt: skip
         self.capabilities = self._strings("capabilities", "capabilities announced (e.g. camera, deploy)")
         self.report_packages = self._strings("report_packages", "Python distributions whose versions are announced")
+        install_root = declare(self, "deploy_install_root", "",
+                               "deploy_service's install_root, whose active package versions are announced; "
+                               "empty: its default ~/.robot_platform/deploy/<robot_id>", read_only=True)  # fmt: skip
+        self.deploy_root = Path(os.path.expanduser(install_root or f"~/.robot_platform/deploy/{self.robot_id}"))
         self.min_level = logs.LEVELS[logs.parse_level(declare(self, "log_min_level", "info", "lowest level forwarded"))]
         stream_mb = declare(self, "log_stream_max_mb", 64, "size limit of LOGS_<id> on the robot",
                             read_only=True, min_value=1, max_value=100000)  # fmt: skip
@@ -154,7 +158,8 @@ class RobotAgentNode(Node):
     def _announce(self) -> None:
         self.agent.announce(Announcement(
             robot_id=self.robot_id, site=self.site, software_version=_software_version(),
-            packages=package_versions(self.report_packages), host=socket.gethostname(),
+            packages=package_versions(self.report_packages) | deployed_versions(self.deploy_root),
+            host=socket.gethostname(),
             uptime_s=round(time.monotonic() - self.started, 1), capabilities=tuple(self.capabilities),
             ssh_port=self.tunnel_spec.remote_port if self.tunnel_spec else 0, sent_at=time.time(),
         ))  # fmt: skip

@@ -15,9 +15,11 @@ rejected; so is one from a robot outside the configured fleet.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from robot_platform.bridge import subjects
@@ -106,6 +108,21 @@ def decode_announcement(subject: str, data: bytes) -> Announcement:
         ssh_port=int(numbers["ssh_port"]),
         sent_at=float(numbers["sent_at"]),
     )
+
+
+def deployed_versions(install_root: Path) -> dict[str, str]:
+    """Active version of every package deploy_service installed under ``install_root`` (its ``current``
+    symlinks), so the registry shows what runs on the robot; empty when nothing is installed."""
+    if not install_root.is_dir():
+        return {}
+    out = {}
+    for package in sorted(install_root.iterdir())[:MAX_LIST_ITEMS]:
+        try:
+            version = Path(os.readlink(package / "current")).name
+        except OSError:
+            continue
+        out[package.name] = version
+    return out
 
 
 def package_versions(names: list[str]) -> dict[str, str]:
@@ -231,7 +248,7 @@ class EventThrottle:
 
 def format_table(records: list[RobotRecord], now: float, offline_after_s: float) -> str:
     """Human-readable listing for ``robot-platform robots``."""
-    header = ("ROBOT", "STATUS", "SITE", "VERSION", "HOST", "UPTIME", "LAST SEEN", "CAPABILITIES")
+    header = ("ROBOT", "STATUS", "SITE", "VERSION", "HOST", "UPTIME", "LAST SEEN", "CAPABILITIES", "PACKAGES")
     rows = [header]
     for r in sorted(records, key=lambda rec: rec.robot_id):
         last = r.last
@@ -240,6 +257,7 @@ def format_table(records: list[RobotRecord], now: float, offline_after_s: float)
             str(last.get("software_version", "")), str(last.get("host", "")),
             _duration(float(last.get("uptime_s", 0.0))), f"{_duration(max(0.0, now - r.last_seen))} ago",
             ",".join(last.get("capabilities", [])),
+            ",".join(f"{name}={version}" for name, version in sorted((last.get("packages") or {}).items())),
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)

@@ -24,6 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from robot_platform.bridge.link import Credentials
+from robot_platform.common.event_loop import run_to_end
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import declare
 
@@ -75,11 +76,7 @@ class FleetRegistryNode(Node):
         self.get_logger().info(f"fleet_registry: hub {url}, offline after {offline:g}s, fleet {fleet or 'any'}")
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self.service.run(self._stop))
-        finally:
-            self._loop.close()
+        run_to_end(self._loop, self.service.run(self._stop))
 
     def close(self) -> None:
         with contextlib.suppress(RuntimeError):

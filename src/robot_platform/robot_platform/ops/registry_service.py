@@ -159,8 +159,22 @@ class RegistryService:
         finally:
             for task in list(self._queries):
                 task.cancel()
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await asyncio.gather(*self._queries, return_exceptions=True)
+            await self._disconnect(nc)
+
+    async def _disconnect(self, nc: Any) -> None:
+        """Drain while the hub is there; when it has gone (it may stop together with us), just close:
+        draining a lost connection only ends in cancelled tasks and tracebacks."""
+        if nc.is_connected:
+            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
                 await asyncio.wait_for(nc.drain(), CONNECT_TIMEOUT_S)
+        if not nc.is_closed:
+            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+                await asyncio.wait_for(nc.close(), CONNECT_TIMEOUT_S)
+
+    async def _on_error(self, exc: Exception) -> None:
+        """One log line per client error (nats-py's default prints a traceback for each)."""
+        self._log.warning(f"NATS {self.url}: {type(exc).__name__}: {exc}")
 
     async def _connect(self, stop: asyncio.Event) -> Any:
         backoff = Backoff()
@@ -169,7 +183,8 @@ class RegistryService:
             try:
                 return await nats.connect(
                     self.url, name="fleet_registry", connect_timeout=CONNECT_TIMEOUT_S,
-                    max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT_S, **options,
+                    max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT_S, error_cb=self._on_error,
+                    **options,
                 )  # fmt: skip
             except (OSError, TimeoutError, nats.errors.Error) as exc:
                 self._log.warning(f"cannot connect to the hub at {self.url}: {type(exc).__name__}; retrying")

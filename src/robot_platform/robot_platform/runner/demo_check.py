@@ -62,24 +62,29 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
     return ok
 
 
-def print_banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = None,
-                 documents: list[Path] | None = None, control_password_file: Path | None = None) -> None:
-    """What runs where. ``tokens`` are this run's demo logins (user -> user:secret), shown in the URLs;
-    ``documents`` the job documents of the sample packages pushed to the demo's S3."""
+COMMAND_MARK = "$ "  # every command the banner prints follows this mark (test_readme_commands.py runs them)
+
+
+def banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = None, documents: list[Path] | None = None,
+           control_password_file: Path | None = None, prometheus_url: str = "") -> str:
+    """What runs where, and commands to try (each after ``COMMAND_MARK``). ``tokens`` are this run's demo
+    logins (user -> user:secret), shown in the URLs; ``documents`` the job documents of the sample
+    packages pushed to the demo's S3; ``prometheus_url`` the demo's Prometheus, if it runs one."""
     tokens = tokens or {}
     console_q = f"?token={tokens['admin']}" if "admin" in tokens else ""
     panel_q = f"?token={tokens['operator']}" if "operator" in tokens else ""
+    run = COMMAND_MARK
+    robots = [layout.robot_id(i) for i in range(1, layout.robots + 1)]
     lines = [
         "",
         f"robot_platform demo: control server + {layout.robots} simulated robot(s) "
         + ("- all up" if ok else "- SOME PARTS FAILED, see above"),
         f"  NATS hub            nats://127.0.0.1:{layout.hub_port}   (robots link in on :{layout.leaf_port})",
         f"  hub monitoring      http://127.0.0.1:{layout.hub_monitor_port}/leafz",
-        *([f"  operator CLI        export RP_NATS_URL=nats://127.0.0.1:{layout.hub_port} RP_NATS_USER=control "
-           f"RP_NATS_PASSWORD_FILE={control_password_file}   (robot-platform robots | logs | deploy | echo)"]
-          if control_password_file else []),
         f"  operator console    http://127.0.0.1:{layout.console_port}/{console_q}",
     ]
+    if prometheus_url:
+        lines.append(f"  Prometheus          {prometheus_url}/targets   (scrapes every robot, bridge and jobs_service)")
     for i in range(1, layout.robots + 1):
         lines += [
             f"  robot {layout.robot_id(i):<4}          ROS_DOMAIN_ID={layout.domain(i)}  "
@@ -88,19 +93,37 @@ def print_banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = N
             f"    touch panel       http://127.0.0.1:{layout.panel_port_base + i}/{panel_q}",
         ]
     if documents:
-        targets = ",".join(layout.robot_id(i) for i in range(1, layout.robots + 1))
         ports = layout.site_ports
         lines += [
             f"  deployments         Mosquitto mqtts://127.0.0.1:{ports.mqtt}, S3 http://127.0.0.1:{ports.s3}, "
             f"job documents in {documents[0].parent}",
-            f"    deploy            robot-platform deploy create --document {documents[0]} --targets {targets}",
         ]
     lines += [
         f"  logs                {layout.state_dir / 'logs'}",
-        f"  try                 ROS_DOMAIN_ID={layout.domain(1)} robot-platform topics",
         "  logins              admin (console) and operator (panels), new secrets each run: "
         f"{layout.state_dir / 'demo-users.yaml'} holds only hashes",
-        "  stop                Ctrl-C",
-        "",
+        "  try (after `. scripts/env.sh`, which puts robot-platform on PATH):",
     ]
-    print("\n".join(lines), flush=True)
+    if control_password_file:
+        lines.append(f"    operator CLI      {run}export RP_NATS_URL=nats://127.0.0.1:{layout.hub_port} "
+                     f"RP_NATS_USER=control RP_NATS_PASSWORD_FILE={control_password_file}")  # fmt: skip
+    lines += [
+        f"    fleet registry    {run}robot-platform robots",
+        f"    robot r1's graph  {run}ROS_DOMAIN_ID={layout.domain(1)} robot-platform topics",
+        f"    telemetry         {run}robot-platform echo robots.{robots[0]}.ros.odom -n 1 --no-arr",
+        f"    remote action     {run}robot-platform ops call {robots[0]} list_graph --role operator",
+    ]
+    if documents:
+        lines += [
+            f"    deploy            {run}robot-platform deploy create --document {documents[0]} "
+            f"--targets {','.join(robots)}",
+            f"    follow it         {run}robot-platform deploy status latest --wait 120",
+        ]
+    lines += ["  stop                Ctrl-C", ""]
+    return "\n".join(lines)
+
+
+def print_banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = None,
+                 documents: list[Path] | None = None, control_password_file: Path | None = None,
+                 prometheus_url: str = "") -> None:
+    print(banner(layout, ok, tokens, documents, control_password_file, prometheus_url), flush=True)

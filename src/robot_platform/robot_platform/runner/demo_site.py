@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import botocore.exceptions
 import yaml
 
 from robot_platform.exceptions import ConfigError
@@ -65,6 +64,7 @@ class DemoSite:
     mosquitto_conf: Path
     s3_config: Path
     publisher: seaweedfs.Identity
+    publisher_credentials: Path  # for `robot-platform package push --credentials-file` (write access)
     robot_credentials: Path
     signing_key: Path
     trusted_key: Path
@@ -111,6 +111,7 @@ def prepare(state_dir: Path, robot_ids: list[str], share: Path, ports: SitePorts
     publisher, robots = seaweedfs.publisher_identity(), seaweedfs.robot_identity(BUCKET)
     s3_config = seaweedfs.write_identities(root / "s3-identities.json", [publisher, robots])
     robot_credentials = seaweedfs.write_credentials(root / "s3-robot-credentials.json", robots)
+    publisher_credentials = seaweedfs.write_credentials(root / "s3-publisher-credentials.json", publisher)
 
     keys = root / "keys"
     keys.mkdir(parents=True, exist_ok=True)
@@ -119,7 +120,8 @@ def prepare(state_dir: Path, robot_ids: list[str], share: Path, ports: SitePorts
     if not signing_key.exists():
         keygen(signing_key)
     trusted_key = keys / "demo-signing.pub.pem"
-    return DemoSite(root, ports, pki, conf, s3_config, publisher, robot_credentials, signing_key, trusted_key)
+    return DemoSite(root, ports, pki, conf, s3_config, publisher, publisher_credentials, robot_credentials, signing_key,
+                    trusted_key)  # fmt: skip
 
 
 def processes(site: DemoSite) -> list[ProcessSpec]:
@@ -159,6 +161,8 @@ def publish_samples(site: DemoSite, samples_dir: Path, stop: threading.Event) ->
     Waits (bounded) for the S3 endpoint first. Versions already in the bucket are pushed again: the
     archive is rebuilt byte-for-byte differently (timestamps), so its signature must match the new one.
     """
+    import botocore.exceptions  # here, not at import: the CLI's start-up must not pay for boto
+
     from robot_platform.deploy.cli import build, push, sign
     from robot_platform.deploy.fetch import FetchError, S3Config, S3Fetcher
 

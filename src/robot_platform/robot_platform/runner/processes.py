@@ -7,6 +7,7 @@ Python, so the exact command lines are unit-tested.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ class ProcessSpec:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     server: bool = False  # stopped after the nodes (they flush to it on shutdown)
+    respawn: bool = False  # restarted when it exits (use_respawn), else its exit ends the run
 
 
 @dataclass(frozen=True)
@@ -44,19 +46,28 @@ class Installation:
         return cls(share=prefix / "share" / PACKAGE, lib=prefix / "lib" / PACKAGE)
 
 
+def parameter_text(value: bool | int | str | list[str]) -> str:
+    """A typed value as the YAML text of ``-p name:=<text>`` (rcl parses it as YAML): strings are quoted,
+    so "" and "7" stay strings instead of an invalid rule or an integer."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ",".join(json.dumps(str(item)) for item in value) + "]"
+    return json.dumps(value)
+
+
 def _node_process(spec: launch_plan.NodeSpec, params_file: Path, install: Installation,
-                  values: dict[str, str], name_prefix: str) -> ProcessSpec:
-    argv = [str(install.lib / spec.executable), "--ros-args", "-r", f"__node:={spec.name}",
-            "--params-file", str(params_file)]
-    for param, value in launch_plan.node_overrides(spec, values).items():
-        if isinstance(value, bool):
-            text = str(value).lower()
-        elif isinstance(value, list):
-            text = "[" + ",".join(value) + "]"
-        else:
-            text = str(value)
-        argv += ["-p", f"{param}:={text}"]
-    return ProcessSpec(f"{name_prefix}{spec.name}", argv)
+                  values: dict[str, str], name_prefix: str, arguments: tuple[launch_plan.Argument, ...]) -> ProcessSpec:
+    argv = [str(install.lib / spec.executable), "--ros-args", "-r", f"__node:={spec.name}"]
+    namespace = launch_plan.ros_namespace(values.get("namespace", ""))
+    if namespace:
+        argv += ["-r", f"__ns:={namespace}"]
+    argv += ["--params-file", str(params_file), "--log-level", values.get("log_level", "info").strip().lower()]
+    for param, value in launch_plan.node_overrides(spec, values, arguments).items():
+        argv += ["-p", f"{param}:={parameter_text(value)}"]
+    return ProcessSpec(f"{name_prefix}{spec.name}", argv, respawn=launch_plan.is_true(values.get("use_respawn", "")))
 
 
 def with_params(spec: ProcessSpec, params: dict[str, str]) -> ProcessSpec:
@@ -65,7 +76,18 @@ def with_params(spec: ProcessSpec, params: dict[str, str]) -> ProcessSpec:
     argv = list(spec.argv)
     for name, value in params.items():
         argv += ["-p", f"{name}:={value}"]
-    return ProcessSpec(spec.name, argv, spec.env, spec.server)
+    return ProcessSpec(spec.name, argv, spec.env, spec.server, spec.respawn)
+
+
+def _params_file(values: dict[str, str], install: Installation, default_name: str) -> Path:
+    """``params_file`` if given (it must exist), else the installed default."""
+    given = values.get("params_file", "").strip()
+    if not given:
+        return install.share / "config" / default_name
+    path = Path(given).expanduser()
+    if not path.is_file():
+        raise ConfigError("params_file", given, "no such file; pass a parameters YAML like config/" + default_name)
+    return path.resolve()
 
 
 def _nats_process(name: str, conf: Path, env: dict[str, str]) -> ProcessSpec:
@@ -77,9 +99,7 @@ def _nats_process(name: str, conf: Path, env: dict[str, str]) -> ProcessSpec:
 
 def robot_processes(values: dict[str, str], install: Installation) -> list[ProcessSpec]:
     """Processes of one robot for the given argument values (defaults filled in by the caller)."""
-    unknown = set(values) - {a.name for a in launch_plan.ROBOT_ARGUMENTS}
-    if unknown:
-        raise ConfigError("argument", sorted(unknown), "unknown robot argument(s)")
+    launch_plan.check_values(launch_plan.ROBOT_ARGUMENTS, values)
     rid = values["robot_id"]
     if not rid.replace("_", "").replace("-", "").isalnum():
         raise ConfigError("robot_id", rid, "use letters, digits, '-' and '_' only (it becomes a NATS token)")
@@ -87,23 +107,24 @@ def robot_processes(values: dict[str, str], install: Installation) -> list[Proce
     if launch_plan.is_true(values["start_nats"]):
         out.append(_nats_process(f"{rid}/nats-server", install.share / "config" / "nats" / "robot.conf",
                                  launch_plan.robot_nats_env(values)))
-    params = install.share / "config" / "robot.yaml"
+    params = _params_file(values, install, "robot.yaml")
     ros_env = launch_plan.robot_ros_env(values, install.share)
     for spec in launch_plan.ROBOT_NODES:
         if launch_plan.is_true(values[spec.enabled_by]):
-            node = _node_process(spec, params, install, values, f"{rid}/")
-            out.append(ProcessSpec(node.name, node.argv, node.env | ros_env))
+            node = _node_process(spec, params, install, values, f"{rid}/", launch_plan.ROBOT_ARGUMENTS)
+            out.append(ProcessSpec(node.name, node.argv, node.env | ros_env, respawn=node.respawn))
     return out
 
 
 def control_processes(values: dict[str, str], install: Installation) -> list[ProcessSpec]:
     """Processes of the control server for the given argument values."""
+    launch_plan.check_values(launch_plan.CONTROL_ARGUMENTS, values)
     out: list[ProcessSpec] = []
     if launch_plan.is_true(values["start_nats"]):
         out.append(_nats_process("control/nats-hub", install.share / "config" / "nats" / "hub.conf",
                                  launch_plan.control_nats_env(values)))
-    params = install.share / "config" / "control.yaml"
+    params = _params_file(values, install, "control.yaml")
     for spec in launch_plan.CONTROL_NODES:
         if launch_plan.is_true(values[spec.enabled_by]):
-            out.append(_node_process(spec, params, install, values, "control/"))
+            out.append(_node_process(spec, params, install, values, "control/", launch_plan.CONTROL_ARGUMENTS))
     return out

@@ -50,6 +50,9 @@ class Child:
     log_path: Path | None
     log_file: IO[bytes] | None = field(default=None, repr=False)
     stop_last: bool = False  # a server the others use: stopped after them, so they shut down cleanly
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    cwd: Path | None = None
+    restarts: int = 0
 
     @property
     def pid(self) -> int:
@@ -103,9 +106,17 @@ class ProcessGroup:
             log_path = self._log_dir / f"{name.replace('/', '.')}.log"
             log_file = log_path.open("ab")
         full_env = dict(os.environ if env is None else env)
-        popen = subprocess.Popen(
-            list(argv),
-            env=full_env,
+        popen = self._popen(list(argv), full_env, cwd, log_file)
+        self._children.append(Child(name, list(argv), popen, log_path, log_file, stop_last, full_env, cwd))
+        log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
+        return popen
+
+    @staticmethod
+    def _popen(argv: list[str], env: dict[str, str], cwd: Path | None, log_file: IO[bytes] | None
+               ) -> subprocess.Popen[bytes]:  # fmt: skip
+        return subprocess.Popen(
+            argv,
+            env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log_file if log_file else None,
@@ -113,9 +124,17 @@ class ProcessGroup:
             start_new_session=True,
             preexec_fn=_die_with_parent,
         )
-        self._children.append(Child(name, list(argv), popen, log_path, log_file, stop_last))
-        log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
-        return popen
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Start an exited child again with the same command, environment and log (``use_respawn``)."""
+        child = self.child(name)
+        if child.running():
+            raise RuntimeError(f"{name} is still running")
+        _signal_group(child, signal.SIGKILL)  # whatever the old one left in its group
+        child.popen = self._popen(child.argv, child.env, child.cwd, child.log_file)
+        child.restarts += 1
+        log.debug("restarted %s (pid %d)", name, child.popen.pid)
+        return child.popen
 
     def child(self, name: str) -> Child:
         for c in self._children:

@@ -1,0 +1,150 @@
+"""launch/robot.launch.py and control.launch.py declare what the runner offers, from the same plan.
+
+launch and launch_ros have no wheels here, so the two launch files are loaded against recording
+stand-ins of the launch API (pure logic: which actions they declare, with which arguments); the
+processes those declarations describe are tested through the shared plan (test_launch_arguments.py,
+test_runner.py) and the runner's system tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from robot_platform import launch_plan
+from robot_platform.cli import build_parser
+
+REPO = Path(__file__).resolve().parents[3]
+RUNNER_ONLY = {"command", "verbose", "func"}
+
+
+class Recorded:
+    """Stand-in for any launch class: keeps its positional and keyword arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+
+def _launch_api() -> dict[str, types.ModuleType]:
+    names = {
+        "launch": ["LaunchDescription"],
+        "launch.actions": [
+            "DeclareLaunchArgument",
+            "EmitEvent",
+            "ExecuteProcess",
+            "RegisterEventHandler",
+            "SetEnvironmentVariable",
+        ],
+        "launch.conditions": ["IfCondition", "UnlessCondition"],
+        "launch.event_handlers": ["OnProcessExit"],
+        "launch.events": ["Shutdown"],
+        "launch.substitutions": [
+            "EnvironmentVariable",
+            "LaunchConfiguration",
+            "PathJoinSubstitution",
+            "PythonExpression",
+        ],
+        "launch_ros": [],
+        "launch_ros.actions": ["Node"],
+        "launch_ros.parameter_descriptions": ["ParameterValue"],
+        "launch_ros.substitutions": ["FindPackagePrefix", "FindPackageShare"],
+    }
+    modules = {}
+    for module, classes in names.items():
+        mod = types.ModuleType(module)
+        for cls in classes:
+            setattr(mod, cls, type(cls, (Recorded,), {}))
+        modules[module] = mod
+    return modules
+
+
+def _describe(monkeypatch: pytest.MonkeyPatch, launch_file: str) -> list[Recorded]:
+    for name, module in _launch_api().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, "robot_platform.launch_support", raising=False)
+    spec = importlib.util.spec_from_file_location("launch_under_test", REPO / "launch" / launch_file)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    monkeypatch.delitem(sys.modules, "robot_platform.launch_support", raising=False)
+    return list(description.args[0])
+
+
+def _of(actions: list[Recorded], kind: str) -> list[Recorded]:
+    return [a for a in actions if type(a).__name__ == kind]
+
+
+def _config_name(value: Recorded) -> str:
+    assert type(value).__name__ == "LaunchConfiguration", value
+    return str(value.args[0])
+
+
+@pytest.mark.parametrize(
+    ("launch_file", "command", "arguments", "nodes"),
+    [
+        ("robot.launch.py", "robot", launch_plan.ROBOT_ARGUMENTS, launch_plan.ROBOT_NODES),
+        ("control.launch.py", "control", launch_plan.CONTROL_ARGUMENTS, launch_plan.CONTROL_NODES),
+    ],
+)
+def test_launch_arguments_equal_the_runner_flags(
+    monkeypatch: pytest.MonkeyPatch,
+    launch_file: str,
+    command: str,
+    arguments: tuple[launch_plan.Argument, ...],
+    nodes: tuple[launch_plan.NodeSpec, ...],
+) -> None:
+    actions = _describe(monkeypatch, launch_file)
+    declared = {a.args[0]: a.kwargs["default_value"] for a in _of(actions, "DeclareLaunchArgument")}
+    runner = {k: v for k, v in vars(build_parser().parse_args([command])).items() if k not in RUNNER_ONLY}
+    assert set(declared) == set(runner)
+    assert all(declared[name] == runner[name] for name in runner if name != "params_file")
+    # nav2_bringup's per-node arguments are there
+    assert {"namespace", "params_file", "log_level", "use_respawn"} <= set(declared)
+    # every port a node or server opens is an argument
+    assert {a.name for a in arguments if a.name.endswith("port")} <= set(declared)
+
+    # One Node per plan entry, each switched by its enable_* argument, with typed overrides.
+    launched = {n.kwargs["name"]: n for n in _of(actions, "Node")}
+    assert set(launched) == {spec.name for spec in nodes}
+    kinds = launch_plan.argument_kinds(arguments)
+    for spec in nodes:
+        node = launched[spec.name]
+        assert _config_name(node.kwargs["condition"].args[0]) == spec.enabled_by
+        assert _config_name(node.kwargs["namespace"]) == "namespace"
+        assert _config_name(node.kwargs["respawn"]) == "use_respawn"
+        params_file, overrides = node.kwargs["parameters"]
+        assert _config_name(params_file) == "params_file"
+        assert set(overrides) == set(spec.overrides)
+        for param, arg in spec.overrides.items():
+            value = overrides[param]
+            expected_type = {"string": str, "bool": bool, "integer": int, "string_array": list[str]}[kinds[arg]]
+            assert value.kwargs["value_type"] == expected_type, (spec.name, param)
+    # every node and the server stop the launch when they exit (unless respawning)
+    handlers = _of(actions, "RegisterEventHandler")
+    assert len(handlers) == len(nodes) + 1
+    assert all(_config_name(h.kwargs["condition"].args[0]) == "use_respawn" for h in handlers)
+
+
+def test_robot_id_is_a_string_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
+    actions = _describe(monkeypatch, "robot.launch.py")
+    for node in _of(actions, "Node"):
+        overrides = node.kwargs["parameters"][1]
+        if "robot_id" in overrides:
+            assert overrides["robot_id"].kwargs["value_type"] is str
+
+
+def test_the_server_stops_after_its_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The NATS server runs under server_last with its monitoring port (to see its clients leave)."""
+    for launch_file in ("robot.launch.py", "control.launch.py"):
+        (server,) = _of(_describe(monkeypatch, launch_file), "ExecuteProcess")
+        cmd = server.kwargs["cmd"]
+        assert cmd[0].args[0][-1] == "server_last"
+        assert _config_name(cmd[cmd.index("--monitor-port") + 1]) == "nats_monitor_port"
+        assert cmd[cmd.index("--") + 1] == "nats-server"
