@@ -185,6 +185,10 @@ class NatsLink:
                 with contextlib.suppress(NatsError, TimeoutError, OSError):
                     await client.close()
 
+    async def _on_nats_error(self, exc: Exception) -> None:
+        """One line per error: nats-py's default callback prints a traceback for every refused connect."""
+        log.warning("NATS %s: %s: %s", self.url, type(exc).__name__, exc)
+
     async def _connect_first(self) -> Any:
         attempt = 0
         while not self._stopping.is_set():
@@ -197,6 +201,7 @@ class NatsLink:
                     reconnect_time_wait=RECONNECT_WAIT_S,
                     max_reconnect_attempts=-1,
                     allow_reconnect=True,
+                    error_cb=self._on_nats_error,
                 )
             except (TimeoutError, NatsError, OSError) as exc:
                 attempt += 1

@@ -1,0 +1,45 @@
+"""NATS going away is logged as one line, never as a traceback (a real nats-server stopped under a client).
+
+nats-py's default error callback logs every refused (re)connect with the exception's traceback; a node
+that leaves it in place fills its log with tracebacks when the robot's server restarts or starts late,
+which is what the quiet-stop check caught from deploy_service on a loaded machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import pytest
+
+from helpers import free_port, wait_for
+from robot_platform.deploy.nats_link import NatsLink as DeployNatsLink
+from robot_platform.ops.client import HubUnavailableError
+from robot_platform.ops.client import connect as cli_connect
+
+
+def _tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.exc_info]
+
+
+def test_deploy_link_logs_lost_server_without_traceback(nats_server, procs, caplog):
+    caplog.set_level(logging.DEBUG)
+    link = DeployNatsLink(nats_server.url, robot_id="r1", invoker=None)
+    link.start()
+    try:
+        assert link.wait_connected(20), "deploy link never connected"
+        procs.child("nats-server").popen.send_signal(signal.SIGKILL)
+        wait_for(lambda: any("NATS" in r.getMessage() and r.levelno >= logging.WARNING for r in caplog.records),
+                 20, "a warning about the lost server")  # fmt: skip
+    finally:
+        link.stop()
+    assert not _tracebacks(caplog), _tracebacks(caplog)
+
+
+def test_cli_connect_refused_is_one_error_without_traceback(caplog):
+    """A CLI call with the hub down fails at once with one clear error (it used to retry forever)."""
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(HubUnavailableError):
+        asyncio.run(asyncio.wait_for(cli_connect(f"nats://127.0.0.1:{free_port()}"), 15))
+    assert not _tracebacks(caplog), _tracebacks(caplog)
