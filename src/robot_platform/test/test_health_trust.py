@@ -273,3 +273,20 @@ def test_flapping_that_starts_on_a_clear_says_the_clear_was_folded() -> None:
         rig.run(2.6, scan_hz=0).run(2.0)
     assert rig.alerts[-2].message.startswith("folded into FLAPPING.TOPIC_SILENT.scan: cleared:")
     assert rig.alerts[-1].code == "FLAPPING.TOPIC_SILENT.scan"
+
+
+def test_every_state_of_an_alert_carries_its_raise_time_even_after_a_restart() -> None:
+    rig = Rig(grace=0.0).run(3.0).run(2.0, scan_hz=0)
+    (raised,) = rig.raised()
+    assert raised.values["raised_at"] == f"{raised.stamp:.3f}"
+    acked = rig.monitor.acknowledge(raised.alert_id, "alice")
+    assert acked.values["raised_at"] == raised.values["raised_at"] and acked.stamp > raised.stamp
+    later = Rig(grace=0.0)
+    later.t = 500.0  # another process, much later
+    later.monitor.restore(rig.monitor.active_alerts(), grace_s=5.0)
+    later.run(3.0, scan_hz=0)
+    confirmed = [a for a in later.alerts if a.alert_id == raised.alert_id]
+    assert confirmed and confirmed[0].active and confirmed[0].values["raised_at"] == raised.values["raised_at"]
+    later.run(3.0)
+    cleared = [a for a in later.alerts if a.alert_id == raised.alert_id and not a.active]
+    assert cleared[0].values["raised_at"] == raised.values["raised_at"]

@@ -37,6 +37,9 @@ from robot_platform.health.flapping import FLAP_CHECK_SUFFIX, FLAP_CODE_PREFIX, 
 from robot_platform.health.records import AlertRecord, AuditRecord, CheckMeta, TickResult
 from robot_platform.health.tree_builder import HealthTree
 
+# Alert.values key with the wall-clock raise time of the alert (kept across restarts through alert_state):
+# every state of an alert carries it, so history (fleet.alerts.query) knows when it began from any message.
+RAISED_AT = "raised_at"
 AUDIT_MAX = 200  # acknowledge/silence records kept in memory (drop-oldest); the node also logs each one
 SILENCE_MAX_S = 7 * 24 * 3600.0
 __all__ = ["AlertRecord", "AuditRecord", "CheckMeta", "HealthMonitor", "TickResult"]
@@ -145,6 +148,7 @@ class HealthMonitor:
             acknowledged=acked,
             acknowledged_by=meta.ack_by if acked else "",
             values={
+                RAISED_AT: f"{meta.flap_stamp:.3f}",
                 "check": check.name,
                 "code": fault.spec.code,
                 "changes": str(flap.count(now)),
@@ -175,7 +179,7 @@ class HealthMonitor:
             active=active,
             acknowledged=acked,
             acknowledged_by=meta.ack_by if acked else "",
-            values=dict(fault.values),
+            values={**fault.values, RAISED_AT: f"{meta.raised_stamp:.3f}"},
             stamp=self.wall_clock(),
             check=check.name,
         )
@@ -294,7 +298,7 @@ class HealthMonitor:
             active=False,
             acknowledged=bool(alert.acknowledged_by),
             acknowledged_by=alert.acknowledged_by,
-            values={},
+            values={RAISED_AT: f"{alert.raised_stamp:.3f}"},
             stamp=self.wall_clock(),
             check=alert.check,
         )
