@@ -119,7 +119,12 @@ def test_raise_ack_clear_kept_and_queried_by_robot_severity_code_time_state(
         obs.inject(InjectFault.Request.FAULT_BATTERY_LEVEL, value=0.15)
         obs.spin_until(lambda: [a for _, a in obs.alerts if a.code == "BATTERY_LOW"], WAIT_S, "battery low")
 
-        alerts = wait_for(lambda: len(query(url, robot="r1")) == 2 and query(url, robot="r1"), WAIT_S, "history")
+        silence = request(url, "robots.r1.health.silence", {"check": "battery", "duration_s": 600, "user": "bob"})
+        assert silence["success"], silence
+        silenced = wait_for(lambda: query(url, code="SILENCED*"), WAIT_S, "the silence in the history")[0]
+        assert (silenced["code"], silenced["active"], silenced["values"]["by"]) == ("SILENCED.BATTERY_LOW", True, "bob")
+        assert float(silenced["values"]["until"]) == pytest.approx(silenced["raised_at"] + 600, abs=1)
+        alerts = wait_for(lambda: len(query(url, robot="r1")) == 3 and query(url, robot="r1"), WAIT_S, "history")
         by_code = {a["code"]: a for a in alerts}
         hist = by_code["TOPIC_SILENT.scan"]
         print(f"\nhistory of {scan.alert_id}: {hist['events']}")
@@ -132,10 +137,11 @@ def test_raise_ack_clear_kept_and_queried_by_robot_severity_code_time_state(
         assert [a["code"] for a in query(url, severity="error")] == ["TOPIC_SILENT.scan"]
         assert [a["code"] for a in query(url, code="BATTERY*")] == ["BATTERY_LOW"]
         assert [a["code"] for a in query(url, state="acknowledged")] == ["TOPIC_SILENT.scan"]
-        assert [a["code"] for a in query(url, state="active")] == ["BATTERY_LOW"]
+        assert [a["code"] for a in query(url, state="active")] == ["SILENCED.BATTERY_LOW", "BATTERY_LOW"]
         assert [a["code"] for a in query(url, state="cleared", robot="r1")] == ["TOPIC_SILENT.scan"]
         after_clear = time.time() - t_cleared - 0.5  # a range starting after the scan alert ended
-        assert [a["code"] for a in query(url, since_s=max(0.1, after_clear))] == ["BATTERY_LOW"]
+        assert [a["code"] for a in query(url, since_s=max(0.1, after_clear), code="BATTERY*")] == ["BATTERY_LOW"]
+        assert "TOPIC_SILENT.scan" not in [a["code"] for a in query(url, since_s=max(0.1, after_clear))]
         assert query(url, robot="r2") == []
         bad = request(url, "fleet.alerts.query", {"state": "open"})
         assert bad["ok"] is False and bad["field"] == "state"

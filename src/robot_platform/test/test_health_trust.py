@@ -290,3 +290,38 @@ def test_every_state_of_an_alert_carries_its_raise_time_even_after_a_restart() -
     later.run(3.0)
     cleared = [a for a in later.alerts if a.alert_id == raised.alert_id and not a.active]
     assert cleared[0].values["raised_at"] == raised.values["raised_at"]
+
+
+def _notices(rig: Rig, seconds: float = TICK) -> list:
+    out = []
+    end = rig.t + seconds
+    while rig.t < end - 1e-9:
+        rig.t = round(rig.t + TICK, 6)
+        rig.scan.on_message(NS(), rig.t)
+        rig.tree.hub.graph.set(("/robot_sim",), rig.t)
+        out += rig.monitor.tick().notices
+    return out
+
+
+def test_silences_are_announced_with_who_and_until_and_end_when_lifted_or_expired() -> None:
+    rig = Rig(grace=0.0).run(1.0)
+    rig.monitor.silence("scan_silent", 60.0, "bob")
+    (start,) = _notices(rig)
+    assert (start.code, start.active, start.severity) == ("SILENCED.TOPIC_SILENT.scan", True, 0)
+    assert start.values["by"] == "bob" and float(start.values["until"]) == pytest.approx(start.stamp + 60, abs=0.5)
+    assert "silenced by bob for 60s" in start.message
+    rig.monitor.silence("scan_silent", 0.0, "carol")
+    (end,) = _notices(rig)
+    assert (end.alert_id, end.active) == (start.alert_id, False) and "lifted by carol" in end.message
+    rig.monitor.silence("scan_silent", 2.0, "dave")
+    notices = _notices(rig, 3.0)
+    assert [(n.active, n.values["by"]) for n in notices] == [(True, "dave"), (False, "dave")]
+    assert "expired" in notices[1].message
+    # A silence restored after a restart ends with the id its first process announced.
+    rig.monitor.silence("scan_silent", 5.0, "erin")
+    (erin,) = _notices(rig)
+    later = Rig(grace=0.0)
+    later.t = rig.t
+    later.monitor.restore_silences(rig.monitor.running_silences())
+    ended = _notices(later, 6.0)
+    assert [(n.alert_id, n.active) for n in ended] == [(erin.alert_id, False)]

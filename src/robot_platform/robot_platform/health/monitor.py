@@ -29,23 +29,19 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from robot_platform.health.alert_state import SavedAlert, SavedSilence
+from robot_platform.health.alert_state import SavedAlert
 from robot_platform.health.checks import HealthCheck
-from robot_platform.health.errors import UnknownCheckError
 from robot_platform.health.fault_state import FaultEvent, FaultState
 from robot_platform.health.flapping import FLAP_CHECK_SUFFIX, FLAP_CODE_PREFIX, FlapChange
+from robot_platform.health.operator_actions import RAISED_AT, OperatorActions
 from robot_platform.health.records import AlertRecord, AuditRecord, CheckMeta, TickResult
 from robot_platform.health.tree_builder import HealthTree
 
-# Alert.values key with the wall-clock raise time of the alert (kept across restarts through alert_state):
-# every state of an alert carries it, so history (fleet.alerts.query) knows when it began from any message.
-RAISED_AT = "raised_at"
 AUDIT_MAX = 200  # acknowledge/silence records kept in memory (drop-oldest); the node also logs each one
-SILENCE_MAX_S = 7 * 24 * 3600.0
 __all__ = ["AlertRecord", "AuditRecord", "CheckMeta", "HealthMonitor", "TickResult"]
 
 
-class HealthMonitor:
+class HealthMonitor(OperatorActions):
     """Owns a built :class:`HealthTree`; :meth:`tick` runs one evaluation round.
 
     Args:
@@ -72,6 +68,7 @@ class HealthMonitor:
         self.wall_clock = wall_clock
         self.meta: dict[str, CheckMeta] = {c.name: CheckMeta() for c in tree.checks}
         self.audit: deque[AuditRecord] = deque(maxlen=AUDIT_MAX)
+        self._announce: list[AlertRecord] = []  # silence start/end records, sent with the next tick
         self.tick_count = 0
         self._collected: list[tuple[HealthCheck, FaultEvent]] = []
         self._orphans: list[SavedAlert] = []  # restored alerts of checks that are gone: cleared next tick
@@ -90,7 +87,8 @@ class HealthMonitor:
         self.tick_count += 1
         now = self.clock()
         alerts = [self._orphan_clear(o) for o in self._orphans]
-        self._orphans = []
+        notices = self._silences_ended(now) + self._announce
+        self._orphans, self._announce = [], []
         flapped: list[str] = []
         for check in self.health.checks:
             if check.flap is not None:
@@ -102,7 +100,7 @@ class HealthMonitor:
             if not flapping and (record := self._reconcile(check, now)) is not None:
                 alerts.append(record)
         return TickResult(
-            list(self._collected), alerts, time.perf_counter() - start, flapped, gap.length if gap else 0.0
+            list(self._collected), alerts, time.perf_counter() - start, flapped, gap.length if gap else 0.0, notices
         )
 
     def _reconcile_flap(self, check: HealthCheck, change: FlapChange) -> list[AlertRecord]:
@@ -158,11 +156,6 @@ class HealthMonitor:
             stamp=self.wall_clock(),
             check=check.name,
         )
-
-    def silenced(self, name: str, now: float | None = None) -> bool:
-        meta = self.meta[name]
-        now = self.clock() if now is None else now
-        return meta.silenced_until is not None and now < meta.silenced_until
 
     def _record(self, check: HealthCheck, alert_id: str, active: bool) -> AlertRecord:
         meta, fault = self.meta[check.name], check.fault
@@ -302,67 +295,3 @@ class HealthMonitor:
             stamp=self.wall_clock(),
             check=alert.check,
         )
-
-    # ---- operator actions ---------------------------------------------------------------------------
-
-    def acknowledge(self, alert_id: str, user: str) -> AlertRecord:
-        """Mark an active alert acknowledged by ``user``; returns the updated alert to publish."""
-        if not user:
-            raise ValueError("user must not be empty (acknowledgements are audited)")
-        for check in self.health.checks:
-            meta = self.meta[check.name]
-            if alert_id and meta.flap_id == alert_id:
-                meta.ack_by, meta.ack_at, meta.ack_alert_id = user, self.wall_clock(), alert_id
-                self.audit.append(AuditRecord(meta.ack_at, user, "acknowledge", check.name, alert_id))
-                return self._flap_record(check, active=True)
-            if alert_id and check.fault.state.faulted and check.fault.alert_id == alert_id:
-                meta.ack_by, meta.ack_at, meta.ack_alert_id = user, self.wall_clock(), alert_id
-                self.audit.append(AuditRecord(meta.ack_at, user, "acknowledge", check.name, alert_id))
-                meta.published_ack = True
-                return self._record(check, alert_id, active=True)
-        raise UnknownCheckError("active alert", alert_id)
-
-    def running_silences(self) -> list[SavedSilence]:
-        """The silences still running (what a restarted node must keep honouring)."""
-        now = self.clock()
-        return [
-            SavedSilence(name, meta.silenced_until_wall, meta.silenced_by, meta.silenced_at or 0.0)
-            for name, meta in sorted(self.meta.items())
-            if meta.silenced_until is not None and now < meta.silenced_until and meta.silenced_until_wall is not None
-        ]
-
-    def restore_silences(self, silences: Iterable[SavedSilence]) -> list[str]:
-        """Re-apply a previous process's running silences (checks that no longer exist are skipped);
-        returns the names of the checks silenced again."""
-        now, wall_now = self.clock(), self.wall_clock()
-        restored = []
-        for silence in silences:
-            meta = self.meta.get(silence.check)
-            if meta is None or silence.until <= wall_now:
-                continue
-            meta.silenced_until = now + (silence.until - wall_now)
-            meta.silenced_until_wall, meta.silenced_by, meta.silenced_at = silence.until, silence.by, silence.at
-            restored.append(silence.check)
-        return restored
-
-    def silence(self, check_name: str, duration_s: float, user: str) -> AuditRecord:
-        """Silence ``check_name`` for ``duration_s`` seconds (0 lifts a silence)."""
-        if check_name not in self.meta:
-            raise UnknownCheckError("check", check_name)
-        if not user:
-            raise ValueError("user must not be empty (silences are audited)")
-        if not 0.0 <= duration_s <= SILENCE_MAX_S:
-            raise ValueError(f"duration_s must be within 0..{SILENCE_MAX_S:g}")
-        meta = self.meta[check_name]
-        meta.silenced_until = self.clock() + duration_s if duration_s > 0 else None
-        meta.silenced_by, meta.silenced_at = user, self.wall_clock()
-        meta.silenced_until_wall = meta.silenced_at + duration_s if duration_s > 0 else None
-        record = AuditRecord(
-            meta.silenced_at,
-            user,
-            "silence" if duration_s > 0 else "unsilence",
-            check_name,
-            f"{duration_s:g}s",
-        )
-        self.audit.append(record)
-        return record

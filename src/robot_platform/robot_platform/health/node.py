@@ -237,7 +237,7 @@ class HealthMonitorNode(Node):
                 )
         if result.alerts:
             self._save_alert_state()
-        for record in result.alerts:
+        for record in result.alerts + result.notices:
             self._publish_alert(record)
         self.metrics.observe_tick(self.monitor, result, now)
         if self.nats is not None:

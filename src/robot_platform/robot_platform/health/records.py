@@ -49,6 +49,7 @@ class CheckMeta:
     silenced_until_wall: float | None = None  # the same end on the wall clock (what survives a restart)
     silenced_by: str = ""
     silenced_at: float | None = None  # wall clock
+    silence_open: bool = False  # a SILENCED.<code> record is out and not ended yet
     raised_stamp: float = 0.0  # wall clock of the published raise
     flap_id: str = ""  # the published FLAPPING alert of this check ("" while not flapping)
     flap_stamp: float = 0.0  # wall clock of its raise
@@ -76,3 +77,4 @@ class TickResult:
     duration_s: float = 0.0
     flap_started: list[str] = field(default_factory=list)  # checks that began flapping this tick
     starved_s: float = 0.0  # the monitor did not tick for this long before this tick (0: on time)
+    notices: list[AlertRecord] = field(default_factory=list)  # SILENCED.<code> start/end (operator_actions)

@@ -17,7 +17,9 @@ through ws_agent's ``/fleet/alerts/query``) takes::
 and answers ``{alerts: [...], truncated}``: one entry per alert (``alert_id``) whose life overlaps the time
 range, newest raise first, with ``raised_at``, ``acknowledged_by``/``acknowledged_at``, ``cleared_at``, the
 highest severity and every event (``raise``, ``acknowledge``, ``escalate``, ``reannounce``, ``clear``) with
-its time. ``truncated`` says the scan stopped (``SCAN_CAP`` records or the time budget) before the end.
+its time. Silences are in it too: ``SILENCED.<code>`` records (health/operator_actions.py), ``values.by``
+and ``values.until`` saying who silenced the check and until when. ``truncated`` says the scan stopped
+(``SCAN_CAP`` records or the time budget) before the end.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
@@ -139,6 +140,7 @@ class AlertHistory:
     acknowledged_at: float | None = None
     cleared_at: float | None = None
     active: bool = True
+    values: dict[str, str] = field(default_factory=dict)  # of the latest message (SILENCED.*: by, until)
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, body: dict[str, Any]) -> None:
@@ -146,6 +148,7 @@ class AlertHistory:
         values = {kv.get("key"): kv.get("value") for kv in body.get("values") or [] if isinstance(kv, dict)}
         with contextlib.suppress(KeyError, TypeError, ValueError):
             self.raised_at = float(values["raised_at"])
+        self.values = {str(k): str(v) for k, v in values.items()}
         by = str(body.get("acknowledged_by") or "") if body.get("acknowledged") else ""
         if not body.get("active", False):
             event = "clear"
@@ -175,7 +178,7 @@ class AlertHistory:
             "alert_id": self.alert_id, "robot": self.robot, "code": self.code, "check": self.check,
             "severity": self.severity, "message": self.message, "raised_at": self.raised_at,
             "acknowledged_by": self.acknowledged_by, "acknowledged_at": self.acknowledged_at,
-            "cleared_at": self.cleared_at, "active": self.active, "events": self.events,
+            "cleared_at": self.cleared_at, "active": self.active, "values": self.values, "events": self.events,
         }  # fmt: skip
 
     def matches(self, q: AlertQuery, start: float, end: float) -> bool:
@@ -217,9 +220,13 @@ def answer(histories: dict[str, AlertHistory], q: AlertQuery, now: float, trunca
 
 
 async def read_alerts(
-    nc: Any, q: AlertQuery, now: float, stream: str = HUB_STREAM, budget_s: float = QUERY_BUDGET_S
+    nc: Any, q: AlertQuery, stream: str = HUB_STREAM, budget_s: float = QUERY_BUDGET_S
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Alert messages of ``q.robot`` stored since the range's start (ephemeral memory-only pull consumer).
+    """Every stored alert message of ``q.robot`` (ephemeral memory-only pull consumer), oldest first.
+
+    From the stream's start, not the range's: an alert raised before the range and still active (or
+    cleared inside it) has its raise, and maybe no other message, before the range. Alert subjects are
+    low-volume (a few messages per fault), so the whole retention (7 days) fits ``SCAN_CAP``.
 
     Returns (decoded bodies in stream order, truncated). A stream that does not exist yet is no alerts.
     """
@@ -227,8 +234,7 @@ async def read_alerts(
     name = f"alerts_{uuid.uuid4().hex[:12]}"
     config = ConsumerConfig(
         name=name, filter_subjects=[f"{subjects.ROOT}.{q.robot}.alerts"], ack_policy=AckPolicy.NONE,
-        inactive_threshold=30.0, mem_storage=True, deliver_policy=DeliverPolicy.BY_START_TIME,
-        opt_start_time=datetime.fromtimestamp(now - q.since_s, tz=UTC),
+        inactive_threshold=30.0, mem_storage=True, deliver_policy=DeliverPolicy.ALL,
     )  # fmt: skip
     try:
         info = await js.add_consumer(stream, config)
@@ -258,5 +264,5 @@ async def read_alerts(
 async def run_query(nc: Any, q: AlertQuery, stream: str = HUB_STREAM) -> dict[str, Any]:
     """The reply of ``fleet.alerts.query`` (see the module docstring)."""
     now = time.time()
-    bodies, truncated = await read_alerts(nc, q, now, stream)
+    bodies, truncated = await read_alerts(nc, q, stream)
     return answer(fold(bodies), q, now, truncated)
