@@ -21,8 +21,6 @@ PROM = REPO / "config" / "prometheus"
 GRAFANA = REPO / "config" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 PROMTOOL = shutil.which("promtool")
-
-
 def _require_promtool() -> None:
     """A missing promtool is a failure, not a skip: `make setup` installs it (requirements/apt.txt)."""
     assert PROMTOOL is not None, "promtool not installed: run `make setup` (apt package prometheus)"
@@ -34,8 +32,6 @@ needs_promtool = pytest.mark.usefixtures("_promtool_present")
 @pytest.fixture
 def _promtool_present() -> None:
     _require_promtool()
-
-
 METRIC_RE = re.compile(r"\brobot_health_[a-z_]+\b")
 
 
@@ -46,11 +42,7 @@ def promtool(*args: str, cwd: Path = PROM) -> subprocess.CompletedProcess[str]:
 
 def exported_names() -> set[str]:
     """Sample names the health node exports (one tick of a small tree)."""
-    # No start-up grace: the never-connected link raises on the first tick, so the fault counters exist.
-    config = {
-        "defaults": {"startup_grace_s": 0.0},
-        "checks": [{"name": "b", "kind": "battery"}, {"name": "n", "kind": "nats_link"}],
-    }
+    config = {"checks": [{"name": "b", "kind": "battery"}, {"name": "n", "kind": "nats_link"}]}
     t = [0.0]
     monitor = HealthMonitor(build_tree(config, clock=lambda: t[0]), "r1", clock=lambda: t[0])
     metrics = HealthMetrics("r1")

@@ -81,7 +81,8 @@ COMMON_PARAMS: dict[str, P] = {
 FALLBACK_TIMING: dict[str, float] = {
     "debounce_s": 0.0,
     "clear_s": 0.0,
-    "startup_grace_s": 30.0,  # a driver on a busy host can take tens of seconds to publish its first message
+    # 0 here keeps a tree that does not ask for a grace as it was; the shipped checks.yaml asks for 30 s.
+    "startup_grace_s": 0.0,
     "flap_changes": 6.0,  # 3 raise/clear cycles ...
     "flap_window_s": 300.0,  # ... within 5 minutes: one FLAPPING alert instead (0 changes disables)
 }
