@@ -325,3 +325,13 @@ def test_silences_are_announced_with_who_and_until_and_end_when_lifted_or_expire
     later.monitor.restore_silences(rig.monitor.running_silences())
     ended = _notices(later, 6.0)
     assert [(n.alert_id, n.active) for n in ended] == [(erin.alert_id, False)]
+
+
+def test_a_dead_sensor_on_a_saturated_host_is_raised_once_its_silence_is_long_enough() -> None:
+    rig = Rig(extra="  - {name: overload, kind: host_overload, group: host, hold_s: 5, clear_s: 5}\n").run(35.0)
+    rig.pressure = 95.0
+    rig.run(4.0)  # saturated for good (a shared host): HOST_OVERLOADED
+    rig.run(2.5, scan_hz=0)  # silent 2.5 s: could be starvation, held
+    assert [a.code for a in rig.raised()] == ["HOST_OVERLOADED"]
+    rig.run(1.0, scan_hz=0)  # 3.5 s > 3 x the 1 s timeout: a dead sensor, saturated host or not
+    assert [a.code for a in rig.raised()] == ["HOST_OVERLOADED", "TOPIC_SILENT.scan"]

@@ -171,19 +171,23 @@ class TopicSilenceCheck(HealthCheck):
             faulty = age > self.timeout_s
             what = f"last message {age:.2f}s ago"
         message = f"{self.feed.topic}: {what} (timeout {self.timeout_s:g}s)"
-        return held_if_untrusted(self, Observation(faulty, message, values), now, self.timeout_s)
+        silent_for = age if age is not None else self.since_start(now)
+        return held_if_untrusted(self, Observation(faulty, message, values), now, self.timeout_s, silent_for)
 
 
-def held_if_untrusted(check: HealthCheck, obs: Observation, now: float, span_s: float) -> Observation:
+def held_if_untrusted(
+    check: HealthCheck, obs: Observation, now: float, span_s: float, evidence_s: float | None = None
+) -> Observation:
     """A new fault verdict over ``span_s`` seconds while the monitor was starved is held back (not raised).
 
     Only a *new* fault is held: a raised fault stays raised, and a recovery (messages did arrive) counts
-    at once, so recovery stays fast and no real, already raised fault is hidden.
+    at once, so recovery stays fast and no real, already raised fault is hidden. ``evidence_s`` (how long
+    a silence has lasted) lets a long silence through on a saturated host (see LoadGuard.untrusted).
     """
     guard: LoadGuard | None = getattr(check, "guard", None)
     if guard is None or not obs.faulty or check.latched:
         return obs
-    why = guard.untrusted(now, span_s)
+    why = guard.untrusted(now, span_s, evidence_s)
     if not why:
         return obs
     return Observation(False, f"{obs.message}; not trusted: {why}", {**obs.values, "held": why})

@@ -35,6 +35,7 @@ PRESSURE_MAX_PCT = 60.0
 PRESSURE_CLEAR_PCT = 30.0
 PRESSURE_PERIOD_S = 2.0
 SETTLE_S = 1.0  # after a gap, time for the queued messages to be read before a verdict counts again
+SATURATION_STRETCH = 3.0  # on a saturated host a silence counts once it lasted this many timeouts
 
 
 def read_cpu_pressure() -> float | None:
@@ -137,14 +138,19 @@ class LoadGuard:
             self._saturated_last = now
         return gap
 
-    def untrusted(self, now: float, span_s: float) -> str:
+    def untrusted(self, now: float, span_s: float, evidence_s: float | None = None) -> str:
         """Why a verdict about ``[now - span_s, now]`` cannot be trusted, or "" if it can.
 
         A verdict is untrusted when a starvation gap or a saturated period overlaps that span, widened
-        by ``settle_s`` (the messages queued during a gap are read only after it ends).
+        by ``settle_s`` (the messages queued during a gap are read only after it ends). Saturation can
+        last for hours on a shared host; holding every verdict that long would hide a dead sensor, so a
+        verdict backed by ``evidence_s`` (how long the silence has really lasted) of at least
+        ``SATURATION_STRETCH`` x ``span_s`` is trusted even then: late messages are late by a fraction of a
+        second (measured: bench/RESULTS.md), a sensor that stopped stays silent.
         """
         start = now - span_s - self.settle_s
-        if self._saturated_last is not None and self._saturated_last >= start:
+        saturated = self._saturated_last is not None and self._saturated_last >= start
+        if saturated and (evidence_s is None or evidence_s < SATURATION_STRETCH * span_s):
             return f"host CPU saturated (pressure {self.pressure_pct or 0.0:.0f}%)"
         recent = [g for g in self.gaps if g.end >= start]
         if recent:
