@@ -335,3 +335,12 @@ def test_a_dead_sensor_on_a_saturated_host_is_raised_once_its_silence_is_long_en
     assert [a.code for a in rig.raised()] == ["HOST_OVERLOADED"]
     rig.run(1.0, scan_hz=0)  # 3.5 s > 3 x the 1 s timeout: a dead sensor, saturated host or not
     assert [a.code for a in rig.raised()] == ["HOST_OVERLOADED", "TOPIC_SILENT.scan"]
+
+
+def test_a_saturated_host_whose_messages_arrive_in_time_raises_nothing() -> None:
+    # Several robots on one busy machine (a demo): PSI high, yet every robot's data arrives in time.
+    rig = Rig(extra="  - {name: overload, kind: host_overload, group: host, hold_s: 5, clear_s: 5}\n").run(35.0)
+    rig.pressure = 95.0
+    rig.run(60.0)
+    assert rig.alerts == []
+    assert rig.metric("robot_health_cpu_pressure_percent", robot="r1") == 95.0

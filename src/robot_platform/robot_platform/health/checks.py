@@ -190,6 +190,7 @@ def held_if_untrusted(
     why = guard.untrusted(now, span_s, evidence_s)
     if not why:
         return obs
+    guard.note_held(now, f"{why}: {check.name} verdict held")
     return Observation(False, f"{obs.message}; not trusted: {why}", {**obs.values, "held": why})
 
 

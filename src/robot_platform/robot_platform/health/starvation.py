@@ -100,6 +100,8 @@ class LoadGuard:
         self.pressure_pct: float | None = None
         self.saturated = False
         self._saturated_last: float | None = None  # last time the host was seen saturated
+        self._held_last: float | None = None  # last time a check held a fault verdict because of it
+        self.held_why = ""
         self._last_tick: float | None = None
         self._sampled_at: float | None = None
 
@@ -158,9 +160,22 @@ class LoadGuard:
             return f"health monitor starved for {worst.length:.1f}s"
         return ""
 
+    def note_held(self, now: float, why: str) -> None:
+        """A check held a fault verdict because of :meth:`untrusted` (HOST_OVERLOADED says so)."""
+        self._held_last, self.held_why = now, why
+
     def overloaded(self, now: float, hold_s: float) -> str:
-        """Why the host counts as overloaded now (a gap or saturation within ``hold_s``), or ""."""
-        return self.untrusted(now, max(0.0, hold_s - self.settle_s))
+        """Why the monitor's view counts as overloaded now, or "".
+
+        A starvation gap of the monitor itself within ``hold_s``, or a fault verdict held within ``hold_s``.
+        A saturated host whose messages still arrive in time is *not* an overload of the monitor: on a
+        machine shared by several robots (a demo) it would be one host's load shown as every robot's fault.
+        """
+        if any(g.end >= now - hold_s for g in self.gaps):
+            return f"health monitor starved for {self.worst_gap(now, hold_s):.1f}s"
+        if self._held_last is not None and self._held_last >= now - hold_s:
+            return self.held_why
+        return ""
 
     def worst_gap(self, now: float, within_s: float) -> float:
         """Longest starvation gap that ended within ``within_s`` (0 if none)."""

@@ -143,9 +143,10 @@ class HostResourceCheck(HealthCheck):
 class HostOverloadCheck(HealthCheck):
     """One HOST_OVERLOADED alert while the monitor's own verdicts cannot be trusted (see :mod:`starvation`).
 
-    Faulted while the monitor was starved (a tick gap over ``max_tick_gap_s``) or the host's CPU pressure
-    was at or above ``pressure_max_pct`` within the last ``hold_s``; the topic checks hold their verdicts
-    over the same periods, so this alert replaces a burst of false TOPIC_SILENT / TOPIC_RATE_LOW alerts.
+    Faulted while the monitor was starved (a tick gap over ``max_tick_gap_s``) within the last ``hold_s``,
+    or a topic check held a fault verdict within it because of such a gap or of the host's CPU pressure at
+    or above ``pressure_max_pct``: this alert replaces a burst of false TOPIC_SILENT / TOPIC_RATE_LOW
+    alerts and says why. A saturated host whose messages still arrive in time raises nothing.
     Its parameters configure the shared :class:`LoadGuard`; without this check the guard still watches tick
     gaps but does not sample the host's pressure. Not raised during the start-up grace (a boot is busy).
     """
@@ -183,5 +184,5 @@ class HostOverloadCheck(HealthCheck):
         }
         if why and self.in_startup_grace(now):
             return Observation(False, f"{why} (start-up grace)", values)
-        message = f"{why}: topic silence/rate verdicts held" if why else "monitor on time, host not saturated"
+        message = f"{why}: new topic silence/rate faults are not trusted" if why else "monitor on time, nothing held"
         return Observation(bool(why), message, values)
