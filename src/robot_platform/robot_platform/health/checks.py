@@ -91,6 +91,7 @@ class HealthCheck(py_trees.behaviour.Behaviour):
         super().__init__(name)
         self.startup_grace_s = startup_grace_s
         self.flap = flap
+        self.held_why = ""  # why the current fault verdict is held (see held_if_untrusted); "" if not
         self.spec = spec
         self.fault = FaultStateMachine(spec)
         self.clock = clock
@@ -183,14 +184,21 @@ def held_if_untrusted(
     Only a *new* fault is held: a raised fault stays raised, and a recovery (messages did arrive) counts
     at once, so recovery stays fast and no real, already raised fault is hidden. ``evidence_s`` (how long
     a silence has lasted) lets a long silence through on a saturated host (see LoadGuard.untrusted).
+    A held verdict that ends in a recovery was the load's doing, not the sensor's: the guard is told
+    (HOST_OVERLOADED says so); one that ends in a trusted fault is simply raised.
     """
     guard: LoadGuard | None = getattr(check, "guard", None)
-    if guard is None or not obs.faulty or check.latched:
+    if guard is None:
+        return obs
+    if not obs.faulty or check.latched:
+        if check.held_why and not obs.faulty:
+            guard.note_held(now, f"{check.held_why}: {check.name} would have raised")
+        check.held_why = ""
         return obs
     why = guard.untrusted(now, span_s, evidence_s)
+    check.held_why = why
     if not why:
         return obs
-    guard.note_held(now, f"{why}: {check.name} verdict held")
     return Observation(False, f"{obs.message}; not trusted: {why}", {**obs.values, "held": why})
 
 

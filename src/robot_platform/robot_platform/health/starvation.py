@@ -161,13 +161,15 @@ class LoadGuard:
         return ""
 
     def note_held(self, now: float, why: str) -> None:
-        """A check held a fault verdict because of :meth:`untrusted` (HOST_OVERLOADED says so)."""
+        """A check held a fault verdict because of :meth:`untrusted` and its source then recovered: the load
+        would have made a false alert (HOST_OVERLOADED says so)."""
         self._held_last, self.held_why = now, why
 
     def overloaded(self, now: float, hold_s: float) -> str:
         """Why the monitor's view counts as overloaded now, or "".
 
-        A starvation gap of the monitor itself within ``hold_s``, or a fault verdict held within ``hold_s``.
+        A starvation gap of the monitor itself within ``hold_s``, or a held fault verdict that ended in a
+        recovery (a false alert the load would have caused) within ``hold_s``.
         A saturated host whose messages still arrive in time is *not* an overload of the monitor: on a
         machine shared by several robots (a demo) it would be one host's load shown as every robot's fault.
         """
