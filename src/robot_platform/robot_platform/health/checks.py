@@ -179,14 +179,9 @@ class TopicSilenceCheck(HealthCheck):
 def held_if_untrusted(
     check: HealthCheck, obs: Observation, now: float, span_s: float, evidence_s: float | None = None
 ) -> Observation:
-    """A new fault verdict over ``span_s`` seconds while the monitor was starved is held back (not raised).
-
-    Only a *new* fault is held: a raised fault stays raised, and a recovery (messages did arrive) counts
-    at once, so recovery stays fast and no real, already raised fault is hidden. ``evidence_s`` (how long
-    a silence has lasted) lets a long silence through on a saturated host (see LoadGuard.untrusted).
-    A held verdict that ends in a recovery was the load's doing, not the sensor's: the guard is told
-    (HOST_OVERLOADED says so); one that ends in a trusted fault is simply raised.
-    """
+    """Hold back a *new* fault verdict over ``span_s`` s while the monitor was starved (LoadGuard.untrusted;
+    ``evidence_s``: how long a silence lasted). Raised faults and recoveries are never held. A held verdict
+    that ends in a recovery was the load's doing: the guard is told (HOST_OVERLOADED says so)."""
     guard: LoadGuard | None = getattr(check, "guard", None)
     if guard is None:
         return obs
@@ -203,13 +198,11 @@ def held_if_untrusted(
 
 
 class TopicRateCheck(HealthCheck):
-    """Fault when ``feed`` arrives slower than ``min_rate_hz`` over ``window_s``.
+    """Fault when ``feed`` arrives slower than ``min_rate_hz`` over ``window_s``; clears at ``clear_rate_hz``.
 
-    Clears only at or above ``clear_rate_hz`` (value hysteresis; defaults to ``min_rate_hz``). Judged once
-    the window is full of data: ``window_s`` after the first message, or after the start-up grace if none
-    came. While the topic is silent beyond ``silence_timeout_s`` (set by the tree builder when a silence
-    check watches the same topic) the silence check reports it and this one does not raise a second alert.
-    """
+    Judged once the window is full: ``window_s`` after the first message (or the start-up grace if none
+    came). A topic silent beyond ``silence_timeout_s`` (a silence check on it, set by the tree builder)
+    is that check's alert, not a second one here."""
 
     kind = "topic_rate"
 
