@@ -148,6 +148,7 @@ def test_shipped_default_config_builds() -> None:
         "nodes_missing",
         "nats_link",
         "host_resources",
+        "host_overload",
     }
     codes = [c.spec.code for c in tree.checks]
     assert len(codes) == len(set(codes)), "fault codes must be unique"

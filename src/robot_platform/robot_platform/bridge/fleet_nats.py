@@ -91,6 +91,7 @@ def robot_permissions(robot_id: str) -> str:
 CONSOLE_PUBLISH = (
     "robots.*.cmd.>", "robots.*.srv.>", "robots.*.frames.*.lease", "audit.>",
     "jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "fleet.registry.list", "fleet.logs.query",
+    "fleet.alerts.query",
 )  # fmt: skip
 CONSOLE_SUBSCRIBE = (
     "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
@@ -107,10 +108,16 @@ _REGISTRY_JS = [
     "$JS.API.INFO", "$JS.API.STREAM.MSG.GET.KV_FLEET_REGISTRY", "$JS.API.DIRECT.GET.KV_FLEET_REGISTRY.>",
     "$JS.API.CONSUMER.*.KV_FLEET_REGISTRY", "$JS.API.CONSUMER.*.KV_FLEET_REGISTRY.>",
     "$JS.API.CONSUMER.*.FLEET_LOGS", "$JS.API.CONSUMER.*.FLEET_LOGS.>", "$JS.API.CONSUMER.MSG.NEXT.FLEET_LOGS.>",
+    # fleet.alerts.query reads the alert history from FLEET_EVENTS (read-only: consumers, no stream ops)
+    "$JS.API.CONSUMER.*.FLEET_EVENTS", "$JS.API.CONSUMER.*.FLEET_EVENTS.>",
+    "$JS.API.CONSUMER.MSG.NEXT.FLEET_EVENTS.>",
     "$KV.FLEET_REGISTRY.>", "$JS.FC.>",
 ]  # fmt: skip
 REGISTRY_PUBLISH = (*_REGISTRY_JS, "fleet.registry.events", "_INBOX.>")
-REGISTRY_SUBSCRIBE = ("robots.*.presence", "fleet.registry.list", "fleet.logs.query", inbox_subjects("fleet_registry"))
+REGISTRY_SUBSCRIBE = (
+    "robots.*.presence", "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query",
+    inbox_subjects("fleet_registry"),
+)  # fmt: skip
 SERVICE_USERS = ("console", "fleet_registry", "jobs")  # written by --service-users
 # jobs: jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel}, publishes
 # jobs.events (its nats_user / nats_password_file parameters).

@@ -22,6 +22,7 @@ from . import subjects
 from .errors import BridgeError
 
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
+EVENTS_MAX_BYTES = 1024**3  # hub's FLEET_EVENTS (alert history, deploy events): oldest dropped beyond 1 GiB
 DUPLICATE_WINDOW_S = 10 * 60
 HUB_STREAM = "FLEET_EVENTS"
 
@@ -49,6 +50,7 @@ def hub_stream_config(robot_ids: list[str]) -> StreamConfig:
         sources=sources,
         storage=StorageType.FILE,
         max_age=EVENTS_MAX_AGE_S,
+        max_bytes=EVENTS_MAX_BYTES,
         duplicate_window=DUPLICATE_WINDOW_S,
     )
 

@@ -28,7 +28,9 @@ from robot_platform.health.fault_state import (
     FaultState,
     FaultStateMachine,
 )
+from robot_platform.health.flapping import FlapDetector
 from robot_platform.health.sources import Sample, TopicFeed
+from robot_platform.health.starvation import LoadGuard
 
 Clock = Callable[[], float]
 EventSink = Callable[["HealthCheck", list[FaultEvent]], None]
@@ -64,6 +66,9 @@ class HealthCheck(py_trees.behaviour.Behaviour):
         clock: the monitor's clock (seconds, monotonic); never the wall clock directly.
         group: the tree branch the check hangs under (``sensors``, ``motion``...).
         sink: receives the transitions of each tick (the monitor collects them).
+        startup_grace_s: how long after the first tick "never seen" does not count as a fault (the
+            source had no fair chance to start yet); what a source reports once it is up counts at once.
+        flap: the check's flap detector (the monitor folds a flapping check into one FLAPPING alert).
         **params: the kind's own parameters, handed to :meth:`configure`.
 
     Why a ``configure`` hook instead of an ``__init__`` per kind: every kind took the same four
@@ -79,9 +84,14 @@ class HealthCheck(py_trees.behaviour.Behaviour):
         clock: Clock,
         group: str = "",
         sink: EventSink | None = None,
+        startup_grace_s: float = 0.0,
+        flap: FlapDetector | None = None,
         **params: Any,
     ) -> None:
         super().__init__(name)
+        self.startup_grace_s = startup_grace_s
+        self.flap = flap
+        self.held_why = ""  # why the current fault verdict is held (see held_if_untrusted); "" if not
         self.spec = spec
         self.fault = FaultStateMachine(spec)
         self.clock = clock
@@ -101,6 +111,17 @@ class HealthCheck(py_trees.behaviour.Behaviour):
         if self._started is None:
             self._started = now
         return now - self._started
+
+    @property
+    def grace_s(self) -> float:
+        """The start-up grace in force: none once the fault is raised, nor for an alert taken over after a
+        restart (it was raised on the same evidence before; confirming it late would turn a slow start into
+        clear-then-raise)."""
+        return 0.0 if self.fault.restoring or self.fault.state.faulted else self.startup_grace_s
+
+    def in_startup_grace(self, now: float) -> bool:
+        """True while a source that was never seen still gets its fair chance to start."""
+        return self.since_start(now) < self.grace_s
 
     @property
     def latched(self) -> bool:
@@ -124,48 +145,102 @@ class HealthCheck(py_trees.behaviour.Behaviour):
 
 
 class TopicSilenceCheck(HealthCheck):
-    """Fault when no message arrived on ``feed`` for longer than ``timeout_s`` (also at start-up)."""
+    """Fault when no message arrived on ``feed`` for longer than ``timeout_s``.
+
+    A topic never received counts as silent only after ``max(timeout_s, startup_grace_s)`` from the
+    first tick (its driver had a fair chance to start); from then on it raises once and stays raised.
+    A silence seen while the monitor was starved or the host saturated (``guard``) is not trusted: the
+    check holds its state until a verdict over a trustworthy span is possible (HOST_OVERLOADED says why).
+    """
 
     kind = "topic_silence"
 
-    def configure(self, *, feed: TopicFeed, timeout_s: float) -> None:
+    def configure(self, *, feed: TopicFeed, timeout_s: float, guard: LoadGuard | None = None) -> None:
         self.feed = feed
         self.timeout_s = timeout_s
+        self.guard = guard
 
     def observe(self, now: float) -> Observation:
         age = self.feed.age(now)
+        values = {"topic": self.feed.topic, "age_s": fmt_num(age), "timeout_s": f"{self.timeout_s:g}"}
+        if age is None:
+            waited = self.since_start(now)
+            limit = max(self.timeout_s, self.grace_s)
+            faulty = waited > limit
+            what = f"never received in {waited:.1f}s (start-up grace {limit:g}s)"
+        else:
+            faulty = age > self.timeout_s
+            what = f"last message {age:.2f}s ago"
+        message = f"{self.feed.topic}: {what} (timeout {self.timeout_s:g}s)"
         silent_for = age if age is not None else self.since_start(now)
-        faulty = silent_for > self.timeout_s
-        what = "never received" if age is None else f"last message {silent_for:.2f}s ago"
-        return Observation(
-            faulty,
-            f"{self.feed.topic}: {what} (timeout {self.timeout_s:g}s)",
-            {"topic": self.feed.topic, "age_s": fmt_num(age), "timeout_s": f"{self.timeout_s:g}"},
-        )
+        return held_if_untrusted(self, Observation(faulty, message, values), now, self.timeout_s, silent_for)
+
+
+def held_if_untrusted(
+    check: HealthCheck, obs: Observation, now: float, span_s: float, evidence_s: float | None = None
+) -> Observation:
+    """Hold back a *new* fault verdict over ``span_s`` s while the monitor was starved (LoadGuard.untrusted;
+    ``evidence_s``: how long a silence lasted). Raised faults and recoveries are never held. A held verdict
+    that ends in a recovery was the load's doing: the guard is told (HOST_OVERLOADED says so)."""
+    guard: LoadGuard | None = getattr(check, "guard", None)
+    if guard is None:
+        return obs
+    if not obs.faulty or check.latched:
+        if check.held_why and not obs.faulty:
+            guard.note_held(now, f"{check.held_why}: {check.name} would have raised")
+        check.held_why = ""
+        return obs
+    why = guard.untrusted(now, span_s, evidence_s)
+    check.held_why = why
+    if not why:
+        return obs
+    return Observation(False, f"{obs.message}; not trusted: {why}", {**obs.values, "held": why})
 
 
 class TopicRateCheck(HealthCheck):
-    """Fault when ``feed`` arrives slower than ``min_rate_hz`` over ``window_s``.
+    """Fault when ``feed`` arrives slower than ``min_rate_hz`` over ``window_s``; clears at ``clear_rate_hz``.
 
-    Clears only at or above ``clear_rate_hz`` (value hysteresis; defaults to ``min_rate_hz``)."""
+    Judged once the window is full: ``window_s`` after the first message (or the start-up grace if none
+    came). A topic silent beyond ``silence_timeout_s`` (a silence check on it, set by the tree builder)
+    is that check's alert, not a second one here."""
 
     kind = "topic_rate"
 
     def configure(
-        self, *, feed: TopicFeed, min_rate_hz: float, window_s: float = 2.0, clear_rate_hz: float | None = None
+        self,
+        *,
+        feed: TopicFeed,
+        min_rate_hz: float,
+        window_s: float = 2.0,
+        clear_rate_hz: float | None = None,
+        guard: LoadGuard | None = None,
+        silence_timeout_s: float | None = None,
     ) -> None:
         self.feed = feed
         self.min_rate_hz = min_rate_hz
         self.window_s = window_s
         self.clear_rate_hz = min_rate_hz if clear_rate_hz is None else max(clear_rate_hz, min_rate_hz)
+        self.guard = guard
+        self.silence_timeout_s = silence_timeout_s
+        self._silent_seen: float | None = None  # last tick the topic was silent (see observe)
 
     def observe(self, now: float) -> Observation:
         rate = self.feed.rate(now, self.window_s)
         values = {"topic": self.feed.topic, "rate_hz": f"{rate:.3g}", "min_rate_hz": f"{self.min_rate_hz:g}"}
-        if self.since_start(now) < self.window_s:
+        first, age = self.feed.first_arrival(), self.feed.age(now)
+        waited = self.since_start(now)
+        if first is None and waited < max(self.window_s, self.grace_s):
+            return Observation(False, f"{self.feed.topic}: waiting for the first message", values)
+        if first is not None and now - first < self.window_s:
             return Observation(False, f"{self.feed.topic}: measuring rate", values)
+        if self.silence_timeout_s is not None and (age is None or age > self.silence_timeout_s):
+            self._silent_seen = now
+        if self._silent_seen is not None and now - self._silent_seen < self.window_s:
+            # Silent, or back from a silence with a window not yet refilled: the silence check's story.
+            return Observation(self.latched, f"{self.feed.topic}: silent (reported by its silence check)", values)
         limit = self.clear_rate_hz if self.latched else self.min_rate_hz
-        return Observation(rate < limit, f"{self.feed.topic}: {rate:.3g} Hz (minimum {self.min_rate_hz:g} Hz)", values)
+        obs = Observation(rate < limit, f"{self.feed.topic}: {rate:.3g} Hz (minimum {self.min_rate_hz:g} Hz)", values)
+        return held_if_untrusted(self, obs, now, self.window_s)
 
 
 class SpeedDropCheck(HealthCheck):

@@ -20,6 +20,11 @@ Exported (all labelled ``robot``):
     robot_health_outbox_pending                       alerts waiting for JetStream's ack (NATS outbox)
     robot_health_outbox_durable                       1 while that outbox is on disk, 0 in memory only
     robot_health_ticks_total, robot_health_tick_duration_seconds (histogram)
+    robot_health_check_flapping{check}                1 while the check is folded into a FLAPPING alert
+    robot_health_flapping_total{check}                times the check started flapping
+    robot_health_starvation_gaps_total                ticks that came later than max_tick_gap_s (monitor starved)
+    robot_health_starvation_seconds_total             time the monitor did not tick in those gaps
+    robot_health_cpu_pressure_percent                 host CPU pressure (PSI some avg10) as the guard saw it
 """
 
 from __future__ import annotations
@@ -73,6 +78,11 @@ class HealthMetrics:
         self.ticks = counter("robot_health_ticks", "Tree ticks")
         self.outbox_pending = gauge("robot_health_outbox_pending", "Alerts waiting for JetStream's ack")
         self.outbox_durable = gauge("robot_health_outbox_durable", "1 while the alert outbox is on disk")
+        self.check_flapping = gauge("robot_health_check_flapping", "1 while the check is flapping", "check")
+        self.flapping = counter("robot_health_flapping", "Times a check started flapping", "check")
+        self.starvation_gaps = counter("robot_health_starvation_gaps", "Ticks later than max_tick_gap_s")
+        self.starvation_seconds = counter("robot_health_starvation_seconds", "Seconds without a tick in those gaps")
+        self.cpu_pressure = gauge("robot_health_cpu_pressure_percent", "Host CPU pressure seen by the monitor")
         self.tick_duration = Histogram(
             "robot_health_tick_duration_seconds",
             "Duration of one tree tick",
@@ -90,7 +100,15 @@ class HealthMetrics:
         self.tick_duration.labels(rid).observe(result.duration_s)
         for check, event in result.events:
             self.count_event(check.name, event)
+        for name in result.flap_started:
+            self.flapping.labels(rid, name).inc()
+        if result.starved_s > 0:
+            self.starvation_gaps.labels(rid).inc()
+            self.starvation_seconds.labels(rid).inc(result.starved_s)
+        pressure = monitor.health.hub.load.pressure_pct
+        self.cpu_pressure.labels(rid).set(math.nan if pressure is None else pressure)
         for check in monitor.health.checks:
+            self.check_flapping.labels(rid, check.name).set(1 if check.flap is not None and check.flap.flapping else 0)
             fault = check.fault
             self.check_state.labels(rid, check.name, fault.spec.code, check.group, check.kind).set(fault.state.value)
             self.check_severity.labels(rid, check.name, fault.spec.code).set(fault.severity)

@@ -24,82 +24,24 @@ Plain Python: the node injects the clocks (``clock`` monotonic for logic, ``wall
 from __future__ import annotations
 
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 
-from robot_platform.health.alert_state import SavedAlert, SavedSilence
+from robot_platform.health.alert_state import SavedAlert
 from robot_platform.health.checks import HealthCheck
-from robot_platform.health.errors import UnknownCheckError
 from robot_platform.health.fault_state import FaultEvent, FaultState
+from robot_platform.health.flapping import FLAP_CHECK_SUFFIX, FLAP_CODE_PREFIX, FlapChange
+from robot_platform.health.operator_actions import RAISED_AT, OperatorActions
+from robot_platform.health.records import AlertRecord, AuditRecord, CheckMeta, TickResult
 from robot_platform.health.tree_builder import HealthTree
 
 AUDIT_MAX = 200  # acknowledge/silence records kept in memory (drop-oldest); the node also logs each one
-SILENCE_MAX_S = 7 * 24 * 3600.0
+__all__ = ["AlertRecord", "AuditRecord", "CheckMeta", "HealthMonitor", "TickResult"]
 
 
-@dataclass(frozen=True)
-class AlertRecord:
-    """Content of one robot_platform_interfaces/Alert message (stamp in wall-clock seconds)."""
-
-    robot_id: str
-    alert_id: str
-    code: str
-    severity: int
-    message: str
-    source: str
-    active: bool
-    acknowledged: bool
-    acknowledged_by: str
-    values: dict[str, str]
-    stamp: float
-    check: str
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON/msgpack-able dict with the Alert field names (plus ``check``)."""
-        return asdict(self)
-
-
-@dataclass
-class CheckMeta:
-    """Publication, acknowledge and silence bookkeeping of one check."""
-
-    published_id: str = ""
-    published_severity: int = -1
-    published_ack: bool = False
-    ack_by: str = ""
-    ack_at: float | None = None
-    ack_alert_id: str = ""
-    silenced_until: float | None = None  # monotonic
-    silenced_until_wall: float | None = None  # the same end on the wall clock (what survives a restart)
-    silenced_by: str = ""
-    silenced_at: float | None = None  # wall clock
-    raised_stamp: float = 0.0  # wall clock of the published raise
-    published_message: str = ""  # message of the last active state sent (saved for the next process)
-    restored: SavedAlert | None = None  # taken over from the previous process, not yet confirmed or cleared
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """Who did what, when (wall clock), to which check or alert."""
-
-    at: float
-    user: str
-    action: str
-    target: str
-    detail: str = ""
-
-
-@dataclass
-class TickResult:
-    """What one tick produced: state transitions (for metrics and logs) and alerts to publish."""
-
-    events: list[tuple[HealthCheck, FaultEvent]] = field(default_factory=list)
-    alerts: list[AlertRecord] = field(default_factory=list)
-    duration_s: float = 0.0
-
-
-class HealthMonitor:
+class HealthMonitor(OperatorActions):
     """Owns a built :class:`HealthTree`; :meth:`tick` runs one evaluation round.
 
     Args:
@@ -126,6 +68,7 @@ class HealthMonitor:
         self.wall_clock = wall_clock
         self.meta: dict[str, CheckMeta] = {c.name: CheckMeta() for c in tree.checks}
         self.audit: deque[AuditRecord] = deque(maxlen=AUDIT_MAX)
+        self._announce: list[AlertRecord] = []  # silence start/end records, sent with the next tick
         self.tick_count = 0
         self._collected: list[tuple[HealthCheck, FaultEvent]] = []
         self._orphans: list[SavedAlert] = []  # restored alerts of checks that are gone: cleared next tick
@@ -139,18 +82,80 @@ class HealthMonitor:
     def tick(self) -> TickResult:
         start = time.perf_counter()
         self._collected = []
+        gap = self.health.hub.load.on_tick(self.clock())  # before any check: they ask it what to trust
         self.health.tree.tick()
         self.tick_count += 1
         now = self.clock()
         alerts = [self._orphan_clear(o) for o in self._orphans]
-        self._orphans = []
-        alerts += [a for c in self.health.checks if (a := self._reconcile(c, now)) is not None]
-        return TickResult(list(self._collected), alerts, time.perf_counter() - start)
+        notices = self._silences_ended(now) + self._announce
+        self._orphans, self._announce = [], []
+        flapped: list[str] = []
+        for check in self.health.checks:
+            if check.flap is not None:
+                change = check.flap.update(now, check.fault.state.faulted)
+                if change is FlapChange.STARTED:
+                    flapped.append(check.name)
+                alerts += self._reconcile_flap(check, change)
+            flapping = check.flap is not None and check.flap.flapping
+            if not flapping and (record := self._reconcile(check, now)) is not None:
+                alerts.append(record)
+        return TickResult(
+            list(self._collected), alerts, time.perf_counter() - start, flapped, gap.length if gap else 0.0, notices
+        )
 
-    def silenced(self, name: str, now: float | None = None) -> bool:
-        meta = self.meta[name]
-        now = self.clock() if now is None else now
-        return meta.silenced_until is not None and now < meta.silenced_until
+    def _reconcile_flap(self, check: HealthCheck, change: FlapChange) -> list[AlertRecord]:
+        """Fold a flapping check's alert into one FLAPPING alert, and end it when the check settles."""
+        meta, fault = self.meta[check.name], check.fault
+        assert check.flap is not None
+        out: list[AlertRecord] = []
+        if change is FlapChange.STARTED:
+            if meta.published_id:  # its own alert ends here; the FLAPPING alert carries the story on
+                record = self._record(check, meta.published_id, active=False)
+                out.append(
+                    replace(record, message=f"folded into {FLAP_CODE_PREFIX}{fault.spec.code}: {record.message}")
+                )
+                meta.published_id, meta.published_severity, meta.published_ack, meta.restored = "", -1, False, None
+            if not self.silenced(check.name):
+                meta.flap_id, meta.flap_stamp = str(uuid.uuid4()), self.wall_clock()
+                out.append(self._flap_record(check, active=True))
+        elif change is FlapChange.STOPPED and meta.flap_id:
+            out.append(self._flap_record(check, active=False))
+            meta.flap_id = ""
+        return out
+
+    def _flap_record(self, check: HealthCheck, active: bool) -> AlertRecord:
+        meta, fault, flap = self.meta[check.name], check.fault, check.flap
+        assert flap is not None
+        now = self.clock()
+        acked = bool(meta.ack_by) and meta.ack_alert_id == meta.flap_id
+        if active:
+            message = (
+                f"{check.name} raised and cleared {flap.count(now)} times in {flap.window_s:g}s: its alerts are "
+                f"held until it settles (last: {fault.message})"
+            )
+        else:
+            message = f"cleared: {check.name} settled ({flap.count(now)} changes in {flap.window_s:g}s)"
+        return AlertRecord(
+            robot_id=self.robot_id,
+            alert_id=meta.flap_id,
+            code=f"{FLAP_CODE_PREFIX}{fault.spec.code}",
+            severity=fault.spec.severity,
+            message=message,
+            source=f"{self.source}/{check.name}",
+            active=active,
+            acknowledged=acked,
+            acknowledged_by=meta.ack_by if acked else "",
+            values={
+                RAISED_AT: f"{meta.flap_stamp:.3f}",
+                "check": check.name,
+                "code": fault.spec.code,
+                "changes": str(flap.count(now)),
+                "window_s": f"{flap.window_s:g}",
+                "state": fault.state.name,
+            },
+            stamp=self.wall_clock(),
+            check=check.name,
+        )
 
     def _record(self, check: HealthCheck, alert_id: str, active: bool) -> AlertRecord:
         meta, fault = self.meta[check.name], check.fault
@@ -167,7 +172,7 @@ class HealthMonitor:
             active=active,
             acknowledged=acked,
             acknowledged_by=meta.ack_by if acked else "",
-            values=dict(fault.values),
+            values={**fault.values, RAISED_AT: f"{meta.raised_stamp:.3f}"},
             stamp=self.wall_clock(),
             check=check.name,
         )
@@ -207,6 +212,17 @@ class HealthMonitor:
         out = list(self._orphans)
         for check in self.health.checks:
             meta, fault = self.meta[check.name], check.fault
+            if meta.flap_id:  # not carried over: the next process clears it (flapping is re-detected)
+                out.append(
+                    SavedAlert(
+                        check=check.name + FLAP_CHECK_SUFFIX,
+                        alert_id=meta.flap_id,
+                        code=FLAP_CODE_PREFIX + fault.spec.code,
+                        severity=fault.spec.severity,
+                        raised_stamp=meta.flap_stamp,
+                        message=f"{check.name} flapping",
+                    )
+                )
             if not meta.published_id:
                 continue
             acked = bool(meta.ack_by) and meta.ack_alert_id == meta.published_id
@@ -263,6 +279,8 @@ class HealthMonitor:
     def _orphan_clear(self, alert: SavedAlert) -> AlertRecord:
         check = next((c for c in self.health.checks if c.name == alert.check), None)
         why = "is no longer in the health tree" if check is None else f"now reports {check.fault.spec.code}"
+        if alert.check.endswith(FLAP_CHECK_SUFFIX):
+            why = "flapping state is not carried over a restart (it is detected again if it goes on)"
         return AlertRecord(
             robot_id=self.robot_id,
             alert_id=alert.alert_id,
@@ -273,67 +291,7 @@ class HealthMonitor:
             active=False,
             acknowledged=bool(alert.acknowledged_by),
             acknowledged_by=alert.acknowledged_by,
-            values={},
+            values={RAISED_AT: f"{alert.raised_stamp:.3f}"},
             stamp=self.wall_clock(),
             check=alert.check,
         )
-
-    # ---- operator actions ---------------------------------------------------------------------------
-
-    def acknowledge(self, alert_id: str, user: str) -> AlertRecord:
-        """Mark an active alert acknowledged by ``user``; returns the updated alert to publish."""
-        if not user:
-            raise ValueError("user must not be empty (acknowledgements are audited)")
-        for check in self.health.checks:
-            meta = self.meta[check.name]
-            if alert_id and check.fault.state.faulted and check.fault.alert_id == alert_id:
-                meta.ack_by, meta.ack_at, meta.ack_alert_id = user, self.wall_clock(), alert_id
-                self.audit.append(AuditRecord(meta.ack_at, user, "acknowledge", check.name, alert_id))
-                meta.published_ack = True
-                return self._record(check, alert_id, active=True)
-        raise UnknownCheckError("active alert", alert_id)
-
-    def running_silences(self) -> list[SavedSilence]:
-        """The silences still running (what a restarted node must keep honouring)."""
-        now = self.clock()
-        return [
-            SavedSilence(name, meta.silenced_until_wall, meta.silenced_by, meta.silenced_at or 0.0)
-            for name, meta in sorted(self.meta.items())
-            if meta.silenced_until is not None and now < meta.silenced_until and meta.silenced_until_wall is not None
-        ]
-
-    def restore_silences(self, silences: Iterable[SavedSilence]) -> list[str]:
-        """Re-apply a previous process's running silences (checks that no longer exist are skipped);
-        returns the names of the checks silenced again."""
-        now, wall_now = self.clock(), self.wall_clock()
-        restored = []
-        for silence in silences:
-            meta = self.meta.get(silence.check)
-            if meta is None or silence.until <= wall_now:
-                continue
-            meta.silenced_until = now + (silence.until - wall_now)
-            meta.silenced_until_wall, meta.silenced_by, meta.silenced_at = silence.until, silence.by, silence.at
-            restored.append(silence.check)
-        return restored
-
-    def silence(self, check_name: str, duration_s: float, user: str) -> AuditRecord:
-        """Silence ``check_name`` for ``duration_s`` seconds (0 lifts a silence)."""
-        if check_name not in self.meta:
-            raise UnknownCheckError("check", check_name)
-        if not user:
-            raise ValueError("user must not be empty (silences are audited)")
-        if not 0.0 <= duration_s <= SILENCE_MAX_S:
-            raise ValueError(f"duration_s must be within 0..{SILENCE_MAX_S:g}")
-        meta = self.meta[check_name]
-        meta.silenced_until = self.clock() + duration_s if duration_s > 0 else None
-        meta.silenced_by, meta.silenced_at = user, self.wall_clock()
-        meta.silenced_until_wall = meta.silenced_at + duration_s if duration_s > 0 else None
-        record = AuditRecord(
-            meta.silenced_at,
-            user,
-            "silence" if duration_s > 0 else "unsilence",
-            check_name,
-            f"{duration_s:g}s",
-        )
-        self.audit.append(record)
-        return record

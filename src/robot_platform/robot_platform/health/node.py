@@ -44,15 +44,12 @@ MQTT:           <mqtt_topic> (default robots/<id>/alerts), JSON alert, QoS 1
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import msgpack
-from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -72,6 +69,7 @@ from robot_platform.health.monitor import AlertRecord, HealthMonitor, TickResult
 from robot_platform.health.nats_out import NatsPublisher, OutMsg
 from robot_platform.health.node_params import declare_params
 from robot_platform.health.operator_requests import handle_request
+from robot_platform.health.ros_messages import alert_msg, default_checks_file, load_message_class
 from robot_platform.health.tree_builder import build_tree, load_config_file, load_config_text
 from robot_platform_interfaces.msg import Alert
 from robot_platform_interfaces.srv import AcknowledgeAlert
@@ -81,47 +79,6 @@ SNAPSHOT_TYPE = "robot_platform/health/TreeSnapshot"  # not a ROS type: a msgpac
 ALERT_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 GRAPH_REFRESH_S = 1.0
-
-
-def _ros_time(seconds: float) -> Time:
-    sec = int(seconds)
-    return Time(sec=sec, nanosec=round((seconds - sec) * 1e9) % 1_000_000_000)
-
-
-def alert_msg(record: AlertRecord) -> Alert:
-    """robot_platform_interfaces/Alert from an :class:`AlertRecord`."""
-    return Alert(
-        stamp=_ros_time(record.stamp),
-        robot_id=record.robot_id,
-        alert_id=record.alert_id,
-        code=record.code,
-        severity=record.severity,
-        message=record.message,
-        source=record.source,
-        active=record.active,
-        acknowledged=record.acknowledged,
-        acknowledged_by=record.acknowledged_by,
-        values=[KeyValue(key=k, value=v) for k, v in record.values.items()],
-    )
-
-
-def default_checks_file() -> str:
-    """The installed default tree, share/robot_platform/config/health/checks.yaml."""
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-    try:
-        return str(Path(get_package_share_directory("robot_platform")) / "config" / "health" / "checks.yaml")
-    except PackageNotFoundError:
-        raise ConfigError("checks_file", "", "set checks_file or checks_yaml (robot_platform not installed)") from None
-
-
-def load_message_class(type_name: str) -> type:
-    """Class of ``pkg/msg/Type`` (validated by the tree builder's TYPE_RE before we get here)."""
-    pkg, _, name = type_name.split("/")
-    try:
-        return getattr(importlib.import_module(f"{pkg}.msg"), name)
-    except (ImportError, AttributeError):
-        raise ConfigError("topics", type_name, "message type not installed; source its package") from None
 
 
 class HealthMonitorNode(Node):
@@ -266,6 +223,10 @@ class HealthMonitorNode(Node):
                 request.reply(self._operator_request(request.subject, request.payload))
         result = self.monitor.tick()
         now = self.clock_mono()
+        if result.starved_s > 0:
+            self.get_logger().warning(
+                f"health tree did not tick for {result.starved_s:.1f}s (starved): topic verdicts over it are held"
+            )
         for check, event in result.events:
             if event.alert_relevant:
                 note = ""
@@ -277,7 +238,7 @@ class HealthMonitorNode(Node):
                 )
         if result.alerts:
             self._save_alert_state()
-        for record in result.alerts:
+        for record in result.alerts + result.notices:
             self._publish_alert(record)
         self.metrics.observe_tick(self.monitor, result, now)
         if self.nats is not None:

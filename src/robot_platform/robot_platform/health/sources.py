@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from robot_platform.health.starvation import LoadGuard
+
 # Arrival stamps kept per topic for the rate estimate: enough for 10 s at 100 Hz. Older stamps are
 # dropped (deque maxlen, drop-oldest), which only shortens the window a rate can be measured over.
 ARRIVALS_MAX = 1000
@@ -47,6 +49,7 @@ class TopicFeed:
         self._lock = threading.Lock()
         self._arrivals: deque[float] = deque(maxlen=ARRIVALS_MAX)
         self._latest: Sample | None = None
+        self._first: float | None = None
         self._count = 0
         self._extract_errors = 0
 
@@ -61,6 +64,8 @@ class TopicFeed:
                 failed = True  # wrong shape: counted; the arrival still counts for silence/rate checks
         with self._lock:
             self._arrivals.append(now)
+            if self._first is None:
+                self._first = now
             self._count += 1
             if failed:
                 self._extract_errors += 1
@@ -70,6 +75,11 @@ class TopicFeed:
     def latest(self) -> Sample | None:
         with self._lock:
             return self._latest
+
+    def first_arrival(self) -> float | None:
+        """When the first message arrived (tree clock), ``None`` before that."""
+        with self._lock:
+            return self._first
 
     def last_arrival(self) -> float | None:
         with self._lock:
@@ -148,6 +158,7 @@ class DataHub:
         self.topics: dict[str, TopicFeed] = {}
         self.links: dict[str, LinkStatus] = {}
         self.graph = GraphCache()
+        self.load = LoadGuard()  # the monitor feeds it every tick; topic checks ask it before raising
 
     def feed(self, topic: str, msg_type: str, extract: Callable[[Any], Any] | None) -> TopicFeed:
         """Get or create the feed of ``topic``; a second check on it shares the feed."""

@@ -34,6 +34,7 @@ from robot_platform.health.check_kinds import (
     CODE_RE,
     COMMON_PARAMS,
     DEFAULT_SEVERITY,
+    FALLBACK_TIMING,
     KIND_PARAMS,
     NAME_RE,
     QOS_CHOICES,
@@ -43,10 +44,12 @@ from robot_platform.health.check_kinds import (
     P,
     default_code,
 )
-from robot_platform.health.checks import Clock, EventSink, HealthCheck
+from robot_platform.health.checks import Clock, EventSink, HealthCheck, TopicRateCheck, TopicSilenceCheck
 from robot_platform.health.errors import HealthConfigError, HealthConfigSyntaxError, UnknownCheckKindError
 from robot_platform.health.fault_state import SEVERITY_NAMES, FaultSpec
+from robot_platform.health.flapping import FlapDetector
 from robot_platform.health.sources import EXTRACTORS, DataHub
+from robot_platform.health.starvation import read_cpu_pressure
 
 # ---- YAML with line numbers ------------------------------------------------------------------------
 
@@ -202,6 +205,14 @@ def _topics(ctx: _Ctx, cfg: Mapping[str, Any]) -> dict[str, TopicSpec]:
     return out
 
 
+def _link_rate_to_silence(checks: list[HealthCheck]) -> None:
+    """A rate check defers to a silence check on the same topic: a silent topic is one alert, not two."""
+    for rate in checks:
+        if isinstance(rate, TopicRateCheck):
+            timeouts = [c.timeout_s for c in checks if isinstance(c, TopicSilenceCheck) and c.feed is rate.feed]
+            rate.silence_timeout_s = min(timeouts) if timeouts else None
+
+
 def build_tree(
     config: Mapping[str, Any],
     *,
@@ -209,17 +220,22 @@ def build_tree(
     sink: EventSink | None = None,
     source: str = "<config>",
     sampler: Callable[[str, str], float | None] | None = None,
+    pressure: Callable[[], float | None] | None = None,
 ) -> HealthTree:
-    """Validate ``config`` and build the tree. Raises :class:`HealthConfigError` (or a subclass)."""
+    """Validate ``config`` and build the tree. Raises :class:`HealthConfigError` (or a subclass).
+
+    ``sampler`` (host resources) and ``pressure`` (CPU pressure, host_overload) are injectable for tests.
+    """
     ctx = _Ctx(source)
     unknown_top = set(config) - {"defaults", "topics", "checks"}
     if unknown_top:
         key = sorted(map(str, unknown_top))[0]
         ctx.fail(config, key, "unknown top-level key (expected defaults, topics, checks)", key)
     defaults = config.get("defaults", {}) or {}
-    if not isinstance(defaults, dict) or set(defaults) - {"debounce_s", "clear_s"}:
-        ctx.fail(config, "defaults", "defaults may only set debounce_s and clear_s", "defaults")
-    base = {k: _convert(ctx, COMMON_PARAMS[k], v, defaults, f"defaults.{k}", k) for k, v in defaults.items()}
+    if not isinstance(defaults, dict) or set(defaults) - set(FALLBACK_TIMING):
+        ctx.fail(config, "defaults", f"defaults may only set {', '.join(FALLBACK_TIMING)}", "defaults")
+    base = dict(FALLBACK_TIMING)
+    base |= {k: _convert(ctx, COMMON_PARAMS[k], v, defaults, f"defaults.{k}", k) for k, v in defaults.items()}
     topics = _topics(ctx, config)
     raw_checks = config.get("checks")
     if not isinstance(raw_checks, list) or not raw_checks:
@@ -299,6 +315,10 @@ def build_tree(
             kwargs["graph"] = hub.graph
         if kind == "nats_link":
             kwargs["link"] = hub.link(kwargs["link"])
+        if kind in ("topic_silence", "topic_rate", "host_overload"):
+            kwargs["guard"] = hub.load
+        if kind == "host_overload":
+            kwargs["pressure"] = pressure or read_cpu_pressure
         if kind == "host_resources":
             if host_sampler is None:
                 from robot_platform.health.system_checks import HostSampler
@@ -306,17 +326,32 @@ def build_tree(
                 host_sampler = HostSampler().read
             kwargs["sampler"] = host_sampler
         severity = params["severity"]
+        timing = {k: params[k] if params[k] is not None else base[k] for k in FALLBACK_TIMING}
         fault = FaultSpec(
             code=params["code"] or default_code(kind, params),
             severity=SEVERITY_NAMES[DEFAULT_SEVERITY[kind]] if severity is None else severity,
-            debounce_s=params["debounce_s"] if params["debounce_s"] is not None else base.get("debounce_s", 0.0),
-            clear_s=params["clear_s"] if params["clear_s"] is not None else base.get("clear_s", 0.0),
+            debounce_s=timing["debounce_s"],
+            clear_s=timing["clear_s"],
         )
-        check = CHECK_CLASSES[kind](name, fault, clock, group=params["group"], sink=sink, **kwargs)
+        flap_changes = int(timing["flap_changes"])
+        if flap_changes == 1:
+            ctx.fail(raw, f"{where}.flap_changes", "must be 0 (off) or at least 2", "flap_changes")
+        flap = FlapDetector(flap_changes, timing["flap_window_s"]) if flap_changes else None
+        check = CHECK_CLASSES[kind](
+            name,
+            fault,
+            clock,
+            group=params["group"],
+            sink=sink,
+            startup_grace_s=timing["startup_grace_s"],
+            flap=flap,
+            **kwargs,
+        )
         checks.append(check)
         groups.setdefault(params["group"], []).append(check)
     if not checks:
         ctx.fail(config, "checks", "every check is disabled; enable at least one", "checks")
+    _link_rate_to_silence(checks)
     policy = py_trees.common.ParallelPolicy.SuccessOnAll(synchronise=False)
     branches = [py_trees.composites.Parallel(name=g, policy=policy, children=list(cs)) for g, cs in groups.items()]
     root = py_trees.composites.Parallel(

@@ -15,6 +15,8 @@ shape of the jobs API):
   sorted by robot id, from the in-memory registry, i.e. the bucket as loaded plus what arrived since);
 * ``fleet.logs.query`` ``{robot?, level?, node?, grep?, since_s?, limit?}`` -> ``{entries, truncated}``
   (:mod:`.log_query`); at most ``MAX_CONCURRENT_QUERIES`` run at once, more are answered ``busy``;
+* ``fleet.alerts.query`` ``{robot?, severity?, code?, since_s?, until_s?, state?, limit?}`` ->
+  ``{alerts, truncated}``: alert history from ``FLEET_EVENTS`` (:mod:`.alert_history`), same limits;
 
 and publishes ``fleet.registry.events``: the record (same dict) whenever it changes, throttled by
 :class:`.registry.EventThrottle` (``last_seen``-only updates at most every ``offline_after_s / 2``).
@@ -41,7 +43,7 @@ from robot_platform.bridge.link import Credentials
 from robot_platform.bridge.streams import ensure_stream
 from robot_platform.common.request_body import BadRequestBody, decode_request_body
 
-from . import log_query, logs
+from . import alert_history, log_query, logs
 from . import registry as reg
 from .errors import AnnouncementError, LogQueryError
 from .registry import BUCKET, OFFLINE_AFTER_S, EventThrottle, Registry, RobotRecord, decode_announcement
@@ -63,6 +65,7 @@ class ServiceCounters:
     kv_errors: int = 0
     list_requests: int = 0
     log_queries: int = 0
+    alert_queries: int = 0
     bad_requests: int = 0
     busy: int = 0
     events: int = 0
@@ -147,6 +150,7 @@ class RegistryService:
             await nc.subscribe("robots.*.presence", cb=self._on_presence)
             await nc.subscribe(reg.LIST_SUBJECT, cb=self._on_list)
             await nc.subscribe(log_query.QUERY_SUBJECT, cb=self._on_query)
+            await nc.subscribe(alert_history.QUERY_SUBJECT, cb=self._on_alert_query)
             self._log.info(f"registry up: {len(self.registry.records)} robots known, logs from {sorted(self.sourced)}")
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -244,6 +248,30 @@ class RegistryService:
         task = asyncio.ensure_future(self._answer_query(msg, spec))
         self._queries.add(task)
         task.add_done_callback(self._queries.discard)
+
+    async def _on_alert_query(self, msg: Any) -> None:
+        self.counters.alert_queries += 1
+        try:
+            spec = alert_history.parse_query(decode_request(msg.data))
+        except LogQueryError as exc:
+            await self._reply(msg, error=exc)
+            return
+        if len(self._queries) >= MAX_CONCURRENT_QUERIES:
+            self.counters.busy += 1
+            await self._reply(msg, error=LogQueryError("", f"busy: {MAX_CONCURRENT_QUERIES} queries running; retry"))
+            return
+        task = asyncio.ensure_future(self._answer_alert_query(msg, spec))
+        self._queries.add(task)
+        task.add_done_callback(self._queries.discard)
+
+    async def _answer_alert_query(self, msg: Any, spec: alert_history.AlertQuery) -> None:
+        try:
+            result = await alert_history.run_query(self._nc, spec)
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._count(type(exc).__name__, f"alert query failed: {exc}")
+            await self._reply(msg, error=LogQueryError("", f"reading the alert history failed: {type(exc).__name__}"))
+            return
+        await self._reply(msg, result)
 
     async def _answer_query(self, msg: Any, spec: log_query.QuerySpec) -> None:
         try:

@@ -51,7 +51,7 @@ VIEWER_SUBSCRIBE = (
     "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
     "robots.*.frames.*", "robots.*.deploy.>", "robots.*.logs.>", "jobs.events", "fleet.registry.events",
 )  # fmt: skip
-VIEWER_CALL = ("fleet.registry.list", "fleet.logs.query", "jobs.get", "jobs.list")
+VIEWER_CALL = ("fleet.registry.list", "fleet.logs.query", "fleet.alerts.query", "jobs.get", "jobs.list")
 OPERATOR_PUBLISH = (
     "robots.*.cmd.cmd_vel", "robots.*.cmd.estop", "robots.*.cmd.e_stop", "robots.*.cmd.pause",
     "robots.*.cmd.resume", "robots.*.cmd.alerts.ack", "robots.*.cmd.alert_ack",

@@ -62,6 +62,7 @@ JOBS_PREFIX = "jobs"  # jobs.nats_api.SUBJECT_PREFIX (not imported: that pulls i
 FLEET_SERVICES = {
     "/fleet/registry/list": "fleet.registry.list",  # ops.registry.LIST_SUBJECT
     "/fleet/logs/query": "fleet.logs.query",  # ops.log_query.QUERY_SUBJECT
+    "/fleet/alerts/query": "fleet.alerts.query",  # ops.alert_history.QUERY_SUBJECT
     **{f"/fleet/jobs/{op}": f"{JOBS_PREFIX}.{op}" for op in ("create", "get", "list", "cancel")},
 }
 FLEET_TOPICS = {
