@@ -225,7 +225,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
 
     result = _run(run())
     if args.action == "capture" and isinstance(result, dict) and "file" in result:
-        out = Path(args.out or f"capture-{args.robot}-{int(time.time())}.msgpack")
+        out = Path(args.out or f"capture-{args.robot}-{int(time.time())}.mcap")
         out.write_bytes(result.pop("file"))
         result["saved_to"] = str(out)
     print(json.dumps(result, indent=2, default=str))
@@ -277,7 +277,7 @@ def add_subparsers(subparsers: Any) -> None:
     call.add_argument("--args", default="", help='JSON arguments, e.g. \'{"topics": ["/odom"], "seconds": 5}\'')
     call.add_argument("--as-user", default=os.environ.get("USER", ""), help="your operator name")
     call.add_argument("--role", required=True, help="your role (checked against the robot's roles file)")
-    call.add_argument("--out", default="", help="capture: where to save the file")
+    call.add_argument("--out", default="", help="capture: where to save the MCAP file")
     call.add_argument("--timeout", type=float, default=10.0)
     _nats_options(call)
     call.set_defaults(func=_cmd_call)

@@ -42,6 +42,7 @@ from robot_platform.bridge.subjects import check_robot_id, check_token
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import declare
 from robot_platform.exceptions import ConfigError
+from robot_platform.recording.msgdefs import MessageDefinitions
 
 from . import logs
 from .actions import ACTIONS, ActionDispatcher, RollingBuffer, build_capture
@@ -95,6 +96,7 @@ class RobotAgentNode(Node):
         self.buffer = RollingBuffer(window, int(buffer_mb) * 1024 * 1024)
         self.types: dict[str, str] = {}
         self._type_registry = TypeRegistry()
+        self._definitions = MessageDefinitions()
         dispatcher = ActionDispatcher(self.robot_id, allowed, roles, {
             "list_graph": self._list_graph, "capture": self._capture, "restart_app": self._restart_app,
         }, audit=self.get_logger())  # fmt: skip
@@ -199,7 +201,7 @@ class RobotAgentNode(Node):
 
     async def _capture(self, args: dict[str, Any]) -> dict[str, Any]:
         return build_capture(self.robot_id, self.buffer, dict(self.types), args.get("topics"),
-                             args.get("seconds"), self.reply_max)  # fmt: skip
+                             args.get("seconds"), self.reply_max, self._definitions)  # fmt: skip
 
     async def _restart_app(self, args: dict[str, Any]) -> dict[str, Any]:
         import msgpack
