@@ -44,6 +44,7 @@ EXTRA_SUBCOMMANDS: tuple[str, ...] = (
     "robot_platform.jobs.cli",  # deploy create|status|list|cancel
     "robot_platform.jobs.certs",  # certs init|robot|server|client
     "robot_platform.ops.cli",  # robots, logs, ssh, ops keys|authorized-keys|call
+    "robot_platform.recording.cli",  # record (robots' topics from the hub into MCAP)
 )
 
 

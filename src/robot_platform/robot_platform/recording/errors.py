@@ -26,3 +26,12 @@ class TopicTypeError(RecordingError):
         self.topic = topic
         self.recorded = recorded
         self.received = received
+
+
+class RecordSpecError(RecordingError):
+    """A recording was asked with a bad argument: which one, and why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"record: {field}: {reason}")
+        self.field = field
+        self.reason = reason
