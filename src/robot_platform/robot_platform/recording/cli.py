@@ -52,7 +52,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
     spec = RecordSpec(_split(args.robots), _split(args.topics), float(args.max_seconds),
                       int(float(args.max_mb) * 1024 * 1024)).check()  # fmt: skip
-    out = Path(args.out or f"recording-{'_'.join(spec.robots)[:80]}-{time.strftime('%Y%m%dT%H%M%S')}.mcap")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = Path(args.out or f"recording-{'_'.join(spec.robots)[:80]}-{stamp}.mcap")  # ids checked: no path parts
     password = Path(args.password_file).expanduser().read_text(encoding="utf-8").strip() if args.password_file else ""
     metadata = {"robots": ",".join(spec.robots), "topics": ",".join(spec.topics), "started": f"{time.time():.3f}"}
     with _open_new(out) as stream:
