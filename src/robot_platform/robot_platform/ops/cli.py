@@ -5,7 +5,8 @@
 * ``ssh ROBOT [-- CMD...]``  through the bastion to the robot's reverse tunnel (access logged)
 * ``ops keys robot|operator NAME --out DIR``   make an ed25519 key (never commit the directory)
 * ``ops authorized-keys``    the bastion account's authorized_keys from those keys
-* ``ops call ROBOT ACTION``  a safe remote action (list_graph, capture, restart_app)
+* ``ops call ROBOT ACTION``  a safe remote action (list_graph, capture, restart_app); capture saves an
+  MCAP file (``--out``)
 
 NATS options (``--url``, ``--user``, ``--password-file``) default to ``$RP_NATS_URL``, ``$RP_NATS_USER``,
 ``$RP_NATS_PASSWORD_FILE``.

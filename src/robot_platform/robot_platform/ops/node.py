@@ -13,7 +13,8 @@ bastion_user, remote_port, key_file, known_hosts, local_ssh_port, autossh).
 Subscriptions: /rosout (rcl_interfaces/msg/Log, reliable, transient local, depth 100); each capture
 topic (raw CDR, best effort, depth 10).
 NATS: publishes robots.<id>.presence (JSON) and robots.<id>.logs.<level> (stream LOGS_<id>); serves
-robots.<id>.ops.<action> (see ops/actions.py).
+robots.<id>.ops.<action> (see ops/actions.py). Captures are MCAP files whose schemas come from the
+``.msg`` files of the ament index (robot_platform.recording).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class RobotAgentNode(Node):
                          min_value=1.0, max_value=600.0)  # fmt: skip
         buffer_mb = declare(self, "capture_max_mb", 64, "capture buffer memory limit (drop oldest)",
                             read_only=True, min_value=1, max_value=4096)  # fmt: skip
-        self.reply_max = int(declare(self, "capture_reply_max_mb", 4, "largest capture file sent",
+        self.reply_max = int(declare(self, "capture_reply_max_mb", 4, "largest capture (MCAP) file sent",
                                      read_only=True, min_value=1, max_value=64)) * 1024 * 1024  # fmt: skip
         allowed = self._strings("allowed_actions", f"remote actions served (of {', '.join(ACTIONS)})") or list(ACTIONS)
         roles_file = declare(self, "roles_file", "", "roles file (YAML); empty: every action refused", read_only=True)
