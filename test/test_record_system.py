@@ -3,7 +3,8 @@
 test_record_bounded_by_time_bytes_and_signal:
   robot_sim's /odom, /scan and /robot_state go through a real nats_bridge onto NATS; three recordings run
   side by side: one stopped by --max-seconds (read back with the mcap ROS 2 decoder and with rosbags,
-  topics /robots/r1/..., counts as reported, while a rogue client publishes envelope-less and malformed
+  topics /robots/r1/..., with an alert published the way health_monitor_tree does it (codec + envelope on
+  robots.r1.alerts) on /robots/r1/alerts, counts as reported, while a rogue client publishes envelope-less and malformed
   messages on the same subjects: counted as rejected, the recording goes on), one stopped by --max-mb
   (message bytes within the bound), one stopped by SIGINT (file finished and readable). An existing
   --out file is refused, never overwritten; a bad topic or too long a duration is refused.
@@ -30,6 +31,7 @@ from mcap_ros2.decoder import DecoderFactory
 from rosbags.highlevel import AnyReader
 
 from helpers import REPO, ros_env, wait_for
+from robot_platform.bridge.codec import Codec
 from robot_platform.bridge.envelope import Envelope
 
 SRC = str(REPO / "src" / "robot_platform")
@@ -85,8 +87,24 @@ def rogue_publisher(url: str, stop: threading.Event) -> None:
             await nc.publish("robots.r1.ros.odom", b"no envelope")
             bad = {**headers, "Nats-Msg-Id": uuid.uuid4().hex}
             await nc.publish("robots.r1.ros.odom", msgpack.packb({"pose": "not a pose"}), headers=bad)
-            await nc.publish("robots.r1.ros.scan", b"\xc1", headers={**bad, "Ros-Type": "nope/msg/Nothing"})
+            unknown = {**headers, "Nats-Msg-Id": uuid.uuid4().hex, "Ros-Type": "nope/msg/Nothing"}
+            await nc.publish("robots.r1.ros.scan", b"\xc1", headers=unknown)
             await asyncio.sleep(0.1)
+        await nc.close()
+
+    asyncio.run(run())
+
+
+def publish_alert(url: str) -> None:
+    """One alert on robots.r1.alerts, encoded as health_monitor_tree encodes it (codec + envelope)."""
+    from robot_platform_interfaces.msg import Alert
+
+    async def run() -> None:
+        nc = await nats.connect(url)
+        alert = Alert(robot_id="r1", alert_id=uuid.uuid4().hex, code="SPEED_DROP", severity=Alert.SEVERITY_ERROR)
+        headers = Envelope(type_name="robot_platform_interfaces/msg/Alert", msg_id=uuid.uuid4().hex, robot_id="r1")
+        await nc.publish("robots.r1.alerts", Codec().encode(alert), headers=headers.headers())
+        await nc.flush()
         await nc.close()
 
     asyncio.run(run())
@@ -131,13 +149,14 @@ def test_record_bounded_by_time_bytes_and_signal(ros_domain: int, nats_server: A
     by_time, by_bytes, by_signal = (tmp_path / f"{n}.mcap" for n in ("time", "bytes", "signal"))
     stop_rogue = threading.Event()
     rogue = threading.Thread(target=rogue_publisher, args=(nats_server.url, stop_rogue), daemon=True)
-    timed = record(nats_server.url, "--topics", TOPICS, "--max-seconds", "4", "--out", str(by_time))
+    timed = record(nats_server.url, "--topics", TOPICS, "--alerts", "--max-seconds", "4", "--out", str(by_time))
     capped = record(nats_server.url, "--topics", "/odom,/scan", "--max-mb", "0.02", "--max-seconds", "60",
                     "--out", str(by_bytes))  # fmt: skip
     interrupted = record(nats_server.url, "--topics", "/odom", "--max-seconds", "120", "--out", str(by_signal))
     rogue.start()
     try:
         wait_for(lambda: recorder_out_msgs(nats_server.monitor_url) >= 100, WAIT_S, "recorders receiving")
+        publish_alert(nats_server.url)
         interrupted.send_signal(signal.SIGINT)
         code, summary, err = finish(interrupted)
         assert code == 0 and summary["stopped_by"] == "signal", err
@@ -156,7 +175,8 @@ def test_record_bounded_by_time_bytes_and_signal(ros_domain: int, nats_server: A
     assert summary["rejected"].get("EnvelopeError", 0) > 0 and summary["rejected"].get("UnknownTypeError", 0) > 0
     assert sum(n for k, n in summary["rejected"].items() if k not in ("EnvelopeError", "UnknownTypeError")) > 0
     counts = {topic: info["messages"] for topic, info in summary["topics"].items()}
-    assert set(counts) == {"/robots/r1/odom", "/robots/r1/scan", "/robots/r1/robot_state"} and summary["silent"] == []
+    assert set(counts) == {"/robots/r1/odom", "/robots/r1/scan", "/robots/r1/robot_state", "/robots/r1/alerts"}
+    assert counts["/robots/r1/alerts"] == 1 and summary["silent"] == [], summary
     assert counts["/robots/r1/odom"] >= 20 and counts["/robots/r1/scan"] >= 5, counts
 
     with by_time.open("rb") as f:
@@ -166,7 +186,9 @@ def test_record_bounded_by_time_bytes_and_signal(ros_domain: int, nats_server: A
         ("/robots/r1/odom", "nav_msgs/msg/Odometry"),
         ("/robots/r1/scan", "sensor_msgs/msg/LaserScan"),
         ("/robots/r1/robot_state", "robot_platform_interfaces/msg/RobotState"),
+        ("/robots/r1/alerts", "robot_platform_interfaces/msg/Alert"),
     }
+    assert next(m for t, _, m in decoded if t == "/robots/r1/alerts").code == "SPEED_DROP"
     odom = next(m for t, _, m in decoded if t == "/robots/r1/odom")
     scan = next(m for t, _, m in decoded if t == "/robots/r1/scan")
     assert odom.header.frame_id == "odom" and odom.child_frame_id == "base_link"

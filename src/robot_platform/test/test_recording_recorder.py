@@ -87,3 +87,23 @@ def test_byte_bound_ends_the_recording() -> None:
     for i in range(10):
         rec.on_message("robots.r1.ros.odom", headers("nav_msgs/msg/Odometry"), odom_body(float(i)))
     assert rec.done.is_set() and rec.stopped_by == "max_bytes" and writer.messages == 3
+
+
+def test_alerts_recorded_next_to_telemetry_when_asked() -> None:
+    from robot_platform_interfaces.msg import Alert
+
+    spec = RecordSpec(("r1",), ("/odom",), 10.0, 1_000_000, alerts=True)
+    assert spec.check().subjects() == ["robots.r1.ros.odom", "robots.r1.alerts"]
+    stream = io.BytesIO()
+    writer = RosMcapWriter(stream, DEFS)
+    rec = FleetRecorder(spec, writer, CODEC, serialize_message)
+    alert = Alert(robot_id="r1", code="SPEED_DROP", severity=Alert.SEVERITY_ERROR, message="check wheels")
+    rec.on_message("robots.r1.alerts", headers("robot_platform_interfaces/msg/Alert"), CODEC.encode(alert))
+    rec.on_message("robots.r1.ros.odom", headers("nav_msgs/msg/Odometry"), odom_body(1.0))
+    writer.finish()
+    assert rec.summary()["silent"] == [] and rec.summary()["rejected"] == {}
+    reader = make_reader(io.BytesIO(stream.getvalue()), decoder_factories=[DecoderFactory()])
+    got = {ch.topic: (sc.name, m) for sc, ch, _, m in reader.iter_decoded_messages()}
+    name, decoded = got["/robots/r1/alerts"]
+    assert name == "robot_platform_interfaces/msg/Alert" and decoded.code == "SPEED_DROP" and decoded.severity == 2
+    assert not RecordSpec(("r1",), ("/odom",), 1.0, 1).check().alerts  # off unless asked

@@ -1,6 +1,6 @@
 """``robot-platform record``: record chosen topics of chosen robots from the hub into an MCAP file.
 
-    robot-platform record --robots r1,r2 --topics /odom,/scan --max-seconds 600 --max-mb 200 \\
+    robot-platform record --robots r1,r2 --topics /odom,/scan [--alerts] --max-seconds 600 --max-mb 200 \\
         --out incident-42.mcap
 
 Stops at ``--max-seconds``, at ``--max-mb`` of messages, or on Ctrl-C / SIGTERM, and always finishes the
@@ -51,7 +51,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from rclpy.serialization import serialize_message  # ROS only in the command, not in the logic
 
     spec = RecordSpec(_split(args.robots), _split(args.topics), float(args.max_seconds),
-                      int(float(args.max_mb) * 1024 * 1024)).check()  # fmt: skip
+                      int(float(args.max_mb) * 1024 * 1024), alerts=args.alerts).check()  # fmt: skip
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = Path(args.out or f"recording-{'_'.join(spec.robots)[:80]}-{stamp}.mcap")  # ids checked: no path parts
     password = Path(args.password_file).expanduser().read_text(encoding="utf-8").strip() if args.password_file else ""
@@ -92,6 +92,7 @@ def add_subparsers(subparsers: Any) -> None:
                         help=f"stop after this long (default {DEFAULT_MAX_SECONDS:g})")  # fmt: skip
     record.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB,
                         help=f"stop at this many MB of messages (default {DEFAULT_MAX_MB:g})")  # fmt: skip
+    record.add_argument("--alerts", action="store_true", help="also record the robots' alerts (/robots/<id>/alerts)")
     record.add_argument("--out", default="", help="MCAP file to create (never overwritten)")
     record.add_argument("--url", default=os.environ.get("RP_NATS_URL", "nats://127.0.0.1:4222"), help="NATS hub")
     record.add_argument("--user", default=os.environ.get("RP_NATS_USER", ""), help="NATS user")

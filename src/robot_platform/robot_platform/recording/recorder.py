@@ -4,7 +4,9 @@ For incident review on the control side: the robots' bridges already publish the
 ``robots.<id>.ros.<topic>`` (msgpack bodies, ``Ros-Type`` header); the recorder subscribes to the
 chosen ones, rebuilds each ROS message with the platform's codec, serializes it to CDR (the serializer
 is handed in: rclpy's ``serialize_message`` in the CLI, so this module imports no rclpy) and writes it
-on topic ``/robots/<id>/<topic>``. One file holds several robots without their topics colliding.
+on topic ``/robots/<id>/<topic>``. One file holds several robots without their topics colliding. With
+``alerts`` the robots' alerts (``robots.<id>.alerts``, robot_platform_interfaces/msg/Alert) go on
+``/robots/<id>/alerts``, so a review sees the fault next to the data that led to it.
 
 Bounds: ``max_seconds`` and ``max_bytes`` (message payload written) are both required and capped
 (MAX_SECONDS, MAX_BYTES); reaching either ends the recording cleanly, as does SIGINT/SIGTERM in the CLI.
@@ -50,6 +52,7 @@ class RecordSpec:
     topics: tuple[str, ...]
     max_seconds: float
     max_bytes: int
+    alerts: bool = False
 
     def check(self) -> RecordSpec:
         if not self.robots or len(self.robots) > MAX_ROBOTS:
@@ -70,7 +73,8 @@ class RecordSpec:
         return self
 
     def subjects(self) -> list[str]:
-        return [subjects.telemetry(robot, topic) for robot in self.robots for topic in self.topics]
+        telemetry = [subjects.telemetry(robot, topic) for robot in self.robots for topic in self.topics]
+        return telemetry + ([subjects.alerts(robot) for robot in self.robots] if self.alerts else [])
 
 
 def recorded_topic(robot_id: str, topic: str) -> str:
@@ -126,7 +130,7 @@ class FleetRecorder:
             cls = self.codec.registry.load(envelope.type_name)
             # Recorded as sent: NaN/inf are legitimate in telemetry (LaserScan ranges), unlike in commands.
             msg = self.codec.decode(cls, data, subject, allow_non_finite=True)
-            topic = recorded_topic(parsed.robot_id, parsed.topic)
+            topic = recorded_topic(parsed.robot_id, parsed.topic if parsed.kind == "ros" else "/alerts")
             now = self.clock_ns()
             self.writer.add(topic, envelope.type_name, bytes(self.serialize(msg)), now, envelope.sent_ns or now)
             self.counts[topic] += 1
