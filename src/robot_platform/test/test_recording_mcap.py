@@ -49,6 +49,19 @@ def test_schema_text_is_the_installed_msg_with_its_dependencies() -> None:
         DEFS.text("../../etc/passwd")
 
 
+def test_own_prefix_and_broken_msg_files_give_typed_errors(tmp_path: Path) -> None:
+    msg_dir = tmp_path / "share" / "site_msgs" / "msg"
+    msg_dir.mkdir(parents=True)
+    (msg_dir / "Mark.msg").write_text("# a site's own type\nstring label\nsite_msgs/Point[] points\n")
+    (msg_dir / "Point.msg").write_text("float64 x\nfloat64 y\n")
+    (msg_dir / "Broken.msg").write_text("uint8[ broken\n")
+    defs = MessageDefinitions(ament_prefix_path=str(tmp_path))
+    text = defs.text("site_msgs/msg/Mark")
+    assert text.startswith("string label\n") and "\nMSG: site_msgs/Point\nfloat64 x\nfloat64 y" in text
+    with pytest.raises(UnknownTypeError, match="does not parse"):
+        defs.text("site_msgs/msg/Broken")
+
+
 def write_sample(path: Path) -> None:
     with path.open("wb") as f:
         writer = RosMcapWriter(f, DEFS, metadata={"robot_id": "r1"})
@@ -106,7 +119,7 @@ def test_capture_is_mcap_and_refuses_bad_requests() -> None:
     now = time.time()
     for i in range(20):
         buf.add("/chatter", bytes(serialize_message(String(data=f"now {i}"))), now=now - 2.0 + i * 0.1)
-    result = build_capture("r1", buf, types, ["/chatter"], 3.0, 1_000_000, DEFS)
+    result = build_capture("r1", buf, types, ["/chatter", "/chatter"], 3.0, 1_000_000, DEFS)
     assert result["format"] == "mcap" and result["messages"] == 20
     reader = make_reader(io.BytesIO(result["file"]), decoder_factories=[DecoderFactory()])
     texts = [m.data for _, _, _, m in reader.iter_decoded_messages()]

@@ -213,6 +213,7 @@ def build_capture(
     """
     if not isinstance(topics, list) or not topics or not all(isinstance(t, str) for t in topics):
         raise ActionError("capture", "'topics' must be a non-empty list of topic names")
+    topics = list(dict.fromkeys(topics))  # a topic named twice is captured once
     missing = [t for t in topics if t not in types]
     if missing:
         raise ActionError("capture", f"not buffered here: {', '.join(missing)}; buffered: {', '.join(sorted(types))}")

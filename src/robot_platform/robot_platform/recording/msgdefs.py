@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
 from rosbags.typesys.base import Nodetype
 
 from robot_platform.bridge.errors import UnknownTypeError
@@ -60,11 +60,17 @@ class MessageDefinitions:
                 continue
             if len(found) >= MAX_TYPES_PER_MESSAGE:
                 raise UnknownTypeError(type_name, f"uses more than {MAX_TYPES_PER_MESSAGE} message types")
-            parsed = get_types_from_msg(self._read(name), name)
+            try:
+                parsed = get_types_from_msg(self._read(name), name)
+            except TypesysError as exc:
+                raise UnknownTypeError(name, f"its .msg file does not parse: {exc}") from None
             found.update(parsed)
             for _consts, fields in parsed.values():
                 pending.extend(_referenced(field) for _, field in fields if _referenced(field))
-        self._store.register(found)
+        try:
+            self._store.register(found)
+        except TypesysError as exc:
+            raise UnknownTypeError(type_name, f"definitions do not fit together: {exc}") from None
 
     def _read(self, type_name: str) -> str:
         pkg, _, name = type_name.split("/")
