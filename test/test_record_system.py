@@ -5,7 +5,7 @@ test_record_bounded_by_time_bytes_and_signal:
   side by side: one stopped by --max-seconds (read back with the mcap ROS 2 decoder and with rosbags,
   topics /robots/r1/..., with an alert published the way health_monitor_tree does it (codec + envelope on
   robots.r1.alerts) on /robots/r1/alerts, counts as reported, while a rogue client publishes envelope-less and malformed
-  messages on the same subjects: counted as rejected, the recording goes on), one stopped by --max-mb
+  messages on the same subjects: counted as rejected, the recording goes on), one stopped by --max-bytes
   (message bytes within the bound), one stopped by SIGINT (file finished and readable). An existing
   --out file is refused, never overwritten; a bad topic or too long a duration is refused.
 """
@@ -150,7 +150,7 @@ def test_record_bounded_by_time_bytes_and_signal(ros_domain: int, nats_server: A
     stop_rogue = threading.Event()
     rogue = threading.Thread(target=rogue_publisher, args=(nats_server.url, stop_rogue), daemon=True)
     timed = record(nats_server.url, "--topics", TOPICS, "--alerts", "--max-seconds", "4", "--out", str(by_time))
-    capped = record(nats_server.url, "--topics", "/odom,/scan", "--max-mb", "0.02", "--max-seconds", "60",
+    capped = record(nats_server.url, "--topics", "/odom,/scan", "--max-bytes", "20K", "--max-seconds", "60",
                     "--out", str(by_bytes))  # fmt: skip
     interrupted = record(nats_server.url, "--topics", "/odom", "--max-seconds", "120", "--out", str(by_signal))
     rogue.start()
@@ -165,7 +165,7 @@ def test_record_bounded_by_time_bytes_and_signal(ros_domain: int, nats_server: A
 
         code, summary, err = finish(capped)
         assert code == 0 and summary["stopped_by"] == "max_bytes", err
-        assert 0.01 * 1024 * 1024 < summary["message_bytes"] <= 0.02 * 1024 * 1024, summary
+        assert 10 * 1024 < summary["message_bytes"] <= 20 * 1024, summary
 
         code, summary, err = finish(timed)
     finally:

@@ -107,3 +107,14 @@ def test_alerts_recorded_next_to_telemetry_when_asked() -> None:
     name, decoded = got["/robots/r1/alerts"]
     assert name == "robot_platform_interfaces/msg/Alert" and decoded.code == "SPEED_DROP" and decoded.severity == 2
     assert not RecordSpec(("r1",), ("/odom",), 1.0, 1).check().alerts  # off unless asked
+
+
+def test_size_argument_forms() -> None:
+    from robot_platform.recording.cli import parse_size
+
+    assert [parse_size(t) for t in ("65536", "20K", "200M", "1.5G", "2gb")] == [
+        65536, 20 * 1024, 200 * 1024**2, int(1.5 * 1024**3), 2 * 1024**3,
+    ]  # fmt: skip
+    for bad in ("", "M", "ten", "5T"):
+        with pytest.raises(RecordSpecError):
+            parse_size(bad)

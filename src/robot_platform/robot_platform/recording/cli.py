@@ -1,9 +1,9 @@
 """``robot-platform record``: record chosen topics of chosen robots from the hub into an MCAP file.
 
-    robot-platform record --robots r1,r2 --topics /odom,/scan [--alerts] --max-seconds 600 --max-mb 200 \\
+    robot-platform record --robots r1,r2 --topics /odom,/scan [--alerts] --max-seconds 600 --max-bytes 200M \\
         --out incident-42.mcap
 
-Stops at ``--max-seconds``, at ``--max-mb`` of messages, or on Ctrl-C / SIGTERM, and always finishes the
+Stops at ``--max-seconds``, at ``--max-bytes`` of messages, or on Ctrl-C / SIGTERM, and always finishes the
 file (index and summary written), then prints what it recorded as JSON. An existing ``--out`` file is
 never overwritten. NATS options as for the other fleet commands (``--url``, ``--user``,
 ``--password-file`` or ``$RP_NATS_URL``, ``$RP_NATS_USER``, ``$RP_NATS_PASSWORD_FILE``).
@@ -29,13 +29,24 @@ from .msgdefs import MessageDefinitions
 from .recorder import STOP_DURATION, STOP_SIGNAL, FleetRecorder, RecordSpec
 
 DEFAULT_MAX_SECONDS = 600.0
-DEFAULT_MAX_MB = 200.0
+DEFAULT_MAX_BYTES = "200M"
+UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 POLL_S = 0.2  # how often the main thread looks at the stop conditions (signals also wake it)
 log = logging.getLogger("robot-platform.record")
 
 
 def _split(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def parse_size(text: str) -> int:
+    """``200M``, ``1.5G``, ``65536`` -> bytes (K/M/G are binary multiples); RecordSpecError otherwise."""
+    value = text.strip().upper().removesuffix("B") if isinstance(text, str) else ""
+    unit = value[-1:] if value[-1:] in ("K", "M", "G") else ""
+    try:
+        return int(float(value[: len(value) - len(unit)]) * UNITS[unit])
+    except ValueError:
+        raise RecordSpecError("--max-bytes", f"{text!r} is not a size like 200M, 1G or 65536") from None
 
 
 def _open_new(path: Path) -> Any:
@@ -51,7 +62,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from rclpy.serialization import serialize_message  # ROS only in the command, not in the logic
 
     spec = RecordSpec(_split(args.robots), _split(args.topics), float(args.max_seconds),
-                      int(float(args.max_mb) * 1024 * 1024), alerts=args.alerts).check()  # fmt: skip
+                      parse_size(args.max_bytes), alerts=args.alerts).check()  # fmt: skip
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = Path(args.out or f"recording-{'_'.join(spec.robots)[:80]}-{stamp}.mcap")  # ids checked: no path parts
     password = Path(args.password_file).expanduser().read_text(encoding="utf-8").strip() if args.password_file else ""
@@ -90,8 +101,11 @@ def add_subparsers(subparsers: Any) -> None:
     record.add_argument("--topics", required=True, help="ROS topics as bridged, e.g. /odom,/scan")
     record.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS,
                         help=f"stop after this long (default {DEFAULT_MAX_SECONDS:g})")  # fmt: skip
-    record.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB,
-                        help=f"stop at this many MB of messages (default {DEFAULT_MAX_MB:g})")  # fmt: skip
+    record.add_argument(
+        "--max-bytes",
+        default=DEFAULT_MAX_BYTES,
+        help=f"stop at this much message data: 65536, 20K, 1G (default {DEFAULT_MAX_BYTES})",
+    )
     record.add_argument("--alerts", action="store_true", help="also record the robots' alerts (/robots/<id>/alerts)")
     record.add_argument("--out", default="", help="MCAP file to create (never overwritten)")
     record.add_argument("--url", default=os.environ.get("RP_NATS_URL", "nats://127.0.0.1:4222"), help="NATS hub")
