@@ -7,7 +7,7 @@ test_registry_logs_and_actions:
   is found by `robot-platform logs r1 --level warn --grep`, and so is one logged while r1's link to the
   hub was cut (a TCP proxy in the leaf path is closed); r2's agent stops and r2 is marked offline after
   the timeout while r1 stays online; remote actions: list_graph with rates, a capture of the last seconds
-  of /chatter saved to a msgpack file and decoded, a role that does not grant capture refused by the
+  of /chatter saved to an MCAP file and decoded, a role that does not grant capture refused by the
   robot, a viewer's NATS user refused by the hub's permissions, restart_app without deploy_service
   answered "unavailable".
 test_ssh_through_bastion:
@@ -33,13 +33,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
 
 from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, wait_for, wait_port
 
 rclpy = pytest.importorskip("rclpy")
-from rclpy.serialization import deserialize_message  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private  # noqa: E402
@@ -336,14 +336,15 @@ def test_registry_logs_and_actions(procs: Any, tmp_path: Path) -> None:
         assert "/ops_test_app" in graph["nodes"] and "/robot_agent" in graph["nodes"]
         chatter = next(t for t in graph["topics"] if t["name"] == "/chatter")
         assert chatter["types"] == ["std_msgs/msg/String"] and 5.0 <= chatter["rate_hz"] <= 15.0, chatter
-        out = tmp_path / "capture.msgpack"
+        out = tmp_path / "capture.mcap"
         result = cli("ops", "call", "r1", "capture", "--as-user", "alice", "--role", "operator", "--out", str(out),
                      "--args", json.dumps({"topics": ["/chatter"], "seconds": 2}), *operator)  # fmt: skip
         assert result.returncode == 0, result.stderr
-        capture = msgpack.unpackb(out.read_bytes(), raw=False)
-        assert capture["topics"] == {"/chatter": "std_msgs/msg/String"} and 10 <= len(capture["messages"]) <= 40
-        first = deserialize_message(capture["messages"][0]["cdr"], String)
-        assert first.data.startswith("hello ")
+        with out.open("rb") as f:
+            captured = [(ch.topic, sc.name, msg) for sc, ch, _, msg in
+                        make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages()]  # fmt: skip
+        assert {(topic, schema) for topic, schema, _ in captured} == {("/chatter", "std_msgs/msg/String")}
+        assert 10 <= len(captured) <= 40 and captured[0][2].data.startswith("hello "), captured[:3]
         refused = cli("ops", "call", "r1", "capture", "--as-user", "alice", "--role", "viewer",
                       "--args", json.dumps({"topics": ["/chatter"], "seconds": 1}), *operator)  # fmt: skip
         assert refused.returncode == 2 and "not_allowed" in refused.stderr, refused.stderr

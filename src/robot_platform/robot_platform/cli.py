@@ -47,6 +47,7 @@ EXTRA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("robot_platform.ops.cli", "search or follow the robots' ROS logs"),
     "ssh": ("robot_platform.ops.cli", "ssh into a robot through the bastion"),
     "ops": ("robot_platform.ops.cli", "remote-operations admin: keys, bastion keys, remote actions"),
+    "record": ("robot_platform.recording.cli", "record robots' topics from the hub into an MCAP file"),
 }
 ALL_COMMANDS = "*"
 

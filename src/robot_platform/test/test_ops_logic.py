@@ -15,6 +15,7 @@ from robot_platform.ops.errors import ActionError, AnnouncementError, LogRecordE
 from robot_platform.ops.registry import OFFLINE, ONLINE, Announcement, Registry, decode_announcement
 from robot_platform.ops.roles import Roles, operator_permissions
 from robot_platform.ops.tunnel import AccessConfig, TunnelSpec, autossh_argv, robot_authorized_key, ssh_config
+from robot_platform.recording.msgdefs import MessageDefinitions
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOl0 comment"
 
@@ -161,15 +162,16 @@ def test_operator_permissions_only_grant_role_actions() -> None:
 
 
 def test_rolling_buffer_window_size_and_capture() -> None:
+    DEFS = MessageDefinitions()
     buf = RollingBuffer(window_s=10.0, max_bytes=100)
     for i in range(30):
         buf.add("/a", b"0123456789", now=float(i))
     assert buf.size <= 100 and buf.dropped > 0
     assert [t for t, _, _ in buf.snapshot(["/a"], 3.0, now=29.0)] == [26.0, 27.0, 28.0, 29.0]
     with pytest.raises(ActionError):
-        build_capture("r1", buf, {"/a": "std_msgs/msg/String"}, ["/b"], 1.0, 10_000)
+        build_capture("r1", buf, {"/a": "std_msgs/msg/String"}, ["/b"], 1.0, 10_000, DEFS)
     with pytest.raises(ActionError):
-        build_capture("r1", buf, {"/a": "std_msgs/msg/String"}, ["/a"], 60.0, 10_000)
+        build_capture("r1", buf, {"/a": "std_msgs/msg/String"}, ["/a"], 60.0, 10_000, DEFS)
 
 
 def test_tunnel_lines_refuse_injection() -> None:

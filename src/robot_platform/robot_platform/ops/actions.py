@@ -6,8 +6,10 @@ Request (msgpack map): ``{user, role, args: {...}}``. Reply (msgpack map): ``{ok
 Actions (the robot's ``allowed_actions`` parameter narrows them further):
 
 * ``list_graph``   nodes and topics (types, publisher counts) with measured rates of buffered topics
-* ``capture``      ``{topics: [...], seconds: N}`` -> a msgpack capture file of the last N seconds of
-                    the chosen topics from the rolling in-memory buffer (serialized CDR, with types)
+* ``capture``      ``{topics: [...], seconds: N}`` -> an MCAP file (profile ros2: ``ros2msg`` schemas,
+                    CDR messages) of the last N seconds of the chosen topics from the rolling in-memory
+                    buffer; opens in Foxglove, ``ros2 bag`` (mcap storage), the ``mcap`` and rosbags
+                    libraries
 * ``restart_app``  ``{package}`` -> asks deploy_service (NATS ``robots.<id>.deploy.restart.<package>``)
 
 Role check: the request names ``user`` and ``role``; the robot's roles file must list that user with
@@ -18,6 +20,7 @@ only ``robots.*.ops.<action>`` for the actions of their role (see :mod:`.roles`)
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -29,6 +32,9 @@ from typing import Any
 import msgpack
 
 from robot_platform.bridge import subjects
+from robot_platform.bridge.errors import UnknownTypeError
+from robot_platform.recording.mcap_out import RosMcapWriter
+from robot_platform.recording.msgdefs import MessageDefinitions
 
 from .errors import ActionError, ActionNotAllowedError, OpsError
 from .roles import Roles
@@ -36,7 +42,6 @@ from .roles import Roles
 ACTIONS = ("list_graph", "capture", "restart_app")
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_NAME_CHARS = 64  # user and role names: they go into every audit line (and, via /rosout, LOGS_<id>)
-CAPTURE_FORMAT = "robot_platform.capture/1"
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
@@ -199,10 +204,16 @@ def build_capture(
     topics: Any,
     seconds: Any,
     max_bytes: int,
+    definitions: MessageDefinitions,
 ) -> dict[str, Any]:
-    """Validate a capture request and build the capture file (returned as ``{file, messages, bytes}``)."""
+    """Validate a capture request and build the MCAP file (returned as ``{file, messages, bytes}``).
+
+    The buffer already holds the CDR bytes rclpy received, so the file is written without decoding a
+    message; ``definitions`` gives each topic's ``ros2msg`` schema from the installed ``.msg`` files.
+    """
     if not isinstance(topics, list) or not topics or not all(isinstance(t, str) for t in topics):
         raise ActionError("capture", "'topics' must be a non-empty list of topic names")
+    topics = list(dict.fromkeys(topics))  # a topic named twice is captured once
     missing = [t for t in topics if t not in types]
     if missing:
         raise ActionError("capture", f"not buffered here: {', '.join(missing)}; buffered: {', '.join(sorted(types))}")
@@ -210,11 +221,16 @@ def build_capture(
         raise ActionError("capture", f"'seconds' must be a number in (0, {buffer.window_s:g}]")
     now = time.time()
     entries = buffer.snapshot(topics, float(seconds), now)
-    body = msgpack.packb({
-        "format": CAPTURE_FORMAT, "robot_id": robot_id, "created": now, "seconds": float(seconds),
-        "topics": {t: types[t] for t in topics},
-        "messages": [{"t": t, "topic": topic, "cdr": data} for t, topic, data in entries],
-    }, use_bin_type=True)  # fmt: skip
+    stream = io.BytesIO()
+    metadata = {"robot_id": robot_id, "created": f"{now:.3f}", "seconds": f"{float(seconds):g}"}
+    writer = RosMcapWriter(stream, definitions, metadata=metadata)
+    try:
+        for t, topic, data in entries:
+            writer.add(topic, types[topic], data, int(t * 1e9))
+    except UnknownTypeError as exc:
+        raise ActionError("capture", f"no message definition to write: {exc}") from None
+    writer.finish()
+    body = stream.getvalue()
     if len(body) > max_bytes:
         raise ActionError("capture", f"capture is {len(body)} bytes, over the {max_bytes} limit: ask fewer seconds")
-    return {"file": body, "messages": len(entries), "bytes": len(body)}
+    return {"file": body, "messages": len(entries), "bytes": len(body), "format": "mcap"}

@@ -5,7 +5,8 @@
 * ``ssh ROBOT [-- CMD...]``  through the bastion to the robot's reverse tunnel (access logged)
 * ``ops keys robot|operator NAME --out DIR``   make an ed25519 key (never commit the directory)
 * ``ops authorized-keys``    the bastion account's authorized_keys from those keys
-* ``ops call ROBOT ACTION``  a safe remote action (list_graph, capture, restart_app)
+* ``ops call ROBOT ACTION``  a safe remote action (list_graph, capture, restart_app); capture saves an
+  MCAP file (``--out``)
 
 NATS options (``--url``, ``--user``, ``--password-file``) default to ``$RP_NATS_URL``, ``$RP_NATS_USER``,
 ``$RP_NATS_PASSWORD_FILE``.
@@ -234,7 +235,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
 
     result = _run(run())
     if args.action == "capture" and isinstance(result, dict) and "file" in result:
-        out = Path(args.out or f"capture-{args.robot}-{int(time.time())}.msgpack")
+        out = Path(args.out or f"capture-{args.robot}-{int(time.time())}.mcap")
         out.write_bytes(result.pop("file"))
         result["saved_to"] = str(out)
     print(json.dumps(result, indent=2, default=str))
@@ -287,7 +288,7 @@ def add_subparsers(subparsers: Any) -> None:
     call.add_argument("--as-user", default=None,
                       help="your operator name (default: $RP_OPS_USER, else your login name)")
     call.add_argument("--role", required=True, help="your role (checked against the robot's roles file)")
-    call.add_argument("--out", default="", help="capture: where to save the file")
+    call.add_argument("--out", default="", help="capture: where to save the MCAP file")
     call.add_argument("--timeout", type=float, default=10.0)
     _nats_options(call)
     call.set_defaults(func=_cmd_call)

@@ -13,7 +13,8 @@ bastion_user, remote_port, key_file, known_hosts, local_ssh_port, autossh).
 Subscriptions: /rosout (rcl_interfaces/msg/Log, reliable, transient local, depth 100); each capture
 topic (raw CDR, best effort, depth 10).
 NATS: publishes robots.<id>.presence (JSON) and robots.<id>.logs.<level> (stream LOGS_<id>); serves
-robots.<id>.ops.<action> (see ops/actions.py).
+robots.<id>.ops.<action> (see ops/actions.py). Captures are MCAP files whose schemas come from the
+``.msg`` files of the ament index (robot_platform.recording).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from robot_platform.bridge.subjects import check_robot_id, check_token
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import declare
 from robot_platform.exceptions import ConfigError
+from robot_platform.recording.msgdefs import MessageDefinitions
 
 from . import logs
 from .actions import ACTIONS, ActionDispatcher, RollingBuffer, build_capture
@@ -87,7 +89,7 @@ class RobotAgentNode(Node):
                          min_value=1.0, max_value=600.0)  # fmt: skip
         buffer_mb = declare(self, "capture_max_mb", 64, "capture buffer memory limit (drop oldest)",
                             read_only=True, min_value=1, max_value=4096)  # fmt: skip
-        self.reply_max = int(declare(self, "capture_reply_max_mb", 4, "largest capture file sent",
+        self.reply_max = int(declare(self, "capture_reply_max_mb", 4, "largest capture (MCAP) file sent",
                                      read_only=True, min_value=1, max_value=64)) * 1024 * 1024  # fmt: skip
         allowed = self._strings("allowed_actions", f"remote actions served (of {', '.join(ACTIONS)})") or list(ACTIONS)
         roles_file = declare(self, "roles_file", "", "roles file (YAML); empty: every action refused", read_only=True)
@@ -99,6 +101,7 @@ class RobotAgentNode(Node):
         self.buffer = RollingBuffer(window, int(buffer_mb) * 1024 * 1024)
         self.types: dict[str, str] = {}
         self._type_registry = TypeRegistry()
+        self._definitions = MessageDefinitions()
         dispatcher = ActionDispatcher(self.robot_id, allowed, roles, {
             "list_graph": self._list_graph, "capture": self._capture, "restart_app": self._restart_app,
         }, audit=self.get_logger())  # fmt: skip
@@ -204,7 +207,7 @@ class RobotAgentNode(Node):
 
     async def _capture(self, args: dict[str, Any]) -> dict[str, Any]:
         return build_capture(self.robot_id, self.buffer, dict(self.types), args.get("topics"),
-                             args.get("seconds"), self.reply_max)  # fmt: skip
+                             args.get("seconds"), self.reply_max, self._definitions)  # fmt: skip
 
     async def _restart_app(self, args: dict[str, Any]) -> dict[str, Any]:
         import msgpack
