@@ -379,7 +379,7 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
     b.wait("console", "window.__console && window.__console.robots.get('r2')?.health")
     b.do("eval", page="console", js="window.__loadMarker = 'same-page'")
     assert probes["r2"].inject("silence_sensor", "scan").success
-    injected = time.monotonic()
+    injected, injected_wall = time.monotonic(), time.time()
     b.wait(
         "console", "document.querySelector('#a-active tr[data-robot=r2][data-code=\"TOPIC_SILENT.scan\"]')", timeout=10
     )
@@ -393,6 +393,24 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
         "(function walk(n){ return n && ((n.code === 'TOPIC_SILENT.scan' && n.acknowledged_by === "
         "'otto') || (n.children || []).some(walk)); })(window.__console.robots.get('r2').health.snap.root)",
     )
+    # A page opened later (through "/", which keeps the hash: the alert view opens) counts "Since" from the
+    # robot's raise stamp, not from when the page first saw the alert.
+    b.do("open", page="late", url=f"{console_url}/?token={token('otto')}#/alerts", width=1280, height=800)
+    late = b.wait(
+        "late",
+        "location.pathname === '/console/' && !document.querySelector('#view-alerts').hidden && "
+        "(tr => tr && {hash: location.hash, since: tr.querySelector('[data-col=since]').textContent, "
+        "raisedAt: window.__console.robots.get('r2').alerts.get(tr.querySelector('button').dataset.alert).raisedAt, "
+        "pageAt: performance.timeOrigin / 1000})"
+        "(document.querySelector('#a-active tr[data-robot=r2][data-code=\"TOPIC_SILENT.scan\"]'))",
+        START_S,
+    )
+    assert late["hash"] == "#/alerts", late
+    assert injected_wall - 1.0 < late["raisedAt"] < injected_wall + ALERT_BUDGET_S, (late, injected_wall)
+    assert late["raisedAt"] < late["pageAt"], late  # raised before this page existed
+    shown_age = late["pageAt"] - late["raisedAt"]
+    assert late["since"] != "now" or shown_age < 1.5, (late, shown_age)
+    b.do("close", page="late")
     assert probes["r2"].inject("restore_sensor", "scan").success
 
     # 5. Robot detail and deployment views (screenshots; the deploy view is admin-only for otto: disabled).
@@ -463,6 +481,7 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
     # 8. Nothing left 127.0.0.1, and the pages ran without script errors.
     report = b.do("report")
     assert report["external"] == [], report["external"]
+    assert report["notFound"] == [], report["notFound"]  # e.g. /favicon.ico on "/" and the panel
     assert report["localRequests"] > 10
     page_errors = [e for e in report["errors"] if "pageerror" in e]
     assert page_errors == [], page_errors
