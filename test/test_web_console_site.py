@@ -117,7 +117,9 @@ def run(b: Browser, probes: dict[str, RosProbe], url: str) -> None:
 
     # 1. The map: each robot at its origin composed with its odometry, over the floor plan.
     b.do("open", page="otto", url=f"{url}/?token={token('otto')}#/site", width=1280, height=760)
-    b.wait("otto", "location.hash === '#/site' && !document.querySelector('#view-site').hidden", START_S)
+    shown = "location.pathname === '/console/' && document.querySelector('#view-site')?.hidden === false"
+    opened = b.wait("otto", f"{shown} && location.hash", START_S)
+    assert opened == "#/site", opened  # "/" kept the hash
     plan = b.wait("otto", "window.__console.site.plan?.naturalWidth", START_S)
     assert plan == PLAN["width_px"], plan
     markers = b.wait("otto", f"{MARKERS}?.length === 2 && {MARKERS}", START_S)
