@@ -58,7 +58,16 @@ from robot_platform.runner.domains import DomainReservation
 from robot_platform.runner.supervisor import ProcessGroup
 from test_deploy_system import BUCKET, Publisher, function_source
 from test_jobs_system import WAIT_S, Site, seaweedfs, site  # noqa: F401 (seaweedfs, site: fixtures)
-from test_web_ui import ARTIFACTS, WEB_DIR, Browser, agent_argv, browser, token, write_users  # noqa: F401 (fixture)
+from test_web_ui import (  # noqa: F401 (browser: fixture)
+    ARTIFACTS,
+    ICON_STATUS_JS,
+    WEB_DIR,
+    Browser,
+    agent_argv,
+    browser,
+    token,
+    write_users,
+)
 
 SRC = str(REPO / "src" / "robot_platform")
 ROBOTS = ("r1", "r2")
@@ -535,6 +544,8 @@ def test_console_deploys_and_rolls_back_over_mqtt(
         WAIT_S,
     )
     assert tile == "hello_fn 1.0.0", tile
+    for page in ("late", "panel"):  # no 404 for the page icon (browsers ask for /favicon.ico without one)
+        assert b.do("eval", page=page, js=ICON_STATUS_JS) == 200, page
     b.do("screenshot", page="panel", path=str(ARTIFACTS / "panel_installed.png"))
     report = b.do("report")
     assert report["external"] == [], report["external"]

@@ -35,6 +35,7 @@ from test_web_ui import (  # noqa: F401 (browser: fixture)
     ARTIFACTS,
     BRIDGE,
     CHECKS,
+    ICON_STATUS_JS,
     SRC,
     Browser,
     RosProbe,
@@ -120,6 +121,7 @@ def run(b: Browser, probes: dict[str, RosProbe], url: str) -> None:
     shown = "location.pathname === '/console/' && document.querySelector('#view-site')?.hidden === false"
     opened = b.wait("otto", f"{shown} && location.hash", START_S)
     assert opened == "#/site", opened  # "/" kept the hash
+    assert b.do("eval", page="otto", js=ICON_STATUS_JS) == 200  # no 404 for the page icon
     plan = b.wait("otto", "window.__console.site.plan?.naturalWidth", START_S)
     assert plan == PLAN["width_px"], plan
     markers = b.wait("otto", f"{MARKERS}?.length === 2 && {MARKERS}", START_S)

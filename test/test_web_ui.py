@@ -16,6 +16,8 @@ What a user relies on, checked here:
   and can be acknowledged there (the robot's own health snapshot then names the operator);
 - a viewer gets no controls, and the agent refuses the call anyway;
 - after the console's agent restarts, the same page (no reload) reconnects and shows fresh data;
+- a console page opened later through ``/?token=...#/alerts`` opens the alert view and counts an alert's
+  "Since" from the robot's raise stamp; no page load meets a 404 (page icon included);
 - no request leaves 127.0.0.1; screenshots of every view go to test-results/web_ui/.
 """
 
@@ -60,6 +62,8 @@ USERS = {"otto": ("operator", "otto-pw"), "vera": ("viewer", "vera-pw"), "ada": 
 START_S = 60.0
 STEP_S = 20.0
 ALERT_BUDGET_S = 2.0
+# What a browser fetches as the page's icon (the declared one, else /favicon.ico): its HTTP status.
+ICON_STATUS_JS = """fetch(document.querySelector("link[rel~=icon]")?.href ?? "/favicon.ico").then(r => r.status)"""
 PAGE_STATE_JS = """(() => { const c = window.__console || window.__panel; if (!c) return 'no app object';
   const robots = c.robots ? [...c.robots.values()] : [c.model];
   return {connected: c.client.connected, received: c.client.received, robots: robots.map(r => ({id: r.id,
@@ -330,6 +334,7 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
     )
     can = b.do("eval", page="panel", js="window.__panel.can")
     assert can == {"jog": True, "estop": True, "pause": True, "ack": True}, can
+    assert b.do("eval", page="panel", js=ICON_STATUS_JS) == 200  # the page icon exists (no 404 per load)
     b.do("pointer", page="panel", selector="[data-testid=jog-fwd]", action="down")
     wait_for(lambda: probes["r1"].speed > 0.1, STEP_S, "r1 moving on its ROS graph under the jog pad")
     b.wait("console", "window.__console.robots.get('r1').odom.speed > 0.1")
