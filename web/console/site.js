@@ -43,8 +43,9 @@ export class SiteView {
     });
   }
 
+  /** Loads the site map once; after a failure (agent restarting...) the next visit of the view retries. */
   async open() {
-    if (this.config || this.loading) return;
+    if ((this.config && !this.error) || this.loading) return;
     this.loading = true;
     try {
       const auth = this.ctx.session.token ? { Authorization: `Bearer ${this.ctx.session.token}` } : {};
