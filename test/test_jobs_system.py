@@ -113,8 +113,10 @@ class Site:
         wait_for(lambda: request(self.nats_url, "list", {}) is not None, 60, "jobs_service API on NATS", period=0.3)
         return proc
 
-    def start_robot(self, robot: str, s3: SeaweedFS, trusted: str) -> None:
+    def start_robot(self, robot: str, s3: SeaweedFS, trusted: str, nats_url: str = "") -> None:
+        """deploy_service for ``robot`` on MQTT; with ``nats_url`` also on NATS (statuses, installed)."""
         params = self.tmp / f"{robot}.yaml"
+        nats = f"    nats_url: {nats_url}\n" if nats_url else ""
         params.write_text(
             DEPLOY_PARAMS.format(
                 robot=robot,
@@ -126,6 +128,7 @@ class Site:
                 mqtt_port=self.mqtt_port,
                 secrets=self.secrets,
             )
+            + nats
         )
         argv = [sys.executable, "-m", "robot_platform.deploy.node", "--ros-args", "--params-file", str(params)]
         self.procs.start(f"deploy_service_{robot}", argv, env=self.env(1 + ROBOTS.index(robot)))

@@ -58,7 +58,16 @@ from robot_platform.runner.domains import DomainReservation
 from robot_platform.runner.supervisor import ProcessGroup
 from test_deploy_system import BUCKET, Publisher, function_source
 from test_jobs_system import WAIT_S, Site, seaweedfs, site  # noqa: F401 (seaweedfs, site: fixtures)
-from test_web_ui import ARTIFACTS, WEB_DIR, Browser, agent_argv, browser, token, write_users  # noqa: F401 (fixture)
+from test_web_ui import (  # noqa: F401 (browser: fixture)
+    ARTIFACTS,
+    ICON_STATUS_JS,
+    WEB_DIR,
+    Browser,
+    agent_argv,
+    browser,
+    token,
+    write_users,
+)
 
 SRC = str(REPO / "src" / "robot_platform")
 ROBOTS = ("r1", "r2")
@@ -425,12 +434,14 @@ def test_console_deploys_and_rolls_back_over_mqtt(
     """The deploy view drives real robots: signed packages in S3, jobs_service + Mosquitto (TLS, the
     shipped ACL), deploy_service on r1 taking its jobs over MQTT. An admin deploys 1.0.0 then 2.0.0 from the
     console (pasting what ``package push`` printed) and rolls r1 back: each execution's progress arrives
-    live (IN_PROGRESS steps, then SUCCEEDED with the versions) and r1's installed version follows."""
+    live (IN_PROGRESS steps, then SUCCEEDED with the versions) and r1's installed version follows.
+    Pages opened after the deployments (console via ``/?token=...#/robot/r1``, which must keep the hash,
+    and r1's touch panel) show the version r1 runs, from deploy_service's installed summary on NATS."""
     seaweedfs.create_bucket(BUCKET)
     pub = Publisher(seaweedfs, tmp_path)
     pushed = {v: pub.publish(function_source(tmp_path, v)) for v in ("1.0.0", "2.0.0")}
     site.start_jobs_service()
-    site.start_robot("r1", seaweedfs, pub.trusted)
+    site.start_robot("r1", seaweedfs, pub.trusted, nats_url=nats_server.url)
     # The console learns of r1 from the registry (robot_agent's presence, fleet_registry on the control side).
     agent = tmp_path / "r1.agent.yaml"
     agent.write_text(AGENT.format(robot="r1", site=SITE, url=nats_server.url))
@@ -445,6 +456,8 @@ def test_console_deploys_and_rolls_back_over_mqtt(
     users = write_users(tmp_path)
     procs.start("console.ws_agent", agent_argv("fleet", "control", console_port, nats_server.url, users),
                 env=site.env(0))  # fmt: skip
+    panel_port = free_port()
+    procs.start("r1.ws_agent", agent_argv("robot", "r1", panel_port, nats_server.url, users), env=site.env(1))
     wait_port(console_port, timeout=START_S)
     b = browser
     b.do("open", page="admin", url=f"http://127.0.0.1:{console_port}/console/?token={token('ada')}#/deploy",
@@ -504,6 +517,37 @@ def test_console_deploys_and_rolls_back_over_mqtt(
     b.do("viewport", page="admin", width=1400, height=720)
     b.do("eval", page="admin", js="document.querySelector('#view-deploy').scrollTop = 0")
     b.do("screenshot", page="admin", path=str(ARTIFACTS / "console_deploy_rollout.png"))
+
+    # Pages opened now never saw a status: they learn what r1 runs from deploy_service's installed summary.
+    # "/" routes to the console and keeps the hash: the robot view of r1 opens, not the fleet view.
+    b.do("open", page="late", url=f"http://127.0.0.1:{console_port}/?token={token('ada')}#/robot/r1",
+         width=1400, height=820)  # fmt: skip
+    opened = b.wait("late", "location.pathname === '/console/' && location.hash", START_S)
+    assert opened == "#/robot/r1", opened
+    b.wait("late", "!document.querySelector('#view-robot').hidden")
+    installed = b.wait(
+        "late",
+        "(tr => tr && tr.children[1].textContent === '1.0.0' && [...tr.children].map(td => td.textContent))"
+        "(document.querySelector('#d-installed tr[data-package=hello_fn]'))",
+        WAIT_S,
+    )
+    assert installed[0] == "hello_fn" and installed[2] == "function" and "2.0.0" in installed[5], installed
+    b.do("screenshot", page="late", path=str(ARTIFACTS / "console_robot_installed.png"))
+    b.do("eval", page="late", js="location.hash = '#/fleet'")
+    cell = b.wait("late", f"document.querySelector('{ROW.format('r1')} [data-col=version]')?.textContent", STEP_S)
+    assert cell == "hello_fn 1.0.0", cell
+    b.do("open", page="panel", url=f"http://127.0.0.1:{panel_port}/?token={token('ada')}", width=1024, height=600)
+    tile = b.wait(
+        "panel",
+        "location.pathname === '/panel/' && (t => t.includes('hello_fn') && t)"
+        "(document.querySelector('[data-testid=deploy]').textContent)",
+        WAIT_S,
+    )
+    assert tile == "hello_fn 1.0.0", tile
+    for page in ("late", "panel"):  # no 404 for the page icon (browsers ask for /favicon.ico without one)
+        assert b.do("eval", page=page, js=ICON_STATUS_JS) == 200, page
+    b.do("screenshot", page="panel", path=str(ARTIFACTS / "panel_installed.png"))
     report = b.do("report")
     assert report["external"] == [], report["external"]
     assert [e for e in report["errors"] if "pageerror" in e] == []
+    assert report["notFound"] == [], report["notFound"]  # e.g. no /favicon.ico on "/" or the panel

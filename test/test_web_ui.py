@@ -16,6 +16,8 @@ What a user relies on, checked here:
   and can be acknowledged there (the robot's own health snapshot then names the operator);
 - a viewer gets no controls, and the agent refuses the call anyway;
 - after the console's agent restarts, the same page (no reload) reconnects and shows fresh data;
+- a console page opened later through ``/?token=...#/alerts`` opens the alert view and counts an alert's
+  "Since" from the robot's raise stamp; no page load meets a 404 (page icon included);
 - no request leaves 127.0.0.1; screenshots of every view go to test-results/web_ui/.
 """
 
@@ -60,6 +62,8 @@ USERS = {"otto": ("operator", "otto-pw"), "vera": ("viewer", "vera-pw"), "ada": 
 START_S = 60.0
 STEP_S = 20.0
 ALERT_BUDGET_S = 2.0
+# What a browser fetches as the page's icon (the declared one, else /favicon.ico): its HTTP status.
+ICON_STATUS_JS = """fetch(document.querySelector("link[rel~=icon]")?.href ?? "/favicon.ico").then(r => r.status)"""
 PAGE_STATE_JS = """(() => { const c = window.__console || window.__panel; if (!c) return 'no app object';
   const robots = c.robots ? [...c.robots.values()] : [c.model];
   return {connected: c.client.connected, received: c.client.received, robots: robots.map(r => ({id: r.id,
@@ -330,6 +334,7 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
     )
     can = b.do("eval", page="panel", js="window.__panel.can")
     assert can == {"jog": True, "estop": True, "pause": True, "ack": True}, can
+    assert b.do("eval", page="panel", js=ICON_STATUS_JS) == 200  # the page icon exists (no 404 per load)
     b.do("pointer", page="panel", selector="[data-testid=jog-fwd]", action="down")
     wait_for(lambda: probes["r1"].speed > 0.1, STEP_S, "r1 moving on its ROS graph under the jog pad")
     b.wait("console", "window.__console.robots.get('r1').odom.speed > 0.1")
@@ -379,7 +384,7 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
     b.wait("console", "window.__console && window.__console.robots.get('r2')?.health")
     b.do("eval", page="console", js="window.__loadMarker = 'same-page'")
     assert probes["r2"].inject("silence_sensor", "scan").success
-    injected = time.monotonic()
+    injected, injected_wall = time.monotonic(), time.time()
     b.wait(
         "console", "document.querySelector('#a-active tr[data-robot=r2][data-code=\"TOPIC_SILENT.scan\"]')", timeout=10
     )
@@ -393,6 +398,24 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
         "(function walk(n){ return n && ((n.code === 'TOPIC_SILENT.scan' && n.acknowledged_by === "
         "'otto') || (n.children || []).some(walk)); })(window.__console.robots.get('r2').health.snap.root)",
     )
+    # A page opened later (through "/", which keeps the hash: the alert view opens) counts "Since" from the
+    # robot's raise stamp, not from when the page first saw the alert.
+    b.do("open", page="late", url=f"{console_url}/?token={token('otto')}#/alerts", width=1280, height=800)
+    late = b.wait(
+        "late",
+        "location.pathname === '/console/' && !document.querySelector('#view-alerts').hidden && "
+        "(tr => tr && {hash: location.hash, since: tr.children[4].textContent, "
+        "raisedAt: window.__console.robots.get('r2').alerts.get(tr.querySelector('button').dataset.alert).raisedAt, "
+        "pageAt: performance.timeOrigin / 1000})"
+        "(document.querySelector('#a-active tr[data-robot=r2][data-code=\"TOPIC_SILENT.scan\"]'))",
+        START_S,
+    )
+    assert late["hash"] == "#/alerts", late
+    assert injected_wall - 1.0 < late["raisedAt"] < injected_wall + ALERT_BUDGET_S, (late, injected_wall)
+    assert late["raisedAt"] < late["pageAt"], late  # raised before this page existed
+    shown_age = late["pageAt"] - late["raisedAt"]
+    assert late["since"] != "now" or shown_age < 1.5, (late, shown_age)
+    b.do("close", page="late")
     assert probes["r2"].inject("restore_sensor", "scan").success
 
     # 5. Robot detail and deployment views (screenshots; the deploy view is admin-only for otto: disabled).
@@ -463,6 +486,7 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
     # 8. Nothing left 127.0.0.1, and the pages ran without script errors.
     report = b.do("report")
     assert report["external"] == [], report["external"]
+    assert report["notFound"] == [], report["notFound"]  # e.g. /favicon.ico on "/" and the panel
     assert report["localRequests"] > 10
     page_errors = [e for e in report["errors"] if "pageerror" in e]
     assert page_errors == [], page_errors

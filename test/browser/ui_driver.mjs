@@ -2,9 +2,11 @@
 // Drives Debian's headless Chromium (never a downloaded browser) with playwright-core. Commands:
 //   {cmd:"open", page, url, width, height}     new page (own context: own sessionStorage)
 //   {cmd:"goto", page, url}
+//   {cmd:"close", page}                        closes the page and its context
 //   {cmd:"eval", page, js}                     value of the JS expression
 //   {cmd:"wait", page, js, ms}                 waits until the expression is truthy, returns its value
 //   {cmd:"click", page, selector}              real mouse click at the element
+//   {cmd:"mouse", page, x, y}                  real mouse click at page coordinates (canvas content)
 //   {cmd:"pointer", page, selector, action}    "down": press the mouse on the element (and keep it
 //                                              pressed), "up": release it where it is
 //   {cmd:"fill", page, selector, text}         types into an input/textarea (clears it first; fires input)
@@ -14,7 +16,8 @@
 //                                              dismissed, Playwright's default)
 //   {cmd:"viewport", page, width, height}
 //   {cmd:"screenshot", page, path, fullPage}
-//   {cmd:"report"}                             requests that left 127.0.0.1, page errors, console errors
+//   {cmd:"report"}                             requests that left 127.0.0.1, page errors, console errors,
+//                                              local responses with status 404 ("notFound": their URLs)
 //   {cmd:"quit"}
 // Every answer: {ok:true, value} or {ok:false, error}.
 import { chromium } from "playwright-core";
@@ -30,6 +33,7 @@ const acceptDialogs = new Set(); // page names whose dialogs are accepted
 const external = [];
 const errors = [];
 const requests = { local: 0 };
+const notFound = [];
 
 async function open({ page: name, url, width = 1280, height = 800 }) {
   const context = await browser.newContext({ viewport: { width, height } });
@@ -44,6 +48,7 @@ async function open({ page: name, url, width = 1280, height = 800 }) {
     const host = new URL(ws.url()).hostname;
     if (host !== "127.0.0.1" && host !== "localhost") external.push(ws.url());
   });
+  page.on("response", (resp) => { if (resp.status() === 404) notFound.push(resp.url()); });
   page.on("pageerror", (e) => errors.push(`${name}: pageerror: ${e.message}`));
   page.on("console", (m) => { if (m.type() === "error") errors.push(`${name}: console: ${m.text()}`); });
   page.on("dialog", (d) => (acceptDialogs.has(name) ? d.accept() : d.dismiss()).catch(() => {}));
@@ -61,6 +66,12 @@ async function center(page, selector) {
 const handlers = {
   open,
   goto: ({ page, url }) => pages.get(page).goto(url).then(() => true),
+  close: async ({ page }) => {
+    const p = pages.get(page);
+    pages.delete(page);
+    await p.context().close();
+    return true;
+  },
   eval: ({ page, js }) => pages.get(page).evaluate(js),
   wait: async ({ page, js, ms = 10000 }) => {
     const handle = await pages.get(page).waitForFunction(js, null, { timeout: ms, polling: 100 });
@@ -72,6 +83,7 @@ const handlers = {
     await pages.get(page).locator(selector).first().click({ timeout: ms });
     return true;
   },
+  mouse: ({ page, x, y }) => pages.get(page).mouse.click(x, y).then(() => true),
   pointer: async ({ page, selector, action }) => {
     const p = pages.get(page);
     if (action === "down") {
@@ -101,7 +113,7 @@ const handlers = {
   },
   viewport: ({ page, width, height }) => pages.get(page).setViewportSize({ width, height }).then(() => true),
   screenshot: ({ page, path, fullPage = false }) => pages.get(page).screenshot({ path, fullPage }).then(() => path),
-  report: () => ({ external, errors, localRequests: requests.local }),
+  report: () => ({ external, errors, localRequests: requests.local, notFound }),
 };
 
 const rl = readline.createInterface({ input: process.stdin });

@@ -1,6 +1,7 @@
 // Alert feed across the fleet: active alerts (acknowledge) and the history of raise/clear/ack events
 // seen by this page, filtered by robot, severity, text and acknowledgement.
 import { may } from "../lib/session.js";
+import { alertAgeMs } from "../lib/robot_model.js";
 import { $, el, fmtAge, setText, toast, SEVERITY } from "../lib/util.js";
 
 const HISTORY_SHOWN = 300;
@@ -69,7 +70,8 @@ export class AlertsView {
       return el("tr", { "data-robot": r.id, "data-code": a.code },
         el("td", { text: r.id }), el("td", { class: `sev-${a.severity}`, text: SEVERITY[a.severity] || a.severity }),
         el("td", { text: a.code }), el("td", { class: "msg", text: a.message }),
-        el("td", { text: fmtAge(now - a.t) }),
+        el("td", { text: fmtAge(alertAgeMs(a, now)), "data-col": "since",
+          title: Number.isFinite(a.raisedAt) ? `raised ${new Date(a.raisedAt * 1000).toLocaleString()}` : "first seen by this page" }),
         el("td", { text: a.acknowledged ? a.acknowledged_by || "yes" : "no" }), el("td", {}, btn));
     }));
     $("#a-history").replaceChildren(...history.slice(0, HISTORY_SHOWN).map(([r, h]) => el("tr", {},

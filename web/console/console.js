@@ -13,6 +13,8 @@ import { AlertsView } from "./alerts.js";
 import { DeployView } from "./deploy.js";
 import { LogsView } from "./logs.js";
 import { RegistryFeed } from "./registry.js";
+import { SiteView } from "./site.js";
+import { initTheme } from "../lib/theme.js";
 
 const FLEET_ODOM_THROTTLE_MS = 500; // per robot in the overview; the detail view asks for 10 Hz
 const ROBOT_ID_RE = /^[A-Za-z0-9_]{1,64}$/;
@@ -30,13 +32,22 @@ function presence(r, now) {
   const online = seenMs < OFFLINE_MS && client.connected;
   return { online, status: online ? "online" : "offline", seenMs };
 }
+/** Tooltip of the Deployed cell: each installed package with kind, state and the versions kept. */
+function installedTitle(r) {
+  const pkgs = r.installed?.packages || [];
+  if (!pkgs.length) return r.installed ? "deploy_service reports no installed package" : "";
+  return pkgs.map((p) => `${p.name} ${p.version} (${p.kind}${p.kind === "app" ? (p.running ? ", running" : ", stopped") : ""
+  }; on disk: ${(p.versions || []).join(", ")})`).join("\n");
+}
 const fmtClock = (s) => (Number.isFinite(s) ? new Date(s * 1000).toLocaleString() : "?");
 function fmtUptime(s) {
   if (!Number.isFinite(s)) return "?";
   return s < 3600 ? `${Math.round(s / 60)} min` : s < 172800 ? `${(s / 3600).toFixed(1)} h` : `${Math.round(s / 86400)} d`;
 }
 
+initTheme(); // the last theme used in this browser at once (no flash), the user's own once known
 const session = await loadSession((text) => setText($("#who"), text));
+initTheme(session.user, $("#theme"));
 setText($("#who"), `${session.user} (${session.role})`);
 const client = new RosClient({ url: agentUrl(), token: session.token });
 const robots = new Map(); // id -> RobotModel
@@ -72,6 +83,7 @@ wild("health", (r, m) => r.onHealth(m));
 wild("alerts", (r, m) => r.onAlert(m));
 wild("robot_state", (r, m) => r.onRobotState(m));
 wild("deploy/status", (r, m) => r.onDeploy(m));
+wild("deploy/installed", (r, m) => r.onInstalled(m), 50);
 // Refusals of service calls are reported by the view that made the call (not twice).
 client.addEventListener("status", (ev) => { if (ev.detail.level === "error" && !ev.detail.answered) toast(ev.detail.msg, "bad"); });
 
@@ -135,6 +147,7 @@ const fleet = {
     setText(c.alerts, n ? `${n}${r.unacknowledged ? ` (${r.unacknowledged} new)` : ""}` : "0");
     c.alerts.className = n ? `sev-${r.maxSeverity}` : "";
     setText(c.version, r.deployedVersion || "–");
+    c.version.title = installedTitle(r);
     const link = r.linkUp;
     setText(c.link, link === null ? "?" : link ? "up" : "DOWN");
     c.link.className = link === false ? "sev-2" : "";
@@ -176,11 +189,12 @@ const detail = new DetailView(ctx);
 const alerts = new AlertsView(ctx);
 const deploy = new DeployView(ctx);
 const logs = new LogsView(ctx);
-Object.assign(ctx, { detail, alerts, deploy, logs });
+const site = new SiteView(ctx, presence);
+Object.assign(ctx, { detail, alerts, deploy, logs, site });
 let current = "fleet";
 function route() {
   const [, view = "fleet", arg = ""] = location.hash.split("/");
-  current = ["fleet", "robot", "alerts", "deploy", "logs"].includes(view) ? view : "fleet";
+  current = ["fleet", "site", "robot", "alerts", "deploy", "logs"].includes(view) ? view : "fleet";
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${current}`;
   for (const a of document.querySelectorAll(".top nav a")) setClass(a, "active", a.dataset.view === current);
   if (current === "robot") {
@@ -191,6 +205,7 @@ function route() {
     detail.close();
   }
   if (current === "logs") logs.open(); else logs.close();
+  if (current === "site") site.open();
   schedule(true);
 }
 addEventListener("hashchange", route);
@@ -204,6 +219,7 @@ const draw = frameBatcher(() => {
   if (current === "alerts") alerts.render(now);
   if (current === "deploy") deploy.render(now);
   if (current === "logs") logs.render(now);
+  if (current === "site") site.render(now);
   full = false;
 });
 function schedule(all = false) { full = full || all; draw(); }

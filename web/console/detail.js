@@ -2,6 +2,7 @@
 // demand, health tree, and the operator controls the role allows.
 import { TimeChart, TrajectoryView, drawScan } from "../lib/chart.js";
 import { may } from "../lib/session.js";
+import { DEPLOY_STATES } from "../lib/robot_model.js";
 import { $, el, fmtAge, fmtNum, setText, setClass, toast, STALE_MS, OFFLINE_MS } from "../lib/util.js";
 
 const DETAIL_ODOM_THROTTLE_MS = 100;
@@ -122,6 +123,21 @@ export class DetailView {
     setText($("#d-cam-note"), "camera off (frames are sent only while shown)");
   }
 
+  /** Installed packages from deploy_service's summary (redrawn only when a new summary arrived). */
+  renderInstalled(r) {
+    const inst = r.installed;
+    const key = `${r.id}|${inst ? inst.t : "-"}|${r.deploy?.t}`;
+    if (key === this.installedKey) return;
+    this.installedKey = key;
+    const fmtWhen = (s) => (s > 0 ? new Date(s * 1000).toLocaleString() : "?");
+    $("#d-installed").replaceChildren(...(inst?.packages || []).map((p) => el("tr", { "data-package": p.name },
+      el("td", { text: p.name }), el("td", { text: p.version }), el("td", { text: p.kind }),
+      el("td", { text: p.kind === "app" ? (p.running ? "running" : "stopped") : "ready" }),
+      el("td", { text: fmtWhen(p.activated_at) }), el("td", { text: (p.versions || []).join(", ") }))));
+    setText($("#d-installed-note"), [inst ? (inst.packages.length ? "" : "no package installed")
+      : "no report from deploy_service yet (robots.<id>.deploy.installed)", lastJob(r)].filter(Boolean).join(" · "));
+  }
+
   render(now) {
     const r = this.ctx.robots.get(this.id);
     if (!r) return;
@@ -144,7 +160,8 @@ export class DetailView {
     $("#d-pause").textContent = r.paused ? "Resume" : "Pause";
     for (const sel of ["#d-estop", "#d-pause", "#d-release"]) $(sel).disabled = !connected;
     badge("#d-speed-age", r.odom); badge("#d-odom-age", r.odom); badge("#d-battery-age", r.battery);
-    badge("#d-scan-age", this.scan); badge("#d-health-age", r.health);
+    badge("#d-scan-age", this.scan); badge("#d-health-age", r.health); badge("#d-installed-age", r.installed);
+    this.renderInstalled(r);
     if (this.camUnsub) {
       badge("#d-cam-age", this.frame);
       if (this.frame) setText($("#d-cam-age"), `${$("#d-cam-age").textContent} · ${this.frame.info}`);
@@ -164,6 +181,14 @@ export class DetailView {
       setText($("#d-tree"), "no health snapshot (robots.<id>.health) yet");
     }
   }
+}
+
+/** The last deployment status this page saw, as one line ("" if none). */
+function lastJob(r) {
+  const s = r.deploy?.status;
+  if (!s) return "";
+  return `last job: ${s.package_name} ${s.version} ${s.state_name || DEPLOY_STATES[s.state] || "?"}${
+    s.step ? ` (${s.step})` : ""}${s.reason ? ` - ${s.reason}` : ""}`;
 }
 
 function treeList(node) {

@@ -4,11 +4,13 @@
 //   battery_state (sensor_msgs/BatteryState)  odom (nav_msgs/Odometry)  alerts (Alert)
 //   health (tree snapshot map)  robot_state (RobotState, when a node publishes it)
 //   deploy/status (DeploymentStatus dict from deploy_service)
+//   deploy/installed ({robot_id, stamp, packages: [{name, kind, version, versions, running,
+//     activated_at}]} from deploy_service: on connect, after each job and every few seconds)
 // and, on the console, the fleet registry's record (/fleet/registry/list and /fleet/registry/events,
 // as console/registry.js normRecord shapes it: status online|offline, first_seen and last_seen in the
 // control server's epoch seconds, and the robot's last announcement: site, host, software, packages,
 // uptime_s, capabilities).
-import { speedOf, yawOf } from "./util.js";
+import { rosTime, speedOf, yawOf } from "./util.js";
 
 export const MODES = ["unknown", "idle", "moving", "paused", "estop", "fault"];
 export const DEPLOY_STATES = ["QUEUED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED"];
@@ -29,6 +31,7 @@ export class RobotModel {
     this.health = null; // {snap, t}
     this.robotState = null; // {msg, t}
     this.deploy = null; // {status, t}
+    this.installed = null; // {packages, t}: deploy_service's installed summary (active versions)
     this.registry = null; // the registry's record (see above), null if the registry does not know the robot
     this.alerts = new Map(); // alert_id -> alert dict (active ones)
     this.history = []; // every alert event, newest last (bounded)
@@ -77,16 +80,27 @@ export class RobotModel {
     this._touch(t);
   }
 
+  onInstalled(msg, t = performance.now()) {
+    const packages = Array.isArray(msg?.packages) ? msg.packages.filter((p) => p && typeof p.name === "string") : [];
+    packages.sort((a, b) => a.name.localeCompare(b.name));
+    this.installed = { packages, t };
+    this._touch(t);
+  }
+
   /** A registry record: changes what the fleet view says about presence, not telemetry's lastSeen. */
   onRegistry(record) {
     this.registry = record;
     this.version += 1;
   }
 
+  /** An Alert message. ``raisedAt`` (epoch s) is the robot's stamp of the raise, kept across the
+   * acknowledge message that follows (it carries its own, later stamp). */
   onAlert(alert, t = performance.now()) {
     this.history.push({ ...alert, t, received: Date.now() });
     if (this.history.length > HISTORY_LIMIT) this.history.splice(0, this.history.length - HISTORY_LIMIT);
-    if (alert.active) this.alerts.set(alert.alert_id, { ...alert, t });
+    const known = this.alerts.get(alert.alert_id);
+    const raisedAt = known?.raisedAt || stampSeconds(alert.stamp);
+    if (alert.active) this.alerts.set(alert.alert_id, { ...alert, t, raisedAt });
     else this.alerts.delete(alert.alert_id);
     this._touch(t);
   }
@@ -108,7 +122,7 @@ export class RobotModel {
         this.alerts.set(id, {
           alert_id: id, robot_id: this.id, code: c.code, severity: c.severity, message: c.message,
           source: `health_monitor_tree/${c.name}`, active: true, acknowledged: !!c.acknowledged_by,
-          acknowledged_by: c.acknowledged_by || "", t,
+          acknowledged_by: c.acknowledged_by || "", t, raisedAt: c.raised_stamp > 0 ? c.raised_stamp : NaN,
         });
       } else if (c.acknowledged_by && !known.acknowledged) {
         this.alerts.set(id, { ...known, acknowledged: true, acknowledged_by: c.acknowledged_by });
@@ -155,13 +169,34 @@ export class RobotModel {
     return Math.abs(this.odom.speed) > MOVING_MPS || Math.abs(this.odom.yawRate) > MOVING_MPS ? "moving" : "idle";
   }
 
+  /** Installed packages as "name version" (active versions), "" while unknown or none. */
+  get installedText() {
+    return (this.installed?.packages || []).map((p) => `${p.name} ${p.version}`).join(" · ");
+  }
+
+  /** What is deployed: deploy_service's installed summary first (it survives page loads), else the
+   * robot's own RobotState summary, else what the last status seen by this page implies. */
   get deployedVersion() {
+    if (this.installed?.packages.length) return this.installedText;
     if (this.robotState && this.robotState.msg.deployed_version) return this.robotState.msg.deployed_version;
     const s = this.deploy?.status;
     if (!s) return "";
     if (s.state === 2) return `${s.package_name}@${s.version}`;
     return s.previous_version ? `${s.package_name}@${s.previous_version}` : "";
   }
+}
+
+/** Epoch seconds of a stamp as it arrives: a ROS time dict ({sec, nanosec}) or a number. */
+export function stampSeconds(stamp) {
+  const s = typeof stamp === "number" ? stamp : rosTime(stamp);
+  return Number.isFinite(s) && s > 0 ? s : NaN;
+}
+
+/** Milliseconds since an alert was raised: the robot's raise stamp when known (a page opened later
+ * still shows the real age), else when this page first saw it. Never negative (clocks differ). */
+export function alertAgeMs(alert, now = performance.now()) {
+  if (Number.isFinite(alert.raisedAt)) return Math.max(0, Date.now() - alert.raisedAt * 1000);
+  return now - alert.t;
 }
 
 export function checksOf(node, out = []) {

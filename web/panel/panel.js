@@ -5,6 +5,7 @@ import { RobotModel, DEPLOY_STATES } from "../lib/robot_model.js";
 import {
   $, el, fmtAge, fmtNum, setText, setClass, frameBatcher, toast, connectionBanner, STALE_MS, SEVERITY,
 } from "../lib/util.js";
+import { initTheme } from "../lib/theme.js";
 
 const JOG_PERIOD_MS = 100; // cmd_vel at 10 Hz while a jog button is held
 const JOG_LINEAR = 0.3, JOG_ANGULAR = 0.6; // m/s, rad/s ("fast" doubles both)
@@ -15,7 +16,9 @@ const SRV = {
   ack: ["/health_monitor_tree/acknowledge_alert", "robot_platform_interfaces/srv/AcknowledgeAlert"],
 };
 
+initTheme();
 const session = await loadSession((text) => setText($("#who"), text));
+initTheme(session.user, $("#theme"));
 const robotId = session.robot_id;
 const model = new RobotModel(robotId);
 const client = new RosClient({ url: agentUrl(), token: session.token });
@@ -45,6 +48,7 @@ sub("/alerts", { queue_length: 50 }, (m) => model.onAlert(m));
 sub("/robot_state", { queue_length: 1 }, (m) => model.onRobotState(m));
 sub("/cmd_vel", { throttle_rate: 100, queue_length: 1 }, (m) => model.onCommand(m.linear.x)); // if bridged out
 sub("/deploy/status", { queue_length: 20 }, (m) => model.onDeploy(m));
+sub("/deploy/installed", { queue_length: 1 }, (m) => model.onInstalled(m));
 client.addEventListener("status", (ev) => { if (ev.detail.level === "error") toast(ev.detail.msg, "bad"); });
 
 // ------------------------------------------------------------------ jog pad with dead-man release
@@ -151,13 +155,21 @@ function render() {
   fill.style.width = b ? `${Math.max(0, Math.min(1, b.pct)) * 100}%` : "0";
   setClass(fill, "low", !!b && b.pct < 0.2);
   tile("#t-speed", o ? fmtNum(o.speed, 2, " m/s") : "–", o ? o.t : NaN);
-  if (d) {
-    const s = d.status;
-    const state = s.state_name || DEPLOY_STATES[s.state] || "?";
-    tile("#t-deploy", `${s.package_name}@${s.version}: ${state}${s.step ? ` (${s.step})` : ""}${s.reason ? ` - ${s.reason}` : ""}`, d.t);
+  // A job in progress shows its step and progress; otherwise what is installed (deploy_service repeats
+  // its summary, so a panel started after the deployments knows too) and how the last job ended.
+  const s = d?.status;
+  const running = s && (s.state === 0 || s.state === 1);
+  const lastJob = s ? `${s.package_name}@${s.version}: ${s.state_name || DEPLOY_STATES[s.state] || "?"}${
+    s.step ? ` (${s.step})` : ""}${s.reason ? ` - ${s.reason}` : ""}` : "";
+  const inst = model.installed;
+  if (running || (s && !inst)) {
+    tile("#t-deploy", lastJob, d.t);
     $("#t-deploy .fill").style.width = `${Math.round((s.progress || 0) * 100)}%`;
   } else {
-    tile("#t-deploy", model.deployedVersion || "no deployment reported", NaN);
+    const installed = inst ? model.installedText || "no package installed" : model.deployedVersion;
+    const text = [installed, s && s.state !== 2 ? `last job ${lastJob}` : ""].filter(Boolean).join(" · ");
+    tile("#t-deploy", text || "no deployment reported", inst ? inst.t : d ? d.t : NaN);
+    $("#t-deploy .fill").style.width = "0";
   }
   const mode = model.mode;
   const modeNode = $("#mode");

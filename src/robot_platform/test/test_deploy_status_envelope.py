@@ -9,7 +9,7 @@ import msgpack
 
 from robot_platform.bridge.envelope import Envelope
 from robot_platform.deploy.jobs import State, Status
-from robot_platform.deploy.nats_link import STATUS_ENVELOPE_TYPE, NatsLink
+from robot_platform.deploy.nats_link import INSTALLED_ENVELOPE_TYPE, STATUS_ENVELOPE_TYPE, NatsLink, installed_entry
 from robot_platform.ws.hub import Hub
 
 
@@ -45,3 +45,32 @@ def test_status_headers_pass_the_envelope_check_and_reach_a_ws_client() -> None:
     hub._index = {subject: ((Session(), object()),)}  # one subscribed client, routed by subject
     assert hub.deliver(subject, headers, body) == 1
     assert delivered[0]["progress"] == 0.5 and delivered[0]["step"] == "install"
+
+
+class ConnectedRecorder(Recorder):
+    is_connected = True
+
+
+def test_installed_summary_passes_the_envelope_check_and_names_active_versions() -> None:
+    """A page opened after the deployments learns what runs from this summary (statuses are events)."""
+    packages = [installed_entry("hello_app", "app", "1.1.0", ("1.0.0", "1.1.0"), True, 1700000000.0)]
+    link = NatsLink("nats://127.0.0.1:1", "r3", invoker=None, installed=lambda: packages)
+    client = ConnectedRecorder()
+    asyncio.run(link._publish_installed(client))
+    subject, body, headers = client.sent[0]
+    assert subject == "robots.r3.deploy.installed"
+    env = Envelope.from_headers(subject, headers)
+    assert (env.type_name, env.robot_id) == (INSTALLED_ENVELOPE_TYPE, "r3")
+    summary = msgpack.unpackb(body)
+    assert summary["robot_id"] == "r3"
+    assert summary["packages"] == [
+        {"name": "hello_app", "kind": "app", "version": "1.1.0", "versions": ["1.0.0", "1.1.0"], "running": True,
+         "activated_at": 1700000000.0}
+    ]  # fmt: skip
+
+
+def test_installed_summary_is_skipped_without_a_provider() -> None:
+    link = NatsLink("nats://127.0.0.1:1", "r3", invoker=None)
+    client = ConnectedRecorder()
+    asyncio.run(link._publish_installed(client))
+    assert client.sent == []

@@ -131,6 +131,11 @@ def test_diagnostics_markers_and_snapshot() -> None:
     assert snap["counts"]["ACTIVE"] == 1 and snap["root"]["status"] == "FAILURE"
     check = snap["root"]["children"][1]["children"][0]
     assert check["state"] == "ACTIVE" and check["kind"] == "battery" and check["severity"] == 3
+    raised_at = 1_700_000_000.0 + rig.t  # the raise's wall clock: a page opened later shows the real age
+    rig.step(battery=0.05)
+    check = outputs.tree_snapshot(rig.monitor)["root"]["children"][1]["children"][0]
+    assert check["raised_stamp"] == raised_at
+    assert snap["root"]["children"][0]["children"][0]["raised_stamp"] == 0.0  # not raised
 
 
 def test_metrics_content_and_http_endpoint_on_loopback() -> None:

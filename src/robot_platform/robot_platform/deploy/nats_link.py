@@ -7,6 +7,11 @@ Subjects (``<id>`` is the robot id):
   (``robot_platform_interfaces/msg/DeploymentStatus``), ``rp-robot`` and ``rp-seq``; plus the envelope
   headers ``Content-Type``, ``Ros-Type`` (``robot_platform/deploy/Status``: not a ROS type, the dict of
   ``Status.to_dict``) and ``Robot-Id``, so ws_agent relays it to browsers (touch panel, console).
+* ``robots.<id>.deploy.installed``: what is installed, as a msgpack map ``{robot_id, stamp, packages:
+  [{name, kind, version, versions, running, activated_at}]}`` (``version`` is the active one), with the
+  envelope headers (``Ros-Type`` ``robot_platform/deploy/Installed``). Sent when the link connects, after
+  every finished job and every ``installed_period_s``: statuses are events, so a console or panel opened
+  after the deployments would otherwise never learn which versions run (NATS core keeps nothing).
 * ``robots.<id>.deploy.invoke.<package>``: request = msgpack (or JSON) event; reply = msgpack dict
   ``{ok, result, error, logs, invocation_id, duration_s}`` from the function's active version.
 * ``robots.<id>.deploy.restart.<package>``: restart the active version of an app (robot_agent's
@@ -28,6 +33,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -47,8 +53,11 @@ RECONNECT_WAIT_S = 1.0
 FIRST_CONNECT_BACKOFF_MAX_S = 10.0
 STATUS_TYPE = "robot_platform_interfaces/msg/DeploymentStatus"
 STATUS_ENVELOPE_TYPE = "robot_platform/deploy/Status"  # envelope Ros-Type: a msgpack map, see Status.to_dict
+INSTALLED_ENVELOPE_TYPE = "robot_platform/deploy/Installed"  # envelope Ros-Type of the installed summary
+INSTALLED_PERIOD_S = 5.0  # default repeat of the installed summary (a page opened later waits at most this)
 
 Invoker = Callable[[str, Any], dict[str, Any]]
+Installed = Callable[[], list[dict[str, Any]]]  # one dict per installed package, see installed_entry
 Restarter = Callable[[str], dict[str, Any]]
 TriggerFire = Callable[[str, Any, str], bool]
 
@@ -64,8 +73,13 @@ class NatsLink:
         queue_size: int = 100,
         on_trigger: TriggerFire | None = None,
         restarter: Restarter | None = None,
+        installed: Installed | None = None,
+        installed_period_s: float = INSTALLED_PERIOD_S,
     ) -> None:
         self.url = url
+        self.installed_subject = f"robots.{robot_id}.deploy.installed"
+        self._installed = installed
+        self.installed_period_s = installed_period_s
         self.robot_id = robot_id
         self.status_subject = f"robots.{robot_id}.deploy.status"
         self.invoke_subject = f"robots.{robot_id}.deploy.invoke.*"
@@ -166,15 +180,25 @@ class NatsLink:
             if self._pending_subjects:
                 await self._reconcile(self._pending_subjects)
             self._connected.set()
+            await self._publish_installed(client)
+            loop = asyncio.get_running_loop()
+            installed_due = loop.time() + self.installed_period_s
             while not self._stopping.is_set():
                 getter = asyncio.ensure_future(self._queue.get())
                 stopper = asyncio.ensure_future(self._stopping.wait())
-                done, _ = await asyncio.wait({getter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                timeout = max(0.0, installed_due - loop.time())
+                done, _ = await asyncio.wait({getter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
-                    await self._publish(client, getter.result())
+                    status = getter.result()
+                    await self._publish(client, status)
+                    if status.state.final:  # the active version may have changed: say so at once
+                        installed_due = loop.time()
                 else:
                     getter.cancel()
                 stopper.cancel()
+                if loop.time() >= installed_due and not self._stopping.is_set():
+                    await self._publish_installed(client)
+                    installed_due = loop.time() + self.installed_period_s
             while not self._queue.empty():  # flush what is left, then drain
                 await self._publish(client, self._queue.get_nowait())
         finally:
@@ -229,6 +253,23 @@ class NatsLink:
             self.dropped += 1
             log.warning("status of job %s not published to NATS: %s", status.job_id, type(exc).__name__)
 
+    async def _publish_installed(self, client: Any) -> None:
+        """One installed summary (off the loop: the provider reads the package store from disk)."""
+        if self._installed is None or not client.is_connected:
+            return
+        try:
+            packages = await asyncio.to_thread(self._installed)
+            body = {"robot_id": self.robot_id, "stamp": time.time(), "packages": packages}
+            headers = {
+                "Nats-Msg-Id": f"installed:{time.time_ns()}",  # unique also across restarts
+                "Content-Type": "application/msgpack",
+                "Ros-Type": INSTALLED_ENVELOPE_TYPE,
+                "Robot-Id": self.robot_id,
+            }
+            await client.publish(self.installed_subject, msgpack.packb(body, default=str), headers=headers)
+        except (NatsError, OSError, DeployError) as exc:
+            log.warning("installed summary not published to NATS: %s", exc)
+
     async def _on_invoke(self, msg: Any) -> None:
         package = msg.subject.rsplit(".", 1)[-1]
         event = _decode(msg.data)
@@ -261,3 +302,10 @@ def _decode(data: bytes) -> Any:
         return json.loads(data)
     except ValueError:
         return data.decode(errors="replace")
+
+
+def installed_entry(name: str, kind: str, version: str, versions: tuple[str, ...], running: bool,
+                    activated_at: float) -> dict[str, Any]:  # fmt: skip
+    """One package of the installed summary (``version`` is the active one; ``versions`` all on disk)."""
+    return {"name": name, "kind": kind, "version": version, "versions": list(versions), "running": running,
+            "activated_at": activated_at}  # fmt: skip

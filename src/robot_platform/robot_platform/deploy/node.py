@@ -12,7 +12,8 @@ Parameters (all declared with descriptors; defaults in config/robot.yaml):
         by anyone on the ROS graph) and never logged.
     trusted_keys (string[]): Ed25519 public keys (PEM paths or ``ed25519:<base64>``).
     max_archive_mb, max_extracted_mb, max_files, keep_versions, download_retries (int),
-    install_step_timeout_s (double), nats_url (string, empty disables NATS), status_queue_size (int).
+    install_step_timeout_s (double), nats_url (string, empty disables NATS), status_queue_size (int),
+    installed_period_s (double, > 0): repeat of the installed summary on NATS.
     mqtt_endpoint (string, empty disables), mqtt_port (int), mqtt_ca, mqtt_cert, mqtt_key (PEM paths),
     thing_name (empty: robot_id), mqtt_client_id (empty: deploy-<thing_name>): AWS IoT Jobs over MQTT
     with mutual TLS (site Mosquitto + jobs_service, or AWS IoT Core); see deploy/iot_jobs_client.py.
@@ -35,7 +36,8 @@ Subscriptions: the ``ros_topic`` triggers of active function packages (std_msgs/
     decoded), reconciled each second after a job ends.
 MQTT: ``$aws/things/<thing_name>/jobs/...`` (AWS IoT Jobs device side) when mqtt_endpoint is set.
 NATS: ``robots.<id>.deploy.status`` (msgpack), ``robots.<id>.deploy.invoke.<package>`` (request/reply),
-    function ``nats`` triggers with results on ``robots.<id>.deploy.result.<package>``.
+    function ``nats`` triggers with results on ``robots.<id>.deploy.result.<package>``,
+    ``robots.<id>.deploy.installed`` (active versions, every ``installed_period_s`` and after each job).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ from robot_platform.deploy.fetch import S3Config, S3Fetcher, load_credentials_fi
 from robot_platform.deploy.invoke_request import invoke_from_request
 from robot_platform.deploy.iot_jobs_client import IotJobsAgent, MqttSettings, start_agent
 from robot_platform.deploy.jobs import DeployRequest, Status
-from robot_platform.deploy.nats_link import NatsLink
+from robot_platform.deploy.nats_link import INSTALLED_PERIOD_S, NatsLink, installed_entry
 from robot_platform.deploy.package import TrustStore
 from robot_platform.deploy.safe_extract import ExtractLimits
 from robot_platform.deploy.store import PackageStore
@@ -131,6 +133,7 @@ class DeployServiceNode(Node):
         step_timeout = p("install_step_timeout_s", 300.0, "timeout of each install step")
         nats_url = p("nats_url", "", "NATS server for statuses and invocations; empty disables")
         queue_size = p("status_queue_size", 100, "bounded NATS status queue (drop oldest)", low=1)
+        installed_period = p("installed_period_s", INSTALLED_PERIOD_S, "repeat of robots.<id>.deploy.installed")
         forward_logs = p("app_log_forward", True, "publish apps' and functions' output lines on /rosout", True)
         log_rate = p("app_log_rate", 50.0, "output lines/s forwarded per process (the rest: file only)", True)
         log_burst = p("app_log_burst", 200, "output lines forwarded at once before the rate applies", True, low=1)
@@ -172,6 +175,8 @@ class DeployServiceNode(Node):
         if not trusted:
             self.get_logger().warning("no trusted_keys configured: every deployment will be rejected")
         self.status_pub = self.create_publisher(DeploymentStatus, "deployment_status", STATUS_QOS)
+        if not installed_period > 0:
+            raise ConfigError("installed_period_s", installed_period, "must be > 0 s")
         if not log_rate > 0:
             raise ConfigError("app_log_rate", log_rate, "must be > 0 lines/s (app_log_forward: false turns it off)")
         try:
@@ -198,6 +203,8 @@ class DeployServiceNode(Node):
                 queue_size,
                 self.triggers.fire,
                 restarter=lambda package: self.engine.restart_app(package),
+                installed=self._installed,
+                installed_period_s=installed_period,
             )
         self.engine = DeployEngine(
             config,
@@ -349,6 +356,14 @@ class DeployServiceNode(Node):
         for field in ("ok", "result_json", "error", "logs", "invocation_id", "duration_s"):
             setattr(response, field, getattr(answer, field))
         return response
+
+    def _installed(self) -> list[dict[str, Any]]:
+        """What robots.<id>.deploy.installed reports: every package with an active version."""
+        return [
+            installed_entry(p.name, p.kind, p.active_version, p.versions, p.running, p.activated_at)
+            for p in self.engine.list_packages()
+            if p.active_version
+        ]
 
     def _on_list(self, request: ListPackages.Request, response: ListPackages.Response) -> ListPackages.Response:
         response.packages = [

@@ -136,6 +136,8 @@ def _check_fields(monitor: HealthMonitor, check: HealthCheck) -> dict[str, Any]:
         "state_value": fault.state.value,
         "severity": fault.severity,
         "since": fault.since,
+        # Wall clock of the published raise (0 if none): a page that opens later shows the alert's real age.
+        "raised_stamp": meta.raised_stamp if meta.published_id and meta.published_id == fault.alert_id else 0.0,
         "alert_id": fault.alert_id,
         "message": check.last.message if check.last is not None else "",
         "values": dict(fault.values),

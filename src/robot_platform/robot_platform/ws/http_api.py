@@ -8,6 +8,8 @@ Routes:  GET /            web/index.html;  GET /<path>  files under web/ (see st
          GET /healthz     aggregate counters as JSON (no user names, no secrets)
          GET /whoami      who the given credentials are: {user, role, mode, robot_id, rules}, in fleet mode
                           also {fleet: {call: {name: bool}, subscribe: {name: bool}}}
+         GET /site        the site map (site_map.py: robots' odometry origins, floor plan), for any logged-in
+                          user; GET /site/floor_plan its image (404 without one)
          GET /ws          rosbridge v2 WebSocket (credentials as described in access.py)
 
 Every request must name an allowed host (origin.py: DNS rebinding); ``/ws`` also needs an allowed Origin,
@@ -30,6 +32,7 @@ from .audit import Auditor
 from .errors import AuthBusyError, AuthError
 from .login_limiter import LoginLimiter
 from .origin import HostPolicy, OriginPolicy
+from .site_map import FLOOR_PLAN_PATH, SiteMap
 from .static_files import StaticFiles
 from .topics import FLEET_SERVICES, FLEET_TOPICS, Mode
 
@@ -76,11 +79,13 @@ class HttpApi:
     def __init__(self, *, mode: Mode, robot_id: str, access_control: AccessControl, logins: LoginLimiter,
                  hosts: HostPolicy, origins: OriginPolicy, static: StaticFiles, auditor: Auditor,
                  client_slots: Callable[[], bool], stats: Callable[[], dict[str, Any]],
-                 refuse: Callable[[str], None], log: Callable[[str], None]) -> None:  # fmt: skip
+                 refuse: Callable[[str], None], log: Callable[[str], None],
+                 site_map: SiteMap | None = None) -> None:  # fmt: skip
         self.mode, self.robot_id = mode, robot_id
         self.access, self.logins, self.hosts, self.origins = access_control, logins, hosts, origins
         self.static, self.auditor = static, auditor
         self._client_slots, self._stats, self._refuse, self._log = client_slots, stats, refuse, log
+        self.site_map = site_map or SiteMap()
 
     def handle(
         self, method: str, target: str, headers: Mapping[str, str], remote: tuple[str, int]
@@ -99,6 +104,8 @@ class HttpApi:
             return json_reply(200, self._stats())
         if url.path == "/whoami":
             return self._whoami(headers, token, addr, client)
+        if url.path in ("/site", FLOOR_PLAN_PATH):
+            return self._site(url.path, headers, token, addr, client)
         found = self.static.get(url.path)
         if found is None:
             return text(404, "not found")
@@ -151,6 +158,21 @@ class HttpApi:
         if isinstance(principal, HttpReply):
             return principal
         return Admitted(principal or self.access.anonymous, client, addr)
+
+    def _site(self, path: str, headers: Mapping[str, str], token: str | None, addr: str, client: str) -> HttpReply:
+        """The site map for anyone /whoami would answer 200 (a floor plan is not for anonymous strangers)."""
+        principal = self._login(headers, token, addr, client)
+        if isinstance(principal, HttpReply):
+            return principal
+        if (principal or self.access.anonymous) is None:
+            return json_reply(401, {"login_required": True})
+        plan = self.site_map.floor_plan
+        if path == "/site":
+            return json_reply(200, self.site_map.to_json())
+        if plan is None:
+            return text(404, "no floor plan (site_map_file)")
+        return HttpReply(200, plan.image, plan.content_type,
+                         {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300"})  # fmt: skip
 
     def _whoami(self, headers: Mapping[str, str], token: str | None, addr: str, client: str) -> HttpReply:
         """Lets a page learn its role before it draws controls; 401 with ``login_required`` when there are

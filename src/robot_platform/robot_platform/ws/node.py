@@ -20,6 +20,7 @@ Parameters:
     login_max_failures_per_addr, login_max_failures_per_user, login_window_s, login_max_backoff_s,
     hash_workers                         failed-login limits of every login path; secret checks at once
     web_dir (string)                     static files ('' = share/robot_platform/web)
+    site_map_file (string)               the console's site map: robots' origins, floor plan (site_map.py)
     tls_cert, tls_key (string)           PEM files; both set = HTTPS/WSS
     permessage_deflate (bool)            allow WebSocket compression (CPU per client and message)
     ping_interval_s, stall_timeout_s     keepalive pings; disconnect a client whose socket write hangs
@@ -174,6 +175,7 @@ class WsAgentNode(Node):
             ),
             web_dir=str(d("web_dir", "", "static files ('' = share/robot_platform/web)", read_only=True))
             or default_web_dir(),
+            site_map_file=str(d("site_map_file", "", "site map YAML/JSON ('' = none)", read_only=True)),
             tls_cert=str(d("tls_cert", "", "PEM certificate ('' = plain HTTP)", read_only=True)),
             tls_key=str(d("tls_key", "", "PEM private key", read_only=True)),
             permessage_deflate=bool(d("permessage_deflate", False, "allow WebSocket compression", read_only=True)),

@@ -44,6 +44,7 @@ from .http_api import HttpApi, fleet_permissions
 from .hub import Hub
 from .login_limiter import LoginLimiter
 from .origin import HostPolicy, OriginPolicy
+from .site_map import load_site_map
 from .static_files import StaticFiles
 from .topics import Mode, TopicMapper
 
@@ -90,6 +91,7 @@ class AgentConfig:
     allowed_origins: list[str] = field(default_factory=list)
     allowed_hosts: list[str] = field(default_factory=list)  # besides loopback names and a specific bind host
     web_dir: str = ""
+    site_map_file: str = ""  # site_map.py: robots' origins and floor plan for the console's site view
     tls_cert: str = ""
     tls_key: str = ""
     permessage_deflate: bool = False
@@ -145,6 +147,7 @@ class WsAgent:
             hosts=hosts, origins=OriginPolicy(config.allowed_origins, hosts),
             static=StaticFiles(Path(config.web_dir) if config.web_dir else None), auditor=self.auditor,
             client_slots=self._client_slots, stats=self.stats, refuse=self._count_refused, log=self.log.warning,
+            site_map=load_site_map(config.site_map_file),
         )  # fmt: skip
         limits = ServerLimits(
             max_clients=config.max_clients, max_pending_connections=config.max_pending_connections,

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--login-max-failures-per-addr", type=int, default=10)
     ap.add_argument("--login-max-failures-per-user", type=int, default=5)
     ap.add_argument("--web-dir", default="")
+    ap.add_argument("--site-map-file", default="")
     ap.add_argument("--max-client-msgs-per-s", type=float, default=200.0)
     ap.add_argument("--default-queue-length", type=int, default=100)
     ap.add_argument("--frame-lease-ttl-s", type=float, default=5.0)
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         auth_timeout_s=args.auth_timeout_s,
         logins=LoginLimits(args.login_max_failures_per_addr, args.login_max_failures_per_user),
         web_dir=args.web_dir,
+        site_map_file=args.site_map_file,
         frame_lease_ttl_s=args.frame_lease_ttl_s,
         gateway=GatewayLimits(max_client_msgs_per_s=args.max_client_msgs_per_s),
         session=SessionLimits(default_queue_length=args.default_queue_length),
