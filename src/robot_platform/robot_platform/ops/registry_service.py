@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,23 +237,19 @@ class RegistryService:
 
     async def _on_query(self, msg: Any) -> None:
         self.counters.log_queries += 1
-        try:
-            spec = log_query.parse_query(decode_request(msg.data))
-        except LogQueryError as exc:
-            await self._reply(msg, error=exc)
-            return
-        if len(self._queries) >= MAX_CONCURRENT_QUERIES:
-            self.counters.busy += 1
-            await self._reply(msg, error=LogQueryError("", f"busy: {MAX_CONCURRENT_QUERIES} queries running; retry"))
-            return
-        task = asyncio.ensure_future(self._answer_query(msg, spec))
-        self._queries.add(task)
-        task.add_done_callback(self._queries.discard)
+        await self._start_query(msg, log_query.parse_query, self._answer_query)
 
     async def _on_alert_query(self, msg: Any) -> None:
         self.counters.alert_queries += 1
+        await self._start_query(msg, alert_history.parse_query, self._answer_alert_query)
+
+    async def _start_query(
+        self, msg: Any, parse: Callable[[Any], Any], answer: Callable[[Any, Any], Awaitable[None]]
+    ) -> None:
+        """Parse a history query, refuse it when MAX_CONCURRENT_QUERIES run, else answer it in a task (a scan
+        of a large stream must not hold up registry updates)."""
         try:
-            spec = alert_history.parse_query(decode_request(msg.data))
+            spec = parse(decode_request(msg.data))
         except LogQueryError as exc:
             await self._reply(msg, error=exc)
             return
@@ -260,7 +257,7 @@ class RegistryService:
             self.counters.busy += 1
             await self._reply(msg, error=LogQueryError("", f"busy: {MAX_CONCURRENT_QUERIES} queries running; retry"))
             return
-        task = asyncio.ensure_future(self._answer_alert_query(msg, spec))
+        task = asyncio.ensure_future(answer(msg, spec))
         self._queries.add(task)
         task.add_done_callback(self._queries.discard)
 
