@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
 
 import msgpack
@@ -36,11 +37,14 @@ def fill(buffer: RollingBuffer, seconds: float, now: float) -> None:
         buffer.add("/scan", bytes(serialize_message(scan)), now - seconds + i / 10)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--smoke", action="store_true", help="2 s of messages, 1 run: does the path work?")
     args = parser.parse_args()
+    if args.smoke:
+        args.seconds, args.runs = 2.0, 1
     types = {"/odom": "nav_msgs/msg/Odometry", "/scan": "sensor_msgs/msg/LaserScan"}
     definitions = MessageDefinitions()
     buffer = RollingBuffer(args.seconds + 5, 512 * 1024 * 1024)
@@ -59,7 +63,11 @@ def main() -> None:
         f"{args.seconds:g} s, {count} messages: MCAP {size} bytes in {statistics.median(durations) * 1000:.1f} ms "
         f"(median of {args.runs}); former msgpack layout {len(old)} bytes"
     )
+    if count == 0 or size == 0:
+        print("capture_mcap: the capture holds no message", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

