@@ -45,6 +45,9 @@ NODE = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGINT)
             if MODE == "cut":      # what SIGTERM's handler does in the middle of a callback
                 rclpy.shutdown()
+            if MODE == "cut_take":  # the shutdown lands while the executor takes a message (C++ layer)
+                rclpy.shutdown()
+                raise RuntimeError("Unable to convert call argument '0' to Python object")
             elif MODE == "crash":  # a real failure while the context is fine
                 raise RuntimeError("boom")
             self.pub.publish(String(data="x"))
@@ -69,6 +72,11 @@ def run(mode: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_a_callback_cut_by_the_shutdown_is_a_clean_stop(tmp_path: Path) -> None:
     result = run("cut", tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_take_cut_by_the_shutdown_is_a_clean_stop(tmp_path: Path) -> None:
+    result = run("cut_take", tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
 
 
 def test_a_second_sigint_during_the_clean_up_is_ignored(tmp_path: Path) -> None:

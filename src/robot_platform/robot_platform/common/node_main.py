@@ -5,8 +5,9 @@ KeyboardInterrupt or ExternalShutdownException; either way the node's own resour
 is destroyed and the context shut down, which is what lets the runner and the tests stop nodes cleanly.
 
 SIGTERM shuts the context down from a signal handler, which can run in the middle of a callback: that
-callback's next publish then fails (RCLError / InvalidHandle: "publisher's context is invalid"). Once
-the context is down such an error is the stop itself, not a crash, so the node still exits 0.
+callback's next publish then fails (RCLError / InvalidHandle: "publisher's context is invalid"), or the
+executor's next take of a message fails (a RuntimeError from rclpy's C++ layer). Once the context is down
+such an error is the stop itself, not a crash, so the node still exits 0.
 
 A node that cannot start because of its configuration (any :class:`RobotPlatformError`, or an OSError
 such as a port already in use) exits with :data:`EXIT_CANNOT_START` and one line on stderr saying why,
@@ -59,6 +60,12 @@ def spin_node(
         if rclpy.ok():
             raise  # a real failure while running
         # else: a callback was cut by SIGTERM's context shutdown: a clean stop
+    except RuntimeError:
+        # The executor taking a message while the signal's shutdown tears the subscription down fails in
+        # rclpy's C++ layer ("Unable to convert call argument '0' to Python object"): seen as exit 1 of
+        # health_monitor_tree on a Ctrl-C. With the context down that is the stop; otherwise a failure.
+        if rclpy.ok():
+            raise
     finally:
         # Stopping now: a second SIGINT (an impatient Ctrl-C, or the terminal's and the launcher's both
         # arriving) must not cut the clean-up short with a KeyboardInterrupt traceback. SIGTERM and
