@@ -32,6 +32,7 @@ from nats.js.errors import NotFoundError
 
 from robot_platform.bridge.backoff import Backoff
 from robot_platform.bridge.inbox import inbox_prefix
+from robot_platform.common.event_loop import run_to_end
 from robot_platform.health.outbox import DurableOutbox, OutMsg
 from robot_platform.health.sources import LinkStatus
 
@@ -168,7 +169,9 @@ class NatsPublisher:
                 loop.call_soon_threadsafe(wake.set)
 
     def _run(self) -> None:
-        asyncio.run(self._main())
+        # Not asyncio.run: when the server stops with the node, nats.py's cancelled drain futures would be
+        # reported as "exception was never retrieved" tracebacks on a normal stop (common/event_loop.py).
+        run_to_end(asyncio.new_event_loop(), self._main())
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
