@@ -17,13 +17,12 @@ from typing import Any
 import msgpack
 import nats
 import pytest
+import rclpy
 from nats.js.api import StorageType, StreamConfig
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-
-rclpy = pytest.importorskip("rclpy")
-from robot_platform_interfaces.srv import InjectFault  # noqa: E402
-from test_health_system import Observer, metrics_text  # noqa: E402
+from robot_platform_interfaces.srv import InjectFault
+from test_health_system import Observer, metrics_text
 
 SRC = str(REPO / "src" / "robot_platform")
 WAIT_S = 40.0

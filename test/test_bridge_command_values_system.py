@@ -28,17 +28,15 @@ from typing import Any
 import msgpack
 import nats
 import pytest
+import rclpy
+from geometry_msgs.msg import Twist
+from rclpy.executors import SingleThreadedExecutor
 from simple_websocket import Client
+from std_msgs.msg import Float64, UInt8
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-
-rclpy = pytest.importorskip("rclpy")
-from geometry_msgs.msg import Twist  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from std_msgs.msg import Float64, UInt8  # noqa: E402
-
-from robot_platform.bridge.envelope import Envelope  # noqa: E402
-from robot_platform.ws.access import hash_secret  # noqa: E402
+from robot_platform.bridge.envelope import Envelope
+from robot_platform.ws.access import hash_secret
 
 WAIT_S = 20.0
 SRC = str(REPO / "src" / "robot_platform")

@@ -28,21 +28,19 @@ from typing import Any
 import msgpack
 import nats
 import pytest
+import rclpy
 import yaml
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
 
 import fixtures_s3
 from fixtures_s3 import SeaweedFS
 from helpers import REPO, ros_env, wait_for
-
-rclpy = pytest.importorskip("rclpy")
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
-
-from robot_platform.deploy.errors import FetchError, LimitExceededError  # noqa: E402
-from robot_platform.deploy.fetch import S3Config, S3Fetcher  # noqa: E402
-from robot_platform_interfaces.msg import DeploymentStatus  # noqa: E402
-from robot_platform_interfaces.srv import Deploy, InvokeFunction, ListPackages, Rollback  # noqa: E402
+from robot_platform.deploy.errors import FetchError, LimitExceededError
+from robot_platform.deploy.fetch import S3Config, S3Fetcher
+from robot_platform_interfaces.msg import DeploymentStatus
+from robot_platform_interfaces.srv import Deploy, InvokeFunction, ListPackages, Rollback
 
 seaweedfs = fixtures_s3.seaweedfs  # the module-scoped SeaweedFS fixture, used by every test here
 SRC = str(REPO / "src" / "robot_platform")

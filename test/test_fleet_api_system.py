@@ -34,15 +34,11 @@ from typing import Any
 
 import nats
 import nats.errors
-import pytest
 from simple_websocket import Client, ConnectionClosed
 
 from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, wait_for, wait_port
-
-rclpy = pytest.importorskip("rclpy")
-
-from robot_platform.bridge import inbox  # noqa: E402
-from robot_platform.bridge.fleet_nats import (  # noqa: E402
+from robot_platform.bridge import inbox
+from robot_platform.bridge.fleet_nats import (
     Endpoint,
     Fleet,
     render_hub,
@@ -50,9 +46,9 @@ from robot_platform.bridge.fleet_nats import (  # noqa: E402
     service_user_entry,
     write_private,
 )  # fmt: skip
-from robot_platform.bridge.inbox import connect_options  # noqa: E402
-from robot_platform.ops.actions import encode_request  # noqa: E402
-from robot_platform.ws.access import hash_secret  # noqa: E402
+from robot_platform.bridge.inbox import connect_options
+from robot_platform.ops.actions import encode_request
+from robot_platform.ws.access import hash_secret
 
 SRC = str(REPO / "src" / "robot_platform")
 WAIT_S = 30.0

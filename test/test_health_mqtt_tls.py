@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rclpy
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
 from robot_platform.jobs import certs
 from robot_platform.jobs.broker import render_conf, site_overrides
-
-rclpy = pytest.importorskip("rclpy")
-from robot_platform_interfaces.srv import InjectFault  # noqa: E402
-from test_health_system import CHECKS, SRC, TICK_HZ, WAIT_S, Observer  # noqa: E402
+from robot_platform_interfaces.srv import InjectFault
+from test_health_system import CHECKS, SRC, TICK_HZ, WAIT_S, Observer
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 

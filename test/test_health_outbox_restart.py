@@ -23,14 +23,12 @@ from typing import Any
 
 import msgpack
 import nats
-import pytest
+import rclpy
 
 from helpers import free_port, ros_env, wait_for, wait_port
-
-rclpy = pytest.importorskip("rclpy")
-from robot_platform_interfaces.msg import Alert  # noqa: E402
-from robot_platform_interfaces.srv import AcknowledgeAlert, InjectFault  # noqa: E402
-from test_health_system import CHECKS, SRC, TICK_HZ, WAIT_S, Observer  # noqa: E402
+from robot_platform_interfaces.msg import Alert
+from robot_platform_interfaces.srv import AcknowledgeAlert, InjectFault
+from test_health_system import CHECKS, SRC, TICK_HZ, WAIT_S, Observer
 
 STREAM = "ALERTS_r1"
 

@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rclpy
 
 from helpers import free_port, ros_env, wait_for, wait_port
-
-rclpy = pytest.importorskip("rclpy")
-from robot_platform_interfaces.msg import Alert  # noqa: E402
-from robot_platform_interfaces.srv import AcknowledgeAlert, InjectFault  # noqa: E402
-from test_health_system import CHECKS, SRC, TICK_HZ, WAIT_S, MqttWatcher, NatsWatcher, Observer  # noqa: E402
+from robot_platform_interfaces.msg import Alert
+from robot_platform_interfaces.srv import AcknowledgeAlert, InjectFault
+from test_health_system import CHECKS, SRC, TICK_HZ, WAIT_S, MqttWatcher, NatsWatcher, Observer
 
 SCAN = "TOPIC_SILENT.scan"
 # A restarted node's /scan subscription may take a moment to match on a loaded machine: with the shared

@@ -23,18 +23,16 @@ from typing import Any
 import msgpack
 import nats
 import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Twist
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-
-rclpy = pytest.importorskip("rclpy")
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import Twist  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-
-from robot_platform.bridge.envelope import Envelope  # noqa: E402
-from robot_platform_interfaces.msg import Alert  # noqa: E402
-from robot_platform_interfaces.srv import AcknowledgeAlert, InjectFault  # noqa: E402
+from robot_platform.bridge.envelope import Envelope
+from robot_platform_interfaces.msg import Alert
+from robot_platform_interfaces.srv import AcknowledgeAlert, InjectFault
 
 TICK_HZ = 10.0
 SCAN_TIMEOUT_S = 1.0

@@ -15,15 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import rclpy
 import yaml
+from geometry_msgs.msg import Twist
 
 from helpers import REPO, free_port, ros_env, wait_port
-
-rclpy = pytest.importorskip("rclpy")
-from geometry_msgs.msg import Twist  # noqa: E402
-
-from robot_platform_interfaces.srv import InjectFault  # noqa: E402
-from test_health_system import Observer, metric_value, metrics_text  # noqa: E402
+from robot_platform_interfaces.srv import InjectFault
+from test_health_system import Observer, metric_value, metrics_text
 
 SRC = str(REPO / "src" / "robot_platform")
 WAIT_S = 40.0

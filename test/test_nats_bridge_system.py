@@ -24,18 +24,16 @@ from typing import Any
 import msgpack
 import nats
 import pytest
+import rclpy
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Float32, Int32
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-
-rclpy = pytest.importorskip("rclpy")
-from geometry_msgs.msg import Twist  # noqa: E402
-from nav_msgs.msg import Odometry  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from std_msgs.msg import Float32, Int32  # noqa: E402
-
-from robot_platform.bridge.codec import Codec  # noqa: E402
-from robot_platform.bridge.envelope import Envelope  # noqa: E402
+from robot_platform.bridge.codec import Codec
+from robot_platform.bridge.envelope import Envelope
 
 MAX_PAYLOAD = 4096
 WAIT_S = 20.0

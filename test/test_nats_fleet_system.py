@@ -25,15 +25,12 @@ import msgpack
 import nats
 import nats.js.errors
 import pytest
+from geometry_msgs.msg import Twist, Vector3
+from nav_msgs.msg import Odometry
 
 from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, wait_port
-
-rclpy = pytest.importorskip("rclpy")
-from geometry_msgs.msg import Twist, Vector3  # noqa: E402
-from nav_msgs.msg import Odometry  # noqa: E402
-
-from robot_platform.bridge.envelope import Envelope  # noqa: E402
-from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private  # noqa: E402
+from robot_platform.bridge.envelope import Envelope
+from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private
 
 WAIT_S = 25.0
 BRIDGE_PARAMS = """

@@ -36,14 +36,11 @@ from typing import Any
 import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
+from std_msgs.msg import String
 
 from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, wait_for, wait_port
-
-rclpy = pytest.importorskip("rclpy")
-from std_msgs.msg import String  # noqa: E402
-
-from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private  # noqa: E402
-from robot_platform.ops.roles import Roles, operator_user_entry  # noqa: E402
+from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private
+from robot_platform.ops.roles import Roles, operator_user_entry
 
 SRC = str(REPO / "src" / "robot_platform")
 WAIT_S = 30.0

@@ -38,19 +38,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rclpy
+from geometry_msgs.msg import Twist, Vector3
+from nav_msgs.msg import Odometry
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
 from robot_platform.runner.domains import DomainReservation
 from robot_platform.runner.supervisor import ProcessGroup
 from robot_platform.ws.access import hash_secret
-
-rclpy = pytest.importorskip("rclpy")
-from geometry_msgs.msg import Twist, Vector3  # noqa: E402
-from nav_msgs.msg import Odometry  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-
-from robot_platform_interfaces.srv import InjectFault  # noqa: E402
+from robot_platform_interfaces.srv import InjectFault
 
 BROWSER_DIR = REPO / "test" / "browser"
 WEB_DIR = REPO / "web"

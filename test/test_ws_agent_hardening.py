@@ -29,13 +29,11 @@ from typing import Any
 
 import psutil
 import pytest
+import rclpy  # noqa: F401  (no ROS install: a failure at collection, never a skip)
 from simple_websocket import Client, ConnectionClosed
 from simple_websocket import ConnectionError as UpgradeRefused
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-
-pytest.importorskip("rclpy")
-
 from robot_platform.ws.access import hash_secret
 
 SRC = str(REPO / "src" / "robot_platform")

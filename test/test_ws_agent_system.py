@@ -37,15 +37,13 @@ from typing import Any
 import msgpack
 import nats
 import pytest
+import rclpy  # noqa: F401  (no ROS install: a failure at collection, never a skip)
+from nav_msgs.msg import Odometry
 from simple_websocket import Client, ConnectionClosed
 from simple_websocket import ConnectionError as UpgradeRefused
 from wsproto.utilities import RemoteProtocolError as WsprotoProtocolError
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-
-pytest.importorskip("rclpy")
-from nav_msgs.msg import Odometry
-
 from robot_platform.bridge.codec import Codec
 from robot_platform.bridge.envelope import Envelope
 from robot_platform.ws.access import hash_secret
