@@ -31,6 +31,7 @@ from nats.errors import Error as NatsError
 
 from robot_platform.bridge.backoff import Backoff
 from robot_platform.bridge.inbox import connect_options
+from robot_platform.common.event_loop import run_to_end
 from robot_platform.common.request_body import BadRequestBody, decode_request_body
 from robot_platform.jobs.errors import JobsError, JobSpecError
 from robot_platform.jobs.service import JobsService
@@ -100,18 +101,8 @@ class NatsApi:
         self._events.put_nowait(event)
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._main())
-        finally:
-            # nats.py leaves reader/reconnect tasks behind when the server is already gone: end them here
-            # rather than let the closing loop destroy them pending.
-            leftover = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
-            for task in leftover:
-                task.cancel()
-            if leftover:
-                self._loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
-            self._loop.close()
+        # run_to_end ends the tasks nats.py leaves behind when the server stops with us, quietly.
+        run_to_end(self._loop, self._main())
 
     async def _main(self) -> None:
         backoff = Backoff(0.5, FIRST_CONNECT_BACKOFF_MAX_S)

@@ -38,6 +38,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from robot_platform.common.event_loop import run_to_end
+
 from .admission import PendingConnections
 from .client_session import ClientSession
 from .gateway import Gateway
@@ -178,7 +180,7 @@ class WsServer:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            run_to_end(asyncio.new_event_loop(), self._main())
         except BaseException as exc:  # reported to start(), or logged when already serving
             self._error = exc
             if self._ready.is_set():
