@@ -7,9 +7,9 @@ from typing import Any
 
 import msgpack
 
-from robot_platform.bridge.envelope import Envelope
 from robot_platform.deploy.jobs import State, Status
 from robot_platform.deploy.nats_link import INSTALLED_ENVELOPE_TYPE, STATUS_ENVELOPE_TYPE, NatsLink, installed_entry
+from robot_platform.messaging.envelope import Envelope
 from robot_platform.ws.hub import Hub
 
 

@@ -41,10 +41,10 @@ import msgpack
 import nats
 from nats.errors import Error as NatsError
 
-from robot_platform.bridge.inbox import inbox_prefix
 from robot_platform.common.event_loop import run_to_end
 from robot_platform.deploy.errors import DeployError
 from robot_platform.deploy.jobs import Status
+from robot_platform.messaging.inbox import inbox_prefix
 
 log = logging.getLogger(__name__)
 

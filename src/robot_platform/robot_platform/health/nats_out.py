@@ -30,11 +30,11 @@ import nats
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from robot_platform.bridge.backoff import Backoff
-from robot_platform.bridge.inbox import inbox_prefix
 from robot_platform.common.event_loop import run_to_end
 from robot_platform.health.outbox import DurableOutbox, OutMsg
 from robot_platform.health.sources import LinkStatus
+from robot_platform.messaging.backoff import Backoff
+from robot_platform.messaging.inbox import inbox_prefix
 
 __all__ = ["NatsPublisher", "OperatorRequest", "OutMsg"]
 
@@ -47,7 +47,7 @@ CONNECT_TIMEOUT_S = 2.0
 RECONNECT_WAIT_S = 1.0
 STREAM_MAX_AGE_S = 7 * 24 * 3600
 # Exactly once across a restart needs the replayed copy of an alert whose ack was lost to arrive within this
-# window: 10 min, as nats_bridge's EVENTS_<id> stream (bridge/streams.py), covers a crash and a restart.
+# window: 10 min, as nats_bridge's EVENTS_<id> stream (messaging/streams.py), covers a crash and a restart.
 STREAM_DUPLICATE_WINDOW_S = 10 * 60
 CLOSE_FLUSH_S = 2.0
 

@@ -29,10 +29,10 @@ import msgpack
 import nats
 from nats.errors import Error as NatsError
 
-from robot_platform.bridge.inbox import connect_options
 from robot_platform.jobs import cli_format
 from robot_platform.jobs.errors import JobsError
 from robot_platform.jobs.nats_api import SUBJECT_PREFIX
+from robot_platform.messaging.inbox import connect_options
 
 REQUEST_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 2.0

@@ -29,12 +29,12 @@ import msgpack
 import nats
 from nats.errors import Error as NatsError
 
-from robot_platform.bridge.backoff import Backoff
-from robot_platform.bridge.inbox import connect_options
 from robot_platform.common.event_loop import run_to_end
 from robot_platform.common.request_body import BadRequestBody, decode_request_body
 from robot_platform.jobs.errors import JobsError, JobSpecError
 from robot_platform.jobs.service import JobsService
+from robot_platform.messaging.backoff import Backoff
+from robot_platform.messaging.inbox import connect_options
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import nats
 import nats.errors
 import nats.js.errors
 
-from robot_platform.bridge import inbox
-from robot_platform.bridge.inbox import connect_options
+from robot_platform.messaging import inbox
+from robot_platform.messaging.inbox import connect_options
 
 from . import logs
 from .actions import action_subject, encode_request

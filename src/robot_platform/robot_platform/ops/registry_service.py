@@ -38,13 +38,14 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 
-from robot_platform.bridge.backoff import Backoff
-from robot_platform.bridge.inbox import connect_options
-from robot_platform.bridge.link import Credentials
-from robot_platform.bridge.streams import ensure_stream
 from robot_platform.common.request_body import BadRequestBody, decode_request_body
+from robot_platform.messaging import streams
+from robot_platform.messaging.backoff import Backoff
+from robot_platform.messaging.inbox import connect_options
+from robot_platform.messaging.nats_link import Credentials
+from robot_platform.messaging.streams import ensure_stream
 
-from . import alert_history, log_query, logs
+from . import alert_history, log_query
 from . import registry as reg
 from .errors import AnnouncementError, LogQueryError
 from .registry import BUCKET, OFFLINE_AFTER_S, EventThrottle, Registry, RobotRecord, decode_announcement
@@ -117,8 +118,8 @@ class RegistryService:
         fleet: list[str],
         offline_after_s: float = OFFLINE_AFTER_S,
         sweep_period_s: float = SWEEP_PERIOD_S,
-        log_max_bytes: int = logs.HUB_MAX_BYTES,
-        log_max_age_s: float = logs.HUB_MAX_AGE_S,
+        log_max_bytes: int = streams.LOGS_HUB_MAX_BYTES,
+        log_max_age_s: float = streams.LOGS_HUB_MAX_AGE_S,
         log: logging.Logger | Any | None = None,
     ) -> None:
         self.url = url
@@ -275,7 +276,8 @@ class RegistryService:
             result = await log_query.run_query(self._nc, spec)
         except (nats.errors.Error, TimeoutError) as exc:
             self._count(type(exc).__name__, f"log query failed: {exc}")
-            await self._reply(msg, error=LogQueryError("", f"reading {logs.HUB_STREAM} failed: {type(exc).__name__}"))
+            why = f"reading {streams.LOGS_HUB_STREAM} failed: {type(exc).__name__}"
+            await self._reply(msg, error=LogQueryError("", why))
             return
         await self._reply(msg, result)
 
@@ -305,7 +307,7 @@ class RegistryService:
             self._log.warning(f"registry write for {record.robot_id} failed: {type(exc).__name__}: {exc}")
 
     async def _ensure_log_stream(self) -> None:
-        config = logs.hub_stream_config(sorted(self.sourced), self.log_max_bytes, self.log_max_age_s)
+        config = streams.logs_hub_stream_config(sorted(self.sourced), self.log_max_bytes, self.log_max_age_s)
         try:
             await ensure_stream(self._nc, config)
         except (nats.errors.Error, TimeoutError) as exc:

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.link import Credentials, NatsLink
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.nats_link import Credentials, NatsLink
 
 from .errors import RecordSpecError
 from .mcap_out import RosMcapWriter
