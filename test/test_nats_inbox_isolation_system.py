@@ -35,8 +35,9 @@ from robot_platform.bridge.fleet_nats import (
     write_private,
 )
 from robot_platform.messaging import inbox
+from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.inbox import connect_options
-from robot_platform.messaging.nats_link import Credentials, NatsLink
+from robot_platform.messaging.nats_link import NatsLink
 
 WAIT_S = 20.0
 QUIET_S = 1.0  # how long "nothing arrives" is watched, after a flush of every connection involved

@@ -117,7 +117,7 @@ def test_oversized_or_multiline_names_are_refused_with_a_short_audit_line(user: 
 
 def test_ops_requests_wait_in_a_bounded_queue() -> None:
     """robot_agent's ops subscription gives nats-py explicit pending limits (not 512k msgs / 128 MB)."""
-    from robot_platform.messaging.nats_link import Credentials
+    from robot_platform.messaging.connect import Credentials
     from robot_platform.ops.agent import OPS_PENDING_BYTES, OPS_PENDING_MSGS, AgentLink, AgentSettings
 
     class FakeNc:

@@ -68,8 +68,9 @@ from robot_platform.common.node_main import spin_node
 from robot_platform.exceptions import ConfigError
 from robot_platform.messaging import streams, subjects
 from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.errors import BridgeError
-from robot_platform.messaging.nats_link import Credentials, NatsLink
+from robot_platform.messaging.nats_link import NatsLink
 from robot_platform.messaging.rostypes import TypeRegistry
 
 from . import fleet_frames, fleet_tf

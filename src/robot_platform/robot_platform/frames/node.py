@@ -42,7 +42,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from robot_platform.common.node_main import spin_node
 from robot_platform.exceptions import ConfigError
 from robot_platform.messaging import subjects
-from robot_platform.messaging.nats_link import Credentials, NatsLink
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.nats_link import NatsLink
 
 from .budget import AdaptiveQuality, Limits, build_ladder
 from .convert import FrameEncoder, ImageConverter, have_cv_bridge

@@ -1,6 +1,8 @@
-"""One NATS client layer for the platform: one nats-py connection in its own asyncio thread (no rclpy).
+"""The platform's NATS link: one nats-py connection in its own asyncio thread (no rclpy).
 
-Used by nats_bridge, frame_publisher, robot_agent and ws_agent. Three kinds of subscriptions:
+Every node's NATS client: nats_bridge, frame_publisher, robot_agent and ws_agent use it directly;
+deploy_service (deploy/nats_adapter.py), health_monitor_tree (health/nats_out.py) and jobs_service
+(jobs/nats_api.py) keep their domain logic on top of it. Three kinds of subscriptions:
 
 * ``subscriptions`` (fixed, given at construction) deliver (subject, headers, data) to ``on_message``;
 * ``requests`` (fixed; request/reply, e.g. service calls) deliver (subscribed subject, subject, reply
@@ -11,6 +13,11 @@ Used by nats_bridge, frame_publisher, robot_agent and ws_agent. Three kinds of s
   browser watches, and nothing else).
 
 :meth:`NatsLink.request` sends a request and hands the reply, or why there is none, to a callback.
+
+Code of its own on the link's loop (:meth:`NatsLink.spawn`: a periodic publish, a request served off the
+loop, an acknowledged JetStream publish) uses :meth:`NatsLink.publish_now`, :meth:`NatsLink.js_publish`
+and :meth:`NatsLink.flush` on the current connection; ``on_connected`` runs set-up on each new one
+(streams, :mod:`.streams`) and ``on_state`` hears of every connect, failure and loss.
 
 Lifecycle: ``start()`` spawns the thread; the thread connects, subscribes, and sends what
 ``publish()`` queued; on failure or disconnect it retries with capped, jittered backoff
@@ -41,22 +48,19 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-import nats
 import nats.errors
 
 from robot_platform.common.event_loop import run_to_end
 from robot_platform.exceptions import RobotPlatformError
 
-from . import inbox
+from . import connect, inbox
 from .backoff import Backoff
-from .inbox import connect_options
+from .connect import CONNECT_TIMEOUT_S, Credentials
 
-CONNECT_TIMEOUT_S = 2.0
 DRAIN_TIMEOUT_S = 2.0
 STOP_JOIN_TIMEOUT_S = 5.0
 SUB_PENDING_MSGS_LIMIT = 1000  # per subscription; beyond it nats-py drops (slow consumer, counted)
 SUB_PENDING_BYTES_LIMIT = 32 * 1024 * 1024
-CLIENT_PENDING_BYTES = 8 * 1024 * 1024
 
 # (message subject; headers; payload); the return value is ignored
 MessageHandler = Callable[[str, "dict[str, str] | None", bytes], object]
@@ -64,6 +68,8 @@ MessageHandler = Callable[[str, "dict[str, str] | None", bytes], object]
 RequestHandler = Callable[[str, str, str, "dict[str, str] | None", bytes], None]
 # ((reply headers, reply payload), "") or (None, why there is no reply)
 ReplyHandler = Callable[["tuple[dict[str, str] | None, bytes] | None", str], None]
+# (connected, what happened: "connected", "connect failed: <error>", "disconnected, reconnecting", "closed")
+StateHandler = Callable[[bool, str], None]
 
 
 class LinkState(Enum):
@@ -86,20 +92,6 @@ class LinkCounters:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """User/password for the NATS server (the password is never logged or put in repr).
-
-    ``inbox_owner`` names the reply inbox when it is not the user's: robot-side nodes connect to the
-    robot's own server without a user but must receive replies in ``_INBOX.<robot id>`` (the only inbox
-    the robot's leaf link may carry back from the hub).
-    """
-
-    user: str = ""
-    password: str = field(default="", repr=False)
-    inbox_owner: str = ""
-
-
 class NatsLink:
     """Thread-safe publish into NATS and a callback for subscribed subjects (called in the link thread)."""
 
@@ -119,6 +111,7 @@ class NatsLink:
         on_request: RequestHandler | None = None,
         sub_pending_msgs: int = SUB_PENDING_MSGS_LIMIT,
         sub_pending_bytes: int = SUB_PENDING_BYTES_LIMIT,
+        on_state: StateHandler | None = None,
     ) -> None:
         self.url = url
         self.name = name
@@ -143,6 +136,8 @@ class NatsLink:
         self.state = LinkState.STOPPED
         self.counters = LinkCounters()
         self._ready = threading.Event()
+        self._up = threading.Event()  # set while connected (wait_connected)
+        self._on_state = on_state
         self._on_connected = on_connected
         self._requests = list(requests)
         self._on_request = on_request
@@ -167,19 +162,23 @@ class NatsLink:
             if self._wanted.get(subject) is handler:
                 return
             self._wanted[subject] = handler
-        self._spawn(self._sync_subs)
+        self.spawn(self._sync_subs)
 
     def unsubscribe(self, subject: str) -> None:
         """End the subscription :meth:`subscribe` made on ``subject`` (nothing if there is none)."""
         with self._lock:
             if self._wanted.pop(subject, None) is None:
                 return
-        self._spawn(self._sync_subs)
+        self.spawn(self._sync_subs)
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the link is connected (True) or ``timeout`` passed (False)."""
+        return self._up.wait(timeout)
 
     def request(self, subject: str, body: bytes, headers: dict[str, str], timeout: float, reply: ReplyHandler) -> None:
         """Send a request without blocking; ``reply((headers, data), "")`` or ``reply(None, reason)`` runs in
         the link thread once the reply came, ``timeout`` passed, or the link stopped."""
-        if not self._spawn(self._request, subject, body, headers, timeout, reply):
+        if not self.spawn(self._request, subject, body, headers, timeout, reply):
             self.counters.request_failures += 1
             reply(None, "the NATS link is not running")
 
@@ -228,8 +227,9 @@ class NatsLink:
             with contextlib.suppress(RuntimeError):  # loop already closed during shutdown
                 loop.call_soon_threadsafe(wake_event.set)
 
-    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
-        """Run ``fn(*args)`` as a task of the link thread; False when the link is not running."""
+    def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
+        """Run ``fn(*args)`` as a task of the link thread (any thread; cancelled when the link stops);
+        False when the link is not running."""
         loop = self._loop
         if loop is None:
             return False
@@ -247,6 +247,11 @@ class NatsLink:
     @property
     def queued(self) -> int:
         return len(self._outbox)
+
+    @property
+    def alive(self) -> bool:
+        """The link's thread runs (started and not yet ended)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def connected(self) -> bool:
@@ -310,25 +315,35 @@ class NatsLink:
                         await self._on_connected(nc)
                     except (TimeoutError, nats.errors.Error, RobotPlatformError) as exc:
                         self._log.warning(f"setup after connecting to {self.url} failed: {type(exc).__name__}: {exc}")
+                self._up.set()
+                self._tell_state(True, "connected")
                 self._wake.set()  # flush what queued up while down
                 stop_wait = asyncio.create_task(self._stop_event.wait())
                 closed_wait = asyncio.create_task(closed.wait())
                 await asyncio.wait({stop_wait, closed_wait}, return_when=asyncio.FIRST_COMPLETED)
                 stop_wait.cancel()
                 closed_wait.cancel()
+                self._up.clear()
                 self.state = LinkState.CONNECTING
                 self._nc = None
                 if self._stop_event.is_set():
                     await self._flush_outbox(nc)
-                    await self._close(nc)
+                    await connect.close(nc, DRAIN_TIMEOUT_S)
                     break
                 self.counters.disconnects += 1
+                self._tell_state(False, "disconnected, reconnecting")
                 self._log.warning(f"lost NATS connection to {self.url}; reconnecting with backoff")
                 await self._sleep_or_stop(self._backoff.next_delay())
         finally:
+            self._up.clear()
             for task in (sender, *self._tasks):
                 task.cancel()
             await asyncio.gather(sender, *self._tasks, return_exceptions=True)
+            self._tell_state(False, "closed")
+
+    def _tell_state(self, connected: bool, what: str) -> None:
+        if self._on_state is not None:
+            self._on_state(connected, what)
 
     async def _connect(self, closed: asyncio.Event) -> Any:
         self.state = LinkState.CONNECTING
@@ -336,24 +351,19 @@ class NatsLink:
         async def on_closed() -> None:
             closed.set()
 
-        async def on_error(exc: Exception) -> None:
+        def on_error(exc: Exception) -> None:
             self._count_error(exc)
             if isinstance(exc, nats.errors.SlowConsumerError):
                 self.counters.dropped_slow_consumer += 1
 
-        options = connect_options(self._credentials.user, self._credentials.password, self._credentials.inbox_owner)
         try:
-            nc = await nats.connect(
+            nc = await connect.connect(
                 self.url,
                 name=self.name,
-                allow_reconnect=False,
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                error_cb=on_error,
+                credentials=self._credentials,
+                error_cb=connect.quiet_error_cb(self._log, self.url, on_error, level="debug"),
+                reconnect=False,
                 closed_cb=on_closed,
-                pending_size=CLIENT_PENDING_BYTES,
-                **options,
             )
             if self._on_message is not None:
                 for subject in self._subscriptions:
@@ -363,6 +373,7 @@ class NatsLink:
             await nc.flush(timeout=CONNECT_TIMEOUT_S)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self.counters.connect_failures += 1
+            self._tell_state(False, f"connect failed: {type(exc).__name__}")
             if self.counters.connect_failures == 1 or self.counters.connect_failures % 20 == 0:
                 self._log.warning(
                     f"cannot connect to NATS at {self.url} ({type(exc).__name__}: {exc}); "
@@ -496,9 +507,27 @@ class NatsLink:
         self.state = LinkState.CONNECTING
         self._nc = None
 
-    async def _close(self, nc: Any) -> None:
-        try:
-            await asyncio.wait_for(nc.drain(), timeout=DRAIN_TIMEOUT_S)
-        except (TimeoutError, nats.errors.Error, OSError):
-            with contextlib.suppress(nats.errors.Error, OSError):
-                await nc.close()
+    # ------------------------------------------------------------------ link thread, for spawned code
+    def _current(self) -> Any:
+        nc = self._nc
+        if nc is None or self.state is not LinkState.CONNECTED:
+            raise nats.errors.ConnectionClosedError
+        return nc
+
+    async def publish_now(self, subject: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        """Publish on the current connection, bypassing the outbox (link thread only: code run through
+        :meth:`spawn` that keeps its own queue, e.g. keep-latest snapshots). Raises
+        ``nats.errors.ConnectionClosedError`` while disconnected, and what nats-py raises."""
+        await self._current().publish(subject, body, headers=headers or None)
+        self.counters.sent += 1
+
+    async def js_publish(self, subject: str, body: bytes, headers: dict[str, str], timeout: float) -> Any:
+        """Publish to JetStream and wait for the stream's ack (link thread only); raises while
+        disconnected, on no ack within ``timeout`` and on a refusal."""
+        ack = await self._current().jetstream().publish(subject, body, headers=headers, timeout=timeout)
+        self.counters.sent += 1
+        return ack
+
+    async def flush(self, timeout: float) -> None:
+        """Wait until the server has what was published on the current connection (link thread only)."""
+        await self._current().flush(timeout=timeout)

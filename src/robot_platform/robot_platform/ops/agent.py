@@ -17,8 +17,9 @@ import nats.errors
 import nats.js.errors
 
 from robot_platform.messaging import streams
+from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.envelope import EnvelopeFactory
-from robot_platform.messaging.nats_link import Credentials, NatsLink
+from robot_platform.messaging.nats_link import NatsLink
 from robot_platform.messaging.streams import ensure_stream
 from robot_platform.messaging.subjects import presence
 

@@ -39,8 +39,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import declare
 from robot_platform.exceptions import ConfigError
+from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.errors import BridgeError, SubjectError
-from robot_platform.messaging.nats_link import Credentials
 from robot_platform.messaging.rostypes import TypeRegistry
 from robot_platform.messaging.subjects import check_robot_id, check_token
 from robot_platform.recording.msgdefs import MessageDefinitions

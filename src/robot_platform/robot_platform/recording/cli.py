@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from robot_platform.messaging.codec import Codec
-from robot_platform.messaging.nats_link import Credentials, NatsLink
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.nats_link import NatsLink
 
 from .errors import RecordSpecError
 from .mcap_out import RosMcapWriter
