@@ -90,6 +90,27 @@ async def connect(
     )
 
 
+async def connect_once(url: str, *, name: str, credentials: Credentials, timeout: float | None = None) -> Any:
+    """One connection for a command-line call: no reconnect, client errors not logged (the caller reports
+    the failure once), at most ``timeout`` (default 2 * CONNECT_TIMEOUT_S + 1). Raises ``TimeoutError``,
+    ``OSError`` or ``nats.errors.Error``.
+
+    max_reconnect_attempts=0 would make nats-py retry a refused server forever (its server pool only drops a
+    server when the limit is > 0): one retry, then NoServersError; the wait_for bounds a silent server."""
+
+    async def silent(exc: Exception) -> None:
+        return None
+
+    return await asyncio.wait_for(
+        nats.connect(
+            url, name=name, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False, max_reconnect_attempts=1,
+            reconnect_time_wait=0.1, error_cb=silent,
+            **connect_options(credentials.user, credentials.password, credentials.inbox_owner),
+        ),
+        2 * CONNECT_TIMEOUT_S + 1 if timeout is None else timeout,
+    )  # fmt: skip
+
+
 async def connect_until_stopped(
     stop: asyncio.Event,
     url: str,

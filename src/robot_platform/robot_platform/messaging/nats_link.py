@@ -42,8 +42,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -56,14 +55,14 @@ from robot_platform.exceptions import RobotPlatformError
 from . import connect, inbox
 from .backoff import Backoff
 from .connect import CONNECT_TIMEOUT_S, Credentials
+from .outbox import Outbox
+from .subscriptions import MessageHandler, OnDemandSubscriptions
 
 DRAIN_TIMEOUT_S = 2.0
 STOP_JOIN_TIMEOUT_S = 5.0
 SUB_PENDING_MSGS_LIMIT = 1000  # per subscription; beyond it nats-py drops (slow consumer, counted)
 SUB_PENDING_BYTES_LIMIT = 32 * 1024 * 1024
 
-# (message subject; headers; payload); the return value is ignored
-MessageHandler = Callable[[str, "dict[str, str] | None", bytes], object]
 # (subscribed subject, possibly a wildcard; message subject; reply subject; headers; payload)
 RequestHandler = Callable[[str, str, str, "dict[str, str] | None", bytes], None]
 # ((reply headers, reply payload), "") or (None, why there is no reply)
@@ -123,15 +122,11 @@ class NatsLink:
         self._credentials = credentials or Credentials()
         self._backoff = backoff or Backoff()
         self._log = log or logging.getLogger(__name__)
-        self._outbox: deque[tuple[str, bytes, dict[str, str]]] = deque()
-        self._capacity = outbox_capacity
-        self._lock = threading.Lock()
+        self._outbox = Outbox(outbox_capacity, self._wake_loop, self._count_drop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._wake: asyncio.Event | None = None
         self._stop_event: asyncio.Event | None = None
-        self._wake_pending = False  # a wake-up of the sender is scheduled or it is draining
-        self._batch = threading.local()  # per publishing thread: batch depth, something queued
         self._nc: Any = None
         self.state = LinkState.STOPPED
         self.counters = LinkCounters()
@@ -143,9 +138,7 @@ class NatsLink:
         self._on_request = on_request
         if self._requests and on_request is None:
             raise ValueError("request subscriptions need an on_request handler")
-        self._wanted: dict[str, MessageHandler] = {}  # subscribe()/unsubscribe(); under _lock
-        self._held: dict[str, tuple[MessageHandler, Any]] = {}  # link thread: those of the current connection
-        self._sub_lock: asyncio.Lock | None = None  # link thread: one subscription sync at a time
+        self._subs = OnDemandSubscriptions(self._subscribe, self._count_error)  # subscribe()/unsubscribe()
         self._tasks: set[asyncio.Future[None]] = set()  # link thread: syncs and requests, cancelled on stop
 
     # ------------------------------------------------------------------ any thread
@@ -158,18 +151,13 @@ class NatsLink:
         """Hold a subscription on ``subject`` (wildcards allowed) until :meth:`unsubscribe`; also across
         reconnects, and one made before the link connects. ``handler(subject, headers, data)`` runs in the
         link thread; subscribing again with another handler replaces it. Never blocks."""
-        with self._lock:
-            if self._wanted.get(subject) is handler:
-                return
-            self._wanted[subject] = handler
-        self.spawn(self._sync_subs)
+        if self._subs.want(subject, handler):
+            self.spawn(self._subs.sync, self._current_nc)
 
     def unsubscribe(self, subject: str) -> None:
         """End the subscription :meth:`subscribe` made on ``subject`` (nothing if there is none)."""
-        with self._lock:
-            if self._wanted.pop(subject, None) is None:
-                return
-        self.spawn(self._sync_subs)
+        if self._subs.drop(subject):
+            self.spawn(self._subs.sync, self._current_nc)
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until the link is connected (True) or ``timeout`` passed (False)."""
@@ -186,40 +174,12 @@ class NatsLink:
         """Queue one message (never blocks); the oldest queued one is dropped and counted when full.
 
         Inside :meth:`batch` (same thread) the link thread is woken once when the batch ends."""
-        batching = getattr(self._batch, "depth", 0) > 0
-        with self._lock:
-            if len(self._outbox) >= self._capacity:
-                self._outbox.popleft()
-                self.counters.dropped_outbox += 1
-            self._outbox.append((subject, body, headers))
-            if batching:
-                self._batch.queued = True
-                return
-            wake = not self._wake_pending
-            self._wake_pending = True
-        if wake:
-            self._wake_loop()
+        self._outbox.put(subject, body, headers)
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Publishes of this thread inside the block wake the link thread once, at the end.
-
-        A cross-thread wake-up (``call_soon_threadsafe``: a syscall plus an event-loop round) per message
-        cost as much as encoding a message; a burst of messages taken from ROS together needs one."""
-        local = self._batch
-        depth = getattr(local, "depth", 0)
-        local.depth = depth + 1
-        try:
-            yield
-        finally:
-            local.depth = depth
-            if depth == 0 and getattr(local, "queued", False):
-                local.queued = False
-                with self._lock:
-                    wake = not self._wake_pending
-                    self._wake_pending = True
-                if wake:
-                    self._wake_loop()
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Publishes of this thread inside the block wake the link thread once, at the end: a burst of
+        messages taken from ROS together needs one cross-thread wake-up, not one each (:mod:`.outbox`)."""
+        return self._outbox.batch()
 
     def _wake_loop(self) -> None:
         loop, wake_event = self._loop, self._wake
@@ -292,7 +252,6 @@ class NatsLink:
     async def _main(self) -> None:
         self._wake = asyncio.Event()
         self._stop_event = asyncio.Event()
-        sub_lock = self._sub_lock = asyncio.Lock()
         self._ready.set()
         sender = asyncio.create_task(self._sender())
         try:
@@ -307,9 +266,7 @@ class NatsLink:
                 self.state = LinkState.CONNECTED
                 self.counters.connects += 1
                 self._log.info(f"connected to NATS at {self.url}")
-                async with sub_lock:  # the new connection holds none of subscribe()'s yet
-                    self._held = {}
-                    await self._sync_subs_locked(nc)
+                await self._subs.restore(nc)  # the new connection holds none of subscribe()'s yet
                 if self._on_connected is not None:
                     try:
                         await self._on_connected(nc)
@@ -382,6 +339,12 @@ class NatsLink:
             return None
         return nc
 
+    def _current_nc(self) -> Any:
+        return self._nc
+
+    async def _subscribe(self, nc: Any, subject: str, handler: MessageHandler) -> Any:
+        return await nc.subscribe(subject, cb=self._callback(handler), **self._pending_limits)
+
     def _callback(self, handler: MessageHandler) -> Callable[[Any], Awaitable[None]]:
         async def deliver(msg: Any) -> None:
             self.counters.received += 1
@@ -400,31 +363,6 @@ class NatsLink:
             handler(pattern, msg.subject, msg.reply or "", msg.headers, msg.data)
 
         return deliver
-
-    async def _sync_subs(self) -> None:
-        """Make the current connection's subscribe() subscriptions what the callers want now."""
-        nc, lock = self._nc, self._sub_lock
-        if nc is None or lock is None:
-            return  # the next connection subscribes them all
-        async with lock:  # syncs interleave at awaits: never subscribe a subject twice
-            if nc is self._nc:
-                await self._sync_subs_locked(nc)
-
-    async def _sync_subs_locked(self, nc: Any) -> None:
-        with self._lock:
-            wanted = dict(self._wanted)
-        held = self._held
-        try:
-            for subject, (handler, sub) in list(held.items()):
-                if wanted.get(subject) is not handler:
-                    del held[subject]
-                    await sub.unsubscribe()
-            for subject, handler in wanted.items():
-                if subject not in held:
-                    sub = await nc.subscribe(subject, cb=self._callback(handler), **self._pending_limits)
-                    held[subject] = (handler, sub)
-        except nats.errors.Error as exc:  # connection lost on the way: the next one subscribes afresh
-            self._count_error(exc)
 
     async def _request(self, subject: str, body: bytes, headers: dict[str, str], timeout: float,
                        reply: ReplyHandler) -> None:  # fmt: skip
@@ -453,6 +391,9 @@ class NatsLink:
         self.counters.request_failures += 1
         reply(None, reason)
 
+    def _count_drop(self) -> None:
+        self.counters.dropped_outbox += 1
+
     def _count_error(self, exc: Exception) -> None:
         kind = type(exc).__name__
         self.counters.errors[kind] = self.counters.errors.get(kind, 0) + 1
@@ -464,13 +405,11 @@ class NatsLink:
             self._wake.clear()
             nc = self._nc
             while nc is not None and self.state is LinkState.CONNECTED:
-                with self._lock:
-                    if not self._outbox:
-                        # Publishers wake us again only from here on: while we drain they just append.
-                        # (If we stop early, disconnected, every reconnect and stop() wakes us.)
-                        self._wake_pending = False
-                        break
-                    item = self._outbox[0]
+                # Empty: publishers wake us again from here on. (If we stop early, disconnected, every
+                # reconnect and stop() wakes us.)
+                item = self._outbox.first()
+                if item is None:
+                    break
                 subject, body, headers = item
                 try:
                     await nc.publish(subject, body, headers=headers)
@@ -480,15 +419,10 @@ class NatsLink:
                 except nats.errors.Error as exc:  # e.g. MaxPayloadError: this message can never go
                     self._count_error(exc)
                     self._log.warning(f"NATS refused a message on {subject}: {type(exc).__name__}: {exc}")
-                    self._pop_if_first(item)
+                    self._outbox.pop_if_first(item)
                     continue
-                self._pop_if_first(item)
+                self._outbox.pop_if_first(item)
                 self.counters.sent += 1
-
-    def _pop_if_first(self, item: tuple[str, bytes, dict[str, str]]) -> None:
-        with self._lock:
-            if self._outbox and self._outbox[0] is item:
-                self._outbox.popleft()
 
     async def _sleep_or_stop(self, delay: float) -> None:
         assert self._stop_event is not None
