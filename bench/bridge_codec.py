@@ -25,7 +25,7 @@ from typing import Any
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image, LaserScan
 
-from robot_platform.bridge.codec import Codec
+from robot_platform.messaging.codec import Codec
 
 
 def sample_messages() -> dict[str, Any]:

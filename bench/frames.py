@@ -89,9 +89,9 @@ def relay_main(nats_url: str) -> None:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
-    from robot_platform.bridge.codec import Codec
-    from robot_platform.bridge.link import NatsLink
     from robot_platform.common.node_main import spin_node
+    from robot_platform.messaging.codec import Codec
+    from robot_platform.messaging.nats_link import NatsLink
 
     class Relay(Node):
         def __init__(self) -> None:

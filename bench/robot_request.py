@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Console -> robot request/reply latency over a secured leaf link: the per-robot reply slot
-(``bridge.inbox.request``, today's permissions) against nats-py's own ``request`` with the old
+(``messaging.inbox.request``, today's permissions) against nats-py's own ``request`` with the old
 ``_INBOX.>`` robot permissions (what the reply slot replaced).
 
 A hub and one robot nats-server from ``fleet_nats`` configs on loopback, a responder on the robot's
@@ -24,7 +24,6 @@ from pathlib import Path
 
 import nats
 
-from robot_platform.bridge import inbox
 from robot_platform.bridge.fleet_nats import (
     Endpoint,
     Fleet,
@@ -33,7 +32,8 @@ from robot_platform.bridge.fleet_nats import (
     service_user_entry,
     write_private,
 )
-from robot_platform.bridge.inbox import connect_options
+from robot_platform.messaging import inbox
+from robot_platform.messaging.inbox import connect_options
 
 CONSOLE_PASSWORD = "console-password-0123456789"
 WARMUP = 20

@@ -35,7 +35,7 @@ from pathlib import Path
 import msgpack
 import nats
 
-from robot_platform.bridge.envelope import Envelope
+from robot_platform.messaging.envelope import Envelope
 from robot_platform.runner.domains import DomainReservation
 
 REPO = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ from simple_websocket import Client
 from std_msgs.msg import Float64, UInt8
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-from robot_platform.bridge.envelope import Envelope
+from robot_platform.messaging.envelope import Envelope
 from robot_platform.ws.access import hash_secret
 
 WAIT_S = 20.0

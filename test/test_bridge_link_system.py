@@ -18,8 +18,9 @@ import nats
 import pytest
 
 from helpers import free_port, wait_for, wait_port
-from robot_platform.bridge.backoff import Backoff
-from robot_platform.bridge.link import Credentials, NatsLink
+from robot_platform.messaging.backoff import Backoff
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.nats_link import NatsLink
 
 WAIT_S = 15.0
 

@@ -30,7 +30,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-from robot_platform.bridge.envelope import Envelope
+from robot_platform.messaging.envelope import Envelope
 from robot_platform_interfaces.msg import Alert
 from robot_platform_interfaces.srv import AcknowledgeAlert, InjectFault
 

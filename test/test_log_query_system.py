@@ -12,6 +12,7 @@ from typing import Any
 import nats
 from nats.js.api import StorageType, StreamConfig
 
+from robot_platform.messaging import streams
 from robot_platform.ops import log_query, logs
 
 WARN, INFO, ERROR = 30, 20, 40
@@ -21,7 +22,8 @@ async def fill(url: str, now: float) -> None:
     """60 records: r1 alternates info/warn (nodes nav/arm), r2 logs errors; the first half stamped 1000 s ago."""
     nc = await nats.connect(url)
     js = nc.jetstream()
-    await js.add_stream(StreamConfig(name=logs.HUB_STREAM, subjects=["robots.*.logs.>"], storage=StorageType.MEMORY))
+    config = StreamConfig(name=streams.LOGS_HUB_STREAM, subjects=["robots.*.logs.>"], storage=StorageType.MEMORY)
+    await js.add_stream(config)
     for i in range(60):
         robot, level = ("r2", ERROR) if i % 5 == 4 else ("r1", WARN if i % 2 else INFO)
         stamp = now - (1000.0 if i < 30 else 10.0) + i * 0.01

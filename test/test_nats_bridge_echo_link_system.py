@@ -15,9 +15,9 @@ import nats
 import pytest
 
 from helpers import free_port, wait_for, wait_port
-from robot_platform.bridge.backoff import Backoff
-from robot_platform.bridge.envelope import Envelope
-from robot_platform.bridge.link import NatsLink
+from robot_platform.messaging.backoff import Backoff
+from robot_platform.messaging.envelope import Envelope
+from robot_platform.messaging.nats_link import NatsLink
 
 
 async def _publish_later(url: str, subject: str, bodies: list[bytes], headers: dict[str, str] | None) -> None:
@@ -113,7 +113,7 @@ def test_link_survives_server_down_at_start_and_restart(procs: Any, tmp_path: Pa
 
 def test_event_stream_conflict_is_reported_clearly(nats_server: Any) -> None:
     """If another node already made a stream for robots.<id>.alerts, the bridge says which and what to do."""
-    from robot_platform.bridge.streams import StreamConflictError, ensure_stream, robot_stream_config
+    from robot_platform.messaging.streams import StreamConflictError, ensure_stream, events_stream_config
 
     async def run() -> None:
         nc = await nats.connect(nats_server.url)
@@ -121,11 +121,11 @@ def test_event_stream_conflict_is_reported_clearly(nats_server: Any) -> None:
             js = nc.jetstream()
             await js.add_stream(name="ALERTS_r1", subjects=["robots.r1.alerts"])
             with pytest.raises(StreamConflictError) as err:
-                await ensure_stream(nc, robot_stream_config("r1"))
+                await ensure_stream(nc, events_stream_config("r1"))
             assert err.value.other == "ALERTS_r1" and err.value.subject == "robots.r1.alerts"
             await js.delete_stream("ALERTS_r1")
-            await ensure_stream(nc, robot_stream_config("r1"))
-            await ensure_stream(nc, robot_stream_config("r1"))  # idempotent
+            await ensure_stream(nc, events_stream_config("r1"))
+            await ensure_stream(nc, events_stream_config("r1"))  # idempotent
             info = await js.stream_info("EVENTS_r1")
             assert info.config.subjects == ["robots.r1.alerts", "robots.r1.deploy.>"]
         finally:

@@ -11,8 +11,8 @@ from typing import Any
 import nats
 
 from helpers import wait_for
-from robot_platform.bridge.envelope import EnvelopeFactory
-from robot_platform.bridge.link import NatsLink
+from robot_platform.messaging.envelope import EnvelopeFactory
+from robot_platform.messaging.nats_link import NatsLink
 
 PER_THREAD = 2000
 

@@ -32,8 +32,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Float32, Int32
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.envelope import Envelope
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import Envelope
 
 MAX_PAYLOAD = 4096
 WAIT_S = 20.0

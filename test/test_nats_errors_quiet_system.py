@@ -16,8 +16,8 @@ import time
 import pytest
 
 from helpers import free_port, wait_for
-from robot_platform.deploy.nats_link import NatsLink as DeployNatsLink
-from robot_platform.jobs.nats_api import NatsApi
+from robot_platform.deploy.nats_adapter import DeployNatsAdapter
+from robot_platform.jobs.nats_api import JobsNatsApi
 from robot_platform.jobs.service import JobsService
 from robot_platform.jobs.store import JobStore
 from robot_platform.ops.client import HubUnavailableError
@@ -30,7 +30,7 @@ def _tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def test_deploy_link_logs_lost_server_without_traceback(nats_server, procs, caplog):
     caplog.set_level(logging.DEBUG)
-    link = DeployNatsLink(nats_server.url, robot_id="r1", invoker=None)
+    link = DeployNatsAdapter(nats_server.url, robot_id="r1", invoker=None)
     link.start()
     try:
         assert link.wait_connected(20), "deploy link never connected"
@@ -56,10 +56,10 @@ def test_jobs_api_stopped_while_its_server_hangs_without_traceback(nats_server, 
     caplog.set_level(logging.DEBUG)
     service = JobsService(JobStore(tmp_path / "jobs.sqlite3"), lambda topic, body: None, lambda event: None,
                           time.time)  # fmt: skip
-    api = NatsApi(nats_server.url, service)
+    api = JobsNatsApi(nats_server.url, service)
     api.start()
     try:
-        assert api.connected.wait(20), "jobs API never connected"
+        assert api.wait_connected(20), "jobs API never connected"
         # A stopped (not dead) server: the drain at stop hangs and is cut by the API's drain timeout, as when
         # a Ctrl-C reaches the server and the service together.
         server = procs.child("nats-server").popen
@@ -69,5 +69,5 @@ def test_jobs_api_stopped_while_its_server_hangs_without_traceback(nats_server, 
         server.send_signal(signal.SIGCONT)
         gc.collect()  # the cut drain's gathered future reports "never retrieved" when it is collected
         service.store.close()
-    assert not api._thread.is_alive()
+    assert not api.link.alive
     assert not _tracebacks(caplog), _tracebacks(caplog)

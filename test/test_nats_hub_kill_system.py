@@ -1,7 +1,7 @@
 """The hub's nats-server killed with SIGKILL (not paused, not stopped) during traffic, then restarted.
 
 Real servers from the generated secured configs (``fleet_nats``): a hub with JetStream and two robots'
-nats-servers linked to it as leaf nodes. The streams are the platform's own (``bridge/streams.py``, what
+nats-servers linked to it as leaf nodes. The streams are the platform's own (``messaging/streams.py``, what
 the robot and control nats_bridge create on connect): ``EVENTS_<id>`` on each robot, ``FLEET_EVENTS`` on
 the hub sourcing both. Both robots publish telemetry and alerts the whole time. Checked:
 
@@ -29,10 +29,10 @@ import nats
 import nats.errors
 
 from helpers import free_port, wait_port
-from robot_platform.bridge import streams
-from robot_platform.bridge.envelope import Envelope
 from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private
-from robot_platform.bridge.inbox import connect_options
+from robot_platform.messaging import streams
+from robot_platform.messaging.envelope import Envelope
+from robot_platform.messaging.inbox import connect_options
 
 ROBOTS = ("r1", "r2")
 WAIT_S = 25.0
@@ -85,12 +85,12 @@ async def hub_event_ids(hub_url: str, password: str) -> list[str]:
     nc = await nats.connect(hub_url, allow_reconnect=False, **connect_options("control", password))
     try:
         js = nc.jetstream()
-        info = await js.stream_info(streams.HUB_STREAM)
+        info = await js.stream_info(streams.EVENTS_HUB_STREAM)
         if info.state.messages == 0:
             return []
         ids = []
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg(streams.HUB_STREAM, seq)
+            msg = await js.get_msg(streams.EVENTS_HUB_STREAM, seq)
             ids.append((msg.headers or {}).get("Nats-Msg-Id", ""))
         return ids
     finally:
@@ -145,9 +145,9 @@ def test_hub_killed_with_sigkill_robots_relink_and_alerts_arrive_once(procs: Any
 async def _scenario(f: Fleet2) -> None:
     robots = {robot: await nats.connect(url, **connect_options("", "", robot)) for robot, url in f.robot_urls.items()}
     for robot, nc in robots.items():
-        await streams.ensure_stream(nc, streams.robot_stream_config(robot))
+        await streams.ensure_stream(nc, streams.events_stream_config(robot))
     control = await nats.connect(f.hub_url, **connect_options("control", f.fleet.control_password))
-    await streams.ensure_stream(control, streams.hub_stream_config(list(ROBOTS)))
+    await streams.ensure_stream(control, streams.events_hub_stream_config(list(ROBOTS)))
     await control.close()
 
     async def both_linked() -> bool:

@@ -166,7 +166,7 @@ def snoop_on_replies(hub_url: str, spy: tuple[str, str], victim: tuple[str, str]
 
     import nats
 
-    from robot_platform.bridge.inbox import inbox_subjects
+    from robot_platform.messaging.inbox import inbox_subjects
     from robot_platform.ops import client
 
     async def run() -> tuple[list[str], list[str]]:

@@ -31,8 +31,8 @@ from mcap_ros2.decoder import DecoderFactory
 from rosbags.highlevel import AnyReader
 
 from helpers import REPO, ros_env, wait_for
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.envelope import Envelope
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import Envelope
 
 SRC = str(REPO / "src" / "robot_platform")
 WAIT_S = 30.0

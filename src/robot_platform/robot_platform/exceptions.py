@@ -2,7 +2,7 @@
 
 Every error the platform raises on purpose derives from :class:`RobotPlatformError`, carries the data
 that explains it as attributes, and has a stable message that tells the user what to do. Areas define
-their own subclasses next to their code (``bridge/errors.py``, ``deploy/errors.py``...).
+their own subclasses next to their code (``messaging/errors.py``, ``deploy/errors.py``...).
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.codec import Codec
 from robot_platform.bridge.core import BridgeCore
-from robot_platform.bridge.envelope import Envelope
-from robot_platform.bridge.errors import UnknownTypeError
+from robot_platform.messaging import subjects
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import Envelope
+from robot_platform.messaging.errors import UnknownTypeError
 
 TWIST = {"linear": {"x": 0.5}, "angular": {"z": 0.2}}
 CMD = "robots.r1.cmd.cmd_vel"

@@ -9,9 +9,9 @@ import pytest
 from nav_msgs.msg import Odometry
 from std_msgs.msg import String
 
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.envelope import Envelope
 from robot_platform.bridge.mirror import Mirror
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import Envelope
 
 ODOM = msgpack.packb({"pose": {"pose": {"position": {"x": 3.0}}}})
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import yaml
 from nav_msgs.msg import Odometry
 
-from robot_platform.bridge.codec import Codec
 from robot_platform.bridge.render import to_yaml
+from robot_platform.messaging.codec import Codec
 
 
 def test_odometry_renders_like_topic_echo() -> None:

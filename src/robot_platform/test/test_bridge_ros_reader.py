@@ -17,9 +17,9 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from robot_platform.bridge.codec import Codec
 from robot_platform.bridge.core import BridgeCore
 from robot_platform.bridge.ros_reader import OutReader
+from robot_platform.messaging.codec import Codec
 
 QOS = QoSProfile(depth=500, reliability=ReliabilityPolicy.RELIABLE)
 

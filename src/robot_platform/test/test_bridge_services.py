@@ -10,9 +10,9 @@ import msgpack
 import pytest
 from std_srvs.srv import SetBool
 
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.errors import SubjectError
 from robot_platform.bridge.services import H_ERROR, OTHER, ServiceAllowlist, ServiceRouter, normalize_service_type
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.errors import SubjectError
 
 ESTOP = "robots.r1.srv.robot_sim.estop"
 RULES = [

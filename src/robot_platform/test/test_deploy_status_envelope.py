@@ -7,28 +7,33 @@ from typing import Any
 
 import msgpack
 
-from robot_platform.bridge.envelope import Envelope
 from robot_platform.deploy.jobs import State, Status
-from robot_platform.deploy.nats_link import INSTALLED_ENVELOPE_TYPE, STATUS_ENVELOPE_TYPE, NatsLink, installed_entry
+from robot_platform.deploy.nats_adapter import (
+    INSTALLED_ENVELOPE_TYPE,
+    STATUS_ENVELOPE_TYPE,
+    DeployNatsAdapter,
+    installed_entry,
+)
+from robot_platform.messaging.envelope import Envelope
 from robot_platform.ws.hub import Hub
 
 
 class Recorder:
-    """Stands in for the nats-py client: keeps what would be published."""
+    """Stands in for the NATS link: keeps what would be published."""
+
+    connected = True
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, dict[str, str]]] = []
 
-    async def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
+    def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None:
         self.sent.append((subject, body, headers))
 
 
 def test_status_headers_pass_the_envelope_check_and_reach_a_ws_client() -> None:
-    link = NatsLink("nats://127.0.0.1:1", "r3", invoker=None)
-    client = Recorder()
+    adapter = DeployNatsAdapter("nats://127.0.0.1:1", "r3", invoker=None)
     status = Status("r3", "job-1", "nav_app", "1.2.0", "1.1.0", State.IN_PROGRESS, "install", 0.5)
-    asyncio.run(link._publish(client, status))
-    subject, body, headers = client.sent[0]
+    subject, body, headers = adapter.status_message(status)
     env = Envelope.from_headers(subject, headers)
     assert (env.type_name, env.robot_id, env.msg_id) == (STATUS_ENVELOPE_TYPE, "r3", "job-1:1")
     assert headers["rp-type"] == "robot_platform_interfaces/msg/DeploymentStatus"  # unchanged for old readers
@@ -47,16 +52,12 @@ def test_status_headers_pass_the_envelope_check_and_reach_a_ws_client() -> None:
     assert delivered[0]["progress"] == 0.5 and delivered[0]["step"] == "install"
 
 
-class ConnectedRecorder(Recorder):
-    is_connected = True
-
-
 def test_installed_summary_passes_the_envelope_check_and_names_active_versions() -> None:
     """A page opened after the deployments learns what runs from this summary (statuses are events)."""
     packages = [installed_entry("hello_app", "app", "1.1.0", ("1.0.0", "1.1.0"), True, 1700000000.0)]
-    link = NatsLink("nats://127.0.0.1:1", "r3", invoker=None, installed=lambda: packages)
-    client = ConnectedRecorder()
-    asyncio.run(link._publish_installed(client))
+    adapter = DeployNatsAdapter("nats://127.0.0.1:1", "r3", invoker=None, installed=lambda: packages)
+    adapter.link = client = Recorder()  # type: ignore[assignment]
+    asyncio.run(adapter.publish_installed())
     subject, body, headers = client.sent[0]
     assert subject == "robots.r3.deploy.installed"
     env = Envelope.from_headers(subject, headers)
@@ -70,7 +71,7 @@ def test_installed_summary_passes_the_envelope_check_and_names_active_versions()
 
 
 def test_installed_summary_is_skipped_without_a_provider() -> None:
-    link = NatsLink("nats://127.0.0.1:1", "r3", invoker=None)
-    client = ConnectedRecorder()
-    asyncio.run(link._publish_installed(client))
+    adapter = DeployNatsAdapter("nats://127.0.0.1:1", "r3", invoker=None)
+    adapter.link = client = Recorder()  # type: ignore[assignment]
+    asyncio.run(adapter.publish_installed())
     assert client.sent == []

@@ -9,6 +9,7 @@ import re
 import msgpack
 import pytest
 
+from robot_platform.messaging import streams
 from robot_platform.ops import logs
 from robot_platform.ops.actions import ActionDispatcher, RollingBuffer, build_capture, encode_request
 from robot_platform.ops.errors import ActionError, AnnouncementError, LogRecordError, TunnelConfigError
@@ -63,7 +64,7 @@ def test_log_levels_subjects_and_filter() -> None:
 
 
 def test_hub_log_stream_sources_each_robot() -> None:
-    config = logs.hub_stream_config(["r2", "r1", "r1"])
+    config = streams.logs_hub_stream_config(["r2", "r1", "r1"])
     assert [s.name for s in config.sources] == ["LOGS_r1", "LOGS_r2"]
     assert config.sources[0].external.api == "$JS.r1.API"
 
@@ -116,7 +117,7 @@ def test_oversized_or_multiline_names_are_refused_with_a_short_audit_line(user: 
 
 def test_ops_requests_wait_in_a_bounded_queue() -> None:
     """robot_agent's ops subscription gives nats-py explicit pending limits (not 512k msgs / 128 MB)."""
-    from robot_platform.bridge.link import Credentials
+    from robot_platform.messaging.connect import Credentials
     from robot_platform.ops.agent import OPS_PENDING_BYTES, OPS_PENDING_MSGS, AgentLink, AgentSettings
 
     class FakeNc:

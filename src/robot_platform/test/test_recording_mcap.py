@@ -15,7 +15,7 @@ from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import LaserScan
 from std_msgs.msg import String
 
-from robot_platform.bridge.errors import UnknownTypeError
+from robot_platform.messaging.errors import UnknownTypeError
 from robot_platform.ops.actions import RollingBuffer, build_capture
 from robot_platform.ops.errors import ActionError
 from robot_platform.recording.errors import RecordingFullError, TopicTypeError

@@ -12,8 +12,8 @@ from nav_msgs.msg import Odometry
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import LaserScan
 
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.envelope import Envelope
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import Envelope
 from robot_platform.recording.errors import RecordSpecError
 from robot_platform.recording.mcap_out import RosMcapWriter
 from robot_platform.recording.msgdefs import MessageDefinitions

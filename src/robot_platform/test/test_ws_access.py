@@ -10,8 +10,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.rostypes import TypeRegistry
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.rostypes import TypeRegistry
 from robot_platform.ws import access, hashing
 from robot_platform.ws.access import AccessControl
 from robot_platform.ws.audit import Auditor

@@ -11,9 +11,9 @@ from typing import Any
 import msgpack
 import pytest
 
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.rostypes import TypeRegistry
 from robot_platform.jobs.nats_api import SUBJECT_PREFIX
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.rostypes import TypeRegistry
 from robot_platform.ops import log_query, logs
 from robot_platform.ops import registry as ops_registry
 from robot_platform.ws import access, protocol

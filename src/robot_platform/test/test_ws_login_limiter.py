@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.rostypes import TypeRegistry
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.rostypes import TypeRegistry
 from robot_platform.ws.access import AccessControl, hash_secret
 from robot_platform.ws.audit import Auditor
 from robot_platform.ws.client_session import ClientSession

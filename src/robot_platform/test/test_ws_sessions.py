@@ -8,7 +8,7 @@ import uuid
 
 import msgpack
 
-from robot_platform.bridge.envelope import Envelope
+from robot_platform.messaging.envelope import Envelope
 from robot_platform.ws import protocol
 from robot_platform.ws.client_session import ClientSession, Outgoing, Pending, SessionLimits
 from robot_platform.ws.hub import Hub

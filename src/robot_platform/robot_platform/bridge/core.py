@@ -16,12 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import subjects
-from .codec import Codec
-from .envelope import DuplicateFilter, Envelope, EnvelopeFactory, stamp_of
-from .errors import BridgeError, EnvelopeError, PayloadTooLargeError
+from robot_platform.messaging import subjects
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import DuplicateFilter, Envelope, EnvelopeFactory, stamp_of
+from robot_platform.messaging.errors import BridgeError, EnvelopeError
+from robot_platform.messaging.rostypes import type_name_of
+
 from .rate_limit import KeepLatestLimiter
-from .rostypes import type_name_of
 
 SendFn = Callable[[str, bytes, dict[str, str]], None]
 LogFn = Callable[[str], None]
@@ -173,8 +174,7 @@ class BridgeCore:
         stats.received += 1
         type_header = (headers or {}).get("Ros-Type", "")
         try:
-            if len(data) > self.codec.max_payload_bytes:
-                raise PayloadTooLargeError(subject, len(data), self.codec.max_payload_bytes)
+            self.codec.check_size(subject, data)
             rule = self.allowlist.check(subject, type_header)
             env = Envelope.from_headers(subject, headers)
             if self.dedup.seen(env.msg_id):

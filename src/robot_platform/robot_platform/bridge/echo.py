@@ -13,9 +13,10 @@ from typing import Any, TextIO
 import nats
 import nats.errors
 
-from .codec import unpack
-from .errors import BridgeError, SubjectError
-from .inbox import connect_options
+from robot_platform.messaging.codec import unpack
+from robot_platform.messaging.errors import BridgeError, SubjectError
+from robot_platform.messaging.inbox import connect_options
+
 from .render import DEFAULT_TRUNCATE_LENGTH, to_yaml
 
 SUBJECT_RE = re.compile(r"^[^\s.]+(\.[^\s.]+)*$")

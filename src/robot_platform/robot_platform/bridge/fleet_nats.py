@@ -26,9 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robot_platform.bridge.inbox import inbox_subjects, robot_reply_subjects
-
-from .subjects import check_robot_id
+from robot_platform.messaging.inbox import inbox_subjects, robot_reply_subjects
+from robot_platform.messaging.subjects import check_robot_id
 
 PASSWORD_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")  # nothing that needs quoting in a NATS config
 

@@ -15,11 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from . import subjects
-from .codec import Codec
+from robot_platform.messaging import subjects
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import DuplicateFilter, Envelope
+from robot_platform.messaging.errors import BridgeError, EnvelopeError, NotAllowedError
+
 from .core import TopicStats, decode_inbound
-from .envelope import DuplicateFilter, Envelope
-from .errors import BridgeError, EnvelopeError, NotAllowedError, PayloadTooLargeError
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,7 @@ class Mirror:
                 )
             stats = self._stats(key)
             stats.received += 1
-            if len(data) > self.codec.max_payload_bytes:
-                raise PayloadTooLargeError(subject, len(data), self.codec.max_payload_bytes)
+            self.codec.check_size(subject, data)
             env = Envelope.from_headers(subject, headers)
             if self.dedup.seen(env.msg_id):
                 stats.duplicates += 1

@@ -66,18 +66,20 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 
 from robot_platform.common.node_main import spin_node
 from robot_platform.exceptions import ConfigError
+from robot_platform.messaging import streams, subjects
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.errors import BridgeError
+from robot_platform.messaging.nats_link import NatsLink
+from robot_platform.messaging.rostypes import TypeRegistry
 
-from . import fleet_frames, fleet_tf, streams, subjects
-from .codec import Codec
+from . import fleet_frames, fleet_tf
 from .core import BridgeCore, OutRoute
-from .errors import BridgeError
 from .filters import TopicFilter
-from .link import Credentials, NatsLink
 from .metrics import BridgeCollector, BridgeMetrics
 from .mirror import Mirror
 from .report import flat_values
 from .ros_reader import OutReader
-from .rostypes import TypeRegistry
 from .services import PendingCall, ServiceAllowlist, ServiceRouter
 
 RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
@@ -189,9 +191,9 @@ class NatsBridgeNode(Node):
         events = p("events_stream", True, ParameterType.PARAMETER_BOOL, "ensure the JetStream event stream(s)")
         stream_config = None
         if events and mode == "robot":
-            stream_config = streams.robot_stream_config(robot_id)
+            stream_config = streams.events_stream_config(robot_id)
         elif events:
-            stream_config = streams.hub_stream_config(fleet) if fleet else None
+            stream_config = streams.events_hub_stream_config(fleet) if fleet else None
 
         async def on_connected(nc: Any) -> None:
             if stream_config is not None:

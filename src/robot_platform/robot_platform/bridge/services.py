@@ -27,12 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import subjects
-from .codec import Codec
+from robot_platform.messaging import subjects
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_ROBOT, H_TYPE
+from robot_platform.messaging.errors import BridgeError, ServiceCallError, SubjectError
+from robot_platform.messaging.rostypes import SERVICE_TYPE_RE
+
 from .core import TopicStats, decode_inbound
-from .envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_ROBOT, H_TYPE
-from .errors import BridgeError, PayloadTooLargeError, ServiceCallError, SubjectError
-from .rostypes import SERVICE_TYPE_RE
 
 H_ERROR = "Rp-Error"
 H_USER = "Rp-User"
@@ -169,8 +170,7 @@ class ServiceRouter:
         try:
             if not reply_to:
                 raise ServiceCallError(subject, "no_reply", "send it as a NATS request (no reply subject given)")
-            if len(data) > self.codec.max_payload_bytes:
-                raise PayloadTooLargeError(subject, len(data), self.codec.max_payload_bytes)
+            self.codec.check_size(subject, data)
             rule = self.allowlist.check(subject, h.get(H_TYPE))
             srv = self.codec.registry.load_service(rule.type_name)
             request = (

@@ -69,7 +69,7 @@ from robot_platform.deploy.fetch import S3Config, S3Fetcher, load_credentials_fi
 from robot_platform.deploy.invoke_request import invoke_from_request
 from robot_platform.deploy.iot_jobs_client import IotJobsAgent, MqttSettings, start_agent
 from robot_platform.deploy.jobs import DeployRequest, Status
-from robot_platform.deploy.nats_link import INSTALLED_PERIOD_S, NatsLink, installed_entry
+from robot_platform.deploy.nats_adapter import INSTALLED_PERIOD_S, DeployNatsAdapter, installed_entry
 from robot_platform.deploy.package import TrustStore
 from robot_platform.deploy.safe_extract import ExtractLimits
 from robot_platform.deploy.store import PackageStore
@@ -196,7 +196,7 @@ class DeployServiceNode(Node):
         self.iot_jobs: IotJobsAgent | None = None
         self.iot_link: MqttLink | None = None
         if nats_url:
-            self.nats = NatsLink(
+            self.nats = DeployNatsAdapter(
                 nats_url,
                 robot_id,
                 self._invoke_for_nats,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from robot_platform.bridge.envelope import H_MSG_ID, H_ORIGIN, H_ROBOT, H_SENT, H_SEQ, H_STAMP, H_TOPIC
+from robot_platform.messaging.envelope import H_MSG_ID, H_ORIGIN, H_ROBOT, H_SENT, H_SEQ, H_STAMP, H_TOPIC
 
 CONTENT_TYPE_JPEG = "image/jpeg"
 H_CONTENT_TYPE = "Content-Type"

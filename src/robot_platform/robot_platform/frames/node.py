@@ -1,7 +1,7 @@
 """ROS 2 node ``frame_publisher``: camera frames to NATS as JPEG, on demand, within a budget.
 
 Thin glue over :class:`~robot_platform.frames.pipeline.FramePipeline` (logic, no rclpy) and the
-bridge's :class:`~robot_platform.bridge.link.NatsLink` (NATS thread).
+bridge's :class:`~robot_platform.messaging.nats_link.NatsLink` (NATS thread).
 
 Parameters (all read-only, declared with descriptors; defaults in config/robot.yaml):
     robot_id (string)                 robot id, a subject token
@@ -39,10 +39,11 @@ from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.link import Credentials, NatsLink
 from robot_platform.common.node_main import spin_node
 from robot_platform.exceptions import ConfigError
+from robot_platform.messaging import subjects
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.nats_link import NatsLink
 
 from .budget import AdaptiveQuality, Limits, build_ladder
 from .convert import FrameEncoder, ImageConverter, have_cv_bridge

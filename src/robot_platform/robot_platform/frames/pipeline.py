@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.envelope import stamp_of
+from robot_platform.messaging import subjects
+from robot_platform.messaging.envelope import stamp_of
 
 from .budget import AdaptiveQuality, CameraBudget, LatestSlot, Level, Limits, RateEstimator, RateGate
 from .convert import FrameEncoder

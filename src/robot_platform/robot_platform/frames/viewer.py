@@ -18,7 +18,7 @@ from typing import Any
 
 import nats.errors
 
-from robot_platform.bridge import inbox, subjects
+from robot_platform.messaging import inbox, subjects
 
 from .leases import decode_reply
 from .meta import FrameMeta

@@ -24,8 +24,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from awscrt import exceptions as crt_exceptions
 from awscrt import io, mqtt
 
-from robot_platform.bridge.backoff import Backoff
 from robot_platform.exceptions import ConfigError
+from robot_platform.messaging.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

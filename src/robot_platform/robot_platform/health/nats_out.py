@@ -8,8 +8,9 @@ in a bounded outbox (drop-oldest when full, counted; on disk when ``outbox_path`
 acknowledged them. Retries carry the same ``Nats-Msg-Id``, so the stream's duplicate window drops any
 copy a lost ack (or a crash between ack and delete) made us resend.
 
-The client runs on its own thread with its own asyncio loop; :meth:`NatsPublisher.publish_alert` and
-:meth:`NatsPublisher.publish_snapshot` are thread-safe and never block the tick. No rclpy here.
+The connection is the platform's :class:`~robot_platform.messaging.nats_link.NatsLink` (its thread,
+reconnect with backoff); the sender below runs on the link's loop. :meth:`NatsPublisher.publish_alert`
+and :meth:`NatsPublisher.publish_snapshot` are thread-safe and never block the tick. No rclpy here.
 """
 
 from __future__ import annotations
@@ -26,15 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import nats
 from nats.errors import Error as NatsError
-from nats.js.errors import NotFoundError
 
-from robot_platform.bridge.backoff import Backoff
-from robot_platform.bridge.inbox import inbox_prefix
-from robot_platform.common.event_loop import run_to_end
 from robot_platform.health.outbox import DurableOutbox, OutMsg
 from robot_platform.health.sources import LinkStatus
+from robot_platform.messaging import streams
+from robot_platform.messaging.backoff import Backoff
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.nats_link import NatsLink
 
 __all__ = ["NatsPublisher", "OperatorRequest", "OutMsg"]
 
@@ -43,13 +43,10 @@ log = logging.getLogger(__name__)
 REQUESTS_MAX = 100  # operator requests waiting for the next tick (beyond: answered "retry")
 OUTBOX_MAX = 1000  # alerts kept while the link is down (drop-oldest beyond, counted)
 PUBLISH_ACK_TIMEOUT_S = 2.0
-CONNECT_TIMEOUT_S = 2.0
-RECONNECT_WAIT_S = 1.0
-STREAM_MAX_AGE_S = 7 * 24 * 3600
-# Exactly once across a restart needs the replayed copy of an alert whose ack was lost to arrive within this
-# window: 10 min, as nats_bridge's EVENTS_<id> stream (bridge/streams.py), covers a crash and a restart.
-STREAM_DUPLICATE_WINDOW_S = 10 * 60
+RECONNECT_WAIT_MIN_S = 0.25
+RECONNECT_WAIT_MAX_S = 10.0
 CLOSE_FLUSH_S = 2.0
+REPLY_OUTBOX = 100  # the link's own outbox carries only replies to operator requests
 
 ResultCallback = Callable[[str, str], None]  # (kind "alert"/"snapshot", result "ok"/"dropped"/"error")
 
@@ -75,6 +72,7 @@ class NatsPublisher:
         on_result: counts deliveries (metrics).
         outbox_max: alerts kept while the link is down (drop-oldest beyond).
         outbox_path: SQLite file of the durable outbox (replayed at start); None keeps alerts in memory.
+        inbox_owner: the robot id on a robot: replies come back over its leaf link only into its inbox.
     """
 
     def __init__(
@@ -97,8 +95,6 @@ class NatsPublisher:
         self.on_result = on_result or (lambda kind, result: None)
         self.outbox_max = outbox_max
         self.request_subjects = request_subjects
-        # the robot id on a robot: replies come back over its leaf link only into _INBOX.<robot id>
-        self._connect_options = {"inbox_prefix": inbox_prefix(inbox_owner)} if inbox_owner else {}
         self.requests_dropped = 0
         self._requests: deque[OperatorRequest] = deque()
         self.jetstream = False
@@ -107,18 +103,28 @@ class NatsPublisher:
             log.info("alert outbox %s: %d alert(s) from before the restart to send", outbox_path, self._outbox.replayed)
         self._snapshot: OutMsg | None = None
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._nc: nats.NATS | None = None
-        self._wake: asyncio.Event | None = None
+        self._wake = asyncio.Event()  # link thread: something to send, or the link came up
         self._stopping = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="health-nats", daemon=True)
+        self._sender_done = threading.Event()
+        self.nats = NatsLink(
+            url,
+            name=name,
+            outbox_capacity=REPLY_OUTBOX,
+            credentials=Credentials(inbox_owner=inbox_owner),
+            backoff=Backoff(RECONNECT_WAIT_MIN_S, RECONNECT_WAIT_MAX_S),
+            log=log,
+            on_connected=self._on_connected,
+            requests=request_subjects,
+            on_request=self._on_request,
+            on_state=self._on_state,
+        )
 
     # ---- thread-safe API -------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread.start()
-        self._ready.wait(timeout=5.0)
+        self.nats.start()
+        if not self.nats.spawn(self._send_loop):
+            self._sender_done.set()
 
     @property
     def outbox(self) -> DurableOutbox:
@@ -155,136 +161,44 @@ class NatsPublisher:
         """Flush what can be flushed within CLOSE_FLUSH_S, drain the connection, join the thread."""
         self._stopping.set()
         self._signal()
-        self._thread.join(timeout=timeout)
-        if not self._thread.is_alive():  # what is left stays on disk for the next start
+        if self.nats.alive:
+            self._sender_done.wait(CLOSE_FLUSH_S + 1.0)
+        self.nats.stop(timeout)
+        if not self.nats.alive:  # what is left stays on disk for the next start
             self._outbox.close()
 
-    # ---- client thread ---------------------------------------------------------------------------
+    # ---- link thread -----------------------------------------------------------------------------
 
     def _signal(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None and not loop.is_closed():
-            # RuntimeError: the loop closed between the check and the call; the thread is exiting anyway.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(wake.set)
+        self.nats.spawn(self._wake_sender)
 
-    def _run(self) -> None:
-        # Not asyncio.run: when the server stops with the node, nats.py's cancelled drain futures would be
-        # reported as "exception was never retrieved" tracebacks on a normal stop (common/event_loop.py).
-        run_to_end(asyncio.new_event_loop(), self._main())
+    async def _wake_sender(self) -> None:
+        self._wake.set()
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        self._ready.set()
-        nc = await self._connect()
-        if nc is None:
-            return
+    def _on_state(self, connected: bool, what: str) -> None:
+        self.link.set(connected, self.clock(), what)
+        if connected:
+            self._wake.set()
+
+    async def _on_connected(self, nc: Any) -> None:
+        """Use JetStream if the server has it: a stream that captures the alert subject, else our own."""
+        config = streams.capture_stream_config(self.stream, self.alert_subject) if self.stream else None
         try:
-            await self._send_loop(nc)
-        finally:
-            try:
-                await asyncio.wait_for(nc.drain(), timeout=CLOSE_FLUSH_S)
-            except (TimeoutError, NatsError):
-                await nc.close()
-            self.link.set(False, self.clock(), "closed")
-
-    async def _connect(self) -> nats.NATS | None:
-        backoff = Backoff(RECONNECT_WAIT_S / 4, RECONNECT_WAIT_S * 10)
-
-        async def disconnected() -> None:
-            self.link.set(False, self.clock(), "disconnected, reconnecting")
-
-        async def reconnected() -> None:
-            self.link.set(True, self.clock(), "reconnected")
-            self._wake.set()  # type: ignore[union-attr]
-
-        async def error(exc: Exception) -> None:
-            log.debug("nats client error: %s", exc)
-
-        while not self._stopping.is_set():
-            try:
-                nc = await self._unless_stopped(
-                    nats.connect(
-                        self.url,
-                        name=self.name,
-                        connect_timeout=CONNECT_TIMEOUT_S,
-                        allow_reconnect=True,
-                        max_reconnect_attempts=-1,
-                        reconnect_time_wait=RECONNECT_WAIT_S,
-                        disconnected_cb=disconnected,
-                        reconnected_cb=reconnected,
-                        error_cb=error,
-                        **self._connect_options,
-                    )
-                )
-            except (TimeoutError, NatsError, OSError) as exc:
-                self.link.set(False, self.clock(), f"connect failed: {type(exc).__name__}")
-                await self._sleep(backoff.next_delay())
-                continue
-            if nc is None:
-                return None
-            self.link.set(True, self.clock(), "connected")
-            self._nc = nc
-            await self._ensure_stream(nc)
-            for subject in self.request_subjects:  # nats-py re-subscribes by itself after a reconnect
-                await nc.subscribe(subject, cb=self._on_request)
-            return nc
-        return None
-
-    async def _unless_stopped(self, connecting: Any) -> nats.NATS | None:
-        """Await ``connecting``; None once close() was called (nats-py retries a first connect forever
-        with max_reconnect_attempts=-1, so without this a close during an outage would hang until join
-        times out and leave the outbox file open)."""
-        task = asyncio.ensure_future(connecting)
-        while not task.done():
-            if self._stopping.is_set():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, TimeoutError, NatsError, OSError):
-                    await task
-                return None
-            await asyncio.wait({task}, timeout=0.2)
-        return task.result()
-
-    async def _ensure_stream(self, nc: nats.NATS) -> None:
-        """Use JetStream if the server has it: create the alert stream unless one already captures it."""
-        js = nc.jetstream()
-        try:
-            await js.find_stream_name_by_subject(self.alert_subject)
-            self.jetstream = True
-            return
-        except NotFoundError:
-            pass
+            self.jetstream = await streams.ensure_capture(nc, self.alert_subject, config)
         except (TimeoutError, NatsError) as exc:
-            log.warning("JetStream not available (%s): alerts go out as plain publishes", exc)
-            return
-        if not self.stream:
-            return
-        try:
-            await js.add_stream(
-                name=self.stream,
-                subjects=[self.alert_subject],
-                max_age=STREAM_MAX_AGE_S,
-                duplicate_window=STREAM_DUPLICATE_WINDOW_S,
-            )
-            self.jetstream = True
-        except (TimeoutError, NatsError) as exc:
-            log.warning("cannot create stream %s (%s): alerts go out as plain publishes", self.stream, exc)
+            self.jetstream = False
+            log.warning("no JetStream stream for %s (%s): alerts go out as plain publishes", self.alert_subject, exc)
 
-    async def _on_request(self, msg: Any) -> None:
+    def _on_request(self, pattern: str, subject: str, reply_to: str, headers: dict[str, str] | None,
+                    data: bytes) -> None:  # fmt: skip
         """Queue an operator request for the tick thread; answer at once if it is malformed or we are busy."""
-        loop = asyncio.get_running_loop()
-        nc = self._nc
-        assert nc is not None
 
         def reply(response: dict[str, Any]) -> None:
-            if msg.reply and not loop.is_closed():
-                body = msgpack.packb(response, use_bin_type=True)
-                with contextlib.suppress(RuntimeError):  # loop closed meanwhile: the requester times out
-                    loop.call_soon_threadsafe(lambda: loop.create_task(nc.publish(msg.reply, body)))
+            if reply_to:
+                self.nats.publish(reply_to, msgpack.packb(response, use_bin_type=True), {})
 
         try:
-            payload = msgpack.unpackb(msg.data, raw=False)
+            payload = msgpack.unpackb(data, raw=False)
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
             reply({"success": False, "message": f"body is not msgpack: {exc}"})
             return
@@ -296,19 +210,24 @@ class NatsPublisher:
                 self.requests_dropped += 1
                 busy = True
             else:
-                self._requests.append(OperatorRequest(msg.subject, payload, reply))
+                self._requests.append(OperatorRequest(subject, payload, reply))
                 busy = False
         if busy:
             reply({"success": False, "message": "too many pending requests; retry"})
 
     async def _sleep(self, seconds: float) -> None:
-        assert self._wake is not None
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
-    async def _send_loop(self, nc: nats.NATS) -> None:
-        js = nc.jetstream()
+    async def _send_loop(self) -> None:
+        try:
+            await self._send_until_stopped()
+        finally:
+            self._sender_done.set()
+
+    async def _send_until_stopped(self) -> None:
+        """Snapshots as they come (only the latest); alerts in order, each removed once acknowledged."""
         backoff = Backoff(0.1, 5.0)
         deadline: float | None = None
         while True:
@@ -319,9 +238,9 @@ class NatsPublisher:
             entry = self._outbox.peek()
             with self._lock:
                 snapshot, self._snapshot = self._snapshot, None
-            if snapshot is not None and nc.is_connected:
+            if snapshot is not None and self.nats.connected:
                 try:
-                    await nc.publish(snapshot.subject, snapshot.body, headers=snapshot.headers)
+                    await self.nats.publish_now(snapshot.subject, snapshot.body, snapshot.headers)
                     self.on_result("snapshot", "ok")
                 except NatsError:
                     self.on_result("snapshot", "error")
@@ -329,16 +248,16 @@ class NatsPublisher:
                 if not self._stopping.is_set():
                     await self._sleep(1.0)
                 continue
-            if not nc.is_connected:
+            if not self.nats.connected:
                 await self._sleep(0.2)
                 continue
             seq, head = entry
             try:
                 if self.jetstream:
-                    await js.publish(head.subject, head.body, headers=head.headers, timeout=PUBLISH_ACK_TIMEOUT_S)
+                    await self.nats.js_publish(head.subject, head.body, head.headers, PUBLISH_ACK_TIMEOUT_S)
                 else:
-                    await nc.publish(head.subject, head.body, headers=head.headers)
-                    await nc.flush(timeout=PUBLISH_ACK_TIMEOUT_S)
+                    await self.nats.publish_now(head.subject, head.body, head.headers)
+                    await self.nats.flush(PUBLISH_ACK_TIMEOUT_S)
             except (TimeoutError, NatsError) as exc:
                 self.on_result("alert", "error")
                 log.debug("alert publish failed, will retry: %s", exc)

@@ -56,9 +56,6 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from visualization_msgs.msg import Marker, MarkerArray
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_ID, H_ROBOT, H_TYPE, EnvelopeFactory
 from robot_platform.common.node_main import spin_node
 from robot_platform.exceptions import ConfigError
 from robot_platform.health import outputs
@@ -71,6 +68,9 @@ from robot_platform.health.node_params import declare_params
 from robot_platform.health.operator_requests import handle_request
 from robot_platform.health.ros_messages import alert_msg, default_checks_file, load_message_class
 from robot_platform.health.tree_builder import build_tree, load_config_file, load_config_text
+from robot_platform.messaging import subjects
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_ID, H_ROBOT, H_TYPE, EnvelopeFactory
 from robot_platform_interfaces.msg import Alert
 from robot_platform_interfaces.srv import AcknowledgeAlert
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from rclpy.node import Node
 
-from robot_platform.bridge import subjects
 from robot_platform.common.params import declare
 from robot_platform.health.nats_out import OUTBOX_MAX
+from robot_platform.messaging import subjects
 
 OUTBOX_FILE = "nats_outbox.sqlite3"
 

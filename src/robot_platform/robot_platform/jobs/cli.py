@@ -26,16 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-import nats
 from nats.errors import Error as NatsError
 
-from robot_platform.bridge.inbox import connect_options
 from robot_platform.jobs import cli_format
 from robot_platform.jobs.errors import JobsError
 from robot_platform.jobs.nats_api import SUBJECT_PREFIX
+from robot_platform.messaging.connect import Credentials, connect_once
 
 REQUEST_TIMEOUT_S = 10.0
-CONNECT_TIMEOUT_S = 2.0
 WAIT_POLL_S = 1.0
 LATEST = "latest"  # `deploy status latest`: the newest job
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -50,17 +48,9 @@ class ApiError(JobsError):
 
 
 async def _request(url: str, name: str, body: dict[str, Any], user: str = "", password: str = "") -> Any:
-    async def quiet(_exc: Exception) -> None:  # the failure is reported once, below
-        return None
-
     try:
-        nc = await asyncio.wait_for(
-            nats.connect(
-                url, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet,
-                **connect_options(user, password),
-            ),
-            REQUEST_TIMEOUT_S,
-        )
+        nc = await connect_once(url, name="robot-platform-jobs", credentials=Credentials(user, password),
+                                timeout=REQUEST_TIMEOUT_S)  # fmt: skip
     except (NatsError, OSError, TimeoutError) as exc:
         detail = str(exc) or f"no connection within {REQUEST_TIMEOUT_S:g} s"
         raise ApiError("Unavailable", f"cannot reach NATS at {url}: {detail}; is the control server up?") from exc

@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from robot_platform.exceptions import ConfigError
 from robot_platform.jobs import protocol
 from robot_platform.jobs.mqtt_link import MqttLink
-from robot_platform.jobs.nats_api import NatsApi
+from robot_platform.jobs.nats_api import JobsNatsApi
 from robot_platform.jobs.protocol import ExecStatus
 from robot_platform.jobs.service import JobsService
 from robot_platform.jobs.store import JobStore
@@ -93,7 +93,7 @@ class JobsRuntime:
         self.config = config
         self.store = JobStore(Path(config.store_path).expanduser())
         self.link: MqttLink | None = None
-        self.api: NatsApi | None = None
+        self.api: JobsNatsApi | None = None
         self.service = JobsService(self.store, self._publish, self._on_event)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -107,7 +107,7 @@ class JobsRuntime:
             registry.register(_Collector(self))
             self._metrics_server, _ = start_http_server(config.metrics_port, addr=config.host, registry=registry)
         if config.nats_url:
-            self.api = NatsApi(config.nats_url, self.service, user=config.nats_user, password=config.nats_password)
+            self.api = JobsNatsApi(config.nats_url, self.service, user=config.nats_user, password=config.nats_password)
             self.api.start()
         if config.mqtt_endpoint:
             self.link = MqttLink(

@@ -31,8 +31,8 @@ from typing import Any
 
 import msgpack
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.errors import UnknownTypeError
+from robot_platform.messaging import subjects
+from robot_platform.messaging.errors import UnknownTypeError
 from robot_platform.recording.mcap_out import RosMcapWriter
 from robot_platform.recording.msgdefs import MessageDefinitions
 

@@ -1,6 +1,6 @@
 """robot_agent's NATS side (no rclpy): presence, log forwarding, remote-action service.
 
-Built on :class:`robot_platform.bridge.link.NatsLink` (reconnect with backoff, bounded drop-oldest
+Built on :class:`robot_platform.messaging.nats_link.NatsLink` (reconnect with backoff, bounded drop-oldest
 outbox). On every (re)connect it makes sure the robot's log stream ``LOGS_<id>`` exists on the robot's
 local server and (re)subscribes to ``robots.<id>.ops.*``, answering each request through
 :class:`.actions.ActionDispatcher`. The link talks to the robot's *local* nats-server, which stays up
@@ -16,10 +16,12 @@ from typing import Any
 import nats.errors
 import nats.js.errors
 
-from robot_platform.bridge.envelope import EnvelopeFactory
-from robot_platform.bridge.link import Credentials, NatsLink
-from robot_platform.bridge.streams import ensure_stream
-from robot_platform.bridge.subjects import presence
+from robot_platform.messaging import streams
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.envelope import EnvelopeFactory
+from robot_platform.messaging.nats_link import NatsLink
+from robot_platform.messaging.streams import ensure_stream
+from robot_platform.messaging.subjects import presence
 
 from . import logs
 from .actions import ActionDispatcher
@@ -38,8 +40,8 @@ class AgentSettings:
     robot_id: str
     nats_url: str
     credentials: Credentials
-    log_stream_max_bytes: int = logs.ROBOT_MAX_BYTES
-    log_stream_max_age_s: float = logs.ROBOT_MAX_AGE_S
+    log_stream_max_bytes: int = streams.LOGS_ROBOT_MAX_BYTES
+    log_stream_max_age_s: float = streams.LOGS_ROBOT_MAX_AGE_S
 
 
 class AgentLink:
@@ -74,7 +76,7 @@ class AgentLink:
         return self.link._nc
 
     async def _on_connected(self, nc: Any) -> None:
-        config = logs.robot_stream_config(
+        config = streams.logs_stream_config(
             self.settings.robot_id, self.settings.log_stream_max_bytes, self.settings.log_stream_max_age_s
         )
         try:

@@ -2,7 +2,7 @@
 
 Why a stream and not a table: every raise, acknowledgement, escalation and clear a robot's health node
 publishes on ``robots.<id>.alerts`` is already stored on the robot (``EVENTS_<id>``, store and forward)
-and sourced into the hub's ``FLEET_EVENTS`` (bridge/streams.py: 7 days, 10 min duplicate window, and the
+and sourced into the hub's ``FLEET_EVENTS`` (messaging/streams.py: 7 days, 10 min duplicate window, and the
 size limit ``EVENTS_MAX_BYTES``). Each message is a whole Alert (msgpack) with who acknowledged it, and
 ``values.raised_at`` (the raise time, kept across restarts of the health node, see health/monitor.py), so
 the history of an alert is the sequence of its messages: nothing to keep in sync.
@@ -36,9 +36,9 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.errors import SubjectError
-from robot_platform.bridge.streams import HUB_STREAM
+from robot_platform.messaging import subjects
+from robot_platform.messaging.errors import SubjectError
+from robot_platform.messaging.streams import EVENTS_HUB_STREAM
 
 from .errors import LogQueryError
 
@@ -220,7 +220,7 @@ def answer(histories: dict[str, AlertHistory], q: AlertQuery, now: float, trunca
 
 
 async def read_alerts(
-    nc: Any, q: AlertQuery, stream: str = HUB_STREAM, budget_s: float = QUERY_BUDGET_S
+    nc: Any, q: AlertQuery, stream: str = EVENTS_HUB_STREAM, budget_s: float = QUERY_BUDGET_S
 ) -> tuple[list[dict[str, Any]], bool]:
     """Every stored alert message of ``q.robot`` (ephemeral memory-only pull consumer), oldest first.
 
@@ -261,7 +261,7 @@ async def read_alerts(
     return bodies, pending > 0
 
 
-async def run_query(nc: Any, q: AlertQuery, stream: str = HUB_STREAM) -> dict[str, Any]:
+async def run_query(nc: Any, q: AlertQuery, stream: str = EVENTS_HUB_STREAM) -> dict[str, Any]:
     """The reply of ``fleet.alerts.query`` (see the module docstring)."""
     now = time.time()
     bodies, truncated = await read_alerts(nc, q, stream)

@@ -11,8 +11,8 @@ import nats
 import nats.errors
 import nats.js.errors
 
-from robot_platform.bridge import inbox
-from robot_platform.bridge.inbox import connect_options
+from robot_platform.messaging import inbox
+from robot_platform.messaging.connect import Credentials, connect_once
 
 from . import logs
 from .actions import action_subject, encode_request
@@ -21,24 +21,13 @@ from .log_query import scan_logs
 from .registry import RobotRecord
 from .registry_service import open_bucket, read_records
 
-CONNECT_TIMEOUT_S = 3.0
 __all__ = ["HubRequestError", "HubUnavailableError", "call_action", "connect", "list_robots", "query_logs"]
 
 
-async def _quiet(exc: Exception) -> None:
-    """nats-py's default error callback prints a traceback; a failed connect is reported once, below."""
-
-
 async def connect(url: str, user: str = "", password: str = "") -> Any:
-    options = connect_options(user, password)  # replies to this operator only: _INBOX.<user>
-    # max_reconnect_attempts=0 makes nats-py retry a refused server forever (its server pool only drops a
-    # server when the limit is > 0): one retry, then NoServersError; the wait_for bounds a silent server.
+    """A connection for one command (replies to this operator only: _INBOX.<user>); fails fast."""
     try:
-        return await asyncio.wait_for(
-            nats.connect(url, name="robot-platform-cli", connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False,
-                         max_reconnect_attempts=1, reconnect_time_wait=0.1, error_cb=_quiet, **options),
-            2 * CONNECT_TIMEOUT_S + 1,
-        )  # fmt: skip
+        return await connect_once(url, name="robot-platform-cli", credentials=Credentials(user, password))
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         raise HubUnavailableError(url, f"{type(exc).__name__}: {exc}") from None
 

@@ -32,8 +32,8 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.errors import SubjectError
+from robot_platform.messaging import streams, subjects
+from robot_platform.messaging.errors import SubjectError
 
 from . import logs
 from .errors import HubUnavailableError, LogQueryError, LogRecordError
@@ -130,9 +130,10 @@ def _consumer_config(name: str, filter_subjects: list[str], since: float | None 
 
 async def _add_consumer(nc: Any, config: ConsumerConfig) -> Any:
     try:
-        return await nc.jetstream().add_consumer(logs.HUB_STREAM, config)
+        return await nc.jetstream().add_consumer(streams.LOGS_HUB_STREAM, config)
     except nats.js.errors.NotFoundError:
-        raise HubUnavailableError(str(nc.connected_url), f"stream {logs.HUB_STREAM} does not exist yet") from None
+        stream = streams.LOGS_HUB_STREAM
+        raise HubUnavailableError(str(nc.connected_url), f"stream {stream} does not exist yet") from None
 
 
 async def _pending(nc: Any, filter_subjects: list[str], since: float | None = None,
@@ -141,7 +142,7 @@ async def _pending(nc: Any, filter_subjects: list[str], since: float | None = No
     name = f"logs_probe_{uuid.uuid4().hex[:12]}"
     info = await _add_consumer(nc, _consumer_config(name, filter_subjects, since, start_seq))
     with contextlib.suppress(nats.errors.Error, TimeoutError):
-        await nc.jetstream().delete_consumer(logs.HUB_STREAM, name)
+        await nc.jetstream().delete_consumer(streams.LOGS_HUB_STREAM, name)
     return int(info.num_pending)
 
 
@@ -152,7 +153,7 @@ async def tail_start(nc: Any, filter_subjects: list[str], cap: int, since: float
     of a busy window rather than its oldest."""
     if await _pending(nc, filter_subjects, since=since) <= cap:
         return None
-    state = (await nc.jetstream().stream_info(logs.HUB_STREAM)).state
+    state = (await nc.jetstream().stream_info(streams.LOGS_HUB_STREAM)).state
     lo, hi = int(state.first_seq), int(state.last_seq) + 1  # pending(lo) > cap >= pending(hi) == 0
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -184,7 +185,7 @@ async def scan_logs(
     name = f"logs_{uuid.uuid4().hex[:12]}"
     info = await _add_consumer(nc, _consumer_config(name, logs.level_subjects(robot, min_level), flt.since, start_seq))
     pending = info.num_pending
-    psub = await js.pull_subscribe_bind(consumer=name, stream=logs.HUB_STREAM)
+    psub = await js.pull_subscribe_bind(consumer=name, stream=streams.LOGS_HUB_STREAM)
     matched = 0
     try:
         while stop is None or not stop.is_set():
@@ -208,7 +209,7 @@ async def scan_logs(
     finally:
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await psub.unsubscribe()
-            await js.delete_consumer(logs.HUB_STREAM, name)
+            await js.delete_consumer(streams.LOGS_HUB_STREAM, name)
     return matched, False
 
 

@@ -1,4 +1,4 @@
-"""Centralised logs: ROS log records on NATS, their streams, and the query filter.
+"""Centralised logs: ROS log records on NATS and the query filter (the streams: messaging/streams.py).
 
 Flow: robot_agent subscribes to ``/rosout`` (rcl_interfaces/msg/Log) and publishes each record on its
 robot's *local* nats-server as ``robots.<id>.logs.<level>`` (level = debug|info|warn|error|fatal, so a
@@ -9,7 +9,7 @@ logged while the link is down arrive once it is back, exactly once (sourcing res
 sequence; ``Nats-Msg-Id`` dedups re-publishes within the duplicate window).
 
 Body: msgpack of the ROS message's fields (``stamp {sec, nanosec}``, ``level``, ``name``, ``msg``,
-``file``, ``function``, ``line``), headers: the platform envelope (bridge/envelope.py) with
+``file``, ``function``, ``line``), headers: the platform envelope (messaging/envelope.py) with
 ``Ros-Type: rcl_interfaces/msg/Log``, ``Ros-Topic: /rosout`` and ``Robot-Id``, so ``robot-platform echo
 'robots.r1.logs.>'`` and any non-ROS client decode it.
 """
@@ -23,10 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
-from nats.js.api import DiscardPolicy, ExternalStream, StorageType, StreamConfig, StreamSource
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.envelope import H_ROBOT
+from robot_platform.messaging import subjects
+from robot_platform.messaging.envelope import H_ROBOT
 
 from .errors import LogRecordError
 
@@ -34,12 +33,6 @@ LOG_TYPE = "rcl_interfaces/msg/Log"
 ROSOUT = "/rosout"
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40, "fatal": 50}
 LEVEL_ALIASES = {"warning": "warn", "critical": "fatal"}
-HUB_STREAM = "FLEET_LOGS"
-ROBOT_MAX_BYTES = 64 * 1024 * 1024
-ROBOT_MAX_AGE_S = 3 * 24 * 3600.0
-HUB_MAX_BYTES = 1024 * 1024 * 1024
-HUB_MAX_AGE_S = 14 * 24 * 3600.0
-DUPLICATE_WINDOW_S = 10 * 60.0
 MAX_MSG_CHARS = 8192  # longer messages are cut (and say so) to keep records small
 
 
@@ -72,44 +65,6 @@ def level_subjects(robot_id: str, min_level: str) -> list[str]:
     robot = "*" if robot_id == "*" else subjects.check_robot_id(robot_id)
     floor = LEVELS[parse_level(min_level)]
     return [f"{subjects.ROOT}.{robot}.logs.{name}" for name, n in LEVELS.items() if n >= floor]
-
-
-def robot_stream_name(robot_id: str) -> str:
-    return f"LOGS_{subjects.check_robot_id(robot_id)}"
-
-
-def robot_stream_config(
-    robot_id: str, max_bytes: int = ROBOT_MAX_BYTES, max_age_s: float = ROBOT_MAX_AGE_S
-) -> StreamConfig:
-    """The robot's own log stream: keeps records through link cuts, oldest dropped past the limits."""
-    return StreamConfig(
-        name=robot_stream_name(robot_id),
-        subjects=[f"{subjects.ROOT}.{robot_id}.logs.>"],
-        storage=StorageType.FILE,
-        max_bytes=max_bytes,
-        max_age=max_age_s,
-        discard=DiscardPolicy.OLD,
-        duplicate_window=DUPLICATE_WINDOW_S,
-    )
-
-
-def hub_stream_config(
-    robot_ids: list[str], max_bytes: int = HUB_MAX_BYTES, max_age_s: float = HUB_MAX_AGE_S
-) -> StreamConfig:
-    """The control server's log stream, sourcing each robot's ``LOGS_<id>`` across its leaf link."""
-    sources = [
-        StreamSource(name=robot_stream_name(r), external=ExternalStream(api=f"$JS.{r}.API"))
-        for r in sorted(set(robot_ids))
-    ]
-    return StreamConfig(
-        name=HUB_STREAM,
-        sources=sources,
-        storage=StorageType.FILE,
-        max_bytes=max_bytes,
-        max_age=max_age_s,
-        discard=DiscardPolicy.OLD,
-        duplicate_window=DUPLICATE_WINDOW_S,
-    )
 
 
 def encode_record(

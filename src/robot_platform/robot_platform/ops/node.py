@@ -36,13 +36,13 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from robot_platform.bridge.errors import BridgeError, SubjectError
-from robot_platform.bridge.link import Credentials
-from robot_platform.bridge.rostypes import TypeRegistry
-from robot_platform.bridge.subjects import check_robot_id, check_token
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import declare
 from robot_platform.exceptions import ConfigError
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.errors import BridgeError, SubjectError
+from robot_platform.messaging.rostypes import TypeRegistry
+from robot_platform.messaging.subjects import check_robot_id, check_token
 from robot_platform.recording.msgdefs import MessageDefinitions
 
 from . import logs

@@ -22,8 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.errors import SubjectError
+from robot_platform.messaging import subjects
+from robot_platform.messaging.errors import SubjectError
 
 from .errors import AnnouncementError
 

@@ -23,10 +23,10 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from robot_platform.bridge.link import Credentials
 from robot_platform.common.event_loop import run_to_end
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import declare
+from robot_platform.messaging.connect import Credentials
 
 from .registry import OFFLINE_AFTER_S
 from .registry_service import SWEEP_PERIOD_S, RegistryService

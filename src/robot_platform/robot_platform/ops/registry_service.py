@@ -38,19 +38,16 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 
-from robot_platform.bridge.backoff import Backoff
-from robot_platform.bridge.inbox import connect_options
-from robot_platform.bridge.link import Credentials
-from robot_platform.bridge.streams import ensure_stream
 from robot_platform.common.request_body import BadRequestBody, decode_request_body
+from robot_platform.messaging import connect, streams
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.streams import ensure_stream
 
-from . import alert_history, log_query, logs
+from . import alert_history, log_query
 from . import registry as reg
 from .errors import AnnouncementError, LogQueryError
 from .registry import BUCKET, OFFLINE_AFTER_S, EventThrottle, Registry, RobotRecord, decode_announcement
 
-CONNECT_TIMEOUT_S = 2.0
-RECONNECT_WAIT_S = 1.0
 SWEEP_PERIOD_S = 1.0
 BUCKET_HISTORY = 5
 MAX_CONCURRENT_QUERIES = 4
@@ -117,8 +114,8 @@ class RegistryService:
         fleet: list[str],
         offline_after_s: float = OFFLINE_AFTER_S,
         sweep_period_s: float = SWEEP_PERIOD_S,
-        log_max_bytes: int = logs.HUB_MAX_BYTES,
-        log_max_age_s: float = logs.HUB_MAX_AGE_S,
+        log_max_bytes: int = streams.LOGS_HUB_MAX_BYTES,
+        log_max_age_s: float = streams.LOGS_HUB_MAX_AGE_S,
         log: logging.Logger | Any | None = None,
     ) -> None:
         self.url = url
@@ -137,7 +134,10 @@ class RegistryService:
         self._nc: Any = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        nc = await self._connect(stop)
+        # nats-py's own reconnect: the subscriptions below and the bucket handle live across a hub restart.
+        nc = await connect.connect_until_stopped(
+            stop, self.url, name="fleet_registry", credentials=self.credentials, log=self._log
+        )
         if nc is None:
             return
         try:
@@ -165,37 +165,7 @@ class RegistryService:
             for task in list(self._queries):
                 task.cancel()
             await asyncio.gather(*self._queries, return_exceptions=True)
-            await self._disconnect(nc)
-
-    async def _disconnect(self, nc: Any) -> None:
-        """Drain while the hub is there; when it has gone (it may stop together with us), just close:
-        draining a lost connection only ends in cancelled tasks and tracebacks."""
-        if nc.is_connected:
-            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
-                await asyncio.wait_for(nc.drain(), CONNECT_TIMEOUT_S)
-        if not nc.is_closed:
-            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
-                await asyncio.wait_for(nc.close(), CONNECT_TIMEOUT_S)
-
-    async def _on_error(self, exc: Exception) -> None:
-        """One log line per client error (nats-py's default prints a traceback for each)."""
-        self._log.warning(f"NATS {self.url}: {type(exc).__name__}: {exc}")
-
-    async def _connect(self, stop: asyncio.Event) -> Any:
-        backoff = Backoff()
-        options = connect_options(self.credentials.user, self.credentials.password)
-        while not stop.is_set():
-            try:
-                return await nats.connect(
-                    self.url, name="fleet_registry", connect_timeout=CONNECT_TIMEOUT_S,
-                    max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT_S, error_cb=self._on_error,
-                    **options,
-                )  # fmt: skip
-            except (OSError, TimeoutError, nats.errors.Error) as exc:
-                self._log.warning(f"cannot connect to the hub at {self.url}: {type(exc).__name__}; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff.next_delay())
-        return None
+            await connect.close(nc)
 
     async def _on_presence(self, msg: Any) -> None:
         try:
@@ -275,7 +245,8 @@ class RegistryService:
             result = await log_query.run_query(self._nc, spec)
         except (nats.errors.Error, TimeoutError) as exc:
             self._count(type(exc).__name__, f"log query failed: {exc}")
-            await self._reply(msg, error=LogQueryError("", f"reading {logs.HUB_STREAM} failed: {type(exc).__name__}"))
+            why = f"reading {streams.LOGS_HUB_STREAM} failed: {type(exc).__name__}"
+            await self._reply(msg, error=LogQueryError("", why))
             return
         await self._reply(msg, result)
 
@@ -305,7 +276,7 @@ class RegistryService:
             self._log.warning(f"registry write for {record.robot_id} failed: {type(exc).__name__}: {exc}")
 
     async def _ensure_log_stream(self) -> None:
-        config = logs.hub_stream_config(sorted(self.sourced), self.log_max_bytes, self.log_max_age_s)
+        config = streams.logs_hub_stream_config(sorted(self.sourced), self.log_max_bytes, self.log_max_age_s)
         try:
             await ensure_stream(self._nc, config)
         except (nats.errors.Error, TimeoutError) as exc:

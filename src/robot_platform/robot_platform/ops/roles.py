@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from robot_platform.bridge.inbox import inbox_subjects
 from robot_platform.exceptions import ConfigError
+from robot_platform.messaging.inbox import inbox_subjects
 
 from .errors import ActionNotAllowedError
 
@@ -95,7 +95,7 @@ class Roles:
 
 def operator_permissions(user: str, actions: frozenset[str]) -> str:
     """NATS permissions (hub config syntax) of an operator whose role grants ``actions``: its replies
-    come to its own inbox (``_INBOX.<user>.>``, see bridge/inbox.py), never to another operator's."""
+    come to its own inbox (``_INBOX.<user>.>``, see messaging/inbox.py), never to another operator's."""
     publish = [f"robots.*.ops.{a}" for a in sorted(actions)] + list(READ_ONLY_JS)
     items = ", ".join(f'"{p}"' for p in publish)
     return f'{{ publish: {{ allow: [{items}] }}, subscribe: {{ allow: ["{inbox_subjects(user)}"] }} }}'

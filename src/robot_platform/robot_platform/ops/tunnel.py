@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from robot_platform.bridge.subjects import check_robot_id
+from robot_platform.messaging.subjects import check_robot_id
 
 from .errors import TunnelConfigError
 

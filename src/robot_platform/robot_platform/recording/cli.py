@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.link import Credentials, NatsLink
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.nats_link import NatsLink
 
 from .errors import RecordSpecError
 from .mcap_out import RosMcapWriter

@@ -16,8 +16,8 @@ from typing import Any
 from rosbags.typesys import Stores, TypesysError, get_types_from_msg, get_typestore
 from rosbags.typesys.base import Nodetype
 
-from robot_platform.bridge.errors import UnknownTypeError
-from robot_platform.bridge.rostypes import TYPE_RE
+from robot_platform.messaging.errors import UnknownTypeError
+from robot_platform.messaging.rostypes import TYPE_RE
 
 MAX_TYPES_PER_MESSAGE = 256  # nested types walked for one schema: a bound against a cyclic/odd install
 

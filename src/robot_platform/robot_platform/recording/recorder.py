@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.envelope import DuplicateFilter, Envelope
-from robot_platform.bridge.errors import BridgeError
+from robot_platform.messaging import subjects
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import DuplicateFilter, Envelope
+from robot_platform.messaging.errors import BridgeError
 
 from .errors import RecordingError, RecordingFullError, RecordSpecError
 from .mcap_out import RosMcapWriter

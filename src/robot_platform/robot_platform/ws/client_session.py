@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from robot_platform.bridge.codec import unpack
-from robot_platform.bridge.errors import BridgeError
+from robot_platform.messaging.codec import unpack
+from robot_platform.messaging.errors import BridgeError
 
 from . import protocol
 

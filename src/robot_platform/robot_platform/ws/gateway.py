@@ -21,10 +21,10 @@ from typing import Any
 
 import msgpack
 
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_ID, H_ROBOT, H_TYPE, EnvelopeFactory
-from robot_platform.bridge.errors import BridgeError
-from robot_platform.bridge.rostypes import TypeRegistry, type_name_of
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_ID, H_ROBOT, H_TYPE, EnvelopeFactory
+from robot_platform.messaging.errors import BridgeError
+from robot_platform.messaging.rostypes import TypeRegistry, type_name_of
 
 from . import protocol
 from .access import AccessControl, Principal
@@ -42,7 +42,7 @@ MAX_ENVELOPE_FACTORIES = 1024
 
 
 class NatsPort:
-    """What the gateway needs from NATS (the real one is :class:`robot_platform.bridge.link.NatsLink`)."""
+    """What the gateway needs from NATS (the real one is :class:`robot_platform.messaging.nats_link.NatsLink`)."""
 
     def publish(self, subject: str, body: bytes, headers: dict[str, str]) -> None: ...
 

@@ -26,9 +26,10 @@ from typing import Any
 
 import msgpack
 
-from robot_platform.bridge.envelope import Envelope
-from robot_platform.bridge.errors import BridgeError, PayloadTooLargeError
 from robot_platform.frames.meta import FrameMeta
+from robot_platform.messaging.codec import check_payload_size
+from robot_platform.messaging.envelope import Envelope
+from robot_platform.messaging.errors import BridgeError
 from robot_platform.ops.errors import LogRecordError
 from robot_platform.ops.logs import LOG_TYPE, decode_entry
 
@@ -118,8 +119,7 @@ class Hub:
             self.counters.no_interest += 1
             return 0
         try:
-            if len(data) > self.max_payload_bytes:
-                raise PayloadTooLargeError(subject, len(data), self.max_payload_bytes)
+            check_payload_size(subject, data, self.max_payload_bytes)
             kind = payload_kind(subject)
             if kind == "frame":
                 out: Outgoing = self._frame(subject, headers, data)

@@ -27,11 +27,12 @@ from typing import Any
 
 import msgpack
 
-from robot_platform.bridge.backoff import Backoff
-from robot_platform.bridge.codec import Codec
-from robot_platform.bridge.link import Credentials, NatsLink
-from robot_platform.bridge.rostypes import TypeRegistry
 from robot_platform.frames.leases import decode_reply
+from robot_platform.messaging.backoff import Backoff
+from robot_platform.messaging.codec import Codec
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.nats_link import NatsLink
+from robot_platform.messaging.rostypes import TypeRegistry
 
 from .access import AccessControl, resolve_roles
 from .audit import Auditor

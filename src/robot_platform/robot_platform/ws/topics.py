@@ -39,7 +39,7 @@ the prefix. Consequences: a ROS topic whose first element is ``alerts``, ``healt
 under that kind; robot ids with ``-`` cannot be written in a ROS name, so fleet names need
 ``[A-Za-z0-9_]`` ids.
 
-Service subjects come from :func:`robot_platform.bridge.subjects.service`; nats_bridge answers them
+Service subjects come from :func:`robot_platform.messaging.subjects.service`; nats_bridge answers them
 for its allowlisted services (see bridge/services.py for the reply format).
 """
 
@@ -48,8 +48,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.errors import SubjectError
+from robot_platform.messaging import subjects
+from robot_platform.messaging.errors import SubjectError
 
 from .errors import TopicError
 

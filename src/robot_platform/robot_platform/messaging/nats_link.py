@@ -1,6 +1,8 @@
-"""One NATS client layer for the platform: one nats-py connection in its own asyncio thread (no rclpy).
+"""The platform's NATS link: one nats-py connection in its own asyncio thread (no rclpy).
 
-Used by nats_bridge, frame_publisher, robot_agent and ws_agent. Three kinds of subscriptions:
+Every node's NATS client: nats_bridge, frame_publisher, robot_agent and ws_agent use it directly;
+deploy_service (deploy/nats_adapter.py), health_monitor_tree (health/nats_out.py) and jobs_service
+(jobs/nats_api.py) keep their domain logic on top of it. Three kinds of subscriptions:
 
 * ``subscriptions`` (fixed, given at construction) deliver (subject, headers, data) to ``on_message``;
 * ``requests`` (fixed; request/reply, e.g. service calls) deliver (subscribed subject, subject, reply
@@ -11,6 +13,11 @@ Used by nats_bridge, frame_publisher, robot_agent and ws_agent. Three kinds of s
   browser watches, and nothing else).
 
 :meth:`NatsLink.request` sends a request and hands the reply, or why there is none, to a callback.
+
+Code of its own on the link's loop (:meth:`NatsLink.spawn`: a periodic publish, a request served off the
+loop, an acknowledged JetStream publish) uses :meth:`NatsLink.publish_now`, :meth:`NatsLink.js_publish`
+and :meth:`NatsLink.flush` on the current connection; ``on_connected`` runs set-up on each new one
+(streams, :mod:`.streams`) and ``on_state`` hears of every connect, failure and loss.
 
 Lifecycle: ``start()`` spawns the thread; the thread connects, subscribes, and sends what
 ``publish()`` queued; on failure or disconnect it retries with capped, jittered backoff
@@ -35,35 +42,33 @@ import contextlib
 import functools
 import logging
 import threading
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-import nats
 import nats.errors
 
 from robot_platform.common.event_loop import run_to_end
 from robot_platform.exceptions import RobotPlatformError
 
-from . import inbox
+from . import connect, inbox
 from .backoff import Backoff
-from .inbox import connect_options
+from .connect import CONNECT_TIMEOUT_S, Credentials
+from .outbox import Outbox
+from .subscriptions import MessageHandler, OnDemandSubscriptions
 
-CONNECT_TIMEOUT_S = 2.0
 DRAIN_TIMEOUT_S = 2.0
 STOP_JOIN_TIMEOUT_S = 5.0
 SUB_PENDING_MSGS_LIMIT = 1000  # per subscription; beyond it nats-py drops (slow consumer, counted)
 SUB_PENDING_BYTES_LIMIT = 32 * 1024 * 1024
-CLIENT_PENDING_BYTES = 8 * 1024 * 1024
 
-# (message subject; headers; payload); the return value is ignored
-MessageHandler = Callable[[str, "dict[str, str] | None", bytes], object]
 # (subscribed subject, possibly a wildcard; message subject; reply subject; headers; payload)
 RequestHandler = Callable[[str, str, str, "dict[str, str] | None", bytes], None]
 # ((reply headers, reply payload), "") or (None, why there is no reply)
 ReplyHandler = Callable[["tuple[dict[str, str] | None, bytes] | None", str], None]
+# (connected, what happened: "connected", "connect failed: <error>", "disconnected, reconnecting", "closed")
+StateHandler = Callable[[bool, str], None]
 
 
 class LinkState(Enum):
@@ -86,20 +91,6 @@ class LinkCounters:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """User/password for the NATS server (the password is never logged or put in repr).
-
-    ``inbox_owner`` names the reply inbox when it is not the user's: robot-side nodes connect to the
-    robot's own server without a user but must receive replies in ``_INBOX.<robot id>`` (the only inbox
-    the robot's leaf link may carry back from the hub).
-    """
-
-    user: str = ""
-    password: str = field(default="", repr=False)
-    inbox_owner: str = ""
-
-
 class NatsLink:
     """Thread-safe publish into NATS and a callback for subscribed subjects (called in the link thread)."""
 
@@ -119,6 +110,7 @@ class NatsLink:
         on_request: RequestHandler | None = None,
         sub_pending_msgs: int = SUB_PENDING_MSGS_LIMIT,
         sub_pending_bytes: int = SUB_PENDING_BYTES_LIMIT,
+        on_state: StateHandler | None = None,
     ) -> None:
         self.url = url
         self.name = name
@@ -130,27 +122,23 @@ class NatsLink:
         self._credentials = credentials or Credentials()
         self._backoff = backoff or Backoff()
         self._log = log or logging.getLogger(__name__)
-        self._outbox: deque[tuple[str, bytes, dict[str, str]]] = deque()
-        self._capacity = outbox_capacity
-        self._lock = threading.Lock()
+        self._outbox = Outbox(outbox_capacity, self._wake_loop, self._count_drop)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._wake: asyncio.Event | None = None
         self._stop_event: asyncio.Event | None = None
-        self._wake_pending = False  # a wake-up of the sender is scheduled or it is draining
-        self._batch = threading.local()  # per publishing thread: batch depth, something queued
         self._nc: Any = None
         self.state = LinkState.STOPPED
         self.counters = LinkCounters()
         self._ready = threading.Event()
+        self._up = threading.Event()  # set while connected (wait_connected)
+        self._on_state = on_state
         self._on_connected = on_connected
         self._requests = list(requests)
         self._on_request = on_request
         if self._requests and on_request is None:
             raise ValueError("request subscriptions need an on_request handler")
-        self._wanted: dict[str, MessageHandler] = {}  # subscribe()/unsubscribe(); under _lock
-        self._held: dict[str, tuple[MessageHandler, Any]] = {}  # link thread: those of the current connection
-        self._sub_lock: asyncio.Lock | None = None  # link thread: one subscription sync at a time
+        self._subs = OnDemandSubscriptions(self._subscribe, self._count_error)  # subscribe()/unsubscribe()
         self._tasks: set[asyncio.Future[None]] = set()  # link thread: syncs and requests, cancelled on stop
 
     # ------------------------------------------------------------------ any thread
@@ -163,23 +151,22 @@ class NatsLink:
         """Hold a subscription on ``subject`` (wildcards allowed) until :meth:`unsubscribe`; also across
         reconnects, and one made before the link connects. ``handler(subject, headers, data)`` runs in the
         link thread; subscribing again with another handler replaces it. Never blocks."""
-        with self._lock:
-            if self._wanted.get(subject) is handler:
-                return
-            self._wanted[subject] = handler
-        self._spawn(self._sync_subs)
+        if self._subs.want(subject, handler):
+            self.spawn(self._subs.sync, self._current_nc)
 
     def unsubscribe(self, subject: str) -> None:
         """End the subscription :meth:`subscribe` made on ``subject`` (nothing if there is none)."""
-        with self._lock:
-            if self._wanted.pop(subject, None) is None:
-                return
-        self._spawn(self._sync_subs)
+        if self._subs.drop(subject):
+            self.spawn(self._subs.sync, self._current_nc)
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the link is connected (True) or ``timeout`` passed (False)."""
+        return self._up.wait(timeout)
 
     def request(self, subject: str, body: bytes, headers: dict[str, str], timeout: float, reply: ReplyHandler) -> None:
         """Send a request without blocking; ``reply((headers, data), "")`` or ``reply(None, reason)`` runs in
         the link thread once the reply came, ``timeout`` passed, or the link stopped."""
-        if not self._spawn(self._request, subject, body, headers, timeout, reply):
+        if not self.spawn(self._request, subject, body, headers, timeout, reply):
             self.counters.request_failures += 1
             reply(None, "the NATS link is not running")
 
@@ -187,40 +174,12 @@ class NatsLink:
         """Queue one message (never blocks); the oldest queued one is dropped and counted when full.
 
         Inside :meth:`batch` (same thread) the link thread is woken once when the batch ends."""
-        batching = getattr(self._batch, "depth", 0) > 0
-        with self._lock:
-            if len(self._outbox) >= self._capacity:
-                self._outbox.popleft()
-                self.counters.dropped_outbox += 1
-            self._outbox.append((subject, body, headers))
-            if batching:
-                self._batch.queued = True
-                return
-            wake = not self._wake_pending
-            self._wake_pending = True
-        if wake:
-            self._wake_loop()
+        self._outbox.put(subject, body, headers)
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """Publishes of this thread inside the block wake the link thread once, at the end.
-
-        A cross-thread wake-up (``call_soon_threadsafe``: a syscall plus an event-loop round) per message
-        cost as much as encoding a message; a burst of messages taken from ROS together needs one."""
-        local = self._batch
-        depth = getattr(local, "depth", 0)
-        local.depth = depth + 1
-        try:
-            yield
-        finally:
-            local.depth = depth
-            if depth == 0 and getattr(local, "queued", False):
-                local.queued = False
-                with self._lock:
-                    wake = not self._wake_pending
-                    self._wake_pending = True
-                if wake:
-                    self._wake_loop()
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Publishes of this thread inside the block wake the link thread once, at the end: a burst of
+        messages taken from ROS together needs one cross-thread wake-up, not one each (:mod:`.outbox`)."""
+        return self._outbox.batch()
 
     def _wake_loop(self) -> None:
         loop, wake_event = self._loop, self._wake
@@ -228,8 +187,9 @@ class NatsLink:
             with contextlib.suppress(RuntimeError):  # loop already closed during shutdown
                 loop.call_soon_threadsafe(wake_event.set)
 
-    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
-        """Run ``fn(*args)`` as a task of the link thread; False when the link is not running."""
+    def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
+        """Run ``fn(*args)`` as a task of the link thread (any thread; cancelled when the link stops);
+        False when the link is not running."""
         loop = self._loop
         if loop is None:
             return False
@@ -247,6 +207,11 @@ class NatsLink:
     @property
     def queued(self) -> int:
         return len(self._outbox)
+
+    @property
+    def alive(self) -> bool:
+        """The link's thread runs (started and not yet ended)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def connected(self) -> bool:
@@ -287,7 +252,6 @@ class NatsLink:
     async def _main(self) -> None:
         self._wake = asyncio.Event()
         self._stop_event = asyncio.Event()
-        sub_lock = self._sub_lock = asyncio.Lock()
         self._ready.set()
         sender = asyncio.create_task(self._sender())
         try:
@@ -302,33 +266,41 @@ class NatsLink:
                 self.state = LinkState.CONNECTED
                 self.counters.connects += 1
                 self._log.info(f"connected to NATS at {self.url}")
-                async with sub_lock:  # the new connection holds none of subscribe()'s yet
-                    self._held = {}
-                    await self._sync_subs_locked(nc)
+                await self._subs.restore(nc)  # the new connection holds none of subscribe()'s yet
                 if self._on_connected is not None:
                     try:
                         await self._on_connected(nc)
                     except (TimeoutError, nats.errors.Error, RobotPlatformError) as exc:
                         self._log.warning(f"setup after connecting to {self.url} failed: {type(exc).__name__}: {exc}")
+                self._up.set()
+                self._tell_state(True, "connected")
                 self._wake.set()  # flush what queued up while down
                 stop_wait = asyncio.create_task(self._stop_event.wait())
                 closed_wait = asyncio.create_task(closed.wait())
                 await asyncio.wait({stop_wait, closed_wait}, return_when=asyncio.FIRST_COMPLETED)
                 stop_wait.cancel()
                 closed_wait.cancel()
+                self._up.clear()
                 self.state = LinkState.CONNECTING
                 self._nc = None
                 if self._stop_event.is_set():
                     await self._flush_outbox(nc)
-                    await self._close(nc)
+                    await connect.close(nc, DRAIN_TIMEOUT_S)
                     break
                 self.counters.disconnects += 1
+                self._tell_state(False, "disconnected, reconnecting")
                 self._log.warning(f"lost NATS connection to {self.url}; reconnecting with backoff")
                 await self._sleep_or_stop(self._backoff.next_delay())
         finally:
+            self._up.clear()
             for task in (sender, *self._tasks):
                 task.cancel()
             await asyncio.gather(sender, *self._tasks, return_exceptions=True)
+            self._tell_state(False, "closed")
+
+    def _tell_state(self, connected: bool, what: str) -> None:
+        if self._on_state is not None:
+            self._on_state(connected, what)
 
     async def _connect(self, closed: asyncio.Event) -> Any:
         self.state = LinkState.CONNECTING
@@ -336,24 +308,19 @@ class NatsLink:
         async def on_closed() -> None:
             closed.set()
 
-        async def on_error(exc: Exception) -> None:
+        def on_error(exc: Exception) -> None:
             self._count_error(exc)
             if isinstance(exc, nats.errors.SlowConsumerError):
                 self.counters.dropped_slow_consumer += 1
 
-        options = connect_options(self._credentials.user, self._credentials.password, self._credentials.inbox_owner)
         try:
-            nc = await nats.connect(
+            nc = await connect.connect(
                 self.url,
                 name=self.name,
-                allow_reconnect=False,
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                error_cb=on_error,
+                credentials=self._credentials,
+                error_cb=connect.quiet_error_cb(self._log, self.url, on_error, level="debug"),
+                reconnect=False,
                 closed_cb=on_closed,
-                pending_size=CLIENT_PENDING_BYTES,
-                **options,
             )
             if self._on_message is not None:
                 for subject in self._subscriptions:
@@ -363,6 +330,7 @@ class NatsLink:
             await nc.flush(timeout=CONNECT_TIMEOUT_S)
         except (TimeoutError, OSError, nats.errors.Error) as exc:
             self.counters.connect_failures += 1
+            self._tell_state(False, f"connect failed: {type(exc).__name__}")
             if self.counters.connect_failures == 1 or self.counters.connect_failures % 20 == 0:
                 self._log.warning(
                     f"cannot connect to NATS at {self.url} ({type(exc).__name__}: {exc}); "
@@ -370,6 +338,12 @@ class NatsLink:
                 )
             return None
         return nc
+
+    def _current_nc(self) -> Any:
+        return self._nc
+
+    async def _subscribe(self, nc: Any, subject: str, handler: MessageHandler) -> Any:
+        return await nc.subscribe(subject, cb=self._callback(handler), **self._pending_limits)
 
     def _callback(self, handler: MessageHandler) -> Callable[[Any], Awaitable[None]]:
         async def deliver(msg: Any) -> None:
@@ -389,31 +363,6 @@ class NatsLink:
             handler(pattern, msg.subject, msg.reply or "", msg.headers, msg.data)
 
         return deliver
-
-    async def _sync_subs(self) -> None:
-        """Make the current connection's subscribe() subscriptions what the callers want now."""
-        nc, lock = self._nc, self._sub_lock
-        if nc is None or lock is None:
-            return  # the next connection subscribes them all
-        async with lock:  # syncs interleave at awaits: never subscribe a subject twice
-            if nc is self._nc:
-                await self._sync_subs_locked(nc)
-
-    async def _sync_subs_locked(self, nc: Any) -> None:
-        with self._lock:
-            wanted = dict(self._wanted)
-        held = self._held
-        try:
-            for subject, (handler, sub) in list(held.items()):
-                if wanted.get(subject) is not handler:
-                    del held[subject]
-                    await sub.unsubscribe()
-            for subject, handler in wanted.items():
-                if subject not in held:
-                    sub = await nc.subscribe(subject, cb=self._callback(handler), **self._pending_limits)
-                    held[subject] = (handler, sub)
-        except nats.errors.Error as exc:  # connection lost on the way: the next one subscribes afresh
-            self._count_error(exc)
 
     async def _request(self, subject: str, body: bytes, headers: dict[str, str], timeout: float,
                        reply: ReplyHandler) -> None:  # fmt: skip
@@ -442,6 +391,9 @@ class NatsLink:
         self.counters.request_failures += 1
         reply(None, reason)
 
+    def _count_drop(self) -> None:
+        self.counters.dropped_outbox += 1
+
     def _count_error(self, exc: Exception) -> None:
         kind = type(exc).__name__
         self.counters.errors[kind] = self.counters.errors.get(kind, 0) + 1
@@ -453,13 +405,11 @@ class NatsLink:
             self._wake.clear()
             nc = self._nc
             while nc is not None and self.state is LinkState.CONNECTED:
-                with self._lock:
-                    if not self._outbox:
-                        # Publishers wake us again only from here on: while we drain they just append.
-                        # (If we stop early, disconnected, every reconnect and stop() wakes us.)
-                        self._wake_pending = False
-                        break
-                    item = self._outbox[0]
+                # Empty: publishers wake us again from here on. (If we stop early, disconnected, every
+                # reconnect and stop() wakes us.)
+                item = self._outbox.first()
+                if item is None:
+                    break
                 subject, body, headers = item
                 try:
                     await nc.publish(subject, body, headers=headers)
@@ -469,15 +419,10 @@ class NatsLink:
                 except nats.errors.Error as exc:  # e.g. MaxPayloadError: this message can never go
                     self._count_error(exc)
                     self._log.warning(f"NATS refused a message on {subject}: {type(exc).__name__}: {exc}")
-                    self._pop_if_first(item)
+                    self._outbox.pop_if_first(item)
                     continue
-                self._pop_if_first(item)
+                self._outbox.pop_if_first(item)
                 self.counters.sent += 1
-
-    def _pop_if_first(self, item: tuple[str, bytes, dict[str, str]]) -> None:
-        with self._lock:
-            if self._outbox and self._outbox[0] is item:
-                self._outbox.popleft()
 
     async def _sleep_or_stop(self, delay: float) -> None:
         assert self._stop_event is not None
@@ -496,9 +441,27 @@ class NatsLink:
         self.state = LinkState.CONNECTING
         self._nc = None
 
-    async def _close(self, nc: Any) -> None:
-        try:
-            await asyncio.wait_for(nc.drain(), timeout=DRAIN_TIMEOUT_S)
-        except (TimeoutError, nats.errors.Error, OSError):
-            with contextlib.suppress(nats.errors.Error, OSError):
-                await nc.close()
+    # ------------------------------------------------------------------ link thread, for spawned code
+    def _current(self) -> Any:
+        nc = self._nc
+        if nc is None or self.state is not LinkState.CONNECTED:
+            raise nats.errors.ConnectionClosedError
+        return nc
+
+    async def publish_now(self, subject: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        """Publish on the current connection, bypassing the outbox (link thread only: code run through
+        :meth:`spawn` that keeps its own queue, e.g. keep-latest snapshots). Raises
+        ``nats.errors.ConnectionClosedError`` while disconnected, and what nats-py raises."""
+        await self._current().publish(subject, body, headers=headers or None)
+        self.counters.sent += 1
+
+    async def js_publish(self, subject: str, body: bytes, headers: dict[str, str], timeout: float) -> Any:
+        """Publish to JetStream and wait for the stream's ack (link thread only); raises while
+        disconnected, on no ack within ``timeout`` and on a refusal."""
+        ack = await self._current().jetstream().publish(subject, body, headers=headers, timeout=timeout)
+        self.counters.sent += 1
+        return ack
+
+    async def flush(self, timeout: float) -> None:
+        """Wait until the server has what was published on the current connection (link thread only)."""
+        await self._current().flush(timeout=timeout)

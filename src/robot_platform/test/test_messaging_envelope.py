@@ -6,8 +6,8 @@ import pytest
 from nav_msgs.msg import Odometry
 from std_msgs.msg import String
 
-from robot_platform.bridge.envelope import DuplicateFilter, Envelope, EnvelopeFactory, stamp_of
-from robot_platform.bridge.errors import EnvelopeError
+from robot_platform.messaging.envelope import DuplicateFilter, Envelope, EnvelopeFactory, stamp_of
+from robot_platform.messaging.errors import EnvelopeError
 
 
 def test_factory_headers_round_trip() -> None:

@@ -19,8 +19,9 @@ from std_msgs.msg import Byte, ByteMultiArray, Char, Float64MultiArray, Int8, UI
 from type_description_interfaces.msg import FieldType
 from unique_identifier_msgs.msg import UUID
 
-from robot_platform.bridge.codec import Codec, pack, unpack
-from robot_platform.bridge.errors import (
+from robot_platform.exceptions import RobotPlatformError
+from robot_platform.messaging.codec import Codec, pack, unpack
+from robot_platform.messaging.errors import (
     BridgeError,
     FieldRangeError,
     FieldTypeError,
@@ -30,8 +31,7 @@ from robot_platform.bridge.errors import (
     UnknownFieldError,
     UnknownTypeError,
 )
-from robot_platform.bridge.rostypes import TypeRegistry
-from robot_platform.exceptions import RobotPlatformError
+from robot_platform.messaging.rostypes import TypeRegistry
 
 
 @pytest.fixture

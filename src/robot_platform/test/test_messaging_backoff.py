@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from robot_platform.bridge.backoff import Backoff
+from robot_platform.messaging.backoff import Backoff
 
 
 def test_grows_caps_and_resets() -> None:

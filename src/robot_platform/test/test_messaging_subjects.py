@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from robot_platform.bridge import subjects
-from robot_platform.bridge.errors import NotAllowedError, SubjectError
+from robot_platform.messaging import subjects
+from robot_platform.messaging.errors import NotAllowedError, SubjectError
 
 
 def test_scheme() -> None:

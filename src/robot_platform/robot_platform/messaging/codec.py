@@ -39,6 +39,13 @@ from .rostypes import ARRAY_TYPECODES, NUMPY_DTYPES, Field, Scalar, TypeRegistry
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024  # nats-server's default max_payload
 
 
+def check_payload_size(subject: str, data: bytes, limit: int) -> None:
+    """PayloadTooLargeError if ``data`` is over ``limit`` bytes: the platform's one payload-size check
+    (the codec's, and a relay's that never decodes, like ws_agent's hub)."""
+    if len(data) > limit:
+        raise PayloadTooLargeError(subject, len(data), limit)
+
+
 class Codec:
     """Converts messages of any installed ROS type; one instance per node (holds the type caches)."""
 
@@ -119,18 +126,21 @@ class Codec:
         fn = self._to_dict_fns.get(cls)
         return fn if fn is not None else self._compile_to_dict(cls)
 
+    def check_size(self, subject: str, data: bytes) -> None:
+        """PayloadTooLargeError if ``data`` is over ``max_payload_bytes`` (checked before any decoding,
+        also by those that only relay or look at headers: bridge core, mirror, services)."""
+        check_payload_size(subject, data, self.max_payload_bytes)
+
     def encode(self, msg: Any, subject: str = "") -> bytes:
         """msgpack body of a ROS message; PayloadTooLargeError if over ``max_payload_bytes``."""
         body = pack(self.to_dict(msg))
-        if len(body) > self.max_payload_bytes:
-            raise PayloadTooLargeError(subject, len(body), self.max_payload_bytes)
+        self.check_size(subject, body)
         return body
 
     # ---------------------------------------------------------------- msgpack -> dict -> ROS
     def decode(self, cls: type, payload: bytes, subject: str = "", *, allow_non_finite: bool = False) -> Any:
         """ROS message from a msgpack body; MalformedPayloadError / CodecError / PayloadTooLargeError."""
-        if len(payload) > self.max_payload_bytes:
-            raise PayloadTooLargeError(subject, len(payload), self.max_payload_bytes)
+        self.check_size(subject, payload)
         return self.from_dict(cls, unpack(payload, subject), allow_non_finite=allow_non_finite)
 
     def from_dict(self, cls: type, data: Any, path: str = "", *, allow_non_finite: bool = False) -> Any:

@@ -1,4 +1,4 @@
-"""Per-user reply inboxes (bridge/inbox.py): one user's permission never covers another's replies."""
+"""Per-user reply inboxes (messaging/inbox.py): one user's permission never covers another's replies."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import nats.errors
 import pytest
 
-from robot_platform.bridge import inbox
-from robot_platform.bridge.inbox import (
+from robot_platform.messaging import inbox
+from robot_platform.messaging.inbox import (
     connect_options,
     inbox_prefix,
     inbox_subjects,
