@@ -10,17 +10,15 @@ import asyncio
 import re
 from typing import Any, TextIO
 
-import nats
 import nats.errors
 
 from robot_platform.messaging.codec import unpack
+from robot_platform.messaging.connect import Credentials, connect_once
 from robot_platform.messaging.errors import BridgeError, SubjectError
-from robot_platform.messaging.inbox import connect_options
 
 from .render import DEFAULT_TRUNCATE_LENGTH, to_yaml
 
 SUBJECT_RE = re.compile(r"^[^\s.]+(\.[^\s.]+)*$")
-CONNECT_TIMEOUT_S = 5.0
 
 
 async def echo(
@@ -38,8 +36,7 @@ async def echo(
     """Print ``count`` messages on ``subject`` (0 = until cancelled); return how many were printed."""
     if not SUBJECT_RE.fullmatch(subject or ""):
         raise SubjectError(subject, "not a NATS subject (tokens separated by '.', no spaces)")
-    nc = await nats.connect(url, connect_timeout=CONNECT_TIMEOUT_S, max_reconnect_attempts=1,
-                            **connect_options(user, password))  # fmt: skip
+    nc = await connect_once(url, name="robot-platform echo", credentials=Credentials(user, password))
     printed = 0
     done = asyncio.Event()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
