@@ -38,7 +38,7 @@ import msgpack
 
 from robot_platform.frames.meta import FrameMeta
 
-from .client_session import Frame, Outgoing
+from .outgoing import Frame, Outgoing
 
 FRAME_KIND = "frames"
 LEASE_SUFFIX = "lease"
