@@ -56,11 +56,7 @@ async def _request(url: str, name: str, body: dict[str, Any], user: str = "", pa
     try:
         nc = await asyncio.wait_for(
             nats.connect(
-                url,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-                error_cb=quiet,
+                url, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet,
                 **connect_options(user, password),
             ),
             REQUEST_TIMEOUT_S,

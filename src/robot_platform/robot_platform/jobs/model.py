@@ -191,7 +191,7 @@ def parse_retry(body: Any) -> RetryConfig:
     if body is None:
         return RetryConfig()
     if not isinstance(body, dict):
-        raise JobSpecError("retry", 'must be an object like {"failed": 2, "timed_out": 1}')
+        raise JobSpecError("retry", "must be an object like {\"failed\": 2, \"timed_out\": 1}")
     unknown = set(body) - set(RetryConfig.__dataclass_fields__)
     if unknown:
         raise JobSpecError("retry", f"unknown keys {sorted(unknown)}")
