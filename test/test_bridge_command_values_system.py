@@ -36,7 +36,7 @@ from std_msgs.msg import Float64, UInt8
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
 from robot_platform.messaging.envelope import Envelope
-from robot_platform.ws.access import hash_secret
+from robot_platform.ws.hashing import hash_secret
 
 WAIT_S = 20.0
 SRC = str(REPO / "src" / "robot_platform")

@@ -48,7 +48,7 @@ from robot_platform.bridge.fleet_nats import (
 from robot_platform.messaging import inbox
 from robot_platform.messaging.inbox import connect_options
 from robot_platform.ops.actions import encode_request
-from robot_platform.ws.access import hash_secret
+from robot_platform.ws.hashing import hash_secret
 
 SRC = str(REPO / "src" / "robot_platform")
 WAIT_S = 30.0

@@ -47,7 +47,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
 from robot_platform.runner.domains import DomainReservation
 from robot_platform.runner.supervisor import ProcessGroup
-from robot_platform.ws.access import hash_secret
+from robot_platform.ws.hashing import hash_secret
 from robot_platform_interfaces.srv import InjectFault
 
 BROWSER_DIR = REPO / "test" / "browser"

@@ -34,7 +34,7 @@ from simple_websocket import Client, ConnectionClosed
 from simple_websocket import ConnectionError as UpgradeRefused
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-from robot_platform.ws.access import hash_secret
+from robot_platform.ws.hashing import hash_secret
 
 SRC = str(REPO / "src" / "robot_platform")
 SECRETS = {"vera": ("viewer", "vera-pw"), "otto": ("operator", "otto-pw")}

@@ -46,7 +46,7 @@ from wsproto.utilities import RemoteProtocolError as WsprotoProtocolError
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import Envelope
-from robot_platform.ws.access import hash_secret
+from robot_platform.ws.hashing import hash_secret
 
 BROWSER_DIR = REPO / "test" / "browser"
 SRC = str(REPO / "src" / "robot_platform")

@@ -12,6 +12,16 @@ from pathlib import Path
 import pytest
 
 from robot_platform.deploy.app_logs import (
+    LogFile,
+    LogForwarder,
+    LogLine,
+    OutputReader,
+    ReaderConfig,
+    TokenBucket,
+    parse_level_name,
+)
+from robot_platform.deploy.apps import AppProcess
+from robot_platform.deploy.log_lines import (
     DEBUG,
     ERROR,
     FATAL,
@@ -19,17 +29,9 @@ from robot_platform.deploy.app_logs import (
     WARN,
     LevelParser,
     LineSplitter,
-    LogFile,
-    LogForwarder,
-    LogLine,
-    OutputReader,
-    ReaderConfig,
-    TokenBucket,
     clean_line,
     marked_level,
-    parse_level_name,
 )
-from robot_platform.deploy.apps import AppProcess
 from robot_platform.deploy.manifest import parse_manifest
 from robot_platform.deploy.runner import invoke_function
 

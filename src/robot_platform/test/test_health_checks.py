@@ -10,6 +10,8 @@ from py_trees.common import Status
 
 from robot_platform.health import checks as c
 from robot_platform.health import system_checks as sc
+from robot_platform.health import topic_checks as tc
+from robot_platform.health import value_checks as vc
 from robot_platform.health.fault_state import SEVERITY_CRITICAL, SEVERITY_WARN, FaultSpec, FaultState
 from robot_platform.health.sources import (
     DataHub,
@@ -59,7 +61,7 @@ def tick(check: c.HealthCheck, clock: Clock, dt: float = 0.0) -> Status:
 
 def test_topic_silence_start_up_grace_then_message_then_silence() -> None:
     clock, feed = Clock(), TopicFeed("scan", "sensor_msgs/msg/LaserScan")
-    check = c.TopicSilenceCheck("scan_silent", spec(), clock, feed=feed, timeout_s=1.0)
+    check = tc.TopicSilenceCheck("scan_silent", spec(), clock, feed=feed, timeout_s=1.0)
     assert tick(check, clock) is Status.SUCCESS  # first tick starts the grace period
     assert tick(check, clock, 1.1) is Status.FAILURE and "never received" in check.last.message
     feed.on_message(NS(), clock())
@@ -71,7 +73,7 @@ def test_topic_silence_start_up_grace_then_message_then_silence() -> None:
 
 def test_topic_rate_with_hysteresis() -> None:
     clock, feed = Clock(), TopicFeed("scan", "x/msg/Y")
-    check = c.TopicRateCheck("scan_rate", spec(), clock, feed=feed, min_rate_hz=5.0, clear_rate_hz=7.0, window_s=1.0)
+    check = tc.TopicRateCheck("scan_rate", spec(), clock, feed=feed, min_rate_hz=5.0, clear_rate_hz=7.0, window_s=1.0)
 
     def feed_for(seconds: float, hz: float) -> None:
         for _ in range(round(seconds * hz)):
@@ -93,7 +95,7 @@ def test_speed_drop_only_under_a_fresh_command() -> None:
     clock = Clock()
     o = TopicFeed("odom", "nav_msgs/msg/Odometry", extract_odometry)
     cmd = TopicFeed("cmd_vel", "geometry_msgs/msg/Twist", extract_twist)
-    check = c.SpeedDropCheck(
+    check = vc.SpeedDropCheck(
         "speed",
         spec(debounce=2.0, clear=0.5),
         clock,
@@ -127,7 +129,7 @@ def test_speed_drop_ignores_a_stale_command() -> None:
     clock = Clock()
     o = TopicFeed("odom", "nav_msgs/msg/Odometry", extract_odometry)
     cmd = TopicFeed("cmd_vel", "geometry_msgs/msg/Twist", extract_twist)
-    check = c.SpeedDropCheck("speed", spec(), clock, odom=o, cmd=cmd, command_timeout_s=0.5)
+    check = vc.SpeedDropCheck("speed", spec(), clock, odom=o, cmd=cmd, command_timeout_s=0.5)
     cmd.on_message(twist(1.0), clock())
     clock.t += 1.0
     o.on_message(odom(0.0), clock())
@@ -136,7 +138,7 @@ def test_speed_drop_ignores_a_stale_command() -> None:
 
 def test_battery_low_escalates_to_critical_and_clears_with_hysteresis() -> None:
     clock, feed = Clock(), TopicFeed("battery_state", "sensor_msgs/msg/BatteryState", extract_battery)
-    check = c.BatteryCheck("battery", spec(), clock, feed=feed, low=0.2, critical=0.1, hysteresis=0.03)
+    check = vc.BatteryCheck("battery", spec(), clock, feed=feed, low=0.2, critical=0.1, hysteresis=0.03)
 
     def level(p: float) -> Status:
         feed.on_message(NS(percentage=p, voltage=24.0), clock())
@@ -152,7 +154,7 @@ def test_battery_low_escalates_to_critical_and_clears_with_hysteresis() -> None:
     assert level(0.24) is Status.SUCCESS
 
 
-def _noisy_drain(check: c.BatteryCheck, feed: TopicFeed, clock: Clock) -> int:
+def _noisy_drain(check: vc.BatteryCheck, feed: TopicFeed, clock: Clock) -> int:
     """A battery draining slowly through the threshold, with +-1.5 % measurement noise."""
     for i in range(600):
         p = 0.23 - 0.0001 * i + 0.015 * math.sin(i * 1.3)
@@ -163,7 +165,7 @@ def _noisy_drain(check: c.BatteryCheck, feed: TopicFeed, clock: Clock) -> int:
 
 def test_battery_noise_around_threshold_raises_once() -> None:
     clock, feed = Clock(), TopicFeed("battery_state", "sensor_msgs/msg/BatteryState", extract_battery)
-    check = c.BatteryCheck("battery", spec(debounce=1.0, clear=2.0), clock, feed=feed, low=0.2, hysteresis=0.03)
+    check = vc.BatteryCheck("battery", spec(debounce=1.0, clear=2.0), clock, feed=feed, low=0.2, hysteresis=0.03)
     assert _noisy_drain(check, feed, clock) == 1
     assert check.fault.state is FaultState.ACTIVE
 
@@ -171,13 +173,13 @@ def test_battery_noise_around_threshold_raises_once() -> None:
 def test_battery_noise_without_debounce_or_hysteresis_would_flap() -> None:
     """The control experiment: the same signal with no time or value hysteresis raises many alerts."""
     clock, feed = Clock(), TopicFeed("battery_state", "sensor_msgs/msg/BatteryState", extract_battery)
-    check = c.BatteryCheck("battery", spec(), clock, feed=feed, low=0.2, hysteresis=0.0)
+    check = vc.BatteryCheck("battery", spec(), clock, feed=feed, low=0.2, hysteresis=0.0)
     assert _noisy_drain(check, feed, clock) > 10
 
 
 def test_imu_anomaly_range_nan_and_frozen() -> None:
     clock, feed = Clock(), TopicFeed("imu", "sensor_msgs/msg/Imu", extract_imu)
-    check = c.ImuAnomalyCheck("imu", spec(), clock, feed=feed, max_angular_velocity=5.0, frozen_s=1.0)
+    check = vc.ImuAnomalyCheck("imu", spec(), clock, feed=feed, max_angular_velocity=5.0, frozen_s=1.0)
     assert tick(check, clock) is Status.SUCCESS  # no data: silence is another check's business
     feed.on_message(imu(w=0.1), clock())
     assert tick(check, clock, 0.05) is Status.SUCCESS
@@ -198,7 +200,7 @@ def test_imu_anomaly_range_nan_and_frozen() -> None:
 
 def test_localization_jump_and_bounds() -> None:
     clock, feed = Clock(), TopicFeed("odom", "nav_msgs/msg/Odometry", extract_odometry)
-    check = c.LocalizationAnomalyCheck("loc", spec(), clock, feed=feed, max_jump_m=1.0, max_abs_m=100.0)
+    check = vc.LocalizationAnomalyCheck("loc", spec(), clock, feed=feed, max_jump_m=1.0, max_abs_m=100.0)
     feed.on_message(odom(0.0, x=1.0), clock())
     assert tick(check, clock, 0.1) is Status.SUCCESS
     feed.on_message(odom(0.0, x=1.5), clock())
@@ -267,13 +269,13 @@ def test_feed_counts_malformed_messages_but_still_records_arrival() -> None:
 def test_kind_parameters_are_keyword_only_and_unknown_ones_are_refused() -> None:
     """Each kind states its own parameters; a misspelt one is a TypeError at construction, not ignored."""
     clock, feed = Clock(), TopicFeed("scan", "sensor_msgs/msg/LaserScan")
-    check = c.TopicSilenceCheck("s", spec(), clock, group="sensors", feed=feed, timeout_s=1.0)
+    check = tc.TopicSilenceCheck("s", spec(), clock, group="sensors", feed=feed, timeout_s=1.0)
     assert (check.group, check.timeout_s, check.feed) == ("sensors", 1.0, feed)
     with pytest.raises(TypeError):
-        c.TopicSilenceCheck("s", spec(), clock, feed=feed, timeout_s=1.0, timout_s=2.0)
+        tc.TopicSilenceCheck("s", spec(), clock, feed=feed, timeout_s=1.0, timout_s=2.0)
     with pytest.raises(TypeError):
-        c.TopicSilenceCheck("s", spec(), clock, feed=feed)  # timeout_s is required
+        tc.TopicSilenceCheck("s", spec(), clock, feed=feed)  # timeout_s is required
     with pytest.raises(TypeError):  # the anomaly kinds: shared parameters and their own limits both checked
-        c.ImuAnomalyCheck("i", spec(), clock, feed=feed, max_jump_m=1.0)
-    imu_check = c.ImuAnomalyCheck("i", spec(), clock, feed=feed, stale_s=2.0)
+        vc.ImuAnomalyCheck("i", spec(), clock, feed=feed, max_jump_m=1.0)
+    imu_check = vc.ImuAnomalyCheck("i", spec(), clock, feed=feed, stale_s=2.0)
     assert (imu_check.max_w, imu_check.max_a, imu_check.stale_s, imu_check.frozen_s) == (10.0, 50.0, 2.0, 0.0)

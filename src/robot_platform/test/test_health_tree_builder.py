@@ -8,10 +8,11 @@ import py_trees
 import pytest
 
 from robot_platform.exceptions import RobotPlatformError
-from robot_platform.health.checks import BatteryCheck, SpeedDropCheck, TopicSilenceCheck
 from robot_platform.health.errors import HealthConfigError, HealthConfigSyntaxError, UnknownCheckKindError
 from robot_platform.health.fault_state import SEVERITY_CRITICAL, SEVERITY_ERROR
+from robot_platform.health.topic_checks import TopicSilenceCheck
 from robot_platform.health.tree_builder import build_tree, load_config_file, load_config_text
+from robot_platform.health.value_checks import BatteryCheck, SpeedDropCheck
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_CONFIG = REPO / "config" / "health" / "checks.yaml"

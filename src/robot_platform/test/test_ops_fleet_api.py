@@ -24,7 +24,7 @@ from robot_platform.ops import log_query, logs
 from robot_platform.ops.errors import LogQueryError
 from robot_platform.ops.registry import OFFLINE, Announcement, EventThrottle, Registry
 from robot_platform.ops.registry_service import decode_request
-from robot_platform.ws.access import ADMIN_JOBS_CALL, DEFAULT_ROLES, subject_matches
+from robot_platform.ws.roles import ADMIN_JOBS_CALL, DEFAULT_ROLES, subject_matches
 from robot_platform.ws.topics import FLEET_SERVICES, FLEET_TOPICS
 
 

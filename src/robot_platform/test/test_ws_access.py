@@ -12,7 +12,7 @@ import pytest
 
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.rostypes import TypeRegistry
-from robot_platform.ws import access, hashing
+from robot_platform.ws import access, hashing, roles
 from robot_platform.ws.access import AccessControl
 from robot_platform.ws.audit import Auditor
 from robot_platform.ws.client_session import ClientSession
@@ -32,17 +32,17 @@ def users_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines = ["users:"]
     for name, role in roles.items():
         method = "pbkdf2_sha256" if name == "ada" else "scrypt"
-        lines.append(f"  {name}: {{role: {role}, secret_hash: '{access.hash_secret(SECRETS[name], method)}'}}")
+        lines.append(f"  {name}: {{role: {role}, secret_hash: '{hashing.hash_secret(SECRETS[name], method)}'}}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def test_hash_lines_verify_and_never_contain_the_secret() -> None:
-    line = access.hash_secret("correct horse")
+    line = hashing.hash_secret("correct horse")
     assert "correct horse" not in line and line.startswith("scrypt$16384$8$1$")
     assert hashing.verify_secret(line, "correct horse")
     assert not hashing.verify_secret(line, "correct horsf")
-    assert access.hash_secret("x") != access.hash_secret("x")  # salted
+    assert hashing.hash_secret("x") != hashing.hash_secret("x")  # salted
 
 
 def test_authenticate_each_role_and_wrong_tokens(users_file: Path) -> None:
@@ -88,7 +88,7 @@ def test_role_rules(users_file: Path, role: str, action: str, subject: str, allo
 
 
 def test_subject_matching() -> None:
-    m = access.subject_matches
+    m = roles.subject_matches
     assert m("robots.*.ros.>", "robots.r1.ros.a.b") and not m("robots.*.ros.>", "robots.r1.ros")
     assert m("a.*", "a.b") and not m("a.*", "a.b.c") and not m("a.b", "a.b.c")
 

@@ -17,13 +17,14 @@ from robot_platform.messaging.rostypes import TypeRegistry
 from robot_platform.ops import log_query, logs
 from robot_platform.ops import registry as ops_registry
 from robot_platform.ws import access, protocol
-from robot_platform.ws.access import AccessControl, resolve_roles
+from robot_platform.ws.access import AccessControl
 from robot_platform.ws.audit import Auditor
 from robot_platform.ws.client_session import ClientSession
 from robot_platform.ws.errors import TopicError
 from robot_platform.ws.gateway import Gateway, GatewayLimits, api_values
 from robot_platform.ws.http_api import fleet_permissions
 from robot_platform.ws.hub import Hub
+from robot_platform.ws.roles import resolve_roles
 from robot_platform.ws.topics import FLEET_SERVICES, FLEET_TOPICS, Mode, TopicMapper, payload_kind
 
 SECRETS = {"vera": "viewer-pw", "otto": "operator-pw", "ada": "admin-pw"}

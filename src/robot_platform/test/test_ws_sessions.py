@@ -10,8 +10,9 @@ import msgpack
 
 from robot_platform.messaging.envelope import Envelope
 from robot_platform.ws import protocol
-from robot_platform.ws.client_session import ClientSession, Outgoing, Pending, SessionLimits
+from robot_platform.ws.client_session import ClientSession, SessionLimits
 from robot_platform.ws.hub import Hub
+from robot_platform.ws.outgoing import Outgoing, Pending
 
 
 class FakeClock:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from robot_platform.ws.access import hash_secret
+from robot_platform.ws.hashing import hash_secret
 from robot_platform.ws.http_api import HttpReply
 from robot_platform.ws.server import AgentConfig, WsAgent
 from robot_platform.ws.site_map import SiteMapError, load_site_map

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robot_platform.ws.access import hash_secret
+from robot_platform.ws.hashing import hash_secret
 from robot_platform.ws.http_api import HttpReply
 from robot_platform.ws.server import AgentConfig, WsAgent
 from robot_platform.ws.static_files import StaticFiles

@@ -2,7 +2,7 @@
 
 Used by the engine for deployments (activate, start, health check, roll back on failure) and for the
 ``rollback`` service, and at start-up to bring back the active apps. The caller serializes per package
-(engine lanes) and owns the journal; this class never decides job states, it raises and reports steps
+(:mod:`.lanes`) and owns the journal; this class never decides job states, it raises and reports steps
 through ``progress`` (which may itself raise to cancel).
 """
 

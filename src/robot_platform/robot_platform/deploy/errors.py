@@ -133,3 +133,10 @@ class StepTimeoutError(RunError):
     def __init__(self, step: str, timeout_s: float) -> None:
         super().__init__(step, f"did not finish within {timeout_s:g} s")
         self.timeout_s = timeout_s
+
+
+class CanceledError(DeployError):
+    """deploy_service is shutting down: the job in flight stops at its next step and rolls back."""
+
+    def __init__(self) -> None:
+        super().__init__("canceled: deploy_service is shutting down")

@@ -94,7 +94,7 @@ class ResourceLimits:
 
 
 @dataclass(frozen=True)
-class HealthCheck:
+class HealthProbe:
     """An argv run repeatedly in the version directory until it exits 0 or the deadline passes."""
 
     command: tuple[str, ...]
@@ -124,7 +124,7 @@ class Manifest:
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     install: tuple[tuple[str, ...], ...] = ()
     run: tuple[str, ...] = ()
-    health_check: HealthCheck | None = None
+    health_check: HealthProbe | None = None
     restart: str = "on-failure"
     triggers: tuple[Trigger, ...] = ()
     description: str = ""
@@ -271,7 +271,7 @@ def parse_manifest(data: Any) -> Manifest:
 
     handler = ""
     run: tuple[str, ...] = ()
-    health: HealthCheck | None = None
+    health: HealthProbe | None = None
     triggers: tuple[Trigger, ...] = ()
     if kind == KIND_FUNCTION:
         handler = _string(_require(data, "handler"), "handler", HANDLER_RE)
@@ -287,7 +287,7 @@ def parse_manifest(data: Any) -> Manifest:
         if raw_health is not None:
             if not isinstance(raw_health, dict) or set(raw_health) - {"command", "interval_s"}:
                 raise ManifestError("health_check", "must be a mapping with command (argv) and interval_s")
-            health = HealthCheck(
+            health = HealthProbe(
                 command=_argv(raw_health.get("command"), "health_check.command"),
                 interval_s=_number(
                     raw_health.get("interval_s", DEFAULT_HEALTH_INTERVAL_S),

@@ -23,8 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from robot_platform.deploy.app_logs import ERROR, INFO, LineSink, LogLine, OutputReader, ReaderConfig
+from robot_platform.deploy.app_logs import LineSink, LogLine, OutputReader, ReaderConfig
 from robot_platform.deploy.errors import RunError, StepTimeoutError
+from robot_platform.deploy.log_lines import ERROR, INFO
 from robot_platform.deploy.manifest import Manifest
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 """The catalogue of check kinds: class, parameter schema, default severity and default fault code.
 
-Adding a *kind* means a behaviour class (:mod:`checks` / :mod:`system_checks`) plus one entry in
-:data:`CHECK_CLASSES` and :data:`KIND_PARAMS` here; adding a *check* of an existing kind is config only.
+Adding a *kind* means a behaviour class (:mod:`topic_checks` / :mod:`value_checks` / :mod:`system_checks`)
+plus one entry in :data:`CHECK_CLASSES` and :data:`KIND_PARAMS` here; adding a *check* of an existing kind
+is config only.
 """
 
 from __future__ import annotations
@@ -11,15 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from robot_platform.health.checks import (
-    BatteryCheck,
-    HealthCheck,
-    ImuAnomalyCheck,
-    LocalizationAnomalyCheck,
-    SpeedDropCheck,
-    TopicRateCheck,
-    TopicSilenceCheck,
-)
+from robot_platform.health.checks import HealthCheck
 from robot_platform.health.starvation import (
     MAX_TICK_GAP_S,
     PRESSURE_CLEAR_PCT,
@@ -34,6 +27,8 @@ from robot_platform.health.system_checks import (
     LinkCheck,
     NodesMissingCheck,
 )
+from robot_platform.health.topic_checks import TopicRateCheck, TopicSilenceCheck
+from robot_platform.health.value_checks import BatteryCheck, ImuAnomalyCheck, LocalizationAnomalyCheck, SpeedDropCheck
 
 TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*/msg/[A-Z][A-Za-z0-9]*$")
 TOPIC_RE = re.compile(r"^[~/]?[A-Za-z_][A-Za-z0-9_/]*$")

@@ -2,7 +2,7 @@
 
 Why config, not code: a site adds "alert when /lidar_front is silent for 0.5 s" by adding four YAML
 lines. Every check of an existing kind is data; only a new *kind* needs code (a class in
-:mod:`checks` plus an entry in :data:`KIND_PARAMS`).
+:mod:`topic_checks`, :mod:`value_checks` or :mod:`system_checks` plus an entry in :data:`KIND_PARAMS`).
 
 Config shape::
 
@@ -44,12 +44,13 @@ from robot_platform.health.check_kinds import (
     P,
     default_code,
 )
-from robot_platform.health.checks import Clock, EventSink, HealthCheck, TopicRateCheck, TopicSilenceCheck
+from robot_platform.health.checks import Clock, EventSink, HealthCheck
 from robot_platform.health.errors import HealthConfigError, HealthConfigSyntaxError, UnknownCheckKindError
 from robot_platform.health.fault_state import SEVERITY_NAMES, FaultSpec
 from robot_platform.health.flapping import FlapDetector
 from robot_platform.health.sources import EXTRACTORS, DataHub
 from robot_platform.health.starvation import read_cpu_pressure
+from robot_platform.health.topic_checks import TopicRateCheck, TopicSilenceCheck
 
 # ---- YAML with line numbers ------------------------------------------------------------------------
 

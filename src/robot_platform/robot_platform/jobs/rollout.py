@@ -25,7 +25,7 @@ from robot_platform.jobs.protocol import ExecStatus
 
 
 @dataclass(frozen=True)
-class Decision:
+class RolloutDecision:
     release: tuple[str, ...] = ()  # things whose execution goes SCHEDULED -> QUEUED now
     abort_reason: str = ""
     start_rest: bool = False  # the canary stage just ended
@@ -60,25 +60,25 @@ def abort_reason(job: Job, executions: Sequence[Execution]) -> str:
     return ""
 
 
-def decide(job: Job, executions: Sequence[Execution], now: float) -> Decision:
+def decide(job: Job, executions: Sequence[Execution], now: float) -> RolloutDecision:
     """The next rollout step for ``job`` (see the module docstring)."""
     tally = counts(executions)
     if job.status != JobStatus.IN_PROGRESS:
-        return Decision(counts=tally)
+        return RolloutDecision(counts=tally)
     if executions and all(ex.status.terminal for ex in executions):
-        return Decision(complete=True, counts=tally)  # nothing left to stop: done, whatever failed
+        return RolloutDecision(complete=True, counts=tally)  # nothing left to stop: done, whatever failed
     reason = abort_reason(job, executions)
     if reason:
-        return Decision(abort_reason=reason, counts=tally)
+        return RolloutDecision(abort_reason=reason, counts=tally)
     canary = [ex for ex in executions if ex.canary]
     if any(ex.status != ExecStatus.SUCCEEDED for ex in canary):
-        return Decision(counts=tally)  # canary stage still running
+        return RolloutDecision(counts=tally)  # canary stage still running
     start_rest = job.rest_started_at is None
     rest_started = now if start_rest else float(job.rest_started_at or now)
     rest = [ex for ex in executions if not ex.canary]
     scheduled = [ex for ex in rest if ex.status == ExecStatus.SCHEDULED]
     if not scheduled:
-        return Decision(start_rest=start_rest, counts=tally)
+        return RolloutDecision(start_rest=start_rest, counts=tally)
     rate = job.spec.rollout.max_per_minute
     allowed = 1 + math.floor(max(0.0, now - rest_started) * rate / 60.0)
     released = len(rest) - len(scheduled)
@@ -90,7 +90,7 @@ def decide(job: Job, executions: Sequence[Execution], now: float) -> Decision:
     if remaining:
         next_due = rest_started + (released + n) * 60.0 / rate
         next_check = max(0.0, next_due - now)
-    return Decision(
+    return RolloutDecision(
         release=tuple(ex.thing for ex in scheduled[:n]),
         start_rest=start_rest,
         next_check_s=next_check,

@@ -7,7 +7,9 @@ owner calls :meth:`tick` about once a second (timeouts, rate-limited releases). 
 the console and vice versa: both are short transactions under one lock.
 
 Messages are published only after the store transaction that caused them committed, so a device is
-never told about an execution a crash could take back.
+never told about an execution a crash could take back (outbox.py). Parts: device_requests.py (the
+device side), rollout_driver.py (releases, completion, aborts, retries), outbox.py (messages and events
+held until commit); this class owns the lock and the transactions, the console API and the clock work.
 """
 
 from __future__ import annotations
@@ -20,17 +22,17 @@ from collections.abc import Callable
 from typing import Any
 
 from robot_platform.jobs import protocol as p
+from robot_platform.jobs.device_requests import DeviceRequests
 from robot_platform.jobs.errors import DeviceRequestError, DuplicateJobError, JobsError, UnknownJobError
 from robot_platform.jobs.model import Execution, Job, JobStatus, parse_job_spec
+from robot_platform.jobs.outbox import EventSink, JobsOutbox, Publish
 from robot_platform.jobs.protocol import ExecStatus
-from robot_platform.jobs.rollout import counts, decide
+from robot_platform.jobs.rollout import counts
+from robot_platform.jobs.rollout_driver import RolloutDriver
 from robot_platform.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[str, bytes], None]
-EventSink = Callable[[dict[str, Any]], None]
-NOT_STARTED = (ExecStatus.SCHEDULED, ExecStatus.QUEUED)
 # After the service (re)starts or its broker link comes back, devices get this long (at most the job's own
 # timeout) to report before an in-progress timeout is applied: an update sent while nobody was listening
 # (the service was down) arrives only now, from the broker's session or the devices' re-sync.
@@ -53,9 +55,9 @@ class JobsService:
         self.clock = clock
         self.counters: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
-        self._outbox: list[tuple[str, bytes]] = []
-        self._events: list[dict[str, Any]] = []
-        self._last_next: dict[str, str] = {}  # thing -> job id last announced on notify-next
+        self._outbox = JobsOutbox(store, publish, self.on_event, clock, self.counters)
+        self._rollout = RolloutDriver(store, self._outbox, self.counters)
+        self._devices = DeviceRequests(store, self._outbox, self._rollout, clock)
         self._listening_since = clock()  # start of the current stretch of hearing from devices
 
     def lock_for_read(self) -> threading.Lock:
@@ -84,17 +86,17 @@ class JobsService:
                         last_updated_at=now,
                     )
                 )
-            self._discard()
+            self._outbox.discard()
             with self.store.transaction():
                 self.store.insert_job(job, executions)
-                self._event_job(job, "created")
+                self._outbox.event_job(job, "created")
                 for ex in executions:
-                    self._event_execution(ex)
-                self._advance(spec.job_id, now)
+                    self._outbox.event_execution(ex)
+                self._rollout.advance(spec.job_id, now)
             for ex in executions:
                 if ex.canary:
-                    self._notify(ex.thing)
-            self._flush()
+                    self._outbox.notify(ex.thing)
+            self._outbox.flush()
             self.counters["jobs_created"] += 1
             log.info("job %s created for %d targets (canary %d)", spec.job_id, len(spec.targets), spec.rollout.canary)
             return self._describe_job(spec.job_id)
@@ -121,8 +123,8 @@ class JobsService:
                 raise UnknownJobError(job_id)
             if job.status == JobStatus.IN_PROGRESS:
                 with self.store.transaction():
-                    self._stop(job, "USER_CANCELED", reason, self.clock())
-                self._flush()
+                    self._rollout.stop(job, "USER_CANCELED", reason, self.clock())
+                self._outbox.flush()
             return self._describe_job(job_id)
 
     def _describe_job(self, job_id: str) -> dict[str, Any]:
@@ -148,125 +150,30 @@ class JobsService:
                 raw_token = body.get("clientToken")
                 token = raw_token if isinstance(raw_token, str) else None
                 with self.store.transaction():
-                    reply = self._dispatch(request, body)
+                    reply = self._devices.dispatch(request, body)
             except DeviceRequestError as exc:
-                self._discard()  # the transaction was rolled back: nothing it produced may go out
+                self._outbox.discard()  # the transaction was rolled back: nothing it produced may go out
                 self.counters[f"requests_rejected_{exc.code}"] += 1
                 log.info(
                     "%s %s from %s rejected: %s %s", request.op, request.job_id, request.thing, exc.code, exc.reason
                 )
-                self._outbox.append(
-                    (
-                        p.reply_topic(request, False),
-                        p.encode(p.rejected_body(exc.code, exc.reason, token, self.clock(), exc.execution_state)),
-                    )
+                self._outbox.add(
+                    p.reply_topic(request, False),
+                    p.encode(p.rejected_body(exc.code, exc.reason, token, self.clock(), exc.execution_state)),
                 )
             except JobsError as exc:  # store failure: tell the device to retry, keep serving
-                self._discard()
+                self._outbox.discard()
                 self.counters["requests_failed"] += 1
                 log.error("%s from %s failed: %s", request.op, request.thing, exc.reason)
                 body = p.rejected_body("InternalError", exc.reason, token, self.clock())
-                self._outbox.append((p.reply_topic(request, False), p.encode(body)))
+                self._outbox.add(p.reply_topic(request, False), p.encode(body))
             else:
                 self.counters[f"requests_{request.op}"] += 1
                 reply["timestamp"] = int(self.clock())
                 if token is not None:
                     reply["clientToken"] = token
-                self._outbox.insert(0, (p.reply_topic(request, True), p.encode(reply)))
-            self._flush()
-
-    def _dispatch(self, request: p.Request, body: dict[str, Any]) -> dict[str, Any]:
-        thing = request.thing
-        if request.op == "get":
-            pending = self.store.pending(thing)
-            return {
-                "inProgressJobs": [ex.summary() for ex in pending if ex.status == ExecStatus.IN_PROGRESS],
-                "queuedJobs": [ex.summary() for ex in pending if ex.status == ExecStatus.QUEUED],
-            }
-        if request.op == "start-next":
-            return self._start_next(thing, body)
-        if request.op == "describe":
-            ex = self._visible(thing, request.job_id)
-            include = body.get("includeJobDocument", True)
-            return {"execution": ex.data(self._document(ex.job_id) if include is not False else None)}
-        return self._update(thing, request.job_id, body)
-
-    def _document(self, job_id: str) -> dict[str, Any]:
-        job = self.store.job(job_id)
-        return job.spec.document if job else {}
-
-    def _visible(self, thing: str, job_id: str) -> Execution:
-        """The execution as the device may see it (released executions only)."""
-        if job_id == p.NEXT:
-            pending = self.store.pending(thing)
-            if not pending:
-                raise DeviceRequestError("ResourceNotFound", f"no pending job execution for {thing}")
-            return pending[0]
-        ex = self.store.execution(job_id, thing)
-        if ex is None or ex.status == ExecStatus.SCHEDULED:
-            raise DeviceRequestError("ResourceNotFound", f"no execution of job {job_id} for {thing}")
-        return ex
-
-    def _start_next(self, thing: str, body: dict[str, Any]) -> dict[str, Any]:
-        details = p.check_status_details(body.get("statusDetails")) if "statusDetails" in body else None
-        pending = self.store.pending(thing)
-        if not pending:
-            return {}
-        ex = pending[0]
-        if ex.status == ExecStatus.QUEUED:
-            now = self.clock()
-            ex.status = ExecStatus.IN_PROGRESS
-            ex.started_at = now
-            ex.last_updated_at = now
-            ex.version += 1
-            if details is not None:
-                ex.status_details = details
-            self.store.save_execution(ex)
-            self._event_execution(ex)
-        return {"execution": ex.data(self._document(ex.job_id))}
-
-    def _update(self, thing: str, job_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        raw_status = body.get("status")
-        try:
-            status = ExecStatus(raw_status)
-        except ValueError:
-            status = None
-        if status not in p.DEVICE_SETTABLE:
-            raise DeviceRequestError(
-                "InvalidRequest", f"status must be one of {[s.value for s in p.DEVICE_SETTABLE]}, got {raw_status!r}"
-            )
-        details = p.check_status_details(body.get("statusDetails")) if "statusDetails" in body else None
-        ex = self._visible(thing, job_id)
-        expected = body.get("expectedVersion")
-        if expected is not None and expected != ex.version:
-            raise DeviceRequestError("VersionMismatch", f"expected version {expected}, is {ex.version}", ex.state())
-        number = body.get("executionNumber")
-        if number is not None and number != ex.execution_number:
-            raise DeviceRequestError("ResourceNotFound", f"no execution number {number} of job {job_id} for {thing}")
-        if ex.status.terminal:
-            raise DeviceRequestError(
-                "InvalidStateTransition", f"execution is {ex.status.value} (terminal); it cannot change", ex.state()
-            )
-        now = self.clock()
-        if ex.started_at is None:
-            ex.started_at = now
-        ex.status = status
-        if details is not None:
-            ex.status_details = details
-        ex.last_updated_at = now
-        ex.version += 1
-        self.store.save_execution(ex)
-        self._event_execution(ex)
-        if status.terminal:
-            self._maybe_retry(ex, now)
-            self._advance(job_id, now)
-            self._notify(thing)
-        reply: dict[str, Any] = {}
-        if body.get("includeJobExecutionState"):
-            reply["executionState"] = ex.state()
-        if body.get("includeJobDocument"):
-            reply["jobDocument"] = self._document(job_id)
-        return reply
+                self._outbox.add(p.reply_topic(request, True), p.encode(reply), first=True)
+            self._outbox.flush()
 
     # ---- time-driven work ---------------------------------------------------------------------------
     def tick(self, devices_online: bool = True) -> float | None:
@@ -295,14 +202,14 @@ class JobsService:
                     self.store.save_execution(ex)
                     self.counters["executions_timed_out"] += 1
                     log.warning("job %s on %s TIMED_OUT", ex.job_id, ex.thing)
-                    self._event_execution(ex)
-                    self._maybe_retry(ex, now)
-                    self._notify(ex.thing)
+                    self._outbox.event_execution(ex)
+                    self._rollout.maybe_retry(ex, now)
+                    self._outbox.notify(ex.thing)
                 for job in self.store.jobs(JobStatus.IN_PROGRESS, limit=10000):
-                    due = self._advance(job.spec.job_id, now)
+                    due = self._rollout.advance(job.spec.job_id, now)
                     if due is not None:
                         next_due = due if next_due is None else min(next_due, due)
-            self._flush()
+            self._outbox.flush()
             return next_due
 
     def announce_all(self) -> None:
@@ -310,145 +217,9 @@ class JobsService:
         devices' in-progress timeouts wait RESYNC_GRACE_S from now for their answers."""
         with self._lock:
             self._listening_since = self.clock()
-            self._last_next.clear()
+            self._outbox.forget_announced()
             things = {ex.thing for ex in self.store.with_status(ExecStatus.QUEUED)}
             things |= {ex.thing for ex in self.store.with_status(ExecStatus.IN_PROGRESS)}
             for thing in sorted(things):
-                self._notify(thing)
-            self._flush()
-
-    def _maybe_retry(self, ex: Execution, now: float) -> None:
-        """Queue a FAILED / TIMED_OUT execution again if its job's retry config allows (inside the
-        caller's transaction); the robot gets it through notify-next with the next executionNumber."""
-        job = self.store.job(ex.job_id)
-        if job is None or job.status != JobStatus.IN_PROGRESS:
-            return
-        if not job.spec.retry.allows(ex.status, ex.attempt):
-            return
-        ended, why = ex.status.value, ex.status_details.get("reason") or ex.reason
-        ex.status = ExecStatus.QUEUED
-        ex.attempt += 1
-        ex.execution_number = self.store.next_execution_number()
-        ex.version += 1
-        ex.queued_at, ex.started_at, ex.last_updated_at = now, None, now
-        ex.status_details = {}
-        ex.reason = f"attempt {ex.attempt} after {ended}" + (f": {why}" if why else "")
-        self.store.save_execution(ex)
-        self.counters["executions_retried"] += 1
-        log.warning("job %s on %s: %s", ex.job_id, ex.thing, ex.reason[:200])
-        self._event_execution(ex)
-
-    # ---- rollout --------------------------------------------------------------------------------------
-    def _advance(self, job_id: str, now: float) -> float | None:
-        """Apply the rollout decision for one job (inside the caller's transaction)."""
-        job = self.store.job(job_id)
-        if job is None:
-            return None
-        executions = self.store.executions(job_id)
-        decision = decide(job, executions, now)
-        if decision.abort_reason:
-            self.counters["jobs_aborted"] += 1
-            log.warning("job %s aborted: %s", job_id, decision.abort_reason)
-            self._stop(job, "ABORTED", decision.abort_reason, now)
-            return None
-        changed = False
-        if decision.start_rest:
-            job.rest_started_at = now
-            changed = True
-        by_thing = {ex.thing: ex for ex in executions}
-        for thing in decision.release:
-            ex = by_thing[thing]
-            ex.status = ExecStatus.QUEUED
-            ex.queued_at = now
-            ex.last_updated_at = now
-            self.store.save_execution(ex)
-            self._event_execution(ex)
-            self._notify(thing)
-        if decision.complete:
-            job.status = JobStatus.COMPLETED
-            job.completed_at = now
-            changed = True
-            self._event_job(job, "completed")
-        if changed:
-            job.updated_at = now
-            self.store.save_job(job)
-        return decision.next_check_s
-
-    def _stop(self, job: Job, code: str, reason: str, now: float) -> None:
-        """Cancel a job: its not-started executions become CANCELED (they will never run)."""
-        job.status = JobStatus.CANCELED
-        job.reason_code = code
-        job.reason = reason
-        job.updated_at = now
-        job.completed_at = now
-        self.store.save_job(job)
-        for ex in self.store.executions(job.spec.job_id):
-            if ex.status in NOT_STARTED:
-                was_visible = ex.status == ExecStatus.QUEUED
-                ex.status = ExecStatus.CANCELED
-                ex.reason = f"{code.lower()}: {reason}"
-                ex.last_updated_at = now
-                ex.version += 1
-                self.store.save_execution(ex)
-                self._event_execution(ex)
-                if was_visible:
-                    self._notify(ex.thing)
-        self._event_job(job, code.lower())
-
-    # ---- outgoing -------------------------------------------------------------------------------------
-    def _notify(self, thing: str) -> None:
-        """notify-next when the thing's next pending execution changed; notify with the pending lists."""
-        pending = self.store.pending(thing)
-        head = pending[0] if pending else None
-        head_id = f"{head.job_id}#{head.execution_number}" if head else ""  # a retry is a new next execution
-        now = int(self.clock())
-        self._outbox.append(
-            (
-                p.topic(thing, "notify"),
-                p.encode(
-                    {
-                        "timestamp": now,
-                        "jobs": {
-                            status.value: [ex.summary() for ex in pending if ex.status == status]
-                            for status in (ExecStatus.QUEUED, ExecStatus.IN_PROGRESS)
-                            if any(ex.status == status for ex in pending)
-                        },
-                    }
-                ),
-            )
-        )
-        if self._last_next.get(thing) == head_id and head_id:
-            return
-        self._last_next[thing] = head_id
-        body: dict[str, Any] = {"timestamp": now}
-        if head is not None:
-            body["execution"] = head.data(self._document(head.job_id))
-        self._outbox.append((p.topic(thing, "notify-next"), p.encode(body)))
-
-    def _event_execution(self, ex: Execution) -> None:
-        self._events.append({"type": "execution", **ex.to_dict()})
-
-    def _event_job(self, job: Job, what: str) -> None:
-        item = job.to_dict()
-        item.pop("document")
-        self._events.append({"type": "job", "event": what, **item})
-
-    def _discard(self) -> None:
-        self._outbox.clear()
-        self._events.clear()
-
-    def _flush(self) -> None:
-        """Send what the last (committed) transaction produced; caller holds the lock."""
-        outbox, self._outbox = self._outbox, []
-        events, self._events = self._events, []
-        for name, payload in outbox:
-            try:
-                self.publish(name, payload)
-            except Exception:  # a broken transport must not undo committed state; logged with traceback
-                self.counters["publish_errors"] += 1
-                log.exception("publish to %s failed", name)
-        for event in events:
-            try:
-                self.on_event(event)
-            except Exception:  # same: events are best effort, the store has the truth
-                log.exception("event sink failed")
+                self._outbox.notify(thing)
+            self._outbox.flush()

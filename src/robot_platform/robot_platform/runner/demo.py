@@ -72,7 +72,7 @@ class DemoUsers:
 
 def write_demo_users(state_dir: Path) -> DemoUsers:
     """An operator (touch panels) and an admin (console) with random secrets, in a 0600 users file."""
-    from robot_platform.ws.access import hash_secret
+    from robot_platform.ws.hashing import hash_secret
 
     state_dir.mkdir(parents=True, exist_ok=True)
     roles = {"operator": "operator", "admin": "admin"}

@@ -19,13 +19,7 @@ first message of a connection opened without credentials when ``anonymous_role``
 never logged (see http_api.py). Secret hashes: hashing.py (checked on its bounded pool); limits on
 failed logins: login_limiter.py; Host/Origin rules: origin.py; audit events: audit.py.
 
-Rules are NATS subject patterns (``*`` one token, ``>`` the rest) per action: ``subscribe``,
-``publish`` (commands), ``call`` (services). Built-in roles: viewer reads (telemetry, alerts, health,
-presence, frames, deploy events, robots' logs, jobs and registry events) and calls the fleet's read
-services (registry list, log query, jobs get/list); operator also teleops (cmd_vel), e-stops, pauses
-and acknowledges alerts; admin may also send any command, call any robot service (deploy, rollback,
-fault injection) and create and cancel jobs. The rule subject of a fleet name (``/fleet/...``, see
-topics.py) is its NATS subject: ``/fleet/jobs/create`` is ``call jobs.create``.
+Roles and their rules: roles.py.
 """
 
 from __future__ import annotations
@@ -36,57 +30,14 @@ import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from .errors import AccessDeniedError, AuthError, UsersFileError
 from .hashing import HashPool, check_hash_line, hash_secret
+from .roles import Role, resolve_roles
 
-ACTIONS = ("subscribe", "publish", "call")
-ROLES = ("viewer", "operator", "admin")
 MAX_SECRET_CHARS = 1024
-
-VIEWER_SUBSCRIBE = (
-    "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
-    "robots.*.frames.*", "robots.*.deploy.>", "robots.*.logs.>", "jobs.events", "fleet.registry.events",
-)  # fmt: skip
-VIEWER_CALL = ("fleet.registry.list", "fleet.logs.query", "fleet.alerts.query", "jobs.get", "jobs.list")
-OPERATOR_PUBLISH = (
-    "robots.*.cmd.cmd_vel", "robots.*.cmd.estop", "robots.*.cmd.e_stop", "robots.*.cmd.pause",
-    "robots.*.cmd.resume", "robots.*.cmd.alerts.ack", "robots.*.cmd.alert_ack",
-)  # fmt: skip
-OPERATOR_CALL = (
-    "robots.*.srv.*.estop", "robots.*.srv.*.pause", "robots.*.srv.*.acknowledge_alert",
-    "robots.*.srv.estop", "robots.*.srv.pause", "robots.*.srv.acknowledge_alert",
-)  # fmt: skip
-ADMIN_JOBS_CALL = ("jobs.create", "jobs.cancel")
-DEFAULT_ROLES: dict[str, dict[str, Any]] = {
-    "viewer": {"subscribe": list(VIEWER_SUBSCRIBE), "publish": [], "call": list(VIEWER_CALL)},
-    "operator": {"inherits": "viewer", "publish": list(OPERATOR_PUBLISH), "call": list(OPERATOR_CALL)},
-    "admin": {"inherits": "operator", "publish": ["robots.*.cmd.>"], "call": ["robots.*.srv.>", *ADMIN_JOBS_CALL]},
-}
-
-
-# ---------------------------------------------------------------------------------------- rules
-def subject_matches(pattern: str, subject: str) -> bool:
-    """NATS wildcard match: ``*`` matches one token, a final ``>`` one or more tokens."""
-    pt, st = pattern.split("."), subject.split(".")
-    for i, part in enumerate(pt):
-        if part == ">":
-            return i == len(pt) - 1 and len(st) > i
-        if i >= len(st) or (part != "*" and part != st[i]):
-            return False
-    return len(pt) == len(st)
-
-
-@dataclass(frozen=True)
-class Role:
-    name: str
-    rules: dict[str, tuple[str, ...]]
-
-    def allows(self, action: str, subject: str) -> bool:
-        return any(subject_matches(p, subject) for p in self.rules.get(action, ()))
 
 
 @dataclass(frozen=True)
@@ -102,41 +53,6 @@ class Principal:
 
     user: str
     role: Role
-
-
-def resolve_roles(defined: dict[str, Any], source: str = "<built-in>") -> dict[str, Role]:
-    """Roles with inherited rules flattened; UsersFileError on cycles, unknown actions or parents."""
-    merged = {**DEFAULT_ROLES, **defined}
-    out: dict[str, Role] = {}
-
-    def build(name: str, seen: tuple[str, ...]) -> Role:
-        if name in out:
-            return out[name]
-        if name in seen:
-            raise UsersFileError(source, f"roles: inheritance cycle {' -> '.join((*seen, name))}")
-        spec = merged.get(name)
-        if not isinstance(spec, dict):
-            raise UsersFileError(source, f"roles: {name!r} is not defined")
-        unknown = set(spec) - {*ACTIONS, "inherits"}
-        if unknown:
-            raise UsersFileError(source, f"roles.{name}: unknown keys {sorted(unknown)}; use {ACTIONS}")
-        rules: dict[str, list[str]] = {a: [] for a in ACTIONS}
-        parent = spec.get("inherits")
-        if parent:
-            for action, patterns in build(str(parent), (*seen, name)).rules.items():
-                rules[action].extend(patterns)
-        for action in ACTIONS:
-            patterns = spec.get(action, [])
-            if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
-                raise UsersFileError(source, f"roles.{name}.{action} must be a list of subject patterns")
-            rules[action].extend(patterns)
-        role = Role(name, {a: tuple(p) for a, p in rules.items()})
-        out[name] = role
-        return role
-
-    for name in merged:
-        build(name, ())
-    return out
 
 
 class AccessControl:

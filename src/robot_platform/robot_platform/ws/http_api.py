@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import access
 from .access import AccessControl, Principal, credentials_from_request
 from .audit import Auditor
 from .errors import AuthBusyError, AuthError
 from .login_limiter import LoginLimiter
 from .origin import HostPolicy, OriginPolicy
+from .roles import Role
 from .site_map import FLOOR_PLAN_PATH, SiteMap
 from .static_files import StaticFiles
 from .topics import FLEET_SERVICES, FLEET_TOPICS, Mode
@@ -57,7 +57,7 @@ class Admitted:
     address: str  # host, for login limits
 
 
-def fleet_permissions(role: access.Role) -> dict[str, dict[str, bool]]:
+def fleet_permissions(role: Role) -> dict[str, dict[str, bool]]:
     """What the role may do with each fleet name (same rules as the gateway applies to them)."""
     return {
         "call": {name: role.allows("call", subject) for name, subject in FLEET_SERVICES.items()},

@@ -33,8 +33,9 @@ from robot_platform.messaging.errors import BridgeError
 from robot_platform.ops.errors import LogRecordError
 from robot_platform.ops.logs import LOG_TYPE, decode_entry
 
-from .client_session import ClientSession, Outgoing, Subscription
+from .client_session import ClientSession, Subscription
 from .frame_relay import FrameOutgoing
+from .outgoing import Outgoing
 from .topics import payload_kind
 
 H_PLAIN_TYPE = "rp-type"  # type header of the jobs and registry events (no platform envelope)

@@ -2,8 +2,9 @@
 
 Parts: connections.py (the event loop: accept, handshake timeout, cap on pending connections, one
 coroutine per client, sender and stall check), http_api.py (routes and upgrade admission), static_files.py
-(web/), access.py / hashing.py / login_limiter.py / origin.py / audit.py (who may do what), gateway.py
-(client frames), hub.py (NATS fan-out), frame_relay.py (camera leases). Threads: the event loop, a small
+(web/), access.py / roles.py / hashing.py / login_limiter.py / origin.py / audit.py (who may do what),
+gateway.py (client frames), hub.py (NATS fan-out), client_session.py / outgoing.py (per-client queues),
+frame_relay.py (camera frames), camera_leases.py (camera leases). Threads: the event loop, a small
 worker pool, the hash pool, the NATS thread (fan-out into bounded session queues, never a socket write)
 and a lease thread that holds one frame_publisher lease per camera some client watches. None of them
 grows with the number of connections.
@@ -25,26 +26,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
-from robot_platform.frames.leases import decode_reply
 from robot_platform.messaging.backoff import Backoff
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.nats_link import NatsLink
 from robot_platform.messaging.rostypes import TypeRegistry
 
-from .access import AccessControl, resolve_roles
+from .access import AccessControl
 from .audit import Auditor
+from .camera_leases import LeaseKeeper, LeaseLoop
 from .client_session import SessionLimits
 from .connections import ServerLimits, WsServer
-from .frame_relay import LeaseCall, LeaseKeeper, is_frame_subject
+from .frame_relay import is_frame_subject
 from .gateway import Gateway, GatewayLimits
 from .hashing import DEFAULT_HASH_WORKERS, HashPool, pin_mmap_threshold
 from .http_api import HttpApi, fleet_permissions
 from .hub import Hub
 from .login_limiter import LoginLimiter
 from .origin import HostPolicy, OriginPolicy
+from .roles import resolve_roles
 from .site_map import load_site_map
 from .static_files import StaticFiles
 from .topics import Mode, TopicMapper
@@ -56,9 +56,7 @@ STOP_JOIN_TIMEOUT_S = 5.0
 # interval adds up to 5 ms per hand-over under load. The entry points (node.main, standalone.main) set
 # this process-wide; measured in bench/RESULTS.md.
 GIL_SWITCH_INTERVAL_S = 0.001
-LEASE_REQUEST_TIMEOUT_S = 1.0
 LEASE_RETRY_S = 1.0  # a failed lease request (frame_publisher down or busy) is retried this often
-LEASE_IDLE_WAKE_S = 1.0
 # NATS: the fan-out subscriptions buffer more than the bridge's (thousands of msg/s into the hub);
 # reconnects are capped lower than the bridge's: a browser is waiting.
 NATS_SUB_PENDING_MSGS = 10_000
@@ -132,7 +130,7 @@ class WsAgent:
             sub_pending_msgs=NATS_SUB_PENDING_MSGS, sub_pending_bytes=NATS_SUB_PENDING_BYTES,
         )  # fmt: skip
         self.leases = LeaseKeeper(config.frame_lease_ttl_s, LEASE_RETRY_S, f"ws_agent-{agent_id}")
-        self._lease_wake = threading.Event()
+        self.lease_loop = LeaseLoop(self.leases, self.nats, self.log.warning)
         self.hub = Hub(self._on_interest, config.max_payload_bytes, self.log.warning)
         self.auditor = Auditor(agent_id, self.nats.publish, self.log)
         self.gateway = Gateway(
@@ -160,15 +158,13 @@ class WsAgent:
         self.server = WsServer(config.host, config.port, self._ssl_context(), self.api, self.gateway, limits,
                                self._count_refused, self.log)  # fmt: skip
         self._stopping = threading.Event()
-        self._lease_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         pin_mmap_threshold()  # big hash buffers go back to the system when freed (see hashing.py)
         self.nats.start()
         self.server.start()
-        self._lease_thread = threading.Thread(target=self._lease_loop, name="ws_agent-leases", daemon=True)
-        self._lease_thread.start()
+        self.lease_loop.start()
         scheme = "https" if self.server.ssl_context else "http"
         self.log.info(f"ws_agent ({self.config.mode.value}) serving {scheme}://{self.config.host}:{self.port}")
 
@@ -181,11 +177,7 @@ class WsAgent:
             return
         self._stopping.set()
         self.server.stop()
-        self._lease_wake.set()
-        if self._lease_thread is not None:
-            self._lease_thread.join(STOP_JOIN_TIMEOUT_S)
-        self.leases.release_all(time.monotonic())  # best effort: unreleased leases expire after their ttl
-        self._send_lease_requests(time.monotonic())
+        self.lease_loop.stop()  # releases sent before the link stops
         self.nats.stop()
         self.hasher.close()
 
@@ -215,37 +207,7 @@ class WsAgent:
             self.nats.unsubscribe(subject)
         if is_frame_subject(subject):
             (self.leases.want if wanted else self.leases.unwant)(subject, time.monotonic())
-            self._lease_wake.set()
-
-    # ------------------------------------------------------------------ camera leases
-    def _lease_loop(self) -> None:
-        while not self._stopping.is_set():
-            now = time.monotonic()
-            self._send_lease_requests(now)
-            due = self.leases.next_due()
-            wait = LEASE_IDLE_WAKE_S if due is None else min(max(due - now, 0.0), LEASE_IDLE_WAKE_S)
-            self._lease_wake.wait(wait)
-            self._lease_wake.clear()
-
-    def _send_lease_requests(self, now: float) -> None:
-        for call in self.leases.due(now):
-            self.nats.request(call.lease_subject, call.body, {}, LEASE_REQUEST_TIMEOUT_S,
-                              lambda result, reason, call=call: self._on_lease_reply(call, result, reason))  # fmt: skip
-
-    def _on_lease_reply(self, call: LeaseCall, result: Any, reason: str) -> None:
-        """NATS thread: the lease reply (or why there is none)."""
-        reply = None
-        if result is not None:
-            try:
-                reply = decode_reply(result[1])
-            except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-                reason = "lease reply is not a map"
-        if reply is not None and not reply.get("ok"):
-            reason = str(reply.get("message", "refused"))[:200]
-        if reason and not call.release:
-            self.log.warning(f"camera lease on {call.lease_subject} failed: {reason}; retrying")
-        self.leases.on_reply(call, reply, time.monotonic())
-        self._lease_wake.set()
+            self.lease_loop.poke()
 
     def stats(self) -> dict[str, Any]:
         with self._refused_lock:
