@@ -28,7 +28,7 @@ def pem(tmp_path: Path) -> dict[str, str]:
 
 def test_tls_files_present_is_accepted(tmp_path: Path, pem: dict[str, str]) -> None:
     pub = make(tmp_path, host="broker.site", **pem)
-    assert (pub.cert_file, pub.key_file) == (pem["cert_file"], pem["key_file"])
+    assert (pub.settings.cert_file, pub.settings.key_file) == (pem["cert_file"], pem["key_file"])
 
 
 @pytest.mark.parametrize("missing", ["ca_file", "cert_file", "key_file"])
@@ -52,3 +52,15 @@ def test_cert_without_key_and_plain_tcp_off_loopback_are_refused(tmp_path: Path,
 def test_wildcard_or_empty_topic_is_refused(tmp_path: Path, topic: str) -> None:
     with pytest.raises(ConfigError, match="mqtt_topic"):
         make(tmp_path, topic=topic)
+
+
+def test_full_queue_drops_the_oldest_alert_and_counts_it(tmp_path: Path) -> None:
+    results: list[str] = []
+    pub = MqttAlertPublisher(
+        host="127.0.0.1", port=1883, client_id="health-r1", topic="robots/r1/alerts",
+        on_result=results.append, queue_max=2,
+    )  # fmt: skip
+    for n in range(3):
+        pub.publish(b"%d" % n)  # not started: nothing is sent, the queue only fills
+    assert results == ["dropped"] and list(pub._queue) == [b"1", b"2"]
+    pub.close()

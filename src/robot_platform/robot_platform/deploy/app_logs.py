@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from robot_platform.common.rate_limit import TokenBucket
+
 log = logging.getLogger(__name__)
 
 # rcl_interfaces/msg/Log levels
@@ -176,26 +178,6 @@ class LineSplitter:
         return [(rest, False)] if rest and not skipping else []
 
 
-class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
-
-    def allow(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-
 @dataclass(frozen=True)
 class LogLine:
     """One line of a process's output as a log record (fields map onto ``rcl_interfaces/msg/Log``)."""
@@ -269,7 +251,7 @@ class OutputReader:
         self._fds = dict(fds)
         self._splitters = {stream: LineSplitter(config.max_line_bytes) for stream in fds}
         self._parsers = {stream: LevelParser(config.stderr_level if stream == "stderr" else INFO) for stream in fds}
-        self._bucket = TokenBucket(config.rate, config.burst)
+        self._bucket = TokenBucket(config.rate, config.burst, time.monotonic())
         self._held_back = 0
         self._held_since = 0.0
         self._tail = bytearray()
@@ -358,7 +340,7 @@ class OutputReader:
         level = self._parsers[stream].level(text)
         if self.sink is None or not text:
             return
-        if not self._bucket.allow():
+        if not self._bucket.take(time.monotonic()):
             if not self._held_back:
                 self._held_since = time.monotonic()
             self._held_back += 1
