@@ -1,10 +1,14 @@
-"""Unit tests of MqttAlertPublisher's configuration checks (no broker: the constructor never connects)."""
+"""Unit tests of MqttAlertPublisher: configuration checks, the bounded queue, delivery on a fake broker connection."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+from awscrt import exceptions as crt_exceptions
+from mqtt_testutil import FakeConnection
 
 from robot_platform.exceptions import ConfigError
 from robot_platform.health.mqtt_out import MqttAlertPublisher
@@ -64,3 +68,29 @@ def test_full_queue_drops_the_oldest_alert_and_counts_it(tmp_path: Path) -> None
         pub.publish(b"%d" % n)  # not started: nothing is sent, the queue only fills
     assert results == ["dropped"] and list(pub._queue) == [b"1", b"2"]
     pub.close()
+
+
+def test_alerts_wait_for_the_connection_and_a_failed_puback_is_retried() -> None:
+    conn = FakeConnection()
+    results: list[str] = []
+    done = threading.Event()
+
+    def on_result(result: str) -> None:
+        results.append(result)
+        if result == "ok":
+            done.set()
+
+    pub = MqttAlertPublisher(
+        host="127.0.0.1", port=1883, client_id="health-r1", topic="robots/r1/alerts", on_result=on_result,
+        build=lambda settings, interrupted, resumed: conn,
+    )  # fmt: skip
+    conn.puback = Future()
+    conn.puback.set_exception(crt_exceptions.AwsCrtError(1, "AWS_ERROR_MQTT_TIMEOUT", "no PUBACK"))
+    pub.publish(b"alert-1")  # queued before the start: sent once connected
+    pub.start()
+    try:
+        assert done.wait(10.0)
+        assert results == ["error", "ok"]
+        assert conn.published == [("robots/r1/alerts", b"alert-1")] * 2
+    finally:
+        pub.close()

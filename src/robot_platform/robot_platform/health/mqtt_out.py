@@ -21,8 +21,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from awscrt import exceptions as crt_exceptions
 
 from robot_platform.bridge.backoff import Backoff
-from robot_platform.mqtt.client import MqttClient
-from robot_platform.mqtt.connection import BrokerSettings, ParamNames, check_publish_topic
+from robot_platform.mqtt.client import Builder, MqttClient
+from robot_platform.mqtt.connection import BrokerSettings, ParamNames, build_connection, check_publish_topic
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class MqttAlertPublisher:
         topic: e.g. ``robots/r1/alerts``.
         ca_file, cert_file, key_file: PEM paths for mutual TLS ("" for plain TCP to loopback).
         on_result: called with "ok", "dropped" or "error" (metrics).
+        build: the connection factory (tests pass a fake broker connection).
     """
 
     def __init__(
@@ -57,6 +58,7 @@ class MqttAlertPublisher:
         key_file: str = "",
         on_result: Callable[[str], None] | None = None,
         queue_max: int = QUEUE_MAX,
+        build: Builder = build_connection,
     ) -> None:
         settings = BrokerSettings(host, port, client_id, ca_file, cert_file, key_file)
         settings.validate(PARAM_NAMES, plain_to_loopback=True, files_must_exist=True)
@@ -66,7 +68,11 @@ class MqttAlertPublisher:
         self.on_result = on_result or (lambda result: None)
         self.queue_max = queue_max
         self.client = MqttClient(
-            settings, on_connected=self._wake, connect_timeout_s=CONNECT_TIMEOUT_S, backoff_max_s=RETRY_BACKOFF_MAX_S
+            settings,
+            on_connected=self._wake,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+            backoff_max_s=RETRY_BACKOFF_MAX_S,
+            build=build,
         )
         self._queue: deque[bytes] = deque()
         self._cond = threading.Condition()
