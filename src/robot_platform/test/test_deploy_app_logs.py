@@ -17,7 +17,6 @@ from robot_platform.deploy.app_logs import (
     LogLine,
     OutputReader,
     ReaderConfig,
-    TokenBucket,
     parse_level_name,
 )
 from robot_platform.deploy.apps import AppProcess
@@ -125,16 +124,6 @@ def test_line_splitter_caps_long_lines() -> None:
     assert splitter.feed(b"\nfour\n") == [(b"four", False)]  # ... up to its newline
     assert splitter.feed(b"x" * 25 + b"\n") == [(b"x" * 10, True)]  # a long line in a single chunk
     assert splitter.feed(b"tail") == [] and splitter.flush() == [(b"tail", False)]
-
-
-def test_token_bucket() -> None:
-    now = [0.0]
-    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0])
-    assert [bucket.allow() for _ in range(4)] == [True, True, True, False]
-    now[0] = 0.5
-    assert bucket.allow() and not bucket.allow()
-    now[0] = 100.0
-    assert sum(bucket.allow() for _ in range(10)) == 3  # never more than the burst saved up
 
 
 # ---- the reader and the forwarder (real pipes, real threads) ------------------------------------------------

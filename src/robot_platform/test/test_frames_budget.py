@@ -1,4 +1,4 @@
-"""frames.budget: token buckets, camera/robot gates, latest slot, adaptive quality with hysteresis."""
+"""frames.budget: camera/robot gates, latest slot, adaptive quality with hysteresis (buckets: common)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from robot_platform.frames.budget import (
     Limits,
     RateEstimator,
     RateGate,
-    TokenBucket,
     build_ladder,
 )
 
@@ -27,18 +26,6 @@ def run_source(budget: CameraBudget, fps: float, seconds: float, size: int, t0: 
             budget.charge(size, now)
             sent.append(now)
     return sent
-
-
-def test_token_bucket_debt_and_refill():
-    b = TokenBucket(rate=100.0, capacity=50.0, now=0.0)
-    assert b.wait_time(0.0, 0.0) == 0
-    b.charge(150.0, 0.0)  # into debt
-    assert b.level(0.0) == -100.0
-    assert b.wait_time(0.0, 0.0) == pytest.approx(1.0)
-    assert b.level(2.0) == 50.0  # capped
-    unlimited = TokenBucket(0.0, 0.0, 0.0)
-    unlimited.charge(1e9, 0.0)
-    assert unlimited.wait_time(0.0, 1.0) == 0
 
 
 def test_fps_limit_halves_a_jittery_30hz_source_to_15():

@@ -8,8 +8,8 @@ import json
 
 from robot_platform.jobs.model import Execution, Job, parse_job_spec
 from robot_platform.jobs.outbox import JobsOutbox
-from robot_platform.jobs.protocol import ExecStatus
 from robot_platform.jobs.store import JobStore
+from robot_platform.mqtt.jobs_protocol import ExecStatus
 
 NOW = 1_700_000_000.0
 

@@ -2,7 +2,7 @@
 
 A custom collector over :meth:`BridgeCore.snapshot` (+ mirror and link counters) rather than a second
 set of prometheus Counters: one source of truth, nothing to keep in sync on the hot path. Registry per
-instance (no global REGISTRY), served on 127.0.0.1 only.
+instance (no global REGISTRY), served on 127.0.0.1 only (:class:`~robot_platform.common.metrics_server.MetricsServer`).
 
 Exported (all labelled ``robot``):
     robot_bridge_out_messages_total{topic}               sent to NATS
@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-METRICS_ADDRESS = "127.0.0.1"  # network rule: never bind anything but loopback
+from robot_platform.common.metrics_server import MetricsServer
+
 P = "robot_bridge"
 
 
@@ -86,19 +87,11 @@ class BridgeMetrics:
     def __init__(self, collector: BridgeCollector) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)  # type: ignore[arg-type]
-        self._server: Any = None
-        self._thread: Any = None
+        self._server = MetricsServer(self.registry)
 
     def serve(self, port: int) -> int:
         """Serve /metrics on 127.0.0.1:``port`` (0 picks a free port); returns the bound port."""
-        self._server, self._thread = start_http_server(port, addr=METRICS_ADDRESS, registry=self.registry)
-        return int(self._server.server_address[1])
+        return self._server.start(port)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+        self._server.close()

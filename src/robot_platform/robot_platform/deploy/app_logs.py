@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from robot_platform.common.rate_limit import TokenBucket
 from robot_platform.deploy.log_lines import (
     INFO,
     LEVEL_NAMES,
@@ -65,24 +66,6 @@ def parse_level_name(text: str) -> int:
     return LEVEL_NAMES[key]
 
 
-class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.burst = float(burst)
-        self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
-
-    def allow(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
 
 @dataclass(frozen=True)
@@ -158,7 +141,7 @@ class OutputReader:
         self._fds = dict(fds)
         self._splitters = {stream: LineSplitter(config.max_line_bytes) for stream in fds}
         self._parsers = {stream: LevelParser(config.stderr_level if stream == "stderr" else INFO) for stream in fds}
-        self._bucket = TokenBucket(config.rate, config.burst)
+        self._bucket = TokenBucket(config.rate, config.burst, time.monotonic())
         self._held_back = 0
         self._held_since = 0.0
         self._tail = bytearray()
@@ -247,7 +230,7 @@ class OutputReader:
         level = self._parsers[stream].level(text)
         if self.sink is None or not text:
             return
-        if not self._bucket.allow():
+        if not self._bucket.take(time.monotonic()):
             if not self._held_back:
                 self._held_since = time.monotonic()
             self._held_back += 1

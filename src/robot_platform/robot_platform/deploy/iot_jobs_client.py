@@ -1,7 +1,7 @@
 """The device side of AWS IoT Jobs for deploy_service: job documents in, deployment statuses out.
 
 Works unchanged against AWS IoT Core and the site's Mosquitto + jobs service (same topics, same
-payloads: :mod:`robot_platform.jobs.protocol`). One job at a time, as IoT Jobs hands them out:
+payloads: :mod:`robot_platform.mqtt.jobs_protocol`). One job at a time, as IoT Jobs hands them out:
 
 1. On every (re)connection: ``$aws/things/<thing>/jobs/get``; if anything is pending, ``start-next``.
    So jobs queued while the robot was offline run when it comes back, and a job that was IN_PROGRESS
@@ -45,9 +45,10 @@ from typing import Any
 
 from robot_platform.deploy.errors import RequestError
 from robot_platform.deploy.jobs import Decision, DeployRequest, RollbackRequest, State, Status
-from robot_platform.jobs import protocol as p
-from robot_platform.jobs.errors import DeviceRequestError
-from robot_platform.jobs.mqtt_link import MqttLink
+from robot_platform.mqtt import jobs_protocol as p
+from robot_platform.mqtt.client import MqttClient
+from robot_platform.mqtt.connection import BrokerSettings
+from robot_platform.mqtt.errors import DeviceRequestError
 
 log = logging.getLogger(__name__)
 
@@ -347,25 +348,26 @@ class MqttSettings:
 
 def start_agent(
     settings: MqttSettings, submit: Submit, rollback: SubmitRollback | None = None
-) -> tuple[IotJobsAgent, MqttLink]:
-    """Build the agent and its MQTT link and start connecting (in the background)."""
-    holder: dict[str, MqttLink] = {}
-
-    def publish(name: str, payload: bytes) -> None:
-        holder["link"].publish(name, payload)
-
-    agent = IotJobsAgent(settings.thing_name, submit, publish, rollback)
-    link = MqttLink(
-        endpoint=settings.endpoint,
+) -> tuple[IotJobsAgent, MqttClient]:
+    """Build the agent and its MQTT client and start connecting (in the background)."""
+    broker = BrokerSettings(
+        host=settings.endpoint,
         port=settings.port,
+        client_id=settings.client_id,
         ca_file=settings.ca_file,
         cert_file=settings.cert_file,
         key_file=settings.key_file,
-        client_id=settings.client_id,
-        subscriptions=agent.subscriptions(),
-        on_message=agent.on_message,
-        on_connected=agent.on_connected,
     )
-    holder["link"] = link
-    link.start()
-    return agent, link
+    broker.validate()  # mutual TLS only: a robot never talks plain MQTT to the site broker
+    holder: dict[str, MqttClient] = {}
+
+    def publish(name: str, payload: bytes) -> None:
+        holder["client"].publish(name, payload)
+
+    agent = IotJobsAgent(settings.thing_name, submit, publish, rollback)
+    client = MqttClient(
+        broker, subscriptions=agent.subscriptions(), on_message=agent.on_message, on_connected=agent.on_connected
+    )
+    holder["client"] = client
+    client.start()
+    return agent, client

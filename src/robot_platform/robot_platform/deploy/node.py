@@ -75,7 +75,7 @@ from robot_platform.deploy.safe_extract import ExtractLimits
 from robot_platform.deploy.store import PackageStore
 from robot_platform.deploy.triggers import TriggerRunner, wanted
 from robot_platform.exceptions import ConfigError
-from robot_platform.jobs.mqtt_link import MqttLink
+from robot_platform.mqtt.client import MqttClient
 from robot_platform_interfaces.msg import DeploymentStatus, InstalledPackage
 from robot_platform_interfaces.srv import Deploy, InvokeFunction, ListPackages, Rollback
 
@@ -194,7 +194,7 @@ class DeployServiceNode(Node):
         self.triggers = TriggerRunner(self._invoke_for_nats, self._on_trigger_result)
         self.nats = None
         self.iot_jobs: IotJobsAgent | None = None
-        self.iot_link: MqttLink | None = None
+        self.iot_link: MqttClient | None = None
         if nats_url:
             self.nats = DeployNatsAdapter(
                 nats_url,

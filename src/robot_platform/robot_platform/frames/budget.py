@@ -2,10 +2,11 @@
 
 Everything here takes the time as an argument (monotonic seconds), so it is tested without clocks.
 
-- :class:`TokenBucket` admits work while it holds tokens and lets a charge take it into debt: a JPEG's
-  size is only known after encoding, so a frame is admitted when the bytes bucket is not in debt and
-  its real size is charged afterwards. Over any window ``T`` at most ``rate*T + burst + one frame``
-  passes, and a budget smaller than one frame still gets a frame now and then instead of none.
+- :class:`~robot_platform.common.rate_limit.TokenBucket` admits work while it holds tokens and lets a
+  charge take it into debt: a JPEG's size is only known after encoding, so a frame is admitted when the
+  bytes bucket is not in debt and its real size is charged afterwards. Over any window ``T`` at most
+  ``rate*T + burst + one frame`` passes, and a budget smaller than one frame still gets a frame now and
+  then instead of none.
 - The frame-rate bucket holds 1.5 frames and admits from ``1 - FPS_TOLERANCE`` tokens, so a 30 Hz source
   limited to 15 fps gets 15 fps despite timing jitter (a strict 66.7 ms gap would skip to 10 fps), and
   limited to 20 fps gets 20 (two frames of three; a one-frame bucket loses the fractions and gives 15),
@@ -23,6 +24,8 @@ import threading
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from robot_platform.common.rate_limit import TokenBucket
+
 T = TypeVar("T")
 
 FPS_TOLERANCE = 0.25  # fraction of a frame's token a frame may borrow (jitter)
@@ -31,39 +34,6 @@ BYTES_BURST_S = 0.5  # bytes bucket capacity, in seconds of budget
 SIZE_EWMA_ALPHA = 0.3
 RATE_EWMA_ALPHA = 0.2
 UP_GROWTH_GUESS = 1.3  # assumed size ratio of the next level up when it was never measured
-
-
-class TokenBucket:
-    """Tokens refill at ``rate``/s up to ``capacity``; ``rate <= 0`` means unlimited."""
-
-    def __init__(self, rate: float, capacity: float, now: float) -> None:
-        self.rate = float(rate)
-        self.capacity = float(capacity)
-        self._tokens = self.capacity
-        self._t = now
-
-    @property
-    def unlimited(self) -> bool:
-        return self.rate <= 0
-
-    def level(self, now: float) -> float:
-        if self.unlimited:
-            return self.capacity
-        if now > self._t:
-            self._tokens = min(self.capacity, self._tokens + (now - self._t) * self.rate)
-            self._t = now
-        return self._tokens
-
-    def wait_time(self, now: float, threshold: float) -> float:
-        """Seconds until the bucket holds ``threshold`` tokens (0 if it does now)."""
-        missing = threshold - self.level(now)
-        return 0.0 if self.unlimited or missing <= 0 else missing / self.rate
-
-    def charge(self, amount: float, now: float) -> None:
-        """Take ``amount`` tokens; the level may go negative (debt repaid by refill)."""
-        if not self.unlimited:
-            self.level(now)
-            self._tokens -= amount
 
 
 @dataclass(frozen=True)

@@ -30,16 +30,14 @@ Exported (all labelled ``robot``):
 from __future__ import annotations
 
 import math
-import threading
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from robot_platform.common.metrics_server import MetricsServer
 from robot_platform.health.fault_state import FaultEvent
 from robot_platform.health.monitor import HealthMonitor, TickResult
 
 RATE_WINDOW_S = 5.0
-METRICS_ADDRESS = "127.0.0.1"  # network rule: never bind anything but loopback
 
 
 class HealthMetrics:
@@ -90,8 +88,7 @@ class HealthMetrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
             registry=r,
         )
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server = MetricsServer(self.registry)  # loopback only
 
     def observe_tick(self, monitor: HealthMonitor, result: TickResult, now: float) -> None:
         """Refresh gauges from the monitor and count this tick's transitions."""
@@ -137,16 +134,8 @@ class HealthMetrics:
 
     def serve(self, port: int) -> int:
         """Serve /metrics on 127.0.0.1:``port`` (0 picks a free port); returns the bound port."""
-        server, thread = start_http_server(port, addr=METRICS_ADDRESS, registry=self.registry)
-        self._server, self._thread = server, thread
-        return int(server.server_address[1])
+        return self._server.start(port)
 
     def close(self) -> None:
         """Stop the HTTP server and join its thread."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=2.0)
-            self._thread = None
+        self._server.close()

@@ -1,39 +1,37 @@
-"""Real-time alert push over MQTT with the AWS IoT Device SDK's CRT client (awsiotsdk / awscrt).
+"""Real-time alert push over MQTT, on the shared client (:mod:`robot_platform.mqtt.client`).
 
 Why MQTT next to NATS: AWS IoT Core (or an on-site Mosquitto standing in for it) is what operators'
 phones and the cloud rule engine listen to; the same code talks to both. With certificate paths set
-the connection is built by ``awsiot.mqtt_connection_builder.mtls_from_path`` (AWS IoT Core, or
-Mosquitto with client certificates); without, it is plain TCP, allowed for a broker on loopback only.
+the connection is mutual TLS (AWS IoT Core, or Mosquitto with client certificates); without, it is plain
+TCP, allowed for a broker on loopback only (:meth:`BrokerSettings.validate`).
 
-A worker thread owns the connection: it connects with capped, jittered backoff, publishes queued
-alerts at QoS 1 and waits for the PUBACK, re-queues on failure. The queue is bounded (drop-oldest,
-counted): :meth:`MqttAlertPublisher.publish` never blocks the tick. No rclpy here.
+What this module adds to the shared client is delivery of every alert: a worker thread sends queued
+alerts at QoS 1 once the client is connected, waits for the PUBACK and re-sends on failure. The queue
+is bounded (drop-oldest, counted): :meth:`MqttAlertPublisher.publish` never blocks the tick. No rclpy.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from awscrt import exceptions as crt_exceptions
-from awscrt import io, mqtt
 
-from robot_platform.exceptions import ConfigError
 from robot_platform.messaging.backoff import Backoff
+from robot_platform.mqtt.client import Builder, MqttClient
+from robot_platform.mqtt.connection import BrokerSettings, ParamNames, build_connection, check_publish_topic
 
 log = logging.getLogger(__name__)
 
 QUEUE_MAX = 500
 PUBACK_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
-KEEP_ALIVE_S = 30
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+RETRY_BACKOFF_MIN_S = 0.5
+RETRY_BACKOFF_MAX_S = 30.0
+PARAM_NAMES = ParamNames(host="mqtt_host", ca_file="mqtt_ca_file", cert_file="mqtt_cert_file", key_file="mqtt_key_file")
 
 
 class MqttAlertPublisher:
@@ -45,6 +43,7 @@ class MqttAlertPublisher:
         topic: e.g. ``robots/r1/alerts``.
         ca_file, cert_file, key_file: PEM paths for mutual TLS ("" for plain TCP to loopback).
         on_result: called with "ok", "dropped" or "error" (metrics).
+        build: the connection factory (tests pass a fake broker connection).
     """
 
     def __init__(
@@ -59,29 +58,33 @@ class MqttAlertPublisher:
         key_file: str = "",
         on_result: Callable[[str], None] | None = None,
         queue_max: int = QUEUE_MAX,
+        build: Builder = build_connection,
     ) -> None:
-        if bool(cert_file) != bool(key_file):
-            raise ConfigError("mqtt_cert_file", cert_file, "set both mqtt_cert_file and mqtt_key_file, or neither")
-        if not cert_file and host not in LOOPBACK_HOSTS:
-            raise ConfigError("mqtt_host", host, "plain MQTT is only allowed to a loopback broker; set TLS files")
-        if not topic or any(ch in topic for ch in "#+\0"):
-            raise ConfigError("mqtt_topic", topic, "must be a concrete topic (no wildcards)")
-        # A missing file is a configuration error to report at start, not a reason to retry forever.
-        for name, path in (("mqtt_ca_file", ca_file), ("mqtt_cert_file", cert_file), ("mqtt_key_file", key_file)):
-            if path and not os.access(path, os.R_OK):
-                raise ConfigError(name, path, "file missing or not readable (PEM expected)")
-        self.host, self.port, self.client_id, self.topic = host, port, client_id, topic
-        self.ca_file, self.cert_file, self.key_file = ca_file, cert_file, key_file
+        settings = BrokerSettings(host, port, client_id, ca_file, cert_file, key_file)
+        settings.validate(PARAM_NAMES, plain_to_loopback=True, files_must_exist=True)
+        check_publish_topic("mqtt_topic", topic)
+        self.settings = settings
+        self.topic = topic
         self.on_result = on_result or (lambda result: None)
         self.queue_max = queue_max
-        self.connected = False
+        self.client = MqttClient(
+            settings,
+            on_connected=self._wake,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+            backoff_max_s=RETRY_BACKOFF_MAX_S,
+            build=build,
+        )
         self._queue: deque[bytes] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="health-mqtt", daemon=True)
-        self._conn: mqtt.Connection | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.client.connected.is_set()
 
     def start(self) -> None:
+        self.client.start()
         self._thread.start()
 
     def publish(self, payload: bytes) -> None:
@@ -97,47 +100,11 @@ class MqttAlertPublisher:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(timeout=timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+        self.client.close(timeout=timeout)
 
-    def _build(self) -> mqtt.Connection:
-        if self.cert_file:
-            from awsiot import mqtt_connection_builder
-
-            return mqtt_connection_builder.mtls_from_path(
-                endpoint=self.host,
-                port=self.port,
-                cert_filepath=self.cert_file,
-                pri_key_filepath=self.key_file,
-                ca_filepath=self.ca_file or None,
-                client_id=self.client_id,
-                clean_session=False,
-                keep_alive_secs=KEEP_ALIVE_S,
-                enable_metrics_collection=False,  # no SDK version in the CONNECT user name (as jobs/mqtt_link)
-                on_connection_interrupted=self._interrupted,
-                on_connection_resumed=self._resumed,
-            )
-        elg = io.EventLoopGroup(1)
-        bootstrap = io.ClientBootstrap(elg, io.DefaultHostResolver(elg))
-        return mqtt.Connection(
-            client=mqtt.Client(bootstrap, None),
-            host_name=self.host,
-            port=self.port,
-            client_id=self.client_id,
-            clean_session=False,
-            keep_alive_secs=KEEP_ALIVE_S,
-            reconnect_min_timeout_secs=1,
-            reconnect_max_timeout_secs=30,
-            on_connection_interrupted=self._interrupted,
-            on_connection_resumed=self._resumed,
-        )
-
-    def _interrupted(self, connection: mqtt.Connection, error: Exception, **kwargs: object) -> None:
-        self.connected = False
-
-    def _resumed(
-        self, connection: mqtt.Connection, return_code: object, session_present: bool, **kwargs: object
-    ) -> None:
-        self.connected = True
+    def _wake(self) -> None:
         with self._cond:
             self._cond.notify()
 
@@ -146,42 +113,34 @@ class MqttAlertPublisher:
             if not self._stopping:
                 self._cond.wait(timeout=seconds)
 
+    def _next(self) -> bytes | None:
+        """The oldest alert once there is one and the client is connected; None when stopping."""
+        with self._cond:
+            while not self._stopping and not (self._queue and self.connected):
+                self._cond.wait(timeout=1.0)
+            return None if self._stopping else self._queue[0]
+
     def _run(self) -> None:
-        backoff = Backoff(0.5, 30.0)
-        while not self._stopping:
-            if self._conn is None:
-                try:
-                    conn = self._build()
-                    conn.connect().result(timeout=CONNECT_TIMEOUT_S)
-                except (crt_exceptions.AwsCrtError, FutureTimeout, OSError) as exc:
-                    log.warning("MQTT connect to %s:%d failed: %s", self.host, self.port, exc)
-                    self._wait(backoff.next_delay())
-                    continue
-                self._conn, self.connected = conn, True
-                backoff.reset()
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait(timeout=1.0)
-                payload = self._queue[0] if self._queue else None
-            if payload is None:
-                break
-            try:
-                future, _packet_id = self._conn.publish(self.topic, payload, mqtt.QoS.AT_LEAST_ONCE)
-                _wait_future(future, PUBACK_TIMEOUT_S)
-            except (crt_exceptions.AwsCrtError, FutureTimeout) as exc:
+        backoff = Backoff(RETRY_BACKOFF_MIN_S, RETRY_BACKOFF_MAX_S)
+        while (payload := self._next()) is not None:
+            if not self._send(payload):
                 self.on_result("error")
-                log.debug("MQTT publish failed, will retry: %s", exc)
                 self._wait(backoff.next_delay())
                 continue
+            backoff.reset()
             with self._cond:
                 if self._queue and self._queue[0] is payload:
                     self._queue.popleft()
             self.on_result("ok")
-        if self._conn is not None:
-            with contextlib.suppress(crt_exceptions.AwsCrtError, FutureTimeout):  # broker gone: nothing to close
-                self._conn.disconnect().result(timeout=2.0)
-            self._conn = None
 
-
-def _wait_future(future: Future, timeout: float) -> None:
-    future.result(timeout=timeout)
+    def _send(self, payload: bytes) -> bool:
+        """Publish and wait for the PUBACK; False means "retry later" (the alert stays queued)."""
+        future = self.client.publish(self.topic, payload)
+        if future is None:
+            return False
+        try:
+            future.result(timeout=PUBACK_TIMEOUT_S)
+        except (crt_exceptions.AwsCrtError, FutureTimeout) as exc:
+            log.debug("MQTT publish failed, will retry: %s", exc)
+            return False
+        return True

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from robot_platform.jobs import protocol as p
-from robot_platform.jobs.errors import DeviceRequestError
 from robot_platform.jobs.model import Execution
 from robot_platform.jobs.outbox import JobsOutbox
-from robot_platform.jobs.protocol import ExecStatus
 from robot_platform.jobs.rollout_driver import RolloutDriver
 from robot_platform.jobs.store import JobStore
+from robot_platform.mqtt import jobs_protocol as p
+from robot_platform.mqtt.errors import DeviceRequestError
+from robot_platform.mqtt.jobs_protocol import ExecStatus
 
 
 class DeviceRequests:

@@ -57,21 +57,6 @@ class DuplicateJobError(JobsError):
         self.job_id = job_id
 
 
-class DeviceRequestError(JobsError):
-    """A device's request on a Jobs topic is invalid (bad JSON, bad field, bad state transition).
-
-    Attributes:
-        code: ``InvalidJson``, ``InvalidRequest``, ``InvalidTopic``, ``InvalidStateTransition``,
-            ``VersionMismatch``, ``TerminalStateReached``...
-        execution_state: the execution's current state for ``InvalidStateTransition`` / ``VersionMismatch``.
-    """
-
-    def __init__(self, code: str, reason: str, execution_state: dict[str, object] | None = None) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.execution_state = execution_state
-
-
 class JobStoreError(JobsError):
     """The durable job store cannot be opened or written (disk full, corrupt file, wrong path)."""
 

@@ -3,7 +3,7 @@
 A job is a document (opaque to the server: the device decides whether it can run it) sent to a list of
 targets (thing names = robot ids), with a rollout config (canary group, rate, abort criteria) and an
 in-progress timeout. Each target gets one execution whose status follows AWS IoT Jobs
-(:class:`~robot_platform.jobs.protocol.ExecStatus`).
+(:class:`~robot_platform.mqtt.jobs_protocol.ExecStatus`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from robot_platform.jobs.errors import JobSpecError
-from robot_platform.jobs.protocol import JOB_ID_RE, THING_RE, ExecStatus
+from robot_platform.mqtt.jobs_protocol import JOB_ID_RE, THING_RE, ExecStatus
 
 MAX_DOCUMENT_BYTES = 32 * 1024  # AWS IoT Jobs' limit on a job document
 MAX_TARGETS = 10000

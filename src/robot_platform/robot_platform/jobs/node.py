@@ -3,7 +3,7 @@
 Why a node at all: the control server starts every service the same way (launch file, pip-only runner,
 containers: ``jobs_service --ros-args --params-file control.yaml -p ...``), so parameters come from the
 same YAML with descriptors. No topics or services: the API is NATS (:mod:`.nats_api`) and the devices
-speak MQTT (:mod:`.mqtt_link`); the logic is plain Python (:mod:`.runtime`, :mod:`.service`).
+speak MQTT (:mod:`robot_platform.mqtt`); the logic is plain Python (:mod:`.runtime`, :mod:`.service`).
 
 Parameters (read-only; defaults in config/control.yaml):
     store_path (string): SQLite file of jobs and executions (``~`` expanded).

@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from robot_platform.jobs import protocol as p
 from robot_platform.jobs.model import Execution, Job
-from robot_platform.jobs.protocol import ExecStatus
 from robot_platform.jobs.store import JobStore
+from robot_platform.mqtt import jobs_protocol as p
+from robot_platform.mqtt.jobs_protocol import ExecStatus
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from robot_platform.jobs.model import Execution, Job, JobStatus
-from robot_platform.jobs.protocol import ExecStatus
+from robot_platform.mqtt.jobs_protocol import ExecStatus
 
 
 @dataclass(frozen=True)

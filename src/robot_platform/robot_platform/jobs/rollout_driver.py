@@ -12,9 +12,9 @@ import logging
 
 from robot_platform.jobs.model import Execution, Job, JobStatus
 from robot_platform.jobs.outbox import JobsOutbox
-from robot_platform.jobs.protocol import ExecStatus
 from robot_platform.jobs.rollout import decide
 from robot_platform.jobs.store import JobStore
+from robot_platform.mqtt.jobs_protocol import ExecStatus
 
 log = logging.getLogger(__name__)
 

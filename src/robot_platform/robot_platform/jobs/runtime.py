@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from robot_platform.common.metrics_server import MetricsServer
 from robot_platform.exceptions import ConfigError
-from robot_platform.jobs import protocol
-from robot_platform.jobs.mqtt_link import MqttLink
 from robot_platform.jobs.nats_api import JobsNatsApi
-from robot_platform.jobs.protocol import ExecStatus
 from robot_platform.jobs.service import JobsService
 from robot_platform.jobs.store import JobStore
+from robot_platform.mqtt import jobs_protocol
+from robot_platform.mqtt.client import MqttClient
+from robot_platform.mqtt.connection import BrokerSettings
+from robot_platform.mqtt.jobs_protocol import ExecStatus
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +94,12 @@ class JobsRuntime:
             raise ConfigError("mqtt_cert", config.mqtt_cert, "the broker needs the service's client certificate")
         self.config = config
         self.store = JobStore(Path(config.store_path).expanduser())
-        self.link: MqttLink | None = None
+        self.link: MqttClient | None = None
         self.api: JobsNatsApi | None = None
         self.service = JobsService(self.store, self._publish, self._on_event)
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._metrics_server: Any = None
+        self._metrics_server: MetricsServer | None = None
         self._thread = threading.Thread(target=self._ticker, name="jobs-tick", daemon=True)
 
     def start(self) -> None:
@@ -105,19 +107,24 @@ class JobsRuntime:
         if config.metrics_port:
             registry = CollectorRegistry()
             registry.register(_Collector(self))
-            self._metrics_server, _ = start_http_server(config.metrics_port, addr=config.host, registry=registry)
+            self._metrics_server = MetricsServer(registry, address=config.host)
+            self._metrics_server.start(config.metrics_port)
         if config.nats_url:
             self.api = JobsNatsApi(config.nats_url, self.service, user=config.nats_user, password=config.nats_password)
             self.api.start()
         if config.mqtt_endpoint:
-            self.link = MqttLink(
-                endpoint=config.mqtt_endpoint,
+            broker = BrokerSettings(
+                host=config.mqtt_endpoint,
                 port=config.mqtt_port,
+                client_id=config.mqtt_client_id,
                 ca_file=config.mqtt_ca,
                 cert_file=config.mqtt_cert,
                 key_file=config.mqtt_key,
-                client_id=config.mqtt_client_id,
-                subscriptions=protocol.SERVER_SUBSCRIPTIONS,
+            )
+            broker.validate()
+            self.link = MqttClient(
+                broker,
+                subscriptions=jobs_protocol.SERVER_SUBSCRIPTIONS,
                 on_message=self.service.handle,
                 on_connected=self.service.announce_all,
             )
@@ -133,8 +140,7 @@ class JobsRuntime:
         if self.api is not None:
             self.api.stop()
         if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+            self._metrics_server.close()
         self.store.close()
 
     def _publish(self, topic: str, payload: bytes) -> None:

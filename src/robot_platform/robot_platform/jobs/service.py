@@ -21,15 +21,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from robot_platform.jobs import protocol as p
 from robot_platform.jobs.device_requests import DeviceRequests
-from robot_platform.jobs.errors import DeviceRequestError, DuplicateJobError, JobsError, UnknownJobError
+from robot_platform.jobs.errors import DuplicateJobError, JobsError, UnknownJobError
 from robot_platform.jobs.model import Execution, Job, JobStatus, parse_job_spec
 from robot_platform.jobs.outbox import EventSink, JobsOutbox, Publish
-from robot_platform.jobs.protocol import ExecStatus
 from robot_platform.jobs.rollout import counts
 from robot_platform.jobs.rollout_driver import RolloutDriver
 from robot_platform.jobs.store import JobStore
+from robot_platform.mqtt import jobs_protocol as p
+from robot_platform.mqtt.errors import DeviceRequestError
+from robot_platform.mqtt.jobs_protocol import ExecStatus
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from robot_platform.jobs.errors import JobStoreError
 from robot_platform.jobs.model import Execution, Job, JobSpec, RetryConfig, RolloutConfig
-from robot_platform.jobs.protocol import ExecStatus
+from robot_platform.mqtt.jobs_protocol import ExecStatus
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

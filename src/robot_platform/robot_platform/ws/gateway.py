@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 
+from robot_platform.common.rate_limit import TokenBucket
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_ID, H_ROBOT, H_TYPE, EnvelopeFactory
 from robot_platform.messaging.errors import BridgeError
@@ -95,7 +96,10 @@ class Gateway:
         session = ClientSession(f"c{next(self._ids)}", limits=self.session_limits)
         session.client = client
         session.address = address or client.rpartition(":")[0] or client
-        session.inbound_limiter = _Bucket(self.limits.max_client_msgs_per_s)
+        rate = self.limits.max_client_msgs_per_s
+        # Bursts of 5 s worth, at least 100: a console subscribing to a whole fleet on page load sends a
+        # few hundred subscribes at once.
+        session.inbound_limiter = TokenBucket(rate, max(100.0, 5 * rate), time.monotonic())
         if principal is not None:
             self._set_principal(session, principal)
         self.hub.add_session(session)
@@ -110,7 +114,7 @@ class Gateway:
         self.counters.frames += 1
         rid: str | None = None
         try:
-            if not session.inbound_limiter.take():
+            if not session.inbound_limiter.take(time.monotonic()):
                 raise ProtocolError("too many messages; slow down", "", "")
             data = protocol.decode_frame(frame, self.limits.max_frame_bytes)
             req = protocol.parse(data)
@@ -332,26 +336,3 @@ def json_bytes_fields(registry: TypeRegistry, cls: type, data: Any, rid: str | N
                 out[f.name] = [json_bytes_fields(registry, f.elem, v, rid, f"{path}{f.name}[{i}].")
                                for i, v in enumerate(value)]  # fmt: skip
     return out
-
-
-class _Bucket:
-    """Token bucket: ``rate`` per second, bursts of 5 s worth (at least 100: a console subscribing to a
-    whole fleet on page load sends a few hundred subscribes at once)."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self.capacity = max(100.0, 5 * rate)
-        self.tokens = self.capacity
-        self._clock = clock
-        self._last = clock()
-
-    def take(self) -> bool:
-        if self.rate <= 0:
-            return True
-        now = self._clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True

@@ -2,9 +2,10 @@
 
 Both the device side (:mod:`robot_platform.deploy.iot_jobs_client`) and the server side
 (:mod:`robot_platform.jobs.service`) use this module, so the two cannot disagree on a topic or a field
-name; the payloads follow the AWS documentation ("Jobs device MQTT API") field for field, and the unit
-tests parse them with the AWS IoT Device SDK's own models (``awsiot.iotjobs``) to prove it. Timestamps
-are epoch seconds (numbers), as AWS sends them.
+name; it lives in the shared :mod:`robot_platform.mqtt` package so the robot imports no control code.
+The payloads follow the AWS documentation ("Jobs device MQTT API") field for field, and the unit tests
+parse them with the AWS IoT Device SDK's own models (``awsiot.iotjobs``) to prove it. Timestamps are
+epoch seconds (numbers), as AWS sends them.
 
 Device -> server (requests)            server -> device (replies / events)
   $aws/things/T/jobs/get                 .../get/accepted|rejected
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from robot_platform.jobs.errors import DeviceRequestError
+from robot_platform.mqtt.errors import DeviceRequestError
 
 THING_RE = re.compile(r"^[A-Za-z0-9:_-]{1,128}$")  # AWS IoT thing names
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # AWS IoT job ids
