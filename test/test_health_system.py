@@ -447,6 +447,8 @@ def test_malformed_tree_fails_at_start_naming_the_line(ros_domain: int, procs, t
             "robot_platform.health.node",
             "--ros-args",
             "-p",
+            "robot_id:=r1",
+            "-p",
             f"checks_file:={bad}",
             "-p",
             "metrics_port:=0",

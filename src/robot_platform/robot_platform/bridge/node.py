@@ -66,7 +66,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
 from robot_platform.common.node_main import spin_node
-from robot_platform.common.params import declare_params
+from robot_platform.common.params import Params, declare_params
 from robot_platform.exceptions import ConfigError
 
 from . import streams, subjects
@@ -150,7 +150,7 @@ class NatsBridgeNode(Node):
             f"{len(self._core.allowlist.rules)} allowlisted commands, {n_services} services, NATS {p['nats_url']}"
         )
 
-    def _make_link(self, p: Any, robot_id: str, nats_subs: list[str], request_subs: list[str]) -> NatsLink:
+    def _make_link(self, p: Params, robot_id: str, nats_subs: list[str], request_subs: list[str]) -> NatsLink:
         """The NATS link; on (re)connect it ensures this mode's event stream(s) when events_stream is on."""
         robot_mode = p["mode"] == "robot"
         stream_config = None

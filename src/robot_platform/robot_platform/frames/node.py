@@ -3,8 +3,8 @@
 Thin glue over :class:`~robot_platform.frames.pipeline.FramePipeline` (logic, no rclpy) and the
 bridge's :class:`~robot_platform.bridge.link.NatsLink` (NATS thread).
 
-Parameters (all read-only, declared with descriptors; defaults in config/robot.yaml):
-    robot_id (string)                 robot id, a subject token
+Parameters (all read-only; the tables PARAMS and CAMERA_PARAMS below, repeated in config/robot.yaml):
+    robot_id (string, required)       robot id, a subject token
     nats_url (string)                 NATS server (the robot's local one)
     nats_user, nats_password_file     NATS credentials ('' = none; the password is never logged)
     cameras.names (string[])          camera names (subject tokens); for each <n>:

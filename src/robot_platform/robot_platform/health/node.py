@@ -6,7 +6,7 @@ NATS/MQTT transports to them. All ROS callbacks run on one single-threaded execu
 the subscription callbacks and the acknowledge service never run concurrently; the NATS and MQTT
 clients run on their own threads and talk to the monitor only through locked caches and queues.
 
-Parameters (defaults in config/robot.yaml):
+Parameters (the table node_params.PARAMS, repeated in config/robot.yaml):
     robot_id (str, required)             robot name, in every alert and metric
     tick_rate_hz (float, read-only)      tree ticks per second (1..50)
     checks_file (str, read-only)         YAML file of the tree (see tree_builder); used if checks_yaml is

@@ -5,7 +5,7 @@ containers: ``jobs_service --ros-args --params-file control.yaml -p ...``), so p
 same YAML with descriptors. No topics or services: the API is NATS (:mod:`.nats_api`) and the devices
 speak MQTT (:mod:`.mqtt_link`); the logic is plain Python (:mod:`.runtime`, :mod:`.service`).
 
-Parameters (read-only; defaults in config/control.yaml):
+Parameters (read-only; the table PARAMS below, repeated in config/control.yaml):
     store_path (string): SQLite file of jobs and executions (``~`` expanded).
     nats_url (string): NATS for the console API (``jobs.create|get|list|cancel``, ``jobs.events``);
         empty disables. Credentials never go in the URL (it is logged): nats_user (string) and

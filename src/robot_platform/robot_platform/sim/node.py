@@ -2,8 +2,8 @@
 
 Thin glue over :mod:`robot_platform.sim.model`; the physics, battery, lidar and camera live there.
 
-Parameters (defaults in config/robot.yaml):
-    robot_id (str, read-only)           robot name, used in frame ids' documentation and logs
+Parameters (the table PARAMS below, repeated in config/robot.yaml):
+    robot_id (str, required)            robot name, used in frame ids' documentation and logs
     odom_rate_hz, imu_rate_hz, scan_rate_hz, battery_rate_hz, camera_rate_hz (float)
     enable_camera (bool, read-only)     publish /camera/image_raw (640x480 rgb8); off by default
     publish_tf (bool, read-only)        publish the frames of :mod:`robot_platform.sim.frames` on /tf

@@ -1,12 +1,12 @@
 """ROS 2 node ``ws_agent``: parameters and /diagnostics around :class:`~.server.WsAgent` (no ROS traffic).
 
 The agent talks to browsers (WebSocket, rosbridge v2) and to NATS; it needs no ROS topic itself, so
-the node is thin on purpose: it declares the parameters (one documented place: config/robot.yaml and
-config/control.yaml, key ``/**/ws_agent``), starts the agent, reports counters on /diagnostics, and
-stops everything on SIGINT/SIGTERM.
+the node is thin on purpose: it declares the parameters (the table PARAMS below, repeated in
+config/robot.yaml and config/control.yaml, key ``/**/ws_agent``), starts the agent, reports counters on
+/diagnostics, and stops everything on SIGINT/SIGTERM.
 
 Parameters:
-    robot_id (string, read-only)         robot mode: the robot served; fleet mode: only used in logs
+    robot_id (string, required)          robot mode: the robot served; fleet mode: only used in logs
     mode (string, read-only)             robot | fleet
     host, port (read-only)               bind address (127.0.0.1 by default) and port (9090)
     nats_url, nats_user, nats_password_file   NATS server and optional credentials (password from a file)
