@@ -113,13 +113,13 @@ class NatsBridgeNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         nats_subs = [subjects.robot_wildcard(robot_id, "cmd")] if in_names else []
         self._fleet: FleetSide | None = None
-        self._services: ServiceSide | None = None
+        self._service_side: ServiceSide | None = None
         if mode == "control":
             self._fleet = FleetSide(self, self._core, dedup)
             nats_subs += self._fleet.subscriptions()
         else:
-            self._services = ServiceSide(self, robot_id, self._core.codec, self._send)
-        request_subs = self._services.request_subjects if self._services is not None else []
+            self._service_side = ServiceSide(self, robot_id, self._core.codec, self._send)
+        request_subs = self._service_side.request_subjects if self._service_side is not None else []
         self._link = self._make_link(p, robot_id, nats_subs, request_subs)
 
         # Outbound subscriptions are read by their own thread (ros_reader: no executor round per message),
@@ -144,7 +144,7 @@ class NatsBridgeNode(Node):
             self.get_logger().info(f"metrics on http://127.0.0.1:{bound}/metrics")
         self._link.start()
         self._reader.start()
-        n_services = len(self._services.clients) if self._services is not None else 0
+        n_services = len(self._service_side.clients) if self._service_side is not None else 0
         self.get_logger().info(
             f"nats_bridge {robot_id}: {len(self._core.routes)} out topics, "
             f"{len(self._core.allowlist.rules)} allowlisted commands, {n_services} services, NATS {p['nats_url']}"
@@ -178,7 +178,7 @@ class NatsBridgeNode(Node):
             log=self.get_logger(),
             on_connected=on_connected,
             requests=request_subs,
-            on_request=self._services.on_request if request_subs and self._services is not None else None,
+            on_request=self._service_side.on_request if request_subs and self._service_side is not None else None,
         )
 
     # ------------------------------------------------------------------ parameters
@@ -265,8 +265,8 @@ class NatsBridgeNode(Node):
         snap = self._core.snapshot()
         if self._fleet is not None:
             snap.update(self._fleet.snapshot())
-        if self._services is not None:
-            self._services.merge_counters(snap)
+        if self._service_side is not None:
+            self._service_side.merge_counters(snap)
         return snap
 
     def _link_counters(self) -> dict[str, Any]:
@@ -292,8 +292,8 @@ class NatsBridgeNode(Node):
             self._in_publishers[topic].publish(msg)
 
     def destroy_node(self) -> None:
-        if self._services is not None:
-            self._services.close()
+        if self._service_side is not None:
+            self._service_side.close()
         self._reader.stop()
         self._link.stop()
         if self._metrics is not None:
