@@ -18,7 +18,7 @@ import yaml
 
 from robot_platform.bridge.node_params import TABLE as BRIDGE
 from robot_platform.common.params import REQUIRED, Param, ParamTable
-from robot_platform.deploy.node import TABLE as DEPLOY
+from robot_platform.deploy.node_params import TABLE as DEPLOY
 from robot_platform.frames.node import TABLE as FRAMES
 from robot_platform.health.node_params import TABLE as HEALTH
 from robot_platform.jobs.node import TABLE as JOBS
