@@ -29,6 +29,9 @@ node_params.py, repeated in config/robot.yaml and config/control.yaml):
     mirror.robots (string[])          control mode: robots to mirror (empty = all)
     mirror.namespace (string)         control mode: prefix of mirrored topics (/fleet -> /fleet/r1/odom)
     mirror.max_robots (int)           control mode, mirror.robots empty: most robot ids mirrored (first come)
+    mirror.reliability, mirror.depth  control mode: QoS of the mirrored topics
+    mirror.frame_prefix (bool)        control mode: frame ids become <id>/<frame>, each robot's TF under 'fleet'
+    mirror.origins (string)           control mode: where robots' odom frames sit in 'fleet' ("r1:0,0,0; r2:5,0,1.57")
     events_stream (bool)              robot mode: ensure JetStream stream EVENTS_<id> (alerts, deploy) on
                                       the local server; control mode: ensure FLEET_EVENTS sourcing
                                       the streams of fleet_robots
