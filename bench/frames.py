@@ -244,7 +244,7 @@ def run_case(
         url = f"nats://127.0.0.1:{port}"
         group.start(
             "robot_sim",
-            [sys.executable, "-m", "robot_platform.sim.node", "--ros-args",
+            [sys.executable, "-m", "robot_platform.sim.node", "--ros-args", "-p", f"robot_id:={ROBOT}",
              "-p", "enable_camera:=true", "-p", f"camera_rate_hz:={rate}",
              "-p", f"camera_width:={size[0]}", "-p", f"camera_height:={size[1]}"],
             env=env,
@@ -256,6 +256,7 @@ def run_case(
                 f"    robot_id: {ROBOT}\n    nats_url: {url}\n"
                 "    cameras.names: [front]\n    cameras.front.topic: /camera/image_raw\n"
                 f"    cameras.front.max_fps: {rate}\n    cameras.front.max_kbps: 0.0\n"
+                "    robot.max_fps: 0.0\n    robot.max_kbps: 0.0\n"  # unlimited: the bench measures the encoder
                 "    jpeg_quality_max: 80\n"
             )
             pub = group.start(

@@ -65,8 +65,8 @@ class Agent:
 
     def __init__(self, src: Path, nats_url: str, users: Path, extra: list[str], log: Path) -> None:
         self.port = free_port()
-        argv = [sys.executable, "-m", "robot_platform.ws.standalone", "--port", str(self.port), "--nats-url",
-                nats_url, "--users-file", str(users), "--log-level", "WARNING", *extra]  # fmt: skip
+        argv = [sys.executable, "-m", "robot_platform.ws.standalone", "--robot-id", "r1", "--port", str(self.port),
+                "--nats-url", nats_url, "--users-file", str(users), "--log-level", "WARNING", *extra]  # fmt: skip
         env = os.environ | {"PYTHONPATH": str(src) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         self.log = log.open("wb")
         self.proc = subprocess.Popen(

@@ -58,7 +58,7 @@ def start_nodes(procs, tmp_path: Path, domain: int, nats_url: str) -> None:
                            + os.environ.get("PYTHONPATH", "")})  # fmt: skip
     procs.start(
         "robot_sim",
-        [sys.executable, "-m", "robot_platform.sim.node", "--ros-args",
+        [sys.executable, "-m", "robot_platform.sim.node", "--ros-args", "-p", f"robot_id:={ROBOT}",
          "-p", "enable_camera:=true", "-p", "camera_rate_hz:=30.0"],
         env=env,
     )  # fmt: skip
@@ -223,8 +223,9 @@ def test_frames_through_ws_agent(ros_domain, nats_server, procs, tmp_path: Path)
                                + os.environ.get("PYTHONPATH", "")})  # fmt: skip
     procs.start(
         "robot_sim",
-        [sys.executable, "-m", "robot_platform.sim.node", "--ros-args", "-p", "enable_camera:=true",
-         "-p", "camera_rate_hz:=10.0", "-p", "camera_width:=160", "-p", "camera_height:=120"],
+        [sys.executable, "-m", "robot_platform.sim.node", "--ros-args", "-p", f"robot_id:={ROBOT}",
+         "-p", "enable_camera:=true", "-p", "camera_rate_hz:=10.0", "-p", "camera_width:=160",
+         "-p", "camera_height:=120"],
         env=env,
     )  # fmt: skip
     for name, module in (("frame_publisher", "frames.node"), ("ws_agent", "ws.node")):

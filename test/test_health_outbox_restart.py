@@ -88,6 +88,7 @@ def test_alerts_queued_during_an_outage_survive_a_restart(ros_domain: int, procs
         f"nats_url:={url}",
         f"state_dir:={state}",
         "diagnostics_period_s:=0.5",
+        f"nats_alert_stream:={STREAM}",  # no nats_bridge (and its EVENTS_r1) here: the node keeps its own stream
     ):
         health_argv += ["-p", param]
     first = procs.start("health_1", health_argv, env=env)
@@ -192,6 +193,7 @@ def test_corrupt_outbox_file_is_moved_aside_and_the_node_runs(
         f"metrics_port:={metrics_port}",
         f"nats_url:={nats_server.url}",
         f"state_dir:={state}",
+        f"nats_alert_stream:={STREAM}",
     ):
         argv += ["-p", param]
     procs.start("health_monitor_tree", argv, env=env)

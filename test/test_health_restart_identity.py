@@ -63,6 +63,7 @@ class Robot:
             f"nats_url:={nats_url}",
             f"state_dir:={self.state}",
             f"restart_grace_s:={GRACE_S}",
+            "nats_alert_stream:=ALERTS_r1",  # no nats_bridge (and its EVENTS_r1) here: the node keeps its own
             "diagnostics_period_s:=0.5",
             "mqtt_host:=127.0.0.1",
             f"mqtt_port:={mqtt_port}",

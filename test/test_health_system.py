@@ -268,6 +268,8 @@ def rig(ros_domain: int, nats_server, procs, tmp_path: Path, request: pytest.Fix
         "diagnostics_period_s:=0.5",
         "-p",
         f"state_dir:={tmp_path / 'health-state'}",  # the durable outbox: never the user's ~/.robot_platform
+        "-p",
+        "nats_alert_stream:=ALERTS_r1",  # no nats_bridge (and its EVENTS_r1) here: the node keeps its own stream
     ]
     if mqtt_port:
         health_args += ["-p", "mqtt_host:=127.0.0.1", "-p", f"mqtt_port:={mqtt_port}"]
@@ -446,6 +448,8 @@ def test_malformed_tree_fails_at_start_naming_the_line(ros_domain: int, procs, t
             "-m",
             "robot_platform.health.node",
             "--ros-args",
+            "-p",
+            "robot_id:=r1",
             "-p",
             f"checks_file:={bad}",
             "-p",

@@ -365,6 +365,7 @@ SERVICE_PARAMS = """
              type: robot_platform_interfaces/srv/AcknowledgeAlert, timeout_s: 1.0}}
 /**/robot_sim:
   ros__parameters:
+    robot_id: r1
     odom_rate_hz: 20.0
     imu_rate_hz: 1.0
     scan_rate_hz: 1.0

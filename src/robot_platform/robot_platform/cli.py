@@ -54,8 +54,11 @@ ALL_COMMANDS = "*"
 
 def _add_arguments(parser: argparse.ArgumentParser, arguments: Sequence[launch_plan.Argument]) -> None:
     for a in arguments:
-        parser.add_argument(f"--{a.name.replace('_', '-')}", dest=a.name, default=a.default,
-                            help=f"{a.description} (default: {a.default})")
+        flag = f"--{a.name.replace('_', '-')}"
+        if a.default is None:
+            parser.add_argument(flag, dest=a.name, required=True, help=a.description)
+        else:
+            parser.add_argument(flag, dest=a.name, default=a.default, help=f"{a.description} (default: {a.default})")
 
 
 class StopSignal:

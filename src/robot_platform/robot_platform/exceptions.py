@@ -25,3 +25,21 @@ class ConfigError(RobotPlatformError):
         self.key = key
         self.value = value
         self.reason = reason
+
+
+class ParameterError(ConfigError):
+    """A ROS parameter is missing, of the wrong type or outside its range (the message says which)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        RobotPlatformError.__init__(self, f"{key} {reason}")
+        self.key = key
+        self.value = None
+        self.reason = reason
+
+
+class MissingParameterError(ParameterError):
+    """A parameter without a default was not set; ``hint`` says how to set it."""
+
+    def __init__(self, key: str, hint: str) -> None:
+        super().__init__(key, f"is required: {hint}")
+        self.hint = hint

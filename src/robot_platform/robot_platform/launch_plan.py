@@ -29,7 +29,7 @@ class Argument:
     """
 
     name: str
-    default: str
+    default: str | None  # None: required (robot_id: a robot must not be "r1" by accident)
     description: str
     kind: str = STRING
 
@@ -59,7 +59,7 @@ COMMON_ARGUMENTS: tuple[Argument, ...] = (
 
 ROBOT_ARGUMENTS: tuple[Argument, ...] = (
     *COMMON_ARGUMENTS,
-    Argument("robot_id", "r1", "Robot id: NATS subjects robots.<id>..., fleet namespace /fleet/<id>"),
+    Argument("robot_id", None, "Robot id (required): NATS subjects robots.<id>..., fleet namespace /fleet/<id>"),
     Argument("use_sim", "true", "Start the robot simulator (robot_sim) instead of real drivers", BOOL),
     Argument("start_nats", "true", "Start this robot's local nats-server (leaf of the control hub)", BOOL),
     Argument("nats_port", "4222", "Client port of the robot's local nats-server", INTEGER),
@@ -255,7 +255,8 @@ def control_nats_env(args: dict[str, str]) -> dict[str, str]:
 
 
 def defaults(arguments: tuple[Argument, ...]) -> dict[str, str]:
-    return {a.name: a.default for a in arguments}
+    """Every argument's default; required arguments (no default) are left out for the caller to add."""
+    return {a.name: a.default for a in arguments if a.default is not None}
 
 
 RESPAWN_DELAY_S = 2.0  # launch files and runner alike wait this long before restarting a node

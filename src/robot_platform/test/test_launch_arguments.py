@@ -17,6 +17,7 @@ from robot_platform.runner.processes import Installation, control_processes, par
 
 INSTALL = Installation(share=Path("/opt/rp/share/robot_platform"), lib=Path("/opt/rp/lib/robot_platform"))
 
+ROBOT_DEFAULTS = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {"robot_id": "r1"}  # robot_id: required
 
 def _overrides_as_rcl_reads_them(argv: list[str]) -> dict[str, object]:
     """The parameter overrides rcl parses from a node's argv (no node, no graph)."""
@@ -45,7 +46,7 @@ def _rcl_args(argv: list[str]) -> list[str]:
 
 
 def test_a_numeric_robot_id_stays_a_string(ros_domain: int) -> None:
-    specs = {s.name: s for s in robot_processes(launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {"robot_id": "7"},
+    specs = {s.name: s for s in robot_processes(ROBOT_DEFAULTS | {"robot_id": "7"},
                                                 INSTALL)}  # fmt: skip
     assert launch_plan.node_overrides(launch_plan.ROBOT_NODES[0], {"robot_id": "7", "enable_camera": "false"}) == {
         "robot_id": "7",
@@ -58,7 +59,7 @@ def test_a_numeric_robot_id_stays_a_string(ros_domain: int) -> None:
 def test_empty_string_arguments_are_valid_parameter_rules(ros_domain: int) -> None:
     """The default users_file (empty) used to give `-p users_file:=`, which rcl refuses (ws_agent died)."""
     for specs in (
-        robot_processes(launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS), INSTALL),
+        robot_processes(ROBOT_DEFAULTS, INSTALL),
         control_processes(launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS), INSTALL),
     ):
         ws = next(s for s in specs if s.name.endswith("/ws_agent"))
@@ -93,7 +94,7 @@ def test_every_port_a_node_opens_is_an_argument() -> None:
 
 def test_robot_and_control_on_one_host_with_the_documented_overrides() -> None:
     """README: `robot-platform robot --nats-port 4231 --nats-monitor-port 8231` next to `control`."""
-    robot = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {"nats_port": "4231", "nats_monitor_port": "8231"}
+    robot = ROBOT_DEFAULTS | {"nats_port": "4231", "nats_monitor_port": "8231"}
     control = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS)
     robot_ports = {robot[a.name] for a in launch_plan.ROBOT_ARGUMENTS if a.name.endswith("port")}
     control_ports = {control[a.name] for a in launch_plan.CONTROL_ARGUMENTS if a.name.endswith("port")}
@@ -106,13 +107,13 @@ def test_robot_and_control_on_one_host_with_the_documented_overrides() -> None:
 )
 def test_bad_values_are_refused_naming_the_argument(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
-        robot_processes(launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {name: value}, INSTALL)
+        robot_processes(ROBOT_DEFAULTS | {name: value}, INSTALL)
 
 
 def test_params_file_log_level_namespace_and_respawn(tmp_path: Path) -> None:
     site = tmp_path / "site.yaml"
     site.write_text("{}\n")
-    values = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {
+    values = ROBOT_DEFAULTS | {
         "params_file": str(site),
         "log_level": "DEBUG",
         "namespace": "site_a",
@@ -124,9 +125,16 @@ def test_params_file_log_level_namespace_and_respawn(tmp_path: Path) -> None:
     assert argv[argv.index("--log-level") + 1] == "debug"
     assert "__ns:=/site_a" in argv
     assert specs["r1/robot_sim"].respawn and not specs["r1/nats-server"].respawn
-    assert not any(s.respawn for s in robot_processes(launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS), INSTALL))
+    assert not any(s.respawn for s in robot_processes(ROBOT_DEFAULTS, INSTALL))
 
 
 def test_parameter_text_is_yaml_of_the_declared_type() -> None:
     assert parameter_text("") == '""' and parameter_text("7") == '"7"' and parameter_text(7) == "7"
     assert parameter_text(True) == "true" and parameter_text(["r1", "2"]) == '["r1","2"]'
+
+
+def test_robot_id_has_no_default() -> None:
+    """A robot started without --robot-id / robot_id:= must not run as r1 (issue 16)."""
+    assert "robot_id" not in launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS)
+    with pytest.raises(ConfigError, match="robot_id is required"):
+        robot_processes(launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS), INSTALL)

@@ -102,9 +102,12 @@ def test_launch_arguments_equal_the_runner_flags(
 ) -> None:
     actions = _describe(monkeypatch, launch_file)
     declared = {a.args[0]: a.kwargs["default_value"] for a in _of(actions, "DeclareLaunchArgument")}
-    runner = {k: v for k, v in vars(build_parser().parse_args([command])).items() if k not in RUNNER_ONLY}
+    required = {a.name for a in arguments if a.default is None}  # robot_id: no default on either side
+    given = [arg for name in sorted(required) for arg in (f"--{name.replace('_', '-')}", "x")]
+    runner = {k: v for k, v in vars(build_parser().parse_args([command, *given])).items() if k not in RUNNER_ONLY}
     assert set(declared) == set(runner)
-    assert all(declared[name] == runner[name] for name in runner if name != "params_file")
+    assert all(declared[name] is None for name in required)
+    assert all(declared[name] == runner[name] for name in runner if name not in required | {"params_file"})
     # nav2_bringup's per-node arguments are there
     assert {"namespace", "params_file", "log_level", "use_respawn"} <= set(declared)
     # every port a node or server opens is an argument

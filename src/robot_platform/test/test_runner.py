@@ -21,7 +21,7 @@ INSTALL = Installation(share=Path("/opt/rp/share/robot_platform"), lib=Path("/op
 
 
 def robot_values(**changes: str) -> dict[str, str]:
-    return launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | changes
+    return launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {"robot_id": "r1"} | changes
 
 
 def test_robot_processes_use_the_shared_config_and_overrides() -> None:

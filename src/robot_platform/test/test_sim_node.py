@@ -72,7 +72,7 @@ class Observer:
 def sim(ros_domain: int, tmp_path: Path) -> Iterator[Observer]:
     group = ProcessGroup(log_dir=tmp_path)
     group.start("robot_sim", [
-        sys.executable, "-m", "robot_platform.sim.node", "--ros-args",
+        sys.executable, "-m", "robot_platform.sim.node", "--ros-args", "-p", "robot_id:=r1",
         "-p", "enable_camera:=true", "-p", "camera_width:=160", "-p", "camera_height:=120",
         "-p", f"camera_rate_hz:={RATES['camera/image_raw']}",
         "-p", f"battery_rate_hz:={RATES['battery_state']}",

@@ -1,7 +1,7 @@
 """deploy_service: the thin rclpy node over :class:`~robot_platform.deploy.engine.DeployEngine`.
 
-Parameters (all declared with descriptors; defaults in config/robot.yaml):
-    robot_id (string, read-only): robot identity, used in statuses and NATS subjects.
+Parameters (the table node_params.PARAMS, all read-only; config/robot.yaml repeats the defaults):
+    robot_id (string, required): robot identity, used in statuses and NATS subjects.
     install_root (string, read-only): where packages are installed (``~`` expanded; empty means
         ``~/.robot_platform/deploy/<robot_id>``). One root per robot: start-up recovery stops stray
         processes running inside it.
@@ -51,25 +51,25 @@ from pathlib import Path
 from typing import Any
 
 from builtin_interfaces.msg import Time
-from rcl_interfaces.msg import IntegerRange, Log, ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import Log
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.duration import Duration
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from robot_platform.common.node_main import spin_node
+from robot_platform.common.params import declare_params
 from robot_platform.deploy.app_logs import LogForwarder, LogLine, ReaderConfig, parse_level_name
 from robot_platform.deploy.engine import DeployEngine, EngineConfig
 from robot_platform.deploy.fetch import S3Config, S3Fetcher, load_credentials_file
 from robot_platform.deploy.invoke_request import invoke_from_request
 from robot_platform.deploy.iot_jobs_client import IotJobsAgent, MqttSettings, start_agent
 from robot_platform.deploy.jobs import DeployRequest, Status
-from robot_platform.deploy.nats_adapter import INSTALLED_PERIOD_S, DeployNatsAdapter, installed_entry
+from robot_platform.deploy.nats_adapter import DeployNatsAdapter, installed_entry
+from robot_platform.deploy.node_params import PARAMS
 from robot_platform.deploy.package import TrustStore
 from robot_platform.deploy.safe_extract import ExtractLimits
 from robot_platform.deploy.store import PackageStore
@@ -107,52 +107,25 @@ class DeployServiceNode(Node):
 
     def __init__(self) -> None:
         super().__init__("deploy_service")
-        p = self._declare
-        robot_id = p("robot_id", "r1", "robot identity (statuses, NATS subjects)", read_only=True)
-        install_root = p(
-            "install_root", "", "install directory root; empty: ~/.robot_platform/deploy/<robot_id>", read_only=True
-        )
-        endpoint = p("s3_endpoint_url", "", "S3-compatible endpoint, e.g. http://127.0.0.1:8333")
-        bucket = p("s3_bucket", "packages", "default bucket for requests without artifact_uri")
-        region = p("s3_region", "us-east-1", "S3 region name")
-        creds_file = p("s3_credentials_file", "", "JSON file with access_key_id/secret_access_key")
-        self.declare_parameter(
-            "trusted_keys",
-            Parameter.Type.STRING_ARRAY,
-            ParameterDescriptor(
-                type=ParameterType.PARAMETER_STRING_ARRAY,
-                read_only=True,
-                description="trusted Ed25519 public keys: PEM file paths or ed25519:<base64 raw key>",
-            ),
-        )
-        max_archive = p("max_archive_mb", 256, "largest archive accepted", low=1)
-        max_extracted = p("max_extracted_mb", 1024, "largest extracted size", low=1)
-        max_files = p("max_files", 10000, "most files in one archive", low=1)
-        keep = p("keep_versions", 3, "versions kept on disk per package (active included)", low=2)
-        retries = p("download_retries", 4, "retries of a failed download (resumed)", low=0)
-        step_timeout = p("install_step_timeout_s", 300.0, "timeout of each install step")
-        nats_url = p("nats_url", "", "NATS server for statuses and invocations; empty disables")
-        queue_size = p("status_queue_size", 100, "bounded NATS status queue (drop oldest)", low=1)
-        installed_period = p("installed_period_s", INSTALLED_PERIOD_S, "repeat of robots.<id>.deploy.installed")
-        forward_logs = p("app_log_forward", True, "publish apps' and functions' output lines on /rosout", True)
-        log_rate = p("app_log_rate", 50.0, "output lines/s forwarded per process (the rest: file only)", True)
-        log_burst = p("app_log_burst", 200, "output lines forwarded at once before the rate applies", True, low=1)
-        log_line = p("app_log_max_line_bytes", 4096, "longer output lines are cut (and say so)", True, low=80)
-        stderr_level = p("app_log_stderr_level", "info", "level of a stderr line naming none: info|warn", True)
-        log_queue = p("app_log_queue_size", 1000, "output records waiting for /rosout (drop oldest)", True, low=1)
+        p = declare_params(self, PARAMS)
+        robot_id, install_root, endpoint = p["robot_id"], p["install_root"], p["s3_endpoint_url"]
+        bucket, region, creds_file = p["s3_bucket"], p["s3_region"], p["s3_credentials_file"]
+        max_archive, max_extracted, max_files = p["max_archive_mb"], p["max_extracted_mb"], p["max_files"]
+        keep, retries, step_timeout = p["keep_versions"], p["download_retries"], p["install_step_timeout_s"]
+        nats_url, queue_size, installed_period = p["nats_url"], p["status_queue_size"], p["installed_period_s"]
+        forward_logs, log_rate, log_burst = p["app_log_forward"], p["app_log_rate"], p["app_log_burst"]
+        log_line, stderr_level = p["app_log_max_line_bytes"], p["app_log_stderr_level"]
+        log_queue = p["app_log_queue_size"]
         mqtt = MqttSettings(
-            endpoint=p("mqtt_endpoint", "", "IoT Jobs broker (site Mosquitto, AWS IoT Core); empty disables", True),
-            port=p("mqtt_port", 8883, "MQTT/TLS port", True, low=1),
-            ca_file=p("mqtt_ca", "", "CA bundle (PEM) the broker's certificate must chain to", True),
-            cert_file=p("mqtt_cert", "", "this robot's client certificate (PEM; CN = thing name on site)", True),
-            key_file=p("mqtt_key", "", "this robot's private key (PEM)", True),
-            thing_name=p("thing_name", "", "IoT thing name; empty: robot_id", True) or robot_id,
-            client_id=p("mqtt_client_id", "", "MQTT client id; empty: deploy-<thing_name>", True),
+            endpoint=p["mqtt_endpoint"],
+            port=p["mqtt_port"],
+            ca_file=p["mqtt_ca"],
+            cert_file=p["mqtt_cert"],
+            key_file=p["mqtt_key"],
+            thing_name=p["thing_name"] or robot_id,
+            client_id=p["mqtt_client_id"],
         )
-        try:
-            trusted = [k for k in self.get_parameter("trusted_keys").value if k]
-        except ParameterUninitializedException:
-            trusted = []
+        trusted = p["trusted_keys"]
 
         access_key, secret_key = load_credentials_file(Path(creds_file).expanduser()) if creds_file else ("", "")
         s3 = S3Config(
@@ -236,25 +209,6 @@ class DeployServiceNode(Node):
             f"trusted keys={list(self.trust.key_ids)} recovered jobs={len(recovered)} nats={nats_url or 'off'} "
             f"iot jobs={f'{mqtt.thing_name}@{mqtt.endpoint}:{mqtt.port}' if mqtt.endpoint else 'off'}"
         )
-
-    def _declare(
-        self, name: str, default: Any, description: str, read_only: bool = False, low: int | None = None
-    ) -> Any:
-        kinds = {
-            str: ParameterType.PARAMETER_STRING,
-            int: ParameterType.PARAMETER_INTEGER,
-            float: ParameterType.PARAMETER_DOUBLE,
-            bool: ParameterType.PARAMETER_BOOL,
-        }
-        descriptor = ParameterDescriptor(type=kinds[type(default)], description=description, read_only=read_only)
-        if low is not None:
-            descriptor.integer_range = [IntegerRange(from_value=low, to_value=2**31 - 1, step=1)]
-        value = self.declare_parameter(name, default, descriptor).value
-        if isinstance(default, float) and isinstance(value, int):
-            value = float(value)
-        if not isinstance(value, type(default)):
-            raise ConfigError(name, value, f"must be a {type(default).__name__}")
-        return value
 
     # ---- engine -> ROS/NATS -------------------------------------------------------------------------
     def _on_status(self, status: Status) -> None:

@@ -3,8 +3,8 @@
 Thin glue over :class:`~robot_platform.frames.pipeline.FramePipeline` (logic, no rclpy) and the
 bridge's :class:`~robot_platform.messaging.nats_link.NatsLink` (NATS thread).
 
-Parameters (all read-only, declared with descriptors; defaults in config/robot.yaml):
-    robot_id (string)                 robot id, a subject token
+Parameters (all read-only; the tables PARAMS and CAMERA_PARAMS below, repeated in config/robot.yaml):
+    robot_id (string, required)       robot id, a subject token
     nats_url (string)                 NATS server (the robot's local one)
     nats_user, nats_password_file     NATS credentials ('' = none; the password is never logged)
     cameras.names (string[])          camera names (subject tokens); for each <n>:
@@ -33,13 +33,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from robot_platform.common.node_main import spin_node
+from robot_platform.common.params import REQUIRED, Param, ParamTable, declare_params
 from robot_platform.exceptions import ConfigError
 from robot_platform.messaging import subjects
 from robot_platform.messaging.connect import Credentials
@@ -50,14 +50,38 @@ from .convert import FrameEncoder, ImageConverter, have_cv_bridge
 from .leases import LeaseTable
 from .pipeline import CameraConfig, FramePipeline
 
-S, INT, D, SA = (
-    ParameterType.PARAMETER_STRING,
-    ParameterType.PARAMETER_INTEGER,
-    ParameterType.PARAMETER_DOUBLE,
-    ParameterType.PARAMETER_STRING_ARRAY,
-)
 MSG_TYPES = {"image": Image, "compressed": CompressedImage}
 WORKER_JOIN_TIMEOUT_S = 2.0
+
+PARAMS: tuple[Param, ...] = (
+    Param("robot_id", str, REQUIRED, "robot id (subject token)"),
+    Param("nats_url", str, "nats://127.0.0.1:4222", "NATS server URL (the robot's local server)"),
+    Param("nats_user", str, "", "NATS user name; empty = no authentication"),
+    Param("nats_password_file", str, "", "file holding the NATS password (never logged)"),
+    Param("cameras.names", list, ("front",), "camera names (subject tokens)"),
+    # A robot-wide budget is what keeps frames from crowding telemetry out of the uplink.
+    Param("robot.max_fps", float, 30.0, "frames/s of all cameras together; 0 = unlimited", (0.0, 120.0)),
+    Param("robot.max_kbps", float, 1000.0, "kB/s of all cameras together; 0 = unlimited", (0.0, 1e6)),
+    Param("jpeg_quality_max", int, 80, "JPEG quality when the budget allows", (1, 95)),
+    Param("jpeg_quality_min", int, 40, "lowest JPEG quality before scaling down", (1, 95)),
+    Param("jpeg_quality_step", int, 10, "quality change per adaptation step", (1, 50)),
+    Param("scale_min", float, 0.25, "smallest output scale (1, 0.5, 0.25, 0.125)", (0.1, 1.0)),
+    Param("adapt_down_after_s", float, 0.5, "seconds over budget before stepping down", (0.0, 60.0)),
+    Param("adapt_up_after_s", float, 2.0, "seconds with room before stepping up", (0.0, 600.0)),
+    Param("lease_ttl_s", float, 5.0, "lease ttl granted when a request names none", (0.5, 3600.0)),
+    Param("lease_max_ttl_s", float, 30.0, "longest ttl granted", (0.5, 3600.0)),
+    Param("max_viewers", int, 16, "live leases per camera", (1, 1000)),
+    Param("max_age_s", float, 0.5, "drop a frame that waited longer than this", (0.01, 60.0)),
+    Param("depth_max", int, 0, "16-bit value shown white; 0 = per-frame max", (0, 65535)),
+    Param("stats_period_s", float, 10.0, "period of the counters log line", (0.5, 3600.0)),
+)
+CAMERA_PARAMS: tuple[Param, ...] = (  # cameras.<name>.<param>
+    Param("topic", str, "camera/image_raw", "ROS image topic"),
+    Param("type", str, "image", "'image' (sensor_msgs/Image) or 'compressed'"),
+    Param("max_fps", float, 15.0, "frames/s; 0 = unlimited", (0.0, 120.0)),
+    Param("max_kbps", float, 500.0, "kB/s; 0 = unlimited", (0.0, 1e6)),
+)
+TABLE = ParamTable("frame_publisher", PARAMS, {"cameras": CAMERA_PARAMS})
 
 
 class FramePublisherNode(Node):
@@ -65,33 +89,21 @@ class FramePublisherNode(Node):
 
     def __init__(self) -> None:
         super().__init__("frame_publisher")
-        p = self._param
-        robot_id = subjects.check_robot_id(p("robot_id", "r1", S, "robot id (subject token)"))
-        url = p("nats_url", "nats://127.0.0.1:4222", S, "NATS server URL (the robot's local server)")
-        user = p("nats_user", "", S, "NATS user name; empty = no authentication")
-        password_file = p("nats_password_file", "", S, "file holding the NATS password (never logged)")
-        robot_limits = Limits(
-            p("robot.max_fps", 0.0, D, "frames/s of all cameras together; 0 = unlimited", (0.0, 120.0)),
-            1000 * p("robot.max_kbps", 0.0, D, "kB/s of all cameras together; 0 = unlimited", (0.0, 1e6)),
-        )
-        q_max = p("jpeg_quality_max", 80, INT, "JPEG quality when the budget allows", (1, 95))
-        q_min = p("jpeg_quality_min", 40, INT, "lowest JPEG quality before scaling down", (1, 95))
-        q_step = p("jpeg_quality_step", 10, INT, "quality change per adaptation step", (1, 50))
-        scale_min = p("scale_min", 0.25, D, "smallest output scale (1, 0.5, 0.25, 0.125)", (0.1, 1.0))
-        down_s = p("adapt_down_after_s", 0.5, D, "seconds over budget before stepping down", (0.0, 60.0))
-        up_s = p("adapt_up_after_s", 2.0, D, "seconds with room before stepping up", (0.0, 600.0))
-        ttl = p("lease_ttl_s", 5.0, D, "lease ttl granted when a request names none", (0.5, 3600.0))
-        max_ttl = p("lease_max_ttl_s", 30.0, D, "longest ttl granted", (0.5, 3600.0))
-        max_viewers = p("max_viewers", 16, INT, "live leases per camera", (1, 1000))
-        max_age = p("max_age_s", 0.5, D, "drop a frame that waited longer than this", (0.01, 60.0))
-        depth_max = p("depth_max", 0, INT, "16-bit value shown white; 0 = per-frame max", (0, 65535))
-        self._stats_period = p("stats_period_s", 10.0, D, "period of the counters log line", (0.5, 3600.0))
+        p = declare_params(self, PARAMS)
+        robot_id = subjects.check_robot_id(p["robot_id"])
+        url, user, password_file = p["nats_url"], p["nats_user"], p["nats_password_file"]
+        robot_limits = Limits(p["robot.max_fps"], 1000 * p["robot.max_kbps"])
+        q_max, q_min, q_step = p["jpeg_quality_max"], p["jpeg_quality_min"], p["jpeg_quality_step"]
+        scale_min, down_s, up_s = p["scale_min"], p["adapt_down_after_s"], p["adapt_up_after_s"]
+        ttl, max_ttl, max_viewers = p["lease_ttl_s"], p["lease_max_ttl_s"], p["max_viewers"]
+        max_age, depth_max = p["max_age_s"], p["depth_max"]
+        self._stats_period = p["stats_period_s"]
         if q_min > q_max:
             raise ConfigError("jpeg_quality_min", q_min, f"must not exceed jpeg_quality_max ({q_max})")
         if ttl > max_ttl:
             raise ConfigError("lease_ttl_s", ttl, f"must not exceed lease_max_ttl_s ({max_ttl})")
 
-        cameras = self._read_cameras()
+        cameras = self._read_cameras(p["cameras.names"])
         self._types = {c.name: MSG_TYPES["compressed" if c.compressed else "image"] for c in cameras}
         ladder = build_ladder(q_max, q_min, scale_min, q_step)
         self.pipeline = FramePipeline(
@@ -136,34 +148,18 @@ class FramePublisherNode(Node):
         )
 
     # ------------------------------------------------------------------ parameters
-    def _param(
-        self, name: str, default: Any, ptype: int, description: str, rng: tuple[float, float] | None = None
-    ) -> Any:
-        desc = ParameterDescriptor(type=ptype, description=description, read_only=True)
-        if rng and ptype == INT:
-            desc.integer_range = [IntegerRange(from_value=int(rng[0]), to_value=int(rng[1]), step=1)]
-        elif rng:
-            desc.floating_point_range = [FloatingPointRange(from_value=float(rng[0]), to_value=float(rng[1]))]
-        return self.declare_parameter(name, default, desc).value
-
-    def _read_cameras(self) -> list[CameraConfig]:
-        desc = ParameterDescriptor(type=SA, description="camera names (subject tokens)", read_only=True)
-        names = [n for n in (self.declare_parameter("cameras.names", ["front"], desc).value or []) if n]
+    def _read_cameras(self, names: list[str]) -> list[CameraConfig]:
         if not names:
             raise ConfigError("cameras.names", names, "name at least one camera")
         cameras = []
         for name in names:
             subjects.check_token(name)
-            p, pre = self._param, f"cameras.{name}"
-            topic = p(f"{pre}.topic", "camera/image_raw", S, "ROS image topic")
-            kind = p(f"{pre}.type", "image", S, "'image' (sensor_msgs/Image) or 'compressed'")
-            if kind not in MSG_TYPES:
-                raise ConfigError(f"{pre}.type", kind, f"one of {sorted(MSG_TYPES)}")
-            limits = Limits(
-                p(f"{pre}.max_fps", 15.0, D, "frames/s; 0 = unlimited", (0.0, 120.0)),
-                1000 * p(f"{pre}.max_kbps", 0.0, D, "kB/s; 0 = unlimited", (0.0, 1e6)),
-            )
-            cameras.append(CameraConfig(name, topic, limits, compressed=kind == "compressed"))
+            pre = f"cameras.{name}"
+            c = declare_params(self, CAMERA_PARAMS, pre)
+            if c["type"] not in MSG_TYPES:
+                raise ConfigError(f"{pre}.type", c["type"], f"one of {sorted(MSG_TYPES)}")
+            limits = Limits(c["max_fps"], 1000 * c["max_kbps"])
+            cameras.append(CameraConfig(name, c["topic"], limits, compressed=c["type"] == "compressed"))
         return cameras
 
     # ------------------------------------------------------------------ ROS side (executor thread)

@@ -6,8 +6,8 @@ NATS/MQTT transports to them. All ROS callbacks run on one single-threaded execu
 the subscription callbacks and the acknowledge service never run concurrently; the NATS and MQTT
 clients run on their own threads and talk to the monitor only through locked caches and queues.
 
-Parameters (defaults in config/robot.yaml):
-    robot_id (str, read-only)            robot name, in every alert and metric
+Parameters (the table node_params.PARAMS, repeated in config/robot.yaml):
+    robot_id (str, required)             robot name, in every alert and metric
     tick_rate_hz (float, read-only)      tree ticks per second (1..50)
     checks_file (str, read-only)         YAML file of the tree (see tree_builder); used if checks_yaml is
                                          empty; "" = the installed config/health/checks.yaml
@@ -18,6 +18,7 @@ Parameters (defaults in config/robot.yaml):
     markers_frame_id (str, read-only)    frame of the fault text markers
     nats_url (str, read-only)            robot's NATS server; "" disables NATS output
     nats_alert_stream (str, read-only)   JetStream stream to create for the alert subject if none does
+                                         ("" = none: nats_bridge's EVENTS_<id> stores the alerts)
     state_dir (str, read-only)           per-robot state (the durable NATS alert outbox, nats_outbox.sqlite3,
                                          and the active alerts, active_alerts.json);
                                          "" = ~/.robot_platform/health/<robot_id>
@@ -64,7 +65,7 @@ from robot_platform.health.errors import UnknownCheckError
 from robot_platform.health.metrics import HealthMetrics
 from robot_platform.health.monitor import AlertRecord, HealthMonitor, TickResult
 from robot_platform.health.nats_out import NatsPublisher, OutMsg
-from robot_platform.health.node_params import declare_params
+from robot_platform.health.node_params import read_health_params
 from robot_platform.health.operator_requests import handle_request
 from robot_platform.health.ros_messages import alert_msg, default_checks_file, load_message_class
 from robot_platform.health.tree_builder import build_tree, load_config_file, load_config_text
@@ -86,7 +87,7 @@ class HealthMonitorNode(Node):
 
     def __init__(self) -> None:
         super().__init__("health_monitor_tree")
-        p = declare_params(self)
+        p = read_health_params(self)
         self.robot_id = p.robot_id
         tick_rate, metrics_port = p.tick_rate_hz, p.metrics_port
         self.diag_period = p.diagnostics_period_s

@@ -5,7 +5,7 @@ containers: ``jobs_service --ros-args --params-file control.yaml -p ...``), so p
 same YAML with descriptors. No topics or services: the API is NATS (:mod:`.nats_api`) and the devices
 speak MQTT (:mod:`robot_platform.mqtt`); the logic is plain Python (:mod:`.runtime`, :mod:`.service`).
 
-Parameters (read-only; defaults in config/control.yaml):
+Parameters (read-only; the table PARAMS below, repeated in config/control.yaml):
     store_path (string): SQLite file of jobs and executions (``~`` expanded).
     nats_url (string): NATS for the console API (``jobs.create|get|list|cancel``, ``jobs.events``);
         empty disables. Credentials never go in the URL (it is logged): nats_user (string) and
@@ -24,12 +24,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
 from robot_platform.common.node_main import spin_node
+from robot_platform.common.params import Param, ParamTable, declare_params
 from robot_platform.exceptions import ConfigError
 from robot_platform.jobs.runtime import JobsConfig, JobsRuntime
+
+PARAMS: tuple[Param, ...] = (
+    Param("store_path", str, "~/.robot_platform/jobs/jobs.sqlite3", "SQLite file of jobs and executions"),
+    Param("nats_url", str, "nats://127.0.0.1:4222", "NATS for the console API; empty disables"),
+    Param("nats_user", str, "", "NATS user ('' = none)"),
+    Param("nats_password_file", str, "", "file holding the NATS password (never logged)"),
+    Param("mqtt_endpoint", str, "", "site MQTT broker (TLS); empty: no devices (API only)"),
+    Param("mqtt_port", int, 8883, "broker TLS port", (1, 65535)),
+    Param("mqtt_ca", str, "", "site CA (PEM) the broker's certificate chains to"),
+    Param("mqtt_cert", str, "", "the service's client certificate (CN jobs-service)"),
+    Param("mqtt_key", str, "", "the service's private key"),
+    Param("mqtt_client_id", str, "jobs-service", "MQTT client id"),
+    Param("host", str, "127.0.0.1", "bind address of the metrics endpoint"),
+    Param("metrics_port", int, 9203, "Prometheus /metrics port; 0 disables", (0, 65535)),
+)
+TABLE = ParamTable("jobs_service", PARAMS)
 
 
 class JobsServiceNode(Node):
@@ -37,29 +53,7 @@ class JobsServiceNode(Node):
 
     def __init__(self) -> None:
         super().__init__("jobs_service")
-        values: dict[str, Any] = {}
-        for name, default, description in (
-            ("store_path", "~/.robot_platform/jobs/jobs.sqlite3", "SQLite file of jobs and executions"),
-            ("nats_url", "nats://127.0.0.1:4222", "NATS for the console API; empty disables"),
-            ("nats_user", "", "NATS user ('' = none)"),
-            ("nats_password_file", "", "file holding the NATS password (never logged)"),
-            ("mqtt_endpoint", "127.0.0.1", "site MQTT broker (TLS); empty: no devices"),
-            ("mqtt_port", 8883, "broker TLS port"),
-            ("mqtt_ca", "", "site CA (PEM) the broker's certificate chains to"),
-            ("mqtt_cert", "", "the service's client certificate (CN jobs-service)"),
-            ("mqtt_key", "", "the service's private key"),
-            ("mqtt_client_id", "jobs-service", "MQTT client id"),
-            ("host", "127.0.0.1", "bind address of the metrics endpoint"),
-            ("metrics_port", 9102, "Prometheus /metrics port; 0 disables"),
-        ):
-            descriptor = ParameterDescriptor(description=description, read_only=True)
-            if isinstance(default, int):
-                low = 1 if name == "mqtt_port" else 0
-                descriptor.integer_range = [IntegerRange(from_value=low, to_value=65535, step=1)]
-            value = self.declare_parameter(name, default, descriptor).value
-            if not isinstance(value, type(default)):
-                raise ConfigError(name, value, f"must be a {type(default).__name__}")
-            values[name] = value
+        values: dict[str, Any] = dict(declare_params(self, PARAMS))
         password_file = values.pop("nats_password_file")
         try:
             password = Path(password_file).read_text(encoding="utf-8").strip() if password_file else ""

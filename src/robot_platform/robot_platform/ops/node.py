@@ -5,11 +5,12 @@ server all need the robot's identity, its local NATS connection and a view of th
 process with one NATS connection is cheaper on a 2-core robot than four. The reverse SSH tunnel is an
 ``autossh`` child this node supervises (stopped with it), so enabling remote access is one parameter.
 
-Parameters (config/robot.yaml, ``robot_agent``): robot_id, site, nats_url, nats_user,
-nats_password_file, announce_period_s, capabilities, report_packages, log_min_level,
-log_stream_max_bytes, log_stream_max_age_s, capture_topics, capture_window_s, capture_max_bytes,
-capture_reply_max_bytes, allowed_actions, roles_file, tunnel.* (enable, bastion_host, bastion_port,
-bastion_user, remote_port, key_file, known_hosts, local_ssh_port, autossh).
+Parameters (the table :data:`PARAMS`, :data:`TUNNEL_PARAMS`; config/robot.yaml, ``robot_agent``):
+robot_id (required), site, nats_url, nats_user, nats_password_file, announce_period_s, capabilities,
+report_packages, deploy_install_root, log_min_level, log_stream_max_mb, log_stream_max_age_h,
+capture_topics, capture_window_s, capture_max_mb, capture_reply_max_mb, allowed_actions, roles_file,
+tunnel.* (enable, bastion_host, bastion_port, bastion_user, remote_port, key_file, known_hosts,
+local_ssh_port, autossh).
 Subscriptions: /rosout (rcl_interfaces/msg/Log, reliable, transient local, depth 100); each capture
 topic (raw CDR, best effort, depth 10).
 NATS: publishes robots.<id>.presence (JSON) and robots.<id>.logs.<level> (stream LOGS_<id>); serves
@@ -30,14 +31,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import rclpy
-from rcl_interfaces.msg import Log, ParameterDescriptor, ParameterType
+from rcl_interfaces.msg import Log
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from robot_platform.common.node_main import spin_node
-from robot_platform.common.params import declare
+from robot_platform.common.params import REQUIRED, Param, ParamTable, declare_params, prefixed
 from robot_platform.exceptions import ConfigError
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.errors import BridgeError, SubjectError
@@ -59,6 +58,45 @@ TUNNEL_CHECK_PERIOD_S = 5.0
 TUNNEL_STOP_TIMEOUT_S = 5.0
 RESTART_TIMEOUT_S = 20.0
 
+PARAMS: tuple[Param, ...] = (
+    Param("robot_id", str, REQUIRED, "robot identity"),
+    Param("site", str, "", "site name shown in the registry", site=True),
+    Param("nats_url", str, "nats://127.0.0.1:4222", "the robot's local nats-server"),
+    Param("nats_user", str, "", "NATS user (empty: none)"),
+    Param("nats_password_file", str, "", "file with the NATS password"),
+    Param("announce_period_s", float, ANNOUNCE_PERIOD_S, "presence period", (0.2, 300.0)),
+    Param("capabilities", list, (), "capabilities announced (e.g. camera, deploy)", site=True),
+    Param("report_packages", list, (), "Python distributions whose versions are announced", site=True),
+    Param(
+        "deploy_install_root",
+        str,
+        "",
+        "deploy_service's install_root, whose active package versions are "
+        "announced; empty: its default ~/.robot_platform/deploy/<robot_id>",
+    ),
+    Param("log_min_level", str, "info", "lowest level forwarded", read_only=False),
+    Param("log_stream_max_mb", int, 64, "size limit of LOGS_<id> on the robot", (1, 100000)),
+    Param("log_stream_max_age_h", float, 72.0, "age limit of LOGS_<id> on the robot", (0.01, 8760.0)),
+    Param("capture_topics", list, (), "topics kept in the rolling capture buffer", site=True),
+    Param("capture_window_s", float, 30.0, "seconds kept per topic", (1.0, 600.0)),
+    Param("capture_max_mb", int, 64, "capture buffer memory limit (drop oldest)", (1, 4096)),
+    Param("capture_reply_max_mb", int, 4, "largest capture (MCAP) file sent", (1, 64)),
+    Param("allowed_actions", list, ACTIONS, f"remote actions served (of {', '.join(ACTIONS)})"),
+    Param("roles_file", str, "", "roles file (YAML); empty: every action refused"),
+)
+TUNNEL_PARAMS: tuple[Param, ...] = (  # tunnel.<name>
+    Param("enable", bool, False, "keep a reverse SSH tunnel to the bastion"),
+    Param("bastion_host", str, "127.0.0.1", "bastion host"),
+    Param("bastion_port", int, 22, "bastion sshd port", (1, 65535)),
+    Param("bastion_user", str, "rptunnel", "bastion tunnel account"),
+    Param("remote_port", int, 2201, "port this robot holds on the bastion", (1, 65535)),
+    Param("key_file", str, "", "this robot's tunnel private key"),
+    Param("known_hosts", str, "", "known_hosts with the bastion's key"),
+    Param("local_ssh_port", int, 22, "the robot's own sshd port", (1, 65535)),
+    Param("autossh", str, "autossh", "autossh executable"),
+)
+TABLE = ParamTable("robot_agent", PARAMS + prefixed("tunnel", TUNNEL_PARAMS))
+
 
 class RobotAgentNode(Node):
     """ROS glue of robot_agent (see the module docstring for its interface)."""
@@ -66,33 +104,21 @@ class RobotAgentNode(Node):
     def __init__(self) -> None:
         super().__init__("robot_agent")
         self.started = time.monotonic()
-        self.robot_id = check_robot_id(declare(self, "robot_id", "r1", "robot identity", read_only=True))
-        self.site = declare(self, "site", "", "site name shown in the registry", read_only=True)
-        nats_url = declare(self, "nats_url", "nats://127.0.0.1:4222", "the robot's local nats-server", read_only=True)
-        nats_user = declare(self, "nats_user", "", "NATS user (empty: none)", read_only=True)
-        password_file = declare(self, "nats_password_file", "", "file with the NATS password", read_only=True)
-        self.period = declare(self, "announce_period_s", ANNOUNCE_PERIOD_S, "presence period",
-                              read_only=True, min_value=0.2, max_value=300.0)  # fmt: skip
-        self.capabilities = self._strings("capabilities", "capabilities announced (e.g. camera, deploy)")
-        self.report_packages = self._strings("report_packages", "Python distributions whose versions are announced")
-        install_root = declare(self, "deploy_install_root", "",
-                               "deploy_service's install_root, whose active package versions are announced; "
-                               "empty: its default ~/.robot_platform/deploy/<robot_id>", read_only=True)  # fmt: skip
+        p = declare_params(self, PARAMS)
+        self.robot_id = check_robot_id(p["robot_id"])
+        self.site = p["site"]
+        nats_url, nats_user, password_file = p["nats_url"], p["nats_user"], p["nats_password_file"]
+        self.period = p["announce_period_s"]
+        self.capabilities, self.report_packages = p["capabilities"], p["report_packages"]
+        install_root = p["deploy_install_root"]
         self.deploy_root = Path(os.path.expanduser(install_root or f"~/.robot_platform/deploy/{self.robot_id}"))
-        self.min_level = logs.LEVELS[logs.parse_level(declare(self, "log_min_level", "info", "lowest level forwarded"))]
-        stream_mb = declare(self, "log_stream_max_mb", 64, "size limit of LOGS_<id> on the robot",
-                            read_only=True, min_value=1, max_value=100000)  # fmt: skip
-        stream_age_h = declare(self, "log_stream_max_age_h", 72.0, "age limit of LOGS_<id> on the robot",
-                               read_only=True, min_value=0.01, max_value=8760.0)  # fmt: skip
-        self.capture_topics = self._strings("capture_topics", "topics kept in the rolling capture buffer")
-        window = declare(self, "capture_window_s", 30.0, "seconds kept per topic", read_only=True,
-                         min_value=1.0, max_value=600.0)  # fmt: skip
-        buffer_mb = declare(self, "capture_max_mb", 64, "capture buffer memory limit (drop oldest)",
-                            read_only=True, min_value=1, max_value=4096)  # fmt: skip
-        self.reply_max = int(declare(self, "capture_reply_max_mb", 4, "largest capture (MCAP) file sent",
-                                     read_only=True, min_value=1, max_value=64)) * 1024 * 1024  # fmt: skip
-        allowed = self._strings("allowed_actions", f"remote actions served (of {', '.join(ACTIONS)})") or list(ACTIONS)
-        roles_file = declare(self, "roles_file", "", "roles file (YAML); empty: every action refused", read_only=True)
+        self.min_level = logs.LEVELS[logs.parse_level(p["log_min_level"])]
+        stream_mb, stream_age_h = p["log_stream_max_mb"], p["log_stream_max_age_h"]
+        self.capture_topics = p["capture_topics"]
+        window, buffer_mb = p["capture_window_s"], p["capture_max_mb"]
+        self.reply_max = p["capture_reply_max_mb"] * 1024 * 1024
+        allowed = p["allowed_actions"] or list(ACTIONS)  # [""] in YAML: every action, as before
+        roles_file = p["roles_file"]
 
         password = Path(password_file).read_text(encoding="utf-8").strip() if password_file else ""
         roles = Roles.load(roles_file) if roles_file else Roles()
@@ -126,31 +152,9 @@ class RobotAgentNode(Node):
         )
 
     # ------------------------------------------------------------------ parameters
-    def _strings(self, name: str, description: str) -> list[str]:
-        descriptor = ParameterDescriptor(type=ParameterType.PARAMETER_STRING_ARRAY, read_only=True,
-                                         description=description)  # fmt: skip
-        self.declare_parameter(name, Parameter.Type.STRING_ARRAY, descriptor)
-        try:
-            return [v for v in (self.get_parameter(name).value or []) if v]
-        except rclpy.exceptions.ParameterUninitializedException:
-            return []
-
     def _tunnel_parameters(self) -> TunnelSpec | None:
-        enable = declare(self, "tunnel.enable", False, "keep a reverse SSH tunnel to the bastion", read_only=True)
-        values = {
-            "bastion_host": declare(self, "tunnel.bastion_host", "127.0.0.1", "bastion host", read_only=True),
-            "bastion_port": declare(self, "tunnel.bastion_port", 22, "bastion sshd port", read_only=True,
-                                    min_value=1, max_value=65535),
-            "bastion_user": declare(self, "tunnel.bastion_user", "rptunnel", "bastion tunnel account", read_only=True),
-            "remote_port": declare(self, "tunnel.remote_port", 2201, "port this robot holds on the bastion",
-                                   read_only=True, min_value=1, max_value=65535),
-            "key_file": declare(self, "tunnel.key_file", "", "this robot's tunnel private key", read_only=True),
-            "known_hosts": declare(self, "tunnel.known_hosts", "", "known_hosts with the bastion's key",
-                                   read_only=True),
-            "local_ssh_port": declare(self, "tunnel.local_ssh_port", 22, "the robot's own sshd port",
-                                      read_only=True, min_value=1, max_value=65535),
-        }  # fmt: skip
-        self.autossh = declare(self, "tunnel.autossh", "autossh", "autossh executable", read_only=True)
+        values = dict(declare_params(self, TUNNEL_PARAMS, "tunnel"))
+        enable, self.autossh = values.pop("enable"), values.pop("autossh")
         if not enable:
             return None
         if not values["key_file"] or not values["known_hosts"]:

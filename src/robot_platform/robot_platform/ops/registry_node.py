@@ -18,14 +18,11 @@ import sys
 import threading
 from pathlib import Path
 
-import rclpy
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 
 from robot_platform.common.event_loop import run_to_end
 from robot_platform.common.node_main import spin_node
-from robot_platform.common.params import declare
+from robot_platform.common.params import Param, ParamTable, declare_params
 from robot_platform.messaging.connect import Credentials
 
 from .registry import OFFLINE_AFTER_S
@@ -33,31 +30,30 @@ from .registry_service import SWEEP_PERIOD_S, RegistryService
 
 STOP_JOIN_TIMEOUT_S = 5.0
 
+PARAMS: tuple[Param, ...] = (
+    Param("nats_url", str, "nats://127.0.0.1:4222", "the hub"),
+    Param("nats_user", str, "", "NATS user on the hub (fleet_registry with the secured configs)"),
+    Param("nats_password_file", str, "", "file with the NATS password"),
+    Param("fleet_robots", list, (), "robots accepted (empty: any the hub authenticated)"),
+    Param("offline_after_s", float, OFFLINE_AFTER_S, "silence after which a robot is offline", (0.5, 86400.0)),
+    Param("sweep_period_s", float, SWEEP_PERIOD_S, "offline check period", (0.1, 60.0)),
+    Param("log_stream_max_mb", int, 1024, "size limit of FLEET_LOGS", (1, 10_000_000)),
+    Param("log_stream_max_age_h", float, 336.0, "age limit of FLEET_LOGS", (0.01, 87600.0)),
+)
+TABLE = ParamTable("fleet_registry", PARAMS)
+
 
 class FleetRegistryNode(Node):
     def __init__(self) -> None:
         super().__init__("fleet_registry")
-        url = declare(self, "nats_url", "nats://127.0.0.1:4222", "the hub", read_only=True)
-        user = declare(self, "nats_user", "", "NATS user on the hub (control)", read_only=True)
-        password_file = declare(self, "nats_password_file", "", "file with the NATS password", read_only=True)
-        descriptor = ParameterDescriptor(
-            type=ParameterType.PARAMETER_STRING_ARRAY,
-            read_only=True,
-            description="robots accepted (empty: any the hub authenticated)",
+        p = declare_params(self, PARAMS)
+        url, user, password_file, fleet = p["nats_url"], p["nats_user"], p["nats_password_file"], p["fleet_robots"]
+        offline, sweep, max_mb, max_age_h = (
+            p["offline_after_s"],
+            p["sweep_period_s"],
+            p["log_stream_max_mb"],
+            p["log_stream_max_age_h"],
         )
-        self.declare_parameter("fleet_robots", Parameter.Type.STRING_ARRAY, descriptor)
-        try:
-            fleet = [r for r in (self.get_parameter("fleet_robots").value or []) if r]
-        except rclpy.exceptions.ParameterUninitializedException:
-            fleet = []
-        offline = declare(self, "offline_after_s", OFFLINE_AFTER_S, "silence after which a robot is offline",
-                          read_only=True, min_value=0.5, max_value=86400.0)  # fmt: skip
-        sweep = declare(self, "sweep_period_s", SWEEP_PERIOD_S, "offline check period", read_only=True,
-                        min_value=0.1, max_value=60.0)  # fmt: skip
-        max_mb = declare(self, "log_stream_max_mb", 1024, "size limit of FLEET_LOGS", read_only=True,
-                         min_value=1, max_value=10_000_000)  # fmt: skip
-        max_age_h = declare(self, "log_stream_max_age_h", 336.0, "age limit of FLEET_LOGS", read_only=True,
-                            min_value=0.01, max_value=87600.0)  # fmt: skip
         password = Path(password_file).read_text(encoding="utf-8").strip() if password_file else ""
         self.service = RegistryService(
             url,

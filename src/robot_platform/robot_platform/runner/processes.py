@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robot_platform import launch_plan
-from robot_platform.exceptions import ConfigError
+from robot_platform.exceptions import ConfigError, MissingParameterError
 
 PACKAGE = "robot_platform"
 
@@ -100,7 +100,9 @@ def _nats_process(name: str, conf: Path, env: dict[str, str]) -> ProcessSpec:
 def robot_processes(values: dict[str, str], install: Installation) -> list[ProcessSpec]:
     """Processes of one robot for the given argument values (defaults filled in by the caller)."""
     launch_plan.check_values(launch_plan.ROBOT_ARGUMENTS, values)
-    rid = values["robot_id"]
+    rid = values.get("robot_id") or ""
+    if not rid:
+        raise MissingParameterError("robot_id", "pass --robot-id <id> (robot-platform robot) or robot_id:=<id>")
     if not rid.replace("_", "").replace("-", "").isalnum():
         raise ConfigError("robot_id", rid, "use letters, digits, '-' and '_' only (it becomes a NATS token)")
     out: list[ProcessSpec] = []

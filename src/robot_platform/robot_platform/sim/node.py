@@ -2,8 +2,8 @@
 
 Thin glue over :mod:`robot_platform.sim.model`; the physics, battery, lidar and camera live there.
 
-Parameters (defaults in config/robot.yaml):
-    robot_id (str, read-only)           robot name, used in frame ids' documentation and logs
+Parameters (the table PARAMS below, repeated in config/robot.yaml):
+    robot_id (str, required)            robot name, used in frame ids' documentation and logs
     odom_rate_hz, imu_rate_hz, scan_rate_hz, battery_rate_hz, camera_rate_hz (float)
     enable_camera (bool, read-only)     publish /camera/image_raw (640x480 rgb8); off by default
     publish_tf (bool, read-only)        publish the frames of :mod:`robot_platform.sim.frames` on /tf
@@ -45,7 +45,7 @@ from sensor_msgs.msg import BatteryState, Image, Imu, LaserScan
 from std_srvs.srv import SetBool
 
 from robot_platform.common.node_main import spin_node
-from robot_platform.common.params import declare
+from robot_platform.common.params import REQUIRED, Param, ParamTable, declare_params
 from robot_platform.common.transforms import to_msg
 from robot_platform.sim import frames
 from robot_platform.sim.model import SENSORS, BaseConfig, BatteryConfig, CameraModel, LaserModel, RobotModel
@@ -55,6 +55,28 @@ from robot_platform_interfaces.srv import InjectFault
 RELIABLE_DEPTH = 10
 ROBOT_STATE_PERIOD_S = 1.0
 MOVING_THRESHOLD = 0.01  # m/s or rad/s: below this the robot counts as standing still
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("robot_id", str, REQUIRED, "Robot name"),
+    Param("odom_rate_hz", float, 20.0, "Odometry rate (Hz)", (0.1, 200.0), read_only=False),
+    Param("imu_rate_hz", float, 50.0, "IMU rate (Hz)", (0.1, 400.0), read_only=False),
+    Param("scan_rate_hz", float, 10.0, "Laser scan rate (Hz)", (0.1, 40.0), read_only=False),
+    Param("battery_rate_hz", float, 1.0, "Battery rate (Hz)", (0.1, 50.0), read_only=False),
+    Param("camera_rate_hz", float, 30.0, "Camera rate (Hz)", (0.1, 60.0), read_only=False),
+    Param("enable_camera", bool, False, "Publish camera/image_raw"),
+    Param("camera_width", int, 640, "Camera width (px)"),
+    Param("camera_height", int, 480, "Camera height (px)"),
+    Param("max_linear_speed", float, 1.0, "Base speed limit (m/s)"),
+    Param("max_angular_speed", float, 1.5, "Base yaw rate limit (rad/s)"),
+    Param("battery_initial", float, 1.0, "Initial charge (0..1)", (0.0, 1.0)),
+    Param("publish_tf", bool, True, "Publish odom -> base_link and the sensor frames on /tf"),
+    # Fault injection, changeable at run time (validated in _validate_params):
+    Param("faults.silenced_sensors", str, "", "Comma-separated sensors that stop publishing", read_only=False),
+    Param("faults.speed_cap", float, -1.0, "Achieved speed cap in m/s (< 0: none)", read_only=False),
+    Param("faults.battery_drain_multiplier", float, 1.0, "Battery drain multiplier", (0.0, 100000.0), read_only=False),
+)
+TABLE = ParamTable("robot_sim", PARAMS)
 
 
 def parse_sensor_list(text: str) -> set[str]:
@@ -71,39 +93,20 @@ class RobotSimNode(Node):
 
     def __init__(self) -> None:
         super().__init__("robot_sim")
-        self.robot_id = str(declare(self, "robot_id", "r1", "Robot name", read_only=True))
+        p = declare_params(self, PARAMS)
+        self.robot_id = p["robot_id"]
         rates = {
-            "odom": declare(self, "odom_rate_hz", 20.0, "Odometry rate (Hz)", min_value=0.1, max_value=200.0),
-            "imu": declare(self, "imu_rate_hz", 50.0, "IMU rate (Hz)", min_value=0.1, max_value=400.0),
-            "scan": declare(self, "scan_rate_hz", 10.0, "Laser scan rate (Hz)", min_value=0.1, max_value=40.0),
-            "battery_state": declare(self, "battery_rate_hz", 1.0, "Battery rate (Hz)", min_value=0.1, max_value=50.0),
-            "camera": declare(self, "camera_rate_hz", 30.0, "Camera rate (Hz)", min_value=0.1, max_value=60.0),
-        }
-        enable_camera = bool(declare(self, "enable_camera", False, "Publish camera/image_raw", read_only=True))
-        width = int(declare(self, "camera_width", 640, "Camera width (px)", read_only=True))
-        height = int(declare(self, "camera_height", 480, "Camera height (px)", read_only=True))
-        base = BaseConfig(
-            max_linear_speed=float(declare(self, "max_linear_speed", 1.0, "Base speed limit (m/s)", read_only=True)),
-            max_angular_speed=float(
-                declare(self, "max_angular_speed", 1.5, "Base yaw rate limit (rad/s)", read_only=True)
-            ),
-        )
-        battery = BatteryConfig(
-            initial_percentage=float(
-                declare(
-                    self, "battery_initial", 1.0, "Initial charge (0..1)", read_only=True, min_value=0.0, max_value=1.0
-                )
-            ),
-        )
+            "odom": p["odom_rate_hz"], "imu": p["imu_rate_hz"], "scan": p["scan_rate_hz"],
+            "battery_state": p["battery_rate_hz"], "camera": p["camera_rate_hz"],
+        }  # fmt: skip
+        enable_camera = p["enable_camera"]
+        width, height = p["camera_width"], p["camera_height"]
+        base = BaseConfig(max_linear_speed=p["max_linear_speed"], max_angular_speed=p["max_angular_speed"])
+        battery = BatteryConfig(initial_percentage=p["battery_initial"])
         self.model = RobotModel(base, battery, start_time=self._now_s())
         self.laser = LaserModel()
         self.camera = CameraModel(width, height) if enable_camera else None
 
-        declare(self, "faults.silenced_sensors", "", "Comma-separated sensors that stop publishing")
-        declare(self, "faults.speed_cap", -1.0, "Achieved speed cap in m/s (< 0: none)")
-        declare(
-            self, "faults.battery_drain_multiplier", 1.0, "Battery drain multiplier", min_value=0.0, max_value=100000.0
-        )
         self.add_on_set_parameters_callback(self._validate_params)
         self.add_post_set_parameters_callback(self._apply_params)
         self._apply_params(
@@ -125,7 +128,7 @@ class RobotSimNode(Node):
         )
         self.state_pub = self.create_publisher(RobotState, "robot_state", reliable)
         self.tf_pub = None
-        if declare(self, "publish_tf", True, "Publish odom -> base_link and the sensor frames on /tf", read_only=True):
+        if p["publish_tf"]:
             self._start_tf(enable_camera)
         self.create_timer(ROBOT_STATE_PERIOD_S, self._publish_robot_state)
         self.create_subscription(Twist, "cmd_vel", self._on_cmd_vel, reliable)

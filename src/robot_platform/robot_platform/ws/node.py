@@ -1,12 +1,12 @@
 """ROS 2 node ``ws_agent``: parameters and /diagnostics around :class:`~.server.WsAgent` (no ROS traffic).
 
 The agent talks to browsers (WebSocket, rosbridge v2) and to NATS; it needs no ROS topic itself, so
-the node is thin on purpose: it declares the parameters (one documented place: config/robot.yaml and
-config/control.yaml, key ``/**/ws_agent``), starts the agent, reports counters on /diagnostics, and
-stops everything on SIGINT/SIGTERM.
+the node is thin on purpose: it declares the parameters (the table PARAMS below, repeated in
+config/robot.yaml and config/control.yaml, key ``/**/ws_agent``), starts the agent, reports counters on
+/diagnostics, and stops everything on SIGINT/SIGTERM.
 
 Parameters:
-    robot_id (string, read-only)         robot mode: the robot served; fleet mode: only used in logs
+    robot_id (string, required)          robot mode: the robot served; fleet mode: only used in logs
     mode (string, read-only)             robot | fleet
     host, port (read-only)               bind address (127.0.0.1 by default) and port (9090)
     nats_url, nats_user, nats_password_file   NATS server and optional credentials (password from a file)
@@ -35,15 +35,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 
 from robot_platform.common.node_main import spin_node
-from robot_platform.common.params import declare
+from robot_platform.common.params import REQUIRED, Param, ParamTable, declare_params
 from robot_platform.exceptions import ConfigError
 
 from .client_session import SessionLimits
@@ -52,6 +49,49 @@ from .server import GIL_SWITCH_INTERVAL_S, AgentConfig, LoginLimits, WsAgent
 from .topics import Mode
 
 DIAGNOSTICS_DEPTH = 10
+MIB = 1024 * 1024
+
+PARAMS: tuple[Param, ...] = (
+    Param("mode", str, "robot", "robot (this robot's subjects) | fleet (all robots)", control="fleet"),
+    Param("robot_id", str, REQUIRED, "robot id ([A-Za-z0-9_-]); fleet mode: only used in logs"),
+    Param("host", str, "127.0.0.1", "bind address; 127.0.0.1 unless a site network needs more"),
+    Param("port", int, 9090, "HTTP/WebSocket port", (1, 65535)),
+    Param("nats_url", str, "nats://127.0.0.1:4222", "NATS server"),
+    Param("nats_user", str, "", "NATS user ('' = none)"),
+    Param("nats_password_file", str, "", "file holding the NATS password (never logged)"),
+    Param("users_file", str, "", "users/roles YAML ('' = no users)"),
+    Param("anonymous_role", str, "", "role without login ('' = login required)"),
+    Param("allowed_origins", list, (), "extra allowed browser origins ('*' = any)"),
+    Param("allowed_hosts", list, (), "Host names served besides loopback (site names)"),
+    Param("max_pending_connections", int, 128, "accepted connections without a complete request", (1, 100000)),
+    Param("handshake_timeout_s", float, 5.0, "accept to complete upgrade", (0.1, 600.0)),
+    Param("auth_timeout_s", float, 10.0, "upgrade to auth op (no token)", (0.1, 3600.0)),
+    Param("login_max_failures_per_addr", int, 10, "failed logins of an address before backoff", (1, 1000000)),
+    Param("login_max_failures_per_user", int, 5, "failed logins of a user before per-address backoff", (1, 1000000)),
+    Param("login_window_s", float, 60.0, "failures are forgotten this long after the last one", (1.0, 86400.0)),
+    Param("login_max_backoff_s", float, 300.0, "longest login backoff", (1.0, 86400.0)),
+    Param("hash_workers", int, 2, "secret checks at once (16 MB each)", (1, 16)),
+    Param("web_dir", str, "", "static files ('' = share/robot_platform/web)"),
+    Param("site_map_file", str, "", "site map YAML/JSON ('' = none)"),
+    Param("tls_cert", str, "", "PEM certificate ('' = plain HTTP)"),
+    Param("tls_key", str, "", "PEM private key"),
+    Param("permessage_deflate", bool, False, "allow WebSocket compression"),
+    Param("ping_interval_s", float, 25.0, "keepalive ping period (0 = off)", (0.0, 3600.0)),
+    Param("stall_timeout_s", float, 30.0, "disconnect a client whose write hangs this long", (1.0, 3600.0)),
+    Param("frame_lease_ttl_s", float, 5.0, "ttl of camera leases", (0.5, 3600.0)),
+    # A robot's touch panel and a few remote viewers; the control server's console serves the fleet's operators.
+    Param("max_clients", int, 20, "concurrent WebSocket clients", (1, 10000), control=100),
+    Param("max_frame_bytes", int, MIB, "largest client frame", (1024, 64 * MIB)),
+    Param("max_client_msgs_per_s", float, 200.0, "client message rate (0 = no limit)", (0.0, 1e6)),
+    Param("service_timeout_s", float, 5.0, "call_service timeout", (0.1, 600.0)),
+    Param("default_queue_length", int, 100, "queue when subscribe says 0", (1, 10000)),
+    Param("max_queue_length", int, 100, "cap of a subscription's queue", (1, 100000)),
+    Param("max_queue_bytes", int, 8 * MIB, "pending bytes per client", (1024, 1 << 31)),
+    # The console watches every robot's topics at once.
+    Param("max_subscriptions", int, 256, "topics per client", (1, 100000), control=1024),
+    Param("diagnostics_period_s", float, 2.0, "period of /diagnostics", (0.1, 3600.0), read_only=False),
+)
+TABLE = ParamTable("ws_agent", PARAMS)
 
 
 def default_web_dir() -> str:
@@ -72,213 +112,58 @@ class WsAgentNode(Node):
 
     def __init__(self) -> None:
         super().__init__("ws_agent")
-        d = self._declare
-        mode = str(d("mode", "robot", "robot (this robot's subjects) | fleet (all robots)", read_only=True))
-        if mode not in ("robot", "fleet"):
-            raise ConfigError("mode", mode, "robot or fleet")
-        password_file = str(d("nats_password_file", "", "file holding the NATS password (never logged)"))
+        p = declare_params(self, PARAMS)
+        if p["mode"] not in ("robot", "fleet"):
+            raise ConfigError("mode", p["mode"], "robot or fleet")
+        password_file = p["nats_password_file"]
         config = AgentConfig(
-            mode=Mode(mode),
-            robot_id=str(d("robot_id", "r1", "robot id ([A-Za-z0-9_-])", read_only=True)),
-            host=str(
-                d("host", "127.0.0.1", "bind address; 127.0.0.1 unless a site network needs more", read_only=True)
-            ),
-            port=int(d("port", 9090, "HTTP/WebSocket port", read_only=True, min_value=1, max_value=65535)),
-            nats_url=str(d("nats_url", "nats://127.0.0.1:4222", "NATS server", read_only=True)),
-            nats_user=str(d("nats_user", "", "NATS user ('' = none)", read_only=True)),
+            mode=Mode(p["mode"]),
+            robot_id=p["robot_id"],
+            host=p["host"],
+            port=p["port"],
+            nats_url=p["nats_url"],
+            nats_user=p["nats_user"],
             nats_password=Path(password_file).read_text().strip() if password_file else "",
-            users_file=str(d("users_file", "", "users/roles YAML ('' = no users)", read_only=True)),
-            anonymous_role=str(d("anonymous_role", "", "role without login ('' = login required)", read_only=True)),
-            allowed_origins=self._strings("allowed_origins", "extra allowed browser origins ('*' = any)"),
-            allowed_hosts=self._strings("allowed_hosts", "Host names served besides loopback (site names)"),
-            max_pending_connections=int(
-                d(
-                    "max_pending_connections",
-                    128,
-                    "accepted connections without a complete request",
-                    read_only=True,
-                    min_value=1,
-                    max_value=100000,
-                )
-            ),
-            handshake_timeout_s=float(
-                d(
-                    "handshake_timeout_s",
-                    5.0,
-                    "accept to complete upgrade",
-                    read_only=True,
-                    min_value=0.1,
-                    max_value=600.0,
-                )
-            ),
-            auth_timeout_s=float(
-                d(
-                    "auth_timeout_s",
-                    10.0,
-                    "upgrade to auth op (no token)",
-                    read_only=True,
-                    min_value=0.1,
-                    max_value=3600.0,
-                )
-            ),
+            users_file=p["users_file"],
+            anonymous_role=p["anonymous_role"],
+            allowed_origins=p["allowed_origins"],
+            allowed_hosts=p["allowed_hosts"],
+            max_pending_connections=p["max_pending_connections"],
+            handshake_timeout_s=p["handshake_timeout_s"],
+            auth_timeout_s=p["auth_timeout_s"],
             logins=LoginLimits(
-                max_failures_per_addr=int(
-                    d(
-                        "login_max_failures_per_addr",
-                        10,
-                        "failed logins of an address before backoff",
-                        read_only=True,
-                        min_value=1,
-                        max_value=1000000,
-                    )
-                ),
-                max_failures_per_user=int(
-                    d(
-                        "login_max_failures_per_user",
-                        5,
-                        "failed logins of a user before per-address backoff",
-                        read_only=True,
-                        min_value=1,
-                        max_value=1000000,
-                    )
-                ),
-                window_s=float(
-                    d(
-                        "login_window_s",
-                        60.0,
-                        "failures are forgotten this long after the last one",
-                        read_only=True,
-                        min_value=1.0,
-                        max_value=86400.0,
-                    )
-                ),
-                max_backoff_s=float(
-                    d(
-                        "login_max_backoff_s",
-                        300.0,
-                        "longest login backoff",
-                        read_only=True,
-                        min_value=1.0,
-                        max_value=86400.0,
-                    )
-                ),
-                hash_workers=int(
-                    d(
-                        "hash_workers",
-                        2,
-                        "secret checks at once (16 MB each)",
-                        read_only=True,
-                        min_value=1,
-                        max_value=16,
-                    )
-                ),
+                max_failures_per_addr=p["login_max_failures_per_addr"],
+                max_failures_per_user=p["login_max_failures_per_user"],
+                window_s=p["login_window_s"],
+                max_backoff_s=p["login_max_backoff_s"],
+                hash_workers=p["hash_workers"],
             ),
-            web_dir=str(d("web_dir", "", "static files ('' = share/robot_platform/web)", read_only=True))
-            or default_web_dir(),
-            site_map_file=str(d("site_map_file", "", "site map YAML/JSON ('' = none)", read_only=True)),
-            tls_cert=str(d("tls_cert", "", "PEM certificate ('' = plain HTTP)", read_only=True)),
-            tls_key=str(d("tls_key", "", "PEM private key", read_only=True)),
-            permessage_deflate=bool(d("permessage_deflate", False, "allow WebSocket compression", read_only=True)),
-            ping_interval_s=float(
-                d(
-                    "ping_interval_s",
-                    25.0,
-                    "keepalive ping period (0 = off)",
-                    read_only=True,
-                    min_value=0.0,
-                    max_value=3600.0,
-                )
-            ),
-            stall_timeout_s=float(
-                d(
-                    "stall_timeout_s",
-                    30.0,
-                    "disconnect a client whose write hangs this long",
-                    read_only=True,
-                    min_value=1.0,
-                    max_value=3600.0,
-                )
-            ),
-            frame_lease_ttl_s=float(
-                d("frame_lease_ttl_s", 5.0, "ttl of camera leases", read_only=True, min_value=0.5, max_value=3600.0)
-            ),
-            max_clients=int(
-                d("max_clients", 100, "concurrent WebSocket clients", read_only=True, min_value=1, max_value=10000)
-            ),
+            web_dir=p["web_dir"] or default_web_dir(),
+            site_map_file=p["site_map_file"],
+            tls_cert=p["tls_cert"],
+            tls_key=p["tls_key"],
+            permessage_deflate=p["permessage_deflate"],
+            ping_interval_s=p["ping_interval_s"],
+            stall_timeout_s=p["stall_timeout_s"],
+            frame_lease_ttl_s=p["frame_lease_ttl_s"],
+            max_clients=p["max_clients"],
             gateway=GatewayLimits(
-                max_frame_bytes=int(
-                    d(
-                        "max_frame_bytes",
-                        1024 * 1024,
-                        "largest client frame",
-                        read_only=True,
-                        min_value=1024,
-                        max_value=64 * 1024 * 1024,
-                    )
-                ),
-                max_client_msgs_per_s=float(
-                    d(
-                        "max_client_msgs_per_s",
-                        200.0,
-                        "client message rate (0 = no limit)",
-                        read_only=True,
-                        min_value=0.0,
-                        max_value=1e6,
-                    )
-                ),
-                service_timeout_s=float(
-                    d("service_timeout_s", 5.0, "call_service timeout", read_only=True, min_value=0.1, max_value=600.0)
-                ),
+                max_frame_bytes=p["max_frame_bytes"],
+                max_client_msgs_per_s=p["max_client_msgs_per_s"],
+                service_timeout_s=p["service_timeout_s"],
             ),
             session=SessionLimits(
-                default_queue_length=int(
-                    d(
-                        "default_queue_length",
-                        100,
-                        "queue when subscribe says 0",
-                        read_only=True,
-                        min_value=1,
-                        max_value=10000,
-                    )
-                ),
-                max_queue_length=int(
-                    d(
-                        "max_queue_length",
-                        100,
-                        "cap of a subscription's queue",
-                        read_only=True,
-                        min_value=1,
-                        max_value=100000,
-                    )
-                ),
-                max_queue_bytes=int(
-                    d(
-                        "max_queue_bytes",
-                        8 * 1024 * 1024,
-                        "pending bytes per client",
-                        read_only=True,
-                        min_value=1024,
-                        max_value=1 << 31,
-                    )
-                ),
-                max_subscriptions=int(
-                    d("max_subscriptions", 256, "topics per client", read_only=True, min_value=1, max_value=100000)
-                ),
+                default_queue_length=p["default_queue_length"],
+                max_queue_length=p["max_queue_length"],
+                max_queue_bytes=p["max_queue_bytes"],
+                max_subscriptions=p["max_subscriptions"],
             ),
         )
-        period = float(d("diagnostics_period_s", 2.0, "period of /diagnostics", min_value=0.1, max_value=3600.0))
+        period = p["diagnostics_period_s"]
         self._diag = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_DEPTH)
         self.agent = WsAgent(config, self.get_logger())
         self.agent.start()
         self.create_timer(period, self._report)
-
-    def _declare(self, name: str, default: Any, description: str, **kwargs: Any) -> Any:
-        return declare(self, name, default, description, **kwargs)
-
-    def _strings(self, name: str, description: str) -> list[str]:
-        desc = ParameterDescriptor(type=ParameterType.PARAMETER_STRING_ARRAY, description=description, read_only=True)
-        value = self.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc).value
-        return [v for v in (value or []) if v]
 
     def _report(self) -> None:
         stats = self.agent.stats()

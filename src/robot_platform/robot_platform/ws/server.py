@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robot_platform.exceptions import MissingParameterError
 from robot_platform.messaging.backoff import Backoff
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.connect import Credentials
@@ -79,7 +80,7 @@ class LoginLimits:
 @dataclass
 class AgentConfig:
     mode: Mode = Mode.ROBOT
-    robot_id: str = "r1"
+    robot_id: str = ""  # required in robot mode (no robot may claim to be another by default)
     host: str = "127.0.0.1"
     port: int = 9090
     nats_url: str = "nats://127.0.0.1:4222"
@@ -111,6 +112,8 @@ class WsAgent:
     """Owns every part of the agent; ``start()`` / ``stop()`` (idempotent, bounded)."""
 
     def __init__(self, config: AgentConfig, log: logging.Logger | Any | None = None) -> None:
+        if config.mode is Mode.ROBOT and not config.robot_id:
+            raise MissingParameterError("robot_id", "a robot-mode ws_agent serves one robot: set robot_id")
         self.config = config
         self.log = log or logging.getLogger("ws_agent")
         agent_id = config.robot_id if config.mode is Mode.ROBOT else "control"

@@ -22,7 +22,7 @@ from .topics import Mode
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--mode", choices=[m.value for m in Mode], default="robot")
-    ap.add_argument("--robot-id", default="r1")
+    ap.add_argument("--robot-id", default="", help="the robot served (required in robot mode)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=9090)
     ap.add_argument("--nats-url", default="nats://127.0.0.1:4222")
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--switch-interval-s", type=float, default=GIL_SWITCH_INTERVAL_S)
     args = ap.parse_args(argv)
+    if args.mode == Mode.ROBOT.value and not args.robot_id:
+        ap.error("--robot-id is required in robot mode (a robot must not be r1 by accident)")
     sys.setswitchinterval(args.switch_interval_s)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = AgentConfig(
