@@ -50,8 +50,8 @@ _INTERFACES = [
 sys.path[:0] = [str(REPO / "test"), *_INTERFACES]
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [*_INTERFACES, os.environ.get("PYTHONPATH", "")] if p)
 from helpers import free_port, ros_env, wait_port  # noqa: E402
-from robot_platform.runner.domains import DomainReservation  # noqa: E402
-from robot_platform.runner.supervisor import ProcessGroup  # noqa: E402
+from robot_platform.launcher.domains import DomainReservation  # noqa: E402
+from robot_platform.launcher.supervisor import ProcessGroup  # noqa: E402
 
 SRC = str(REPO / "src" / "robot_platform")
 CHECKS = REPO / "config" / "health" / "checks.yaml"

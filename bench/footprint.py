@@ -49,7 +49,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in [*_INTERFACES, os.environ.get("PYTHONPATH", ""), *_INSTALLED] if p
 )
 from helpers import free_port  # noqa: E402
-from robot_platform.runner.domains import DomainReservation  # noqa: E402
+from robot_platform.launcher.domains import DomainReservation  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -132,7 +132,7 @@ def process_name(pid: int) -> str:
     if "-c" in words and words[-1:] and "bare_subscriber" in " ".join(words):
         return "bare_subscriber"
     if len(words) > 2 and words[1] == "-m":
-        return words[2].rsplit(".", 1)[-1] if words[2] != "robot_platform.cli" else "runner (robot-platform)"
+        return words[2].rsplit(".", 1)[-1] if words[2] != "robot_platform.cli.main" else "runner (robot-platform)"
     return Path(words[0]).name if words else str(pid)
 
 

@@ -220,7 +220,7 @@ def run_case(
     way: str, rate: float, seconds: float, workdir: Path, domain: int, large_shm: bool,
     size: tuple[int, int] = (640, 480), idle_s: float = 5.0, warmup_s: float = 2.0,
 ) -> tuple[Result, float | None]:
-    from robot_platform.runner.supervisor import ProcessGroup
+    from robot_platform.launcher.supervisor import ProcessGroup
 
     env = dict(os.environ)
     env.update(
@@ -319,7 +319,7 @@ def main() -> None:
     if args.smoke:
         args.seconds, args.rates, size, idle_s, warmup_s = 2.0, "10", (160, 120), 1.0, 1.0
 
-    from robot_platform.runner.domains import DomainReservation
+    from robot_platform.launcher.domains import DomainReservation
 
     reservation = DomainReservation()
     results: list[Result] = []

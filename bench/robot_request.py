@@ -24,7 +24,9 @@ from pathlib import Path
 
 import nats
 
-from robot_platform.bridge.fleet_nats import (
+from robot_platform.messaging import inbox
+from robot_platform.messaging.inbox import connect_options
+from robot_platform.site_setup.nats_config import (
     Endpoint,
     Fleet,
     render_hub,
@@ -32,8 +34,6 @@ from robot_platform.bridge.fleet_nats import (
     service_user_entry,
     write_private,
 )
-from robot_platform.messaging import inbox
-from robot_platform.messaging.inbox import connect_options
 
 CONSOLE_PASSWORD = "console-password-0123456789"
 WARMUP = 20

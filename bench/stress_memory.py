@@ -35,8 +35,8 @@ from pathlib import Path
 import msgpack
 import nats
 
+from robot_platform.launcher.domains import DomainReservation
 from robot_platform.messaging.envelope import Envelope
-from robot_platform.runner.domains import DomainReservation
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -358,7 +358,7 @@ class Bench:
         return f"ws://127.0.0.1:{port}/ws", pids, port
 
     def scenario(self, path: str, encoding: str, rate: float) -> dict[str, Any]:
-        from robot_platform.runner.domains import DomainReservation
+        from robot_platform.launcher.domains import DomainReservation
 
         self.count += 1
         domain = DomainReservation()

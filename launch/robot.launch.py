@@ -1,4 +1,4 @@
-"""Launch one robot: its nodes (from robot_platform.launch_plan) with config/robot.yaml, and its
+"""Launch one robot: its nodes (from robot_platform.launcher.plan) with config/robot.yaml, and its
 local nats-server linked to the control server's hub.
 
     ros2 launch robot_platform robot.launch.py robot_id:=r1 use_sim:=true enable_camera:=false
@@ -16,15 +16,15 @@ from launch.conditions import IfCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
-from robot_platform import launch_plan
-from robot_platform.launch_support import declared_arguments, nats_server, platform_nodes
+from robot_platform.launcher import plan
+from robot_platform.launcher.launch_support import declared_arguments, nats_server, platform_nodes
 
 
 def generate_launch_description() -> LaunchDescription:
     share = FindPackageShare("robot_platform")
     return LaunchDescription(
         [
-            *declared_arguments(launch_plan.ROBOT_ARGUMENTS, PathJoinSubstitution([share, "config", "robot.yaml"])),
+            *declared_arguments(plan.ROBOT_ARGUMENTS, PathJoinSubstitution([share, "config", "robot.yaml"])),
             # Keep DDS discovery on this host unless the robot's environment says otherwise.
             SetEnvironmentVariable(
                 "ROS_AUTOMATIC_DISCOVERY_RANGE",
@@ -33,12 +33,12 @@ def generate_launch_description() -> LaunchDescription:
             # With the camera on, raw 640x480 images need the large shared-memory segment.
             SetEnvironmentVariable(
                 "FASTRTPS_DEFAULT_PROFILES_FILE",
-                PathJoinSubstitution([share, *launch_plan.LARGE_DATA_PROFILE]),
+                PathJoinSubstitution([share, *plan.LARGE_DATA_PROFILE]),
                 condition=IfCondition(LaunchConfiguration("enable_camera")),
             ),
             *nats_server(
-                "nats_server", PathJoinSubstitution([share, "config", "nats", "robot.conf"]), launch_plan.ROBOT_NATS_ENV
+                "nats_server", PathJoinSubstitution([share, "config", "nats", "robot.conf"]), plan.ROBOT_NATS_ENV
             ),
-            *platform_nodes(launch_plan.ROBOT_NODES, launch_plan.ROBOT_ARGUMENTS),
+            *platform_nodes(plan.ROBOT_NODES, plan.ROBOT_ARGUMENTS),
         ]
     )

@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import DomainReservation, free_port, wait_port
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.launcher.supervisor import ProcessGroup
 
 # Every ROS process of this test session stays on this machine, whatever the caller's shell says.
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"

@@ -34,7 +34,7 @@ import pytest
 from botocore.config import Config
 
 from helpers import free_port, wait_for
-from robot_platform.runner import seaweedfs as weed
+from robot_platform.site_setup import seaweedfs as weed
 
 START_TIMEOUT_S = 90.0
 STOP_TERM_WAIT_S = 5.0

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from robot_platform.runner.domains import DomainReservation
+from robot_platform.launcher.domains import DomainReservation
 
 __all__ = ["DomainReservation", "RosNodeThread", "free_port", "node_exe", "ros_env", "wait_for", "wait_port"]
 

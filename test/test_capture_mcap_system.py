@@ -51,7 +51,7 @@ def py_env(domain: int) -> dict[str, str]:
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    argv = [sys.executable, "-m", "robot_platform.cli", *args]
+    argv = [sys.executable, "-m", "robot_platform.cli.main", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, check=False)
 
 

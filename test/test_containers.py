@@ -220,7 +220,7 @@ def test_every_compose_service_has_healthcheck_restart_and_limits() -> None:
 
 def test_compose_commands_exist() -> None:
     """Commands of our images are robot-platform subcommands the CLI accepts, or node entry points."""
-    from robot_platform.cli import build_parser
+    from robot_platform.cli.main import build_parser
 
     entry_points = set(re.findall(r'"([\w-]+) = robot_platform[\w.]*:main"',
                                   (REPO / "src" / "robot_platform" / "setup.py").read_text(encoding="utf-8")))

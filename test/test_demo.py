@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from helpers import REPO, free_port, wait_for
-from robot_platform.runner.domains import DomainReservation
-from robot_platform.runner.graph import topics_in_domain
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.launcher.domains import DomainReservation
+from robot_platform.launcher.graph import topics_in_domain
+from robot_platform.launcher.supervisor import ProcessGroup
 
 ROBOTS = 2
 

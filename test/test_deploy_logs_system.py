@@ -30,9 +30,9 @@ import yaml
 import fixtures_s3
 from fixtures_s3 import SeaweedFS
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private
 from robot_platform.ops import logs
 from robot_platform.ops.client import connect, query_logs
+from robot_platform.site_setup.nats_config import Endpoint, Fleet, render_hub, render_robot, write_private
 from robot_platform_interfaces.msg import DeploymentStatus
 from test_deploy_system import BUCKET, Client, Publisher
 

@@ -1,6 +1,6 @@
 """System test of deploy_service: real SeaweedFS, real nats-server, the real node in its own process.
 
-Packages are built, signed and pushed with the real CLI (``python -m robot_platform.cli package ...``), then
+Packages are built, signed and pushed with the real CLI (``python -m robot_platform.cli.main package ...``), then
 deployed through the ROS ``deploy`` service; statuses are observed on the ROS topic and on NATS. Checked:
 a function deploys and is invoked over NATS; an app deploys and runs; an app version that fails its
 health check is rolled back with the first version still running; a tampered archive, an unknown signing
@@ -171,7 +171,7 @@ def app_source(root: Path, version: str, healthy: bool = True, install_sleep_s: 
 def cli(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the real package CLI; return its JSON output."""
     out = subprocess.run(
-        [sys.executable, "-m", "robot_platform.cli", "package", *args],
+        [sys.executable, "-m", "robot_platform.cli.main", "package", *args],
         env={**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})},
         capture_output=True,
         text=True,

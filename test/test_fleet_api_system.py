@@ -37,7 +37,10 @@ import nats.errors
 from simple_websocket import Client, ConnectionClosed
 
 from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, wait_for, wait_port
-from robot_platform.bridge.fleet_nats import (
+from robot_platform.messaging import inbox
+from robot_platform.messaging.inbox import connect_options
+from robot_platform.ops.actions import encode_request
+from robot_platform.site_setup.nats_config import (
     Endpoint,
     Fleet,
     render_hub,
@@ -45,9 +48,6 @@ from robot_platform.bridge.fleet_nats import (
     service_user_entry,
     write_private,
 )  # fmt: skip
-from robot_platform.messaging import inbox
-from robot_platform.messaging.inbox import connect_options
-from robot_platform.ops.actions import encode_request
 from robot_platform.ws.hashing import hash_secret
 
 SRC = str(REPO / "src" / "robot_platform")

@@ -1,7 +1,7 @@
 """System test: health_monitor_tree pushes alerts over MQTT with mutual TLS to the site Mosquitto.
 
 Real parts: Mosquitto run from the shipped config/mosquitto/mosquitto.conf and acl (TLS only, client
-certificates from the site CA made by robot_platform/jobs/certs.py, user = certificate CN), robot_sim
+certificates from the site CA made by robot_platform/site_setup/certs.py, user = certificate CN), robot_sim
 (fault injection) and health_monitor_tree with r1's certificate (mqtt_ca_file/mqtt_cert_file/
 mqtt_key_file). Checked:
 
@@ -25,8 +25,8 @@ import pytest
 import rclpy
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-from robot_platform.jobs import certs
-from robot_platform.jobs.broker import render_conf, site_overrides
+from robot_platform.site_setup import certs
+from robot_platform.site_setup.mosquitto_config import render_conf, site_overrides
 from robot_platform_interfaces.srv import InjectFault
 from test_health_system import CHECKS, SRC, TICK_HZ, WAIT_S, Observer
 

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from helpers import wait_for
-from robot_platform.jobs.cli import request
+from robot_platform.cli.jobs import request
 from test_deploy_system import BUCKET, Publisher
 from test_jobs_system import ROBOTS, WAIT_S, Site, job, seaweedfs, site, wait_statuses
 

@@ -32,9 +32,9 @@ import yaml
 import fixtures_s3
 from fixtures_s3 import SeaweedFS
 from helpers import REPO, DomainReservation, free_port, ros_env, wait_for, wait_port
-from robot_platform.jobs import certs
-from robot_platform.jobs.broker import render_conf, site_overrides
-from robot_platform.jobs.cli import request
+from robot_platform.cli.jobs import request
+from robot_platform.site_setup import certs
+from robot_platform.site_setup.mosquitto_config import render_conf, site_overrides
 from test_deploy_system import BUCKET, Publisher, function_source
 
 seaweedfs = fixtures_s3.seaweedfs

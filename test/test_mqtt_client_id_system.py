@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from helpers import REPO, free_port, wait_for, wait_port
-from robot_platform.jobs import certs
-from robot_platform.jobs.broker import render_conf, site_overrides
+from robot_platform.site_setup import certs
+from robot_platform.site_setup.mosquitto_config import render_conf, site_overrides
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 QUIET_S = 1.0  # a message that must not arrive is watched this long after a later one did

@@ -32,7 +32,7 @@ async def _publish_later(url: str, subject: str, bodies: list[bytes], headers: d
 
 
 def test_echo_prints_yaml_and_skips_garbage(nats_server: Any) -> None:
-    from robot_platform.bridge.echo import echo
+    from robot_platform.cli.echo import echo
 
     out = io.StringIO()
     headers = Envelope(type_name="std_msgs/msg/String", msg_id="id-1", robot_id="r1").headers()

@@ -29,8 +29,8 @@ from geometry_msgs.msg import Twist, Vector3
 from nav_msgs.msg import Odometry
 
 from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, wait_port
-from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private
 from robot_platform.messaging.envelope import Envelope
+from robot_platform.site_setup.nats_config import Endpoint, Fleet, render_hub, render_robot, write_private
 
 WAIT_S = 25.0
 BRIDGE_PARAMS = """

@@ -29,10 +29,10 @@ import nats
 import nats.errors
 
 from helpers import free_port, wait_port
-from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private
 from robot_platform.messaging import streams
 from robot_platform.messaging.envelope import Envelope
 from robot_platform.messaging.inbox import connect_options
+from robot_platform.site_setup.nats_config import Endpoint, Fleet, render_hub, render_robot, write_private
 
 ROBOTS = ("r1", "r2")
 WAIT_S = 25.0

@@ -26,7 +26,11 @@ import nats
 import nats.errors
 
 from helpers import free_port, wait_port
-from robot_platform.bridge.fleet_nats import (
+from robot_platform.messaging import inbox
+from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.inbox import connect_options
+from robot_platform.messaging.nats_link import NatsLink
+from robot_platform.site_setup.nats_config import (
     Endpoint,
     Fleet,
     render_hub,
@@ -34,10 +38,6 @@ from robot_platform.bridge.fleet_nats import (
     service_user_entry,
     write_private,
 )
-from robot_platform.messaging import inbox
-from robot_platform.messaging.connect import Credentials
-from robot_platform.messaging.inbox import connect_options
-from robot_platform.messaging.nats_link import NatsLink
 
 WAIT_S = 20.0
 QUIET_S = 1.0  # how long "nothing arrives" is watched, after a flush of every connection involved

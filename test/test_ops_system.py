@@ -39,8 +39,8 @@ from mcap_ros2.decoder import DecoderFactory
 from std_msgs.msg import String
 
 from helpers import REPO, DomainReservation, RosNodeThread, free_port, ros_env, wait_for, wait_port
-from robot_platform.bridge.fleet_nats import Endpoint, Fleet, render_hub, render_robot, write_private
-from robot_platform.ops.roles import Roles, operator_user_entry
+from robot_platform.ops.operator_roles import Roles, operator_user_entry
+from robot_platform.site_setup.nats_config import Endpoint, Fleet, render_hub, render_robot, write_private
 
 SRC = str(REPO / "src" / "robot_platform")
 WAIT_S = 30.0
@@ -74,7 +74,7 @@ def py_env(domain: int, extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    argv = [sys.executable, "-m", "robot_platform.cli", *args]
+    argv = [sys.executable, "-m", "robot_platform.cli.main", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 

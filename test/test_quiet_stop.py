@@ -16,9 +16,9 @@ import urllib.request
 from pathlib import Path
 
 from helpers import free_port, ros_env, wait_for
-from robot_platform import launch_plan
-from robot_platform.runner.processes import Installation, control_processes, robot_processes
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.launcher import plan
+from robot_platform.launcher.processes import Installation, control_processes, robot_processes
+from robot_platform.launcher.supervisor import ProcessGroup
 
 STOP_WITHIN_S = 8.0
 
@@ -34,12 +34,12 @@ def test_everything_stops_without_tracebacks_on_one_sigint(procs: ProcessGroup, 
                                                             tmp_path: Path) -> None:  # fmt: skip
     install = Installation.find()
     hub, hub_monitor, leaf, robot_nats, robot_monitor = (free_port() for _ in range(5))
-    control = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {
+    control = plan.defaults(plan.CONTROL_ARGUMENTS) | {
         "nats_port": str(hub), "nats_monitor_port": str(hub_monitor), "leaf_port": str(leaf),
         "nats_store_dir": str(tmp_path / "hub"), "jobs_store": str(tmp_path / "jobs.sqlite3"),
         "ws_port": str(free_port()), "bridge_metrics_port": str(free_port()), "jobs_metrics_port": str(free_port()),
     }  # fmt: skip
-    robot = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {
+    robot = plan.defaults(plan.ROBOT_ARGUMENTS) | {
         "robot_id": "7",  # a numeric id stays a string for every node and for nats-server's config
         "nats_port": str(robot_nats), "nats_monitor_port": str(robot_monitor),
         "hub_leaf_url": f"nats-leaf://127.0.0.1:{leaf}", "nats_store_dir": str(tmp_path / "robots"),

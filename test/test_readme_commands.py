@@ -27,11 +27,11 @@ import psutil
 import pytest
 
 from helpers import REPO, free_port, wait_for
-from robot_platform.runner.demo import DemoLayout
-from robot_platform.runner.demo_check import COMMAND_MARK
-from robot_platform.runner.demo_site import SitePorts
-from robot_platform.runner.domains import DomainReservation
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.demo.check import COMMAND_MARK
+from robot_platform.demo.fleet import DemoLayout
+from robot_platform.demo.site_services import SitePorts
+from robot_platform.launcher.domains import DomainReservation
+from robot_platform.launcher.supervisor import ProcessGroup
 
 ROBOTS = 2
 COMMAND_TIMEOUT_S = 180

@@ -62,7 +62,7 @@ def env() -> dict[str, str]:
 
 
 def record(url: str, *args: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "robot_platform.cli", "record", "--url", url, "--robots", "r1", *args]
+    argv = [sys.executable, "-m", "robot_platform.cli.main", "record", "--url", url, "--robots", "r1", *args]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
 
 

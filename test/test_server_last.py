@@ -12,7 +12,7 @@ from pathlib import Path
 import nats
 
 from helpers import free_port, wait_port
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.launcher.supervisor import ProcessGroup
 
 
 def test_nats_server_outlives_its_clients_on_sigint(procs: ProcessGroup, tmp_path: Path) -> None:
@@ -26,7 +26,7 @@ def test_nats_server_outlives_its_clients_on_sigint(procs: ProcessGroup, tmp_pat
         [
             sys.executable,
             "-m",
-            "robot_platform.runner.server_last",
+            "robot_platform.launcher.server_last",
             "--monitor-port",
             str(monitor),
             "--wait",

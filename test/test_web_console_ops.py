@@ -1,7 +1,7 @@
 """Browser test of the operator console's fleet-operations views against a real control server stack.
 
 Stack (real processes, loopback only): a secured NATS hub (JetStream) and one leaf nats-server per robot
-(configs from bridge/fleet_nats.py, as a site runs them); robot_agent on r1 and r2 (presence, /rosout
+(configs from site_setup/nats_config.py, as a site runs them); robot_agent on r1 and r2 (presence, /rosout
 forwarding into each robot's LOGS_<id> stream); robot_sim + nats_bridge on r1 (live telemetry);
 fleet_registry on the hub (registry bucket, FLEET_LOGS sourcing the robots' streams, the console's
 registry and log-query services); jobs_service with the NATS API only (no MQTT devices: executions stay
@@ -46,7 +46,9 @@ import pytest
 
 from fixtures_s3 import SeaweedFS
 from helpers import REPO, RosNodeThread, free_port, ros_env, wait_for, wait_port
-from robot_platform.bridge.fleet_nats import (
+from robot_platform.launcher.domains import DomainReservation
+from robot_platform.launcher.supervisor import ProcessGroup
+from robot_platform.site_setup.nats_config import (
     Endpoint,
     Fleet,
     render_hub,
@@ -54,8 +56,6 @@ from robot_platform.bridge.fleet_nats import (
     service_user_entry,
     write_private,
 )
-from robot_platform.runner.domains import DomainReservation
-from robot_platform.runner.supervisor import ProcessGroup
 from test_deploy_system import BUCKET, Publisher, function_source
 from test_jobs_system import WAIT_S, Site, seaweedfs, site  # noqa: F401 (seaweedfs, site: fixtures)
 from test_web_ui import (  # noqa: F401 (browser: fixture)

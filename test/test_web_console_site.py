@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 from helpers import free_port, ros_env, wait_port
-from robot_platform.runner.domains import DomainReservation
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.launcher.domains import DomainReservation
+from robot_platform.launcher.supervisor import ProcessGroup
 from test_web_ui import (  # noqa: F401 (browser: fixture)
     ARTIFACTS,
     BRIDGE,

@@ -45,8 +45,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from helpers import REPO, free_port, ros_env, wait_for, wait_port
-from robot_platform.runner.domains import DomainReservation
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.launcher.domains import DomainReservation
+from robot_platform.launcher.supervisor import ProcessGroup
 from robot_platform.ws.hashing import hash_secret
 from robot_platform_interfaces.srv import InjectFault
 

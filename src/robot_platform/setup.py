@@ -58,8 +58,8 @@ setup(
             "ws_agent = robot_platform.ws.node:main",
             "robot_agent = robot_platform.ops.node:main",
             "fleet_registry = robot_platform.ops.registry_node:main",
-            "robot-platform = robot_platform.cli:main",
-            "server_last = robot_platform.runner.server_last:main",
+            "robot-platform = robot_platform.cli.main:main",
+            "server_last = robot_platform.launcher.server_last:main",
         ],
     },
 )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from robot_platform.runner.domains import DomainReservation
+from robot_platform.launcher.domains import DomainReservation
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 

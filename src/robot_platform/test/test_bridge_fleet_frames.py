@@ -9,7 +9,7 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import LaserScan
 from visualization_msgs.msg import Marker, MarkerArray
 
-from robot_platform.bridge import fleet_frames as ff
+from robot_platform.bridge import fleet_tf_tree as ff
 
 
 def test_odometry_and_scan_frames_get_the_robot_prefix() -> None:

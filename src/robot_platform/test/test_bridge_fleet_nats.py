@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from robot_platform.bridge.fleet_nats import Endpoint, Fleet, main, render_hub, render_robot, robot_permissions
 from robot_platform.messaging.errors import SubjectError
+from robot_platform.site_setup.nats_config import Endpoint, Fleet, main, render_hub, render_robot, robot_permissions
 
 
 def test_robot_permissions_are_scoped_to_the_robot() -> None:

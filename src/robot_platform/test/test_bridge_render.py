@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from nav_msgs.msg import Odometry
 
-from robot_platform.bridge.render import to_yaml
+from robot_platform.cli.render import to_yaml
 from robot_platform.messaging.codec import Codec
 
 

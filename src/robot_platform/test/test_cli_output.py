@@ -7,9 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from robot_platform.cli import build_parser
-from robot_platform.jobs import cli_format
-from robot_platform.jobs.cli import create_body
+from robot_platform.cli import jobs_format
+from robot_platform.cli.jobs import create_body
+from robot_platform.cli.main import build_parser
 from robot_platform.ops.registry import Announcement, Registry, deployed_versions, format_table
 
 JOB = {
@@ -35,7 +35,7 @@ def test_deploy_rollback_builds_a_rollback_job() -> None:
 
 
 def test_job_status_is_a_table_one_row_per_robot() -> None:
-    lines = cli_format.format_job(JOB).splitlines()
+    lines = jobs_format.format_job(JOB).splitlines()
     assert lines[0].startswith("job j1: COMPLETED  deploy hello_app 1.0.0") and "SUCCEEDED=2" in lines[0]
     assert lines[1].split()[:3] == ["ROBOT", "STATUS", "STEP"]
     assert lines[2].startswith("r1 (canary)") and lines[3].split()[:4] == ["r2", "SUCCEEDED", "health_check", "100"]
@@ -44,9 +44,9 @@ def test_job_status_is_a_table_one_row_per_robot() -> None:
 
 def test_job_list_is_a_table() -> None:
     listed = {k: v for k, v in JOB.items() if k not in ("executions", "document")}
-    lines = cli_format.format_jobs([listed]).splitlines()
+    lines = jobs_format.format_jobs([listed]).splitlines()
     assert lines[0].split()[:2] == ["JOB", "STATUS"] and lines[1].split()[:2] == ["j1", "COMPLETED"]
-    assert cli_format.format_jobs([]) == "no jobs"
+    assert jobs_format.format_jobs([]) == "no jobs"
 
 
 def test_robots_table_shows_the_packages_each_robot_runs(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_robots_table_shows_the_packages_each_robot_runs(tmp_path: Path) -> None
 
 def test_package_keygen_creates_its_directory(tmp_path: Path) -> None:
     """README: `robot-platform package keygen keys/site.pem` in a tree without keys/ yet."""
-    from robot_platform.deploy.cli import keygen
+    from robot_platform.cli.deploy import keygen
 
     out = keygen(tmp_path / "keys" / "site.pem")
     assert Path(out["private_key"]).stat().st_mode & 0o077 == 0
@@ -84,7 +84,7 @@ def test_cli_start_up_imports_only_what_the_command_needs() -> None:
     for argv in (["topics", "--help"], ["robots", "--help"], ["deploy", "list", "--help"], ["--help"]):
         probe = (f"import atexit, sys\n"
                  f"atexit.register(lambda: print('loaded:', *[m for m in {heavy!r} if m in sys.modules]))\n"
-                 f"from robot_platform.cli import main\nmain({argv!r})")  # fmt: skip
+                 f"from robot_platform.cli.main import main\nmain({argv!r})")  # fmt: skip
         run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
         loaded = next(line for line in run.stdout.splitlines() if line.startswith("loaded:"))
         assert loaded == "loaded:", (argv, loaded)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from robot_platform.runner.domains import DomainReservation
+from robot_platform.launcher.domains import DomainReservation
 
 PKG = str(Path(__file__).resolve().parents[1])
 

@@ -16,7 +16,7 @@ def test_fleet_rviz_config_shows_the_mirrored_topics() -> None:
     assert "/odom" in mirrored
     assert {f"/fleet/r{i}/odom" for i in (1, 2, 3)} <= topics
     assert "/scan" in mirrored and {f"/fleet/r{i}/scan" for i in (1, 2, 3)} <= topics
-    # the mirror's per-robot TF trees hang under "fleet" (bridge/fleet_frames.py)
+    # the mirror's per-robot TF trees hang under "fleet" (bridge/fleet_tf_tree.py)
     assert control["/**/nats_bridge"]["ros__parameters"]["mirror"]["frame_prefix"] is True
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "fleet"
 
@@ -24,14 +24,14 @@ def test_fleet_rviz_config_shows_the_mirrored_topics() -> None:
 def test_container_mosquitto_config_and_acl_are_the_shipped_ones() -> None:
     """docker/mosquitto/ is config/mosquitto/ (rendered for container paths): the containers run the same
     rules - the ACL (each robot only its own job topics and alert topic) and the client-id binding."""
-    from robot_platform.jobs.broker import container_conf
+    from robot_platform.site_setup.mosquitto_config import container_conf
 
     config, docker = REPO / "config" / "mosquitto", REPO / "docker" / "mosquitto"
     assert (docker / "acl").read_text() == (config / "acl").read_text(), (
         "docker/mosquitto/acl differs from config/mosquitto/acl: cp config/mosquitto/acl docker/mosquitto/acl"
     )
     assert (docker / "mosquitto.conf").read_text() == container_conf((config / "mosquitto.conf").read_text()), (
-        "docker/mosquitto/mosquitto.conf is stale: python -m robot_platform.jobs.broker container "
+        "docker/mosquitto/mosquitto.conf is stale: python -m robot_platform.site_setup.mosquitto_config container "
         "> docker/mosquitto/mosquitto.conf"
     )
     chart_acl = REPO / "docker" / "helm" / "robot-platform" / "files" / "mosquitto" / "acl"

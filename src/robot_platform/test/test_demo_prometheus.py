@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from robot_platform.runner.demo import DemoLayout, prometheus_targets
-from robot_platform.runner.demo_prometheus import prepare, process
+from robot_platform.demo.fleet import DemoLayout, prometheus_targets
+from robot_platform.demo.prometheus_site import prepare, process
 
 REPO = Path(__file__).resolve().parents[3]
 

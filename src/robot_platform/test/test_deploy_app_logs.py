@@ -20,6 +20,7 @@ from robot_platform.deploy.app_logs import (
     parse_level_name,
 )
 from robot_platform.deploy.apps import AppProcess
+from robot_platform.deploy.code_runner import invoke_function
 from robot_platform.deploy.log_lines import (
     DEBUG,
     ERROR,
@@ -32,7 +33,6 @@ from robot_platform.deploy.log_lines import (
     marked_level,
 )
 from robot_platform.deploy.manifest import parse_manifest
-from robot_platform.deploy.runner import invoke_function
 
 
 class Sink:

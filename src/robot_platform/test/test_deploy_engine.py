@@ -7,7 +7,7 @@ import time
 import pytest
 from deploy_testutil import LocalFetcher, build_signed, new_key, write_app_source, write_function_source
 
-from robot_platform.deploy import apps, runner
+from robot_platform.deploy import apps, code_runner
 from robot_platform.deploy.engine import DeployEngine, EngineConfig
 from robot_platform.deploy.jobs import DeployRequest, State
 from robot_platform.deploy.package import TrustStore
@@ -101,7 +101,7 @@ def test_function_errors_and_timeouts_are_results(env):
     from robot_platform.deploy.manifest import load_manifest
 
     started = time.monotonic()
-    slow = runner.invoke_function(
+    slow = code_runner.invoke_function(
         engine.store.active_dir("hello_fn"), load_manifest(engine.store.active_dir("hello_fn")), "sleep", timeout_s=1.0
     )
     assert not slow.ok and "timed out" in slow.error and time.monotonic() - started < 5

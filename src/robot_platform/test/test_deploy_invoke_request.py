@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from robot_platform.deploy.code_runner import InvocationResult
 from robot_platform.deploy.errors import StoreError
 from robot_platform.deploy.invoke_request import MAX_EVENT_CHARS, invoke_from_request
-from robot_platform.deploy.runner import InvocationResult
 
 CALLS: list[tuple[str, Any, str]] = []
 

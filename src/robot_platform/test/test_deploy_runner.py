@@ -6,9 +6,9 @@ import time
 import pytest
 
 from robot_platform.deploy.apps import AppProcess
+from robot_platform.deploy.code_runner import invoke_function, run_step
 from robot_platform.deploy.errors import RunError, StepTimeoutError
 from robot_platform.deploy.manifest import parse_manifest
-from robot_platform.deploy.runner import invoke_function, run_step
 
 
 def fn_manifest(**kw):

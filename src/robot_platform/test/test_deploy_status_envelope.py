@@ -15,7 +15,7 @@ from robot_platform.deploy.nats_adapter import (
     installed_entry,
 )
 from robot_platform.messaging.envelope import Envelope
-from robot_platform.ws.hub import Hub
+from robot_platform.ws.fanout import Hub
 
 
 class Recorder:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from robot_platform.health.outbox import DurableOutbox, OutMsg
+from robot_platform.health.durable_outbox import DurableOutbox, OutMsg
 
 SUBJECT = "robots.r1.alerts"
 
@@ -70,7 +70,7 @@ def test_committed_before_append_returns_even_if_the_process_is_killed(tmp_path:
     path = tmp_path / "o.sqlite3"
     code = (
         "import os, sys\n"
-        "from robot_platform.health.outbox import DurableOutbox, OutMsg\n"
+        "from robot_platform.health.durable_outbox import DurableOutbox, OutMsg\n"
         f"box = DurableOutbox({str(path)!r}, 10)\n"
         "for i in range(3):\n"
         "    box.append(OutMsg('s', b'x', {'Nats-Msg-Id': f'k{i}'}))\n"
@@ -85,7 +85,7 @@ def test_committed_before_append_returns_even_if_the_process_is_killed(tmp_path:
 def test_bound_drops_oldest_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "o.sqlite3"
     box = DurableOutbox(path, 3)
-    with caplog.at_level(logging.WARNING, logger="robot_platform.health.outbox"):
+    with caplog.at_level(logging.WARNING, logger="robot_platform.health.durable_outbox"):
         dropped = [box.append(alert(i)) for i in range(5)]
     assert dropped == [0, 0, 0, 1, 1] and box.dropped == 2 and len(box) == 3
     assert "outbox full (3)" in caplog.text
@@ -107,7 +107,7 @@ def test_reopening_with_a_smaller_bound_drops_oldest_on_next_append(tmp_path: Pa
 def test_garbage_file_is_moved_aside_and_a_fresh_queue_starts(tmp_path: Path, caplog) -> None:
     path = tmp_path / "o.sqlite3"
     path.write_bytes(b"this is not an SQLite database, just garbage" * 100)
-    with caplog.at_level(logging.ERROR, logger="robot_platform.health.outbox"):
+    with caplog.at_level(logging.ERROR, logger="robot_platform.health.durable_outbox"):
         box = DurableOutbox(path, 10)
     assert box.corrupt == 1 and box.durable and box.replayed == 0
     [aside] = box.corrupt_files
@@ -159,7 +159,7 @@ def test_second_owner_of_the_same_file_gets_a_memory_queue(tmp_path: Path, caplo
     path = tmp_path / "o.sqlite3"
     first = DurableOutbox(path, 10)
     first.append(alert(1))
-    with caplog.at_level(logging.WARNING, logger="robot_platform.health.outbox"):
+    with caplog.at_level(logging.WARNING, logger="robot_platform.health.durable_outbox"):
         second = DurableOutbox(path, 10)
     assert first.durable and not second.durable and "in use by another process" in caplog.text
     assert len(second) == 0, "the second owner never sees (or sends) the first one's alerts"
@@ -174,7 +174,7 @@ def test_write_failure_switches_to_memory_keeping_the_queue(tmp_path: Path, capl
     box = DurableOutbox(path, 10)
     box.append(alert(0))
     box._db.execute("PRAGMA query_only = ON")  # every later write fails like a full or read-only disk
-    with caplog.at_level(logging.ERROR, logger="robot_platform.health.outbox"):
+    with caplog.at_level(logging.ERROR, logger="robot_platform.health.durable_outbox"):
         assert box.append(alert(1)) == 0
     assert not box.durable and box.store_errors == 1 and "memory only" in caplog.text
     assert ids(drain(box)) == ["a0.raise.2.0", "a1.raise.2.0"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from robot_platform.exceptions import ConfigError
-from robot_platform.jobs import certs
+from robot_platform.site_setup import certs
 
 
 def test_client_certificates_cannot_take_a_client_id_prefix(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import collections
 import json
 
 from robot_platform.jobs.model import Execution, Job, parse_job_spec
-from robot_platform.jobs.outbox import JobsOutbox
+from robot_platform.jobs.mqtt_outbox import JobsOutbox
 from robot_platform.jobs.store import JobStore
 from robot_platform.mqtt.jobs_protocol import ExecStatus
 

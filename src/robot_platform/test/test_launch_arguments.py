@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from robot_platform import launch_plan
 from robot_platform.exceptions import ConfigError
-from robot_platform.runner.processes import Installation, control_processes, parameter_text, robot_processes
+from robot_platform.launcher import plan
+from robot_platform.launcher.processes import Installation, control_processes, parameter_text, robot_processes
 
 INSTALL = Installation(share=Path("/opt/rp/share/robot_platform"), lib=Path("/opt/rp/lib/robot_platform"))
 
-ROBOT_DEFAULTS = launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {"robot_id": "r1"}  # robot_id: required
+ROBOT_DEFAULTS = plan.defaults(plan.ROBOT_ARGUMENTS) | {"robot_id": "r1"}  # robot_id: required
 
 def _overrides_as_rcl_reads_them(argv: list[str]) -> dict[str, object]:
     """The parameter overrides rcl parses from a node's argv (no node, no graph)."""
@@ -48,7 +48,7 @@ def _rcl_args(argv: list[str]) -> list[str]:
 def test_a_numeric_robot_id_stays_a_string(ros_domain: int) -> None:
     specs = {s.name: s for s in robot_processes(ROBOT_DEFAULTS | {"robot_id": "7"},
                                                 INSTALL)}  # fmt: skip
-    assert launch_plan.node_overrides(launch_plan.ROBOT_NODES[0], {"robot_id": "7", "enable_camera": "false"}) == {
+    assert plan.node_overrides(plan.ROBOT_NODES[0], {"robot_id": "7", "enable_camera": "false"}) == {
         "robot_id": "7",
         "enable_camera": False,
     }
@@ -60,7 +60,7 @@ def test_empty_string_arguments_are_valid_parameter_rules(ros_domain: int) -> No
     """The default users_file (empty) used to give `-p users_file:=`, which rcl refuses (ws_agent died)."""
     for specs in (
         robot_processes(ROBOT_DEFAULTS, INSTALL),
-        control_processes(launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS), INSTALL),
+        control_processes(plan.defaults(plan.CONTROL_ARGUMENTS), INSTALL),
     ):
         ws = next(s for s in specs if s.name.endswith("/ws_agent"))
         params = _overrides_as_rcl_reads_them(_rcl_args(ws.argv))
@@ -68,7 +68,7 @@ def test_empty_string_arguments_are_valid_parameter_rules(ros_domain: int) -> No
 
 
 def test_control_metrics_ports_are_arguments() -> None:
-    values = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {
+    values = plan.defaults(plan.CONTROL_ARGUMENTS) | {
         "bridge_metrics_port": "19202",
         "jobs_metrics_port": "19203",
     }
@@ -84,7 +84,7 @@ def test_every_port_a_node_opens_is_an_argument() -> None:
 
     repo = Path(__file__).resolve().parents[3]
     connects_to = {"mqtt_port", "bastion_port", "remote_port", "local_ssh_port"}
-    for config, nodes in (("robot.yaml", launch_plan.ROBOT_NODES), ("control.yaml", launch_plan.CONTROL_NODES)):
+    for config, nodes in (("robot.yaml", plan.ROBOT_NODES), ("control.yaml", plan.CONTROL_NODES)):
         body = yaml.safe_load((repo / "config" / config).read_text())
         for spec in nodes:
             params = body.get(f"/**/{spec.name}", {}).get("ros__parameters", {})
@@ -95,9 +95,9 @@ def test_every_port_a_node_opens_is_an_argument() -> None:
 def test_robot_and_control_on_one_host_with_the_documented_overrides() -> None:
     """README: `robot-platform robot --nats-port 4231 --nats-monitor-port 8231` next to `control`."""
     robot = ROBOT_DEFAULTS | {"nats_port": "4231", "nats_monitor_port": "8231"}
-    control = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS)
-    robot_ports = {robot[a.name] for a in launch_plan.ROBOT_ARGUMENTS if a.name.endswith("port")}
-    control_ports = {control[a.name] for a in launch_plan.CONTROL_ARGUMENTS if a.name.endswith("port")}
+    control = plan.defaults(plan.CONTROL_ARGUMENTS)
+    robot_ports = {robot[a.name] for a in plan.ROBOT_ARGUMENTS if a.name.endswith("port")}
+    control_ports = {control[a.name] for a in plan.CONTROL_ARGUMENTS if a.name.endswith("port")}
     assert not robot_ports & control_ports, robot_ports & control_ports
 
 
@@ -135,6 +135,6 @@ def test_parameter_text_is_yaml_of_the_declared_type() -> None:
 
 def test_robot_id_has_no_default() -> None:
     """A robot started without --robot-id / robot_id:= must not run as r1 (issue 16)."""
-    assert "robot_id" not in launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS)
+    assert "robot_id" not in plan.defaults(plan.ROBOT_ARGUMENTS)
     with pytest.raises(ConfigError, match="robot_id is required"):
-        robot_processes(launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS), INSTALL)
+        robot_processes(plan.defaults(plan.ROBOT_ARGUMENTS), INSTALL)

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from robot_platform import launch_plan
-from robot_platform.cli import build_parser
+from robot_platform.cli.main import build_parser
+from robot_platform.launcher import plan
 
 REPO = Path(__file__).resolve().parents[3]
 RUNNER_ONLY = {"command", "verbose", "func"}
@@ -67,13 +67,13 @@ def _launch_api() -> dict[str, types.ModuleType]:
 def _describe(monkeypatch: pytest.MonkeyPatch, launch_file: str) -> list[Recorded]:
     for name, module in _launch_api().items():
         monkeypatch.setitem(sys.modules, name, module)
-    monkeypatch.delitem(sys.modules, "robot_platform.launch_support", raising=False)
+    monkeypatch.delitem(sys.modules, "robot_platform.launcher.launch_support", raising=False)
     spec = importlib.util.spec_from_file_location("launch_under_test", REPO / "launch" / launch_file)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
-    monkeypatch.delitem(sys.modules, "robot_platform.launch_support", raising=False)
+    monkeypatch.delitem(sys.modules, "robot_platform.launcher.launch_support", raising=False)
     return list(description.args[0])
 
 
@@ -89,16 +89,16 @@ def _config_name(value: Recorded) -> str:
 @pytest.mark.parametrize(
     ("launch_file", "command", "arguments", "nodes"),
     [
-        ("robot.launch.py", "robot", launch_plan.ROBOT_ARGUMENTS, launch_plan.ROBOT_NODES),
-        ("control.launch.py", "control", launch_plan.CONTROL_ARGUMENTS, launch_plan.CONTROL_NODES),
+        ("robot.launch.py", "robot", plan.ROBOT_ARGUMENTS, plan.ROBOT_NODES),
+        ("control.launch.py", "control", plan.CONTROL_ARGUMENTS, plan.CONTROL_NODES),
     ],
 )
 def test_launch_arguments_equal_the_runner_flags(
     monkeypatch: pytest.MonkeyPatch,
     launch_file: str,
     command: str,
-    arguments: tuple[launch_plan.Argument, ...],
-    nodes: tuple[launch_plan.NodeSpec, ...],
+    arguments: tuple[plan.Argument, ...],
+    nodes: tuple[plan.NodeSpec, ...],
 ) -> None:
     actions = _describe(monkeypatch, launch_file)
     declared = {a.args[0]: a.kwargs["default_value"] for a in _of(actions, "DeclareLaunchArgument")}
@@ -116,7 +116,7 @@ def test_launch_arguments_equal_the_runner_flags(
     # One Node per plan entry, each switched by its enable_* argument, with typed overrides.
     launched = {n.kwargs["name"]: n for n in _of(actions, "Node")}
     assert set(launched) == {spec.name for spec in nodes}
-    kinds = launch_plan.argument_kinds(arguments)
+    kinds = plan.argument_kinds(arguments)
     for spec in nodes:
         node = launched[spec.name]
         assert _config_name(node.kwargs["condition"].args[0]) == spec.enabled_by

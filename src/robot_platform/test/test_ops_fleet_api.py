@@ -10,7 +10,11 @@ from typing import Any
 
 import pytest
 
-from robot_platform.bridge.fleet_nats import (
+from robot_platform.ops import log_query, logs
+from robot_platform.ops.errors import LogQueryError
+from robot_platform.ops.registry import OFFLINE, Announcement, EventThrottle, Registry
+from robot_platform.ops.registry_service import decode_request
+from robot_platform.site_setup.nats_config import (
     CONSOLE_PUBLISH,
     CONSOLE_SUBSCRIBE,
     REGISTRY_SUBSCRIBE,
@@ -20,12 +24,8 @@ from robot_platform.bridge.fleet_nats import (
     render_hub,
     service_user_entry,
 )  # fmt: skip
-from robot_platform.ops import log_query, logs
-from robot_platform.ops.errors import LogQueryError
-from robot_platform.ops.registry import OFFLINE, Announcement, EventThrottle, Registry
-from robot_platform.ops.registry_service import decode_request
-from robot_platform.ws.roles import ADMIN_JOBS_CALL, DEFAULT_ROLES, subject_matches
 from robot_platform.ws.topics import FLEET_SERVICES, FLEET_TOPICS
+from robot_platform.ws.user_roles import ADMIN_JOBS_CALL, DEFAULT_ROLES, subject_matches
 
 
 # ---------------------------------------------------------------------------------------- log query

@@ -13,8 +13,8 @@ from robot_platform.messaging import streams
 from robot_platform.ops import logs
 from robot_platform.ops.actions import ActionDispatcher, RollingBuffer, build_capture, encode_request
 from robot_platform.ops.errors import ActionError, AnnouncementError, LogRecordError, TunnelConfigError
+from robot_platform.ops.operator_roles import Roles, operator_permissions
 from robot_platform.ops.registry import OFFLINE, ONLINE, Announcement, Registry, decode_announcement
-from robot_platform.ops.roles import Roles, operator_permissions
 from robot_platform.ops.tunnel import AccessConfig, TunnelSpec, autossh_argv, robot_authorized_key, ssh_config
 from robot_platform.recording.msgdefs import MessageDefinitions
 

@@ -110,7 +110,7 @@ def test_alerts_recorded_next_to_telemetry_when_asked() -> None:
 
 
 def test_size_argument_forms() -> None:
-    from robot_platform.recording.cli import parse_size
+    from robot_platform.cli.record import parse_size
 
     assert [parse_size(t) for t in ("65536", "20K", "200M", "1.5G", "2gb")] == [
         65536, 20 * 1024, 200 * 1024**2, int(1.5 * 1024**3), 2 * 1024**3,

@@ -11,22 +11,22 @@ from pathlib import Path
 import psutil
 import pytest
 
-from robot_platform import launch_plan
+from robot_platform.demo.fleet import DemoLayout, demo_processes
 from robot_platform.exceptions import ConfigError
-from robot_platform.runner.demo import DemoLayout, demo_processes
-from robot_platform.runner.processes import Installation, control_processes, robot_processes
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.launcher import plan
+from robot_platform.launcher.processes import Installation, control_processes, robot_processes
+from robot_platform.launcher.supervisor import ProcessGroup
 
 INSTALL = Installation(share=Path("/opt/rp/share/robot_platform"), lib=Path("/opt/rp/lib/robot_platform"))
 
 
 def robot_values(**changes: str) -> dict[str, str]:
-    return launch_plan.defaults(launch_plan.ROBOT_ARGUMENTS) | {"robot_id": "r1"} | changes
+    return plan.defaults(plan.ROBOT_ARGUMENTS) | {"robot_id": "r1"} | changes
 
 
 def test_robot_processes_use_the_shared_config_and_overrides() -> None:
     specs = {s.name: s for s in robot_processes(robot_values(robot_id="r7", enable_camera="true"), INSTALL)}
-    assert set(specs) == {"r7/nats-server"} | {f"r7/{n.name}" for n in launch_plan.ROBOT_NODES}
+    assert set(specs) == {"r7/nats-server"} | {f"r7/{n.name}" for n in plan.ROBOT_NODES}
     sim = specs["r7/robot_sim"].argv
     assert sim[0] == "/opt/rp/lib/robot_platform/robot_sim"
     assert sim[sim.index("--params-file") + 1] == "/opt/rp/share/robot_platform/config/robot.yaml"
@@ -50,21 +50,21 @@ def test_camera_brings_frame_publisher_and_the_large_data_dds_profile() -> None:
 
 
 def test_disabled_parts_are_not_started() -> None:
-    flags = {spec.enabled_by: "false" for spec in launch_plan.ROBOT_NODES}
+    flags = {spec.enabled_by: "false" for spec in plan.ROBOT_NODES}
     specs = robot_processes(robot_values(start_nats="false", **flags), INSTALL)
     assert specs == []
     only_sim = robot_processes(robot_values(start_nats="false", **(flags | {"use_sim": "true"})), INSTALL)
     assert [s.name for s in only_sim] == ["r1/robot_sim"]
-    control_flags = {spec.enabled_by: "false" for spec in launch_plan.CONTROL_NODES}
-    control = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {"start_nats": "false"} | control_flags
+    control_flags = {spec.enabled_by: "false" for spec in plan.CONTROL_NODES}
+    control = plan.defaults(plan.CONTROL_ARGUMENTS) | {"start_nats": "false"} | control_flags
     assert control_processes(control, INSTALL) == []
 
 
 def test_list_arguments_become_ros_list_parameters() -> None:
-    control = launch_plan.defaults(launch_plan.CONTROL_ARGUMENTS) | {"fleet_robots": "[r1, r2,r3]"}
+    control = plan.defaults(plan.CONTROL_ARGUMENTS) | {"fleet_robots": "[r1, r2,r3]"}
     bridge = next(s for s in control_processes(control, INSTALL) if s.name == "control/nats_bridge")
     assert 'fleet_robots:=["r1","r2","r3"]' in bridge.argv
-    assert launch_plan.coerce("[a, 'b']", launch_plan.STRING_ARRAY) == ["a", "b"]
+    assert plan.coerce("[a, 'b']", plan.STRING_ARRAY) == ["a", "b"]
 
 
 @pytest.mark.parametrize("bad", ["r1.x", "r*", "r>", "a b", ""])
@@ -132,12 +132,13 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_demo_site_wires_deployments_with_least_privilege(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from robot_platform.runner import demo_site, seaweedfs
+    from robot_platform.demo import site_services
+    from robot_platform.site_setup import seaweedfs
 
-    monkeypatch.setattr(demo_site, "mosquitto_executable", lambda: "/usr/sbin/mosquitto")
+    monkeypatch.setattr(site_services, "mosquitto_executable", lambda: "/usr/sbin/mosquitto")
     monkeypatch.setattr(seaweedfs, "weed_executable", lambda: "/usr/bin/weed")
     layout = DemoLayout(robots=2, state_dir=tmp_path)
-    site = demo_site.prepare(tmp_path, ["r1", "r2"], REPO, layout.site_ports)
+    site = site_services.prepare(tmp_path, ["r1", "r2"], REPO, layout.site_ports)
     # secrets are this user's only; the broker config is the shipped one on loopback
     for secret in (site.signing_key, site.robot_credentials, site.s3_config, site.pki / "robots" / "r1.key"):
         assert secret.stat().st_mode & 0o077 == 0, secret
@@ -164,17 +165,17 @@ def test_demo_site_wires_deployments_with_least_privilege(tmp_path: Path, monkey
         assert f"trusted_keys:=[{site.trusted_key}]" in deploy
     # a second prepare keeps the CA and the signing key (robots keep trusting what they trusted)
     ca, key = (site.pki / "ca.crt").read_bytes(), site.trusted_key.read_bytes()
-    again = demo_site.prepare(tmp_path, ["r1", "r2"], REPO, layout.site_ports)
+    again = site_services.prepare(tmp_path, ["r1", "r2"], REPO, layout.site_ports)
     assert (again.pki / "ca.crt").read_bytes() == ca and again.trusted_key.read_bytes() == key
 
 
 def test_demo_nats_is_the_secured_fleet_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from robot_platform.bridge.fleet_nats import Endpoint
-    from robot_platform.runner import demo_nats
+    from robot_platform.demo import nats_site
+    from robot_platform.site_setup.nats_config import Endpoint
 
-    monkeypatch.setattr(demo_nats, "nats_server_executable", lambda: "/usr/bin/nats-server")
+    monkeypatch.setattr(nats_site, "nats_server_executable", lambda: "/usr/bin/nats-server")
     layout = DemoLayout(robots=2, state_dir=tmp_path)
-    nats = demo_nats.prepare(tmp_path, {"r1": (4231, 8231), "r2": (4232, 8232)}, Endpoint(port=4222), 7422)
+    nats = nats_site.prepare(tmp_path, {"r1": (4231, 8231), "r2": (4232, 8232)}, Endpoint(port=4222), 7422)
     hub = nats.hub_conf.read_text()
     for user in ("control", "console", "fleet_registry", "jobs", "r1", "r2"):
         assert f"user: {user}," in hub or f'user: "{user}"' in hub, user
@@ -185,7 +186,7 @@ def test_demo_nats_is_the_secured_fleet_config(tmp_path: Path, monkeypatch: pyte
     specs = {s.name: s for s in demo_processes(layout, INSTALL, nats=nats)}
     assert specs["control/nats-hub"].argv[-1] == str(nats.hub_conf)
     assert specs["r2/nats-server"].argv[-1] == str(nats.robot_confs["r2"])
-    for node, user in demo_nats.CONTROL_NODE_USERS.items():
+    for node, user in nats_site.CONTROL_NODE_USERS.items():
         argv = specs[f"control/{node}"].argv
         assert f"nats_user:={user}" in argv and f"nats_password_file:={nats.password_files[user]}" in argv
     assert not any("nats_user" in a for a in specs["r1/nats_bridge"].argv)  # robots use their local server

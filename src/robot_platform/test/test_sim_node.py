@@ -17,7 +17,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import BatteryState, Image, Imu, LaserScan
 from std_srvs.srv import SetBool
 
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.launcher.supervisor import ProcessGroup
 from robot_platform_interfaces.msg import RobotState
 from robot_platform_interfaces.srv import InjectFault
 

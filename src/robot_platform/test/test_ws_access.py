@@ -12,13 +12,13 @@ import pytest
 
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.rostypes import TypeRegistry
-from robot_platform.ws import access, hashing, roles
+from robot_platform.ws import access, hashing, user_roles
 from robot_platform.ws.access import AccessControl
 from robot_platform.ws.audit import Auditor
 from robot_platform.ws.client_session import ClientSession
 from robot_platform.ws.errors import AccessDeniedError, AuthError, UsersFileError
+from robot_platform.ws.fanout import Hub
 from robot_platform.ws.gateway import Gateway, GatewayLimits
-from robot_platform.ws.hub import Hub
 from robot_platform.ws.origin import HostPolicy, OriginPolicy
 from robot_platform.ws.topics import Mode, TopicMapper
 
@@ -88,7 +88,7 @@ def test_role_rules(users_file: Path, role: str, action: str, subject: str, allo
 
 
 def test_subject_matching() -> None:
-    m = roles.subject_matches
+    m = user_roles.subject_matches
     assert m("robots.*.ros.>", "robots.r1.ros.a.b") and not m("robots.*.ros.>", "robots.r1.ros")
     assert m("a.*", "a.b") and not m("a.*", "a.b.c") and not m("a.b", "a.b.c")
 

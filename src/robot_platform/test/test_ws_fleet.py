@@ -21,11 +21,11 @@ from robot_platform.ws.access import AccessControl
 from robot_platform.ws.audit import Auditor
 from robot_platform.ws.client_session import ClientSession
 from robot_platform.ws.errors import TopicError
+from robot_platform.ws.fanout import Hub
 from robot_platform.ws.gateway import Gateway, GatewayLimits, api_values
 from robot_platform.ws.http_api import fleet_permissions
-from robot_platform.ws.hub import Hub
-from robot_platform.ws.roles import resolve_roles
 from robot_platform.ws.topics import FLEET_SERVICES, FLEET_TOPICS, Mode, TopicMapper, payload_kind
+from robot_platform.ws.user_roles import resolve_roles
 
 SECRETS = {"vera": "viewer-pw", "otto": "operator-pw", "ada": "admin-pw"}
 FLEET = TopicMapper(Mode.FLEET)

@@ -13,8 +13,8 @@ from robot_platform.ws import protocol
 from robot_platform.ws.camera_leases import LeaseKeeper
 from robot_platform.ws.client_session import ClientSession
 from robot_platform.ws.errors import TopicError
+from robot_platform.ws.fanout import Hub
 from robot_platform.ws.frame_relay import encode_frame, is_frame_subject
-from robot_platform.ws.hub import Hub
 from robot_platform.ws.outgoing import Pending
 from robot_platform.ws.server import AgentConfig, WsAgent
 from robot_platform.ws.topics import Mode, TopicMapper

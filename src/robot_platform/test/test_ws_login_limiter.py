@@ -14,9 +14,9 @@ from robot_platform.messaging.rostypes import TypeRegistry
 from robot_platform.ws.access import AccessControl
 from robot_platform.ws.audit import Auditor
 from robot_platform.ws.client_session import ClientSession
+from robot_platform.ws.fanout import Hub
 from robot_platform.ws.gateway import Gateway, GatewayLimits
 from robot_platform.ws.hashing import hash_secret
-from robot_platform.ws.hub import Hub
 from robot_platform.ws.login_limiter import LoginLimiter
 from robot_platform.ws.topics import Mode, TopicMapper
 

@@ -11,7 +11,7 @@ import msgpack
 from robot_platform.messaging.envelope import Envelope
 from robot_platform.ws import protocol
 from robot_platform.ws.client_session import ClientSession, SessionLimits
-from robot_platform.ws.hub import Hub
+from robot_platform.ws.fanout import Hub
 from robot_platform.ws.outgoing import Outgoing, Pending
 
 

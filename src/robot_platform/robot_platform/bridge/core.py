@@ -16,13 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from robot_platform.bridge.rate_limit import KeepLatestLimiter
 from robot_platform.messaging import subjects
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import DuplicateFilter, Envelope, EnvelopeFactory, stamp_of
 from robot_platform.messaging.errors import BridgeError, EnvelopeError
 from robot_platform.messaging.rostypes import type_name_of
-
-from .rate_limit import KeepLatestLimiter
 
 SendFn = Callable[[str, bytes, dict[str, str]], None]
 LogFn = Callable[[str], None]

@@ -15,14 +15,13 @@ from typing import Any
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
+from robot_platform.bridge import fleet_tf, fleet_tf_tree
+from robot_platform.bridge.core import BridgeCore, OutRoute
+from robot_platform.bridge.mirror import Mirror
+from robot_platform.bridge.node_params import CONTROL_PARAMS, ROUTE_PARAMS, qos
 from robot_platform.common.params import declare_params
 from robot_platform.exceptions import ConfigError
 from robot_platform.messaging import subjects
-
-from . import fleet_frames, fleet_tf
-from .core import BridgeCore, OutRoute
-from .mirror import Mirror
-from .node_params import CONTROL_PARAMS, ROUTE_PARAMS, qos
 
 
 class FleetSide:
@@ -53,7 +52,7 @@ class FleetSide:
         self._qos = qos(p["mirror.reliability"], "volatile", p["mirror.depth"], "mirror")
         self._frame_prefix: bool = p["mirror.frame_prefix"]
         try:
-            origins = fleet_frames.parse_origins(p["mirror.origins"])
+            origins = fleet_tf_tree.parse_origins(p["mirror.origins"])
         except ValueError as exc:
             raise ConfigError("mirror.origins", p["mirror.origins"], str(exc)) from None
         self._fleet_tf = fleet_tf.make(node, origins) if self._frame_prefix else None
@@ -91,7 +90,7 @@ class FleetSide:
         if mirrored is None:
             return True
         if self._frame_prefix:
-            fleet_frames.prefix_frames(mirrored.msg, mirrored.robot_id)
+            fleet_tf_tree.prefix_frames(mirrored.msg, mirrored.robot_id)
             if self._fleet_tf is not None:
                 self._fleet_tf.on_mirrored(mirrored.robot_id, mirrored.msg)
         pub = self._pubs.get(mirrored.ros_topic)

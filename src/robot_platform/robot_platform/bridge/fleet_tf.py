@@ -1,4 +1,4 @@
-"""rclpy glue of :mod:`.fleet_frames`: the control bridge's per-robot TF trees (control mode only).
+"""rclpy glue of :mod:`.fleet_tf_tree`: the control bridge's per-robot TF trees (control mode only).
 
 Publishes on the control graph's ``/tf`` (each mirrored Odometry as ``<id>/odom -> <id>/base_link``) and
 ``/tf_static`` (``fleet -> <id>/odom`` and the sensor mounts of every robot seen so far; transient local,
@@ -14,9 +14,8 @@ from typing import Any
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from robot_platform.bridge.fleet_tf_tree import odometry_frame, static_frames
 from robot_platform.common.transforms import to_msg
-
-from .fleet_frames import odometry_frame, static_frames
 
 
 class FleetTf:

@@ -15,12 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from robot_platform.bridge.core import TopicStats, decode_inbound
 from robot_platform.messaging import subjects
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import DuplicateFilter, Envelope
 from robot_platform.messaging.errors import BridgeError, EnvelopeError, NotAllowedError
-
-from .core import TopicStats, decode_inbound
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,14 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
+from robot_platform.bridge.core import BridgeCore, OutRoute
+from robot_platform.bridge.filters import TopicFilter
+from robot_platform.bridge.fleet_side import FleetSide
+from robot_platform.bridge.metrics import BridgeCollector, BridgeMetrics
+from robot_platform.bridge.node_params import IN_PARAMS, OUT_PARAMS, PARAMS, qos
+from robot_platform.bridge.report import flat_values
+from robot_platform.bridge.robot_side import ServiceSide
+from robot_platform.bridge.ros_reader import OutReader
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import Params, declare_params
 from robot_platform.exceptions import ConfigError
@@ -77,15 +85,6 @@ from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.errors import BridgeError
 from robot_platform.messaging.nats_link import NatsLink
 from robot_platform.messaging.rostypes import TypeRegistry
-
-from .core import BridgeCore, OutRoute
-from .filters import TopicFilter
-from .fleet_side import FleetSide
-from .metrics import BridgeCollector, BridgeMetrics
-from .node_params import IN_PARAMS, OUT_PARAMS, PARAMS, qos
-from .report import flat_values
-from .robot_side import ServiceSide
-from .ros_reader import OutReader
 
 HEALTH_PART = "nats_bridge"
 

@@ -13,14 +13,13 @@ from typing import Any
 from rclpy.node import Node
 from rclpy.qos import qos_profile_services_default
 
+from robot_platform.bridge.node_params import ROBOT_PARAMS, SERVICE_PARAMS
+from robot_platform.bridge.services import PendingCall, ServiceAllowlist, ServiceRouter
 from robot_platform.common.params import declare_params
 from robot_platform.exceptions import ConfigError
 from robot_platform.messaging import subjects
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.errors import BridgeError
-
-from .node_params import ROBOT_PARAMS, SERVICE_PARAMS
-from .services import PendingCall, ServiceAllowlist, ServiceRouter
 
 SERVICE_EXPIRY_PERIOD_S = 0.1  # how often overdue service calls are answered with 'timeout'
 Send = Callable[[str, bytes, dict[str, str]], None]

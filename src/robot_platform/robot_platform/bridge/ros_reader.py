@@ -34,7 +34,7 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.guard_condition import GuardCondition
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
-from .ros_batch import TAKE_BATCH_MAX, take_queued
+from robot_platform.bridge.ros_batch import TAKE_BATCH_MAX, take_queued
 
 IDLE_WAIT_S = 0.5  # longest wait without a message or due release: bounds how late stop() is noticed
 STOP_JOIN_TIMEOUT_S = 5.0

@@ -27,13 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from robot_platform.bridge.core import TopicStats, decode_inbound
 from robot_platform.messaging import subjects
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_ROBOT, H_TYPE
 from robot_platform.messaging.errors import BridgeError, ServiceCallError, SubjectError
 from robot_platform.messaging.rostypes import SERVICE_TYPE_RE
-
-from .core import TopicStats, decode_inbound
 
 H_ERROR = "Rp-Error"
 H_USER = "Rp-User"

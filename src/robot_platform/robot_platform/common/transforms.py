@@ -1,7 +1,7 @@
 """A rigid transform between two named frames, as plain data (no rclpy, no tf2), and its ROS message.
 
 Shared by the simulator's frames (sim/frames.py) and the control bridge's per-robot fleet trees
-(bridge/fleet_frames.py); :func:`to_msg` is the one place that builds geometry_msgs/TransformStamped.
+(bridge/fleet_tf_tree.py); :func:`to_msg` is the one place that builds geometry_msgs/TransformStamped.
 """
 
 from __future__ import annotations

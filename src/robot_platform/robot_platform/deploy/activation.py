@@ -14,10 +14,10 @@ from pathlib import Path
 
 from robot_platform.deploy.app_logs import LineSink, ReaderConfig
 from robot_platform.deploy.apps import AppProcess, AppSupervisor, kill_orphan, kill_strays, write_pidfile
+from robot_platform.deploy.code_runner import probe_function
 from robot_platform.deploy.errors import DeployError, StoreError
 from robot_platform.deploy.jobs import Status, Step
 from robot_platform.deploy.manifest import KIND_APP, Manifest, load_manifest
-from robot_platform.deploy.runner import probe_function
 from robot_platform.deploy.store import Journal, PackageStore
 
 log = logging.getLogger(__name__)

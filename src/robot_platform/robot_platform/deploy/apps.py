@@ -1,6 +1,6 @@
 """Long-running app processes: start, health check, restart policy, stop; and clean-up after a crash.
 
-An app runs through :mod:`.sandbox` like every package process (see :mod:`.runner`), in its own
+An app runs through :mod:`.sandbox` like every package process (see :mod:`.code_runner`), in its own
 session. Its stdout and stderr are pipes drained by an :class:`~.app_logs.OutputReader`, which appends
 them to ``<package>/logs/<version>.log`` (rotated once past ``APP_LOG_MAX_BYTES``) and forwards each line
 as a log record named ``apps.<package>`` to the log sink (the node publishes them on ``/rosout``).
@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from robot_platform.deploy.app_logs import LineSink, LogFile, OutputReader, ReaderConfig
+from robot_platform.deploy.code_runner import STOP_TERM_WAIT_S, child_env, kill_group, run_step, sandboxed
 from robot_platform.deploy.errors import RunError, StepTimeoutError
 from robot_platform.deploy.manifest import Manifest
-from robot_platform.deploy.runner import STOP_TERM_WAIT_S, child_env, kill_group, run_step, sandboxed
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from robot_platform.deploy.activation import Activator
+from robot_platform.deploy.code_runner import run_step
 from robot_platform.deploy.errors import (
     CanceledError,
     DeployError,
@@ -32,7 +33,6 @@ from robot_platform.deploy.job_book import JobBook
 from robot_platform.deploy.jobs import DeployRequest, State, Status, Step
 from robot_platform.deploy.manifest import load_manifest
 from robot_platform.deploy.package import TrustStore, verify_archive
-from robot_platform.deploy.runner import run_step
 from robot_platform.deploy.safe_extract import safe_extract
 from robot_platform.deploy.store import Journal, PackageStore
 

@@ -27,6 +27,7 @@ from typing import Any
 from robot_platform.deploy.activation import Activator
 from robot_platform.deploy.app_logs import LineSink, ReaderConfig
 from robot_platform.deploy.apps import AppSupervisor
+from robot_platform.deploy.code_runner import InvocationResult, invoke_function
 from robot_platform.deploy.deployment import DeploymentRunner, Fetcher
 from robot_platform.deploy.errors import DeployError, RequestError, SignatureError, StoreError
 from robot_platform.deploy.job_book import JobBook, StatusCallback
@@ -42,7 +43,6 @@ from robot_platform.deploy.lanes import PackageLanes
 from robot_platform.deploy.manifest import KIND_APP, KIND_FUNCTION, Trigger, load_manifest
 from robot_platform.deploy.package import TrustStore
 from robot_platform.deploy.rollback import SERVICE_LANE_WAIT_S, RollbackResult, Rollbacks
-from robot_platform.deploy.runner import InvocationResult, invoke_function
 from robot_platform.deploy.safe_extract import ExtractLimits
 from robot_platform.deploy.store import PackageStore
 

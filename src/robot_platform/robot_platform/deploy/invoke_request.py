@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from robot_platform.deploy.code_runner import InvocationResult
 from robot_platform.deploy.errors import DeployError
-from robot_platform.deploy.runner import InvocationResult
 
 MAX_EVENT_CHARS = 1024 * 1024  # the NATS path's practical limit (max_payload) for the same event
 

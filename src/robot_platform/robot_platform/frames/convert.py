@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image as PilImage
 
-from .errors import CompressedDecodeError, ImageLayoutError, UnsupportedEncodingError
+from robot_platform.frames.errors import CompressedDecodeError, ImageLayoutError, UnsupportedEncodingError
 
 try:  # ROS cv_bridge, where it is installed (apt ROS). Not a wheel on PyPI.
     from cv_bridge import CvBridge as _CvBridge  # type: ignore[import-not-found]

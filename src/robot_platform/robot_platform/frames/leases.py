@@ -25,7 +25,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import LeaseRequestError
+from robot_platform.frames.errors import LeaseRequestError
 
 LEASE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_REQUEST_BYTES = 1024

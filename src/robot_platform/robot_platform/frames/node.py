@@ -41,14 +41,13 @@ from sensor_msgs.msg import CompressedImage, Image
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import REQUIRED, Param, ParamTable, declare_params
 from robot_platform.exceptions import ConfigError
+from robot_platform.frames.budget import AdaptiveQuality, Limits, build_ladder
+from robot_platform.frames.convert import FrameEncoder, ImageConverter, have_cv_bridge
+from robot_platform.frames.leases import LeaseTable
+from robot_platform.frames.pipeline import CameraConfig, FramePipeline
 from robot_platform.messaging import subjects
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.nats_link import NatsLink
-
-from .budget import AdaptiveQuality, Limits, build_ladder
-from .convert import FrameEncoder, ImageConverter, have_cv_bridge
-from .leases import LeaseTable
-from .pipeline import CameraConfig, FramePipeline
 
 MSG_TYPES = {"image": Image, "compressed": CompressedImage}
 WORKER_JOIN_TIMEOUT_S = 2.0

@@ -18,14 +18,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from robot_platform.frames.budget import (
+    AdaptiveQuality,
+    CameraBudget,
+    LatestSlot,
+    Level,
+    Limits,
+    RateEstimator,
+    RateGate,
+)
+from robot_platform.frames.convert import FrameEncoder
+from robot_platform.frames.errors import FramesError, LeaseRequestError
+from robot_platform.frames.leases import LeaseTable, encode_reply, parse_request
+from robot_platform.frames.meta import FrameMeta
 from robot_platform.messaging import subjects
 from robot_platform.messaging.envelope import stamp_of
-
-from .budget import AdaptiveQuality, CameraBudget, LatestSlot, Level, Limits, RateEstimator, RateGate
-from .convert import FrameEncoder
-from .errors import FramesError, LeaseRequestError
-from .leases import LeaseTable, encode_reply, parse_request
-from .meta import FrameMeta
 
 IDLE_WAKE_S = 1.0  # longest sleep of the worker when nothing is due
 LOG_EVERY_N_ERRORS = 50

@@ -18,10 +18,9 @@ from typing import Any
 
 import nats.errors
 
+from robot_platform.frames.leases import decode_reply
+from robot_platform.frames.meta import FrameMeta
 from robot_platform.messaging import inbox, subjects
-
-from .leases import decode_reply
-from .meta import FrameMeta
 
 REQUEST_TIMEOUT_S = 1.0
 

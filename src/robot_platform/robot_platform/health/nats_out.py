@@ -29,7 +29,7 @@ from typing import Any
 import msgpack
 from nats.errors import Error as NatsError
 
-from robot_platform.health.outbox import DurableOutbox, OutMsg
+from robot_platform.health.durable_outbox import DurableOutbox, OutMsg
 from robot_platform.health.sources import LinkStatus
 from robot_platform.messaging import streams
 from robot_platform.messaging.backoff import Backoff

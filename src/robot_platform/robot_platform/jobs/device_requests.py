@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from robot_platform.jobs.model import Execution
-from robot_platform.jobs.outbox import JobsOutbox
+from robot_platform.jobs.mqtt_outbox import JobsOutbox
 from robot_platform.jobs.rollout_driver import RolloutDriver
 from robot_platform.jobs.store import JobStore
 from robot_platform.mqtt import jobs_protocol as p

@@ -11,7 +11,7 @@ import collections
 import logging
 
 from robot_platform.jobs.model import Execution, Job, JobStatus
-from robot_platform.jobs.outbox import JobsOutbox
+from robot_platform.jobs.mqtt_outbox import JobsOutbox
 from robot_platform.jobs.rollout import decide
 from robot_platform.jobs.store import JobStore
 from robot_platform.mqtt.jobs_protocol import ExecStatus

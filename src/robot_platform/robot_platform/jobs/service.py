@@ -24,7 +24,7 @@ from typing import Any
 from robot_platform.jobs.device_requests import DeviceRequests
 from robot_platform.jobs.errors import DuplicateJobError, JobsError, UnknownJobError
 from robot_platform.jobs.model import Execution, Job, JobStatus, parse_job_spec
-from robot_platform.jobs.outbox import EventSink, JobsOutbox, Publish
+from robot_platform.jobs.mqtt_outbox import EventSink, JobsOutbox, Publish
 from robot_platform.jobs.rollout import counts
 from robot_platform.jobs.rollout_driver import RolloutDriver
 from robot_platform.jobs.store import JobStore

@@ -25,7 +25,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from .errors import (
+from robot_platform.messaging.errors import (
     CodecError,
     FieldRangeError,
     FieldTypeError,
@@ -34,7 +34,7 @@ from .errors import (
     PayloadTooLargeError,
     UnknownFieldError,
 )
-from .rostypes import ARRAY_TYPECODES, NUMPY_DTYPES, Field, Scalar, TypeRegistry, type_name_of
+from robot_platform.messaging.rostypes import ARRAY_TYPECODES, NUMPY_DTYPES, Field, Scalar, TypeRegistry, type_name_of
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024  # nats-server's default max_payload
 

@@ -19,8 +19,8 @@ from typing import Any
 import nats
 import nats.errors
 
-from .backoff import Backoff
-from .inbox import connect_options
+from robot_platform.messaging.backoff import Backoff
+from robot_platform.messaging.inbox import connect_options
 
 CONNECT_TIMEOUT_S = 2.0
 RECONNECT_WAIT_S = 1.0  # nats-py's own reconnect (clients that keep it), between attempts

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import EnvelopeError
+from robot_platform.messaging.errors import EnvelopeError
 
 CONTENT_TYPE = "application/msgpack"
 H_CONTENT_TYPE = "Content-Type"

@@ -51,12 +51,11 @@ import nats.errors
 
 from robot_platform.common.event_loop import run_to_end
 from robot_platform.exceptions import RobotPlatformError
-
-from . import connect, inbox
-from .backoff import Backoff
-from .connect import CONNECT_TIMEOUT_S, Credentials
-from .outbox import Outbox
-from .subscriptions import MessageHandler, OnDemandSubscriptions
+from robot_platform.messaging import connect, inbox
+from robot_platform.messaging.backoff import Backoff
+from robot_platform.messaging.connect import CONNECT_TIMEOUT_S, Credentials
+from robot_platform.messaging.outbox import Outbox
+from robot_platform.messaging.subscriptions import MessageHandler, OnDemandSubscriptions
 
 DRAIN_TIMEOUT_S = 2.0
 STOP_JOIN_TIMEOUT_S = 5.0

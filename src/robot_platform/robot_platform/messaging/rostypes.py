@@ -25,7 +25,7 @@ from typing import Any
 
 from rosidl_parser import definition as d
 
-from .errors import UnknownTypeError
+from robot_platform.messaging.errors import UnknownTypeError
 
 TYPE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)/(?:(msg)/)?([A-Z][A-Za-z0-9]*)$")
 SERVICE_TYPE_RE = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)/(?:srv/)?([A-Z][A-Za-z0-9]*)$")

@@ -28,8 +28,8 @@ from typing import Any
 from nats.js.api import DiscardPolicy, ExternalStream, StorageType, StreamConfig, StreamSource
 from nats.js.errors import BadRequestError, NotFoundError
 
-from . import subjects
-from .errors import BridgeError
+from robot_platform.messaging import subjects
+from robot_platform.messaging.errors import BridgeError
 
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
 EVENTS_MAX_BYTES = 1024**3  # hub's FLEET_EVENTS (alert history, deploy events): oldest dropped beyond 1 GiB

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import NotAllowedError, SubjectError
+from robot_platform.messaging.errors import NotAllowedError, SubjectError
 
 ROOT = "robots"
 KINDS = ("ros", "cmd", "srv", "alerts", "deploy", "frames", "health", "presence")

@@ -15,7 +15,7 @@ Actions (the robot's ``allowed_actions`` parameter narrows them further):
 Role check: the request names ``user`` and ``role``; the robot's roles file must list that user with
 that role, and the role must grant the action. That check is advisory (a client could claim any name):
 the *enforcement* is the NATS permission of the operator's user on the hub, which lets a user publish
-only ``robots.*.ops.<action>`` for the actions of their role (see :mod:`.roles`).
+only ``robots.*.ops.<action>`` for the actions of their role (see :mod:`.operator_roles`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ import msgpack
 
 from robot_platform.messaging import subjects
 from robot_platform.messaging.errors import UnknownTypeError
+from robot_platform.ops.errors import ActionError, ActionNotAllowedError, OpsError
+from robot_platform.ops.operator_roles import Roles
 from robot_platform.recording.mcap_out import RosMcapWriter
 from robot_platform.recording.msgdefs import MessageDefinitions
-
-from .errors import ActionError, ActionNotAllowedError, OpsError
-from .roles import Roles
 
 ACTIONS = ("list_graph", "capture", "restart_app")
 MAX_REQUEST_BYTES = 64 * 1024

@@ -22,10 +22,9 @@ from robot_platform.messaging.envelope import EnvelopeFactory
 from robot_platform.messaging.nats_link import NatsLink
 from robot_platform.messaging.streams import ensure_stream
 from robot_platform.messaging.subjects import presence
-
-from . import logs
-from .actions import ActionDispatcher
-from .registry import Announcement
+from robot_platform.ops import logs
+from robot_platform.ops.actions import ActionDispatcher
+from robot_platform.ops.registry import Announcement
 
 OUTBOX_CAPACITY = 2000  # log records + presence queued while the local server is unreachable
 # Requests waiting for the (sequential) action handler. Operators send a handful; a flood beyond this is

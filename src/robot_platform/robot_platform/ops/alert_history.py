@@ -39,8 +39,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from robot_platform.messaging import subjects
 from robot_platform.messaging.errors import SubjectError
 from robot_platform.messaging.streams import EVENTS_HUB_STREAM
-
-from .errors import LogQueryError
+from robot_platform.ops.errors import LogQueryError
 
 QUERY_SUBJECT = "fleet.alerts.query"
 QUERY_KEYS = ("robot", "severity", "code", "since_s", "until_s", "state", "limit")

@@ -13,13 +13,12 @@ import nats.js.errors
 
 from robot_platform.messaging import inbox
 from robot_platform.messaging.connect import Credentials, connect_once
-
-from . import logs
-from .actions import action_subject, encode_request
-from .errors import HubRequestError, HubUnavailableError, RemoteActionFailed
-from .log_query import scan_logs
-from .registry import RobotRecord
-from .registry_service import open_bucket, read_records
+from robot_platform.ops import logs
+from robot_platform.ops.actions import action_subject, encode_request
+from robot_platform.ops.errors import HubRequestError, HubUnavailableError, RemoteActionFailed
+from robot_platform.ops.log_query import scan_logs
+from robot_platform.ops.registry import RobotRecord
+from robot_platform.ops.registry_service import open_bucket, read_records
 
 __all__ = ["HubRequestError", "HubUnavailableError", "call_action", "connect", "list_robots", "query_logs"]
 

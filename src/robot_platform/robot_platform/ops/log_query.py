@@ -34,9 +34,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from robot_platform.messaging import streams, subjects
 from robot_platform.messaging.errors import SubjectError
-
-from . import logs
-from .errors import HubUnavailableError, LogQueryError, LogRecordError
+from robot_platform.ops import logs
+from robot_platform.ops.errors import HubUnavailableError, LogQueryError, LogRecordError
 
 QUERY_SUBJECT = "fleet.logs.query"
 FETCH_BATCH = 200

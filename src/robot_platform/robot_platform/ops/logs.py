@@ -26,8 +26,7 @@ import msgpack
 
 from robot_platform.messaging import subjects
 from robot_platform.messaging.envelope import H_ROBOT
-
-from .errors import LogRecordError
+from robot_platform.ops.errors import LogRecordError
 
 LOG_TYPE = "rcl_interfaces/msg/Log"
 ROSOUT = "/rosout"

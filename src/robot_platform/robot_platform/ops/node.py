@@ -42,15 +42,14 @@ from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.errors import BridgeError, SubjectError
 from robot_platform.messaging.rostypes import TypeRegistry
 from robot_platform.messaging.subjects import check_robot_id, check_token
+from robot_platform.ops import logs
+from robot_platform.ops.actions import ACTIONS, ActionDispatcher, RollingBuffer, build_capture
+from robot_platform.ops.agent import AgentLink, AgentSettings
+from robot_platform.ops.errors import ActionError, ActionUnavailableError
+from robot_platform.ops.operator_roles import Roles
+from robot_platform.ops.registry import ANNOUNCE_PERIOD_S, Announcement, deployed_versions, package_versions
+from robot_platform.ops.tunnel import AUTOSSH_ENV, TunnelSpec, autossh_argv
 from robot_platform.recording.msgdefs import MessageDefinitions
-
-from . import logs
-from .actions import ACTIONS, ActionDispatcher, RollingBuffer, build_capture
-from .agent import AgentLink, AgentSettings
-from .errors import ActionError, ActionUnavailableError
-from .registry import ANNOUNCE_PERIOD_S, Announcement, deployed_versions, package_versions
-from .roles import Roles
-from .tunnel import AUTOSSH_ENV, TunnelSpec, autossh_argv
 
 ROSOUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RESOLVE_PERIOD_S = 2.0

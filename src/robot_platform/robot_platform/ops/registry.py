@@ -8,7 +8,7 @@ JetStream key-value bucket (``FLEET_REGISTRY``, one key per robot) so the regist
 the control server and any client (CLI, console) reads the same state.
 
 Trust: the subject's robot id is authenticated by NATS (a robot's user may publish only
-``robots.<own id>.>``, see bridge/fleet_nats.py), so an announcement whose body names another robot is
+``robots.<own id>.>``, see site_setup/nats_config.py), so an announcement whose body names another robot is
 rejected; so is one from a robot outside the configured fleet.
 """
 
@@ -24,8 +24,7 @@ from typing import Any
 
 from robot_platform.messaging import subjects
 from robot_platform.messaging.errors import SubjectError
-
-from .errors import AnnouncementError
+from robot_platform.ops.errors import AnnouncementError
 
 BUCKET = "FLEET_REGISTRY"
 LIST_SUBJECT = "fleet.registry.list"  # request/reply: {} -> {robots: [record dict, ...]}

@@ -24,9 +24,8 @@ from robot_platform.common.event_loop import run_to_end
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import Param, ParamTable, declare_params
 from robot_platform.messaging.connect import Credentials
-
-from .registry import OFFLINE_AFTER_S
-from .registry_service import SWEEP_PERIOD_S, RegistryService
+from robot_platform.ops.registry import OFFLINE_AFTER_S
+from robot_platform.ops.registry_service import SWEEP_PERIOD_S, RegistryService
 
 STOP_JOIN_TIMEOUT_S = 5.0
 

@@ -42,11 +42,17 @@ from robot_platform.common.request_body import BadRequestBody, decode_request_bo
 from robot_platform.messaging import connect, streams
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.streams import ensure_stream
-
-from . import alert_history, log_query
-from . import registry as reg
-from .errors import AnnouncementError, LogQueryError
-from .registry import BUCKET, OFFLINE_AFTER_S, EventThrottle, Registry, RobotRecord, decode_announcement
+from robot_platform.ops import alert_history, log_query
+from robot_platform.ops import registry as reg
+from robot_platform.ops.errors import AnnouncementError, LogQueryError
+from robot_platform.ops.registry import (
+    BUCKET,
+    OFFLINE_AFTER_S,
+    EventThrottle,
+    Registry,
+    RobotRecord,
+    decode_announcement,
+)
 
 SWEEP_PERIOD_S = 1.0
 BUCKET_HISTORY = 5

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from robot_platform.messaging.subjects import check_robot_id
-
-from .errors import TunnelConfigError
+from robot_platform.ops.errors import TunnelConfigError
 
 HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")

@@ -12,8 +12,8 @@ from typing import IO, Any
 
 from mcap.writer import CompressionType, Writer
 
-from .errors import RecordingFullError, TopicTypeError
-from .msgdefs import MessageDefinitions, normalize
+from robot_platform.recording.errors import RecordingFullError, TopicTypeError
+from robot_platform.recording.msgdefs import MessageDefinitions, normalize
 
 LIBRARY = "robot_platform"
 CHUNK_BYTES = 1024 * 1024

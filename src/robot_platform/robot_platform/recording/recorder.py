@@ -29,9 +29,8 @@ from robot_platform.messaging import subjects
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import DuplicateFilter, Envelope
 from robot_platform.messaging.errors import BridgeError
-
-from .errors import RecordingError, RecordingFullError, RecordSpecError
-from .mcap_out import RosMcapWriter
+from robot_platform.recording.errors import RecordingError, RecordingFullError, RecordSpecError
+from robot_platform.recording.mcap_out import RosMcapWriter
 
 MAX_SECONDS = 6 * 3600.0  # one recording; longer reviews are several files
 MAX_BYTES = 4 * 1024**3

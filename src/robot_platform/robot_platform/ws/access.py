@@ -33,9 +33,9 @@ from pathlib import Path
 
 import yaml
 
-from .errors import AccessDeniedError, AuthError, UsersFileError
-from .hashing import HashPool, check_hash_line, hash_secret
-from .roles import Role, resolve_roles
+from robot_platform.ws.errors import AccessDeniedError, AuthError, UsersFileError
+from robot_platform.ws.hashing import HashPool, check_hash_line, hash_secret
+from robot_platform.ws.user_roles import Role, resolve_roles
 
 MAX_SECRET_CHARS = 1024
 

@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from robot_platform.messaging.errors import BridgeError
-
-from . import protocol
-from .outgoing import Frame, Outgoing, Pending
+from robot_platform.ws import protocol
+from robot_platform.ws.outgoing import Frame, Outgoing, Pending
 
 
 @dataclass(frozen=True)

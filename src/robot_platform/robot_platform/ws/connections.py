@@ -39,11 +39,10 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from robot_platform.common.event_loop import run_to_end
-
-from .admission import PendingConnections
-from .client_session import ClientSession
-from .gateway import Gateway
-from .http_api import Admitted, HttpApi, HttpReply
+from robot_platform.ws.admission import PendingConnections
+from robot_platform.ws.client_session import ClientSession
+from robot_platform.ws.gateway import Gateway
+from robot_platform.ws.http_api import Admitted, HttpApi, HttpReply
 
 HOUSEKEEPING_PERIOD_S = 1.0
 START_TIMEOUT_S = 10.0

@@ -31,8 +31,7 @@ from typing import Any
 import msgpack
 
 from robot_platform.frames.meta import FrameMeta
-
-from .outgoing import Frame, Outgoing
+from robot_platform.ws.outgoing import Frame, Outgoing
 
 FRAME_KIND = "frames"
 

@@ -26,15 +26,14 @@ from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import CONTENT_TYPE, H_CONTENT_TYPE, H_MSG_ID, H_ROBOT, H_TYPE, EnvelopeFactory
 from robot_platform.messaging.errors import BridgeError
 from robot_platform.messaging.rostypes import TypeRegistry, type_name_of
-
-from . import protocol
-from .access import AccessControl, Principal
-from .audit import Auditor
-from .client_session import ClientSession, SessionLimits
-from .errors import AuthBusyError, AuthError, MessageError, ProtocolError, WsError
-from .hub import Hub
-from .login_limiter import LoginLimiter
-from .topics import TopicMapper
+from robot_platform.ws import protocol
+from robot_platform.ws.access import AccessControl, Principal
+from robot_platform.ws.audit import Auditor
+from robot_platform.ws.client_session import ClientSession, SessionLimits
+from robot_platform.ws.errors import AuthBusyError, AuthError, MessageError, ProtocolError, WsError
+from robot_platform.ws.fanout import Hub
+from robot_platform.ws.login_limiter import LoginLimiter
+from robot_platform.ws.topics import TopicMapper
 
 H_USER = "Rp-User"
 H_ERROR = "Rp-Error"

@@ -21,7 +21,7 @@ import secrets
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from .errors import AuthBusyError
+from robot_platform.ws.errors import AuthBusyError
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SCRYPT_MAXMEM = 2**26

@@ -26,15 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .access import AccessControl, Principal, credentials_from_request
-from .audit import Auditor
-from .errors import AuthBusyError, AuthError
-from .login_limiter import LoginLimiter
-from .origin import HostPolicy, OriginPolicy
-from .roles import Role
-from .site_map import FLOOR_PLAN_PATH, SiteMap
-from .static_files import StaticFiles
-from .topics import FLEET_SERVICES, FLEET_TOPICS, Mode
+from robot_platform.ws.access import AccessControl, Principal, credentials_from_request
+from robot_platform.ws.audit import Auditor
+from robot_platform.ws.errors import AuthBusyError, AuthError
+from robot_platform.ws.login_limiter import LoginLimiter
+from robot_platform.ws.origin import HostPolicy, OriginPolicy
+from robot_platform.ws.site_map import FLOOR_PLAN_PATH, SiteMap
+from robot_platform.ws.static_files import StaticFiles
+from robot_platform.ws.topics import FLEET_SERVICES, FLEET_TOPICS, Mode
+from robot_platform.ws.user_roles import Role
 
 WS_PATH = "/ws"
 MAX_QUERY_CHARS = 4096

@@ -42,11 +42,10 @@ from rclpy.node import Node
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import REQUIRED, Param, ParamTable, declare_params
 from robot_platform.exceptions import ConfigError
-
-from .client_session import SessionLimits
-from .gateway import GatewayLimits
-from .server import GIL_SWITCH_INTERVAL_S, AgentConfig, LoginLimits, WsAgent
-from .topics import Mode
+from robot_platform.ws.client_session import SessionLimits
+from robot_platform.ws.gateway import GatewayLimits
+from robot_platform.ws.server import GIL_SWITCH_INTERVAL_S, AgentConfig, LoginLimits, WsAgent
+from robot_platform.ws.topics import Mode
 
 DIAGNOSTICS_DEPTH = 10
 MIB = 1024 * 1024

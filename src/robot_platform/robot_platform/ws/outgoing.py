@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robot_platform.messaging.codec import unpack
-
-from . import protocol
+from robot_platform.ws import protocol
 
 Frame = str | bytes
 WILDCARD = "*"

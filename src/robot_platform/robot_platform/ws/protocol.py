@@ -33,7 +33,7 @@ from typing import Any
 import cbor2
 import msgpack
 
-from .errors import FrameTooLargeError, ProtocolError
+from robot_platform.ws.errors import FrameTooLargeError, ProtocolError
 
 OPS = ("subscribe", "unsubscribe", "advertise", "publish", "unadvertise", "call_service", "set_level", "auth")
 COMPRESSIONS = ("none", "msgpack", "cbor")

@@ -32,23 +32,22 @@ from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.nats_link import NatsLink
 from robot_platform.messaging.rostypes import TypeRegistry
-
-from .access import AccessControl
-from .audit import Auditor
-from .camera_leases import LeaseKeeper, LeaseLoop
-from .client_session import SessionLimits
-from .connections import ServerLimits, WsServer
-from .frame_relay import is_frame_subject
-from .gateway import Gateway, GatewayLimits
-from .hashing import DEFAULT_HASH_WORKERS, HashPool, pin_mmap_threshold
-from .http_api import HttpApi, fleet_permissions
-from .hub import Hub
-from .login_limiter import LoginLimiter
-from .origin import HostPolicy, OriginPolicy
-from .roles import resolve_roles
-from .site_map import load_site_map
-from .static_files import StaticFiles
-from .topics import Mode, TopicMapper
+from robot_platform.ws.access import AccessControl
+from robot_platform.ws.audit import Auditor
+from robot_platform.ws.camera_leases import LeaseKeeper, LeaseLoop
+from robot_platform.ws.client_session import SessionLimits
+from robot_platform.ws.connections import ServerLimits, WsServer
+from robot_platform.ws.fanout import Hub
+from robot_platform.ws.frame_relay import is_frame_subject
+from robot_platform.ws.gateway import Gateway, GatewayLimits
+from robot_platform.ws.hashing import DEFAULT_HASH_WORKERS, HashPool, pin_mmap_threshold
+from robot_platform.ws.http_api import HttpApi, fleet_permissions
+from robot_platform.ws.login_limiter import LoginLimiter
+from robot_platform.ws.origin import HostPolicy, OriginPolicy
+from robot_platform.ws.site_map import load_site_map
+from robot_platform.ws.static_files import StaticFiles
+from robot_platform.ws.topics import Mode, TopicMapper
+from robot_platform.ws.user_roles import resolve_roles
 
 __all__ = ["GIL_SWITCH_INTERVAL_S", "AgentConfig", "LoginLimits", "WsAgent", "fleet_permissions"]
 

@@ -27,9 +27,8 @@ from typing import Any
 
 import yaml
 
-from robot_platform.bridge.fleet_frames import parse_origins
-
-from .errors import WsError
+from robot_platform.bridge.fleet_tf_tree import parse_origins
+from robot_platform.ws.errors import WsError
 
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}

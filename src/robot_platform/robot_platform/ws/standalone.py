@@ -13,10 +13,10 @@ import sys
 import threading
 from types import FrameType
 
-from .client_session import SessionLimits
-from .gateway import GatewayLimits
-from .server import GIL_SWITCH_INTERVAL_S, AgentConfig, LoginLimits, WsAgent
-from .topics import Mode
+from robot_platform.ws.client_session import SessionLimits
+from robot_platform.ws.gateway import GatewayLimits
+from robot_platform.ws.server import GIL_SWITCH_INTERVAL_S, AgentConfig, LoginLimits, WsAgent
+from robot_platform.ws.topics import Mode
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,8 +50,7 @@ from enum import Enum
 
 from robot_platform.messaging import subjects
 from robot_platform.messaging.errors import SubjectError
-
-from .errors import TopicError
+from robot_platform.ws.errors import TopicError
 
 PREFIX = "robots"
 SINGLE_KINDS = ("alerts", "presence")  # subject has no further tokens

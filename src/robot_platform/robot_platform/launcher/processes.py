@@ -12,8 +12,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robot_platform import launch_plan
 from robot_platform.exceptions import ConfigError, MissingParameterError
+from robot_platform.launcher import plan
 
 PACKAGE = "robot_platform"
 
@@ -58,16 +58,16 @@ def parameter_text(value: bool | int | str | list[str]) -> str:
     return json.dumps(value)
 
 
-def _node_process(spec: launch_plan.NodeSpec, params_file: Path, install: Installation,
-                  values: dict[str, str], name_prefix: str, arguments: tuple[launch_plan.Argument, ...]) -> ProcessSpec:
+def _node_process(spec: plan.NodeSpec, params_file: Path, install: Installation,
+                  values: dict[str, str], name_prefix: str, arguments: tuple[plan.Argument, ...]) -> ProcessSpec:
     argv = [str(install.lib / spec.executable), "--ros-args", "-r", f"__node:={spec.name}"]
-    namespace = launch_plan.ros_namespace(values.get("namespace", ""))
+    namespace = plan.ros_namespace(values.get("namespace", ""))
     if namespace:
         argv += ["-r", f"__ns:={namespace}"]
     argv += ["--params-file", str(params_file), "--log-level", values.get("log_level", "info").strip().lower()]
-    for param, value in launch_plan.node_overrides(spec, values, arguments).items():
+    for param, value in plan.node_overrides(spec, values, arguments).items():
         argv += ["-p", f"{param}:={parameter_text(value)}"]
-    return ProcessSpec(f"{name_prefix}{spec.name}", argv, respawn=launch_plan.is_true(values.get("use_respawn", "")))
+    return ProcessSpec(f"{name_prefix}{spec.name}", argv, respawn=plan.is_true(values.get("use_respawn", "")))
 
 
 def with_params(spec: ProcessSpec, params: dict[str, str]) -> ProcessSpec:
@@ -99,34 +99,34 @@ def _nats_process(name: str, conf: Path, env: dict[str, str]) -> ProcessSpec:
 
 def robot_processes(values: dict[str, str], install: Installation) -> list[ProcessSpec]:
     """Processes of one robot for the given argument values (defaults filled in by the caller)."""
-    launch_plan.check_values(launch_plan.ROBOT_ARGUMENTS, values)
+    plan.check_values(plan.ROBOT_ARGUMENTS, values)
     rid = values.get("robot_id") or ""
     if not rid:
         raise MissingParameterError("robot_id", "pass --robot-id <id> (robot-platform robot) or robot_id:=<id>")
     if not rid.replace("_", "").replace("-", "").isalnum():
         raise ConfigError("robot_id", rid, "use letters, digits, '-' and '_' only (it becomes a NATS token)")
     out: list[ProcessSpec] = []
-    if launch_plan.is_true(values["start_nats"]):
+    if plan.is_true(values["start_nats"]):
         out.append(_nats_process(f"{rid}/nats-server", install.share / "config" / "nats" / "robot.conf",
-                                 launch_plan.robot_nats_env(values)))
+                                 plan.robot_nats_env(values)))
     params = _params_file(values, install, "robot.yaml")
-    ros_env = launch_plan.robot_ros_env(values, install.share)
-    for spec in launch_plan.ROBOT_NODES:
-        if launch_plan.is_true(values[spec.enabled_by]):
-            node = _node_process(spec, params, install, values, f"{rid}/", launch_plan.ROBOT_ARGUMENTS)
+    ros_env = plan.robot_ros_env(values, install.share)
+    for spec in plan.ROBOT_NODES:
+        if plan.is_true(values[spec.enabled_by]):
+            node = _node_process(spec, params, install, values, f"{rid}/", plan.ROBOT_ARGUMENTS)
             out.append(ProcessSpec(node.name, node.argv, node.env | ros_env, respawn=node.respawn))
     return out
 
 
 def control_processes(values: dict[str, str], install: Installation) -> list[ProcessSpec]:
     """Processes of the control server for the given argument values."""
-    launch_plan.check_values(launch_plan.CONTROL_ARGUMENTS, values)
+    plan.check_values(plan.CONTROL_ARGUMENTS, values)
     out: list[ProcessSpec] = []
-    if launch_plan.is_true(values["start_nats"]):
+    if plan.is_true(values["start_nats"]):
         out.append(_nats_process("control/nats-hub", install.share / "config" / "nats" / "hub.conf",
-                                 launch_plan.control_nats_env(values)))
+                                 plan.control_nats_env(values)))
     params = _params_file(values, install, "control.yaml")
-    for spec in launch_plan.CONTROL_NODES:
-        if launch_plan.is_true(values[spec.enabled_by]):
-            out.append(_node_process(spec, params, install, values, "control/", launch_plan.CONTROL_ARGUMENTS))
+    for spec in plan.CONTROL_NODES:
+        if plan.is_true(values[spec.enabled_by]):
+            out.append(_node_process(spec, params, install, values, "control/", plan.CONTROL_ARGUMENTS))
     return out

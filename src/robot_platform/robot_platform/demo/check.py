@@ -7,9 +7,9 @@ import threading
 import time
 from pathlib import Path
 
-from robot_platform.runner.demo import EXPECTED_SIM_TOPICS, DemoLayout, leaf_names
-from robot_platform.runner.graph import graph_in_domain
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.demo.fleet import EXPECTED_SIM_TOPICS, DemoLayout, leaf_names
+from robot_platform.launcher.graph import graph_in_domain
+from robot_platform.launcher.supervisor import ProcessGroup
 
 log = logging.getLogger("robot-platform.demo")
 LINK_TIMEOUT_S = 30.0

@@ -32,11 +32,10 @@ from robot_platform.messaging.envelope import Envelope
 from robot_platform.messaging.errors import BridgeError
 from robot_platform.ops.errors import LogRecordError
 from robot_platform.ops.logs import LOG_TYPE, decode_entry
-
-from .client_session import ClientSession, Subscription
-from .frame_relay import FrameOutgoing
-from .outgoing import Outgoing
-from .topics import payload_kind
+from robot_platform.ws.client_session import ClientSession, Subscription
+from robot_platform.ws.frame_relay import FrameOutgoing
+from robot_platform.ws.outgoing import Outgoing
+from robot_platform.ws.topics import payload_kind
 
 H_PLAIN_TYPE = "rp-type"  # type header of the jobs and registry events (no platform envelope)
 InterestFn = Callable[[str, bool], None]

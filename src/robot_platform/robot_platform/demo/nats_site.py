@@ -1,4 +1,4 @@
-"""The demo's NATS with the same least privilege a site runs (bridge/fleet_nats.py), not open servers.
+"""The demo's NATS with the same least privilege a site runs (site_setup/nats_config.py), not open servers.
 
 Every run generates new passwords and renders:
 
@@ -21,7 +21,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from robot_platform.bridge.fleet_nats import (
+from robot_platform.exceptions import ConfigError
+from robot_platform.site_setup.nats_config import (
     SERVICE_USERS,
     Endpoint,
     Fleet,
@@ -30,7 +31,6 @@ from robot_platform.bridge.fleet_nats import (
     service_user_entry,
     write_private,
 )
-from robot_platform.exceptions import ConfigError
 
 # control-side node -> the hub user it runs as
 CONTROL_NODE_USERS = {"nats_bridge": "control", "ws_agent": "console", "fleet_registry": "fleet_registry",

@@ -22,7 +22,8 @@ PLUGIN_ENV = "RP_MOSQUITTO_AUTH_PLUGIN"  # an explicit path wins (a site install
 # docker/mosquitto/mosquitto.conf = config/mosquitto/mosquitto.conf with these (container paths, the
 # listener on every interface of the container network; compose publishes it on 127.0.0.1 by default).
 CONTAINER_HEADER = (
-    "# GENERATED from config/mosquitto/mosquitto.conf by `python -m robot_platform.jobs.broker container`:\n"
+    "# GENERATED from config/mosquitto/mosquitto.conf by\n"
+    "# `python -m robot_platform.site_setup.mosquitto_config container`:\n"
     "# do not edit; change config/mosquitto/ and regenerate (test_config_files.py checks they match).\n"
 )
 CONTAINER_OVERRIDES = {

@@ -6,7 +6,7 @@ flushing and draining, and every stop printed their tracebacks. The launch files
 this wrapper: the server runs in its own session (the terminal's SIGINT does not reach it); on SIGINT or
 SIGTERM the wrapper waits until the server has no client connections left (its ``/connz``), at most
 ``--wait`` seconds, then stops it with SIGTERM and exits with its code. The pip-only runner gets the same
-order from :class:`~robot_platform.runner.supervisor.ProcessGroup` (servers are stopped last).
+order from :class:`~robot_platform.launcher.supervisor.ProcessGroup` (servers are stopped last).
 
 Plain Python (no rclpy), unit-tested with a real nats-server.
 """
@@ -23,7 +23,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 
-from robot_platform.runner.supervisor import _die_with_parent
+from robot_platform.launcher.supervisor import _die_with_parent
 
 CLIENTS_GONE_WAIT_S = 4.0  # under launch's default sigterm_timeout (5 s), so launch never escalates
 SERVER_STOP_WAIT_S = 5.0

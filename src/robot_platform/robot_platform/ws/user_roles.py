@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UsersFileError
+from robot_platform.ws.errors import UsersFileError
 
 ACTIONS = ("subscribe", "publish", "call")
 ROLES = ("viewer", "operator", "admin")

@@ -5,7 +5,7 @@
     robot-platform demo [--robots 3] [--check]
     robot-platform topics [--domain 11]
 
-Every process is started from robot_platform.launch_plan with the installed config files (the same
+Every process is started from robot_platform.launcher.plan with the installed config files (the same
 ones the launch files use), each node in a process of its own; Ctrl-C, SIGTERM or SIGHUP stops all of
 them (SIGINT, then SIGTERM, then SIGKILL).
 """
@@ -22,16 +22,16 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from robot_platform import launch_plan
+from robot_platform.demo.fleet import DemoLayout
 from robot_platform.exceptions import RobotPlatformError
-from robot_platform.runner.demo import DemoLayout
-from robot_platform.runner.processes import (
+from robot_platform.launcher import plan
+from robot_platform.launcher.processes import (
     Installation,
     ProcessSpec,
     control_processes,
     robot_processes,
 )
-from robot_platform.runner.supervisor import ProcessGroup
+from robot_platform.launcher.supervisor import ProcessGroup
 
 log = logging.getLogger("robot-platform")
 SubcommandHook = Callable[[argparse._SubParsersAction], None]
@@ -40,19 +40,19 @@ SubcommandHook = Callable[[argparse._SubParsersAction], None]
 # Only the module of the command being run is imported: together they pull in boto3, awscrt, nats and
 # cryptography, which made every call (even `--help`) cost over a second of start-up.
 EXTRA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "package": ("robot_platform.deploy.cli", "signed packages: keygen, build, sign, push"),
-    "deploy": ("robot_platform.jobs.cli", "fleet deployments through jobs_service: create, rollback, status, list"),
-    "certs": ("robot_platform.jobs.certs", "site certificates: CA, robots, servers, clients"),
-    "robots": ("robot_platform.ops.cli", "the fleet registry: online/offline, versions, packages"),
-    "logs": ("robot_platform.ops.cli", "search or follow the robots' ROS logs"),
-    "ssh": ("robot_platform.ops.cli", "ssh into a robot through the bastion"),
-    "ops": ("robot_platform.ops.cli", "remote-operations admin: keys, bastion keys, remote actions"),
-    "record": ("robot_platform.recording.cli", "record robots' topics from the hub into an MCAP file"),
+    "package": ("robot_platform.cli.deploy", "signed packages: keygen, build, sign, push"),
+    "deploy": ("robot_platform.cli.jobs", "fleet deployments through jobs_service: create, rollback, status, list"),
+    "certs": ("robot_platform.site_setup.certs", "site certificates: CA, robots, servers, clients"),
+    "robots": ("robot_platform.cli.ops", "the fleet registry: online/offline, versions, packages"),
+    "logs": ("robot_platform.cli.ops", "search or follow the robots' ROS logs"),
+    "ssh": ("robot_platform.cli.ops", "ssh into a robot through the bastion"),
+    "ops": ("robot_platform.cli.ops", "remote-operations admin: keys, bastion keys, remote actions"),
+    "record": ("robot_platform.cli.record", "record robots' topics from the hub into an MCAP file"),
 }
 ALL_COMMANDS = "*"
 
 
-def _add_arguments(parser: argparse.ArgumentParser, arguments: Sequence[launch_plan.Argument]) -> None:
+def _add_arguments(parser: argparse.ArgumentParser, arguments: Sequence[plan.Argument]) -> None:
     for a in arguments:
         flag = f"--{a.name.replace('_', '-')}"
         if a.default is None:
@@ -102,8 +102,8 @@ def supervise(specs: list[ProcessSpec], group: ProcessGroup, stop: StopSignal,
                     return 1
                 if child.name not in due:
                     log.warning("%s exited with code %s: restarting it in %.0f s", child.name,
-                                child.popen.returncode, launch_plan.RESPAWN_DELAY_S)
-                    due[child.name] = now + launch_plan.RESPAWN_DELAY_S
+                                child.popen.returncode, plan.RESPAWN_DELAY_S)
+                    due[child.name] = now + plan.RESPAWN_DELAY_S
             for name, when in list(due.items()):
                 if now >= when:
                     del due[name]
@@ -119,22 +119,22 @@ def supervise(specs: list[ProcessSpec], group: ProcessGroup, stop: StopSignal,
 
 
 def _cmd_robot(args: argparse.Namespace) -> int:
-    values = {a.name: getattr(args, a.name) for a in launch_plan.ROBOT_ARGUMENTS}
+    values = {a.name: getattr(args, a.name) for a in plan.ROBOT_ARGUMENTS}
     specs = robot_processes(values, Installation.find())
     return supervise(specs, ProcessGroup(), StopSignal())
 
 
 def _cmd_control(args: argparse.Namespace) -> int:
-    values = {a.name: getattr(args, a.name) for a in launch_plan.CONTROL_ARGUMENTS}
+    values = {a.name: getattr(args, a.name) for a in plan.CONTROL_ARGUMENTS}
     specs = control_processes(values, Installation.find())
     return supervise(specs, ProcessGroup(), StopSignal())
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from robot_platform.bridge.fleet_nats import Endpoint
-    from robot_platform.runner import demo_nats, demo_prometheus, demo_site
-    from robot_platform.runner.demo import demo_processes, prometheus_targets, write_demo_roles, write_demo_users
-    from robot_platform.runner.demo_check import check_demo, print_banner
+    from robot_platform.demo import nats_site, prometheus_site, site_services
+    from robot_platform.demo.check import check_demo, print_banner
+    from robot_platform.demo.fleet import demo_processes, prometheus_targets, write_demo_roles, write_demo_users
+    from robot_platform.site_setup.nats_config import Endpoint
 
     layout = DemoLayout(
         robots=args.robots, state_dir=Path(args.state_dir), hub_port=args.hub_port,
@@ -143,7 +143,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         bridge_metrics_base=args.bridge_metrics_base, console_port=args.console_port,
         panel_port_base=args.panel_port_base, control_bridge_metrics_port=args.control_bridge_metrics_port,
         jobs_metrics_port=args.jobs_metrics_port, prometheus_port=args.prometheus_port,
-        site_ports=demo_site.SitePorts(mqtt=args.mqtt_port, s3=args.s3_port, weed_base=args.weed_port_base),
+        site_ports=site_services.SitePorts(mqtt=args.mqtt_port, s3=args.s3_port, weed_base=args.weed_port_base),
     )
     if not 1 <= layout.robots <= 50:
         raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
@@ -151,17 +151,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     roles = write_demo_roles(layout.state_dir)
     install = Installation.find()
     robot_ids = [layout.robot_id(i) for i in range(1, layout.robots + 1)]
-    site = None if args.no_deployments else demo_site.prepare(layout.state_dir, robot_ids, install.share,
+    site = None if args.no_deployments else site_services.prepare(layout.state_dir, robot_ids, install.share,
                                                                 layout.site_ports)  # fmt: skip
     robot_ports = {layout.robot_id(i): (layout.robot_port_base + i, layout.robot_monitor_base + i)
                    for i in range(1, layout.robots + 1)}  # fmt: skip
-    nats = demo_nats.prepare(layout.state_dir, robot_ports,
+    nats = nats_site.prepare(layout.state_dir, robot_ports,
                              Endpoint(port=layout.hub_port, monitor_port=layout.hub_monitor_port), layout.leaf_port)
     prometheus = None
     if layout.prometheus_port:
-        conf = demo_prometheus.prepare(layout.state_dir, install.share, prometheus_targets(layout),
+        conf = prometheus_site.prepare(layout.state_dir, install.share, prometheus_targets(layout),
                                        layout.prometheus_port)  # fmt: skip
-        prometheus = demo_prometheus.process(conf, layout.prometheus_port)
+        prometheus = prometheus_site.process(conf, layout.prometheus_port)
     specs = demo_processes(layout, install, enable_camera=args.enable_camera, users_file=users.path, site=site,
                            nats=nats, roles_file=roles, prometheus=prometheus)  # fmt: skip
     prometheus_url = f"http://127.0.0.1:{layout.prometheus_port}" if prometheus else ""
@@ -173,7 +173,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         documents: list[Path] = []
         if site is not None:
             try:
-                documents = demo_site.publish_samples(site, install.share / "examples" / "packages", stop.event)
+                documents = site_services.publish_samples(site, install.share / "examples" / "packages", stop.event)
             except RobotPlatformError as exc:
                 ok = False
                 logging.getLogger("robot-platform.demo").error("sample packages not published: %s", exc)
@@ -186,7 +186,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_topics(args: argparse.Namespace) -> int:
-    from robot_platform.runner.graph import topics_in_domain
+    from robot_platform.launcher.graph import topics_in_domain
 
     domain = args.domain if args.domain is not None else int(os.environ.get("ROS_DOMAIN_ID", "0"))
     for name, types in sorted(topics_in_domain(domain, set(), timeout_s=args.wait).items()):
@@ -197,7 +197,7 @@ def _cmd_topics(args: argparse.Namespace) -> int:
 def _cmd_echo(args: argparse.Namespace) -> int:
     import asyncio
 
-    from robot_platform.bridge.echo import echo
+    from robot_platform.cli.echo import echo
 
     try:
         password = Path(args.password_file).read_text(encoding="utf-8").strip() if args.password_file else ""
@@ -218,11 +218,11 @@ def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     robot = sub.add_parser("robot", help="start one robot (nodes + local nats-server)")
-    _add_arguments(robot, launch_plan.ROBOT_ARGUMENTS)
+    _add_arguments(robot, plan.ROBOT_ARGUMENTS)
     robot.set_defaults(func=_cmd_robot)
 
     control = sub.add_parser("control", help="start the control server (NATS hub + nodes)")
-    _add_arguments(control, launch_plan.CONTROL_ARGUMENTS)
+    _add_arguments(control, plan.CONTROL_ARGUMENTS)
     control.set_defaults(func=_cmd_control)
 
     demo = sub.add_parser("demo", help="control server + N simulated robots on this machine")

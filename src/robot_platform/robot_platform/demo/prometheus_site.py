@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from robot_platform.exceptions import ConfigError
-from robot_platform.runner.processes import ProcessSpec
+from robot_platform.launcher.processes import ProcessSpec
 
 RETENTION = "1d"
 SELF_JOB = "prometheus"

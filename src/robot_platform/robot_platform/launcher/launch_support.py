@@ -1,4 +1,4 @@
-"""launch / launch_ros actions built from :mod:`robot_platform.launch_plan`, for the two launch files.
+"""launch / launch_ros actions built from :mod:`robot_platform.launcher.plan`, for the two launch files.
 
 Only ``launch/robot.launch.py`` and ``launch/control.launch.py`` import this module (ROS 2 from apt has
 launch and launch_ros; the pip wheels do not, and nothing else in the package needs them). Everything is
@@ -8,7 +8,7 @@ typed with ``ParameterValue(..., value_type=...)`` so ``robot_id:=7`` stays a st
 
 Without ``use_respawn``, a node or server that exits on its own ends the launch (a robot missing a node,
 say because its metrics port was taken, must not look up); with it, nodes restart after
-``RESPAWN_DELAY_S``. The NATS server runs under :mod:`robot_platform.runner.server_last`, so it stops
+``RESPAWN_DELAY_S``. The NATS server runs under :mod:`robot_platform.launcher.server_last`, so it stops
 after its clients have left instead of together with them.
 """
 
@@ -25,20 +25,19 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackagePrefix
 
-from robot_platform import launch_plan
-from robot_platform.runner import server_last
+from robot_platform.launcher import plan, server_last
 
 PACKAGE = "robot_platform"
 VALUE_TYPES: dict[str, Any] = {
-    launch_plan.STRING: str,
-    launch_plan.BOOL: bool,
-    launch_plan.INTEGER: int,
-    launch_plan.STRING_ARRAY: list[str],
+    plan.STRING: str,
+    plan.BOOL: bool,
+    plan.INTEGER: int,
+    plan.STRING_ARRAY: list[str],
 }
 SERVER_SIGTERM_TIMEOUT_S = server_last.CLIENTS_GONE_WAIT_S + server_last.SERVER_STOP_WAIT_S + 1.0
 
 
-def declared_arguments(arguments: tuple[launch_plan.Argument, ...], params_file: Any) -> list[DeclareLaunchArgument]:
+def declared_arguments(arguments: tuple[plan.Argument, ...], params_file: Any) -> list[DeclareLaunchArgument]:
     """One DeclareLaunchArgument per plan argument; ``params_file`` defaults to the installed YAML."""
     return [
         DeclareLaunchArgument(
@@ -48,11 +47,11 @@ def declared_arguments(arguments: tuple[launch_plan.Argument, ...], params_file:
     ]
 
 
-def argument_value(name: str, kind: str = launch_plan.STRING) -> Any:
+def argument_value(name: str, kind: str = plan.STRING) -> Any:
     """The substitution for an argument; an empty ``nats_url`` means the local server at ``nats_port``
-    (launch_plan.resolve does the same for the runner). A string list is re-written with every item
+    (plan.resolve does the same for the runner). A string list is re-written with every item
     quoted: launch would read ``fleet_robots:=[7]`` as a list of integers and refuse it as List[str]."""
-    if kind == launch_plan.STRING_ARRAY:
+    if kind == plan.STRING_ARRAY:
         return PythonExpression([
             "str([i.strip().strip(chr(34) + chr(39)) for i in '", LaunchConfiguration(name),
             "'.strip().strip('[]').split(',') if i.strip()])",
@@ -63,7 +62,7 @@ def argument_value(name: str, kind: str = launch_plan.STRING) -> Any:
                 "'",
                 LaunchConfiguration("nats_url"),
                 "' or 'nats://",
-                launch_plan.NATS_HOST,
+                plan.NATS_HOST,
                 ":",
                 LaunchConfiguration("nats_port"),
                 "'",
@@ -80,9 +79,9 @@ def _stop_launch_when_it_exits(action: Any, what: str) -> RegisterEventHandler:
     )
 
 
-def platform_nodes(specs: tuple[launch_plan.NodeSpec, ...], arguments: tuple[launch_plan.Argument, ...]) -> list[Any]:
+def platform_nodes(specs: tuple[plan.NodeSpec, ...], arguments: tuple[plan.Argument, ...]) -> list[Any]:
     """A Node per plan entry (switched on by its ``enable_*`` argument) and its exit handler."""
-    kinds = launch_plan.argument_kinds(arguments)
+    kinds = plan.argument_kinds(arguments)
     actions: list[Any] = []
     for spec in specs:
         overrides = {param: ParameterValue(argument_value(arg, kinds[arg]), value_type=VALUE_TYPES[kinds[arg]])
@@ -95,7 +94,7 @@ def platform_nodes(specs: tuple[launch_plan.NodeSpec, ...], arguments: tuple[lau
             parameters=[LaunchConfiguration("params_file"), overrides],
             arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
             respawn=LaunchConfiguration("use_respawn"),
-            respawn_delay=launch_plan.RESPAWN_DELAY_S,
+            respawn_delay=plan.RESPAWN_DELAY_S,
             output="screen",
             emulate_tty=True,
             condition=IfCondition(LaunchConfiguration(spec.enabled_by)),
@@ -106,11 +105,11 @@ def platform_nodes(specs: tuple[launch_plan.NodeSpec, ...], arguments: tuple[lau
 
 def nats_server(name: str, conf: Any, env_table: dict[str, tuple[str, ...]]) -> list[Any]:
     """The NATS server (under server_last) with the environment its config reads, and its exit handler."""
-    env: dict[str, Any] = {"RP_NATS_HOST": launch_plan.NATS_HOST}
+    env: dict[str, Any] = {"RP_NATS_HOST": plan.NATS_HOST}
     for var, names in env_table.items():
         if len(names) > 1:
             env[var] = PathJoinSubstitution([LaunchConfiguration(n) for n in names])
-        elif var in launch_plan.QUOTED_NATS_VARS:
+        elif var in plan.QUOTED_NATS_VARS:
             env[var] = ['"', LaunchConfiguration(names[0]), '"']
         else:
             env[var] = LaunchConfiguration(names[0])

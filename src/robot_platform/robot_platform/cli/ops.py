@@ -30,11 +30,10 @@ import nats.errors
 import yaml
 
 from robot_platform.exceptions import ConfigError
-
-from . import logs, tunnel
-from .actions import ACTIONS
-from .client import HubRequestError, call_action, connect, list_robots, query_logs
-from .registry import OFFLINE_AFTER_S, format_table
+from robot_platform.ops import logs, tunnel
+from robot_platform.ops.actions import ACTIONS
+from robot_platform.ops.client import HubRequestError, call_action, connect, list_robots, query_logs
+from robot_platform.ops.registry import OFFLINE_AFTER_S, format_table
 
 DEFAULT_ACCESS_CONFIG = "~/.config/robot_platform/access.yaml"
 DEFAULT_ACCESS_LOG = "~/.local/state/robot_platform/ssh-access.log"

@@ -27,8 +27,7 @@ import yaml
 
 from robot_platform.exceptions import ConfigError
 from robot_platform.messaging.inbox import inbox_subjects
-
-from .errors import ActionNotAllowedError
+from robot_platform.ops.errors import ActionNotAllowedError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PASSWORD_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")

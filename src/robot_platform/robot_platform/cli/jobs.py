@@ -28,7 +28,7 @@ from typing import Any
 import msgpack
 from nats.errors import Error as NatsError
 
-from robot_platform.jobs import cli_format
+from robot_platform.cli import jobs_format
 from robot_platform.jobs.errors import JobsError
 from robot_platform.jobs.nats_api import SUBJECT_PREFIX
 from robot_platform.messaging.connect import Credentials, connect_once
@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         hub = (args.nats_url, args.user, password)
         if args.deploy_cmd in ("create", "rollback"):
             result: Any = request(hub[0], "create", create_body(args), *hub[1:])
-            text = cli_format.format_created(result)
+            text = jobs_format.format_created(result)
         elif args.deploy_cmd == "status":
             job_id = latest_job_id(*hub) if args.job_id == LATEST else args.job_id
             if args.wait:
@@ -149,13 +149,13 @@ def _run(args: argparse.Namespace) -> int:
                     code = 3
             else:
                 result = request(hub[0], "get", {"job_id": job_id}, *hub[1:])
-            text = cli_format.format_job(result)
+            text = jobs_format.format_job(result)
         elif args.deploy_cmd == "list":
             result = request(hub[0], "list", {"status": args.status, "limit": args.limit}, *hub[1:])
-            text = cli_format.format_jobs(result if isinstance(result, list) else result.get("jobs", []))
+            text = jobs_format.format_jobs(result if isinstance(result, list) else result.get("jobs", []))
         else:
             result = request(hub[0], "cancel", {"job_id": args.job_id, "reason": args.reason}, *hub[1:])
-            text = cli_format.format_job(result) if isinstance(result, dict) and "job_id" in result else str(result)
+            text = jobs_format.format_job(result) if isinstance(result, dict) and "job_id" in result else str(result)
     except (JobsError, OSError) as exc:
         sys.stderr.write(f"error: {getattr(exc, 'reason', exc)}\n")
         return 1

@@ -23,11 +23,10 @@ from typing import Any
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.nats_link import NatsLink
-
-from .errors import RecordSpecError
-from .mcap_out import RosMcapWriter
-from .msgdefs import MessageDefinitions
-from .recorder import STOP_DURATION, STOP_SIGNAL, FleetRecorder, RecordSpec
+from robot_platform.recording.errors import RecordSpecError
+from robot_platform.recording.mcap_out import RosMcapWriter
+from robot_platform.recording.msgdefs import MessageDefinitions
+from robot_platform.recording.recorder import STOP_DURATION, STOP_SIGNAL, FleetRecorder, RecordSpec
 
 DEFAULT_MAX_SECONDS = 600.0
 DEFAULT_MAX_BYTES = "200M"

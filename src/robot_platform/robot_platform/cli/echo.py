@@ -12,11 +12,10 @@ from typing import Any, TextIO
 
 import nats.errors
 
+from robot_platform.cli.render import DEFAULT_TRUNCATE_LENGTH, to_yaml
 from robot_platform.messaging.codec import unpack
 from robot_platform.messaging.connect import Credentials, connect_once
 from robot_platform.messaging.errors import BridgeError, SubjectError
-
-from .render import DEFAULT_TRUNCATE_LENGTH, to_yaml
 
 SUBJECT_RE = re.compile(r"^[^\s.]+(\.[^\s.]+)*$")
 

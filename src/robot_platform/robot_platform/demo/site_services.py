@@ -32,8 +32,8 @@ from pathlib import Path
 import yaml
 
 from robot_platform.exceptions import ConfigError
-from robot_platform.runner import seaweedfs
-from robot_platform.runner.processes import ProcessSpec
+from robot_platform.launcher.processes import ProcessSpec
+from robot_platform.site_setup import seaweedfs
 
 log = logging.getLogger("robot-platform.demo")
 
@@ -88,9 +88,9 @@ def mosquitto_executable() -> str:
 
 def prepare(state_dir: Path, robot_ids: list[str], share: Path, ports: SitePorts) -> DemoSite:
     """Certificates, broker config, S3 identities and the signing key (existing ones are kept)."""
-    from robot_platform.deploy.cli import keygen
-    from robot_platform.jobs import certs
-    from robot_platform.jobs.broker import render_conf, site_overrides
+    from robot_platform.cli.deploy import keygen
+    from robot_platform.site_setup import certs
+    from robot_platform.site_setup.mosquitto_config import render_conf, site_overrides
 
     root = Path(state_dir).resolve() / "site"
     pki = root / "pki"
@@ -163,7 +163,7 @@ def publish_samples(site: DemoSite, samples_dir: Path, stop: threading.Event) ->
     """
     import botocore.exceptions  # here, not at import: the CLI's start-up must not pay for boto
 
-    from robot_platform.deploy.cli import build, push, sign
+    from robot_platform.cli.deploy import build, push, sign
     from robot_platform.deploy.fetch import FetchError, S3Config, S3Fetcher
 
     s3 = S3Config(endpoint_url=site.s3_endpoint, region=S3_REGION, access_key_id=site.publisher.access_key,
