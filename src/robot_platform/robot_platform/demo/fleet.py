@@ -5,7 +5,7 @@ Layout (defaults): hub client port 4222, monitoring 8222, leaf port 7422; robot 
 nats port 4230+i, monitoring 8230+i, Prometheus metrics 9100+i (health) and 9150+i (bridge), the
 touch panel on 8090+i, and ROS_DOMAIN_ID 10+i. The operator console is on 8080. Logs go to <state_dir>/logs/.
 
-With deployments on (the default), the site services of :mod:`robot_platform.demo.site_services` run too: Mosquitto (MQTT/TLS
+With deployments on (the default), the site services of :mod:`.site_services` run too: Mosquitto (MQTT/TLS
 8883) for the jobs flow and SeaweedFS (S3 8333, internal ports 19330-19336) for packages, and
 jobs_service and every deploy_service are configured for them.
 """

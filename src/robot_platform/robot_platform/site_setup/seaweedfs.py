@@ -1,6 +1,7 @@
 """SeaweedFS as the site's S3-compatible package store: identities file and ``weed server`` command line.
 
-Shared by the demo (:mod:`robot_platform.demo.site_services`) and the system tests' fixture (``test/fixtures_s3.py``), so both
+Shared by the demo (:mod:`robot_platform.demo.site_services`) and the system tests' fixture
+(``test/fixtures_s3.py``), so both
 run the server the same way: every listener (master, volume, filer, S3 and their gRPC ports) bound to
 127.0.0.1, telemetry off, small volumes (a demo or test machine has little disk to spare).
 
