@@ -26,3 +26,30 @@ def ros_domain() -> Iterator[int]:
         else:
             os.environ["ROS_DOMAIN_ID"] = previous
         reservation.release()
+
+
+@pytest.fixture
+def make_node(ros_domain: int) -> Iterator:
+    """``make_node(name="n", **parameter_overrides)`` -> a real rclpy Node on a private context (parameter
+    tables are declared on real nodes: descriptors and ranges are rcl's, not a mock's)."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    nodes: list[Node] = []
+
+    def make(name: str = "params_test", **overrides: object) -> Node:
+        params = [Parameter(k, value=v) for k, v in overrides.items()]
+        node = Node(name, context=ctx, parameter_overrides=params)
+        nodes.append(node)
+        return node
+
+    try:
+        yield make
+    finally:
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown(context=ctx)

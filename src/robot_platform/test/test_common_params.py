@@ -3,14 +3,8 @@ arrays as YAML writes them, groups under a prefix, and the errors a user sees.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import rclpy
 from rcl_interfaces.msg import ParameterType
-from rclpy.context import Context
-from rclpy.node import Node
-from rclpy.parameter import Parameter
 
 from robot_platform.common.params import REQUIRED, Param, declare_params
 from robot_platform.exceptions import MissingParameterError, ParameterError
@@ -24,25 +18,6 @@ TABLE = (
     Param("enabled", bool, True, "a switch"),
 )
 
-
-@pytest.fixture
-def make_node(ros_domain: int) -> Iterator:
-    ctx = Context()
-    rclpy.init(context=ctx)
-    nodes: list[Node] = []
-
-    def make(**overrides: object) -> Node:
-        params = [Parameter(k, value=v) for k, v in overrides.items()]
-        node = Node("params_test", context=ctx, parameter_overrides=params)
-        nodes.append(node)
-        return node
-
-    try:
-        yield make
-    finally:
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
 
 
 def test_defaults_overrides_and_descriptors(make_node) -> None:

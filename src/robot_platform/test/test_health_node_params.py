@@ -3,37 +3,12 @@ descriptors (read-only, ranges) and where the durable outbox goes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import rclpy
-from rclpy.context import Context
-from rclpy.node import Node
-from rclpy.parameter import Parameter
 
 from robot_platform.exceptions import MissingParameterError, ParameterError, RobotPlatformError
 from robot_platform.health.node_params import OUTBOX_FILE, read_health_params
-
-
-@pytest.fixture
-def make_node(ros_domain: int) -> Iterator:
-    ctx = Context()
-    rclpy.init(context=ctx)
-    nodes: list[Node] = []
-
-    def make(**overrides: object) -> Node:
-        params = [Parameter(k, value=v) for k, v in overrides.items()]
-        node = Node("health_monitor_tree", context=ctx, parameter_overrides=params)
-        nodes.append(node)
-        return node
-
-    try:
-        yield make
-    finally:
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
 
 
 def test_defaults_and_outbox_location(make_node) -> None:
