@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sys
@@ -108,9 +109,11 @@ class Robot:
         wait_for(lambda: any(a["alert_id"] == raised.alert_id for a in self.stream()), WAIT_S, "the raise in JetStream")
         return raised
 
-    def saved_ids(self) -> list[str]:
+    def saved_ids(self, check: str = "scan_silent") -> list[str]:
+        """Ids of ``check``'s alerts in the saved state (other checks, e.g. a NODES_MISSING raised when a
+        loaded machine discovers robot_sim late, are not what these tests are about)."""
         doc = json.loads((self.state / "active_alerts.json").read_text())
-        return [a["alert_id"] for a in doc["alerts"]]
+        return [a["alert_id"] for a in doc["alerts"] if a["check"] == check]
 
     def close(self) -> None:
         self.obs.node.destroy_node()
@@ -163,7 +166,7 @@ def test_fault_present_across_a_restart_keeps_its_alert_id(robot: Robot) -> None
     stream = robot.stream()
     assert {m["alert_id"] for m in stream} == {a.alert_id} and all(m["active"] for m in stream), stream
     assert len(stream) == 2, f"raise + ack, the re-announcement dropped as a duplicate: {stream}"
-    assert "1 alert(s) taken over ['scan_silent']" in robot.procs.child(second).output()
+    assert re.search(r"alert\(s\) taken over \[[^]]*'scan_silent'", robot.procs.child(second).output())
     assert robot.saved_ids() == [a.alert_id]
 
     # ---- the sensor comes back: A is cleared (same id) everywhere ----
@@ -215,4 +218,4 @@ def test_fault_gone_during_the_restart_is_cleared_after_the_grace_window(robot: 
     assert {m["alert_id"] for m in robot.stream()} == {b.alert_id}
     assert robot.saved_ids() == []
     robot.healthy()
-    assert "1 alert(s) taken over ['scan_silent']" in robot.procs.child(second).output()
+    assert re.search(r"alert\(s\) taken over \[[^]]*'scan_silent'", robot.procs.child(second).output())
