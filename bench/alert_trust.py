@@ -364,6 +364,7 @@ def main() -> int:
     ap.add_argument("--boot-s", type=float, default=60.0)
     ap.add_argument("--starve-s", type=float, default=60.0)
     ap.add_argument("--idle-s", type=float, default=60.0)
+    ap.add_argument("--settle-s", type=float, default=10.0, help="quiet before the starvation phase")
     ap.add_argument("--hogs", type=int, default=4, help="busy loops of the starvation phase")
     ap.add_argument("--busy-loops", type=int, default=1, help="busy loops while one robot boots alone")
     ap.add_argument("--phases", default="boot,alone,starve,faults,schedule")
@@ -371,7 +372,8 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="1 robot, short boot and starvation, the real faults")
     args = ap.parse_args()
     if args.smoke:  # make test runs this: every path once, well inside its time limit on a loaded machine
-        args.robots, args.boot_s, args.starve_s, args.idle_s, args.hogs = 1, 10.0, 5.0, 8.0, 2
+        args.robots, args.boot_s, args.starve_s, args.idle_s, args.hogs = 1, 6.0, 4.0, 8.0, 2
+        args.settle_s = 3.0
         args.phases = "boot,starve,faults"
     phases = set(args.phases.split(","))
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
@@ -413,7 +415,7 @@ def main() -> int:
                 f"simulator, first {args.boot_s:g} s: {len(raised(got))} alerts {raised(got)}"
             )
         if "starve" in phases:
-            wait_until(lambda: False, 10.0)
+            wait_until(lambda: False, args.settle_s)
             gaps.take()
             t2 = time.monotonic()
             hogs = CpuHogs(args.hogs, args.starve_s)

@@ -243,10 +243,10 @@ def main() -> int:
     ap.add_argument("--settle-s", type=float, default=20.0, help="wait after start before measuring")
     ap.add_argument("--window-s", type=float, default=30.0, help="CPU is averaged over this window")
     ap.add_argument("--layouts", default="split,single", help="agent layouts to measure (split, single)")
-    ap.add_argument("--smoke", action="store_true", help="6 s settle, 3 s windows, split layout only")
+    ap.add_argument("--smoke", action="store_true", help="5 s settle, 2 s windows, split layout with telemetry only")
     args = ap.parse_args()
     if args.smoke:
-        args.settle_s, args.window_s, args.layouts = 6.0, 3.0, "split"
+        args.settle_s, args.window_s, args.layouts = 5.0, 2.0, "split"
     layouts = [x for x in args.layouts.split(",") if x]
     unknown = [x for x in layouts if x not in LAYOUT_ARGS]
     if unknown:
@@ -266,7 +266,7 @@ def main() -> int:
                 if not runner_offers(layout):
                     print(f"\nlayout {layout}: not offered by this runner ({' '.join(LAYOUT_ARGS[layout])})")
                     continue
-                for use_sim in (False, True):
+                for use_sim in (True,) if args.smoke else (False, True):
                     phase = "telemetry" if use_sim else "idle"
                     samples = run_agent(tmp, domain.domain_id, use_sim, layout, args.settle_s, args.window_s)
                     print("\n" + table(f"agent {layout}, {phase}", samples), flush=True)
