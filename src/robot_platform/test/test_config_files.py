@@ -47,3 +47,25 @@ def test_shipped_mosquitto_config_binds_client_ids_to_certificates() -> None:
         assert names["plugin"][0].endswith("/rp_client_id_auth.so") and names["require_certificate"] == ["true"]
         assert names["plugin_opt_client_ids"] == ["%u,deploy-%u,health-%u"]
         assert names["allow_anonymous"] == ["false"]
+
+
+def _nats_settings(path: Path) -> dict[str, str]:
+    """``key: value`` lines of a nats-server config (nesting flattened; enough for the shared limits)."""
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        key, sep, value = line.partition(":")
+        if sep and value.strip() and " " not in key.strip():
+            out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def test_container_nats_configs_keep_the_shipped_limits() -> None:
+    """docker/nats/ is the clustered, mutual-TLS variant of config/nats/ (different topology on purpose),
+    but the limits and JetStream domains a robot's code relies on must be the same in both."""
+    shipped, container = REPO / "config" / "nats", REPO / "docker" / "nats"
+    pairs = ((shipped / "hub.conf", container / "hub.conf"), (shipped / "robot.conf", container / "leaf.conf"))
+    for ours, theirs in pairs:
+        a, b = _nats_settings(ours), _nats_settings(theirs)
+        for key in ("max_payload", "domain", "max_file_store", "server_name" if "robot" in ours.name else "port"):
+            assert a.get(key) == b.get(key), f"{key}: {ours.name} has {a.get(key)!r}, {theirs.name} {b.get(key)!r}"
