@@ -174,7 +174,7 @@ def test_an_exception_in_one_node_stops_every_node_and_names_it(tmp_path: Path) 
     error naming the node and its traceback, and every other node still closed."""
     result = run("crash", tmp_path)
     assert result.returncode == 1, result.stderr
-    assert "probe_b failed: ZeroDivisionError: boom; stopping every node" in result.stderr
+    assert "probe_b failed: ZeroDivisionError: boom; stopped every node" in result.stderr
     assert "Traceback" in result.stderr and "in tick" in result.stderr
     assert {line.split(" after")[0] for line in result.stdout.splitlines()} == {
         "closed probe_a", "closed probe_b", "closed probe_c"}  # fmt: skip
@@ -194,3 +194,14 @@ def test_a_node_that_cannot_start_is_named_and_the_others_closed(tmp_path: Path)
     assert result.returncode == 2, result.stderr
     assert "probe_b cannot start: " in result.stderr and "Traceback" not in result.stderr
     assert "closed probe_a" in result.stdout
+
+
+def test_each_node_keeps_the_executor_its_own_main_gives_it() -> None:
+    """deploy_service waits in callbacks (invoke): its threads; every other node one thread."""
+    import importlib
+
+    from robot_platform.agent.one_process import NODE_CLASSES
+
+    threads = {name: getattr(importlib.import_module(path.split(":")[0]), "EXECUTOR_THREADS", 0)
+               for name, path in NODE_CLASSES.items()}  # fmt: skip
+    assert threads == {name: (4 if name == "deploy_service" else 0) for name in NODE_CLASSES}

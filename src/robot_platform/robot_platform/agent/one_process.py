@@ -19,27 +19,31 @@ latter (it matches no node inside a namespace) and ``-r __node:=`` would rename 
 overrides go into a parameters file of our own, keyed ``/**/<node>`` like config/robot.yaml, passed after
 the caller's (later files win) and deleted once rcl has read it.
 
-Executor: one :class:`MultiThreadedExecutor` with :data:`EXECUTOR_THREADS` threads. A single-threaded
-executor would let one waiting callback stall every node, and deploy_service's callbacks do wait:
-``invoke`` runs a function to its end (up to its timeout) and deploy/rollback do disk work, in
-re-entrant callback groups so its services answer meanwhile (it had 4 threads of its own before). The
-other nodes' callbacks never wait (they cache under a lock, publish, or hand work to their own threads),
-and each node's default callback group is mutually exclusive, so every node keeps the guarantee it was
-written for: its own callbacks never run concurrently (health_monitor_tree relies on it). Four threads:
-deploy_service's waiting callbacks can hold two while the rest keep the others going; more threads only
-add GIL hand-overs. nats_bridge's outbound topics keep their own reader thread (bridge/ros_reader.py).
+Executors: one per node, each on a thread of its own, all in the one context: the executor the node's
+own ``main()`` gives it (a :class:`SingleThreadedExecutor`; deploy_service, whose module asks for
+``EXECUTOR_THREADS``, a :class:`MultiThreadedExecutor` with that many threads, so its services answer
+while ``invoke`` runs a function to its end). Not one executor for all, measured: rclpy's executor
+(Jazzy) rebuilds its wait set on every wake-up from every entity of every node it holds (each node
+brings seven parameter and type-description services besides its timers and subscriptions), so one
+executor for the five nodes made each wake-up of any node pay for all of them: 7 % of a core idle and
+39 % with telemetry, against 4 % and 25 % with an executor per node (bench/RESULTS.md). A
+MultiThreadedExecutor for all would also let deploy_service's waiting callbacks hold threads the other
+nodes need. With its own executor each node keeps exactly the guarantees it was written for (its
+callbacks never run concurrently, health_monitor_tree relies on it) and a slow callback holds up only
+its own node. nats_bridge's outbound topics keep their own reader thread (bridge/ros_reader.py).
 
-Faults: an exception escaping any node's callback ends ``spin``; the process then logs one error line
-naming the node (:func:`failing_node`) with the traceback, closes and destroys every node and exits
-:data:`EXIT_NODE_FAILED` (1). One process is one unit: the others are not left running without it
-(a robot without its health monitor must not look up); the launcher stops the robot, or with
+Faults: an exception escaping any node's callback ends that node's executor; the process then logs one
+error line naming the node, with the traceback, stops every other executor, closes and destroys every
+node and exits :data:`EXIT_NODE_FAILED` (1). One process is one unit: the others are not left running
+without it (a robot without its health monitor must not look up); the launcher stops the robot, or with
 ``use_respawn:=true`` restarts the whole agent after 2 s, and its exit code and log show why. A node
 that cannot start (its configuration, a port in use) ends the start the same way, with
 :data:`~robot_platform.common.node_main.EXIT_CANNOT_START` and one line naming the node.
 
-Stop: SIGINT and SIGTERM end ``spin`` through rclpy's signal handlers (as in common/node_main.py): the
-executor's threads are joined, then each node is closed (``close()``, its own threads, sockets and
-children) and destroyed, in reverse order of construction, and the process exits 0 with no traceback.
+Stop: SIGINT and SIGTERM shut the context down through rclpy's signal handlers (as in
+common/node_main.py), which ends every executor; their threads are joined, then each node is closed
+(``close()``: its own threads, sockets and children) and destroyed, in reverse order of construction,
+and the process exits 0 with no traceback.
 """
 
 from __future__ import annotations
@@ -51,13 +55,15 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import rclpy
 import yaml
-from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.utilities import remove_ros_args
 
@@ -66,8 +72,8 @@ from robot_platform.common.node_main import EXIT_CANNOT_START, SHUTDOWN_RACE_ERR
 from robot_platform.exceptions import ConfigError, RobotPlatformError
 
 PROGRAM = launch_plan.AGENT_EXECUTABLE
-EXECUTOR_THREADS = 4
 EXECUTOR_STOP_TIMEOUT_S = 5.0
+MAIN_WAIT_S = 1.0
 EXIT_NODE_FAILED = 1
 # Node name -> "module:class", imported only when the node is switched on (frame_publisher brings
 # numpy and OpenCV, deploy_service boto3: memory a robot without them should not pay).
@@ -101,32 +107,51 @@ def overrides_file(document: dict[str, object]) -> Iterator[Path]:
             os.unlink(name)
 
 
-def failing_node(exc: BaseException, nodes: dict[str, Node]) -> str | None:
-    """Which node's code raised ``exc``: the deepest traceback frame that is a method of one of
-    ``nodes`` (``self``) or, for lambdas and helpers, is in the module of exactly one node's class."""
-    by_object = {id(node): name for name, node in nodes.items()}
-    by_module: dict[str, list[str]] = {}
-    for name, node in nodes.items():
-        by_module.setdefault(type(node).__module__, []).append(name)
-    found = None
-    tb = exc.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        owner = by_object.get(id(frame.f_locals.get("self")))
-        if owner is None:
-            candidates = by_module.get(frame.f_globals.get("__name__", ""), [])
-            owner = candidates[0] if len(candidates) == 1 else None
-        found = owner or found
-        tb = tb.tb_next
-    return found
+def make_executor(node: Node) -> Executor:
+    """The executor the node's own ``main()`` uses: multi-threaded if its module says how many threads
+    (``EXECUTOR_THREADS``), else single-threaded."""
+    threads = getattr(sys.modules[type(node).__module__], "EXECUTOR_THREADS", 0)
+    return MultiThreadedExecutor(num_threads=threads) if threads else SingleThreadedExecutor()
 
 
-def spin_nodes(factories: Sequence[NodeFactory], make_executor: Callable[[], Executor] | None = None) -> int:
-    """Build the nodes in order (rclpy initialised), spin them on one executor until SIGINT/SIGTERM or
-    an exception in a callback, close and destroy them; return the exit code (see the module docstring)."""
+class NodeThread:
+    """One node's executor, spun on a thread of its own; records how it ended."""
+
+    def __init__(self, name: str, node: Node, executor: Executor, ended: threading.Event) -> None:
+        self.name = name
+        self.node = node
+        self.executor = executor
+        self.failure: BaseException | None = None
+        self._ended = ended
+        executor.add_node(node)
+        self.thread = threading.Thread(target=self._spin, name=f"{name}-executor", daemon=True)
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass  # SIGINT/SIGTERM: the context is down
+        except (*SHUTDOWN_RACE_ERRORS, RuntimeError) as exc:
+            if rclpy.ok():  # with the context down, a callback cut by the stop (see common/node_main.py)
+                self.failure = exc
+        except Exception as exc:  # not swallowed: the main thread names the node, logs it, exits 1
+            self.failure = exc
+        finally:
+            self._ended.set()
+
+    def stop(self) -> None:
+        """Stop spinning (if still at it) and wait for the callback in progress to end."""
+        self.executor.shutdown(timeout_sec=EXECUTOR_STOP_TIMEOUT_S)
+        self.thread.join(EXECUTOR_STOP_TIMEOUT_S)
+
+
+def spin_nodes(factories: Sequence[NodeFactory]) -> int:
+    """Build the nodes in order (rclpy initialised), spin each on its own executor until SIGINT/SIGTERM
+    or an exception in a callback, close and destroy them; return the exit code (module docstring)."""
     log = rclpy.logging.get_logger(PROGRAM)
     nodes: dict[str, Node] = {}
-    executor: Executor | None = None
+    spinning: list[NodeThread] = []
+    ended = threading.Event()
     code = 0
     try:
         for name, make in factories:
@@ -135,24 +160,23 @@ def spin_nodes(factories: Sequence[NodeFactory], make_executor: Callable[[], Exe
             except (RobotPlatformError, OSError) as exc:
                 sys.stderr.write(f"{PROGRAM}: {name} cannot start: {exc}\n")
                 return EXIT_CANNOT_START
-        executor = make_executor() if make_executor else MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-        for node in nodes.values():
-            executor.add_node(node)
+        spinning = [NodeThread(name, node, make_executor(node), ended) for name, node in nodes.items()]
+        for each in spinning:
+            each.thread.start()
         log.info(f"{len(nodes)} nodes in one process: {', '.join(nodes)}")
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not ended.wait(MAIN_WAIT_S):  # a timeout, so SIGINT's KeyboardInterrupt is seen here
+            pass
+    except KeyboardInterrupt:
         pass
-    except (*SHUTDOWN_RACE_ERRORS, RuntimeError) as exc:
-        if rclpy.ok():  # a real failure while running (with the context down: the stop itself)
-            code = _report(log, exc, nodes)
-    except Exception as exc:  # not swallowed: named, logged with its traceback, exit 1
-        code = _report(log, exc, nodes)
     finally:
         # Stopping now: a second SIGINT must not cut the clean-up short (see common/node_main.py).
         with contextlib.suppress(ValueError):  # not the main thread (tests): leave it alone
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if executor is not None:
-            executor.shutdown(timeout_sec=EXECUTOR_STOP_TIMEOUT_S)  # no callback runs while nodes close
+        for each in spinning:
+            each.stop()  # no callback runs while the nodes close
+        for each in spinning:
+            if each.failure is not None:
+                code = _report(log, each.name, each.failure)
         for name, node in reversed(list(nodes.items())):
             if not _close(log, name, node):
                 code = code or EXIT_NODE_FAILED
@@ -160,16 +184,14 @@ def spin_nodes(factories: Sequence[NodeFactory], make_executor: Callable[[], Exe
     return code
 
 
-def _report(log: object, exc: BaseException, nodes: dict[str, Node]) -> int:
-    name = failing_node(exc, nodes) or "an unknown node"
+def _report(log: Any, name: str, exc: BaseException) -> int:
     text = "".join(traceback.format_exception(exc))
-    message = (f"{name} failed: {type(exc).__name__}: {exc}; stopping every node of the agent "
-               f"(exit {EXIT_NODE_FAILED}; use_respawn:=true restarts the agent)\n{text}")  # fmt: skip
-    log.error(message)  # type: ignore[attr-defined]
+    log.error(f"{name} failed: {type(exc).__name__}: {exc}; stopped every node of the agent "
+              f"(exit {EXIT_NODE_FAILED}; use_respawn:=true restarts the agent)\n{text}")  # fmt: skip
     return EXIT_NODE_FAILED
 
 
-def _close(log: object, name: str, node: Node) -> bool:
+def _close(log: Any, name: str, node: Node) -> bool:
     """``close()`` then ``destroy_node()``; a failure is logged and the other nodes still close."""
     try:
         close = getattr(node, "close", None)
@@ -177,7 +199,7 @@ def _close(log: object, name: str, node: Node) -> bool:
             close()
         node.destroy_node()
     except Exception:  # not swallowed: logged, and the exit code says so
-        log.error(f"{name}: failed to stop cleanly:\n{traceback.format_exc()}")  # type: ignore[attr-defined]
+        log.error(f"{name}: failed to stop cleanly:\n{traceback.format_exc()}")
         return False
     return True
 
