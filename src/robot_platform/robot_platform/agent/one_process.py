@@ -25,8 +25,9 @@ own ``main()`` gives it (a :class:`SingleThreadedExecutor`; deploy_service, whos
 while ``invoke`` runs a function to its end). Not one executor for all, measured: rclpy's executor
 (Jazzy) rebuilds its wait set on every wake-up from every entity of every node it holds (each node
 brings seven parameter and type-description services besides its timers and subscriptions), so one
-executor for the five nodes made each wake-up of any node pay for all of them: 7 % of a core idle and
-39 % with telemetry, against 4 % and 25 % with an executor per node (bench/RESULTS.md). A
+executor for the five nodes made each wake-up of any node pay for all of them: 9.7 % of a core idle and
+42.9 % with telemetry (split: 4.2 % and 28.2 %), against 4.2 % and 25.6 % with an executor per node
+(bench/RESULTS.md, "Robot agent footprint"). A
 MultiThreadedExecutor for all would also let deploy_service's waiting callbacks hold threads the other
 nodes need. With its own executor each node keeps exactly the guarantees it was written for (its
 callbacks never run concurrently, health_monitor_tree relies on it) and a slow callback holds up only
