@@ -137,6 +137,8 @@ AGENT = textwrap.dedent("""
             self.ticks = 0
             if MODE == "config" and fails:
                 raise ConfigError("rate_hz", -1, "must be > 0")
+            if MODE == "early" and name == "probe_c":  # Ctrl-C while the agent is still starting
+                os.kill(os.getpid(), signal.SIGINT)
             self.fails = fails
             self.create_timer(0.05, self.tick)
 
@@ -151,6 +153,13 @@ AGENT = textwrap.dedent("""
             print(f"closed {self.get_name()} after {self.ticks} ticks", flush=True)
 
     rclpy.init()
+    if MODE == "unstarted":  # a SIGINT between building the executors and starting their threads
+        import threading
+        from robot_platform.agent.one_process import NodeThread, make_executor
+        node = Probe("probe_a")
+        NodeThread("probe_a", node, make_executor(node), threading.Event()).stop(node.get_logger())
+        print("stopped before it started", flush=True)
+        sys.exit(0)
     sys.exit(spin_nodes([("probe_a", lambda: Probe("probe_a")), ("probe_b", lambda: Probe("probe_b", True)),
                          ("probe_c", lambda: Probe("probe_c"))]))
 """)
@@ -205,3 +214,15 @@ def test_each_node_keeps_the_executor_its_own_main_gives_it() -> None:
     threads = {name: getattr(importlib.import_module(path.split(":")[0]), "EXECUTOR_THREADS", 0)
                for name, path in NODE_CLASSES.items()}  # fmt: skip
     assert threads == {name: (4 if name == "deploy_service" else 0) for name in NODE_CLASSES}
+
+
+def test_a_sigint_while_starting_stops_what_was_built(tmp_path: Path) -> None:
+    result = run("early", tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "closed probe_a" in result.stdout and "closed probe_b" in result.stdout, result.stdout
+
+
+def test_a_node_thread_stops_before_it_started(tmp_path: Path) -> None:
+    result = run("unstarted", tmp_path)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "stopped before it started" in result.stdout

@@ -44,7 +44,8 @@ that cannot start (its configuration, a port in use) ends the start the same way
 Stop: SIGINT and SIGTERM shut the context down through rclpy's signal handlers (as in
 common/node_main.py), which ends every executor; their threads are joined, then each node is closed
 (``close()``: its own threads, sockets and children) and destroyed, in reverse order of construction,
-and the process exits 0 with no traceback.
+and the process exits 0 with no traceback. A failure stops the others the same way (the context is shut
+down), so every node closes as it does after a signal in the split layout.
 """
 
 from __future__ import annotations
@@ -140,10 +141,17 @@ class NodeThread:
         finally:
             self._ended.set()
 
-    def stop(self) -> None:
-        """Stop spinning (if still at it) and wait for the callback in progress to end."""
+    def stop(self, log: Any) -> None:
+        """Once the context is down (which ends ``spin``): wait for the thread, then release the executor.
+        Never ``executor.shutdown()`` while the thread may still wait on it: that destroys the guard
+        conditions in its wait set (a segmentation fault, seen under SIGINT). Safe before the thread has
+        started (a SIGINT can land while the threads are being started)."""
+        if self.thread.ident is not None:
+            self.thread.join(EXECUTOR_STOP_TIMEOUT_S)
+            if self.thread.is_alive():
+                log.warning(f"{self.name}: a callback still runs after {EXECUTOR_STOP_TIMEOUT_S:.0f} s; closing anyway")
+                return
         self.executor.shutdown(timeout_sec=EXECUTOR_STOP_TIMEOUT_S)
-        self.thread.join(EXECUTOR_STOP_TIMEOUT_S)
 
 
 def spin_nodes(factories: Sequence[NodeFactory]) -> int:
@@ -173,16 +181,26 @@ def spin_nodes(factories: Sequence[NodeFactory]) -> int:
         # Stopping now: a second SIGINT must not cut the clean-up short (see common/node_main.py).
         with contextlib.suppress(ValueError):  # not the main thread (tests): leave it alone
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Every executor ends when the context is down: SIGINT/SIGTERM's handler shuts it down (from a
+        # thread of rclpy's, so perhaps not yet), here it is done for every other ending (a failure).
+        _shutdown_context()
         for each in spinning:
-            each.stop()  # no callback runs while the nodes close
+            each.stop(log)  # no callback runs while the nodes close
         for each in spinning:
             if each.failure is not None:
                 code = _report(log, each.name, each.failure)
         for name, node in reversed(list(nodes.items())):
             if not _close(log, name, node):
                 code = code or EXIT_NODE_FAILED
-        rclpy.try_shutdown()
+        _shutdown_context()
     return code
+
+
+def _shutdown_context() -> None:
+    """``rclpy.try_shutdown()``, racing rclpy's signal-handling thread: "rcl_shutdown already called"
+    means the signal's shutdown got there first, which is the same outcome."""
+    with contextlib.suppress(*SHUTDOWN_RACE_ERRORS):
+        rclpy.try_shutdown()
 
 
 def _report(log: Any, name: str, exc: BaseException) -> int:
