@@ -2,12 +2,9 @@
 
 Thin glue: the tree, checks, alert decisions and output contents live in the plain-Python modules of
 this package; this file wires parameters, subscriptions, publishers, the metrics endpoint and the
-NATS/MQTT transports to them. The tick, the timers and the acknowledge service run on one
-single-threaded executor, so they never run concurrently; the watched topics are read by a thread of
-their own over one wait set (bridge/ros_reader.py: rclpy's executor costs about 1 ms per message, and
-these topics bring 80 messages/s by default), whose callbacks only record arrivals in O(1) under each
-feed's lock (sources.py); the NATS and MQTT clients run on their own threads and talk to the monitor
-only through locked caches and queues.
+NATS/MQTT transports to them. All ROS callbacks run on one single-threaded executor, so the tick,
+the subscription callbacks and the acknowledge service never run concurrently; the NATS and MQTT
+clients run on their own threads and talk to the monitor only through locked caches and queues.
 
 Parameters (defaults in config/robot.yaml):
     robot_id (str, read-only)            robot name, in every alert and metric
@@ -46,7 +43,6 @@ MQTT:           <mqtt_topic> (default robots/<id>/alerts), JSON alert, QoS 1
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import sys
@@ -60,7 +56,6 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from visualization_msgs.msg import Marker, MarkerArray
 
-from robot_platform.bridge.ros_reader import OutReader
 from robot_platform.common.node_main import spin_node
 from robot_platform.exceptions import ConfigError
 from robot_platform.health import outputs
@@ -126,23 +121,16 @@ class HealthMonitorNode(Node):
         self.alert_pub = self.create_publisher(Alert, "alerts", ALERT_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, "health/markers", RELIABLE_QOS)
-        self._reader = OutReader(self.context, lambda now: None, contextlib.nullcontext, self.get_logger())
         for spec in tree.topics.values():
             feed = tree.hub.topics[spec.topic]
             qos = qos_profile_sensor_data if spec.qos == "sensor_data" else RELIABLE_QOS
-
-            def arrived(msg: Any, feed: Any = feed) -> None:
-                feed.on_message(msg, self.clock_mono())
-
-            sub = self.create_subscription(
+            self.create_subscription(
                 load_message_class(spec.msg_type),
                 spec.topic,
-                arrived,
+                lambda msg, feed=feed: feed.on_message(msg, self.clock_mono()),
                 qos,
                 qos_overriding_options=QoSOverridingOptions.with_default_policies(),
-                callback_group=self._reader.group,
             )
-            self._reader.add(sub, arrived)
         self.create_service(AcknowledgeAlert, "~/acknowledge_alert", self._on_acknowledge)
         if any(c.kind == "nodes_missing" for c in tree.checks):
             self.create_timer(GRAPH_REFRESH_S, self._refresh_graph)
@@ -186,7 +174,6 @@ class HealthMonitorNode(Node):
         self._last_diag = -1e9
         self._last_snapshot = -1e9
         self.create_timer(1.0 / tick_rate, self._on_tick)
-        self._reader.start()
         self.get_logger().info(
             f"health tree: {len(tree.checks)} checks in {len({c.group for c in tree.checks})} groups, "
             f"{len(tree.topics)} topics, tick {tick_rate:g} Hz, metrics "
@@ -359,9 +346,7 @@ class HealthMonitorNode(Node):
         self.monitor.health.hub.graph.set(names, self.clock_mono())
 
     def close(self) -> None:
-        """Stop the topic reader, the transports and the metrics server (called by spin_node before
-        destroy_node)."""
-        self._reader.stop()
+        """Stop the transports and the metrics server (called by spin_node before destroy_node)."""
         if self.nats is not None:
             self.nats.close()
         if self.mqtt is not None:
