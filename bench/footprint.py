@@ -129,6 +129,8 @@ def process_name(pid: int) -> str:
             return word.split(":=", 1)[1]
     if words and words[0].endswith("nats-server"):
         return "nats-server"
+    if any(Path(word).name == "robot_agent_all" for word in words[:2]):  # the single layout's one process
+        return "robot_agent_all"
     if "-c" in words and words[-1:] and "bare_subscriber" in " ".join(words):
         return "bare_subscriber"
     if len(words) > 2 and words[1] == "-m":

@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from helpers import free_port, ros_env, wait_for
 from robot_platform.launcher import plan
 from robot_platform.launcher.processes import Installation, control_processes, robot_processes
@@ -30,8 +32,9 @@ def _missing_clients(monitor_port: int, nodes: set[str]) -> set[str]:
     return {n for n in nodes if not any(name.startswith(n.split("_")[0]) for name in names)}
 
 
+@pytest.mark.parametrize("layout", [plan.SPLIT, plan.SINGLE])
 def test_everything_stops_without_tracebacks_on_one_sigint(procs: ProcessGroup, ros_domain: int,
-                                                            tmp_path: Path) -> None:  # fmt: skip
+                                                            tmp_path: Path, layout: str) -> None:  # fmt: skip
     install = Installation.find()
     hub, hub_monitor, leaf, robot_nats, robot_monitor = (free_port() for _ in range(5))
     control = plan.defaults(plan.CONTROL_ARGUMENTS) | {
@@ -44,6 +47,7 @@ def test_everything_stops_without_tracebacks_on_one_sigint(procs: ProcessGroup, 
         "nats_port": str(robot_nats), "nats_monitor_port": str(robot_monitor),
         "hub_leaf_url": f"nats-leaf://127.0.0.1:{leaf}", "nats_store_dir": str(tmp_path / "robots"),
         "ws_port": str(free_port()), "metrics_port": str(free_port()), "bridge_metrics_port": str(free_port()),
+        "agent_layout": layout,
     }  # fmt: skip
     specs = control_processes(control, install) + robot_processes(robot, install)
     for spec in specs:
@@ -51,6 +55,8 @@ def test_everything_stops_without_tracebacks_on_one_sigint(procs: ProcessGroup, 
     nodes = {s.name for s in specs if not s.server}
     control_nodes = {n.split("/")[1] for n in nodes if n.startswith("control/")}
     robot_nodes = {n.split("/")[1] for n in nodes if n.startswith("7/")} - {"robot_sim"}  # no NATS client
+    if "agent" in robot_nodes:  # the single layout: every agent node in one process, each its own client
+        robot_nodes = {spec.name for spec in plan.enabled_agent_nodes(robot)}
     # every node is up: connected to its NATS server (a SIGINT during start-up is another matter)
     wait_for(lambda: not _missing_clients(hub_monitor, control_nodes), 60, "the control nodes on the hub")
     wait_for(lambda: not _missing_clients(robot_monitor, robot_nodes), 60, "the robot's nodes on its server")

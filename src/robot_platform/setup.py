@@ -57,6 +57,7 @@ setup(
             "jobs_service = robot_platform.jobs.node:main",
             "ws_agent = robot_platform.ws.node:main",
             "robot_agent = robot_platform.ops.node:main",
+            "robot_agent_all = robot_platform.agent.one_process:main",
             "fleet_registry = robot_platform.ops.registry_node:main",
             "robot-platform = robot_platform.cli.main:main",
             "server_last = robot_platform.launcher.server_last:main",

@@ -86,6 +86,24 @@ def _config_name(value: Recorded) -> str:
     return str(value.args[0])
 
 
+def _render(parts: object, values: dict[str, str]) -> str:
+    """A substitution (or list of them) as launch would render it, for the stand-ins used here."""
+    if isinstance(parts, str):
+        return parts
+    if isinstance(parts, list | tuple):
+        return "".join(_render(p, values) for p in parts)
+    kind = type(parts).__name__
+    if kind == "LaunchConfiguration":
+        return values[_config_name(parts)]  # type: ignore[arg-type]
+    if kind == "PythonExpression":
+        return str(eval(_render(parts.args[0], values)))  # type: ignore[attr-defined]  # launch evaluates it the same way
+    raise AssertionError(f"cannot render {kind}")
+
+
+def _condition(node: Recorded, values: dict[str, str]) -> bool:
+    return _render(node.kwargs["condition"].args[0], values).strip().lower() in plan.BOOLEAN_TRUE
+
+
 @pytest.mark.parametrize(
     ("launch_file", "command", "arguments", "nodes"),
     [
@@ -113,13 +131,21 @@ def test_launch_arguments_equal_the_runner_flags(
     # every port a node or server opens is an argument
     assert {a.name for a in arguments if a.name.endswith("port")} <= set(declared)
 
-    # One Node per plan entry, each switched by its enable_* argument, with typed overrides.
-    launched = {n.kwargs["name"]: n for n in _of(actions, "Node")}
+    # One Node per plan entry, each switched by its enable_* argument (and, for a robot's agent nodes,
+    # the split layout), with typed overrides.
+    launched = {n.kwargs["name"]: n for n in _of(actions, "Node") if "name" in n.kwargs}
     assert set(launched) == {spec.name for spec in nodes}
     kinds = plan.argument_kinds(arguments)
+    layouts = "agent_layout" in kinds
     for spec in nodes:
         node = launched[spec.name]
-        assert _config_name(node.kwargs["condition"].args[0]) == spec.enabled_by
+        if layouts and spec.agent:
+            values = plan.defaults(arguments)
+            assert _condition(node, values | {spec.enabled_by: "true", "agent_layout": "split"})
+            assert not _condition(node, values | {spec.enabled_by: "false", "agent_layout": "split"})
+            assert not _condition(node, values | {spec.enabled_by: "true", "agent_layout": "single"})
+        else:
+            assert _config_name(node.kwargs["condition"].args[0]) == spec.enabled_by
         assert _config_name(node.kwargs["namespace"]) == "namespace"
         assert _config_name(node.kwargs["respawn"]) == "use_respawn"
         params_file, overrides = node.kwargs["parameters"]
@@ -131,13 +157,15 @@ def test_launch_arguments_equal_the_runner_flags(
             assert value.kwargs["value_type"] == expected_type, (spec.name, param)
     # every node and the server stop the launch when they exit (unless respawning)
     handlers = _of(actions, "RegisterEventHandler")
-    assert len(handlers) == len(nodes) + 1
+    assert len(handlers) == len(nodes) + 1 + (1 if layouts else 0)
     assert all(_config_name(h.kwargs["condition"].args[0]) == "use_respawn" for h in handlers)
 
 
 def test_robot_id_is_a_string_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
     actions = _describe(monkeypatch, "robot.launch.py")
     for node in _of(actions, "Node"):
+        if "name" not in node.kwargs:
+            continue  # the single layout's agent: its overrides are arguments (test below)
         overrides = node.kwargs["parameters"][1]
         if "robot_id" in overrides:
             assert overrides["robot_id"].kwargs["value_type"] is str
@@ -151,3 +179,24 @@ def test_the_server_stops_after_its_clients(monkeypatch: pytest.MonkeyPatch) -> 
         assert cmd[0].args[0][-1] == "server_last"
         assert _config_name(cmd[cmd.index("--monitor-port") + 1]) == "nats_monitor_port"
         assert cmd[cmd.index("--") + 1] == "nats-server"
+
+
+def test_the_single_layout_is_one_agent_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """agent_layout:=single: one robot_agent_all Node (no name: a __node remap would rename every node of
+    it), given the launch arguments it reads; robot_sim stays its own Node."""
+    actions = _describe(monkeypatch, "robot.launch.py")
+    (agent,) = [n for n in _of(actions, "Node") if "name" not in n.kwargs]
+    assert agent.kwargs["executable"] == plan.AGENT_EXECUTABLE
+    assert [_config_name(p) for p in agent.kwargs["parameters"]] == ["params_file"]
+    assert _config_name(agent.kwargs["namespace"]) == "namespace"
+    values = plan.defaults(plan.ROBOT_ARGUMENTS) | {"robot_id": "7", "users_file": ""}
+    words = [_render(a, values) for a in agent.kwargs["arguments"]]
+    own = words[: words.index("--ros-args")]
+    assert own == plan.agent_argv(values)
+    assert plan.agent_values(own)["robot_id"] == "7"
+    assert _condition(agent, values | {"agent_layout": "single"})
+    assert not _condition(agent, values | {"agent_layout": "split"})
+    off = {spec.enabled_by: "false" for spec in plan.ROBOT_NODES if spec.agent}
+    assert not _condition(agent, values | off | {"agent_layout": "single"})  # nothing to run: no process
+    sim = next(n for n in _of(actions, "Node") if n.kwargs.get("name") == "robot_sim")
+    assert _config_name(sim.kwargs["condition"].args[0]) == "use_sim"

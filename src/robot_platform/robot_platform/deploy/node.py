@@ -81,6 +81,8 @@ from robot_platform_interfaces.srv import Deploy, InvokeFunction, ListPackages, 
 
 MB = 1024 * 1024
 TRIGGER_RECONCILE_PERIOD_S = 1.0
+# Callbacks run at once (main() and robot_agent_all): services answer while a deployment's steps run.
+EXECUTOR_THREADS = 4
 TRIGGER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)
 STATUS_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
@@ -347,8 +349,7 @@ class DeployServiceNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Several threads: services answer while a deployment's steps run.
-    return spin_node(DeployServiceNode, args, make_executor=lambda: MultiThreadedExecutor(num_threads=4))
+    return spin_node(DeployServiceNode, args, make_executor=lambda: MultiThreadedExecutor(num_threads=EXECUTOR_THREADS))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ declared at description time from the plan, with values left as substitutions, f
 ``namespace``, ``params_file``, ``log_level`` and ``use_respawn`` on every node, each parameter override
 typed with ``ParameterValue(..., value_type=...)`` so ``robot_id:=7`` stays a string.
 
+With ``agent_layout:=single`` (robot launch) the agent nodes are one Node action instead, the
+``robot_agent_all`` process (robot_platform/agent/one_process.py), given the launch arguments it reads
+as ``--name=value`` and no ``name`` (a ``__node`` remap would rename each of its nodes).
+
 Without ``use_respawn``, a node or server that exits on its own ends the launch (a robot missing a node,
 say because its metrics port was taken, must not look up); with it, nodes restart after
 ``RESPAWN_DELAY_S``. The NATS server runs under :mod:`robot_platform.launcher.server_last`, so it stops
@@ -79,9 +83,51 @@ def _stop_launch_when_it_exits(action: Any, what: str) -> RegisterEventHandler:
     )
 
 
+def _is_true(name: str) -> list[Any]:
+    """Python text of a launch-style boolean argument's truth (plan.is_true)."""
+    return ["('", LaunchConfiguration(name), f"'.strip().lower() in {plan.BOOLEAN_TRUE})"]
+
+
+def _single_layout(yes: bool) -> list[Any]:
+    test = "==" if yes else "!="
+    return ["('", LaunchConfiguration("agent_layout"), f"'.strip().lower() {test} '{plan.SINGLE}')"]
+
+
+def _node_condition(spec: plan.NodeSpec, layouts: bool) -> IfCondition:
+    """Its ``enable_*`` argument; an agent node of a robot also needs the split layout."""
+    if not (layouts and spec.agent):
+        return IfCondition(LaunchConfiguration(spec.enabled_by))
+    return IfCondition(PythonExpression([*_is_true(spec.enabled_by), " and ", *_single_layout(False)]))
+
+
+def agent_process(specs: tuple[plan.NodeSpec, ...]) -> list[Any]:
+    """``agent_layout:=single``: the agent nodes in one process (if any of them is switched on)."""
+    enabled: list[Any] = []
+    for spec in specs:
+        if spec.agent:
+            enabled += [*_is_true(spec.enabled_by), " or "]
+    condition = PythonExpression([*_single_layout(True), " and (", *enabled[:-1], ")"])
+    options = [[plan.agent_option(n), LaunchConfiguration(n)] for n in plan.agent_argument_names()]
+    node = Node(
+        package=PACKAGE,
+        executable=plan.AGENT_EXECUTABLE,
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("params_file")],
+        arguments=[*options, "--ros-args", "--log-level", LaunchConfiguration("log_level")],
+        respawn=LaunchConfiguration("use_respawn"),
+        respawn_delay=plan.RESPAWN_DELAY_S,
+        output="screen",
+        emulate_tty=True,
+        condition=IfCondition(condition),
+    )
+    return [node, _stop_launch_when_it_exits(node, plan.AGENT_EXECUTABLE)]
+
+
 def platform_nodes(specs: tuple[plan.NodeSpec, ...], arguments: tuple[plan.Argument, ...]) -> list[Any]:
-    """A Node per plan entry (switched on by its ``enable_*`` argument) and its exit handler."""
+    """A Node per plan entry (switched on by its ``enable_*`` argument) and its exit handler; where the
+    arguments have ``agent_layout`` (a robot), also the single layout's agent process."""
     kinds = plan.argument_kinds(arguments)
+    layouts = "agent_layout" in kinds
     actions: list[Any] = []
     for spec in specs:
         overrides = {param: ParameterValue(argument_value(arg, kinds[arg]), value_type=VALUE_TYPES[kinds[arg]])
@@ -97,9 +143,11 @@ def platform_nodes(specs: tuple[plan.NodeSpec, ...], arguments: tuple[plan.Argum
             respawn_delay=plan.RESPAWN_DELAY_S,
             output="screen",
             emulate_tty=True,
-            condition=IfCondition(LaunchConfiguration(spec.enabled_by)),
+            condition=_node_condition(spec, layouts),
         )
         actions += [node, _stop_launch_when_it_exits(node, spec.name)]
+    if layouts:
+        actions += agent_process(specs)
     return actions
 
 

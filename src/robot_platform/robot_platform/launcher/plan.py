@@ -36,8 +36,12 @@ class Argument:
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One ROS node of the platform, started in a process of its own (nodes that carry traffic each
-    need a core's worth of GIL)."""
+    """One ROS node of the platform.
+
+    With ``agent_layout:=split`` every node runs in a process of its own; with ``agent_layout:=single``
+    the robot's ``agent`` nodes share one process (:mod:`robot_platform.agent.one_process`), while the
+    others (the simulator, standing in for the robot's own drivers) keep a process of their own.
+    """
 
     executable: str  # ament_python entry point in lib/robot_platform
     name: str  # node name (matches the params file key)
@@ -45,6 +49,7 @@ class NodeSpec:
     description: str
     # parameter name -> argument name whose value overrides it
     overrides: dict[str, str] = field(default_factory=dict)
+    agent: bool = True  # part of the robot agent (one process in the single layout)
 
 
 # Arguments every robot and control launch has, as nav2_bringup declares them.
@@ -82,11 +87,13 @@ ROBOT_ARGUMENTS: tuple[Argument, ...] = (
     Argument("enable_deploy", "true", "Start deploy_service (signed packages from S3, run, roll back)", BOOL),
     Argument("nats_url", "", "URL the nodes use for NATS; empty: the robot's own server at nats_port"),
     Argument("metrics_port", "9101", "Prometheus endpoint of health_monitor_tree on 127.0.0.1 (0: off)", INTEGER),
+    Argument("agent_layout", "split",
+             "split: one process per node; single: the robot agent's nodes (all but robot_sim) in one process"),
 )
 
 ROBOT_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("robot_sim", "robot_sim", "use_sim", "Simulated base, battery, lidar, IMU and camera",
-             overrides={"robot_id": "robot_id", "enable_camera": "enable_camera"}),
+             overrides={"robot_id": "robot_id", "enable_camera": "enable_camera"}, agent=False),
     NodeSpec("nats_bridge", "nats_bridge", "enable_bridge",
              "ROS <-> NATS: telemetry out (robots.<id>.ros.*), allowlisted commands in (robots.<id>.cmd.*)",
              overrides={"robot_id": "robot_id", "nats_url": "nats_url", "metrics_port": "bridge_metrics_port"}),
@@ -269,6 +276,9 @@ def ros_namespace(value: str) -> str:
 
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+SPLIT, SINGLE = "split", "single"
+AGENT_LAYOUTS = (SPLIT, SINGLE)
+AGENT_EXECUTABLE = "robot_agent_all"  # the single layout's process (robot_platform.agent.one_process)
 
 
 def check_values(arguments: tuple[Argument, ...], values: dict[str, str]) -> None:
@@ -283,3 +293,64 @@ def check_values(arguments: tuple[Argument, ...], values: dict[str, str]) -> Non
     level = values.get("log_level", "info").strip().lower()
     if level not in LOG_LEVELS:
         raise ConfigError("log_level", values.get("log_level"), f"use one of {', '.join(LOG_LEVELS)}")
+    agent_layout(values)
+
+
+def agent_layout(values: dict[str, str]) -> str:
+    """The ``agent_layout`` argument (``split`` when absent), refused unless split or single."""
+    layout = values.get("agent_layout", SPLIT).strip().lower()
+    if layout not in AGENT_LAYOUTS:
+        raise ConfigError("agent_layout", values.get("agent_layout"), f"use one of {', '.join(AGENT_LAYOUTS)}")
+    return layout
+
+
+def agent_argument_names(specs: tuple[NodeSpec, ...] = ROBOT_NODES) -> tuple[str, ...]:
+    """The arguments the single-layout agent process reads (``--name=value`` on its command line, as
+    the runner's options are spelled): each agent node's switch and overrides, and ``nats_port`` (an
+    empty ``nats_url`` means the local server)."""
+    names: list[str] = []
+    for spec in specs:
+        if spec.agent:
+            names += [spec.enabled_by, *spec.overrides.values()]
+    names.append("nats_port")
+    return tuple(dict.fromkeys(names))
+
+
+def agent_option(name: str) -> str:
+    """``robot_id`` -> ``--robot-id=`` (followed by the value, in one word: an empty value stays one)."""
+    return f"--{name.replace('_', '-')}="
+
+
+def agent_argv(values: dict[str, str]) -> list[str]:
+    """The ``--name=value`` words the agent process is started with (the runner's side). Not rcl's
+    ``name:=value``: before ``--ros-args`` rcl takes that for a (deprecated) remapping rule."""
+    return [agent_option(name) + values[name] for name in agent_argument_names() if name in values]
+
+
+def agent_values(words: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The agent process's side of :func:`agent_argv`: the argument values (defaults for those not
+    given), checked like the runner's; anything else is a :class:`ConfigError` naming the word."""
+    known = set(agent_argument_names())
+    options = {agent_option(name): name for name in known}
+    values = {a.name: a.default for a in ROBOT_ARGUMENTS if a.name in known}
+    for word in words:
+        option, sep, value = word.partition("=")
+        if not sep or option + "=" not in options:
+            raise ConfigError("argument", word, f"expected --name=value, name one of {sorted(options)}")
+        values[options[option + "="]] = value
+    check_values(ROBOT_ARGUMENTS, values)
+    return values
+
+
+def enabled_agent_nodes(values: dict[str, str], specs: tuple[NodeSpec, ...] = ROBOT_NODES) -> list[NodeSpec]:
+    """The agent nodes switched on by ``values``, in plan order (the order they are built in)."""
+    return [s for s in specs if s.agent and is_true(values.get(s.enabled_by, "false"))]
+
+
+def agent_parameters(values: dict[str, str],
+                     specs: tuple[NodeSpec, ...] = ROBOT_NODES) -> dict[str, dict[str, dict[str, object]]]:
+    """The per-node overrides of the enabled agent nodes as a ROS parameters document, each keyed by
+    ``/**/<node>`` like config/robot.yaml, so it works in any namespace (rcl's ``-p node:name:=value``
+    does not: it only matches a node outside any namespace)."""
+    return {f"/**/{spec.name}": {"ros__parameters": dict(node_overrides(spec, values, ROBOT_ARGUMENTS))}
+            for spec in enabled_agent_nodes(values, specs)}  # fmt: skip

@@ -1,7 +1,9 @@
 """Turn the launch plan into concrete processes (argv + environment) for the pip-only runner.
 
 This mirrors what launch_ros does for ``robot.launch.py`` / ``control.launch.py``: one process per
-node, ``--ros-args --params-file <config> -p <override>``, and the NATS server with its config. Plain
+node, ``--ros-args --params-file <config> -p <override>``, and the NATS server with its config; with
+``agent_layout:=single`` the robot agent's nodes are one process instead (``robot_agent_all``, see
+robot_platform/agent/one_process.py), given the launch arguments it needs as ``--name=value``. Plain
 Python, so the exact command lines are unit-tested.
 """
 
@@ -70,6 +72,17 @@ def _node_process(spec: plan.NodeSpec, params_file: Path, install: Installation,
     return ProcessSpec(f"{name_prefix}{spec.name}", argv, respawn=plan.is_true(values.get("use_respawn", "")))
 
 
+def _agent_process(params_file: Path, install: Installation, values: dict[str, str], name_prefix: str) -> ProcessSpec:
+    """The single layout's one process for every enabled agent node (no ``__node`` remap: it would rename
+    each of them; each node finds its own ``/**/<node>`` section of the params file)."""
+    argv = [str(install.lib / plan.AGENT_EXECUTABLE), *plan.agent_argv(values), "--ros-args"]
+    namespace = plan.ros_namespace(values.get("namespace", ""))
+    if namespace:
+        argv += ["-r", f"__ns:={namespace}"]
+    argv += ["--params-file", str(params_file), "--log-level", values.get("log_level", "info").strip().lower()]
+    return ProcessSpec(f"{name_prefix}agent", argv, respawn=plan.is_true(values.get("use_respawn", "")))
+
+
 def with_params(spec: ProcessSpec, params: dict[str, str]) -> ProcessSpec:
     """``spec`` with ``-p name:=value`` appended (after the params file and the plan's overrides, so
     these win): per-instance values only a caller knows, e.g. the demo's certificates and state dirs."""
@@ -111,10 +124,14 @@ def robot_processes(values: dict[str, str], install: Installation) -> list[Proce
                                  plan.robot_nats_env(values)))
     params = _params_file(values, install, "robot.yaml")
     ros_env = plan.robot_ros_env(values, install.share)
+    single = plan.agent_layout(values) == plan.SINGLE
     for spec in plan.ROBOT_NODES:
-        if plan.is_true(values[spec.enabled_by]):
+        if plan.is_true(values[spec.enabled_by]) and not (single and spec.agent):
             node = _node_process(spec, params, install, values, f"{rid}/", plan.ROBOT_ARGUMENTS)
             out.append(ProcessSpec(node.name, node.argv, node.env | ros_env, respawn=node.respawn))
+    if single and plan.enabled_agent_nodes(values):
+        agent = _agent_process(params, install, values, f"{rid}/")
+        out.append(ProcessSpec(agent.name, agent.argv, ros_env, respawn=agent.respawn))
     return out
 
 

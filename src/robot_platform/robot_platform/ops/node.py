@@ -12,7 +12,7 @@ capture_topics, capture_window_s, capture_max_mb, capture_reply_max_mb, allowed_
 tunnel.* (enable, bastion_host, bastion_port, bastion_user, remote_port, key_file, known_hosts,
 local_ssh_port, autossh).
 Subscriptions: /rosout (rcl_interfaces/msg/Log, reliable, transient local, depth 100); each capture
-topic (raw CDR, best effort, depth 10).
+topic (raw CDR, best effort, depth 10; read by a thread of its own, bridge/ros_reader.py).
 NATS: publishes robots.<id>.presence (JSON) and robots.<id>.logs.<level> (stream LOGS_<id>); serves
 robots.<id>.ops.<action> (see ops/actions.py). Captures are MCAP files whose schemas come from the
 ``.msg`` files of the ament index (robot_platform.recording).
@@ -20,6 +20,7 @@ robots.<id>.ops.<action> (see ops/actions.py). Captures are MCAP files whose sch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -35,6 +36,7 @@ from rcl_interfaces.msg import Log
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from robot_platform.bridge.ros_reader import OutReader
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import REQUIRED, Param, ParamTable, declare_params, prefixed
 from robot_platform.exceptions import ConfigError
@@ -139,8 +141,13 @@ class RobotAgentNode(Node):
         self.agent.start()
         self._announce()
         self.create_timer(float(self.period), self._announce)
+        # Capture topics (odom, imu: 70 messages/s by default) are read by a thread of their own over one
+        # wait set (bridge/ros_reader.py), not by the executor: about 1 ms of executor per message here.
+        self._reader: OutReader | None = None
         if self.capture_topics:
+            self._reader = OutReader(self.context, lambda now: None, contextlib.nullcontext, self.get_logger())
             self._resolve_capture_topics()
+            self._reader.start()
             self.create_timer(RESOLVE_PERIOD_S, self._resolve_capture_topics)
         if self.tunnel_spec is not None:
             self._start_tunnel()
@@ -194,8 +201,14 @@ class RobotAgentNode(Node):
                 self.get_logger().warning(f"capture topic {topic}: {exc}")
                 continue
             self.types[topic] = type_name
-            self.create_subscription(cls, topic, lambda data, t=topic: self.buffer.add(t, data),
-                                     qos_profile_sensor_data, raw=True)  # fmt: skip
+            assert self._reader is not None  # capture topics come with their reader
+
+            def keep(data: bytes, t: str = topic) -> None:
+                self.buffer.add(t, data)
+
+            sub = self.create_subscription(cls, topic, keep, qos_profile_sensor_data, raw=True,
+                                           callback_group=self._reader.group)  # fmt: skip
+            self._reader.add(sub, keep)
 
     # ------------------------------------------------------------------ remote actions (link loop)
     async def _list_graph(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -248,7 +261,10 @@ class RobotAgentNode(Node):
             self._start_tunnel()
 
     def close(self) -> None:
-        """Stop the tunnel (its whole process group: autossh and its ssh) and the NATS link."""
+        """Stop the capture reader, the tunnel (its whole process group: autossh and its ssh) and the NATS
+        link."""
+        if self._reader is not None:
+            self._reader.stop()
         if self.tunnel is not None and self.tunnel.poll() is None:
             os.killpg(self.tunnel.pid, signal.SIGTERM)
             try:
