@@ -28,7 +28,7 @@ from typing import Any
 import msgpack
 from nats.errors import Error as NatsError
 
-from robot_platform.cli.main import jobs_format
+from robot_platform.cli import jobs_format
 from robot_platform.jobs.errors import JobsError
 from robot_platform.jobs.nats_api import SUBJECT_PREFIX
 from robot_platform.messaging.connect import Credentials, connect_once
