@@ -7,8 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from robot_platform.cli.jobs import create_body
 from robot_platform.cli import jobs_format
+from robot_platform.cli.jobs import create_body
 from robot_platform.cli.main import build_parser
 from robot_platform.ops.registry import Announcement, Registry, deployed_versions, format_table
 
