@@ -67,7 +67,7 @@ def test_single_layout_runs_every_agent_node_in_one_process(procs: ProcessGroup,
                                                              tmp_path: Path) -> None:  # fmt: skip
     ports = {name: free_port() for name in ("ws", "metrics", "bridge")}
     values = plan.defaults(plan.ROBOT_ARGUMENTS) | {
-        "agent_layout": "single", "start_nats": "false", "nats_url": nats_server.url,
+        "robot_id": "r1", "agent_layout": "single", "start_nats": "false", "nats_url": nats_server.url,
         "ws_port": str(ports["ws"]), "metrics_port": str(ports["metrics"]),
         "bridge_metrics_port": str(ports["bridge"]),
     }  # fmt: skip

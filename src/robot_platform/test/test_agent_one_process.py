@@ -23,7 +23,7 @@ from robot_platform.launcher.processes import Installation, robot_processes
 
 PKG = Path(__file__).resolve().parents[1]
 INSTALL = Installation(share=Path("/opt/rp/share/robot_platform"), lib=Path("/opt/rp/lib/robot_platform"))
-SINGLE = plan.defaults(plan.ROBOT_ARGUMENTS) | {"agent_layout": "single"}
+SINGLE = plan.defaults(plan.ROBOT_ARGUMENTS) | {"agent_layout": "single", "robot_id": "r1"}
 
 
 def _specs(values: dict[str, str]) -> dict[str, list[str]]:
