@@ -81,11 +81,7 @@ class AlertQuery:
 
 def parse_query(args: Any) -> AlertQuery:
     """Validate a request; AlertQueryError names the argument at fault."""
-    if not isinstance(args, dict):
-        raise AlertQueryError("", f"arguments must be an object, not {type(args).__name__}")
-    unknown = sorted(str(k) for k in args if k not in QUERY_KEYS)
-    if unknown:
-        raise AlertQueryError(unknown[0], f"unknown argument; use {', '.join(QUERY_KEYS)}")
+    args = AlertQueryError.check_arguments(args, QUERY_KEYS)
     robot = args.get("robot") or "*"
     if not isinstance(robot, str):
         raise AlertQueryError("robot", "must be a robot id or '*'")

@@ -43,6 +43,17 @@ class LogQueryError(OpsError):
         self.field = field
         self.reason = reason
 
+    @classmethod
+    def check_arguments(cls, args: object, keys: tuple[str, ...]) -> dict:
+        """``args`` as a dict of known keys only; else this error naming the first unknown argument (the
+        shared prologue of the log and alert queries)."""
+        if not isinstance(args, dict):
+            raise cls("", f"arguments must be an object, not {type(args).__name__}")
+        unknown = sorted(str(k) for k in args if k not in keys)
+        if unknown:
+            raise cls(unknown[0], f"unknown argument; use {', '.join(keys)}")
+        return args
+
 
 class HubUnavailableError(OpsError):
     kind = "hub_unavailable"

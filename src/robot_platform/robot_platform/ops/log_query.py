@@ -68,11 +68,7 @@ class QuerySpec:
 
 def parse_query(args: Any) -> QuerySpec:
     """Validate the arguments of a query; LogQueryError names the argument at fault."""
-    if not isinstance(args, dict):
-        raise LogQueryError("", f"arguments must be an object, not {type(args).__name__}")
-    unknown = sorted(str(k) for k in args if k not in QUERY_KEYS)
-    if unknown:
-        raise LogQueryError(unknown[0], f"unknown argument; use {', '.join(QUERY_KEYS)}")
+    args = LogQueryError.check_arguments(args, QUERY_KEYS)
     robot = _text(args, "robot", "*", 64) or "*"
     if robot != "*":
         try:
