@@ -22,7 +22,10 @@ colcon test --base-paths src --event-handlers console_cohesion+ summary+ \
 colcon test-result --verbose || rc=1
 
 echo "== system tests (test/) =="
-python -m pytest test -v -p no:cacheprovider --junitxml=build/system-tests.xml || rc=1
+# The junit file lives outside build/: `colcon test-result` above reads every XML under build/, and a
+# system-test report left there by an earlier run would be judged again as if it were a package's.
+mkdir -p test-results
+python -m pytest test -v -p no:cacheprovider --junitxml=test-results/system-tests.xml || rc=1
 
 leftover="$(python scripts/leftover_processes.py "$RP_TEST_RUN")"
 if [ -n "$leftover" ]; then
