@@ -90,6 +90,8 @@ class HealthMetrics:
             "robot_health_verdicts_witnessed", "Silences trusted at once on a saturated host (witnesses)", "check"
         )
         self._verdicts_seen: dict[tuple[str, str], int] = {}  # check's running totals already counted
+        for series in (self.starvation_gaps, self.starvation_seconds):  # at 0 from the start, so increase()
+            series.labels(robot_id)  # and the alert rules see the first gap too
         self.tick_duration = Histogram(
             "robot_health_tick_duration_seconds",
             "Duration of one tree tick",
