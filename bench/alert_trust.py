@@ -200,9 +200,9 @@ class Robot:
 
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=2.0)
+            self.thread.join(5)  # before the context goes: a spin still running then fails (RCLError)
             self.node.destroy_node()
             rclpy.try_shutdown(context=self.context)
-            self.thread.join(5)
 
 
 def _burn(until: float) -> None:
