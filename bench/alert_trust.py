@@ -200,9 +200,9 @@ class Robot:
 
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=2.0)
+            self.thread.join(5)  # before the context goes: a spin still running then fails (RCLError)
             self.node.destroy_node()
             rclpy.try_shutdown(context=self.context)
-            self.thread.join(5)
 
 
 def _burn(until: float) -> None:
@@ -258,6 +258,35 @@ class Fleet:
         self.procs.stop_all()
         for d in self._domains:
             d.release()
+
+
+def psi() -> str:
+    """Host CPU pressure now (PSI some avg10, what the health nodes' guard reads), for the figures."""
+    from robot_platform.health.starvation import read_cpu_pressure
+
+    value = read_cpu_pressure()
+    return "n/a" if value is None else f"{value:.0f}%"
+
+
+def verdicts(fleet: Fleet) -> str:
+    """Silence verdicts witnessed (trusted at once on a saturated host) / held, summed over the robots."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums = {"robot_health_verdicts_witnessed_total": 0.0, "robot_health_verdicts_held_total": 0.0}
+    for robot in fleet.robots:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{robot.metrics_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in sums:
+                    sums[sample.name] += sample.value
+    witnessed, held = sums.values()
+    return f"witnessed {witnessed:g}, held {held:g}"
 
 
 def count_by_robot(alerts: list[AlertSeen]) -> dict[str, int]:
@@ -420,6 +449,7 @@ def main() -> int:
             t2 = time.monotonic()
             hogs = CpuHogs(args.hogs, args.starve_s)
             wait_until(lambda: False, args.starve_s)
+            pressure = psi()
             hogs.stop()
             loaded_gaps = gaps.take()
             wait_until(lambda: False, args.idle_s)
@@ -432,8 +462,9 @@ def main() -> int:
                 f"active afterwards {sorted(log.active_now())}"
             )
             print(f"          alerts: {raised(got)}")
-            print(f"          r1 worst gaps under load (s): {fmt_gaps(loaded_gaps)}")
+            print(f"          r1 worst gaps under load (s): {fmt_gaps(loaded_gaps)}; cpu pressure {pressure}")
         if "faults" in phases:
+            print(f"faults    cpu pressure at start {psi()}, load {os.getloadavg()[0]:.1f}")
             rows = []
             for robot in fleet.robots:
                 for kind in ("scan", "odom", "speed"):
@@ -451,10 +482,12 @@ def main() -> int:
                 f"          worst raise {max(rs, default=float('nan')):.2f} s, worst clear "
                 f"{max(cs, default=float('nan')):.2f} s, missing {missing}"
             )
+            print(f"          cpu pressure at end {psi()}; silence verdicts so far: {verdicts(fleet)}")
             if missing:
                 failed = True  # an injected fault raised no alert: the path delivers nothing
         if "schedule" in phases:
             phase_schedule(log, fleet, args.minutes, args.seed)
+            print(f"          cpu pressure at end {psi()}, load {os.getloadavg()[0]:.1f}; verdicts: {verdicts(fleet)}")
     finally:
         fleet.close()
         log.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -170,10 +171,14 @@ topics:
   imu: sensor_msgs/msg/Imu
   odom: {type: nav_msgs/msg/Odometry, qos: reliable}
 checks:
-  - {name: scan_silent, kind: topic_silence, group: sensors, topic: scan, timeout_s: 1.0}
-  - {name: imu_silent, kind: topic_silence, group: sensors, topic: imu, timeout_s: 1.0}
-  - {name: odom_silent, kind: topic_silence, group: sensors, topic: odom, timeout_s: 1.0}
-  - {name: scan_rate, kind: topic_rate, group: sensors, topic: scan, min_rate_hz: 5.0, window_s: 2.0}
+  # a start-up grace for the topics: on a heavily loaded CI host the simulator's first messages came 1.8 s
+  # after the health node's start (raised "never received" before the starvation under test); a topic seen
+  # once and then silent raises at its timeout whatever the grace. The overload check keeps grace 0.
+  - {name: scan_silent, kind: topic_silence, group: sensors, topic: scan, timeout_s: 1.0, startup_grace_s: 30}
+  - {name: imu_silent, kind: topic_silence, group: sensors, topic: imu, timeout_s: 1.0, startup_grace_s: 30}
+  - {name: odom_silent, kind: topic_silence, group: sensors, topic: odom, timeout_s: 1.0, startup_grace_s: 30}
+  - {name: scan_rate, kind: topic_rate, group: sensors, topic: scan, min_rate_hz: 5.0, window_s: 2.0,
+     startup_grace_s: 30}
   # pressure 100 %: only the monitor's own starvation counts here, so a busy CI host does not change the test
   - {name: overload, kind: host_overload, group: host, max_tick_gap_s: 1.0, pressure_max_pct: 100,
      pressure_clear_pct: 100, hold_s: 3.0, debounce_s: 0, clear_s: 2.0}
@@ -302,6 +307,7 @@ def test_real_faults_with_the_shipped_timing_raise_within_2s_and_clear_within_3s
     twist.linear.x = 0.6
     drive = lambda: observer.cmd_pub.publish(twist)  # noqa: E731
     observer.spin_until(lambda: robot.receiving("scan", "odom", "imu"), WAIT_S, "the simulator's topics")
+
     # Each fault up to ATTEMPTS times, the first attempt within budget counts: one late tick on a shared CI
     # host must not fail the check, while a timing that cannot meet the budget (the old 2 s speed-drop
     # debounce raised in 2.39 s) fails every attempt. The 2 s target itself is measured by
@@ -330,4 +336,47 @@ def test_real_faults_with_the_shipped_timing_raise_within_2s_and_clear_within_3s
         code, raise_s, clear_s = tries[-1]
         assert raise_s <= RAISE_BUDGET_S, f"{code} raised after {[round(r, 2) for _, r, _ in tries]} s"
         assert clear_s <= CLEAR_BUDGET_S, f"{code} cleared after {[round(c, 2) for _, _, c in tries]} s"
+    stop_cleanly(procs)
+
+
+def shipped_checks_always_saturated() -> str:
+    """The shipped tree and timing, with the host counted as CPU-saturated from its first pressure reading
+    of 1 % or more on (clear threshold 0: it never ends), whatever else the CI host runs."""
+    config = yaml.safe_load(SHIPPED.read_text())
+    for check in config["checks"]:
+        if check["kind"] == "host_overload":
+            check.update(pressure_max_pct=1, pressure_clear_pct=0, pressure_period_s=0.5)
+    return yaml.safe_dump(config)
+
+
+def test_a_real_silence_on_a_saturated_host_is_raised_within_2s_through_its_witnesses(
+    ros_domain: int, nats_server, procs, tmp_path: Path, observer: Observer
+) -> None:
+    """Before: a silence on a saturated host waited 3 timeouts (raised in 3.6-3.8 s). Now the simulator's
+    other topics (imu, odom) witness that it runs while scan is silent: raised within the 2 s budget."""
+    robot = Robot(procs, nats_server.url, tmp_path, ros_domain, shipped_checks_always_saturated())
+    robot.start_sim()
+    robot.start_health()
+    observer.spin_until(lambda: robot.receiving("scan", "odom", "imu"), WAIT_S, "the simulator's topics")
+    burn = "import time\nend = time.time() + 20\nwhile time.time() < end:\n    pass\n"
+    hogs = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(2)]  # bounded: 20 s at most
+    try:  # two busy loops make sure the PSI reading passes 1 % once (on a quiet host too)
+        observer.spin_until(lambda: robot.plain_metric("robot_health_host_saturated") == 1.0, WAIT_S, "saturated")
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    tries = []
+    for _ in range(ATTEMPTS):
+        tries.append(measure_fault(observer, "TOPIC_SILENT.scan", ("silence_sensor", "scan", 0.0),
+                                   ("restore_sensor", "scan", 0.0)))  # fmt: skip
+        if tries[-1][1] <= RAISE_BUDGET_S:
+            break
+    print(f"\nscan silenced on a saturated host: raised after {[round(r, 2) for _, r, _ in tries]} s")
+    assert robot.plain_metric("robot_health_host_saturated") == 1.0, "the saturated path was the one measured"
+    assert tries[-1][1] <= RAISE_BUDGET_S, f"raised after {[round(r, 2) for _, r, _ in tries]} s"
+    assert (robot.metric("robot_health_verdicts_witnessed_total", "scan_silent") or 0) >= 1.0
+    raised = next(a for _, a in observer.alerts if a.code == "TOPIC_SILENT.scan" and a.active)
+    witnesses = {kv.key: kv.value for kv in raised.values}.get("witnesses", "")
+    assert "kept arriving" in raised.message and "imu" in witnesses, raised
     stop_cleanly(procs)

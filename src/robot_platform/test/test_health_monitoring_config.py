@@ -21,6 +21,8 @@ PROM = REPO / "config" / "prometheus"
 GRAFANA = REPO / "config" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 PROMTOOL = shutil.which("promtool")
+
+
 def _require_promtool() -> None:
     """A missing promtool is a failure, not a skip: `make setup` installs it (requirements/apt.txt)."""
     assert PROMTOOL is not None, "promtool not installed: run `make setup` (apt package prometheus)"
@@ -32,6 +34,8 @@ needs_promtool = pytest.mark.usefixtures("_promtool_present")
 @pytest.fixture
 def _promtool_present() -> None:
     _require_promtool()
+
+
 METRIC_RE = re.compile(r"\brobot_health_[a-z_]+\b")
 
 
@@ -42,9 +46,17 @@ def promtool(*args: str, cwd: Path = PROM) -> subprocess.CompletedProcess[str]:
 
 def exported_names() -> set[str]:
     """Sample names the health node exports (one tick of a small tree)."""
-    config = {"checks": [{"name": "b", "kind": "battery"}, {"name": "n", "kind": "nats_link"}]}
+    config = {
+        "checks": [
+            {"name": "b", "kind": "battery"},
+            {"name": "n", "kind": "nats_link"},
+            {"name": "s", "kind": "topic_silence", "topic": "scan", "timeout_s": 1.0},
+            {"name": "o", "kind": "host_overload"},
+        ],
+        "topics": {"scan": "sensor_msgs/msg/LaserScan"},
+    }
     t = [0.0]
-    monitor = HealthMonitor(build_tree(config, clock=lambda: t[0]), "r1", clock=lambda: t[0])
+    monitor = HealthMonitor(build_tree(config, clock=lambda: t[0], pressure=lambda: None), "r1", clock=lambda: t[0])
     metrics = HealthMetrics("r1")
     result = monitor.tick()
     metrics.observe_tick(monitor, result, 0.0)

@@ -19,6 +19,7 @@ from robot_platform.health.starvation import (
     PRESSURE_MAX_PCT,
     PRESSURE_PERIOD_S,
     SETTLE_S,
+    WITNESS_GAP_S,
 )
 from robot_platform.health.system_checks import (
     HOST_RESOURCES,
@@ -135,6 +136,7 @@ KIND_PARAMS: dict[str, dict[str, P]] = {
         "pressure_period_s": P("float", PRESSURE_PERIOD_S, 0.1, 60.0),
         "settle_s": P("float", SETTLE_S, 0.0, 60.0),
         "hold_s": P("float", 5.0, 0.0, 600.0),
+        "witness_gap_s": P("float", WITNESS_GAP_S, 0.0, 10.0),
     },
 }
 DEFAULT_SEVERITY = {

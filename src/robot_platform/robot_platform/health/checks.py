@@ -91,6 +91,9 @@ class HealthCheck(py_trees.behaviour.Behaviour):
         self.startup_grace_s = startup_grace_s
         self.flap = flap
         self.held_why = ""  # why the current fault verdict is held (see held_if_untrusted); "" if not
+        self.witnessed_by: tuple[str, ...] = ()  # topics that made the current verdict trusted on a busy host
+        self.verdicts_held = 0  # fault verdicts held as untrusted (episodes), for the metrics
+        self.verdicts_witnessed = 0  # silences trusted at once on a saturated host (episodes)
         self.spec = spec
         self.fault = FaultStateMachine(spec)
         self.clock = clock
@@ -144,21 +147,38 @@ class HealthCheck(py_trees.behaviour.Behaviour):
 
 
 def held_if_untrusted(
-    check: HealthCheck, obs: Observation, now: float, span_s: float, evidence_s: float | None = None
+    check: HealthCheck,
+    obs: Observation,
+    now: float,
+    span_s: float,
+    evidence_s: float | None = None,
+    witnesses: Callable[[float, float], list[str]] | None = None,
 ) -> Observation:
-    """Hold back a *new* fault verdict over ``span_s`` s while the monitor was starved (LoadGuard.untrusted;
-    ``evidence_s``: how long a silence lasted). Raised faults and recoveries are never held. A held verdict
-    that ends in a recovery was the load's doing: the guard is told (HOST_OVERLOADED says so)."""
+    """Hold back a *new* fault verdict over ``span_s`` s while the monitor was starved or the host saturated
+    (:meth:`LoadGuard.judge`; ``evidence_s``: how long a silence lasted, ``witnesses``: the topics that can
+    prove it real). Raised faults and recoveries are never held. A held verdict that ends in a recovery was
+    the load's doing: the guard is told (HOST_OVERLOADED says so). Counted per episode (metrics):
+    ``verdicts_held`` when a verdict starts being held, ``verdicts_witnessed`` when a silence on a saturated
+    host is trusted at once because its witnesses kept arriving."""
     guard: LoadGuard | None = getattr(check, "guard", None)
     if guard is None:
         return obs
     if not obs.faulty or check.latched:
         if check.held_why and not obs.faulty:
             guard.note_held(now, f"{check.held_why}: {check.name} would have raised")
-        check.held_why = ""
+        check.held_why, check.witnessed_by = "", ()
         return obs
-    why = guard.untrusted(now, span_s, evidence_s)
-    check.held_why = why
-    if not why:
+    trust = guard.judge(now, span_s, evidence_s, witnesses)
+    if trust.why and not check.held_why:
+        check.verdicts_held += 1
+    if trust.witnesses and not check.witnessed_by:
+        check.verdicts_witnessed += 1
+    check.held_why, check.witnessed_by = trust.why, trust.witnesses
+    if trust.witnesses:
+        shown = ", ".join(trust.witnesses)
+        return Observation(
+            obs.faulty, f"{obs.message} (host saturated; {shown} kept arriving)", {**obs.values, "witnesses": shown}
+        )
+    if not trust.why:
         return obs
-    return Observation(False, f"{obs.message}; not trusted: {why}", {**obs.values, "held": why})
+    return Observation(False, f"{obs.message}; not trusted: {trust.why}", {**obs.values, "held": trust.why})

@@ -25,6 +25,9 @@ Exported (all labelled ``robot``):
     robot_health_starvation_gaps_total                ticks that came later than max_tick_gap_s (monitor starved)
     robot_health_starvation_seconds_total             time the monitor did not tick in those gaps
     robot_health_cpu_pressure_percent                 host CPU pressure (PSI some avg10) as the guard saw it
+    robot_health_host_saturated                       1 while the guard counts the host as saturated
+    robot_health_verdicts_held_total{check}           new fault verdicts held as untrusted (starved/saturated)
+    robot_health_verdicts_witnessed_total{check}      silences trusted at once on a saturated host (witnesses)
 """
 
 from __future__ import annotations
@@ -81,6 +84,14 @@ class HealthMetrics:
         self.starvation_gaps = counter("robot_health_starvation_gaps", "Ticks later than max_tick_gap_s")
         self.starvation_seconds = counter("robot_health_starvation_seconds", "Seconds without a tick in those gaps")
         self.cpu_pressure = gauge("robot_health_cpu_pressure_percent", "Host CPU pressure seen by the monitor")
+        self.host_saturated = gauge("robot_health_host_saturated", "1 while the host counts as CPU-saturated")
+        self.verdicts_held = counter("robot_health_verdicts_held", "Fault verdicts held as untrusted", "check")
+        self.verdicts_witnessed = counter(
+            "robot_health_verdicts_witnessed", "Silences trusted at once on a saturated host (witnesses)", "check"
+        )
+        self._verdicts_seen: dict[tuple[str, str], int] = {}  # check's running totals already counted
+        for series in (self.starvation_gaps, self.starvation_seconds):  # at 0 from the start, so increase()
+            series.labels(robot_id)  # and the alert rules see the first gap too
         self.tick_duration = Histogram(
             "robot_health_tick_duration_seconds",
             "Duration of one tree tick",
@@ -104,7 +115,12 @@ class HealthMetrics:
             self.starvation_seconds.labels(rid).inc(result.starved_s)
         pressure = monitor.health.hub.load.pressure_pct
         self.cpu_pressure.labels(rid).set(math.nan if pressure is None else pressure)
+        self.host_saturated.labels(rid).set(1 if monitor.health.hub.load.saturated else 0)
         for check in monitor.health.checks:
+            if check.kind in ("topic_silence", "topic_rate"):  # the kinds whose verdicts the guard judges
+                self._count_verdicts(check.name, "held", check.verdicts_held, self.verdicts_held)
+            if check.kind == "topic_silence":
+                self._count_verdicts(check.name, "witnessed", check.verdicts_witnessed, self.verdicts_witnessed)
             self.check_flapping.labels(rid, check.name).set(1 if check.flap is not None and check.flap.flapping else 0)
             fault = check.fault
             self.check_state.labels(rid, check.name, fault.spec.code, check.group, check.kind).set(fault.state.value)
@@ -116,6 +132,15 @@ class HealthMetrics:
             self.topic_rate.labels(rid, topic).set(feed.rate(now, RATE_WINDOW_S))
             self.topic_age.labels(rid, topic).set(math.nan if age is None else age)
             self.topic_messages.labels(rid, topic).set(feed.count)
+
+    def _count_verdicts(self, check: str, what: str, total: int, counter: Counter) -> None:
+        """Advance ``counter`` to a check's running total (the check counts, the metric mirrors it); the
+        series exists at 0 from the first tick, so increase() and alert rules see the first episode."""
+        seen = self._verdicts_seen.get((check, what))
+        child = counter.labels(self.robot_id, check)
+        if total > (seen or 0):
+            child.inc(total - (seen or 0))
+        self._verdicts_seen[(check, what)] = max(total, seen or 0)
 
     def count_event(self, check: str, event: FaultEvent) -> None:
         if event.previous is not event.state:

@@ -133,7 +133,7 @@ class HealthMonitorNode(Node):
                 qos_overriding_options=QoSOverridingOptions.with_default_policies(),
             )
         self.create_service(AcknowledgeAlert, "~/acknowledge_alert", self._on_acknowledge)
-        if any(c.kind == "nodes_missing" for c in tree.checks):
+        if any(c.kind in ("nodes_missing", "topic_silence") for c in tree.checks):
             self.create_timer(GRAPH_REFRESH_S, self._refresh_graph)
             self._refresh_graph()
 
@@ -343,8 +343,13 @@ class HealthMonitorNode(Node):
         return result.reply
 
     def _refresh_graph(self) -> None:
+        """Node names (nodes_missing) and each topic's publishing nodes (the witnesses of a silence)."""
+        graph = self.monitor.health.hub.graph
         names = [f"{ns.rstrip('/')}/{name}" for name, ns in self.get_node_names_and_namespaces()]
-        self.monitor.health.hub.graph.set(names, self.clock_mono())
+        graph.set(names, self.clock_mono())
+        for topic in self.monitor.health.topics:
+            infos = self.get_publishers_info_by_topic(self.resolve_topic_name(topic))
+            graph.set_publishers(topic, (f"{i.node_namespace.rstrip('/')}/{i.node_name}" for i in infos))
 
     def close(self) -> None:
         """Stop the transports and the metrics server (called by spin_node before destroy_node)."""

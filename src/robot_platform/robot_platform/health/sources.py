@@ -90,6 +90,23 @@ class TopicFeed:
         last = self.last_arrival()
         return None if last is None else max(0.0, now - last)
 
+    def max_gap(self, since: float, now: float) -> float:
+        """Longest stretch of ``[since, now]`` without a message (the whole span if none arrived in it).
+
+        Why: "this topic kept arriving through that span" is the evidence a witness gives (LoadGuard).
+        Walks the stored arrivals newest first, so it costs the messages of the span only.
+        """
+        worst, later = 0.0, now
+        with self._lock:
+            for t in reversed(self._arrivals):
+                if t > now:
+                    continue
+                worst = max(worst, later - max(t, since))
+                later = t
+                if t <= since:
+                    return worst
+        return max(worst, later - since)  # history does not reach back to ``since``: silent before
+
     def rate(self, now: float, window_s: float) -> float:
         """Messages per second over the last ``window_s`` seconds."""
         if window_s <= 0:
@@ -134,12 +151,27 @@ class LinkStatus:
 
 
 class GraphCache:
-    """Names of the nodes currently in the ROS graph (refreshed by the node on a timer)."""
+    """Names of the nodes currently in the ROS graph, and the publishing nodes of each topic the tree reads
+    (refreshed by the node on a timer)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._names: frozenset[str] = frozenset()
         self._stamp: float | None = None
+        self._publishers: dict[str, frozenset[str]] = {}
+
+    def set_publishers(self, topic: str, nodes: Iterable[str]) -> None:
+        """The nodes publishing ``topic`` now. An empty answer keeps the last known ones: a node that
+        stopped publishing (or died) is still the source its silent topic came from."""
+        names = frozenset(nodes)
+        if names:
+            with self._lock:
+                self._publishers[topic] = names
+
+    def publishers(self, topic: str) -> frozenset[str]:
+        """The nodes last seen publishing ``topic`` (empty if never seen)."""
+        with self._lock:
+            return self._publishers.get(topic, frozenset())
 
     def set(self, names: Iterable[str], now: float) -> None:
         with self._lock:
@@ -173,6 +205,20 @@ class DataHub:
 
     def link(self, name: str) -> LinkStatus:
         return self.links.setdefault(name, LinkStatus(name))
+
+    def witnesses(self, topic: str, since: float, now: float, max_gap_s: float) -> list[str]:
+        """Other topics published by a node that publishes ``topic`` and that arrived through all of
+        ``[since, now]`` with no pause over ``max_gap_s``: proof that the node ran and its messages reached
+        the monitor while ``topic`` was silent (see :class:`~.starvation.LoadGuard`). [] if the publisher
+        of ``topic`` is unknown (not in the graph yet) or no sibling qualifies."""
+        source = self.graph.publishers(topic)
+        if not source:
+            return []
+        return sorted(
+            other
+            for other, feed in self.topics.items()
+            if other != topic and self.graph.publishers(other) & source and feed.max_gap(since, now) <= max_gap_s
+        )
 
 
 # ---- extractors: ROS message -> plain numbers (attribute access only) ----------------------------

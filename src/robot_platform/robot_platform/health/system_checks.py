@@ -149,6 +149,7 @@ class HostOverloadCheck(HealthCheck):
     alerts and says why. A saturated host whose messages still arrive in time raises nothing.
     Its parameters configure the shared :class:`LoadGuard`; without this check the guard still watches tick
     gaps but does not sample the host's pressure. Not raised during the start-up grace (a boot is busy).
+    ``witness_gap_s`` sets the fast path of a silence on a saturated host (:class:`LoadGuard`).
     """
 
     kind = "host_overload"
@@ -163,6 +164,7 @@ class HostOverloadCheck(HealthCheck):
         pressure_period_s: float,
         settle_s: float,
         hold_s: float,
+        witness_gap_s: float,
         pressure: Callable[[], float | None],
     ) -> None:
         self.guard, self.hold_s = guard, hold_s
@@ -172,6 +174,7 @@ class HostOverloadCheck(HealthCheck):
             pressure_clear_pct=pressure_clear_pct,
             pressure_period_s=pressure_period_s,
             settle_s=settle_s,
+            witness_gap_s=witness_gap_s,
         )
         guard.pressure_sampler = pressure
 

@@ -7,7 +7,7 @@ new fault verdict formed while the monitor was starved (:func:`~.checks.held_if_
 from __future__ import annotations
 
 from robot_platform.health.checks import HealthCheck, Observation, fmt_num, held_if_untrusted
-from robot_platform.health.sources import TopicFeed
+from robot_platform.health.sources import DataHub, TopicFeed
 from robot_platform.health.starvation import LoadGuard
 
 
@@ -17,15 +17,25 @@ class TopicSilenceCheck(HealthCheck):
     A topic never received counts as silent only after ``max(timeout_s, startup_grace_s)`` from the
     first tick (its driver had a fair chance to start); from then on it raises once and stays raised.
     A silence seen while the monitor was starved or the host saturated (``guard``) is not trusted: the
-    check holds its state until a verdict over a trustworthy span is possible (HOST_OVERLOADED says why).
+    check holds its state until a verdict over a trustworthy span is possible (HOST_OVERLOADED says why),
+    except a silence on a saturated host that other topics of the same node (``hub``: the ROS graph's
+    publishers) witness as real: trusted at once (see :mod:`~.starvation`).
     """
 
     kind = "topic_silence"
 
-    def configure(self, *, feed: TopicFeed, timeout_s: float, guard: LoadGuard | None = None) -> None:
+    def configure(
+        self, *, feed: TopicFeed, timeout_s: float, guard: LoadGuard | None = None, hub: DataHub | None = None
+    ) -> None:
         self.feed = feed
         self.timeout_s = timeout_s
         self.guard = guard
+        self.hub = hub
+
+    def _witnesses(self, since: float, now: float) -> list[str]:
+        if self.hub is None or self.guard is None:
+            return []
+        return self.hub.witnesses(self.feed.topic, since, now, self.guard.witness_gap_s)
 
     def observe(self, now: float) -> Observation:
         age = self.feed.age(now)
@@ -40,7 +50,8 @@ class TopicSilenceCheck(HealthCheck):
             what = f"last message {age:.2f}s ago"
         message = f"{self.feed.topic}: {what} (timeout {self.timeout_s:g}s)"
         silent_for = age if age is not None else self.since_start(now)
-        return held_if_untrusted(self, Observation(faulty, message, values), now, self.timeout_s, silent_for)
+        obs = Observation(faulty, message, values)
+        return held_if_untrusted(self, obs, now, self.timeout_s, silent_for, self._witnesses)
 
 
 class TopicRateCheck(HealthCheck):

@@ -318,6 +318,8 @@ def build_tree(
             kwargs["link"] = hub.link(kwargs["link"])
         if kind in ("topic_silence", "topic_rate", "host_overload"):
             kwargs["guard"] = hub.load
+        if kind == "topic_silence":
+            kwargs["hub"] = hub  # the witnesses of a silence on a saturated host
         if kind == "host_overload":
             kwargs["pressure"] = pressure or read_cpu_pressure
         if kind == "host_resources":
