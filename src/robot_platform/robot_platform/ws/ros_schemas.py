@@ -3,7 +3,7 @@
 Why the .msg text and not a description rebuilt from the Python classes: it keeps constants and field
 defaults, and it is exactly what ``ros2 bag``/MCAP and the Foxglove bridge ship, so every panel that
 decodes their data decodes ours. The text is the type's own .msg followed by each type it depends on
-(depth first, each once), separated by a line of 80 ``=`` and ``MSG: pkg/msg/Type`` (the format that
+(depth first, each once), separated by a line of 80 ``=`` and ``MSG: pkg/Type`` (the format that
 ``@foxglove/rosmsg``'s ``parse(text, {ros2: true})`` reads). Files are found under
 ``<prefix>/share/<pkg>/msg/<Type>.msg`` of every AMENT_PREFIX_PATH entry (apt ROS and the PyPI wheels
 install them there). A service's request and response are the halves of its .srv around ``---``.
@@ -110,7 +110,8 @@ class SchemaStore:
                     raise SchemaError(dep, f"more than {MAX_DEPENDENCIES} nested types")
                 dep_pkg, name = _split(dep, "msg")
                 dep_text = self._file(dep_pkg, "msg", name)
-                out.append(f"{SEPARATOR}\nMSG: {dep}\n{dep_text.rstrip(chr(10))}")
+                # named as the .msg files name their fields (pkg/Type): @foxglove/rosmsg matches exactly
+                out.append(f"{SEPARATOR}\nMSG: {dep_pkg}/{name}\n{dep_text.rstrip(chr(10))}")
                 stack.append((dep_text, dep_pkg))
         return "\n".join(out) + "\n"
 
