@@ -133,7 +133,7 @@ def test_foxglove_client_robot_and_fleet(nats_server: Any, procs: Any, ros_domai
         wait_for(lambda: (health(fleet_port)["foxglove"] or {}).get("robots") == 1, WAIT_S, "fleet agent saw r1")
         check(run_client(node, fleet_port, "/robots/r1"), "/robots/r1")
         ops = {(e["user"], e["op"], e["allowed"]) for e in audit.events}
-        assert ("vera", "advertise", False) in ops and ("vera", "publish", False) in ops
+        assert ("vera", "advertise", False) in ops  # refused at advertise: its messages have no channel
         assert ("otto", "publish", True) in ops and ("otto", "call_service", True) in ops
         stats = health(robot_port)["foxglove"]
         assert stats["channels"] == 2 and stats["services"] == 1 and stats["cdr_errors"] == 0

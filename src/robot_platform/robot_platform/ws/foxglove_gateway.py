@@ -31,7 +31,7 @@ from robot_platform.ws import foxglove_protocol as fp
 from robot_platform.ws import protocol
 from robot_platform.ws.access import Principal
 from robot_platform.ws.client_session import ClientSession
-from robot_platform.ws.errors import MessageError, ProtocolError, TopicError, WsError
+from robot_platform.ws.errors import FoxgloveProtocolError, MessageError, TopicError, WsError
 from robot_platform.ws.foxglove_catalog import Catalog, Channel, Service
 from robot_platform.ws.gateway import H_ERROR, Gateway, json_bytes_fields
 from robot_platform.ws.outgoing import Frame, Outgoing, Pending
@@ -124,19 +124,17 @@ class FoxgloveGateway:
         self.gw.counters.frames += 1
         try:
             if not session.inbound_limiter.take(time.monotonic()):
-                raise ProtocolError("too many messages; slow down", "", "")
+                raise FoxgloveProtocolError("too many messages; slow down", "", "")
             if session.principal is None:
-                raise ProtocolError("log in first: connect with ?token=user:secret", "", "")
+                raise FoxgloveProtocolError("log in first: connect with ?token=user:secret", "", "")
             req = fp.parse(frame, self.gw.limits.max_frame_bytes)
             if isinstance(req, fp.Subscribe):
-                for sub_id, channel_id in req.subscriptions:
-                    self._subscribe(session, sub_id, channel_id)
+                self._each(session, req.subscriptions, lambda item: self._subscribe(session, *item))
             elif isinstance(req, fp.Unsubscribe):
                 for sub_id in req.subscription_ids:
                     self._unsubscribe(session, sub_id)
             elif isinstance(req, fp.Advertise):
-                for ch in req.channels:
-                    self._client_advertise(session, ch)
+                self._each(session, req.channels, lambda ch: self._client_advertise(session, ch))
             elif isinstance(req, fp.Unadvertise):
                 for cid in req.channel_ids:
                     session.client_channels.pop(cid, None)
@@ -146,22 +144,35 @@ class FoxgloveGateway:
             elif isinstance(req, fp.ServiceRequest):
                 self._call(session, req)
         except WsError as exc:
-            self.gw._count_error(exc.kind)
-            session.send_control(fp.status("error", str(exc)))
+            self._refused(session, exc)
         return True
+
+    def _each(self, session: FoxgloveSession, items: Any, act: Any) -> None:
+        """One status per refused item; the others of the same message still take effect."""
+        for item in items:
+            try:
+                act(item)
+            except WsError as exc:
+                self._refused(session, exc)
+
+    def _refused(self, session: FoxgloveSession, exc: WsError) -> None:
+        self.gw._count_error(exc.kind)
+        session.send_control(fp.status("error", str(exc)))
 
     def _subscribe(self, session: FoxgloveSession, sub_id: int, channel_id: int) -> None:
         channel = self.catalog.channels.get(channel_id)
         if channel is None:
-            raise ProtocolError(f"no channel {channel_id}", "subscribe", "channelId")
+            raise FoxgloveProtocolError(f"no channel {channel_id}", "subscribe", "channelId")
         if sub_id in session.topics_by_sub or channel.name in session.sub_ids:
-            raise ProtocolError(f"subscription {sub_id} or channel {channel_id} already subscribed", "subscribe", "id")
+            raise FoxgloveProtocolError(
+                f"subscription {sub_id} or channel {channel_id} already subscribed", "subscribe", "id"
+            )
         target = self.gw.mapper.subscribe(channel.name)
         self.gw._check(session, "subscribe", channel.name, target.robot_id, target.subject, None)
         try:
             sub, created = session.subscribe(protocol.Subscribe(topic=channel.name, id=str(sub_id)), target.subject)
         except OverflowError as exc:
-            raise ProtocolError(str(exc), "subscribe", "subscriptions") from None
+            raise FoxgloveProtocolError(str(exc), "subscribe", "subscriptions") from None
         session.sub_ids[channel.name] = sub_id
         session.topics_by_sub[sub_id] = channel.name
         if created:
@@ -178,7 +189,9 @@ class FoxgloveGateway:
 
     def _client_advertise(self, session: FoxgloveSession, ch: fp.ClientChannel) -> None:
         if ch.encoding not in fp.CLIENT_ENCODINGS:
-            raise ProtocolError(f"encoding must be one of {', '.join(fp.CLIENT_ENCODINGS)}", "advertise", "encoding")
+            raise FoxgloveProtocolError(
+                f"encoding must be one of {', '.join(fp.CLIENT_ENCODINGS)}", "advertise", "encoding"
+            )
         target = self.gw.mapper.publish(ch.topic)
         allowed_type = self.catalog.command_type(target.ros_name)
         if allowed_type is None:
@@ -187,14 +200,14 @@ class FoxgloveGateway:
             raise TopicError(ch.topic, f"takes {allowed_type}, not {ch.schema_name}")
         self.gw._check(session, "publish", ch.topic, target.robot_id, target.subject, None, "advertise", allowed_type)
         if len(session.client_channels) >= MAX_CLIENT_CHANNELS and ch.id not in session.client_channels:
-            raise ProtocolError("too many advertised channels", "advertise", "channels")
+            raise FoxgloveProtocolError("too many advertised channels", "advertise", "channels")
         session.client_channels[ch.id] = (ch.topic, ch.encoding)
         session.client_channel_types[ch.id] = allowed_type
 
     def _publish(self, session: FoxgloveSession, req: fp.MessageData) -> None:
         advertised = session.client_channels.get(req.channel_id)
         if advertised is None:
-            raise ProtocolError(f"channel {req.channel_id} was not advertised", "messageData", "channelId")
+            raise FoxgloveProtocolError(f"channel {req.channel_id} was not advertised", "messageData", "channelId")
         topic, encoding = advertised
         type_name = session.client_channel_types[req.channel_id]
         cls = self.gw._load_type(type_name, None)

@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from robot_platform.ws.errors import FrameTooLargeError, ProtocolError
+from robot_platform.ws.errors import FoxgloveProtocolError, FrameTooLargeError
 
 SUBPROTOCOL = "foxglove.websocket.v1"
 SCHEMA_ENCODING = "ros2msg"
@@ -94,9 +94,9 @@ def parse(frame: str | bytes, max_bytes: int) -> Request:
     try:
         data = json.loads(frame)
     except ValueError:
-        raise ProtocolError("not JSON", "", "") from None
+        raise FoxgloveProtocolError("not JSON", "", "") from None
     if not isinstance(data, dict):
-        raise ProtocolError("a message must be a JSON object", "", "")
+        raise FoxgloveProtocolError("a message must be a JSON object", "", "")
     op = data.get("op")
     if op == "subscribe":
         subs = _items(data, "subscriptions", op)
@@ -107,50 +107,52 @@ def parse(frame: str | bytes, max_bytes: int) -> Request:
         return Advertise(tuple(_client_channel(c) for c in _items(data, "channels", op)))
     if op == "unadvertise":
         return Unadvertise(tuple(_u32_value(v, "channelIds", op) for v in _items(data, "channelIds", op)))
-    raise ProtocolError(f"unsupported op {str(op)[:40]!r}", str(op)[:40] if op else "", "op")
+    raise FoxgloveProtocolError(f"unsupported op {str(op)[:40]!r}", str(op)[:40] if op else "", "op")
 
 
 def _parse_binary(frame: bytes) -> Request:
     if not frame:
-        raise ProtocolError("empty binary message", "", "")
+        raise FoxgloveProtocolError("empty binary message", "", "")
     if frame[0] == CLIENT_OP_MESSAGE_DATA:
         if len(frame) < 5:
-            raise ProtocolError("message data shorter than its header", "messageData", "")
+            raise FoxgloveProtocolError("message data shorter than its header", "messageData", "")
         return MessageData(int.from_bytes(frame[1:5], "little"), frame[5:])
     if frame[0] == CLIENT_OP_SERVICE_REQUEST:
         if len(frame) < _SERVICE.size:
-            raise ProtocolError("service call shorter than its header", "serviceCallRequest", "")
+            raise FoxgloveProtocolError("service call shorter than its header", "serviceCallRequest", "")
         _op, service_id, call_id, n = _SERVICE.unpack_from(frame)
         if n > MAX_ENCODING_CHARS or len(frame) < _SERVICE.size + n:
-            raise ProtocolError("bad encoding length", "serviceCallRequest", "encoding")
+            raise FoxgloveProtocolError("bad encoding length", "serviceCallRequest", "encoding")
         encoding = frame[_SERVICE.size : _SERVICE.size + n].decode("ascii", "replace")
         return ServiceRequest(service_id, call_id, encoding, frame[_SERVICE.size + n :])
-    raise ProtocolError(f"unsupported binary opcode {frame[0]}", "", "op")
+    raise FoxgloveProtocolError(f"unsupported binary opcode {frame[0]}", "", "op")
 
 
 def _items(data: dict[str, Any], key: str, op: str) -> list[Any]:
     value = data.get(key)
     if not isinstance(value, list) or len(value) > MAX_ITEMS:
-        raise ProtocolError(f"'{key}' must be a list of at most {MAX_ITEMS} items", op, key)
+        raise FoxgloveProtocolError(f"'{key}' must be a list of at most {MAX_ITEMS} items", op, key)
     return value
 
 
 def _u32_value(value: Any, key: str, op: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_U32:
-        raise ProtocolError(f"'{key}' must hold 32-bit unsigned integers", op, key)
+        raise FoxgloveProtocolError(f"'{key}' must hold 32-bit unsigned integers", op, key)
     return value
 
 
 def _u32(item: Any, key: str, op: str) -> int:
     if not isinstance(item, dict):
-        raise ProtocolError("items must be objects", op, key)
+        raise FoxgloveProtocolError("items must be objects", op, key)
     return _u32_value(item.get(key), key, op)
 
 
 def _text(item: dict[str, Any], key: str, limit: int = 256) -> str:
     value = item.get(key)
     if not isinstance(value, str) or not value or len(value) > limit:
-        raise ProtocolError(f"'{key}' must be a non-empty string of at most {limit} characters", "advertise", key)
+        raise FoxgloveProtocolError(
+            f"'{key}' must be a non-empty string of at most {limit} characters", "advertise", key
+        )
     return value
 
 
