@@ -79,7 +79,8 @@ def test_catalog_reads_the_bridge_config_and_names_fleet_topics(tmp_path: Path) 
                    "      odom: {topic: /odom, type: nav_msgs/msg/Odometry}\n"
                    "      custom: {topic: /x, type: std_msgs/msg/String, subject: other}\n"
                    "      gone: {topic: /g, type: nav_msgs/msg/NoSuchType}\n"
-                   "    in: {names: [cmd_vel], cmd_vel: {topic: /cmd_vel, type: geometry_msgs/msg/Twist}}\n")  # fmt: skip
+                   "    in: {names: [cmd_vel],\n"
+                   "         cmd_vel: {topic: /cmd_vel, type: geometry_msgs/msg/Twist}}\n")  # fmt: skip
     routes = load_bridge_routes(cfg)
     assert [r.name for r in routes.topics] == ["/odom", "/g"]  # a custom subject is skipped
     catalog = Catalog(Mode.FLEET, routes)
