@@ -3,10 +3,14 @@
 // schema parsed with @foxglove/rosmsg (ros2), Odometry and LaserScan decoded from CDR with
 // @foxglove/rosmsg2-serialization, cmd_vel refused for the viewer and moving the robot for the operator,
 // an e-stop service call answered. Prints one JSON line with what it saw (the pytest side asserts).
-import { FoxgloveClient } from "@foxglove/ws-protocol";
-import { parse } from "@foxglove/rosmsg";
-import { MessageReader, MessageWriter } from "@foxglove/rosmsg2-serialization";
+import wsProtocol from "@foxglove/ws-protocol"; // CommonJS packages: default import, then destructure
+import rosmsg from "@foxglove/rosmsg";
+import serialization from "@foxglove/rosmsg2-serialization";
 import WebSocket from "ws";
+
+const { FoxgloveClient } = wsProtocol;
+const { parse } = rosmsg;
+const { MessageReader, MessageWriter } = serialization;
 
 const [viewerUrl, operatorUrl, prefix = ""] = process.argv.slice(2);
 const TIMEOUT_MS = 30000;
@@ -106,13 +110,16 @@ try {
   result.moved = true;
   result.operatorErrors = op.statuses.filter((s) => s.level === 2).map((s) => s.message);
   const estop = op.services.get(`${prefix}/robot_sim/estop`);
-  if (estop) {
-    const req = new MessageWriter(parse(estop.request.schema, { ros2: true })).writeMessage({ data: true });
-    op.client.sendServiceCallRequest({ serviceId: estop.id, callId: 7, encoding: "cdr", data: new DataView(req.buffer) });
-    await until(() => op.responses.has(7), "the e-stop response");
-    const r = op.responses.get(7);
-    const bytes = new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength);
-    result.estop = new MessageReader(parse(estop.response.schema, { ros2: true })).readMessage(bytes);
+  if (estop) {  // e-stop, then release it (the next scenario drives the same robot)
+    const writer = new MessageWriter(parse(estop.request.schema, { ros2: true }));
+    const reader = new MessageReader(parse(estop.response.schema, { ros2: true }));
+    for (const [callId, data] of [[7, true], [8, false]]) {
+      const req = writer.writeMessage({ data });
+      op.client.sendServiceCallRequest({ serviceId: estop.id, callId, encoding: "cdr", data: new DataView(req.buffer) });
+      await until(() => op.responses.has(callId), "the e-stop response");
+      const r = op.responses.get(callId);
+      result[data ? "estop" : "release"] = reader.readMessage(new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength));
+    }
   }
   op.client.close();
   console.log(JSON.stringify(result));
