@@ -39,6 +39,8 @@ from helpers import free_port, wait_port  # noqa: E402
 
 PATHS = ("foxglove", "json", "cbor")
 TICK_S = 0.01
+READY_TIMEOUT_S = 90.0  # node start + connect + subscribe on a busy shared machine
+ASK_TIMEOUT_S = 30.0
 DRAIN_QUIET_S = 1.0  # no new message for this long: delivery is over
 BRIDGE_YAML = """/**/nats_bridge:
   ros__parameters:
@@ -82,9 +84,13 @@ class Client:
         node = shutil.which("node") or "node"
         self.proc = subprocess.Popen([node, str(REPO / "bench" / "foxglove_client.mjs"), url, kind, "/odom", str(n)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
-        line = self._line(20.0)
-        if line != "READY":
-            raise RuntimeError(f"{kind} client did not get ready: {line!r}")
+        try:
+            line = self._line(READY_TIMEOUT_S)
+            if line != "READY":
+                raise RuntimeError(f"{kind} client did not get ready: {line!r}")
+        except BaseException:
+            self.close()
+            raise
 
     def _line(self, timeout: float) -> str:
         import select
@@ -97,7 +103,7 @@ class Client:
     def ask(self, command: str) -> dict[str, Any]:
         self.proc.stdin.write(command + "\n")
         self.proc.stdin.flush()
-        return json.loads(self._line(10.0))
+        return json.loads(self._line(ASK_TIMEOUT_S))
 
     def close(self) -> None:
         if self.proc.poll() is None:
