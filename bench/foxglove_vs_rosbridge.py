@@ -74,6 +74,33 @@ class OdomSource:
         return self.factory.headers("nav_msgs/msg/Odometry", self.type_hash, "/odom")
 
 
+def encode_costs(n: int) -> dict[str, float]:
+    """CPU us per message of each path's once-per-message work in this process (msgpack body -> frame payload):
+    what the agent pays per message whatever the number of clients; load-independent in ratio."""
+    from rclpy.serialization import serialize_message
+
+    from robot_platform.messaging.codec import Codec
+    from robot_platform.ws.cdr import CdrEncoder
+    from robot_platform.ws.outgoing import Outgoing
+
+    src, codec = OdomSource(), Codec()
+    cls, enc = codec.registry.load("nav_msgs/msg/Odometry"), CdrEncoder(codec.registry)
+    ways = {
+        "foxglove (cdr.py)": lambda o: enc.encode(cls, o.msg()),
+        "foxglove via rclpy": lambda o: serialize_message(codec.from_dict(cls, o.msg(), allow_non_finite=True)),
+        "json": lambda o: o.frame("/odom", "none"),
+        "cbor": lambda o: o.frame("/odom", "cbor"),
+    }
+    costs = {}
+    for name, way in ways.items():
+        outs = [Outgoing("robots.r1.ros.odom", "nav_msgs/msg/Odometry", src.body, "r1") for _ in range(n)]
+        t0 = time.process_time()
+        for out in outs:
+            way(out)
+        costs[name] = 1e6 * (time.process_time() - t0) / n
+    return costs
+
+
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -213,6 +240,10 @@ def main() -> int:
     if args.smoke:
         args.clients, args.rates, args.duration, args.quiet_s = 1, "50", 0.5, 0.4
     load = Path("/proc/loadavg").read_text().split()[:3]
+    costs = encode_costs(200 if args.smoke else 5000)
+    print("per-message encoding, Odometry (CPU us/msg, this process):")
+    for name, us in costs.items():
+        print(f"  {name:20} {us:7.1f}")
     rows = asyncio.run(bench(args))
     print(f"load average before: {' '.join(load)}; after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print(f"{'path':9} {'rate/s':>7} {'clients':>7} {'offered/s':>10} {'delivered/s':>12} {'lost':>6} "
@@ -221,7 +252,7 @@ def main() -> int:
         print(f"{r['path']:9} {r['rate']:7.0f} {r['clients']:7d} {r['offered']:10.0f} {r['delivered_per_s']:12.0f} "
               f"{r['lost']:6d} {r['agent_cpu_pct']:11.1f} {r['cpu_ms_per_1000']:11.1f}")  # fmt: skip
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        Path(args.json).write_text(json.dumps({"encode_us": costs, "rows": rows}, indent=1))
     dead = [r["path"] for r in rows if r["delivered_per_s"] <= 0]
     if dead:
         print(f"FAILED: nothing delivered on {', '.join(dead)}", file=sys.stderr)

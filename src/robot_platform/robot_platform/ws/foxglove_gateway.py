@@ -30,6 +30,7 @@ from robot_platform.messaging.errors import BridgeError
 from robot_platform.ws import foxglove_protocol as fp
 from robot_platform.ws import protocol
 from robot_platform.ws.access import Principal
+from robot_platform.ws.cdr import CdrEncoder, CdrUnsupported
 from robot_platform.ws.client_session import ClientSession
 from robot_platform.ws.errors import FoxgloveProtocolError, MessageError, TopicError, WsError
 from robot_platform.ws.foxglove_catalog import Catalog, Channel, Service
@@ -78,6 +79,8 @@ class FoxgloveGateway:
         self._lock = threading.Lock()
         self._server_session = uuid.uuid4().hex
         self.cdr_errors = 0
+        self.cdr_fallbacks = 0
+        self._cdr = CdrEncoder(gateway.codec.registry)
 
     # ------------------------------------------------------------------ lifecycle
     def open(self, principal: Principal | None, client: str, address: str = "") -> FoxgloveSession:
@@ -271,8 +274,14 @@ class FoxgloveGateway:
 
     # ------------------------------------------------------------------ CDR, once per message
     def _to_cdr(self, out: Outgoing) -> tuple[int, bytes]:
+        """(receive time, CDR) of one message: packed from its dict (cdr.py), or through rclpy when the
+        fast encoder declines (which then validates and names what is wrong)."""
         try:
             cls = self.gw.codec.registry.load(out.type_name)
+            try:
+                return time.time_ns(), self._cdr.encode(cls, out.msg())
+            except CdrUnsupported:
+                self.cdr_fallbacks += 1
             return time.time_ns(), serialize_message(self.gw.codec.from_dict(cls, out.msg(), allow_non_finite=True))
         except Exception as exc:
             self.cdr_errors += 1
@@ -283,7 +292,7 @@ class FoxgloveGateway:
             clients = len(self._sessions)
         return {"clients": clients, "channels": len(self.catalog.channels), "services": len(self.catalog.services),
                 "robots": len(self.catalog.robots()), "cdr_errors": self.cdr_errors,
-                "skipped_robots": self.catalog.skipped_robots}  # fmt: skip
+                "cdr_fallbacks": self.cdr_fallbacks, "skipped_robots": self.catalog.skipped_robots}  # fmt: skip
 
 
 def _short(type_name: str) -> str:
