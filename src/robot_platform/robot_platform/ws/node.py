@@ -148,7 +148,7 @@ class WsAgentNode(Node):
                 hash_workers=p["hash_workers"],
             ),
             web_dir=p["web_dir"] or default_web_dir(),
-            foxglove_bridge_config=(p["foxglove_bridge_config"] or default_bridge_config()) if p["foxglove"] else "",
+            foxglove_bridge_config=self._bridge_config(p) if p["foxglove"] else "",
             site_map_file=p["site_map_file"],
             tls_cert=p["tls_cert"],
             tls_key=p["tls_key"],
@@ -174,6 +174,17 @@ class WsAgentNode(Node):
         self.agent = WsAgent(config, self.get_logger())
         self.agent.start()
         self.create_timer(period, self._report)
+
+    def _bridge_config(self, p: dict) -> str:
+        """The given file (missing: the agent refuses to start, naming it), else the installed robot.yaml;
+        without that (a trimmed install) Foxglove is off with a warning, rosbridge unaffected."""
+        if p["foxglove_bridge_config"]:
+            return p["foxglove_bridge_config"]
+        path = default_bridge_config()
+        if not Path(path).is_file():
+            self.get_logger().warning(f"Foxglove protocol off: no {path}; set foxglove_bridge_config")
+            return ""
+        return path
 
     def _report(self) -> None:
         stats = self.agent.stats()
