@@ -41,6 +41,7 @@ from websockets.protocol import State
 from robot_platform.common.event_loop import run_to_end
 from robot_platform.ws.admission import PendingConnections
 from robot_platform.ws.client_session import ClientSession
+from robot_platform.ws.foxglove_protocol import SUBPROTOCOL as FOXGLOVE
 from robot_platform.ws.gateway import Gateway
 from robot_platform.ws.http_api import Admitted, HttpApi, HttpReply
 
@@ -136,9 +137,10 @@ class WsServer:
     """Serves :class:`HttpApi` and the rosbridge WebSocket; ``start()`` / ``stop()`` from any thread."""
 
     def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, api: HttpApi, gateway: Gateway,
-                 limits: ServerLimits, refuse: Any, log: Any) -> None:  # fmt: skip
+                 limits: ServerLimits, refuse: Any, log: Any, foxglove: Any = None) -> None:  # fmt: skip
         self.host, self.requested_port, self.ssl_context = host, port, ssl_context
         self.api, self.gateway, self.limits = api, gateway, limits
+        self.foxglove = foxglove  # FoxgloveGateway: clients asking for foxglove.websocket.v1 (None: not offered)
         self._refuse, self.log = refuse, log
         self.pending = PendingConnections(limits.max_pending_connections)
         self.clients: dict[str, _Client] = {}
@@ -193,7 +195,7 @@ class WsServer:
         ping = self.limits.ping_interval_s or None
         self._server = await serve(
             self._handle, self.host, self.requested_port, ssl=self.ssl_context,
-            process_request=self._process_request,
+            process_request=self._process_request, select_subprotocol=self._select_subprotocol,
             open_timeout=self.limits.handshake_timeout_s,
             ping_interval=ping, ping_timeout=ping, close_timeout=CLOSE_TIMEOUT_S,
             max_size=self.limits.max_frame_bytes, max_queue=INCOMING_QUEUE_FRAMES,
@@ -234,6 +236,12 @@ class WsServer:
         conn.admitted = result
         return None  # websockets checks the upgrade headers and switches protocols
 
+    def _select_subprotocol(self, _conn: ServerConnection, offered: Any) -> str | None:
+        """``foxglove.websocket.v1`` when offered (and served); otherwise none: rosbridge."""
+        if self.foxglove is not None and FOXGLOVE in offered:
+            return FOXGLOVE
+        return None
+
     def _release(self) -> None:
         self._reserved -= 1
 
@@ -242,11 +250,17 @@ class WsServer:
         assert isinstance(conn, _TrackedConnection) and conn.admitted is not None
         admitted, conn.admitted = conn.admitted, None
         self._reserved -= 1
-        session = self.gateway.open(admitted.principal, admitted.client, admitted.address)
+        gateway = self.foxglove if conn.subprotocol == FOXGLOVE else self.gateway
+        if gateway is self.foxglove and admitted.principal is None:  # the protocol has no login op
+            self._refuse("auth")
+            await conn.close(1008, "log in: connect with ?token=user:secret or an Authorization header")
+            return
+        session = gateway.open(admitted.principal, admitted.client, admitted.address)
         self.clients[session.session_id] = _Client(session, conn)
         sender = asyncio.create_task(self._send_loop(session, conn))
         who = admitted.principal.user if admitted.principal is not None else "(not yet authenticated)"
-        self.log.info(f"client {session.session_id} connected from {admitted.client} as {who}")
+        kind = "Foxglove client" if gateway is self.foxglove else "client"
+        self.log.info(f"{kind} {session.session_id} connected from {admitted.client} as {who}")
         loop = asyncio.get_running_loop()
         auth_deadline = loop.time() + self.limits.auth_timeout_s
         try:
@@ -257,7 +271,7 @@ class WsServer:
                 else:
                     frame = await conn.recv()
                 pool = self._logins if session.principal is None else self._workers
-                if not await loop.run_in_executor(pool, self.gateway.handle, session, frame):
+                if not await loop.run_in_executor(pool, gateway.handle, session, frame):
                     await self._flush_control(session)  # the status saying why, before the close
                     await conn.close(1008, "too many failed logins")
                     break
@@ -267,7 +281,7 @@ class WsServer:
         except (ConnectionClosed, RuntimeError):  # RuntimeError: worker pool shut down (stopping)
             pass
         finally:
-            self.gateway.close(session)
+            gateway.close(session)
             self.clients.pop(session.session_id, None)
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(sender, CLOSE_TIMEOUT_S)

@@ -25,15 +25,22 @@ class ProtocolError(WsError):
     """A client message is not valid rosbridge v2 (bad JSON, unknown op, wrong field type...)."""
 
     kind = "protocol"
+    protocol = "rosbridge"
 
     def __init__(self, reason: str, op: str = "", field: str = "", request_id: str | None = None) -> None:
         where = f"op {op!r}" if op else "message"
         if field:
             where += f", field {field!r}"
-        super().__init__(f"invalid rosbridge message ({where}): {reason}", request_id)
+        super().__init__(f"invalid {self.protocol} message ({where}): {reason}", request_id)
         self.reason = reason
         self.op = op
         self.field = field
+
+
+class FoxgloveProtocolError(ProtocolError):
+    """A client message is not valid Foxglove WebSocket protocol (foxglove.websocket.v1)."""
+
+    protocol = "Foxglove"
 
 
 class FrameTooLargeError(ProtocolError):

@@ -33,7 +33,7 @@ from robot_platform.ws.client_session import ClientSession, SessionLimits
 from robot_platform.ws.errors import AuthBusyError, AuthError, MessageError, ProtocolError, WsError
 from robot_platform.ws.fanout import Hub
 from robot_platform.ws.login_limiter import LoginLimiter
-from robot_platform.ws.topics import TopicMapper
+from robot_platform.ws.topics import Target, TopicMapper
 
 H_USER = "Rp-User"
 H_ERROR = "Rp-Error"
@@ -92,7 +92,15 @@ class Gateway:
     def open(self, principal: Principal | None, client: str, address: str = "") -> ClientSession:
         """New session; ``principal`` None means: the first message must be an ``auth`` op. ``client`` is
         ``host:port`` (audit), ``address`` the remote host (login limits; default: taken from ``client``)."""
-        session = ClientSession(f"c{next(self._ids)}", limits=self.session_limits)
+        session = ClientSession(self._next_session_id(), limits=self.session_limits)
+        self.setup_session(session, principal, client, address)
+        return session
+
+    def _next_session_id(self) -> str:
+        return f"c{next(self._ids)}"
+
+    def setup_session(self, session: ClientSession, principal: Principal | None, client: str, address: str) -> None:
+        """Addresses, inbound rate limit, principal, and the hub's registration (also of Foxglove sessions)."""
         session.client = client
         session.address = address or client.rpartition(":")[0] or client
         rate = self.limits.max_client_msgs_per_s
@@ -102,7 +110,6 @@ class Gateway:
         if principal is not None:
             self._set_principal(session, principal)
         self.hub.add_session(session)
-        return session
 
     def close(self, session: ClientSession) -> None:
         self.hub.remove_session(session)
@@ -167,26 +174,32 @@ class Gateway:
         cls = self._load_type(type_name, req.id)
         try:
             msg = self.codec.from_dict(cls, json_bytes_fields(self.codec.registry, cls, req.msg, req.id))
-            body = self.codec.encode(msg, target.subject)
         except BridgeError as exc:
             raise MessageError(str(exc), req.id) from None
+        self.send_command(session, req.topic, type_name, msg, req.id)
+
+    def send_command(self, session: ClientSession, name: str, type_name: str, msg: Any, rid: str | None) -> None:
+        """Publish a client's ROS message to the command subject of ``name`` (role checked, audited);
+        the rosbridge and the Foxglove paths both end here."""
+        target = self.mapper.publish(name)
+        self._check(session, "publish", name, target.robot_id, target.subject, rid, type_name=type_name)
+        try:
+            body = self.codec.encode(msg, target.subject)
+        except BridgeError as exc:
+            raise MessageError(str(exc), rid) from None
+        cls = type(msg)
         env = self._envelope_factory(target.robot_id).make(
             type_name_of(cls), self.codec.registry.type_hash(cls), target.ros_name
         )
         headers = env.headers()
-        headers[H_USER] = p.user
+        headers[H_USER] = session.user
         self.nats.publish(target.subject, body, headers)
         self.counters.commands += 1
-        self._audit(session, "publish", req.topic, target.robot_id, target.subject, type_name)
+        self._audit(session, "publish", name, target.robot_id, target.subject, type_name)
 
     def _call(self, session: ClientSession, p: Principal, req: protocol.CallService) -> None:
         target = self.mapper.service(req.service)
         self._check(session, "call", req.service, target.robot_id, target.subject, req.id, "call_service", req.type)
-        headers = {H_CONTENT_TYPE: CONTENT_TYPE, H_MSG_ID: uuid.uuid4().hex, H_USER: p.user}
-        if target.robot_id:
-            headers[H_ROBOT] = target.robot_id
-        if req.type:
-            headers[H_TYPE] = req.type[:200]
         try:
             body = msgpack.packb(req.args, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -215,6 +228,16 @@ class Gateway:
                         self._count_error("fleet_service_error")
             session.send_control(protocol.service_response(req.service, req.id, values, ok))
 
+        self.call_raw(target, body, p.user, req.type, reply)
+
+    def call_raw(self, target: Target, body: bytes, user: str, type_name: str,
+                 reply: Callable[[Any, str], None]) -> None:  # fmt: skip
+        """Send one msgpack service request (already checked and audited) with the platform's headers."""
+        headers = {H_CONTENT_TYPE: CONTENT_TYPE, H_MSG_ID: uuid.uuid4().hex, H_USER: user}
+        if target.robot_id:
+            headers[H_ROBOT] = target.robot_id
+        if type_name:
+            headers[H_TYPE] = type_name[:200]
         self.nats.request(target.subject, body, headers, self.limits.service_timeout_s, reply)
 
     def _auth(self, session: ClientSession, req: protocol.Auth) -> bool:

@@ -27,6 +27,9 @@ Parameters:
     max_clients, max_frame_bytes, max_client_msgs_per_s, service_timeout_s
     default_queue_length, max_queue_length, max_queue_bytes, max_subscriptions   per-client queues
     frame_lease_ttl_s                    ttl of the agent's camera leases (one per watched camera, renewed ttl/3)
+    foxglove, foxglove_bridge_config     serve the Foxglove WebSocket protocol next to rosbridge; its channels,
+                                         commands and services come from the nats_bridge params file given
+                                         ('' = the installed config/robot.yaml; see foxglove_catalog.py)
     diagnostics_period_s                 period of the /diagnostics report
 Publishers: /diagnostics (diagnostic_msgs/DiagnosticArray).
 """
@@ -88,6 +91,8 @@ PARAMS: tuple[Param, ...] = (
     Param("max_queue_bytes", int, 8 * MIB, "pending bytes per client", (1024, 1 << 31)),
     # The console watches every robot's topics at once.
     Param("max_subscriptions", int, 256, "topics per client", (1, 100000), control=1024),
+    Param("foxglove", bool, True, "serve foxglove.websocket.v1 on /ws too (Foxglove, Lichtblick)"),
+    Param("foxglove_bridge_config", str, "", "nats_bridge params YAML ('' = installed config/robot.yaml)"),
     Param("diagnostics_period_s", float, 2.0, "period of /diagnostics", (0.1, 3600.0), read_only=False),
 )
 TABLE = ParamTable("ws_agent", PARAMS)
@@ -104,6 +109,11 @@ def default_web_dir() -> str:
     except (ImportError, PackageNotFoundError):
         pass
     return str(Path(__file__).resolve().parents[4] / "web")
+
+
+def default_bridge_config() -> str:
+    """config/robot.yaml next to web/ (installed share dir, or the repository when running from source)."""
+    return str(Path(default_web_dir()).parent / "config" / "robot.yaml")
 
 
 class WsAgentNode(Node):
@@ -138,6 +148,7 @@ class WsAgentNode(Node):
                 hash_workers=p["hash_workers"],
             ),
             web_dir=p["web_dir"] or default_web_dir(),
+            foxglove_bridge_config=self._bridge_config(p) if p["foxglove"] else "",
             site_map_file=p["site_map_file"],
             tls_cert=p["tls_cert"],
             tls_key=p["tls_key"],
@@ -163,6 +174,17 @@ class WsAgentNode(Node):
         self.agent = WsAgent(config, self.get_logger())
         self.agent.start()
         self.create_timer(period, self._report)
+
+    def _bridge_config(self, p: dict) -> str:
+        """The given file (missing: the agent refuses to start, naming it), else the installed robot.yaml;
+        without that (a trimmed install) Foxglove is off with a warning, rosbridge unaffected."""
+        if p["foxglove_bridge_config"]:
+            return p["foxglove_bridge_config"]
+        path = default_bridge_config()
+        if not Path(path).is_file():
+            self.get_logger().warning(f"Foxglove protocol off: no {path}; set foxglove_bridge_config")
+            return ""
+        return path
 
     def _report(self) -> None:
         stats = self.agent.stats()

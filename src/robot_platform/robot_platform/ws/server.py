@@ -38,6 +38,8 @@ from robot_platform.ws.camera_leases import LeaseKeeper, LeaseLoop
 from robot_platform.ws.client_session import SessionLimits
 from robot_platform.ws.connections import ServerLimits, WsServer
 from robot_platform.ws.fanout import Hub
+from robot_platform.ws.foxglove_catalog import Catalog, load_bridge_routes
+from robot_platform.ws.foxglove_gateway import FoxgloveGateway
 from robot_platform.ws.frame_relay import is_frame_subject
 from robot_platform.ws.gateway import Gateway, GatewayLimits
 from robot_platform.ws.hashing import DEFAULT_HASH_WORKERS, HashPool, pin_mmap_threshold
@@ -63,6 +65,9 @@ NATS_SUB_PENDING_MSGS = 10_000
 NATS_SUB_PENDING_BYTES = 64 * 1024 * 1024
 NATS_OUTBOX_CAPACITY = 1000
 NATS_RECONNECT_WAIT_MAX_S = 2.0
+# Fleet mode: robots get Foxglove channels when their health is first seen. ``.>``: a subject the hub
+# never subscribes (client names map to robots.<id>.health[.<part>]), so the two never replace each other.
+FLEET_DISCOVERY_SUBJECT = "robots.*.health.>"
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class AgentConfig:
     auth_timeout_s: float = 10.0  # a connection without a login must send its auth op within this
     max_payload_bytes: int = 8 * 1024 * 1024
     frame_lease_ttl_s: float = 5.0  # ttl asked for the agent's camera leases (renewed every ttl/3)
+    foxglove_bridge_config: str = ""  # nats_bridge params YAML: Foxglove channels (foxglove_catalog.py); '' = off
     logins: LoginLimits = field(default_factory=LoginLimits)
     gateway: GatewayLimits = field(default_factory=GatewayLimits)
     session: SessionLimits = field(default_factory=SessionLimits)
@@ -140,6 +146,16 @@ class WsAgent:
             Codec(TypeRegistry(), config.gateway.max_frame_bytes), agent_id, config.gateway, config.session,
             self.logins,
         )  # fmt: skip
+        self.foxglove: FoxgloveGateway | None = None
+        if config.foxglove_bridge_config:
+            catalog = Catalog(config.mode, load_bridge_routes(config.foxglove_bridge_config))
+            self.foxglove = FoxgloveGateway(self.gateway, catalog, agent_id)
+            for error in catalog.schema_errors:
+                self.log.warning(f"Foxglove: no channel for {error}")
+            if config.mode is Mode.ROBOT:
+                self.foxglove.add_robot(config.robot_id)
+            else:  # every robot's bridge reports on robots.<id>.health.nats_bridge (a subject no client name maps to)
+                self.nats.subscribe(FLEET_DISCOVERY_SUBJECT, self._on_robot_seen)
         hosts = HostPolicy(config.allowed_hosts, config.host)
         self.refused: dict[str, int] = {}
         self._refused_lock = threading.Lock()
@@ -158,7 +174,7 @@ class WsAgent:
             login_threads=self.hasher.capacity,
         )  # fmt: skip
         self.server = WsServer(config.host, config.port, self._ssl_context(), self.api, self.gateway, limits,
-                               self._count_refused, self.log)  # fmt: skip
+                               self._count_refused, self.log, self.foxglove)  # fmt: skip
         self._stopping = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -211,6 +227,11 @@ class WsAgent:
             (self.leases.want if wanted else self.leases.unwant)(subject, time.monotonic())
             self.lease_loop.poke()
 
+    def _on_robot_seen(self, subject: str, _headers: Any, _data: bytes) -> None:
+        parts = subject.split(".")
+        if len(parts) >= 3 and self.foxglove is not None:
+            self.foxglove.add_robot(parts[1])
+
     def stats(self) -> dict[str, Any]:
         with self._refused_lock:
             refused = dict(self.refused)
@@ -229,5 +250,6 @@ class WsAgent:
             "logins": {**self.logins.snapshot(), "hash_busy": self.hasher.busy_refusals},
             "leases": {"held": sorted(self.leases.held()), **vars(self.leases.counters)},
             "audit_events": self.auditor.events,
+            "foxglove": self.foxglove.stats() if self.foxglove is not None else None,
             "nats": self.nats.snapshot(),
         }

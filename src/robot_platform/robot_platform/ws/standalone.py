@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-client-msgs-per-s", type=float, default=200.0)
     ap.add_argument("--default-queue-length", type=int, default=100)
     ap.add_argument("--frame-lease-ttl-s", type=float, default=5.0)
+    ap.add_argument(
+        "--foxglove-bridge-config",
+        default="",
+        help="nats_bridge params YAML: serve foxglove.websocket.v1 with its channels ('' = off)",
+    )
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--switch-interval-s", type=float, default=GIL_SWITCH_INTERVAL_S)
     args = ap.parse_args(argv)
@@ -65,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         logins=LoginLimits(args.login_max_failures_per_addr, args.login_max_failures_per_user),
         web_dir=args.web_dir,
         site_map_file=args.site_map_file,
+        foxglove_bridge_config=args.foxglove_bridge_config,
         frame_lease_ttl_s=args.frame_lease_ttl_s,
         gateway=GatewayLimits(max_client_msgs_per_s=args.max_client_msgs_per_s),
         session=SessionLimits(default_queue_length=args.default_queue_length),
