@@ -204,6 +204,16 @@ def test_compose_has_the_control_server_and_six_robots() -> None:
     assert services["grafana"]["volumes"][1].startswith("../config/grafana:")
 
 
+def test_compose_runs_jobs_and_registry_active_standby_on_the_clustered_hub() -> None:
+    services = _compose()["services"]
+    for name in ("jobs", "jobs-standby", "fleet-registry", "fleet-registry-standby"):
+        assert "ha:=true" in services[name]["command"], name
+        assert services[name]["command"][0] == services[name.removesuffix("-standby")]["command"][0]
+    assert services["jobs"]["volumes"] != services["jobs-standby"]["volumes"]  # a working store each
+    hub = (DOCKER / "nats" / "hub.conf").read_text(encoding="utf-8")
+    assert hub.count("nats-route://nats-") == 3 and "jetstream {" in hub
+
+
 def test_every_compose_service_has_healthcheck_restart_and_limits() -> None:
     problems = []
     for name, service in _compose()["services"].items():
