@@ -8,6 +8,7 @@ Every node is rendered by ``render_hub(cluster=...)`` with the same users (contr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import signal
@@ -169,3 +170,20 @@ async def all_current(nc: Any, stream: str, names: set[str]) -> bool:
         return False
     current = {name for name, ok, lag in peers if ok and lag == 0}
     return bool(leader) and names - {leader} <= current
+
+
+async def move_leader(nc: Any, stream: str, target: str, tries: int = 20) -> bool:
+    """Ask ``stream``'s leader to step down until ``target`` leads it (the worst case for a kill of
+    ``target``: the leader dies with it). True when it does."""
+    for _ in range(tries):
+        try:
+            leader, _ = await replica_state(nc, stream)
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError):
+            leader = ""
+        if leader == target:
+            return True
+        if leader:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+        await asyncio.sleep(1.0)
+    return False

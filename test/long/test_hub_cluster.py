@@ -9,8 +9,9 @@ JOB_S per deployment). r1 raises an alert every ALERT_PERIOD_S the whole time.
 
 While a staged rollout to the eight devices is in progress:
 
-1. the hub node that the console's ws_agent is connected to is killed with -9: the ws_agent is
-   connected to another node within 5 s by itself, the fleet API keeps answering;
+1. the hub node that the console's ws_agent is connected to, made the leader of FLEET_EVENTS and of the
+   jobs state and lease buckets first (leader step-downs), is killed with -9: the ws_agent is connected
+   to another node within 5 s by itself, the fleet API keeps answering;
 2. while that node is still dead, the *active* jobs_service and the *active* fleet_registry are killed
    with -9 too: the standbys take their leases (measured), the rollout continues to COMPLETED with every
    execution SUCCEEDED, and the registry still lists r1 online with its first-seen time unchanged;
@@ -38,7 +39,7 @@ import nats
 import pytest
 
 from helpers import REPO, DomainReservation, free_port, ros_env, wait_for, wait_port
-from hub_cluster import NODES, ClusteredHub, all_current, stream_ids, until
+from hub_cluster import NODES, ClusteredHub, all_current, move_leader, stream_ids, until
 from robot_platform.deploy.iot_jobs_client import MqttSettings, start_agent
 from robot_platform.deploy.jobs import Decision, State, Status
 from robot_platform.messaging import streams
@@ -58,6 +59,7 @@ WAIT_S = 90.0
 SRC = str(REPO / "src" / "robot_platform")
 DOCUMENT = {"operation": "deploy", "package_name": "hello", "version": "1.0.0", "kind": "function",
             "sha256": "0" * 64, "signature": "c2ln"}  # fmt: skip
+LEADERS_ON_VICTIM = (streams.EVENTS_HUB_STREAM, "KV_JOBS_STATE", f"KV_{LEASE_BUCKET}")
 STREAMS = (
     streams.EVENTS_HUB_STREAM,
     streams.LOGS_HUB_STREAM,
@@ -270,6 +272,17 @@ def _scenario(hub: ClusteredHub, control: Control, devices: list[Device], box: l
 
     # 1. kill -9 the hub node the console is on.
     victim = wait_for(lambda: node_of(hub, "ws_agent"), WAIT_S, "the console's hub node")
+
+    async def lead_from_victim() -> None:
+        nc = await hub.control()
+        try:
+            for stream in LEADERS_ON_VICTIM:
+                assert await move_leader(nc, stream, hub.name(victim)), f"{stream}: leader not moved"
+        finally:
+            await nc.close()
+
+    asyncio.run(lead_from_victim())
+    leaf_on_victim = hub.linked().get(ROBOT) == victim
     t_kill = hub.kill_node(victim)
     moved = wait_for(lambda: (i := node_of(hub, "ws_agent")) is not None and i != victim, 30, "console reconnected",
                      period=0.05)  # fmt: skip
@@ -324,6 +337,7 @@ def _scenario(hub: ClusteredHub, control: Control, devices: list[Device], box: l
             assert proc.poll() is None, f"{name} died"
     print(
         f"\nclustered hub: console back on another node {console_s:.2f} s after kill -9 of its node "
+        f"(leader of {', '.join(LEADERS_ON_VICTIM)}; robot leaf {'also' if leaf_on_victim else 'not'} there) "
         f"({in_flight}/{len(THINGS)} executions done then); jobs_service standby active {jobs_takeover_s:.1f} s "
         f"and fleet_registry standby {registry_takeover_s:.1f} s after kill -9 of the actives; rollout "
         f"COMPLETED ({len(statuses)} SUCCEEDED); restarted node current in all {len(STREAMS)} streams "
