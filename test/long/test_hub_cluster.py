@@ -39,7 +39,7 @@ import nats
 import pytest
 
 from helpers import REPO, DomainReservation, free_port, ros_env, wait_for, wait_port
-from hub_cluster import NODES, ClusteredHub, all_current, move_leader, stream_ids, until
+from hub_cluster import NODES, ClusteredHub, all_current, move_leader, quiet, stream_ids, until
 from robot_platform.deploy.iot_jobs_client import MqttSettings, start_agent
 from robot_platform.deploy.jobs import Decision, State, Status
 from robot_platform.messaging import streams
@@ -153,8 +153,10 @@ class Control:
 async def call(hub: ClusteredHub, subject: str, body: dict[str, Any], timeout: float = 3.0) -> Any:
     """One request as the control user (a fresh connection, any live node); the result or None."""
     try:
-        nc = await nats.connect(hub.url.split(","), allow_reconnect=False, connect_timeout=2,
-                                **connect_options("control", hub.fleet.control_password))  # fmt: skip
+        nc = await asyncio.wait_for(nats.connect(
+            hub.url.split(","), connect_timeout=2, max_reconnect_attempts=1, reconnect_time_wait=0.1, error_cb=quiet,
+            **connect_options("control", hub.fleet.control_password),
+        ), 10)  # fmt: skip
     except (nats.errors.Error, OSError, TimeoutError):
         return None
     try:
@@ -291,8 +293,9 @@ def _scenario(hub: ClusteredHub, control: Control, devices: list[Device], box: l
     in_flight = sum(1 for s in done().values() if s == "SUCCEEDED")
 
     # 2. kill -9 the active jobs_service and fleet_registry while the node is still dead.
-    jobs_pid = asyncio.run(lease_holder(hub, "jobs_service"))
-    reg_pid = asyncio.run(lease_holder(hub, "fleet_registry"))
+    # (the lease bucket's leader died with the node: the holders are readable once a new one is elected)
+    jobs_pid = wait_for(lambda: asyncio.run(lease_holder(hub, "jobs_service")), WAIT_S, "the jobs lease holder")
+    reg_pid = wait_for(lambda: asyncio.run(lease_holder(hub, "fleet_registry")), WAIT_S, "the registry lease holder")
     for pid in (jobs_pid, reg_pid):
         assert pid in {p.pid for p in (*jobs.values(), *registries.values())}
         os.kill(pid, signal.SIGKILL)
