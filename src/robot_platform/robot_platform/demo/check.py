@@ -46,8 +46,8 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
         else:
             log.info("%s (ROS_DOMAIN_ID %d): nodes %s; %d topics", layout.robot_id(i), layout.domain(i),
                      ", ".join(sorted(expected_nodes)), len(topics))
-    control_nodes = {c.name.split("/", 1)[1] for c in group.children
-                     if c.name.startswith("control/") and not c.stop_last}
+    control_nodes = {c.name.split("/", 1)[1].removesuffix("-standby") for c in group.children
+                     if c.name.startswith("control/") and not c.stop_last}  # --ha: a standby has the same name
     _, nodes = graph_in_domain(layout.domain_base, set(), control_nodes, timeout_s=30.0)
     if control_nodes - nodes:
         ok = False

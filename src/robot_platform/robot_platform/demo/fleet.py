@@ -149,12 +149,12 @@ def demo_processes(
            for p in control_processes(control, install)]
     if nats is not None:
         out = [_secured_control(p, nats) for p in out]
-    if layout.ha:
-        out = _clustered_control(out, layout)
     if site is not None:
         out[1:1] = site_services.processes(site)  # right after the hub
         out = [with_params(p, site_services.jobs_params(site)) if p.name == "control/jobs_service" else p
                for p in out]
+    if layout.ha:  # after the site's parameters: the standby gets them too
+        out = _clustered_control(out, layout)
     if prometheus is not None:
         out.insert(1, prometheus)
     if nats is not None:
