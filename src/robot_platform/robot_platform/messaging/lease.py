@@ -106,7 +106,8 @@ class Lease:
                 )
                 self._renewed_at = time.monotonic()
             except nats.js.errors.KeyWrongLastSequenceError:
-                self._step_down("another instance holds the lease")
+                if not await self._still_ours():
+                    self._step_down("another instance holds the lease")
             except (TimeoutError, nats.errors.Error, OSError) as exc:
                 silent = time.monotonic() - self._renewed_at
                 if silent > self.ttl_s - STEP_DOWN_MARGIN_S:
@@ -119,6 +120,18 @@ class Lease:
         self.held = False
         with contextlib.suppress(TimeoutError, nats.errors.Error, OSError):
             await asyncio.wait_for(self.kv.delete(self.service, last=self._revision), OP_TIMEOUT_S)
+
+    async def _still_ours(self) -> bool:
+        """After a failed CAS: True (and the revision adopted) if the key still holds our id, i.e. our last
+        renewal was stored but its acknowledgement was lost (a leader change), not taken by another."""
+        try:
+            entry = await asyncio.wait_for(self.kv.get(self.service), OP_TIMEOUT_S)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError):
+            return False
+        if entry.value != self.holder.encode():
+            return False
+        self._revision = entry.revision
+        return True
 
     def _step_down(self, why: str) -> None:
         log.warning(f"lease {self.service}: {self.holder} steps down: {why}")
