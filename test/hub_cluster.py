@@ -116,11 +116,23 @@ class ClusteredHub:
 
     async def wait_jetstream(self, timeout: float = 60.0) -> None:
         """Until the cluster has a JetStream meta leader (account info answers)."""
+        await until(self._meta_formed, "all 3 nodes JetStream peers under one meta leader", timeout)
         nc = await self.control()
         try:
             await until(lambda: _account_ok(nc), "the JetStream meta leader of the clustered hub", timeout)
         finally:
             await nc.close()
+
+    def _meta_formed(self) -> bool:
+        """Every node sees a meta leader, and the leader sees the two other peers as current (R3 placement)."""
+        metas = [self.monitor(i, "jsz").get("meta_cluster") or {} for i in range(NODES)]
+        if not all(m.get("leader") for m in metas):
+            return False
+        for meta in metas:
+            peers = [r for r in meta.get("replicas") or [] if r.get("current") and not r.get("offline")]
+            if len(peers) >= NODES - 1:
+                return True
+        return False
 
 
 async def quiet(exc: Exception) -> None:

@@ -3,11 +3,11 @@
 Real parts: 3 hub nats-servers (site_setup/nats_config.py ``HubCluster``, the secured users on every
 node), robot r1's nats-server as a leaf listing all three, r1's ``robot_agent`` (presence, logs), two
 ``fleet_registry`` and two ``jobs_service`` processes with ``ha: true`` (active/standby, lease in NATS KV),
-the console's ``ws_agent`` (fleet mode, user console), Mosquitto (mTLS, the shipped ACL) and eight
+the console's ``ws_agent`` (fleet mode, user console), Mosquitto (mTLS, the shipped ACL) and twelve
 IoT Jobs devices (the platform's device agent, deploy/iot_jobs_client.py, with an engine that takes
 JOB_S per deployment). r1 raises an alert every ALERT_PERIOD_S the whole time.
 
-While a staged rollout to the eight devices is in progress:
+While a staged rollout to the twelve devices (one every 6 s after the canary) is in progress:
 
 1. the hub node that the console's ws_agent is connected to, made the leader of FLEET_EVENTS and of the
    jobs state and lease buckets first (leader step-downs), is killed with -9: the ws_agent is connected
@@ -51,7 +51,7 @@ from robot_platform.site_setup.mosquitto_config import render_conf, site_overrid
 from robot_platform.site_setup.nats_config import write_private
 
 ROBOT = "r1"
-THINGS = tuple(f"t{i}" for i in range(1, 9))
+THINGS = tuple(f"t{i}" for i in range(1, 13))
 JOB_S = 1.5  # a device's deployment
 ALERT_PERIOD_S = 0.2
 RECONNECT_BOUND_S = 5.0
@@ -263,7 +263,7 @@ def _scenario(hub: ClusteredHub, control: Control, devices: list[Device], box: l
     first = wait_for(lambda: (r := registry_r1(hub)) and r["status"] == "online" and r, WAIT_S, "r1 registered")
     devices.extend(Device(thing, control.secrets, control.mqtt_port) for thing in THINGS)
     job = asyncio.run(call(hub, "jobs.create", {"job_id": "rollout-1", "document": DOCUMENT, "targets": list(THINGS),
-                                                "rollout": {"canary": 1, "max_per_minute": 20}}))  # fmt: skip
+                                                "rollout": {"canary": 1, "max_per_minute": 10}}))  # fmt: skip
     assert job is not None, "jobs.create failed"
 
     def done() -> dict[str, str]:
@@ -291,6 +291,7 @@ def _scenario(hub: ClusteredHub, control: Control, devices: list[Device], box: l
     console_s = time.monotonic() - t_kill
     assert moved is not None and console_s < RECONNECT_BOUND_S, f"console back after {console_s:.1f}s"
     in_flight = sum(1 for s in done().values() if s == "SUCCEEDED")
+    assert in_flight < len(THINGS), "the rollout ended before the kills: nothing left to continue"
 
     # 2. kill -9 the active jobs_service and fleet_registry while the node is still dead.
     # (the lease bucket's leader died with the node: the holders are readable once a new one is elected)

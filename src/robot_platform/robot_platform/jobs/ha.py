@@ -48,18 +48,9 @@ async def open_state_bucket(js: Any) -> Any:
     ))  # fmt: skip
 
 
-async def read_state(kv: Any) -> list[tuple[str, bytes]]:
-    try:
-        keys = await kv.keys()
-    except nats.js.errors.NoKeysError:
-        return []
-    items = []
-    for key in keys:
-        with contextlib.suppress(nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-            entry = await kv.get(key)
-            if entry.value:
-                items.append((key, entry.value))
-    return items
+async def read_state(js: Any) -> list[tuple[str, bytes]]:
+    """The bucket's rows, from the leader (raises during an election: never a partial view)."""
+    return sorted((await streams.kv_snapshot(js, STATE_BUCKET)).items())
 
 
 class JobsHa:
@@ -126,20 +117,24 @@ class JobsHa:
             while not stop.is_set():
                 if not await lease.acquire(stop):
                     break
-                rows = await read_state(kv)
-                seed = await loop.run_in_executor(None, self.on_active, rows)
-                for item in seed:
-                    self._queue.put(item)
-                log.info(f"jobs_service {self.instance}: active with {len(rows)} rows from {STATE_BUCKET}")
-                self.active.set()
                 keeper = asyncio.create_task(lease.keep(stop))
                 try:
+                    rows = await self._read_until(js, stop, lease.lost)
+                    if rows is None:
+                        continue
+                    seed = await loop.run_in_executor(None, self.on_active, rows)
+                    for item in seed:
+                        self._queue.put(item)
+                    log.info(f"jobs_service {self.instance}: active with {len(rows)} rows from {STATE_BUCKET}")
+                    self.active.set()
                     await self._write_until(kv, stop, lease.lost)
                 finally:
                     keeper.cancel()
                     await asyncio.gather(keeper, return_exceptions=True)
+                    was_active = self.active.is_set()
                     self.active.clear()
-                    await loop.run_in_executor(None, self.on_standby)
+                    if was_active:
+                        await loop.run_in_executor(None, self.on_standby)
                     if stop.is_set():  # clean stop: what the store committed reaches the bucket first
                         await asyncio.wait_for(self._drain(kv, None), STOP_FLUSH_S)
                     await lease.release()
@@ -148,6 +143,16 @@ class JobsHa:
             log.warning(f"jobs_service HA stopped: {type(exc).__name__}: {exc}")
         finally:
             await connect.close(nc)
+
+    async def _read_until(self, js: Any, stop: asyncio.Event, lost: asyncio.Event) -> list[tuple[str, bytes]] | None:
+        """The replicated rows, retried until the bucket's leader answers (None: stopped or lease lost)."""
+        while not stop.is_set() and not lost.is_set():
+            try:
+                return await asyncio.wait_for(read_state(js), 30.0)
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                log.warning(f"{STATE_BUCKET} not readable yet ({type(exc).__name__}); retrying before serving")
+                await asyncio.sleep(RETRY_S)
+        return None
 
     async def _write_until(self, kv: Any, stop: asyncio.Event, lost: asyncio.Event) -> None:
         while not stop.is_set() and not lost.is_set():

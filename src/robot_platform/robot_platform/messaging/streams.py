@@ -180,6 +180,24 @@ async def ensure_key_value(js: Any, config: KeyValueConfig) -> Any:
         return await js.create_key_value(dataclasses.replace(config, replicas=1))
 
 
+async def kv_snapshot(js: Any, bucket: str) -> dict[str, bytes]:
+    """Every live key of KV bucket ``bucket`` with its value, read from the stream's leader.
+
+    Why not ``kv.keys()``: right after a clustered hub lost the bucket's leader, its consumer-based listing
+    can come back empty instead of failing, and a service that takes over would start from nothing. The
+    stream info (subjects with messages) and the last message per subject come from the leader, or the
+    call fails and the caller retries."""
+    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+    info = await js.stream_info(stream, subjects_filter=f"{prefix}>")
+    out: dict[str, bytes] = {}
+    for subject in sorted(info.state.subjects or {}):
+        msg = await js.get_msg(stream, subject=subject)
+        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
+            continue
+        out[subject[len(prefix) :]] = msg.data or b""
+    return out
+
+
 async def _ensure_stream(nc: Any, config: StreamConfig) -> None:
     js = nc.jetstream()
     try:

@@ -181,7 +181,7 @@ class RegistryService:
         nc = self._nc
         self._kv = await open_bucket(self._js)
         self.registry = Registry(self.registry.offline_after_s, self.fleet)
-        for record in await read_records(self._kv):
+        for record in await self._read_bucket(stop, lost):
             self.registry.load(record)
         self.sourced |= set(self.registry.records)
         await self._ensure_log_stream()
@@ -207,6 +207,25 @@ class RegistryService:
             for sub in subs:
                 with contextlib.suppress(nats.errors.Error, OSError):
                     await sub.unsubscribe()
+
+    async def _read_bucket(self, stop: asyncio.Event, lost: asyncio.Event | None) -> list[RobotRecord]:
+        """The bucket's records from its leader, retried while a clustered hub elects one (a partial read
+        would reset first-seen times); undecodable records are skipped and counted."""
+        while not stop.is_set() and not (lost and lost.is_set()):
+            try:
+                values = await asyncio.wait_for(streams.kv_snapshot(self._js, BUCKET), 30.0)
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                self._log.warning(f"registry bucket not readable yet ({type(exc).__name__}); retrying")
+                await asyncio.sleep(0.5)
+                continue
+            records = []
+            for key, value in values.items():
+                try:
+                    records.append(RobotRecord.decode(value))
+                except (AnnouncementError, ValueError, KeyError, TypeError) as exc:
+                    self._count(type(exc).__name__, f"registry record {key!r} unreadable: {exc}")
+            return records
+        return []
 
     async def _on_presence(self, msg: Any) -> None:
         try:
