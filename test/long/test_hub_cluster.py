@@ -273,7 +273,7 @@ def _scenario(hub: ClusteredHub, control: Control, devices: list[Device], box: l
     wait_for(lambda: list(done().values()).count("SUCCEEDED") >= 2, WAIT_S, "the rollout under way")
 
     # 1. kill -9 the hub node the console is on.
-    victim = wait_for(lambda: node_of(hub, "ws_agent"), WAIT_S, "the console's hub node")
+    (victim,) = wait_for(lambda: (i := node_of(hub, "ws_agent")) is not None and (i,), WAIT_S, "the console's node")
 
     async def lead_from_victim() -> None:
         nc = await hub.control()
