@@ -204,6 +204,16 @@ def test_compose_has_the_control_server_and_six_robots() -> None:
     assert services["grafana"]["volumes"][1].startswith("../config/grafana:")
 
 
+def test_compose_runs_jobs_and_registry_active_standby_on_the_clustered_hub() -> None:
+    services = _compose()["services"]
+    for name in ("jobs", "jobs-standby", "fleet-registry", "fleet-registry-standby"):
+        assert "ha:=true" in services[name]["command"], name
+        assert services[name]["command"][0] == services[name.removesuffix("-standby")]["command"][0]
+    assert services["jobs"]["volumes"] != services["jobs-standby"]["volumes"]  # a working store each
+    hub = (DOCKER / "nats" / "hub.conf").read_text(encoding="utf-8")
+    assert hub.count("nats-route://nats-") == 3 and "jetstream {" in hub
+
+
 def test_every_compose_service_has_healthcheck_restart_and_limits() -> None:
     problems = []
     for name, service in _compose()["services"].items():
@@ -434,6 +444,33 @@ def test_chart_renders_valid_kubernetes_manifests(values: dict) -> None:
             if doc["kind"] in ("Deployment", "StatefulSet"):
                 for container in doc["spec"]["template"]["spec"]["containers"]:
                     assert container.get("resources", {}).get("limits"), f"{doc['metadata']['name']}: limits"
+
+
+def test_chart_runs_the_clustered_hub_and_active_standby_services() -> None:
+    """README "Clustered hub": 3 JetStream nodes (file store) spread over machines, cluster routes to each,
+    jobs_service and fleet_registry with two replicas each in active/standby (ha:=true); one replica: no ha."""
+    docs = _manifests(_render({}))
+    nats_set = next(d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "rp-nats")
+    assert nats_set["spec"]["replicas"] == 3
+    spread = nats_set["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert spread[0]["topologyKey"] == "kubernetes.io/hostname" and spread[0]["whenUnsatisfiable"] == "DoNotSchedule"
+    conf = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "rp-nats-config")
+    conf = conf["data"]["nats.conf"]
+    assert all(f'"nats://rp-nats-{i}.rp-nats-headless:6222"' in conf for i in range(3))
+    assert '"store_dir": "/data"' in conf and '"domain": "hub"' in conf
+    assert any(d["kind"] == "PodDisruptionBudget" and d["metadata"]["name"] == "rp-nats" for d in docs)
+    workloads = ("StatefulSet", "Deployment")
+    for name in ("rp-robot-platform-jobs", "rp-robot-platform-registry"):
+        workload = next(d for d in docs if d["metadata"]["name"] == name and d["kind"] in workloads)
+        assert workload["spec"]["replicas"] == 2
+        assert "ha:=true" in workload["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert workload["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    single = _manifests(_render({"jobs": {"replicas": 1}, "registry": {"replicas": 1}}))
+    for name in ("rp-robot-platform-jobs", "rp-robot-platform-registry"):
+        workload = next(d for d in single if d["metadata"]["name"] == name and d["kind"] in workloads)
+        assert workload["spec"]["replicas"] == 1
+        assert "ha:=true" not in workload["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert _k8s_errors(single) == []
 
 
 def test_kubernetes_validation_catches_mistakes() -> None:

@@ -134,7 +134,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from robot_platform.demo import nats_site, prometheus_site, site_services
     from robot_platform.demo.check import check_demo, print_banner
     from robot_platform.demo.fleet import demo_processes, prometheus_targets, write_demo_roles, write_demo_users
-    from robot_platform.site_setup.nats_config import Endpoint
+    from robot_platform.site_setup.nats_config import Endpoint, HubCluster
 
     layout = DemoLayout(
         robots=args.robots, state_dir=Path(args.state_dir), hub_port=args.hub_port,
@@ -144,6 +144,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         panel_port_base=args.panel_port_base, control_bridge_metrics_port=args.control_bridge_metrics_port,
         jobs_metrics_port=args.jobs_metrics_port, prometheus_port=args.prometheus_port,
         site_ports=site_services.SitePorts(mqtt=args.mqtt_port, s3=args.s3_port, weed_base=args.weed_port_base),
+        ha=args.ha, cluster_port=args.cluster_port,
     )
     if not 1 <= layout.robots <= 50:
         raise RobotPlatformError(f"--robots must be between 1 and 50, got {layout.robots}")
@@ -155,8 +156,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                                                 layout.site_ports)  # fmt: skip
     robot_ports = {layout.robot_id(i): (layout.robot_port_base + i, layout.robot_monitor_base + i)
                    for i in range(1, layout.robots + 1)}  # fmt: skip
+    cluster = None
+    if layout.ha:
+        n = range(layout.hub_nodes)
+        cluster = HubCluster.local([layout.hub_port + i for i in n], [layout.leaf_port + i for i in n],
+                                   [layout.cluster_port + i for i in n], layout.hub_monitor_ports())  # fmt: skip
     nats = nats_site.prepare(layout.state_dir, robot_ports,
-                             Endpoint(port=layout.hub_port, monitor_port=layout.hub_monitor_port), layout.leaf_port)
+                             Endpoint(port=layout.hub_port, monitor_port=layout.hub_monitor_port), layout.leaf_port,
+                             cluster)  # fmt: skip
     prometheus = None
     if layout.prometheus_port:
         conf = prometheus_site.prepare(layout.state_dir, install.share, prometheus_targets(layout),
@@ -249,6 +256,11 @@ def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
         ("--weed-port-base", layout.site_ports.weed_base, "SeaweedFS internal ports base..base+6"),
     ):
         demo.add_argument(option, type=int, default=value, help=f"{text} (default: {value})")
+    demo.add_argument("--cluster-port", type=int, default=layout.cluster_port,
+                      help=f"--ha: route port of hub node 0, node i base+i (default: {layout.cluster_port})")
+    demo.add_argument("--ha", action="store_true",
+                      help="clustered hub (3 nats-server nodes, R3 streams) and jobs_service/fleet_registry "
+                      "active+standby")  # fmt: skip
     demo.add_argument("--enable-camera", action="store_true", help="simulate cameras too")
     demo.add_argument("--no-deployments", action="store_true",
                       help="without Mosquitto, SeaweedFS and the sample packages (jobs API only)")

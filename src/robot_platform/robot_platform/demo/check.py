@@ -22,7 +22,7 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
     leafs: list[str] = []
     while time.monotonic() < deadline and not stop.is_set():
         try:
-            leafs = leaf_names(layout.hub_monitor_port)
+            leafs = [name for port in layout.hub_monitor_ports() for name in leaf_names(port)]
         except OSError:
             leafs = []
         if set(expected) <= set(leafs):
@@ -46,8 +46,8 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
         else:
             log.info("%s (ROS_DOMAIN_ID %d): nodes %s; %d topics", layout.robot_id(i), layout.domain(i),
                      ", ".join(sorted(expected_nodes)), len(topics))
-    control_nodes = {c.name.split("/", 1)[1] for c in group.children
-                     if c.name.startswith("control/") and not c.stop_last}
+    control_nodes = {c.name.split("/", 1)[1].removesuffix("-standby") for c in group.children
+                     if c.name.startswith("control/") and not c.stop_last}  # --ha: a standby has the same name
     _, nodes = graph_in_domain(layout.domain_base, set(), control_nodes, timeout_s=30.0)
     if control_nodes - nodes:
         ok = False
@@ -79,7 +79,9 @@ def banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = None, d
         "",
         f"robot_platform demo: control server + {layout.robots} simulated robot(s) "
         + ("- all up" if ok else "- SOME PARTS FAILED, see above"),
-        f"  NATS hub            nats://127.0.0.1:{layout.hub_port}   (robots link in on :{layout.leaf_port})",
+        f"  NATS hub            {layout.hub_url()}   (robots link in on :{layout.leaf_port}"
+        + (f"..{layout.leaf_port + layout.hub_nodes - 1}; 3-node cluster, jobs/registry active+standby)"
+           if layout.ha else ")"),
         f"  hub monitoring      http://127.0.0.1:{layout.hub_monitor_port}/leafz",
         f"  operator console    http://127.0.0.1:{layout.console_port}/{console_q}",
     ]
@@ -105,7 +107,7 @@ def banner(layout: DemoLayout, ok: bool, tokens: dict[str, str] | None = None, d
         "  try (after `. scripts/env.sh`, which puts robot-platform on PATH):",
     ]
     if control_password_file:
-        lines.append(f"    operator CLI      {run}export RP_NATS_URL=nats://127.0.0.1:{layout.hub_port} "
+        lines.append(f"    operator CLI      {run}export RP_NATS_URL={layout.hub_url()} "
                      f"RP_NATS_USER=control RP_NATS_PASSWORD_FILE={control_password_file}")  # fmt: skip
     lines += [
         f"    fleet registry    {run}robot-platform robots",

@@ -8,6 +8,11 @@ touch panel on 8090+i, and ROS_DOMAIN_ID 10+i. The operator console is on 8080. 
 With deployments on (the default), the site services of :mod:`.site_services` run too: Mosquitto (MQTT/TLS
 8883) for the jobs flow and SeaweedFS (S3 8333, internal ports 19330-19336) for packages, and
 jobs_service and every deploy_service are configured for them.
+
+With ``--ha`` (``DemoLayout.ha``) the hub is a 3-node JetStream cluster (node i: client port 4222+i,
+monitoring 8222+i, leaf 7422+i, routes 6222+i), every robot's leaf link lists the three nodes, the control
+nodes get all three URLs, and jobs_service and fleet_registry run twice, active/standby (README "Clustered
+hub").
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from robot_platform.launcher.processes import (
 )
 
 DEMO_DOMAIN_BASE = 10
+HA_HUB_NODES = 3
+HA_SERVICES = ("jobs_service", "fleet_registry")  # run twice with --ha, active/standby
 EXPECTED_SIM_TOPICS = {"/odom", "/imu", "/scan", "/battery_state", "/cmd_vel"}
 
 
@@ -54,6 +61,19 @@ class DemoLayout:
     domain_base: int = DEMO_DOMAIN_BASE
     state_dir: Path = Path(".state/demo")
     site_ports: site_services.SitePorts = field(default_factory=site_services.SitePorts)
+    ha: bool = False  # clustered hub (3 nodes) and active/standby jobs_service and fleet_registry
+    cluster_port: int = 6222
+
+    @property
+    def hub_nodes(self) -> int:
+        return HA_HUB_NODES if self.ha else 1
+
+    def hub_monitor_ports(self) -> list[int]:
+        return [self.hub_monitor_port + i for i in range(self.hub_nodes)]
+
+    def hub_url(self) -> str:
+        """Every hub node's client URL (comma-separated, what the control nodes get)."""
+        return ",".join(f"nats://127.0.0.1:{self.hub_port + i}" for i in range(self.hub_nodes))
 
     def robot_id(self, i: int) -> str:
         return f"r{i}"
@@ -133,6 +153,8 @@ def demo_processes(
         out[1:1] = site_services.processes(site)  # right after the hub
         out = [with_params(p, site_services.jobs_params(site)) if p.name == "control/jobs_service" else p
                for p in out]
+    if layout.ha:  # after the site's parameters: the standby gets them too
+        out = _clustered_control(out, layout)
     if prometheus is not None:
         out.insert(1, prometheus)
     if nats is not None:
@@ -142,7 +164,7 @@ def demo_processes(
             "robot_id": layout.robot_id(i),
             "nats_port": str(layout.robot_port_base + i),
             "nats_monitor_port": str(layout.robot_monitor_base + i),
-            "hub_leaf_url": f"nats-leaf://127.0.0.1:{layout.leaf_port}",
+            "hub_leaf_url": f"nats-leaf://127.0.0.1:{layout.leaf_port}",  # --ha: the rendered config lists all
             "nats_store_dir": str(layout.state_dir.resolve() / "robots"),
             "enable_camera": "true" if enable_camera else "false",
             "metrics_port": str(layout.metrics_base + i),
@@ -187,6 +209,31 @@ def _secured_control(spec: ProcessSpec, nats: nats_site.DemoNats) -> ProcessSpec
     if node in nats_site.CONTROL_NODE_USERS:
         return with_params(spec, nats.node_credentials(node))
     return spec
+
+
+def _clustered_control(specs: list[ProcessSpec], layout: DemoLayout) -> list[ProcessSpec]:
+    """--ha: the hub's nodes instead of the one hub, the control nodes on every node's URL, and a standby
+    after jobs_service and fleet_registry (both with ``ha``; the standby's store and metrics of its own)."""
+    from robot_platform.demo import nats_site
+
+    out: list[ProcessSpec] = []
+    for spec in specs:
+        node = spec.name.split("/", 1)[1]
+        if node == "nats-hub":
+            confs = nats_site.hub_node_confs(layout.state_dir)
+            out += [replace(spec, name=f"control/nats-hub-{i}", argv=[spec.argv[0], "-c", str(conf)])
+                    for i, conf in enumerate(confs)]  # fmt: skip
+            continue
+        if node in nats_site.CONTROL_NODE_USERS:
+            spec = with_params(spec, {"nats_url": layout.hub_url()})
+        if node in HA_SERVICES:
+            spec = with_params(spec, {"ha": "true"})
+            standby = {"store_path": str(layout.state_dir.resolve() / "jobs-standby.sqlite3"), "metrics_port": "0"}
+            out += [spec, with_params(replace(spec, name=f"{spec.name}-standby"),
+                                      standby if node == "jobs_service" else {})]  # fmt: skip
+            continue
+        out.append(spec)
+    return out
 
 
 def leaf_names(monitor_port: int) -> list[str]:

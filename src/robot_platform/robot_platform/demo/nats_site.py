@@ -12,6 +12,9 @@ So in the demo, too, a robot whose credentials the hub does not know is refused,
 r2, and the console reads only what its user may. Password files (mode 0600) sit in
 ``<state_dir>/nats/``; the operator CLI uses ``control`` (``$RP_NATS_USER``/``$RP_NATS_PASSWORD_FILE``,
 printed by the banner).
+
+``--ha``: the hub is three nodes of one JetStream cluster (``hub-0.conf``.., each with the same users) and
+each robot's leaf remote lists all three.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from robot_platform.site_setup.nats_config import (
     SERVICE_USERS,
     Endpoint,
     Fleet,
+    HubCluster,
     render_hub,
     render_robot,
     service_user_entry,
@@ -57,8 +61,20 @@ def nats_server_executable() -> str:
     return exe
 
 
-def prepare(state_dir: Path, robot_ports: dict[str, tuple[int, int]], hub: Endpoint, leaf_port: int) -> DemoNats:
-    """Render the hub and robot configs; ``robot_ports`` maps robot id -> (client port, monitor port)."""
+def hub_node_confs(state_dir: Path) -> list[Path]:
+    """The clustered hub's node configs written by :func:`prepare` (``cluster``), in node order."""
+    return sorted((Path(state_dir).resolve() / "nats").glob("hub-*.conf"))
+
+
+def prepare(
+    state_dir: Path,
+    robot_ports: dict[str, tuple[int, int]],
+    hub: Endpoint,
+    leaf_port: int,
+    cluster: HubCluster | None = None,
+) -> DemoNats:
+    """Render the hub (or with ``cluster`` its nodes) and robot configs; ``robot_ports`` maps robot id ->
+    (client port, monitor port)."""
     root = Path(state_dir).resolve()
     directory = root / "nats"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -66,12 +82,22 @@ def prepare(state_dir: Path, robot_ports: dict[str, tuple[int, int]], hub: Endpo
     passwords = {"control": fleet.control_password} | {user: secrets.token_urlsafe(24) for user in SERVICE_USERS}
     extra = [service_user_entry(user, passwords[user]) for user in SERVICE_USERS]
     hub_conf = directory / "hub.conf"
-    write_private(hub_conf, render_hub(fleet, hub, leaf_port, str(root / "hub"), extra_users=extra))
+    for stale in directory.glob("hub-*.conf"):  # a previous --ha run
+        stale.unlink()
+    leafs = [f"127.0.0.1:{leaf_port}"]
+    if cluster is None:
+        write_private(hub_conf, render_hub(fleet, hub, leaf_port, str(root / "hub"), extra_users=extra))
+    else:
+        for node in cluster.nodes:
+            text = render_hub(fleet, node.client, node.leaf_port, str(root / node.name), extra_users=extra,
+                              cluster=cluster, node=node.name)  # fmt: skip
+            write_private(directory / f"{node.name}.conf", text)
+        hub_conf, leafs = directory / f"{cluster.nodes[0].name}.conf", cluster.leaf_addresses()
     robot_confs = {}
     for rid, (port, monitor) in robot_ports.items():
         conf = directory / f"{rid}.conf"
         write_private(conf, render_robot(rid, fleet.robots[rid], Endpoint(port=port, monitor_port=monitor),
-                                         f"127.0.0.1:{leaf_port}", str(root / "robots" / rid)))  # fmt: skip
+                                         leafs, str(root / "robots" / rid)))  # fmt: skip
         robot_confs[rid] = conf
     password_files = {}
     for user, password in passwords.items():

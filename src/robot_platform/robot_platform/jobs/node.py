@@ -15,6 +15,8 @@ Parameters (read-only; the table PARAMS below, repeated in config/control.yaml):
         user). Empty endpoint: no devices (API only).
     host (string): address of the metrics endpoint (127.0.0.1; a container sets 0.0.0.0).
     metrics_port (int): Prometheus ``/metrics`` (0 disables).
+    ha (bool): active/standby with other instances (jobs/ha.py): serve only while holding the lease in
+        the hub's KV; every committed row is replicated to the KV bucket JOBS_STATE.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ PARAMS: tuple[Param, ...] = (
     Param("mqtt_client_id", str, "jobs-service", "MQTT client id"),
     Param("host", str, "127.0.0.1", "bind address of the metrics endpoint"),
     Param("metrics_port", int, 9203, "Prometheus /metrics port; 0 disables", (0, 65535)),
+    Param("ha", bool, False, "active/standby: serve only while holding the NATS KV lease; state replicated to KV"),
 )
 TABLE = ParamTable("jobs_service", PARAMS)
 

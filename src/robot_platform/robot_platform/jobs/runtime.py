@@ -3,6 +3,9 @@
 Plain Python (the node only reads parameters into :class:`JobsConfig`). Start order: store (fails fast
 on a bad path), service, metrics, NATS API, MQTT (on connect the service re-announces pending executions
 to every thing), tick thread. :meth:`JobsRuntime.close` stops them in reverse order.
+
+With ``ha`` (jobs/ha.py) only the store and metrics start at once; the API, MQTT and tick start when this
+instance takes the lease (after rebuilding the store from the replicated state) and stop when it loses it.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from robot_platform.common.metrics_server import MetricsServer
 from robot_platform.exceptions import ConfigError
+from robot_platform.jobs.ha import JobsHa
 from robot_platform.jobs.nats_api import JobsNatsApi
 from robot_platform.jobs.service import JobsService
 from robot_platform.jobs.store import JobStore
+from robot_platform.messaging.connect import Credentials
 from robot_platform.mqtt import jobs_protocol
 from robot_platform.mqtt.client import MqttClient
 from robot_platform.mqtt.connection import BrokerSettings
@@ -47,6 +52,7 @@ class JobsConfig:
     mqtt_client_id: str = "jobs-service"
     host: str = "127.0.0.1"
     metrics_port: int = 0
+    ha: bool = False
 
 
 class _Collector:
@@ -78,6 +84,14 @@ class _Collector:
         yield CounterMetricFamily(
             "rp_jobs_mqtt_publish_errors", "MQTT publishes that failed", value=float(link.publish_errors if link else 0)
         )
+        ha = self.runtime.ha
+        if ha is not None:
+            yield GaugeMetricFamily(
+                "rp_jobs_ha_active", "1 while this instance holds the lease", value=float(ha.active.is_set())
+            )
+            yield GaugeMetricFamily(
+                "rp_jobs_ha_pending", "committed rows not yet in JOBS_STATE", value=float(ha.pending)
+            )
         api = self.runtime.api
         yield CounterMetricFamily(
             "rp_jobs_events_dropped",
@@ -100,7 +114,14 @@ class JobsRuntime:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._metrics_server: MetricsServer | None = None
-        self._thread = threading.Thread(target=self._ticker, name="jobs-tick", daemon=True)
+        self._thread: threading.Thread | None = None
+        self.ha: JobsHa | None = None
+        if config.ha:
+            if not config.nats_url:
+                raise ConfigError("ha", "true", "active/standby needs nats_url (the lease and state live in the hub)")
+            credentials = Credentials(config.nats_user, config.nats_password)
+            self.ha = JobsHa(config.nats_url, credentials, self._on_active, self._serve_stop)
+            self.store.on_change = self.ha.replicate
 
     def start(self) -> None:
         config = self.config
@@ -109,6 +130,25 @@ class JobsRuntime:
             registry.register(_Collector(self))
             self._metrics_server = MetricsServer(registry, address=config.host)
             self._metrics_server.start(config.metrics_port)
+        if self.ha is not None:
+            self.ha.start()
+        else:
+            self._serve_start()
+
+    def _on_active(self, rows: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """The lease is ours: the replicated state replaces the local store (or seeds it), then serve."""
+        with self.service.lock_for_read():
+            if rows:
+                self.store.replace_all(rows)
+                seed = []
+            else:
+                seed = self.store.all_rows()
+        self._serve_start()
+        return seed
+
+    def _serve_start(self) -> None:
+        config = self.config
+        self._stop.clear()
         if config.nats_url:
             self.api = JobsNatsApi(config.nats_url, self.service, user=config.nats_user, password=config.nats_password)
             self.api.start()
@@ -129,16 +169,26 @@ class JobsRuntime:
                 on_connected=self.service.announce_all,
             )
             self.link.start()
+        self._thread = threading.Thread(target=self._ticker, name="jobs-tick", daemon=True)
         self._thread.start()
 
-    def close(self) -> None:
+    def _serve_stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=5.0)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
         if self.link is not None:
             self.link.close()
+            self.link = None
         if self.api is not None:
             self.api.stop()
+            self.api = None
+
+    def close(self) -> None:
+        if self.ha is not None:
+            self.ha.close()  # steps down (stops serving), writes what is queued, releases the lease
+        self._serve_stop()
         if self._metrics_server is not None:
             self._metrics_server.close()
         self.store.close()

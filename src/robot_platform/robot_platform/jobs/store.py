@@ -9,14 +9,20 @@ an index instead of a replayed log, needs no compaction, and is in the standard 
 service, under its lock); the file can be inspected with ``sqlite3`` for support.
 
 Not thread-safe by itself: the service serializes access.
+
+Active/standby (jobs/ha.py): every committed row is also handed to :attr:`JobStore.on_change` as
+``(key, row)`` (:func:`row_key`), which the active instance replicates into an R3 KV bucket; a standby that
+takes over rebuilds this file from the bucket with :meth:`JobStore.replace_all`. SQLite stays the working
+store (queries, atomic multi-row changes); the bucket is the copy that survives the machine.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -60,6 +66,7 @@ EXEC_COLUMNS = (
 )
 # A constant (no data is ever formatted into SQL; values are always bound parameters).
 SELECT_EXEC = "SELECT " + EXEC_COLUMNS + " FROM executions "  # noqa: S608
+INSERT_EXEC = "INSERT INTO executions (" + EXEC_COLUMNS + ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"  # noqa: S608
 
 
 class JobStore:
@@ -80,6 +87,9 @@ class JobStore:
         except (OSError, sqlite3.Error) as exc:
             raise JobStoreError(str(self.path), str(exc)) from exc
         self._depth = 0
+        self.on_change: Callable[[list[tuple[str, bytes]]], None] | None = None
+        self._dirty_jobs: set[str] = set()
+        self._dirty_execs: set[tuple[str, str]] = set()
 
     def close(self) -> None:
         self._db.close()
@@ -103,15 +113,57 @@ class JobStore:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._dirty_jobs.clear()
+            self._dirty_execs.clear()
             raise
         else:
             try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._db.execute("ROLLBACK")
+                self._dirty_jobs.clear()
+                self._dirty_execs.clear()
                 raise JobStoreError(str(self.path), str(exc)) from exc
         finally:
             self._depth = 0
+        self._changed()
+
+    # ---- replication (jobs/ha.py) ----------------------------------------------------------------------
+    def _changed(self) -> None:
+        """Hand the rows written since the last commit to :attr:`on_change` (after the commit only)."""
+        if self._depth:
+            return
+        jobs, execs = sorted(self._dirty_jobs), sorted(self._dirty_execs)
+        self._dirty_jobs.clear()
+        self._dirty_execs.clear()
+        if self.on_change is None or not (jobs or execs):
+            return
+        items = [
+            (row_key(JOB, j), _row_bytes(self._db.execute("SELECT * FROM jobs WHERE job_id=?", (j,)))) for j in jobs
+        ]
+        items += [
+            (row_key(EXEC, j, t), _row_bytes(self._db.execute(SELECT_EXEC + "WHERE job_id=? AND thing=?", (j, t))))
+            for j, t in execs
+        ]
+        self.on_change(items)
+
+    def all_rows(self) -> list[tuple[str, bytes]]:
+        """Every row as ``(key, row)``, jobs first (to seed an empty replica)."""
+        items = [(row_key(JOB, r[0]), _dump(r)) for r in self._db.execute("SELECT * FROM jobs")]
+        items += [(row_key(EXEC, r[0], r[1]), _dump(r)) for r in self._db.execute(SELECT_EXEC)]
+        return items
+
+    def replace_all(self, items: list[tuple[str, bytes]]) -> None:
+        """Make the store exactly ``items`` (rows from :meth:`all_rows` / :attr:`on_change`), atomically."""
+        jobs = [json.loads(v) for k, v in items if k.startswith(JOB + ".")]
+        execs = [json.loads(v) for k, v in items if k.startswith(EXEC + ".")]
+        with self.transaction():
+            self._db.execute("DELETE FROM executions")
+            self._db.execute("DELETE FROM jobs")
+            self._db.executemany("INSERT INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", jobs)
+            self._db.executemany(INSERT_EXEC, execs)
+        self._dirty_jobs.clear()
+        self._dirty_execs.clear()
 
     # ---- jobs -------------------------------------------------------------------------------------
     def insert_job(self, job: Job, executions: list[Execution]) -> None:
@@ -130,12 +182,14 @@ class JobStore:
                     job.rest_started_at,
                 ),
             )
+            self._dirty_jobs.add(job.spec.job_id)
             (number,) = self._db.execute("SELECT COALESCE(MAX(execution_number), 0) FROM executions").fetchone()
             for i, ex in enumerate(executions, start=1):
                 ex.execution_number = number + i
                 self.save_execution(ex, insert=True)
 
     def save_job(self, job: Job) -> None:
+        self._dirty_jobs.add(job.spec.job_id)
         self._db.execute(
             "UPDATE jobs SET status=?, reason_code=?, reason=?, updated_at=?, completed_at=?, rest_started_at=? "
             "WHERE job_id=?",
@@ -181,6 +235,8 @@ class JobStore:
         )
         verb = "INSERT" if insert else "REPLACE"
         self._db.execute(f"{verb} INTO executions ({EXEC_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", values)
+        self._dirty_execs.add((ex.job_id, ex.thing))
+        self._changed()
 
     def next_execution_number(self) -> int:
         """Execution numbers are unique in the store (a retry gets a new one, as in IoT Jobs)."""
@@ -207,6 +263,22 @@ class JobStore:
     def with_status(self, status: ExecStatus) -> list[Execution]:
         rows = self._db.execute(SELECT_EXEC + "WHERE status=?", (status.value,))
         return [_execution(row) for row in rows]
+
+
+JOB, EXEC = "job", "exec"
+
+
+def row_key(kind: str, *ids: str) -> str:
+    """KV key of a row: ``job.<job_id>`` or ``exec.<job_id>.<thing>``, each id base64url (any text fits)."""
+    return ".".join([kind, *(base64.urlsafe_b64encode(i.encode()).decode().rstrip("=") or "_" for i in ids)])
+
+
+def _dump(row: tuple) -> bytes:
+    return json.dumps(list(row)).encode()
+
+
+def _row_bytes(cursor: sqlite3.Cursor) -> bytes:
+    return _dump(cursor.fetchone())
 
 
 def _spec_dict(spec: JobSpec) -> dict[str, object]:

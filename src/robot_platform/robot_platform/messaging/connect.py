@@ -58,6 +58,15 @@ def quiet_error_cb(
     return error_cb
 
 
+def server_list(url: str) -> list[str]:
+    """``nats_url`` may list several servers, comma-separated (every node of a clustered hub): nats-py
+    tries them in turn on connect and reconnect (it also learns the cluster's other nodes from the server)."""
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    if not servers:
+        raise ValueError("empty NATS url")
+    return servers
+
+
 async def connect(
     url: str,
     *,
@@ -79,7 +88,7 @@ async def connect(
     else:
         policy = {"allow_reconnect": False, "max_reconnect_attempts": 1, "reconnect_time_wait": 0}
     return await nats.connect(
-        url,
+        server_list(url),
         name=name,
         connect_timeout=CONNECT_TIMEOUT_S,
         error_cb=error_cb,
@@ -103,7 +112,8 @@ async def connect_once(url: str, *, name: str, credentials: Credentials, timeout
 
     return await asyncio.wait_for(
         nats.connect(
-            url, name=name, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False, max_reconnect_attempts=1,
+            server_list(url), name=name, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False,
+            max_reconnect_attempts=1,
             reconnect_time_wait=0.1, error_cb=silent,
             **connect_options(credentials.user, credentials.password, credentials.inbox_owner),
         ),

@@ -17,20 +17,31 @@ Logs (ops/logs.py has the records and their subjects): stream ``LOGS_<id>`` on t
 ``robots.<id>.logs.>`` with size and age limits (oldest discarded first); ``FLEET_LOGS`` on the hub
 sources every ``LOGS_<id>``.
 
+Replicas: the hub's streams (and the control services' KV buckets, :func:`ensure_key_value`) ask for
+``HUB_REPLICAS`` (3) so that a clustered hub (site_setup/nats_config.py ``HubCluster``) keeps them through
+the loss of any one node; a standalone hub refuses replicas (``REPLICAS_NOT_SUPPORTED``) and they are
+created with one instead, so one config serves both. A robot's own streams stay R1 (one server).
+
 Alerts of a health monitor that runs without nats_bridge: :func:`ensure_capture` uses whichever stream
 already captures the subject (the bridge's ``EVENTS_<id>``) and creates a small one only if none does.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any
 
-from nats.js.api import DiscardPolicy, ExternalStream, StorageType, StreamConfig, StreamSource
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.api import DiscardPolicy, ExternalStream, KeyValueConfig, StorageType, StreamConfig, StreamSource
+from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NotFoundError
 
 from robot_platform.messaging import subjects
 from robot_platform.messaging.errors import BridgeError
 
+log = logging.getLogger(__name__)
+
+HUB_REPLICAS = 3  # hub streams and KV buckets: survive losing one node of a 3-node clustered hub
+REPLICAS_NOT_SUPPORTED = 10074  # JetStream API error code: replicas > 1 on a non-clustered server
 EVENTS_MAX_AGE_S = 7 * 24 * 3600
 EVENTS_MAX_BYTES = 1024**3  # hub's FLEET_EVENTS (alert history, deploy events): oldest dropped beyond 1 GiB
 # Exactly once across a restart needs a re-sent copy to arrive within this window: 10 min covers a crash
@@ -66,6 +77,7 @@ def events_hub_stream_config(robot_ids: list[str]) -> StreamConfig:
         name=EVENTS_HUB_STREAM,
         sources=sources,
         storage=StorageType.FILE,
+        num_replicas=HUB_REPLICAS,
         max_age=EVENTS_MAX_AGE_S,
         max_bytes=EVENTS_MAX_BYTES,
         duplicate_window=DUPLICATE_WINDOW_S,
@@ -103,6 +115,7 @@ def logs_hub_stream_config(
         name=LOGS_HUB_STREAM,
         sources=sources,
         storage=StorageType.FILE,
+        num_replicas=HUB_REPLICAS,
         max_bytes=max_bytes,
         max_age=max_age_s,
         discard=DiscardPolicy.OLD,
@@ -134,8 +147,58 @@ class StreamConflictError(BridgeError):
         self.subject = subject
 
 
+def _standalone(exc: APIError, replicas: int | None) -> bool:
+    return exc.err_code == REPLICAS_NOT_SUPPORTED and (replicas or 1) > 1
+
+
 async def ensure_stream(nc: Any, config: StreamConfig) -> None:
-    """Create the stream, or update it to ``config`` if it exists (idempotent, safe on every connect)."""
+    """Create the stream, or update it to ``config`` if it exists (idempotent, safe on every connect).
+
+    Replicas > 1 on a standalone server: the stream is made with one (see the module docstring)."""
+    try:
+        await _ensure_stream(nc, config)
+    except APIError as exc:
+        if not _standalone(exc, config.num_replicas):
+            raise
+        log.debug(f"stream {config.name}: standalone server, one replica")
+        await _ensure_stream(nc, dataclasses.replace(config, num_replicas=1))
+
+
+async def ensure_key_value(js: Any, config: KeyValueConfig) -> Any:
+    """The KV bucket ``config.bucket`` (created if missing; an existing one is used as it is).
+
+    Replicas > 1 on a standalone server: created with one."""
+    try:
+        return await js.key_value(config.bucket)
+    except (BucketNotFoundError, NotFoundError):
+        pass
+    try:
+        return await js.create_key_value(config)
+    except APIError as exc:
+        if not _standalone(exc, config.replicas):
+            raise
+        return await js.create_key_value(dataclasses.replace(config, replicas=1))
+
+
+async def kv_snapshot(js: Any, bucket: str) -> dict[str, bytes]:
+    """Every live key of KV bucket ``bucket`` with its value, read from the stream's leader.
+
+    Why not ``kv.keys()``: right after a clustered hub lost the bucket's leader, its consumer-based listing
+    can come back empty instead of failing, and a service that takes over would start from nothing. The
+    stream info (subjects with messages) and the last message per subject come from the leader, or the
+    call fails and the caller retries."""
+    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+    info = await js.stream_info(stream, subjects_filter=f"{prefix}>")
+    out: dict[str, bytes] = {}
+    for subject in sorted(info.state.subjects or {}):
+        msg = await js.get_msg(stream, subject=subject)
+        if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
+            continue
+        out[subject[len(prefix) :]] = msg.data or b""
+    return out
+
+
+async def _ensure_stream(nc: Any, config: StreamConfig) -> None:
     js = nc.jetstream()
     try:
         await js.stream_info(config.name)

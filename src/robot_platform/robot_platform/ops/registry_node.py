@@ -38,6 +38,7 @@ PARAMS: tuple[Param, ...] = (
     Param("sweep_period_s", float, SWEEP_PERIOD_S, "offline check period", (0.1, 60.0)),
     Param("log_stream_max_mb", int, 1024, "size limit of FLEET_LOGS", (1, 10_000_000)),
     Param("log_stream_max_age_h", float, 336.0, "age limit of FLEET_LOGS", (0.01, 87600.0)),
+    Param("ha", bool, False, "active/standby with other instances: serve only while holding the KV lease"),
 )
 TABLE = ParamTable("fleet_registry", PARAMS)
 
@@ -63,6 +64,7 @@ class FleetRegistryNode(Node):
             int(max_mb) * 1024 * 1024,
             float(max_age_h) * 3600.0,
             self.get_logger(),
+            ha=bool(p["ha"]),
         )
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()

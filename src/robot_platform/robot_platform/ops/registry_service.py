@@ -41,6 +41,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from robot_platform.common.request_body import BadRequestBody, decode_request_body
 from robot_platform.messaging import connect, streams
 from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.lease import Lease, default_instance, open_lease_bucket
 from robot_platform.messaging.streams import ensure_stream
 from robot_platform.ops import alert_history, log_query
 from robot_platform.ops import registry as reg
@@ -77,15 +78,12 @@ class ServiceCounters:
 
 
 async def open_bucket(js: Any, create: bool = True) -> Any:
-    """The registry bucket (created, file-backed, if ``create`` and missing)."""
-    try:
+    """The registry bucket (created, file-backed, with the hub's replicas, if ``create`` and missing)."""
+    if not create:
         return await js.key_value(BUCKET)
-    except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
-        if not create:
-            raise
-    return await js.create_key_value(KeyValueConfig(
+    return await streams.ensure_key_value(js, KeyValueConfig(
         bucket=BUCKET, description="robot_platform fleet registry (one key per robot)",
-        history=BUCKET_HISTORY, storage=StorageType.FILE,
+        history=BUCKET_HISTORY, storage=StorageType.FILE, replicas=streams.HUB_REPLICAS,
     ))  # fmt: skip
 
 
@@ -123,8 +121,15 @@ class RegistryService:
         log_max_bytes: int = streams.LOGS_HUB_MAX_BYTES,
         log_max_age_s: float = streams.LOGS_HUB_MAX_AGE_S,
         log: logging.Logger | Any | None = None,
+        ha: bool = False,
+        instance: str = "",
     ) -> None:
         self.url = url
+        self.fleet = list(fleet)
+        self.ha = ha
+        self.instance = instance or default_instance()
+        self.lease: Lease | None = None
+        self.active = False
         self.credentials = credentials
         self.registry = Registry(offline_after_s, fleet)
         self.sweep_period_s = sweep_period_s
@@ -149,17 +154,47 @@ class RegistryService:
         try:
             self._nc = nc
             self._js = nc.jetstream()
-            self._kv = await open_bucket(self._js)
-            for record in await read_records(self._kv):
-                self.registry.load(record)
-            self.sourced |= set(self.registry.records)
-            await self._ensure_log_stream()
-            await nc.subscribe("robots.*.presence", cb=self._on_presence)
-            await nc.subscribe(reg.LIST_SUBJECT, cb=self._on_list)
-            await nc.subscribe(log_query.QUERY_SUBJECT, cb=self._on_query)
-            await nc.subscribe(alert_history.QUERY_SUBJECT, cb=self._on_alert_query)
-            self._log.info(f"registry up: {len(self.registry.records)} robots known, logs from {sorted(self.sourced)}")
+            if not self.ha:
+                await self._serve(stop, None)
+                return
+            # Active/standby (messaging/lease.py): serve while holding the lease, wait while another does.
+            self.lease = Lease(await open_lease_bucket(self._js), "fleet_registry", self.instance)
             while not stop.is_set():
+                self.active = False
+                if not await self.lease.acquire(stop):
+                    break
+                keeper = asyncio.create_task(self.lease.keep(stop))
+                try:
+                    await self._serve(stop, self.lease.lost)
+                finally:
+                    keeper.cancel()
+                    await asyncio.gather(keeper, return_exceptions=True)
+                    await self.lease.release()
+        finally:
+            for task in list(self._queries):
+                task.cancel()
+            await asyncio.gather(*self._queries, return_exceptions=True)
+            await connect.close(nc)
+
+    async def _serve(self, stop: asyncio.Event, lost: asyncio.Event | None) -> None:
+        """Load the bucket, subscribe and sweep until ``stop`` (or ``lost``: the lease went elsewhere)."""
+        nc = self._nc
+        self._kv = await open_bucket(self._js)
+        self.registry = Registry(self.registry.offline_after_s, self.fleet)
+        for record in await self._read_bucket(stop, lost):
+            self.registry.load(record)
+        self.sourced |= set(self.registry.records)
+        await self._ensure_log_stream()
+        subs = [
+            await nc.subscribe("robots.*.presence", cb=self._on_presence),
+            await nc.subscribe(reg.LIST_SUBJECT, cb=self._on_list),
+            await nc.subscribe(log_query.QUERY_SUBJECT, cb=self._on_query),
+            await nc.subscribe(alert_history.QUERY_SUBJECT, cb=self._on_alert_query),
+        ]
+        self.active = True
+        self._log.info(f"registry up: {len(self.registry.records)} robots known, logs from {sorted(self.sourced)}")
+        try:
+            while not stop.is_set() and not (lost and lost.is_set()):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.sweep_period_s)
                 for record in self.registry.sweep():
@@ -168,10 +203,29 @@ class RegistryService:
                     await self._put(record)
                     await self._publish_event(record)
         finally:
-            for task in list(self._queries):
-                task.cancel()
-            await asyncio.gather(*self._queries, return_exceptions=True)
-            await connect.close(nc)
+            self.active = False
+            for sub in subs:
+                with contextlib.suppress(nats.errors.Error, OSError):
+                    await sub.unsubscribe()
+
+    async def _read_bucket(self, stop: asyncio.Event, lost: asyncio.Event | None) -> list[RobotRecord]:
+        """The bucket's records from its leader, retried while a clustered hub elects one (a partial read
+        would reset first-seen times); undecodable records are skipped and counted."""
+        while not stop.is_set() and not (lost and lost.is_set()):
+            try:
+                values = await asyncio.wait_for(streams.kv_snapshot(self._js, BUCKET), 30.0)
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                self._log.warning(f"registry bucket not readable yet ({type(exc).__name__}); retrying")
+                await asyncio.sleep(0.5)
+                continue
+            records = []
+            for key, value in values.items():
+                try:
+                    records.append(RobotRecord.decode(value))
+                except (AnnouncementError, ValueError, KeyError, TypeError) as exc:
+                    self._count(type(exc).__name__, f"registry record {key!r} unreadable: {exc}")
+            return records
+        return []
 
     async def _on_presence(self, msg: Any) -> None:
         try:

@@ -10,6 +10,12 @@ impersonate another one, and a command for r2 never reaches r1's server. The ope
 fleet_registry (user ``fleet_registry``) and jobs_service (user ``jobs``) get users limited to what they
 do (:func:`service_user_entry`).
 
+Clustered hub (``--cluster-hosts h1,h2,h3``, :class:`HubCluster`): the control server's NATS as three
+nodes of one JetStream cluster (route block with its own route user, a server name per node). Every node
+carries the same accounts, users and permissions as the single hub, so a client or robot may use any of
+them; robots list every node's leaf address and re-link to a live one when theirs dies. Streams and KV
+buckets of the control services are created with three replicas (:mod:`robot_platform.messaging.streams`).
+
 Passwords are generated (``secrets.token_urlsafe``) and written only into the rendered files (mode
 0600); they are never logged. Usage::
 
@@ -30,6 +36,9 @@ from robot_platform.messaging.inbox import inbox_subjects, robot_reply_subjects
 from robot_platform.messaging.subjects import check_robot_id
 
 PASSWORD_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")  # nothing that needs quoting in a NATS config
+NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+CLUSTER_NAME = "control_hub"  # the clustered hub's cluster name (the single hub's server_name)
+ROUTE_USER = "route"  # the user the hub nodes' routes authenticate with (cluster block only)
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,22 @@ _REGISTRY_JS = [
     "$JS.API.CONSUMER.MSG.NEXT.FLEET_EVENTS.>",
     "$KV.FLEET_REGISTRY.>", "$JS.FC.>",
 ]  # fmt: skip
-REGISTRY_PUBLISH = (*_REGISTRY_JS, "fleet.registry.events", "_INBOX.>")
+
+
+def _kv_access(bucket: str, keys: str = ">") -> list[str]:
+    """JetStream API subjects to create, read and write (``keys``) one KV bucket, nothing else."""
+    stream = f"KV_{bucket}"
+    return [
+        *(f"$JS.API.STREAM.{op}.{stream}" for op in ("CREATE", "UPDATE", "INFO")),
+        f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.CONSUMER.*.{stream}", f"$JS.API.CONSUMER.*.{stream}.>", f"$KV.{bucket}.{keys}",
+    ]  # fmt: skip
+
+
+# Active/standby (messaging/lease.py, ``ha``): each service reads and writes only its own lease key;
+# jobs_service also replicates its state into JOBS_STATE (jobs/ha.py).
+LEASE_BUCKET, JOBS_STATE_BUCKET = "CONTROL_LEASES", "JOBS_STATE"
+REGISTRY_PUBLISH = (*_REGISTRY_JS, *_kv_access(LEASE_BUCKET, "fleet_registry"), "fleet.registry.events", "_INBOX.>")
 REGISTRY_SUBSCRIBE = (
     "robots.*.presence", "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query",
     inbox_subjects("fleet_registry"),
@@ -120,8 +144,11 @@ REGISTRY_SUBSCRIBE = (
 SERVICE_USERS = ("console", "fleet_registry", "jobs")  # written by --service-users
 # jobs: jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel}, publishes
 # jobs.events (its nats_user / nats_password_file parameters).
-JOBS_PUBLISH = ("jobs.events", "_INBOX.>")
-JOBS_SUBSCRIBE = ("jobs.create", "jobs.get", "jobs.list", "jobs.cancel")
+JOBS_PUBLISH = (
+    "jobs.events", "_INBOX.>", "$JS.API.INFO", "$JS.FC.>", *_kv_access(LEASE_BUCKET, "jobs_service"),
+    *_kv_access(JOBS_STATE_BUCKET),
+)  # fmt: skip
+JOBS_SUBSCRIBE = ("jobs.create", "jobs.get", "jobs.list", "jobs.cancel", inbox_subjects("jobs"))
 
 
 def permissions(publish: Sequence[str], subscribe: Sequence[str]) -> str:
@@ -149,6 +176,75 @@ def _list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
+@dataclass(frozen=True)
+class HubNode:
+    """One node of a clustered hub: its name (``server_name``), client endpoint, leaf and route ports."""
+
+    name: str
+    client: Endpoint
+    leaf_port: int
+    cluster_port: int
+
+
+@dataclass(frozen=True)
+class HubCluster:
+    """The nodes of a clustered hub and the password of the route user they authenticate each other with."""
+
+    nodes: tuple[HubNode, ...]
+    route_password: str
+    name: str = CLUSTER_NAME
+
+    def check(self) -> None:
+        if len(self.nodes) < 3:
+            raise ValueError("a JetStream cluster needs at least 3 nodes (a quorum survives losing one)")
+        if len({n.name for n in self.nodes}) != len(self.nodes):
+            raise ValueError("hub node names must be unique")
+        for node in self.nodes:
+            if not NODE_NAME_RE.fullmatch(node.name):
+                raise ValueError(f"hub node name {node.name!r} must be 1-32 of [A-Za-z0-9_-]")
+        if not PASSWORD_RE.fullmatch(self.route_password):
+            raise ValueError("route password must be 16-128 of [A-Za-z0-9_-]")
+
+    def node(self, name: str) -> HubNode:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def leaf_addresses(self) -> list[str]:
+        """``host:port`` of every node's leaf listener (what each robot's remote lists)."""
+        return [f"{n.client.host}:{n.leaf_port}" for n in self.nodes]
+
+    def client_urls(self) -> str:
+        """Every node's client URL, comma-separated (the control services' ``nats_url``)."""
+        return ",".join(f"nats://{n.client.host}:{n.client.port}" for n in self.nodes)
+
+    @classmethod
+    def local(cls, client_ports: Sequence[int], leaf_ports: Sequence[int], cluster_ports: Sequence[int],
+              monitor_ports: Sequence[int] = ()) -> HubCluster:  # fmt: skip
+        """Nodes ``hub-0``.. on 127.0.0.1 (tests, the demo's ``--ha``), with a generated route password."""
+        monitors = list(monitor_ports) or [0] * len(client_ports)
+        nodes = tuple(
+            HubNode(f"hub-{i}", Endpoint(port=c, monitor_port=m), leaf, route)
+            for i, (c, leaf, route, m) in enumerate(zip(client_ports, leaf_ports, cluster_ports, monitors, strict=True))
+        )
+        return cls(nodes, secrets.token_urlsafe(24))
+
+
+def render_cluster_block(cluster: HubCluster, me: HubNode) -> str:
+    """The ``cluster`` block of node ``me``: listen on its route port, routes to every other node."""
+    routes = [
+        f"nats-route://{ROUTE_USER}:{cluster.route_password}@{n.client.host}:{n.cluster_port}"
+        for n in cluster.nodes
+        if n.name != me.name
+    ]
+    return (
+        f"cluster {{\n  name: {cluster.name}\n  listen: {me.client.host}:{me.cluster_port}\n"
+        f'  authorization {{ user: {ROUTE_USER}, password: "{cluster.route_password}" }}\n'
+        f"  routes: {_list(routes)}\n}}\n"
+    )
+
+
 def render_hub(
     fleet: Fleet,
     client: Endpoint,
@@ -156,11 +252,14 @@ def render_hub(
     store_dir: str,
     max_payload: str = "8MB",
     extra_users: Sequence[str] = (),
+    cluster: HubCluster | None = None,
+    node: str = "",
 ) -> str:
-    """nats-server config of the control server's hub.
+    """nats-server config of the control server's hub, or of node ``node`` of a clustered hub.
 
     ``extra_users`` are further, already rendered user entries of account FLEET (e.g. the role-limited
-    operator users of :mod:`robot_platform.ops.operator_roles`).
+    operator users of :mod:`robot_platform.ops.operator_roles`). With ``cluster``, ``client`` and
+    ``leaf_port`` are ignored (the node's own are used): every node gets the same accounts and users.
     """
     fleet.check()
     # Passwords are quoted: an unquoted value starting with '-' or a digit parses as a number.
@@ -170,29 +269,47 @@ def render_hub(
         users.append(
             f'      {{ user: {robot_id}, password: "{password}", permissions: {robot_permissions(robot_id)} }}'
         )
+    server_name, cluster_block = "control_hub", ""
+    if cluster is not None:
+        cluster.check()
+        me = cluster.node(node)
+        client, leaf_port, server_name = me.client, me.leaf_port, me.name
+        cluster_block = render_cluster_block(cluster, me)
     monitor = f"http: {client.host}:{client.monitor_port}\n" if client.monitor_port else ""
     return (
         "# Generated by robot_platform.site_setup.nats_config: the hub of the control server.\n"
-        "server_name: control_hub\n"
+        f"server_name: {server_name}\n"
         f"listen: {client.host}:{client.port}\n{monitor}"
         f"max_payload: {max_payload}\n"
         f'jetstream {{ domain: hub, store_dir: "{store_dir}" }}\n'
         "accounts {\n  FLEET {\n    jetstream: enabled\n    users = [\n" + "\n".join(users) + "\n    ]\n  }\n}\n"
         # no_advertise: robots keep dialling the configured URL (a proxy or NAT address), not the hub's own.
-        f"leafnodes {{ listen: {client.host}:{leaf_port}, no_advertise: true }}\n"
+        f"leafnodes {{ listen: {client.host}:{leaf_port}, no_advertise: true }}\n" + cluster_block
     )
 
 
 def render_robot(
-    robot_id: str, password: str, client: Endpoint, hub_leaf: str, store_dir: str, max_payload: str = "8MB"
+    robot_id: str,
+    password: str,
+    client: Endpoint,
+    hub_leaf: str | Sequence[str],
+    store_dir: str,
+    max_payload: str = "8MB",
 ) -> str:
-    """nats-server config of one robot: local clients only, leaf link to the hub with the robot's user."""
+    """nats-server config of one robot: local clients only, leaf link to the hub with the robot's user.
+
+    ``hub_leaf``: ``host:port`` of the hub's leaf listener, or of every node of a clustered hub (a list or
+    comma-separated): the remote lists them all and re-links to another one when its node dies."""
     check_robot_id(robot_id)
     if not PASSWORD_RE.fullmatch(password):
         raise ValueError(f"password of {robot_id} must be 16-128 of [A-Za-z0-9_-]")
-    host, _, port = hub_leaf.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"hub leaf address must be host:port, got {hub_leaf!r}")
+    addresses = hub_leaf.split(",") if isinstance(hub_leaf, str) else list(hub_leaf)
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"hub leaf address must be host:port, got {address!r}")
+    urls = [f"nats-leaf://{robot_id}:{password}@{address}" for address in addresses]
+    remote = f'url: "{urls[0]}"' if len(urls) == 1 else f"urls: {_list(urls)}"
     monitor = f"http: {client.host}:{client.monitor_port}\n" if client.monitor_port else ""
     return (
         f"# Generated by robot_platform.site_setup.nats_config: the local server of robot {robot_id}.\n"
@@ -201,7 +318,7 @@ def render_robot(
         f"max_payload: {max_payload}\n"
         f'jetstream {{ domain: {robot_id}, store_dir: "{store_dir}" }}\n'
         "leafnodes {\n  reconnect: 1s\n"
-        f'  remotes [ {{ url: "nats-leaf://{robot_id}:{password}@{hub_leaf}" }} ]\n}}\n'
+        f"  remotes [ {{ {remote} }} ]\n}}\n"
     )
 
 
@@ -223,25 +340,53 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store-dir", default="/var/lib/robot_platform/nats")
     parser.add_argument("--service-users", action="store_true",
                         help="also users console (ws_agent), fleet_registry and jobs with least privilege")  # fmt: skip
+    parser.add_argument("--cluster-hosts", default="",
+                        help="clustered hub: comma-separated hosts of its 3+ nodes (hub-0.conf...); nodes on one "
+                        "host get ports offset by their index")  # fmt: skip
+    parser.add_argument("--cluster-port", type=int, default=6222, help="route port of each hub node")
     args = parser.parse_args(argv)
     fleet = Fleet.generate([r for r in args.robots.split(",") if r])
     args.out.mkdir(parents=True, exist_ok=True, mode=0o700)
     services = {u: secrets.token_urlsafe(24) for u in SERVICE_USERS} if args.service_users else {}
     extra = [service_user_entry(u, p) for u, p in services.items()]
-    hub = render_hub(
-        fleet, Endpoint(args.hub_host, args.hub_port), args.leaf_port, f"{args.store_dir}/hub", extra_users=extra
-    )
+    cluster = cluster_from_hosts(args.cluster_hosts, args.hub_port, args.leaf_port, args.cluster_port)
+    if cluster is None:
+        hub = Endpoint(args.hub_host, args.hub_port)
+        text = render_hub(fleet, hub, args.leaf_port, f"{args.store_dir}/hub", extra_users=extra)
+        write_private(args.out / "hub.conf", text)
+        leafs = [f"{args.hub_host}:{args.leaf_port}"]
+    else:
+        for node in cluster.nodes:
+            text = render_hub(fleet, node.client, node.leaf_port, f"{args.store_dir}/{node.name}", extra_users=extra,
+                              cluster=cluster, node=node.name)  # fmt: skip
+            write_private(args.out / f"{node.name}.conf", text)
+        leafs = cluster.leaf_addresses()
+        write_private(args.out / "hub-urls", cluster.client_urls() + "\n")
     for user, password in services.items():
         write_private(args.out / f"{user}.password", password + "\n")
-    write_private(args.out / "hub.conf", hub)
     for robot_id, password in fleet.robots.items():
         text = render_robot(
-            robot_id, password, Endpoint("127.0.0.1", args.robot_port), f"{args.hub_host}:{args.leaf_port}",
-            f"{args.store_dir}/{robot_id}",
+            robot_id, password, Endpoint("127.0.0.1", args.robot_port), leafs, f"{args.store_dir}/{robot_id}",
         )  # fmt: skip
         write_private(args.out / f"{robot_id}.conf", text)
         write_private(args.out / f"{robot_id}.password", password + "\n")
     write_private(args.out / "control.password", fleet.control_password + "\n")
+
+
+def cluster_from_hosts(hosts: str, client_port: int, leaf_port: int, cluster_port: int) -> HubCluster | None:
+    """The clustered hub of ``--cluster-hosts`` (None when empty): node i is ``hub-<i>`` on the i-th host;
+    nodes that share a host get every port offset by their index so they can run side by side."""
+    names = [h.strip() for h in hosts.split(",") if h.strip()]
+    if not names:
+        return None
+    shared = len(set(names)) < len(names)
+    nodes = tuple(
+        HubNode(f"hub-{i}", Endpoint(host, client_port + i * shared), leaf_port + i * shared, cluster_port + i * shared)
+        for i, host in enumerate(names)
+    )
+    cluster = HubCluster(nodes, secrets.token_urlsafe(24))
+    cluster.check()
+    return cluster
 
 
 if __name__ == "__main__":
