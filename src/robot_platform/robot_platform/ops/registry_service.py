@@ -1,10 +1,10 @@
 """The control side of the registry (no rclpy): presence -> JetStream KV, offline sweep, log stream.
 
 :class:`RegistryService` connects to the hub, makes sure the ``FLEET_REGISTRY`` bucket and the
-``FLEET_LOGS`` stream exist, loads what the bucket already holds (so a restart keeps the fleet and its
-first-seen times), folds every ``robots.*.presence`` message into :class:`.registry.Registry` and writes
-the robot's record to the bucket, and every ``sweep_period_s`` marks robots silent for longer than
-``offline_after_s`` offline. A robot that appears for the first time is added to ``FLEET_LOGS``'s
+``FLEET_LOGS`` and ``FLEET_AUDIT`` streams exist, loads what the bucket already holds (so a restart keeps
+the fleet and its first-seen times), folds every ``robots.*.presence`` message into
+:class:`.registry.Registry` and writes the robot's record to the bucket, and every ``sweep_period_s``
+marks robots silent for longer than ``offline_after_s`` offline. A robot that appears for the first time is added to ``FLEET_LOGS``'s
 sources (its credentials were checked by the hub already: only known robot users can publish there).
 
 For the console (ws_agent's ``/fleet/...`` names) it also serves, as NATS request/reply (request body
@@ -17,6 +17,9 @@ shape of the jobs API):
   (:mod:`.log_query`); at most ``MAX_CONCURRENT_QUERIES`` run at once, more are answered ``busy``;
 * ``fleet.alerts.query`` ``{robot?, severity?, code?, since_s?, until_s?, state?, limit?}`` ->
   ``{alerts, truncated}``: alert history from ``FLEET_EVENTS`` (:mod:`.alert_history`), same limits;
+* ``fleet.audit.query`` ``{robot?, user?, op?, target?, verdict?, since_s?, until_s?, limit?}`` ->
+  ``{entries, truncated}``: ws_agent's audit events from ``FLEET_AUDIT`` (:mod:`.audit_query`; this
+  service creates that stream), same limits;
 
 and publishes ``fleet.registry.events``: the record (same dict) whenever it changes, throttled by
 :class:`.registry.EventThrottle` (``last_seen``-only updates at most every ``offline_after_s / 2``).
@@ -42,7 +45,7 @@ from robot_platform.common.request_body import BadRequestBody, decode_request_bo
 from robot_platform.messaging import connect, streams
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.streams import ensure_stream
-from robot_platform.ops import alert_history, log_query
+from robot_platform.ops import alert_history, audit_query, log_query
 from robot_platform.ops import registry as reg
 from robot_platform.ops.errors import AnnouncementError, LogQueryError
 from robot_platform.ops.registry import (
@@ -70,6 +73,7 @@ class ServiceCounters:
     list_requests: int = 0
     log_queries: int = 0
     alert_queries: int = 0
+    audit_queries: int = 0
     bad_requests: int = 0
     busy: int = 0
     events: int = 0
@@ -154,10 +158,12 @@ class RegistryService:
                 self.registry.load(record)
             self.sourced |= set(self.registry.records)
             await self._ensure_log_stream()
+            await self._ensure_audit_stream()
             await nc.subscribe("robots.*.presence", cb=self._on_presence)
             await nc.subscribe(reg.LIST_SUBJECT, cb=self._on_list)
             await nc.subscribe(log_query.QUERY_SUBJECT, cb=self._on_query)
             await nc.subscribe(alert_history.QUERY_SUBJECT, cb=self._on_alert_query)
+            await nc.subscribe(audit_query.QUERY_SUBJECT, cb=self._on_audit_query)
             self._log.info(f"registry up: {len(self.registry.records)} robots known, logs from {sorted(self.sourced)}")
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -219,6 +225,10 @@ class RegistryService:
         self.counters.alert_queries += 1
         await self._start_query(msg, alert_history.parse_query, self._answer_alert_query)
 
+    async def _on_audit_query(self, msg: Any) -> None:
+        self.counters.audit_queries += 1
+        await self._start_query(msg, audit_query.parse_query, self._answer_audit_query)
+
     async def _start_query(
         self, msg: Any, parse: Callable[[Any], Any], answer: Callable[[Any, Any], Awaitable[None]]
     ) -> None:
@@ -243,6 +253,15 @@ class RegistryService:
         except (nats.errors.Error, TimeoutError) as exc:
             self._count(type(exc).__name__, f"alert query failed: {exc}")
             await self._reply(msg, error=LogQueryError("", f"reading the alert history failed: {type(exc).__name__}"))
+            return
+        await self._reply(msg, result)
+
+    async def _answer_audit_query(self, msg: Any, spec: audit_query.AuditQuery) -> None:
+        try:
+            result = await audit_query.run_query(self._nc, spec)
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._count(type(exc).__name__, f"audit query failed: {exc}")
+            await self._reply(msg, error=LogQueryError("", f"reading the audit trail failed: {type(exc).__name__}"))
             return
         await self._reply(msg, result)
 
@@ -280,6 +299,13 @@ class RegistryService:
         except (nats.errors.Error, TimeoutError) as exc:
             self.counters.kv_errors += 1
             self._log.warning(f"registry write for {record.robot_id} failed: {type(exc).__name__}: {exc}")
+
+    async def _ensure_audit_stream(self) -> None:
+        config = streams.audit_hub_stream_config()
+        try:
+            await ensure_stream(self._nc, config)
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._log.error(f"cannot create/update {config.name}: {type(exc).__name__}: {exc}")
 
     async def _ensure_log_stream(self) -> None:
         config = streams.logs_hub_stream_config(sorted(self.sourced), self.log_max_bytes, self.log_max_age_s)

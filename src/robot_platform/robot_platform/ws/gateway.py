@@ -187,8 +187,11 @@ class Gateway:
             headers[H_ROBOT] = target.robot_id
         if req.type:
             headers[H_TYPE] = req.type[:200]
+        args = req.args
+        if target.as_user:  # audited as who is logged in, whatever the page sent
+            args = {**(args if isinstance(args, dict) else {}), "user": p.user}
         try:
-            body = msgpack.packb(req.args, use_bin_type=True)
+            body = msgpack.packb(args, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             raise ProtocolError(f"args cannot be encoded: {exc}", "call_service", "args", req.id) from None
         self.counters.service_calls += 1
