@@ -4,8 +4,9 @@
 ``FLEET_LOGS`` and ``FLEET_AUDIT`` streams exist, loads what the bucket already holds (so a restart keeps
 the fleet and its first-seen times), folds every ``robots.*.presence`` message into
 :class:`.registry.Registry` and writes the robot's record to the bucket, and every ``sweep_period_s``
-marks robots silent for longer than ``offline_after_s`` offline. A robot that appears for the first time is added to ``FLEET_LOGS``'s
-sources (its credentials were checked by the hub already: only known robot users can publish there).
+marks robots silent for longer than ``offline_after_s`` offline. A robot that appears for the first time
+is added to ``FLEET_LOGS``'s sources (its credentials were checked by the hub already: only known robot
+users can publish there).
 
 For the console (ws_agent's ``/fleet/...`` names) it also serves, as NATS request/reply (request body
 msgpack or JSON, reply msgpack ``{ok: true, result}`` or ``{ok: false, code, error, field?}``, the
