@@ -165,7 +165,8 @@ def run(b: Browser, probes: dict[str, RosProbe], console: str, nats_url: str) ->
     b.do("fill", page="otto", selector="#h-code", text="")
     b.do("click", page="otto", selector="[data-testid=history-search]")
     b.wait("otto", "document.querySelectorAll('#a-history tr').length >= 8", STEP_S)
-    b.do("eval", page="otto", js="document.querySelector('#a-note').value = ''")
+    b.do("eval", page="otto", js="document.querySelector('#a-note').value = ''; "
+         "document.querySelector('#view-alerts').scrollTop = 0; window.scrollTo(0, 0)")
     shot("otto", "console_alert_workflow")
     assert b.do("eval", page="otto", js="document.querySelector('#nav-audit').hidden") is True  # operator: no audit
 
