@@ -123,7 +123,7 @@ def test_whoami_fleet_verdicts() -> None:
     assert viewer["call"] == {
         "/fleet/registry/list": True, "/fleet/logs/query": True, "/fleet/alerts/query": True,
         "/fleet/audit/query": False, "/fleet/jobs/create": False, "/fleet/jobs/get": True, "/fleet/jobs/list": True,
-        "/fleet/jobs/cancel": False,
+        "/fleet/jobs/cancel": False, "/fleet/jobs/catalogue": False,
     }  # fmt: skip
     assert all(admin["call"].values()) and all(viewer["subscribe"].values())
     custom = resolve_roles({"auditor": {"subscribe": ["jobs.events"]}})["auditor"]

@@ -42,6 +42,10 @@ PARAMS: tuple[Param, ...] = (
     Param("mqtt_cert", str, "", "the service's client certificate (CN jobs-service)"),
     Param("mqtt_key", str, "", "the service's private key"),
     Param("mqtt_client_id", str, "jobs-service", "MQTT client id"),
+    Param("packages_bucket", str, "", "S3 bucket of signed packages listed by jobs.catalogue; empty: none"),
+    Param("s3_endpoint_url", str, "", "S3 endpoint of the packages bucket (empty: AWS)"),
+    Param("s3_region", str, "us-east-1", "S3 region"),
+    Param("s3_credentials_file", str, "", "JSON {access_key_id, secret_access_key} (read-only is enough)"),
     Param("host", str, "127.0.0.1", "bind address of the metrics endpoint"),
     Param("metrics_port", int, 9203, "Prometheus /metrics port; 0 disables", (0, 65535)),
 )

@@ -91,7 +91,7 @@ def robot_permissions(robot_id: str) -> str:
 # own reply inbox (_INBOX.console.>, see inbox.py). Audit events go to audit.<robot> (kept in FLEET_AUDIT).
 CONSOLE_PUBLISH = (
     "robots.*.cmd.>", "robots.*.srv.>", "robots.*.health.ack", "robots.*.health.silence",
-    "robots.*.frames.*.lease", "audit.>", "jobs.create", "jobs.get", "jobs.list", "jobs.cancel",
+    "robots.*.frames.*.lease", "audit.>", "jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "jobs.catalogue",
     "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query", "fleet.audit.query",
 )  # fmt: skip
 CONSOLE_SUBSCRIBE = (
@@ -122,10 +122,10 @@ REGISTRY_SUBSCRIBE = (
     inbox_subjects("fleet_registry"),
 )  # fmt: skip
 SERVICE_USERS = ("console", "fleet_registry", "jobs")  # written by --service-users
-# jobs: jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel}, publishes
+# jobs: jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel,catalogue}, publishes
 # jobs.events (its nats_user / nats_password_file parameters).
 JOBS_PUBLISH = ("jobs.events", "_INBOX.>")
-JOBS_SUBSCRIBE = ("jobs.create", "jobs.get", "jobs.list", "jobs.cancel")
+JOBS_SUBSCRIBE = ("jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "jobs.catalogue")
 
 
 def permissions(publish: Sequence[str], subscribe: Sequence[str]) -> str:

@@ -25,7 +25,7 @@ Fleet services (fleet mode only; the control server's services, not a robot's):
                  /fleet/logs/query      -> fleet.logs.query      (fleet_registry, see ops/log_query.py)
                  /fleet/alerts/query    -> fleet.alerts.query    (fleet_registry, ops/alert_history.py)
                  /fleet/audit/query     -> fleet.audit.query     (fleet_registry, ops/audit_query.py)
-                 /fleet/jobs/create|get|list|cancel -> jobs.create|get|list|cancel (jobs/nats_api.py)
+                 /fleet/jobs/create|get|list|cancel|catalogue -> jobs.<op> (jobs/nats_api.py)
     subscribe    /fleet/jobs/events     -> jobs.events           (each jobs event as the msg)
                  /fleet/registry/events -> fleet.registry.events (a robot's record on every change)
 
@@ -68,7 +68,7 @@ FLEET_SERVICES = {
     "/fleet/logs/query": "fleet.logs.query",  # ops.log_query.QUERY_SUBJECT
     "/fleet/alerts/query": "fleet.alerts.query",  # ops.alert_history.QUERY_SUBJECT
     "/fleet/audit/query": "fleet.audit.query",  # ops.audit_query.QUERY_SUBJECT (admin only by default)
-    **{f"/fleet/jobs/{op}": f"{JOBS_PREFIX}.{op}" for op in ("create", "get", "list", "cancel")},
+    **{f"/fleet/jobs/{op}": f"{JOBS_PREFIX}.{op}" for op in ("create", "get", "list", "cancel", "catalogue")},
 }
 FLEET_TOPICS = {
     "/fleet/jobs/events": f"{JOBS_PREFIX}.events",

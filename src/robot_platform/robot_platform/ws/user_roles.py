@@ -38,7 +38,8 @@ OPERATOR_CALL = (
     "robots.*.health.ack", "robots.*.health.silence",
 )  # fmt: skip
 # The audit trail names users, their addresses and what they did: admin only (least privilege).
-ADMIN_JOBS_CALL = ("jobs.create", "jobs.cancel", "fleet.audit.query")
+# The package catalogue only serves whoever deploys (admin).
+ADMIN_JOBS_CALL = ("jobs.create", "jobs.cancel", "jobs.catalogue", "fleet.audit.query")
 DEFAULT_ROLES: dict[str, dict[str, Any]] = {
     "viewer": {"subscribe": list(VIEWER_SUBSCRIBE), "publish": [], "call": list(VIEWER_CALL)},
     "operator": {"inherits": "viewer", "publish": list(OPERATOR_PUBLISH), "call": list(OPERATOR_CALL)},
