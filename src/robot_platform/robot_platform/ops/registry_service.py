@@ -302,10 +302,12 @@ class RegistryService:
             self._log.warning(f"registry write for {record.robot_id} failed: {type(exc).__name__}: {exc}")
 
     async def _ensure_audit_stream(self) -> None:
+        """FLEET_AUDIT keeps ws_agent's audit events; without it (no JetStream, a stream already taking
+        audit.>) the registry still runs and fleet.audit.query answers what a stream holds, if any."""
         config = streams.audit_hub_stream_config()
         try:
             await ensure_stream(self._nc, config)
-        except (nats.errors.Error, TimeoutError) as exc:
+        except (nats.errors.Error, TimeoutError, streams.StreamConflictError) as exc:
             self._log.error(f"cannot create/update {config.name}: {type(exc).__name__}: {exc}")
 
     async def _ensure_log_stream(self) -> None:
