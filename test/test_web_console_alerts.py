@@ -118,7 +118,14 @@ def run(b: Browser, probes: dict[str, RosProbe], console: str, nats_url: str) ->
     assert not bad["ok"] and bad["field"] == "verdict", bad
 
     # 1. Opt in to critical alarms; a critical alert raised now rings and notifies, once.
-    b.do("open", page="otto", url=f"{console}/console/?token={token('otto')}#/alerts", width=1400, height=860)
+    b.do(
+        "open",
+        timeout=START_S,
+        page="otto",
+        url=f"{console}/console/?token={token('otto')}#/alerts",
+        width=1400,
+        height=860,
+    )
     b.wait("otto", "window.__console?.alerts && window.__console.client.connected", START_S)
     b.do("grant", page="otto", permissions=["notifications"])
     b.do("check", page="otto", selector="#a-notify")
@@ -176,7 +183,14 @@ def run(b: Browser, probes: dict[str, RosProbe], console: str, nats_url: str) ->
     assert b.do("eval", page="otto", js="document.querySelector('#nav-audit').hidden") is True  # operator: no audit
 
     # 4. A viewer: no controls, no audit tab; the agent refuses a silence anyway (audited).
-    b.do("open", page="vera", url=f"{console}/console/?token={token('vera')}#/alerts", width=1280, height=800)
+    b.do(
+        "open",
+        timeout=START_S,
+        page="vera",
+        url=f"{console}/console/?token={token('vera')}#/alerts",
+        width=1280,
+        height=800,
+    )
     b.wait("vera", "window.__console?.alerts && window.__console.client.connected", START_S)
     hidden = b.do(
         "eval",
@@ -190,7 +204,14 @@ def run(b: Browser, probes: dict[str, RosProbe], console: str, nats_url: str) ->
     assert not refused["ok"], refused
 
     # 5. An admin searches the audit trail: otto's silences, vera's refusal.
-    b.do("open", page="ada", url=f"{console}/console/?token={token('ada')}#/audit", width=1400, height=760)
+    b.do(
+        "open",
+        timeout=START_S,
+        page="ada",
+        url=f"{console}/console/?token={token('ada')}#/audit",
+        width=1400,
+        height=760,
+    )
     b.wait("ada", "window.__console?.audit?.searches > 0 && !document.querySelector('#nav-audit').hidden", START_S)
     b.do("fill", page="ada", selector="#au-user", text="otto")
     b.do("fill", page="ada", selector="#au-target", text="health/silence")
