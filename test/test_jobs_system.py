@@ -94,9 +94,10 @@ class Site:
             env.pop(key, None)
         return env
 
-    def start_jobs_service(self) -> Any:
+    def start_jobs_service(self, extra: tuple[str, ...] = ()) -> Any:
         """Start (or restart, on the same store) the jobs service; its Popen once its API answers."""
         params = [
+            *extra,
             f"store_path:={self.tmp / 'jobs.sqlite3'}",
             f"nats_url:={self.nats_url}",
             "mqtt_endpoint:=127.0.0.1",

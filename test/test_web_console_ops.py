@@ -440,7 +440,8 @@ def test_console_deploys_and_rolls_back_over_mqtt(
     seaweedfs.create_bucket(BUCKET)
     pub = Publisher(seaweedfs, tmp_path)
     pushed = {v: pub.publish(function_source(tmp_path, v)) for v in ("1.0.0", "2.0.0")}
-    site.start_jobs_service()
+    site.start_jobs_service((f"packages_bucket:={BUCKET}", f"s3_endpoint_url:={seaweedfs.endpoint_url}",
+                             f"s3_credentials_file:={seaweedfs.credentials_file}"))  # fmt: skip
     site.start_robot("r1", seaweedfs, pub.trusted, nats_url=nats_server.url)
     # The console learns of r1 from the registry (robot_agent's presence, fleet_registry on the control side).
     agent = tmp_path / "r1.agent.yaml"
@@ -497,7 +498,21 @@ def test_console_deploys_and_rolls_back_over_mqtt(
         assert "IN_PROGRESS" in seen and seen[-1] == cells["status"], raw  # progress arrived live, in order
         return cells
 
-    for version in ("1.0.0", "2.0.0"):
+    # 1.0.0 picked from the packages bucket (jobs.catalogue: what `package push` uploaded), 2.0.0 pasted.
+    b.wait("admin", "document.querySelector('#dep-cat-pkg option[value=hello_fn]')", WAIT_S)
+    b.do("select", page="admin", selector="#dep-cat-pkg", value="hello_fn")
+    versions = b.do("eval", page="admin", js="[...document.querySelectorAll('#dep-cat-ver option')].map(o => o.value)")
+    assert versions == ["", "2.0.0", "1.0.0"], versions  # newest first
+    b.do("select", page="admin", selector="#dep-cat-ver", value="1.0.0")
+    picked = b.do("eval", page="admin", js="window.__console.deploy.document()")
+    assert {k: picked[k] for k in pushed["1.0.0"]} == pushed["1.0.0"], (picked, pushed["1.0.0"])
+    b.do("fill", page="admin", selector="#dep-retry-failed", text="2")
+    b.do("click", page="admin", selector="#dep-start")
+    done = finished("window.__console.deploy.detail?.document?.version === '1.0.0'")
+    assert done["status"] == "SUCCEEDED" and "version 1.0.0" in done["detail"], done
+    assert b.do("eval", page="admin", js="window.__console.deploy.detail.retry") == {"failed": 2, "timed_out": 0}
+    b.do("fill", page="admin", selector="#dep-retry-failed", text="0")
+    for version in ("2.0.0",):
         done = deploy(version)
         assert done["status"] == "SUCCEEDED" and done["step"] == "done" and f"version {version}" in done["detail"], done
     current = tmp_path / "robots" / "r1" / "hello_fn" / "current"
@@ -508,11 +523,34 @@ def test_console_deploys_and_rolls_back_over_mqtt(
         ".textContent))([...document.querySelectorAll('#dep-jobs tr[data-job]')])",
     )
     assert jobs == ["COMPLETED 1 succeeded"] * 2, jobs
+    packages = b.do("eval", page="admin", js="[...document.querySelectorAll('#dep-jobs [data-col=package]')]"
+                    ".map(td => td.textContent)")  # fmt: skip
+    assert packages == ["hello_fn 2.0.0", "hello_fn 1.0.0"], packages
     # Roll r1 back from the 2.0.0 job's progress row: a rollback job, executed by r1's deploy_service.
     b.do("click", page="admin", selector="#dep-progress tr[data-robot=r1] button")
     rolled = finished("window.__console.deploy.detail?.document?.operation === 'rollback'")
     assert rolled["status"] == "SUCCEEDED", rolled
     assert "version 1.0.0" in rolled["detail"] and "previous 2.0.0" in rolled["detail"], rolled
+    assert os.readlink(current).endswith("1.0.0")
+
+    # A job canceled part-way (r1 done, r9 never started) leaves mixed versions: "Roll the fleet back"
+    # sends every robot it changed (r1 only) back to its own previous version.
+    b.do("select", page="admin", selector="#dep-cat-ver", value="2.0.0")
+    b.do("eval", page="admin", js="(d => d.create({job_id: 'mixed-1', document: d.document(), targets: ['r1', 'r9'], "
+         "rollout: {canary: 1, max_per_minute: 10, abort_failures: 1}, description: 'r1 then r9'}, 'mixed'))"
+         "(window.__console.deploy)")  # fmt: skip
+    b.wait("admin", "window.__console.deploy.execs.get('r1')?.status === 'SUCCEEDED' && "
+           "window.__console.deploy.selected === 'mixed-1'", WAIT_S)  # fmt: skip
+    assert os.readlink(current).endswith("2.0.0")
+    b.do("click", page="admin", selector="#dep-cancel")
+    label = b.wait(
+        "admin", "(btn => !btn.hidden && btn.textContent)(document.querySelector('#dep-rollback-fleet'))", WAIT_S
+    )
+    assert label == "Roll the fleet back (1)", label
+    b.do("click", page="admin", selector="#dep-rollback-fleet")
+    back = finished("window.__console.deploy.detail?.document?.operation === 'rollback' && "
+                    "window.__console.deploy.detail.targets.join() === 'r1'")  # fmt: skip
+    assert back["status"] == "SUCCEEDED" and "version 1.0.0" in back["detail"], back
     assert os.readlink(current).endswith("1.0.0")
     b.do("viewport", page="admin", width=1400, height=720)
     b.do("eval", page="admin", js="document.querySelector('#view-deploy').scrollTop = 0")

@@ -402,7 +402,7 @@ def run_scenario(b: Browser, procs: ProcessGroup, probes: dict[str, RosProbe], p
     late = b.wait(
         "late",
         "location.pathname === '/console/' && !document.querySelector('#view-alerts').hidden && "
-        "(tr => tr && {hash: location.hash, since: tr.children[4].textContent, "
+        "(tr => tr && {hash: location.hash, since: tr.querySelector('[data-col=since]').textContent, "
         "raisedAt: window.__console.robots.get('r2').alerts.get(tr.querySelector('button').dataset.alert).raisedAt, "
         "pageAt: performance.timeOrigin / 1000})"
         "(document.querySelector('#a-active tr[data-robot=r2][data-code=\"TOPIC_SILENT.scan\"]'))",

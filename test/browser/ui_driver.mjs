@@ -14,6 +14,7 @@
 //   {cmd:"select", page, selector, value}      picks an option of a <select>
 //   {cmd:"dialogs", page, accept}              answer confirm()/alert() dialogs from now on (default:
 //                                              dismissed, Playwright's default)
+//   {cmd:"grant", page, permissions}           grants browser permissions (e.g. ["notifications"]) to the page's origin
 //   {cmd:"viewport", page, width, height}
 //   {cmd:"screenshot", page, path, fullPage}
 //   {cmd:"report"}                             requests that left 127.0.0.1, page errors, console errors,
@@ -110,6 +111,10 @@ const handlers = {
   dialogs: ({ page, accept }) => {
     if (accept) acceptDialogs.add(page); else acceptDialogs.delete(page);
     return true;
+  },
+  grant: ({ page, permissions }) => {
+    const p = pages.get(page);
+    return p.context().grantPermissions(permissions, { origin: new URL(p.url()).origin }).then(() => true);
   },
   viewport: ({ page, width, height }) => pages.get(page).setViewportSize({ width, height }).then(() => true),
   screenshot: ({ page, path, fullPage = false }) => pages.get(page).screenshot({ path, fullPage }).then(() => path),

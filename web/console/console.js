@@ -10,6 +10,7 @@ import {
 } from "../lib/util.js";
 import { DetailView } from "./detail.js";
 import { AlertsView } from "./alerts.js";
+import { AuditView } from "./audit.js";
 import { DeployView } from "./deploy.js";
 import { LogsView } from "./logs.js";
 import { RegistryFeed } from "./registry.js";
@@ -190,11 +191,12 @@ const alerts = new AlertsView(ctx);
 const deploy = new DeployView(ctx);
 const logs = new LogsView(ctx);
 const site = new SiteView(ctx, presence);
-Object.assign(ctx, { detail, alerts, deploy, logs, site });
+const audit = new AuditView(ctx);
+Object.assign(ctx, { detail, alerts, deploy, logs, site, audit });
 let current = "fleet";
 function route() {
   const [, view = "fleet", arg = ""] = location.hash.split("/");
-  current = ["fleet", "site", "robot", "alerts", "deploy", "logs"].includes(view) ? view : "fleet";
+  current = ["fleet", "site", "robot", "alerts", "deploy", "logs", "audit"].includes(view) ? view : "fleet";
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${current}`;
   for (const a of document.querySelectorAll(".top nav a")) setClass(a, "active", a.dataset.view === current);
   if (current === "robot") {
@@ -206,6 +208,7 @@ function route() {
   }
   if (current === "logs") logs.open(); else logs.close();
   if (current === "site") site.open();
+  if (current === "audit") audit.open();
   schedule(true);
 }
 addEventListener("hashchange", route);

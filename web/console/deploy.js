@@ -5,6 +5,10 @@
 // every reconnect). Cancel -> /fleet/jobs/cancel; "Roll back" on a robot is a new one-robot job whose
 // document is {"operation": "rollback", "package_name", "to_version": ""}. Only roles whose rules allow
 // the create/cancel services get enabled controls; the agent refuses the calls anyway.
+// The package and version can be picked from /fleet/jobs/catalogue (what `package push` put in the
+// packages bucket, listed by jobs_service) instead of pasted. After a job that failed or was canceled
+// (aborted) part-way, "Roll the fleet back" creates one rollback job for every robot on which it
+// succeeded: each robot goes back to its own previous version (to_version "").
 import { mayFleet } from "../lib/session.js";
 import { FLEET, fleetCall } from "../lib/fleet_api.js";
 import { $, el, fmtAge, setText, toast, newId } from "../lib/util.js";
@@ -43,6 +47,11 @@ export class DeployView {
     $("#dep-none").addEventListener("click", () => this.pickAll(false));
     $("#dep-refresh").addEventListener("click", () => this.loadList());
     $("#dep-cancel").addEventListener("click", () => this.cancel(this.selected));
+    $("#dep-rollback-fleet").addEventListener("click", () => this.rollbackFleet());
+    this.catalogue = []; // [{name, versions: [job document + size, pushed_at]}]
+    $("#dep-cat-pkg").addEventListener("change", () => this.showVersions());
+    $("#dep-cat-ver").addEventListener("change", () => this.pickVersion());
+    $("#dep-cat-reload").addEventListener("click", () => this.loadCatalogue());
     ctx.client.subscribe(FLEET.jobsEvents, { queue_length: 1000 }, (m) => this.onEvent(m));
     ctx.client.addEventListener("state", (ev) => { if (ev.detail.state === "open") this.reload(); });
     if (ctx.client.connected) this.reload();
@@ -52,6 +61,7 @@ export class DeployView {
 
   reload() {
     this.loadList();
+    if (this.can(FLEET.jobsCatalogue)) this.loadCatalogue();
     if (this.selected) this.select(this.selected);
   }
 
@@ -72,6 +82,36 @@ export class DeployView {
     } catch {
       setText($("#dep-note"), "job document: not a valid JSON object yet");
     }
+  }
+
+  // ---------------------------------------------------------------- the packages bucket
+  async loadCatalogue() {
+    setText($("#dep-cat-note"), "loading...");
+    const r = await fleetCall(this.ctx.client, FLEET.jobsCatalogue, {});
+    if (!r.ok) { setText($("#dep-cat-note"), `catalogue unavailable: ${r.error}`); return; }
+    this.catalogue = r.values.packages || [];
+    const keep = $("#dep-cat-pkg").value;
+    $("#dep-cat-pkg").replaceChildren(el("option", { value: "", text: "package..." }),
+      ...this.catalogue.map((p) => el("option", { value: p.name, text: `${p.name} (${p.versions.length})` })));
+    if (this.catalogue.some((p) => p.name === keep)) $("#dep-cat-pkg").value = keep;
+    this.showVersions();
+    setText($("#dep-cat-note"), `${this.catalogue.length} packages${r.values.truncated ? " (listing truncated)" : ""}`);
+  }
+
+  showVersions() {
+    const pkg = this.catalogue.find((p) => p.name === $("#dep-cat-pkg").value);
+    $("#dep-cat-ver").replaceChildren(el("option", { value: "", text: "version..." }), ...(pkg?.versions || []).map((v) =>
+      el("option", { value: v.version, text: v.pushed_at ? `${v.version} (pushed ${new Date(v.pushed_at * 1000).toLocaleDateString()})` : v.version })));
+  }
+
+  pickVersion() {
+    const pkg = this.catalogue.find((p) => p.name === $("#dep-cat-pkg").value);
+    const v = pkg?.versions.find((x) => x.version === $("#dep-cat-ver").value);
+    if (!v) return;
+    $("#dep-doc").value = "";
+    this.extra = {};
+    for (const [sel, key] of DOC_FIELDS) if (v[key]) $(sel).value = v[key];
+    setText($("#dep-note"), v.kind ? "" : "pushed without a job document: check the kind");
   }
 
   document() {
@@ -106,6 +146,7 @@ export class DeployView {
     const body = {
       job_id: newId("console"), document: doc, targets, rollout: this.rollout(),
       timeout_s: Number($("#dep-timeout").value) || 600,
+      retry: { failed: intOf("#dep-retry-failed") || 0, timed_out: intOf("#dep-retry-timeout") || 0 },
       description: $("#dep-desc").value.trim() || `deploy ${doc.package_name}@${doc.version}`,
     };
     await this.create(body, `${body.job_id}: ${doc.package_name}@${doc.version} to ${targets.length} robot(s)`);
@@ -139,6 +180,27 @@ export class DeployView {
       targets: [thing], rollout: { canary: 1, abort_failures: 1 }, description: `rollback ${pkg} on ${thing}`,
     };
     await this.create(body, `rollback of ${pkg} on ${thing}`);
+  }
+
+  /** The robots a failed or aborted deploy job changed (their execution succeeded), or none. */
+  changedRobots(job = this.detail) {
+    if (!job || job.status === "IN_PROGRESS" || (job.document?.operation ?? "deploy") !== "deploy") return [];
+    const execs = [...this.execs.values()];
+    const troubled = job.status === "CANCELED" || execs.some((ex) => ["FAILED", "TIMED_OUT", "REJECTED"].includes(ex.status));
+    return troubled ? execs.filter((ex) => ex.status === "SUCCEEDED").map((ex) => ex.thing) : [];
+  }
+
+  async rollbackFleet() {
+    const pkg = this.detail?.document?.package_name;
+    const targets = this.changedRobots();
+    if (!pkg || !targets.length) return;
+    if (!confirm(`Roll ${targets.join(", ")} back to their previous ${pkg}?`)) return;
+    const body = {
+      job_id: newId("rollback"), document: { operation: "rollback", package_name: pkg, to_version: "" }, targets,
+      rollout: { canary: 0, max_per_minute: 1000, abort_failures: 0 },
+      description: `roll the fleet back after ${this.detail.job_id} (${pkg}@${this.detail.document.version})`,
+    };
+    await this.create(body, `rollback of ${pkg} on ${targets.length} robot(s)`);
   }
 
   async cancel(jobId) {
@@ -179,8 +241,10 @@ export class DeployView {
   }
 
   remember(job) {
-    const { executions, document: _doc, ...item } = job;
+    const { executions, document: doc, ...item } = job;
     if (executions) item.counts = countsOf(executions);
+    if (doc) Object.assign(item, { operation: doc.operation || "deploy", package_name: doc.package_name || "",
+      version: doc.version || doc.to_version || "" });
     this.jobs.set(job.job_id, { ...this.jobs.get(job.job_id), ...item });
     this.sortJobs();
   }
@@ -270,12 +334,15 @@ export class DeployView {
       cancel.disabled = !canCancel;
       return el("tr", { "data-job": id, "data-status": j.status, class: id === this.selected ? "selected" : "",
         onclick: () => this.select(id) },
-        el("td", { class: "mono", text: id, title: id }), el("td", { class: "msg", text: j.description || "" }),
+        el("td", { class: "mono", text: id, title: id }),
+        el("td", { "data-col": "package", text: j.operation === "rollback" ? `rollback ${j.package_name}`
+          : j.package_name ? `${j.package_name} ${j.version}` : "" }),
+        el("td", { class: "msg", text: j.description || "" }),
         el("td", {}, pill(j.status, j.reason_code ? `${j.status} (${j.reason_code})` : j.status)),
         el("td", { class: "counts" }, ...STATUS_ORDER.filter((s) => counts[s]).map((s) => pill(s, `${counts[s]} ${s.toLowerCase()}`))),
         el("td", { text: j.created_at ? fmtAge(Date.now() - j.created_at * 1000) : "" }), el("td", {}, cancel));
     });
-    $("#dep-jobs").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 6, class: "muted",
+    $("#dep-jobs").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 7, class: "muted",
       text: this.listError ? `jobs service unavailable: ${this.listError}` : "No jobs yet." }))]));
     setText($("#dep-jobs-summary"), this.listError ? "unavailable" : `${this.order.length} jobs · ${active} in progress`);
   }
@@ -289,6 +356,11 @@ export class DeployView {
     const cancelBtn = $("#dep-cancel");
     cancelBtn.hidden = !job || job.status !== "IN_PROGRESS";
     cancelBtn.disabled = !canCancel;
+    const back = $("#dep-rollback-fleet");
+    const changed = this.changedRobots(job);
+    back.hidden = !changed.length;
+    back.disabled = !canCreate;
+    back.textContent = `Roll the fleet back (${changed.length})`;
     if (!job) {
       setText($("#dep-job"), "");
       $("#dep-progress").replaceChildren(el("tr", {}, el("td", { colspan: 6, class: "muted",

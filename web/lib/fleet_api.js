@@ -13,6 +13,7 @@ export const FLEET = {
   jobsGet: ["/fleet/jobs/get", "robot_platform/fleet/JobsGet"],
   jobsList: ["/fleet/jobs/list", "robot_platform/fleet/JobsList"],
   jobsCancel: ["/fleet/jobs/cancel", "robot_platform/fleet/JobsCancel"],
+  jobsCatalogue: ["/fleet/jobs/catalogue", "robot_platform/fleet/JobsCatalogue"],
   jobsEvents: "/fleet/jobs/events",
 };
 

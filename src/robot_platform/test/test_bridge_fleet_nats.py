@@ -17,8 +17,8 @@ def test_robot_permissions_are_scoped_to_the_robot() -> None:
     perms = robot_permissions("r7")
     assert 'publish: { allow: ["robots.r7.>", "_INBOX.*.~r7.>", "$JSC.R.>", "$JS.S.>", "$JS.FC.>"] }' in perms
     assert (
-        'subscribe: { allow: ["robots.r7.cmd.>", "robots.r7.ops.>", "robots.r7.srv.>", "robots.r7.frames.*.lease",'
-        ' "_INBOX.r7.>", "$JS.r7.API.>", "$JS.FC.>"] }' in perms
+        'subscribe: { allow: ["robots.r7.cmd.>", "robots.r7.ops.>", "robots.r7.srv.>", "robots.r7.health.ack",'
+        ' "robots.r7.health.silence", "robots.r7.frames.*.lease", "_INBOX.r7.>", "$JS.r7.API.>", "$JS.FC.>"] }' in perms
     )
     assert "robots.>" not in perms and "$JS.r1" not in perms
 

@@ -180,3 +180,27 @@ def test_operator_requests_validate_untrusted_input() -> None:
     ok = handle_request(rig.monitor, "silence", {"check": "battery", "duration_s": 30, "user": "dora"})
     assert ok.ok and rig.monitor.silenced("battery")
     assert [r.action for r in rig.monitor.audit] == ["acknowledge", "silence"]
+
+
+def test_ack_note_silence_reason_and_whole_robot_silence_reach_the_alert_history() -> None:
+    """The note and the reason are in Alert.values (fleet.alerts.query shows them); check '*' silences
+    every check (maintenance); a bad note is refused without changing anything."""
+    from robot_platform.health.operator_requests import handle_request
+
+    rig = Rig()
+    alert = rig.step(battery=0.15).alerts[0]
+    bad = handle_request(rig.monitor, "ack", {"alert_id": alert.alert_id, "user": "u", "note": "x" * 300})
+    assert not bad.ok and "note" in bad.reply["message"] and not rig.monitor.audit
+    ok = handle_request(rig.monitor, "ack", {"alert_id": alert.alert_id, "user": "dora", "note": "charger booked"})
+    assert ok.ok and ok.alert.values["ack_note"] == "charger booked"
+    every = handle_request(
+        rig.monitor, "silence", {"check": "*", "duration_s": 600, "user": "dora", "reason": "lidar swap"}
+    )
+    assert every.ok and every.reply["checks"] == sorted(rig.monitor.meta), every.reply
+    assert all(rig.monitor.silenced(name) for name in rig.monitor.meta)
+    result = rig.step(battery=0.15)
+    records = [r for r in (*result.alerts, *result.notices) if r.code.startswith("SILENCED.")]
+    assert len(records) == len(rig.monitor.meta) and all(r.values["reason"] == "lidar swap" for r in records)
+    assert {s.reason for s in rig.monitor.running_silences()} == {"lidar swap"}  # kept across a restart
+    lifted = handle_request(rig.monitor, "silence", {"check": "*", "duration_s": 0, "user": "dora"})
+    assert lifted.ok and not any(rig.monitor.silenced(name) for name in rig.monitor.meta)

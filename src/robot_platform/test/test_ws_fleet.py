@@ -122,7 +122,8 @@ def test_whoami_fleet_verdicts() -> None:
     viewer, admin = fleet_permissions(ROLES["viewer"]), fleet_permissions(ROLES["admin"])
     assert viewer["call"] == {
         "/fleet/registry/list": True, "/fleet/logs/query": True, "/fleet/alerts/query": True,
-        "/fleet/jobs/create": False, "/fleet/jobs/get": True, "/fleet/jobs/list": True, "/fleet/jobs/cancel": False,
+        "/fleet/audit/query": False, "/fleet/jobs/create": False, "/fleet/jobs/get": True, "/fleet/jobs/list": True,
+        "/fleet/jobs/cancel": False, "/fleet/jobs/catalogue": False,
     }  # fmt: skip
     assert all(admin["call"].values()) and all(viewer["subscribe"].values())
     custom = resolve_roles({"auditor": {"subscribe": ["jobs.events"]}})["auditor"]

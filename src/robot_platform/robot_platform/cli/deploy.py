@@ -60,7 +60,8 @@ def sign(archive: Path, key_path: Path) -> dict[str, str]:
 
 
 def push(archive: Path, s3: S3Config, bucket: str, create_bucket: bool = False) -> dict[str, str]:
-    """Upload a signed archive (and its .sig.json) under ``<name>/<name>-<version>.tar.gz``.
+    """Upload a signed archive (and its .sig.json and the job document .job.json) under
+    ``<name>/<name>-<version>.tar.gz``.
 
     Returns the job document: the fields of a ``deploy`` request.
     """
@@ -74,9 +75,7 @@ def push(archive: Path, s3: S3Config, bucket: str, create_bucket: bool = False) 
     if create_bucket:
         fetcher.ensure_bucket(bucket)
     uri = f"s3://{bucket}/{artifact_key(manifest.name, manifest.version)}"
-    fetcher.upload(archive, uri)
-    fetcher.upload(Path(f"{archive}.sig.json"), uri + ".sig.json")
-    return {
+    document = {
         "package_name": manifest.name,
         "version": manifest.version,
         "kind": manifest.kind,
@@ -84,6 +83,13 @@ def push(archive: Path, s3: S3Config, bucket: str, create_bucket: bool = False) 
         "sha256": signed.sha256,
         "signature": signed.signature,
     }
+    fetcher.upload(archive, uri)
+    fetcher.upload(Path(f"{archive}.sig.json"), uri + ".sig.json")
+    # The job document next to the archive: what jobs.catalogue offers the console (jobs/catalogue.py).
+    doc_path = Path(f"{archive}.job.json")
+    doc_path.write_text(json.dumps(document, indent=2) + "\n")
+    fetcher.upload(doc_path, uri + ".job.json")
+    return document
 
 
 def _s3_from_args(args: argparse.Namespace) -> S3Config:

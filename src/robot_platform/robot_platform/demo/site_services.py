@@ -136,10 +136,13 @@ def processes(site: DemoSite) -> list[ProcessSpec]:
 
 
 def jobs_params(site: DemoSite) -> dict[str, str]:
-    """jobs_service's MQTT parameters (the rest comes from config/control.yaml)."""
+    """jobs_service's MQTT parameters and its read-only view of the packages bucket (jobs.catalogue, with
+    the robots' read-only identity); the rest comes from config/control.yaml."""
     return {
         "mqtt_endpoint": "127.0.0.1", "mqtt_port": str(site.ports.mqtt), "mqtt_ca": str(site.pki / "ca.crt"),
         "mqtt_cert": str(site.pki / f"{JOBS_CLIENT}.crt"), "mqtt_key": str(site.pki / f"{JOBS_CLIENT}.key"),
+        "packages_bucket": BUCKET, "s3_endpoint_url": site.s3_endpoint, "s3_region": S3_REGION,
+        "s3_credentials_file": str(site.robot_credentials),
     }  # fmt: skip
 
 

@@ -45,6 +45,7 @@ STATE_FILE = "active_alerts.json"
 STATE_VERSION = 1
 ALERTS_MAX = 256  # more checks than any tree we ship; the bound only guards against a runaway file
 MESSAGE_MAX = 1000
+NOTE_MAX = 256  # an acknowledgement note or a silence reason
 MAX_FILE_BYTES = 1_000_000
 
 
@@ -56,6 +57,7 @@ class SavedSilence:
     until: float  # wall clock (s since the epoch) when it ends
     by: str
     at: float  # wall clock of the silence request
+    reason: str = ""  # the operator's reason (maintenance, ...)
 
     @classmethod
     def from_dict(cls, raw: Any) -> SavedSilence:
@@ -67,7 +69,10 @@ class SavedSilence:
         for key in ("until", "at"):
             if isinstance(raw.get(key), bool) or not isinstance(raw.get(key), (int, float)):
                 raise ValueError(f"silence {key} must be a number")
-        return cls(raw["check"], float(raw["until"]), raw["by"], float(raw["at"]))
+        reason = raw.get("reason", "")
+        if not isinstance(reason, str):
+            raise ValueError("silence reason must be a string")
+        return cls(raw["check"], float(raw["until"]), raw["by"], float(raw["at"]), reason[:NOTE_MAX])
 
 
 @dataclass(frozen=True)

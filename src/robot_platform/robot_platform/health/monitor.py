@@ -33,7 +33,7 @@ from robot_platform.health.alert_state import SavedAlert
 from robot_platform.health.checks import HealthCheck
 from robot_platform.health.fault_state import FaultEvent, FaultState
 from robot_platform.health.flapping import FLAP_CHECK_SUFFIX, FLAP_CODE_PREFIX, FlapChange
-from robot_platform.health.operator_actions import RAISED_AT, OperatorActions
+from robot_platform.health.operator_actions import RAISED_AT, OperatorActions, ack_values
 from robot_platform.health.records import AlertRecord, AuditRecord, CheckMeta, TickResult
 from robot_platform.health.tree_builder import HealthTree
 
@@ -146,6 +146,7 @@ class HealthMonitor(OperatorActions):
             acknowledged=acked,
             acknowledged_by=meta.ack_by if acked else "",
             values={
+                **ack_values(meta, acked),
                 RAISED_AT: f"{meta.flap_stamp:.3f}",
                 "check": check.name,
                 "code": fault.spec.code,
@@ -172,7 +173,7 @@ class HealthMonitor(OperatorActions):
             active=active,
             acknowledged=acked,
             acknowledged_by=meta.ack_by if acked else "",
-            values={**fault.values, RAISED_AT: f"{meta.raised_stamp:.3f}"},
+            values={**fault.values, **ack_values(meta, acked), RAISED_AT: f"{meta.raised_stamp:.3f}"},
             stamp=self.wall_clock(),
             check=check.name,
         )

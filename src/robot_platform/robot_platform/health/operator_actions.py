@@ -15,17 +15,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from robot_platform.health.alert_state import SavedSilence
+from robot_platform.health.alert_state import NOTE_MAX, SavedSilence
 from robot_platform.health.errors import UnknownCheckError
 from robot_platform.health.fault_state import SEVERITY_INFO
-from robot_platform.health.records import AlertRecord, AuditRecord
+from robot_platform.health.records import AlertRecord, AuditRecord, CheckMeta
 
 if TYPE_CHECKING:
     from collections import deque
     from collections.abc import Callable
 
     from robot_platform.health.checks import HealthCheck
-    from robot_platform.health.records import CheckMeta
     from robot_platform.health.tree_builder import HealthTree
 
 # Alert.values key with the wall-clock raise time of the alert (kept across restarts through alert_state):
@@ -33,6 +32,12 @@ if TYPE_CHECKING:
 RAISED_AT = "raised_at"
 SILENCE_CODE_PREFIX = "SILENCED."
 SILENCE_MAX_S = 7 * 24 * 3600.0
+ACK_NOTE = "ack_note"  # Alert.values key: the note given with the acknowledgement
+
+
+def ack_values(meta: CheckMeta, acked: bool) -> dict[str, str]:
+    """The acknowledgement's note as Alert.values (history shows why someone acknowledged)."""
+    return {ACK_NOTE: meta.ack_note} if acked and meta.ack_note else {}
 
 
 class OperatorActions:
@@ -58,18 +63,20 @@ class OperatorActions:
         now = self.clock() if now is None else now
         return meta.silenced_until is not None and now < meta.silenced_until
 
-    def acknowledge(self, alert_id: str, user: str) -> AlertRecord:
-        """Mark an active alert acknowledged by ``user``; returns the updated alert to publish."""
+    def acknowledge(self, alert_id: str, user: str, note: str = "") -> AlertRecord:
+        """Mark an active alert acknowledged by ``user`` (with an optional ``note``); returns the updated
+        alert to publish."""
         if not user:
             raise ValueError("user must not be empty (acknowledgements are audited)")
+        note = note[:NOTE_MAX]
         for check in self.health.checks:
             meta = self.meta[check.name]
             if alert_id and meta.flap_id == alert_id:
-                meta.ack_by, meta.ack_at, meta.ack_alert_id = user, self.wall_clock(), alert_id
+                meta.ack_by, meta.ack_at, meta.ack_alert_id, meta.ack_note = user, self.wall_clock(), alert_id, note
                 self.audit.append(AuditRecord(meta.ack_at, user, "acknowledge", check.name, alert_id))
                 return self._flap_record(check, active=True)
             if alert_id and check.fault.state.faulted and check.fault.alert_id == alert_id:
-                meta.ack_by, meta.ack_at, meta.ack_alert_id = user, self.wall_clock(), alert_id
+                meta.ack_by, meta.ack_at, meta.ack_alert_id, meta.ack_note = user, self.wall_clock(), alert_id, note
                 self.audit.append(AuditRecord(meta.ack_at, user, "acknowledge", check.name, alert_id))
                 meta.published_ack = True
                 return self._record(check, alert_id, active=True)
@@ -79,7 +86,9 @@ class OperatorActions:
         """The silences still running (what a restarted node must keep honouring)."""
         now = self.clock()
         return [
-            SavedSilence(name, meta.silenced_until_wall, meta.silenced_by, meta.silenced_at or 0.0)
+            SavedSilence(
+                name, meta.silenced_until_wall, meta.silenced_by, meta.silenced_at or 0.0, meta.silenced_reason
+            )
             for name, meta in sorted(self.meta.items())
             if meta.silenced_until is not None and now < meta.silenced_until and meta.silenced_until_wall is not None
         ]
@@ -95,12 +104,14 @@ class OperatorActions:
                 continue
             meta.silenced_until = now + (silence.until - wall_now)
             meta.silenced_until_wall, meta.silenced_by, meta.silenced_at = silence.until, silence.by, silence.at
+            meta.silenced_reason = silence.reason
             meta.silence_open = True  # announced by the previous process; this one ends it
             restored.append(silence.check)
         return restored
 
-    def silence(self, check_name: str, duration_s: float, user: str) -> AuditRecord:
-        """Silence ``check_name`` for ``duration_s`` seconds (0 lifts a silence)."""
+    def silence(self, check_name: str, duration_s: float, user: str, reason: str = "") -> AuditRecord:
+        """Silence ``check_name`` for ``duration_s`` seconds (0 lifts a silence); ``reason`` (e.g.
+        "maintenance") goes into the SILENCED.* record."""
         if check_name not in self.meta:
             raise UnknownCheckError("check", check_name)
         if not user:
@@ -113,7 +124,7 @@ class OperatorActions:
             self._announce.append(self._silence_record(check_name, active=False, why=why))
             meta.silence_open = False
         meta.silenced_until = self.clock() + duration_s if duration_s > 0 else None
-        meta.silenced_by, meta.silenced_at = user, self.wall_clock()
+        meta.silenced_by, meta.silenced_at, meta.silenced_reason = user, self.wall_clock(), reason[:NOTE_MAX]
         meta.silenced_until_wall = meta.silenced_at + duration_s if duration_s > 0 else None
         record = AuditRecord(
             meta.silenced_at,
@@ -144,6 +155,8 @@ class OperatorActions:
         until = meta.silenced_until_wall
         if active:
             message = f"{name} silenced by {meta.silenced_by} for {(until or at) - at:.0f}s: its alerts are not sent"
+            if meta.silenced_reason:
+                message += f" (reason: {meta.silenced_reason})"
         else:
             message = f"cleared: silence of {name} by {meta.silenced_by} ended ({why})"
         return AlertRecord(
@@ -156,7 +169,8 @@ class OperatorActions:
             active=active,
             acknowledged=False,
             acknowledged_by="",
-            values={RAISED_AT: f"{at:.3f}", "check": name, "by": meta.silenced_by, "until": f"{until or 0.0:.3f}"},
+            values={RAISED_AT: f"{at:.3f}", "check": name, "by": meta.silenced_by, "until": f"{until or 0.0:.3f}",
+                    "reason": meta.silenced_reason},
             stamp=self.wall_clock(),
             check=name,
         )

@@ -45,10 +45,12 @@ class CheckMeta:
     ack_by: str = ""
     ack_at: float | None = None
     ack_alert_id: str = ""
+    ack_note: str = ""  # the operator's note with the acknowledgement (Alert.values "ack_note")
     silenced_until: float | None = None  # monotonic
     silenced_until_wall: float | None = None  # the same end on the wall clock (what survives a restart)
     silenced_by: str = ""
     silenced_at: float | None = None  # wall clock
+    silenced_reason: str = ""  # why (maintenance, ...): Alert.values "reason" of the SILENCED.* record
     silence_open: bool = False  # a SILENCED.<code> record is out and not ended yet
     raised_stamp: float = 0.0  # wall clock of the published raise
     flap_id: str = ""  # the published FLAPPING alert of this check ("" while not flapping)

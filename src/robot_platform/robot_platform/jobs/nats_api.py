@@ -7,6 +7,8 @@ Subjects (bodies msgpack; requests may also be JSON):
 * ``jobs.get`` ``{job_id}`` -> the job with every execution (status, statusDetails step/progress, reason)
 * ``jobs.list`` ``{status?, limit?}`` -> jobs with counts per execution status
 * ``jobs.cancel`` ``{job_id, reason?}`` -> the job (not-started executions CANCELED)
+* ``jobs.catalogue`` ``{package?}`` -> the packages and versions in the packages bucket, as job documents
+  (jobs/catalogue.py; ``ServiceUnavailableException`` without ``packages_bucket``)
 * ``jobs.events`` (published): ``{type: "job"|"execution", ...}`` on every change, so the console shows
   progress per robot live. Header ``rp-type: robot_platform/jobs/Event``.
 
@@ -27,6 +29,7 @@ from typing import Any
 import msgpack
 
 from robot_platform.common.request_body import BadRequestBody, decode_request_body
+from robot_platform.jobs.catalogue import CatalogueError, PackageCatalogue
 from robot_platform.jobs.errors import JobsError, JobSpecError
 from robot_platform.jobs.service import JobsService
 from robot_platform.messaging.connect import Credentials
@@ -51,7 +54,7 @@ class JobsNatsApi:
     """Serves ``jobs.*`` requests and publishes ``jobs.events`` (see the module docstring)."""
 
     def __init__(self, url: str, service: JobsService, prefix: str = SUBJECT_PREFIX, user: str = "",
-                 password: str = "") -> None:  # fmt: skip
+                 password: str = "", catalogue: PackageCatalogue | None = None) -> None:  # fmt: skip
         self.url = url
         self.service = service
         self.prefix = prefix
@@ -64,6 +67,7 @@ class JobsNatsApi:
             "cancel": lambda body: service.cancel(
                 _field(body, "job_id"), str(_opt(body, "reason", "canceled by an operator"))
             ),
+            "catalogue": catalogue.handle if catalogue is not None else _no_catalogue,
         }
         self.link = NatsLink(
             url,
@@ -114,6 +118,10 @@ class JobsNatsApi:
                 reply["field"] = exc.field
         if reply_to:
             self.link.publish(reply_to, msgpack.packb(reply, default=str), {})
+
+
+def _no_catalogue(body: Any) -> Any:
+    raise CatalogueError("no packages bucket configured (jobs_service parameter packages_bucket)")
 
 
 def _field(body: Any, name: str) -> str:

@@ -21,7 +21,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from robot_platform.common.metrics_server import MetricsServer
+from robot_platform.deploy.fetch import S3Config, load_credentials_file
 from robot_platform.exceptions import ConfigError
+from robot_platform.jobs.catalogue import PackageCatalogue
 from robot_platform.jobs.ha import JobsHa
 from robot_platform.jobs.nats_api import JobsNatsApi
 from robot_platform.jobs.service import JobsService
@@ -53,6 +55,20 @@ class JobsConfig:
     host: str = "127.0.0.1"
     metrics_port: int = 0
     ha: bool = False
+    packages_bucket: str = ""  # jobs.catalogue lists it (read-only); empty: no catalogue
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_credentials_file: str = ""
+
+
+def catalogue_of(config: JobsConfig) -> PackageCatalogue | None:
+    """The packages-bucket catalogue (jobs.catalogue) when ``packages_bucket`` is set."""
+    if not config.packages_bucket:
+        return None
+    access, secret = load_credentials_file(Path(config.s3_credentials_file)) if config.s3_credentials_file else ("", "")
+    s3 = S3Config(endpoint_url=config.s3_endpoint_url, region=config.s3_region, access_key_id=access,
+                  secret_access_key=secret)  # fmt: skip
+    return PackageCatalogue.from_config(config.packages_bucket, s3)
 
 
 class _Collector:
@@ -150,7 +166,8 @@ class JobsRuntime:
         config = self.config
         self._stop.clear()
         if config.nats_url:
-            self.api = JobsNatsApi(config.nats_url, self.service, user=config.nats_user, password=config.nats_password)
+            self.api = JobsNatsApi(config.nats_url, self.service, user=config.nats_user, password=config.nats_password,
+                                   catalogue=catalogue_of(config))  # fmt: skip
             self.api.start()
         if config.mqtt_endpoint:
             broker = BrokerSettings(

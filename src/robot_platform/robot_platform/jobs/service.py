@@ -111,7 +111,11 @@ class JobsService:
             out = []
             for job in self.store.jobs(status, max(1, min(limit, 1000))):
                 item = job.to_dict()
-                item.pop("document")
+                doc = item.pop("document") or {}
+                # what the job installs, for the console's list (the document itself stays out of it)
+                item["operation"] = str(doc.get("operation") or "deploy")
+                item["package_name"] = str(doc.get("package_name") or "")
+                item["version"] = str(doc.get("version") or doc.get("to_version") or "")
                 item["counts"] = counts(self.store.executions(job.spec.job_id))
                 out.append(item)
             return out

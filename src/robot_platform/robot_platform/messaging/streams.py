@@ -53,6 +53,11 @@ LOGS_ROBOT_MAX_BYTES = 64 * 1024 * 1024
 LOGS_ROBOT_MAX_AGE_S = 3 * 24 * 3600.0
 LOGS_HUB_MAX_BYTES = 1024 * 1024 * 1024
 LOGS_HUB_MAX_AGE_S = 14 * 24 * 3600.0
+# ws_agent's audit events (ws/audit.py, published on the hub): kept by fleet_registry for fleet.audit.query
+AUDIT_HUB_STREAM = "FLEET_AUDIT"
+AUDIT_SUBJECTS = "audit.>"
+AUDIT_HUB_MAX_BYTES = 256 * 1024 * 1024
+AUDIT_HUB_MAX_AGE_S = 30 * 24 * 3600.0
 
 
 def events_stream_name(robot_id: str) -> str:
@@ -120,6 +125,22 @@ def logs_hub_stream_config(
         max_age=max_age_s,
         discard=DiscardPolicy.OLD,
         duplicate_window=DUPLICATE_WINDOW_S,
+    )
+
+
+def audit_hub_stream_config(
+    max_bytes: int = AUDIT_HUB_MAX_BYTES, max_age_s: float = AUDIT_HUB_MAX_AGE_S
+) -> StreamConfig:
+    """The control server's audit trail: every ``audit.<robot>`` event, oldest dropped beyond the limits."""
+    return StreamConfig(
+        name=AUDIT_HUB_STREAM,
+        subjects=[AUDIT_SUBJECTS],
+        storage=StorageType.FILE,
+        max_bytes=max_bytes,
+        max_age=max_age_s,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        num_replicas=HUB_REPLICAS,
     )
 
 

@@ -1,11 +1,12 @@
 """The control side of the registry (no rclpy): presence -> JetStream KV, offline sweep, log stream.
 
 :class:`RegistryService` connects to the hub, makes sure the ``FLEET_REGISTRY`` bucket and the
-``FLEET_LOGS`` stream exist, loads what the bucket already holds (so a restart keeps the fleet and its
-first-seen times), folds every ``robots.*.presence`` message into :class:`.registry.Registry` and writes
-the robot's record to the bucket, and every ``sweep_period_s`` marks robots silent for longer than
-``offline_after_s`` offline. A robot that appears for the first time is added to ``FLEET_LOGS``'s
-sources (its credentials were checked by the hub already: only known robot users can publish there).
+``FLEET_LOGS`` and ``FLEET_AUDIT`` streams exist, loads what the bucket already holds (so a restart keeps
+the fleet and its first-seen times), folds every ``robots.*.presence`` message into
+:class:`.registry.Registry` and writes the robot's record to the bucket, and every ``sweep_period_s``
+marks robots silent for longer than ``offline_after_s`` offline. A robot that appears for the first time
+is added to ``FLEET_LOGS``'s sources (its credentials were checked by the hub already: only known robot
+users can publish there).
 
 For the console (ws_agent's ``/fleet/...`` names) it also serves, as NATS request/reply (request body
 msgpack or JSON, reply msgpack ``{ok: true, result}`` or ``{ok: false, code, error, field?}``, the
@@ -17,6 +18,9 @@ shape of the jobs API):
   (:mod:`.log_query`); at most ``MAX_CONCURRENT_QUERIES`` run at once, more are answered ``busy``;
 * ``fleet.alerts.query`` ``{robot?, severity?, code?, since_s?, until_s?, state?, limit?}`` ->
   ``{alerts, truncated}``: alert history from ``FLEET_EVENTS`` (:mod:`.alert_history`), same limits;
+* ``fleet.audit.query`` ``{robot?, user?, op?, target?, verdict?, since_s?, until_s?, limit?}`` ->
+  ``{entries, truncated}``: ws_agent's audit events from ``FLEET_AUDIT`` (:mod:`.audit_query`; this
+  service creates that stream), same limits;
 
 and publishes ``fleet.registry.events``: the record (same dict) whenever it changes, throttled by
 :class:`.registry.EventThrottle` (``last_seen``-only updates at most every ``offline_after_s / 2``).
@@ -43,7 +47,7 @@ from robot_platform.messaging import connect, streams
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.lease import Lease, default_instance, open_lease_bucket
 from robot_platform.messaging.streams import ensure_stream
-from robot_platform.ops import alert_history, log_query
+from robot_platform.ops import alert_history, audit_query, log_query
 from robot_platform.ops import registry as reg
 from robot_platform.ops.errors import AnnouncementError, LogQueryError
 from robot_platform.ops.registry import (
@@ -71,6 +75,7 @@ class ServiceCounters:
     list_requests: int = 0
     log_queries: int = 0
     alert_queries: int = 0
+    audit_queries: int = 0
     bad_requests: int = 0
     busy: int = 0
     events: int = 0
@@ -185,11 +190,13 @@ class RegistryService:
             self.registry.load(record)
         self.sourced |= set(self.registry.records)
         await self._ensure_log_stream()
+        await self._ensure_audit_stream()
         subs = [
             await nc.subscribe("robots.*.presence", cb=self._on_presence),
             await nc.subscribe(reg.LIST_SUBJECT, cb=self._on_list),
             await nc.subscribe(log_query.QUERY_SUBJECT, cb=self._on_query),
             await nc.subscribe(alert_history.QUERY_SUBJECT, cb=self._on_alert_query),
+            await nc.subscribe(audit_query.QUERY_SUBJECT, cb=self._on_audit_query),
         ]
         self.active = True
         self._log.info(f"registry up: {len(self.registry.records)} robots known, logs from {sorted(self.sourced)}")
@@ -273,6 +280,10 @@ class RegistryService:
         self.counters.alert_queries += 1
         await self._start_query(msg, alert_history.parse_query, self._answer_alert_query)
 
+    async def _on_audit_query(self, msg: Any) -> None:
+        self.counters.audit_queries += 1
+        await self._start_query(msg, audit_query.parse_query, self._answer_audit_query)
+
     async def _start_query(
         self, msg: Any, parse: Callable[[Any], Any], answer: Callable[[Any, Any], Awaitable[None]]
     ) -> None:
@@ -297,6 +308,15 @@ class RegistryService:
         except (nats.errors.Error, TimeoutError) as exc:
             self._count(type(exc).__name__, f"alert query failed: {exc}")
             await self._reply(msg, error=LogQueryError("", f"reading the alert history failed: {type(exc).__name__}"))
+            return
+        await self._reply(msg, result)
+
+    async def _answer_audit_query(self, msg: Any, spec: audit_query.AuditQuery) -> None:
+        try:
+            result = await audit_query.run_query(self._nc, spec)
+        except (nats.errors.Error, TimeoutError) as exc:
+            self._count(type(exc).__name__, f"audit query failed: {exc}")
+            await self._reply(msg, error=LogQueryError("", f"reading the audit trail failed: {type(exc).__name__}"))
             return
         await self._reply(msg, result)
 
@@ -334,6 +354,15 @@ class RegistryService:
         except (nats.errors.Error, TimeoutError) as exc:
             self.counters.kv_errors += 1
             self._log.warning(f"registry write for {record.robot_id} failed: {type(exc).__name__}: {exc}")
+
+    async def _ensure_audit_stream(self) -> None:
+        """FLEET_AUDIT keeps ws_agent's audit events; without it (no JetStream, a stream already taking
+        audit.>) the registry still runs and fleet.audit.query answers what a stream holds, if any."""
+        config = streams.audit_hub_stream_config()
+        try:
+            await ensure_stream(self._nc, config)
+        except (nats.errors.Error, TimeoutError, streams.StreamConflictError) as exc:
+            self._log.error(f"cannot create/update {config.name}: {type(exc).__name__}: {exc}")
 
     async def _ensure_log_stream(self) -> None:
         config = streams.logs_hub_stream_config(sorted(self.sourced), self.log_max_bytes, self.log_max_age_s)

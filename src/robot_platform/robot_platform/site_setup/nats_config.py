@@ -76,7 +76,8 @@ def robot_permissions(robot_id: str) -> str:
     the sourced messages (``$JS.S.>``, random deliver subjects) and flow control (``$JS.FC.>``).
     ``robots.<id>.ops.>`` carries the allowlisted remote-action requests served by robot_agent (ops/);
     ``robots.<id>.srv.>`` the service requests answered by nats_bridge (only allowlisted services are
-    called); ``robots.<id>.frames.*.lease`` the viewers' lease requests to frame_publisher (never the
+    called); ``robots.<id>.health.ack|silence`` the operators' acknowledgements and silences (health
+    node); ``robots.<id>.frames.*.lease`` the viewers' lease requests to frame_publisher (never the
     frames themselves: those only flow from the robot to the hub).
 
     Reply inboxes (:mod:`.inbox`): the robot receives replies only in its own inbox ``_INBOX.<id>.>``
@@ -87,7 +88,8 @@ def robot_permissions(robot_id: str) -> str:
     publish = [f"robots.{robot_id}.>", robot_reply_subjects(robot_id), "$JSC.R.>", "$JS.S.>", "$JS.FC.>"]
     subscribe = [
         f"robots.{robot_id}.cmd.>", f"robots.{robot_id}.ops.>", f"robots.{robot_id}.srv.>",
-        f"robots.{robot_id}.frames.*.lease", inbox_subjects(robot_id), f"$JS.{robot_id}.API.>", "$JS.FC.>",
+        f"robots.{robot_id}.health.ack", f"robots.{robot_id}.health.silence", f"robots.{robot_id}.frames.*.lease",
+        inbox_subjects(robot_id), f"$JS.{robot_id}.API.>", "$JS.FC.>",
     ]  # fmt: skip
     return f"{{ publish: {{ allow: {_list(publish)} }}, subscribe: {{ allow: {_list(subscribe)} }} }}"
 
@@ -95,11 +97,11 @@ def robot_permissions(robot_id: str) -> str:
 # ws_agent in fleet mode (the operator console): reads every robot's subjects and the fleet's events,
 # sends the commands and service calls its users' roles allow (ws/access.py checks each one), and calls
 # the fleet services (jobs API, registry list, log query). It never answers requests and reads only its
-# own reply inbox (_INBOX.console.>, see inbox.py). Audit events go to audit.<robot>.
+# own reply inbox (_INBOX.console.>, see inbox.py). Audit events go to audit.<robot> (kept in FLEET_AUDIT).
 CONSOLE_PUBLISH = (
-    "robots.*.cmd.>", "robots.*.srv.>", "robots.*.frames.*.lease", "audit.>",
-    "jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "fleet.registry.list", "fleet.logs.query",
-    "fleet.alerts.query",
+    "robots.*.cmd.>", "robots.*.srv.>", "robots.*.health.ack", "robots.*.health.silence",
+    "robots.*.frames.*.lease", "audit.>", "jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "jobs.catalogue",
+    "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query", "fleet.audit.query",
 )  # fmt: skip
 CONSOLE_SUBSCRIBE = (
     "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
@@ -107,10 +109,11 @@ CONSOLE_SUBSCRIBE = (
     inbox_subjects("console"),
 )  # fmt: skip
 # fleet_registry (ops/registry_service.py): folds presence into its KV bucket, keeps the FLEET_LOGS
-# stream, serves fleet.registry.list / fleet.logs.query (replies go to the requester's _INBOX) and
-# publishes fleet.registry.events. Its JetStream API access is limited to its two streams.
+# and FLEET_AUDIT streams, serves fleet.registry.list / fleet.logs.query / fleet.alerts.query /
+# fleet.audit.query (replies go to the requester's _INBOX) and publishes fleet.registry.events. Its
+# JetStream API access is limited to its three streams (and read-only consumers on FLEET_EVENTS).
 _REGISTRY_JS = [
-    f"$JS.API.STREAM.{op}.{stream}" for stream in ("KV_FLEET_REGISTRY", "FLEET_LOGS")
+    f"$JS.API.STREAM.{op}.{stream}" for stream in ("KV_FLEET_REGISTRY", "FLEET_LOGS", "FLEET_AUDIT")
     for op in ("CREATE", "UPDATE", "INFO")
 ] + [
     "$JS.API.INFO", "$JS.API.STREAM.MSG.GET.KV_FLEET_REGISTRY", "$JS.API.DIRECT.GET.KV_FLEET_REGISTRY.>",
@@ -119,6 +122,7 @@ _REGISTRY_JS = [
     # fleet.alerts.query reads the alert history from FLEET_EVENTS (read-only: consumers, no stream ops)
     "$JS.API.CONSUMER.*.FLEET_EVENTS", "$JS.API.CONSUMER.*.FLEET_EVENTS.>",
     "$JS.API.CONSUMER.MSG.NEXT.FLEET_EVENTS.>",
+    "$JS.API.CONSUMER.*.FLEET_AUDIT", "$JS.API.CONSUMER.*.FLEET_AUDIT.>", "$JS.API.CONSUMER.MSG.NEXT.FLEET_AUDIT.>",
     "$KV.FLEET_REGISTRY.>", "$JS.FC.>",
 ]  # fmt: skip
 
@@ -138,17 +142,17 @@ def _kv_access(bucket: str, keys: str = ">") -> list[str]:
 LEASE_BUCKET, JOBS_STATE_BUCKET = "CONTROL_LEASES", "JOBS_STATE"
 REGISTRY_PUBLISH = (*_REGISTRY_JS, *_kv_access(LEASE_BUCKET, "fleet_registry"), "fleet.registry.events", "_INBOX.>")
 REGISTRY_SUBSCRIBE = (
-    "robots.*.presence", "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query",
+    "robots.*.presence", "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query", "fleet.audit.query",
     inbox_subjects("fleet_registry"),
 )  # fmt: skip
 SERVICE_USERS = ("console", "fleet_registry", "jobs")  # written by --service-users
-# jobs: jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel}, publishes
+# jobs: jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel,catalogue}, publishes
 # jobs.events (its nats_user / nats_password_file parameters).
 JOBS_PUBLISH = (
     "jobs.events", "_INBOX.>", "$JS.API.INFO", "$JS.FC.>", *_kv_access(LEASE_BUCKET, "jobs_service"),
     *_kv_access(JOBS_STATE_BUCKET),
 )  # fmt: skip
-JOBS_SUBSCRIBE = ("jobs.create", "jobs.get", "jobs.list", "jobs.cancel", inbox_subjects("jobs"))
+JOBS_SUBSCRIBE = ("jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "jobs.catalogue", inbox_subjects("jobs"))
 
 
 def permissions(publish: Sequence[str], subscribe: Sequence[str]) -> str:

@@ -200,8 +200,11 @@ class Gateway:
     def _call(self, session: ClientSession, p: Principal, req: protocol.CallService) -> None:
         target = self.mapper.service(req.service)
         self._check(session, "call", req.service, target.robot_id, target.subject, req.id, "call_service", req.type)
+        args = req.args
+        if target.as_user:  # audited as who is logged in, whatever the page sent
+            args = {**(args if isinstance(args, dict) else {}), "user": p.user}
         try:
-            body = msgpack.packb(req.args, use_bin_type=True)
+            body = msgpack.packb(args, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             raise ProtocolError(f"args cannot be encoded: {exc}", "call_service", "args", req.id) from None
         self.counters.service_calls += 1

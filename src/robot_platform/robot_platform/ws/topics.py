@@ -15,12 +15,17 @@ direction and the first path element:
                                                  {robot, stamp, level, node, msg, file, function, line})
     publish    /robots/r1/cmd_vel             -> robots.r1.cmd.cmd_vel       (commands into ROS)
     service    /robots/r1/robot_sim/estop     -> robots.r1.srv.robot_sim.estop   (NATS request/reply)
+               /robots/r1/health/ack          -> robots.r1.health.ack      (health_monitor_tree's operator
+               /robots/r1/health/silence      -> robots.r1.health.silence   requests, health/operator_requests.py;
+                                                 the agent puts the logged-in user into ``user``)
 
 Fleet services (fleet mode only; the control server's services, not a robot's):
 
     call_service /fleet/registry/list   -> fleet.registry.list   (fleet_registry: {} -> {robots: [...]})
                  /fleet/logs/query      -> fleet.logs.query      (fleet_registry, see ops/log_query.py)
-                 /fleet/jobs/create|get|list|cancel -> jobs.create|get|list|cancel (jobs/nats_api.py)
+                 /fleet/alerts/query    -> fleet.alerts.query    (fleet_registry, ops/alert_history.py)
+                 /fleet/audit/query     -> fleet.audit.query     (fleet_registry, ops/audit_query.py)
+                 /fleet/jobs/create|get|list|cancel|catalogue -> jobs.<op> (jobs/nats_api.py)
     subscribe    /fleet/jobs/events     -> jobs.events           (each jobs event as the msg)
                  /fleet/registry/events -> fleet.registry.events (a robot's record on every change)
 
@@ -62,7 +67,8 @@ FLEET_SERVICES = {
     "/fleet/registry/list": "fleet.registry.list",  # ops.registry.LIST_SUBJECT
     "/fleet/logs/query": "fleet.logs.query",  # ops.log_query.QUERY_SUBJECT
     "/fleet/alerts/query": "fleet.alerts.query",  # ops.alert_history.QUERY_SUBJECT
-    **{f"/fleet/jobs/{op}": f"{JOBS_PREFIX}.{op}" for op in ("create", "get", "list", "cancel")},
+    "/fleet/audit/query": "fleet.audit.query",  # ops.audit_query.QUERY_SUBJECT (admin only by default)
+    **{f"/fleet/jobs/{op}": f"{JOBS_PREFIX}.{op}" for op in ("create", "get", "list", "cancel", "catalogue")},
 }
 FLEET_TOPICS = {
     "/fleet/jobs/events": f"{JOBS_PREFIX}.events",
@@ -70,6 +76,7 @@ FLEET_TOPICS = {
 }
 PLAIN_SUBJECTS = frozenset(FLEET_TOPICS.values())  # msgpack maps without the platform envelope
 HEALTH = "health"  # zero or one further token
+OPERATOR_REQUESTS = ("ack", "silence")  # /robots/<id>/health/<op>: health_monitor_tree's NATS requests
 ANY_ROBOT = "*"  # fleet mode, subscribe only: /robots/*/presence -> robots.*.presence
 PLACEHOLDER = "robot"  # a valid robot id used to validate the rest of a wildcard name
 
@@ -88,6 +95,7 @@ class Target:
     subject: str
     frames: bool = False  # a camera: binary frame messages, latest only, leased (see frame_relay.py)
     api: bool = False  # a fleet service: reply {ok, result} / {ok: false, code, error} (see module docstring)
+    as_user: bool = False  # an operator request: its ``user`` argument is the caller's login, not the client's
 
 
 def _is_fleet(name: str) -> bool:
@@ -194,6 +202,8 @@ class TopicMapper:
             return fleet
         robot, rest = self._split(name)
         ros_name = "/" + "/".join(rest)
+        if len(rest) == 2 and rest[0] == HEALTH and rest[1] in OPERATOR_REQUESTS:
+            return Target(robot, ros_name, subjects.health(robot, rest[1]), as_user=True)
         try:
             subject = subjects.service(robot, ros_name)
         except SubjectError as exc:

@@ -3,10 +3,11 @@
 Rules are NATS subject patterns (``*`` one token, ``>`` the rest) per action: ``subscribe``,
 ``publish`` (commands), ``call`` (services). Built-in roles: viewer reads (telemetry, alerts, health,
 presence, frames, deploy events, robots' logs, jobs and registry events) and calls the fleet's read
-services (registry list, log query, jobs get/list); operator also teleops (cmd_vel), e-stops, pauses
-and acknowledges alerts; admin may also send any command, call any robot service (deploy, rollback,
-fault injection) and create and cancel jobs. The rule subject of a fleet name (``/fleet/...``, see
-topics.py) is its NATS subject: ``/fleet/jobs/create`` is ``call jobs.create``.
+services (registry list, log query, jobs get/list); operator also teleops (cmd_vel), e-stops, pauses,
+acknowledges alerts and silences checks (``robots.*.health.ack|silence``); admin may also send any
+command, call any robot service (deploy, rollback, fault injection), create and cancel jobs and search
+the audit trail (``fleet.audit.query``). The rule subject of a fleet name (``/fleet/...``, see topics.py)
+is its NATS subject: ``/fleet/jobs/create`` is ``call jobs.create``.
 
 A users file may replace a role's rules (``roles:`` there, see access.py); :func:`resolve_roles`
 flattens inheritance and refuses cycles, unknown parents and unknown actions.
@@ -34,8 +35,11 @@ OPERATOR_PUBLISH = (
 OPERATOR_CALL = (
     "robots.*.srv.*.estop", "robots.*.srv.*.pause", "robots.*.srv.*.acknowledge_alert",
     "robots.*.srv.estop", "robots.*.srv.pause", "robots.*.srv.acknowledge_alert",
+    "robots.*.health.ack", "robots.*.health.silence",
 )  # fmt: skip
-ADMIN_JOBS_CALL = ("jobs.create", "jobs.cancel")
+# The audit trail names users, their addresses and what they did: admin only (least privilege).
+# The package catalogue only serves whoever deploys (admin).
+ADMIN_JOBS_CALL = ("jobs.create", "jobs.cancel", "jobs.catalogue", "fleet.audit.query")
 DEFAULT_ROLES: dict[str, dict[str, Any]] = {
     "viewer": {"subscribe": list(VIEWER_SUBSCRIBE), "publish": [], "call": list(VIEWER_CALL)},
     "operator": {"inherits": "viewer", "publish": list(OPERATOR_PUBLISH), "call": list(OPERATOR_CALL)},
