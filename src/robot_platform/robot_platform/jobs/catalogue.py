@@ -27,7 +27,7 @@ from typing import Any
 import botocore.exceptions
 
 from robot_platform.deploy.fetch import S3Config
-from robot_platform.jobs.errors import JobsError, JobSpecError
+from robot_platform.jobs.errors import CatalogueError, JobSpecError
 
 ARCHIVE_RE = re.compile(r"^(?P<name>[A-Za-z0-9_.-]{1,128})/(?P=name)-(?P<version>[A-Za-z0-9_.+-]{1,64})\.tar\.gz$")
 SIG_SUFFIX, DOC_SUFFIX = ".sig.json", ".job.json"
@@ -36,12 +36,6 @@ MAX_DOCUMENTS = 2_000
 MAX_DOCUMENT_BYTES = 16 * 1024
 CACHE_S = 5.0
 DOC_FIELDS = ("package_name", "version", "kind", "artifact_uri", "sha256", "signature")
-
-
-class CatalogueError(JobsError):
-    """The bucket cannot be listed (not configured, unreachable, access denied)."""
-
-    code = "ServiceUnavailableException"
 
 
 def version_key(version: str) -> tuple[Any, ...]:

@@ -64,3 +64,9 @@ class JobStoreError(JobsError):
         super().__init__(f"job store {path}: {problem}; check the store_path parameter and the disk")
         self.path = path
         self.problem = problem
+
+
+class CatalogueError(JobsError):
+    """The packages bucket cannot be listed (not configured, unreachable, access denied)."""
+
+    code = "ServiceUnavailableException"

@@ -24,16 +24,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from robot_platform.common.request_body import BadRequestBody, decode_request_body
-from robot_platform.jobs.catalogue import CatalogueError, PackageCatalogue
-from robot_platform.jobs.errors import JobsError, JobSpecError
+from robot_platform.jobs.errors import CatalogueError, JobsError, JobSpecError
 from robot_platform.jobs.service import JobsService
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.nats_link import NatsLink
+
+if TYPE_CHECKING:  # the CLI imports this module for its subjects: no boto3 at its start-up
+    from robot_platform.jobs.catalogue import PackageCatalogue
 
 log = logging.getLogger(__name__)
 
