@@ -294,7 +294,7 @@ class Site:
                 "cert_file": str(pki / "robots" / f"{rid}.crt"), "key_file": str(pki / "robots" / f"{rid}.key"),
                 "thing_name": rid, "client_id": f"deploy-{rid}"}  # fmt: skip
 
-    def start_control(self, users_file: Path, extra: dict[str, dict[str, str]]) -> None:
+    def start_control(self, users_file: Path, extra: dict[str, dict[str, str]], wait: bool = True) -> None:
         values = plan.defaults(plan.CONTROL_ARGUMENTS) | {
             "start_nats": "false", "enable_bridge": "false", "nats_url": f"nats://127.0.0.1:{self.hub_port}",
             "ws_port": str(self.ws_port), "users_file": str(users_file), "jobs_store": str(self.tmp / "jobs.sqlite3"),
@@ -307,7 +307,8 @@ class Site:
             node = spec.name.split("/", 1)[1]
             spec = with_params(spec, self.nats.node_credentials(node) | extra.get(node, {}))
             self.start(spec.name, spec.argv, env | spec.env)
-        wait_port(self.ws_port, 60)
+        if wait:
+            wait_port(self.ws_port, 90)
 
     def monitor(self, what: str) -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.hub_monitor}/{what}"
@@ -349,6 +350,7 @@ class Observer:
         self.ages: list[float] = []
         self.behind: list[float] = []
         self.list_ms: list[float] = []
+        self.history_ms: list[float] = []
         self.online = 0
 
     async def connect(self) -> Any:
@@ -362,6 +364,15 @@ class Observer:
             self.latest[body["robot_id"]] = (body["sent_at"], time.monotonic())
 
         await nc.subscribe("robots.*.presence", cb=on_presence)
+
+        async def on_event(msg: Any) -> None:  # alert -> FLEET_EVENTS on the hub (the alert history)
+            stamp = msgpack.unpackb(msg.data).get("stamp")
+            if isinstance(stamp, dict):
+                self.history_ms.append((time.time() - stamp["sec"] - stamp["nanosec"] / 1e9) * 1000)
+
+        await nc.jetstream().subscribe(
+            "robots.*.alerts", stream=streams.EVENTS_HUB_STREAM, cb=on_event, ordered_consumer=True
+        )
         return nc
 
     async def registry(self, nc: Any) -> list[dict[str, Any]]:
@@ -431,8 +442,7 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     await ensure_fleet_events(site)
     jobs_mqtt = await asyncio.to_thread(site.start_mosquitto) if args.deploy else {}
     phase("mosquitto")
-    site.start_control(users.path, {"jobs_service": jobs_mqtt})
-    phase("control_nodes")
+    site.start_control(users.path, {"jobs_service": jobs_mqtt}, wait=False)  # starts while the robots start
     per = -(-len(site.ids) // args.processes)
     workers = []
     env = dict(os.environ, PYTHONPATH=str(REPO / "src" / "robot_platform"))
@@ -448,7 +458,8 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     for w in workers:
         if (await asyncio.to_thread(w.stdout.readline)).strip() != "READY":
             raise RuntimeError("a robot process did not start: see its log in " + str(site.tmp))
-    phase("robots")
+    wait_port(site.ws_port, 90)
+    phase("robots_and_control_nodes")
     obs = Observer(site)
     nc = await obs.connect()
     t_wait = time.monotonic()
@@ -533,7 +544,10 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
         await asyncio.sleep(0.5)
     logs = await stream_state(nc, streams.LOGS_HUB_STREAM)
     results["fleet_events"] = {"messages": events[0], "alerts_sent": alerts_sent, "lagging_sources": events[1],
-                               "settle_s": round(time.monotonic() - t_settle, 1)}  # fmt: skip
+                               "settle_s": round(time.monotonic() - t_settle, 1),
+                               "latency_p50_ms": round(pct(obs.history_ms, 0.5), 1),
+                               "latency_p99_ms": round(pct(obs.history_ms, 0.99), 1),
+                               "latency_max_ms": round(max(obs.history_ms, default=float("nan")), 1)}  # fmt: skip
     results["fleet_logs"] = {"messages": logs[0], "sources_lagging": logs[1]}
     phase("settle")
     console.stdin.close()
