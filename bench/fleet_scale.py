@@ -395,6 +395,12 @@ class Observer:
                 self.behind.append(0.0)
 
 
+def agent_stats(port: int) -> dict[str, Any]:
+    """ws_agent's /healthz counters (fan-out: received from NATS, offered to clients, dropped)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as resp:
+        return json.loads(resp.read())
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -492,6 +498,9 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     cpu0 = {n: cpu_s(p) for n, p in ps.items()}
     rob0, load0 = sum(cpu_s(p) for p in robot_servers), sum(cpu_s(p) for p in loads)
     leaf0 = site.monitor("leafz")["leafs"]
+    agent0, varz0 = agent_stats(site.ws_port), site.monitor("varz")
+    console_ps = psutil.Process(console.pid)
+    console_cpu0 = cpu_s(console_ps)
     rss_peak = {n: 0 for n in ps}
     t0 = time.monotonic()
     while time.monotonic() - t0 < args.duration:
@@ -503,6 +512,10 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     phase("measure")
     cpu = {n: (cpu_s(p) - cpu0[n]) / wall for n, p in ps.items()}
     leaf1 = site.monitor("leafz")["leafs"]
+    agent1, varz1 = agent_stats(site.ws_port), site.monitor("varz")
+    results["ws_agent"] = {k: agent1["hub"][k] - agent0["hub"][k] for k in ("received", "offered", "dropped")}
+    results["ws_agent"]["console_clients_cores"] = round((cpu_s(console_ps) - console_cpu0) / wall, 3)
+    results["hub_slow_consumers"] = varz1.get("slow_consumers", 0) - varz0.get("slow_consumers", 0)
     results["cpu_cores"] = {n: round(v, 3) for n, v in cpu.items()}
     results["control_total_cores"] = round(sum(cpu.values()), 3)
     results["rss_mb"] = {n: round(v / 2**20, 1) for n, v in rss_peak.items()}
