@@ -3,7 +3,8 @@
 // (throttled to 2 Hz, queue 1), the fleet wildcards (battery, health, alerts, robot state, deploy
 // status), registry and jobs events, all msgpack-compressed as the console asks. Prints READY once every
 // client is subscribed, then measures the alert latency now - msg.stamp (the robot's wall clock when it
-// raised the alert) until stdin closes; then prints one JSON line of results. Uses `ws` and
+// raised the alert) until stdin closes; then prints one JSON line of results (before that, one line
+// {alerts: n} for every line read from stdin, so the caller can wait for the last alerts to arrive). Uses `ws` and
 // `@msgpack/msgpack` from test/browser/node_modules (npm ci --prefix test/browser).
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
@@ -60,6 +61,8 @@ for (let i = 0; i < Number(nClients); i++) {
 }
 
 process.stdin.resume();
+process.stdin.setEncoding("utf8");
+process.stdin.on("data", () => console.log(JSON.stringify({ alerts: lat.length }))); // any line: progress
 process.stdin.on("end", () => {
   for (const c of clients) c.ws.close();
   lat.sort((a, b) => a - b);

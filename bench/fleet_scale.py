@@ -514,6 +514,8 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     leaf1 = site.monitor("leafz")["leafs"]
     agent1, varz1 = agent_stats(site.ws_port), site.monitor("varz")
     results["ws_agent"] = {k: agent1["hub"][k] - agent0["hub"][k] for k in ("received", "offered", "dropped")}
+    results["ws_agent"]["nats_slow_consumer"] = (
+        agent1["nats"]["dropped_slow_consumer"] - agent0["nats"]["dropped_slow_consumer"])  # fmt: skip
     results["ws_agent"]["console_clients_cores"] = round((cpu_s(console_ps) - console_cpu0) / wall, 3)
     results["hub_slow_consumers"] = varz1.get("slow_consumers", 0) - varz0.get("slow_consumers", 0)
     results["cpu_cores"] = {n: round(v, 3) for n, v in cpu.items()}
@@ -563,6 +565,14 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
                                "latency_max_ms": round(max(obs.history_ms, default=float("nan")), 1)}  # fmt: skip
     results["fleet_logs"] = {"messages": logs[0], "sources_lagging": logs[1]}
     phase("settle")
+    t_drain = time.monotonic()
+    while time.monotonic() - t_drain < 60:  # the console clients' last alerts (queued in ws_agent) arrive
+        console.stdin.write("count\n")
+        console.stdin.flush()
+        if json.loads(await asyncio.to_thread(console.stdout.readline))["alerts"] >= alerts_sent * args.clients:
+            break
+        await asyncio.sleep(0.5)
+    phase("console_drain")
     console.stdin.close()
     res = json.loads(await asyncio.to_thread(console.stdout.readline))
     results["console"] = {"alerts_received": res["alerts"], "alerts_expected": alerts_sent * args.clients,
