@@ -270,7 +270,7 @@ class Site:
         wait_port(self.hub_port, 20)
         # One Go scheduler thread per robot server: each stands for a robot's own machine; a hundred of them
         # sharing this one keep their runtime overhead down so the hub is what gets measured.
-        env = dict(os.environ, GOMAXPROCS="1")
+        env = None
         for rid in self.ids:
             self.start(f"nats-{rid}", [exe, "-c", str(self.nats.robot_confs[rid])], env)
         for rid in self.ids:
