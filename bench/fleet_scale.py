@@ -398,6 +398,19 @@ class Observer:
                 self.behind.append(0.0)
 
 
+def leaf_rates(before: list[dict[str, Any]], after: list[dict[str, Any]], seconds: float) -> dict[str, float]:
+    """Mean bytes per second per robot over its leaf link, each way (the hub's /leafz counters; a link
+    that reconnected in between restarts its counters and is left out)."""
+    old = {leaf["name"]: leaf for leaf in before}
+    pairs = [(old[leaf["name"]], leaf) for leaf in after
+             if leaf["name"] in old and leaf["in_bytes"] >= old[leaf["name"]]["in_bytes"]]  # fmt: skip
+    if not pairs:
+        return {"robot_to_hub": float("nan"), "hub_to_robot": float("nan"), "links": 0}
+    up = sum(b["in_bytes"] - a["in_bytes"] for a, b in pairs) / len(pairs) / seconds
+    down = sum(b["out_bytes"] - a["out_bytes"] for a, b in pairs) / len(pairs) / seconds
+    return {"robot_to_hub": round(8 * up / 1000, 1), "hub_to_robot": round(8 * down / 1000, 1), "links": len(pairs)}
+
+
 def agent_stats(port: int) -> dict[str, Any]:
     """ws_agent's /healthz counters (fan-out: received from NATS, offered to clients, dropped)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as resp:
@@ -472,6 +485,7 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     obs = Observer(site)
     nc = await obs.connect()
     t_wait = time.monotonic()
+    leaf_idle0 = site.monitor("leafz")["leafs"]
     while True:  # every robot online in the registry (its first announcement went through)
         await obs.sample(nc)
         if obs.online >= len(site.ids):
@@ -479,6 +493,9 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
         if time.monotonic() - t_wait > 60 + len(site.ids):
             raise TimeoutError(f"registry shows {obs.online}/{len(site.ids)} robots online")
         await asyncio.sleep(0.5)
+    await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - t_wait)))  # at least 5 s of link traffic
+    results["leaf_kbit_s_per_robot_no_console"] = leaf_rates(leaf_idle0, site.monitor("leafz")["leafs"],
+                                                             time.monotonic() - t_wait)  # fmt: skip
     phase("registry_online")
     robots_file = site.tmp / "robots.json"
     robots_file.write_text(json.dumps(site.ids))
@@ -530,11 +547,7 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     }
     results["load_processes_cores"] = round((sum(cpu_s(p) for p in loads) - load0) / wall, 3)
     results["hub_fds"] = ps["hub"].num_fds()
-    before = {leaf["name"]: leaf for leaf in leaf0}
-    up = [(leaf["in_bytes"] - before[leaf["name"]]["in_bytes"]) / wall for leaf in leaf1 if leaf["name"] in before]
-    down = [(leaf["out_bytes"] - before[leaf["name"]]["out_bytes"]) / wall for leaf in leaf1 if leaf["name"] in before]
-    results["leaf_kbit_s_per_robot"] = {"robot_to_hub": round(8 * sum(up) / len(up) / 1000, 1),
-                                        "hub_to_robot": round(8 * sum(down) / len(down) / 1000, 1)}  # fmt: skip
+    results["leaf_kbit_s_per_robot"] = leaf_rates(leaf0, leaf1, wall)
     results["registry"] = {
         "online": obs.online, "age_p50_s": round(pct(obs.ages, 0.5), 2), "age_max_s": round(max(obs.ages), 2),
         "behind_p99_s": round(pct(obs.behind, 0.99), 2), "behind_max_s": round(max(obs.behind), 2),
