@@ -21,7 +21,8 @@ const robots = JSON.parse(readFileSync(robotsFile, "utf8"));
 const WILD = ["battery_state", "health", "alerts", "robot_state", "deploy/status", "deploy/installed"];
 const clients = [];
 const lat = [];
-let ready = 0;
+let settled = 0; // clients open, or failed before opening (READY must come either way)
+const settle = () => { settled += 1; if (settled === clients.length) console.log("READY"); };
 
 function onMessage(c, data, isBinary) {
   const now = Date.now() / 1000;
@@ -43,7 +44,7 @@ function onMessage(c, data, isBinary) {
 
 for (let i = 0; i < Number(nClients); i++) {
   const ws = new WebSocket(url, { perMessageDeflate: false });
-  const c = { ws, count: 0, other: 0, bad: 0, byKind: {}, closed: false };
+  const c = { ws, count: 0, other: 0, bad: 0, byKind: {}, closed: false, opened: false, failed: false };
   clients.push(c);
   ws.on("open", () => {
     const sub = (topic, extra = {}) =>
@@ -52,12 +53,15 @@ for (let i = 0; i < Number(nClients); i++) {
     for (const w of WILD) sub(`/robots/*/${w}`, { queue_length: 200 });
     sub("/fleet/registry/events", { queue_length: 500 });
     sub("/fleet/jobs/events", { queue_length: 1000 });
-    ready += 1;
-    if (ready === clients.length) console.log("READY");
+    c.opened = true;
+    settle();
   });
   ws.on("message", (data, isBinary) => onMessage(c, data, isBinary));
   ws.on("close", () => { c.closed = true; });
-  ws.on("error", (e) => console.error("client error", String(e)));
+  ws.on("error", (e) => {
+    console.error("client error", String(e));
+    if (!c.opened && !c.failed) { c.failed = true; settle(); }
+  });
 }
 
 process.stdin.resume();
@@ -69,7 +73,7 @@ process.stdin.on("end", () => {
   const q = (p) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] : null);
   console.log(JSON.stringify({
     counts: clients.map((c) => c.count), by_kind: clients.map((c) => c.byKind),
-    closed: clients.filter((c) => c.closed).length, bad: clients.reduce((s, c) => s + c.bad, 0),
+    closed: clients.filter((c) => c.closed).length, failed: clients.filter((c) => c.failed).length, bad: clients.reduce((s, c) => s + c.bad, 0),
     alerts: lat.length, p50: q(0.5), p99: q(0.99), max: lat.length ? lat[lat.length - 1] : null,
   }));
   process.exit(0);

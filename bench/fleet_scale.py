@@ -503,8 +503,9 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
                                      f"ws://127.0.0.1:{site.ws_port}/ws?token={users.tokens['admin']}",
                                      str(robots_file), str(args.clients)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
-    if (await asyncio.to_thread(console.stdout.readline)).strip() != "READY":
-        raise RuntimeError("console clients did not connect")
+    ready = await asyncio.wait_for(asyncio.to_thread(console.stdout.readline), 120)
+    if ready.strip() != "READY":
+        raise RuntimeError("console clients did not start")
     phase("console")
     for w in workers:
         w.stdin.write("alerts\n")
@@ -594,7 +595,7 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     results["console"] = {"alerts_received": res["alerts"], "alerts_expected": alerts_sent * args.clients,
                           "p50_ms": res["p50"], "p99_ms": res["p99"], "max_ms": res["max"],
                           "msgs_per_client": round(sum(res["counts"]) / max(1, len(res["counts"])), 0),
-                          "closed": res["closed"]}  # fmt: skip
+                          "closed": res["closed"], "failed_to_connect": res["failed"]}  # fmt: skip
     await nc.close()
     return results
 
@@ -667,6 +668,8 @@ def check(results: dict[str, Any]) -> list[str]:
         bad.append(f"registry shows {results['registry']['online']}/{results['robots']} online")
     if "deploy" in results and results["deploy"]["succeeded"] < results["deploy"]["targets"]:
         bad.append(f"deployment job: {results['deploy']['succeeded']}/{results['deploy']['targets']} succeeded")
+    if c["failed_to_connect"]:
+        bad.append(f"{c['failed_to_connect']} console clients could not connect")
     if not c["msgs_per_client"]:
         bad.append("console clients received nothing")
     return bad
