@@ -13,8 +13,9 @@ its own server what its nodes would: telemetry at the bridge's rate caps (config
 10, scan 5 with 360 ranges, cmd_vel 10, battery 1; msgpack bodies shaped like the messages, with the
 envelope headers), health snapshots 1 Hz, presence every 5 s (robot_agent's JSON announcement), a log record
 a second, and an alert every ``--alert-period`` s through JetStream with a ``Nats-Msg-Id`` (as the health
-monitor does) stamped with the robot's wall clock. ``--deploy`` adds Mosquitto and one synthetic IoT-Jobs
-device per robot (bench/fleet_jobs.py speaks mqtt/jobs_protocol.py as deploy_service does) and times a job.
+monitor does) stamped with the robot's wall clock. ``--deploy`` adds Mosquitto and one IoT-Jobs device per
+robot (deploy_service's own protocol code, deploy/iot_jobs_client.py, over a synthetic engine that
+reports the package installed after 0.5 s) and times one job to every robot.
 
 Console: ``--clients`` WebSocket clients (bench/fleet_console.mjs) subscribe what the console's fleet
 overview does. Measured over ``--duration`` s: CPU and RSS of the hub nats-server and of each control node,
