@@ -66,6 +66,9 @@ SLOTS = 100
 ANNOUNCE_PERIOD_S = 5.0  # robot_agent's default announce_period_s
 SNAPSHOT_TYPE = "robot_platform/health/TreeSnapshot"  # health/node.py (not imported: it needs rclpy)
 CONTROL_NODES = ("ws_agent", "fleet_registry", "jobs_service")
+# fleet_console.mjs's subscriptions besides one odom per robot: six /robots/*/... and two /fleet/... events
+CONSOLE_WILDCARDS = ("battery_state", "health", "alerts", "robot_state", "deploy.status", "deploy.installed",
+                     "fleet.registry.events", "jobs.events")  # fmt: skip
 # The job's staged rollout: one canary, then the rest at the fastest release rate jobs_service accepts (the
 # default, 10 a minute, spreads 100 robots over 10 minutes on purpose: that measures the policy, not us).
 ROLLOUT = {"canary": 1, "max_per_minute": 1000}
@@ -507,6 +510,15 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     ready = await asyncio.wait_for(asyncio.to_thread(console.stdout.readline), 120)
     if ready.strip() != "READY":
         raise RuntimeError("console clients did not start")
+    # READY means the subscribe ops were sent; alerts start once ws_agent holds every subject (else the
+    # first alerts of a loaded run reach the agent before its subscription and are missed by design)
+    expected = len(site.ids) + len(CONSOLE_WILDCARDS)
+    t_subs = time.monotonic()
+    while agent_stats(site.ws_port)["hub"]["subjects"] < expected:
+        if time.monotonic() - t_subs > 60:
+            raise TimeoutError(f"ws_agent holds {agent_stats(site.ws_port)['hub']['subjects']}/{expected} subjects")
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(1.0)  # the agent's NATS subscriptions follow its index
     phase("console")
     for w in workers:
         w.stdin.write("alerts\n")
