@@ -230,7 +230,7 @@ def test_registry_logs_and_actions(procs: Any, tmp_path: Path) -> None:
                       extra_users=extra)  # fmt: skip
     # The hub must not advertise its leaf address, or r1 would reconnect around the link cutter directly.
     # The link passes through a TCP proxy: the hub must not advertise its own leaf address.
-    assert f"leafnodes {{ listen: 127.0.0.1:{leaf_port}, no_advertise: true }}" in text
+    assert f"leafnodes {{ listen: 127.0.0.1:{leaf_port}, no_advertise: true," in text
     write_private(hub_conf, text)
     procs.start("hub", [exe, "-c", str(hub_conf)])
     wait_port(hub_port)

@@ -40,7 +40,7 @@ def test_hub_has_one_user_per_robot_and_control() -> None:
     fleet = Fleet({"r1": "a" * 20, "r2": "b" * 20}, "c" * 20)
     text = render_hub(fleet, Endpoint(port=4000, monitor_port=8000), 7000, "/tmp/js")
     assert "listen: 127.0.0.1:4000" in text and "http: 127.0.0.1:8000" in text
-    assert "leafnodes { listen: 127.0.0.1:7000, no_advertise: true }" in text
+    assert "leafnodes { listen: 127.0.0.1:7000, no_advertise: true, authorization { timeout: 10 } }" in text
     assert text.count("user: ") == 3
     assert f'user: r2, password: "{"b" * 20}", permissions: {robot_permissions("r2")}' in text
 
@@ -53,6 +53,19 @@ def test_generated_hub_config_parses_whatever_the_password(password: str, tmp_pa
     fleet = Fleet({"r1": password}, password[::-1].replace("-", "a"))
     conf = tmp_path / "hub.conf"
     conf.write_text(render_hub(fleet, Endpoint(port=4000), 7000, str(tmp_path / "js")))
+    result = subprocess.run([exe, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_robot_config_tolerates_a_busy_hub_and_parses(tmp_path: Path) -> None:
+    """Leaf pings every 10 s, stale after 6 (bench/fleet_scale.py: nats-server's defaults made 100 robots
+    redial a busy hub thousands of times); nats-server accepts the rendered file."""
+    text = render_robot("r1", "p" * 20, Endpoint(port=4001), "127.0.0.1:7422", str(tmp_path / "js"))
+    assert 'ping_interval: "10s"\nping_max: 6\n' in text
+    conf = tmp_path / "r1.conf"
+    conf.write_text(text)
+    exe = shutil.which("nats-server")
+    assert exe, "nats-server not on PATH"
     result = subprocess.run([exe, "-t", "-c", str(conf)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr + result.stdout
 

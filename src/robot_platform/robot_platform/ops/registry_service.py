@@ -50,6 +50,7 @@ from robot_platform.messaging.streams import ensure_stream
 from robot_platform.ops import alert_history, audit_query, log_query
 from robot_platform.ops import registry as reg
 from robot_platform.ops.errors import AnnouncementError, LogQueryError
+from robot_platform.ops.kv_writer import CoalescingWriter
 from robot_platform.ops.registry import (
     BUCKET,
     OFFLINE_AFTER_S,
@@ -60,6 +61,7 @@ from robot_platform.ops.registry import (
 )
 
 SWEEP_PERIOD_S = 1.0
+FLUSH_ON_STOP_S = 2.0  # queued registry writes given this long at shutdown
 BUCKET_HISTORY = 5
 MAX_CONCURRENT_QUERIES = 4
 MAX_REQUEST_BYTES = 64 * 1024
@@ -147,6 +149,8 @@ class RegistryService:
         self._log = log or logging.getLogger(__name__)
         self._kv: Any = None
         self._js: Any = None
+        # KV writes never hold up the presence callback (see kv_writer.py for the failure this prevents)
+        self.writer = CoalescingWriter(self._kv_put, self._kv_error)
         self._nc: Any = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -156,6 +160,7 @@ class RegistryService:
         )
         if nc is None:
             return
+        writer = asyncio.create_task(self.writer.run())
         try:
             self._nc = nc
             self._js = nc.jetstream()
@@ -179,6 +184,10 @@ class RegistryService:
             for task in list(self._queries):
                 task.cancel()
             await asyncio.gather(*self._queries, return_exceptions=True)
+            if not await self.writer.flush(FLUSH_ON_STOP_S):
+                self._log.warning(f"{self.writer.pending} registry writes not done at shutdown")
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
             await connect.close(nc)
 
     async def _serve(self, stop: asyncio.Event, lost: asyncio.Event | None) -> None:
@@ -349,11 +358,15 @@ class RegistryService:
             self._log.warning(f"{line} ({n} so far)")
 
     async def _put(self, record: RobotRecord) -> None:
-        try:
-            await self._kv.put(record.robot_id, record.encode())
-        except (nats.errors.Error, TimeoutError) as exc:
-            self.counters.kv_errors += 1
-            self._log.warning(f"registry write for {record.robot_id} failed: {type(exc).__name__}: {exc}")
+        """Queue the record's write to the bucket (returns at once; the latest record per robot wins)."""
+        self.writer.submit(record.robot_id, record.encode())
+
+    async def _kv_put(self, key: str, value: bytes) -> None:
+        await self._kv.put(key, value)
+
+    def _kv_error(self, key: str, exc: BaseException) -> None:
+        self.counters.kv_errors += 1
+        self._log.warning(f"registry write for {key} failed: {type(exc).__name__}: {exc}")
 
     async def _ensure_audit_stream(self) -> None:
         """FLEET_AUDIT keeps ws_agent's audit events; without it (no JetStream, a stream already taking

@@ -39,6 +39,17 @@ PASSWORD_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")  # nothing that needs quoti
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 CLUSTER_NAME = "control_hub"  # the clustered hub's cluster name (the single hub's server_name)
 ROUTE_USER = "route"  # the user the hub nodes' routes authenticate with (cluster block only)
+# How long the hub waits for a robot's leaf CONNECT. nats-server's default (2 s, 1 s before TLS) was too
+# short when a hundred robots (re)connect at once to a busy hub (bench/fleet_scale.py): links timed
+# out, the robots redialled every second and each new link cost the hub its setup again (interest,
+# JetStream domain, the sources of FLEET_EVENTS/FLEET_LOGS), so the storm fed itself.
+LEAF_AUTH_TIMEOUT_S = 10
+# A robot's server pings the hub every 10 s and gives up after 6 unanswered pings (a minute). With
+# nats-server's defaults (2.15.1) the robots declared a hub that was busy with a reconnect storm stale
+# within seconds and redialled: 100 robots made ~2700 leaf connections in 30 s; with these, 211 (each robot
+# at most one redial). Local traffic never depends on the link, so a slower verdict costs nothing there.
+LEAF_PING_INTERVAL = '"10s"'
+LEAF_PING_MAX = 6
 
 
 @dataclass(frozen=True)
@@ -288,7 +299,8 @@ def render_hub(
         f'jetstream {{ domain: hub, store_dir: "{store_dir}" }}\n'
         "accounts {\n  FLEET {\n    jetstream: enabled\n    users = [\n" + "\n".join(users) + "\n    ]\n  }\n}\n"
         # no_advertise: robots keep dialling the configured URL (a proxy or NAT address), not the hub's own.
-        f"leafnodes {{ listen: {client.host}:{leaf_port}, no_advertise: true }}\n" + cluster_block
+        f"leafnodes {{ listen: {client.host}:{leaf_port}, no_advertise: true,"
+        f" authorization {{ timeout: {LEAF_AUTH_TIMEOUT_S} }} }}\n" + cluster_block
     )
 
 
@@ -321,6 +333,7 @@ def render_robot(
         f"listen: {client.host}:{client.port}\n{monitor}"
         f"max_payload: {max_payload}\n"
         f'jetstream {{ domain: {robot_id}, store_dir: "{store_dir}" }}\n'
+        f"ping_interval: {LEAF_PING_INTERVAL}\nping_max: {LEAF_PING_MAX}\n"
         "leafnodes {\n  reconnect: 1s\n"
         f"  remotes [ {{ {remote} }} ]\n}}\n"
     )
