@@ -273,6 +273,8 @@ def run_demo(tmp: Path, robots: int, settle_s: float, window_s: float) -> list[S
             while b"all up" not in log_path.read_bytes():
                 if demo.poll() is not None or time.monotonic() > deadline:
                     tail = log_path.read_text(errors="replace")[-2000:]
+                    logs = sorted((tmp / "demo" / "logs").glob("*agent*"))  # the robots' agent processes
+                    tail += "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in logs[:2])
                     raise RuntimeError(f"the demo did not come up (exit {demo.poll()}):\n{tail}")
                 time.sleep(1.0)
             time.sleep(settle_s)

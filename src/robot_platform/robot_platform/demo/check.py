@@ -9,6 +9,7 @@ from pathlib import Path
 
 from robot_platform.demo.fleet import EXPECTED_SIM_TOPICS, DemoLayout, leaf_names
 from robot_platform.launcher.graph import graph_in_domain
+from robot_platform.launcher.processes import node_names
 from robot_platform.launcher.supervisor import ProcessGroup
 
 log = logging.getLogger("robot-platform.demo")
@@ -36,8 +37,8 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
             return False
         # Every node the demo started for this robot must join the robot's graph.
         rid = layout.robot_id(i)
-        expected_nodes = {c.name.split("/", 1)[1] for c in group.children
-                          if c.name.startswith(f"{rid}/") and not c.stop_last}  # servers are no ROS nodes
+        expected_nodes = {node for c in group.children if c.name.startswith(f"{rid}/") and not c.stop_last
+                          for node in node_names(c.name, c.argv)}  # servers are no ROS nodes  # fmt: skip
         topics, nodes = graph_in_domain(layout.domain(i), EXPECTED_SIM_TOPICS, expected_nodes, timeout_s=30.0)
         missing = sorted(EXPECTED_SIM_TOPICS - set(topics)) + sorted(expected_nodes - nodes)
         if missing:
