@@ -250,7 +250,7 @@ DEMO_BOOT_TIMEOUT_S = 240.0
 
 def run_demo(tmp: Path, robots: int, settle_s: float, window_s: float) -> list[Sample]:
     """``robot-platform demo --robots N`` on free ports and its own ROS domains (as test/test_demo.py starts
-    it): wait for its "all up" banner, settle, measure every process it started, stop it with SIGTERM."""
+    it): wait for its banner ("all up"), settle, measure every process it started, stop it with SIGTERM."""
     block = DomainReservation(count=robots + 1)
     hub = free_port()
     base = 20000 + (hub % 20000)
@@ -270,13 +270,15 @@ def run_demo(tmp: Path, robots: int, settle_s: float, window_s: float) -> list[S
                                 stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
             deadline = time.monotonic() + DEMO_BOOT_TIMEOUT_S
-            while b"all up" not in log_path.read_bytes():
+            while b"robot_platform demo: control server" not in log_path.read_bytes():  # the banner
                 if demo.poll() is not None or time.monotonic() > deadline:
                     tail = log_path.read_text(errors="replace")[-2000:]
                     logs = sorted((tmp / "demo" / "logs").glob("*agent*"))  # the robots' agent processes
                     tail += "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in logs[:2])
                     raise RuntimeError(f"the demo did not come up (exit {demo.poll()}):\n{tail}")
                 time.sleep(1.0)
+            if b"all up" not in log_path.read_bytes():  # measured anyway, but said
+                print("demo banner: SOME PARTS FAILED (see its log); measuring what runs", flush=True)
             time.sleep(settle_s)
             return measure(descendants(demo.pid), window_s)
         finally:
