@@ -13,11 +13,18 @@ and measures, over a window after it has settled:
 
 Per process: CPU as % of one core (utime+stime from /proc/<pid>/stat over the window), RSS and PSS
 (/proc/<pid>/smaps_rollup) at the window's end. nats-server (native) is shown apart from the Python nodes.
-``--layouts`` takes the agent layouts to compare: ``split`` (one process per node, today's default) and,
-where the runner offers it, ``single`` (every node in one process: ``--agent-layout single``).
+``--layouts`` takes the agent layouts to compare: ``single`` (every agent node in one process, the default)
+and ``split`` (one process per node: ``--agent-layout split``).
+
+``--demo N`` measures instead the whole ``robot-platform demo --robots N`` (control server, N robots with
+their simulators, SeaweedFS, Mosquitto, Prometheus: what ``make demo ROBOTS=N`` runs): the total CPU of
+every process it started, over a window after its "all up" banner and a settle time, as a share of the
+whole machine; then it stops the demo with SIGTERM. Its bare subscriber baseline runs in the same run.
 
     . scripts/env.sh && python bench/footprint.py                     # 20 s settle, 30 s window each
     python bench/footprint.py --smoke                                  # short: does it all work?
+    python bench/footprint.py --demo 6                                 # the 6-robot demo at idle, 60 s window
+    python bench/footprint.py --demo 1 --smoke                         # short: does the demo measure work?
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ from robot_platform.launcher.domains import DomainReservation  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
-LAYOUT_ARGS = {"split": [], "single": ["--agent-layout", "single"]}
+LAYOUT_ARGS = {"single": ["--agent-layout", "single"], "split": ["--agent-layout", "split"]}
 
 BARE_SUBSCRIBER = textwrap.dedent(
     """
@@ -234,10 +241,72 @@ def table(title: str, samples: list[Sample], total: bool = True) -> str:
 
 
 def runner_offers(layout: str) -> bool:
-    if not LAYOUT_ARGS[layout]:
-        return True
     out = subprocess.run([str(REPO / "bin" / "robot-platform"), "robot", "--help"], capture_output=True, text=True)
     return LAYOUT_ARGS[layout][0] in out.stdout
+
+
+DEMO_BOOT_TIMEOUT_S = 240.0
+
+
+def run_demo(tmp: Path, robots: int, settle_s: float, window_s: float) -> list[Sample]:
+    """``robot-platform demo --robots N`` on free ports and its own ROS domains (as test/test_demo.py starts
+    it): wait for its banner ("all up"), settle, measure every process it started, stop it with SIGTERM."""
+    block = DomainReservation(count=robots + 1)
+    hub = free_port()
+    base = 20000 + (hub % 20000)
+    argv = [
+        str(REPO / "bin" / "robot-platform"), "demo", "--robots", str(robots), "--state-dir", str(tmp / "demo"),
+        "--hub-port", str(hub), "--hub-monitor-port", str(free_port()), "--leaf-port", str(free_port()),
+        "--robot-port-base", str(base), "--robot-monitor-base", str(base + 100),
+        "--domain-base", str(block.domain_id), "--metrics-base", str(base + 200),
+        "--bridge-metrics-base", str(base + 300), "--console-port", str(free_port()),
+        "--panel-port-base", str(base + 400), "--mqtt-port", str(free_port()), "--s3-port", str(free_port()),
+        "--weed-port-base", str(base + 500), "--control-bridge-metrics-port", str(free_port()),
+        "--jobs-metrics-port", str(free_port()), "--prometheus-port", str(free_port()),
+    ]  # fmt: skip
+    log_path = tmp / "demo.log"
+    with open(log_path, "wb") as log:
+        demo = subprocess.Popen(argv, env={**os.environ, "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + DEMO_BOOT_TIMEOUT_S
+            while b"robot_platform demo: control server" not in log_path.read_bytes():  # the banner
+                if demo.poll() is not None or time.monotonic() > deadline:
+                    tail = log_path.read_text(errors="replace")[-2000:]
+                    logs = sorted((tmp / "demo" / "logs").glob("*agent*"))  # the robots' agent processes
+                    tail += "".join(f"\n--- {p.name}\n{p.read_text(errors='replace')[-1500:]}" for p in logs[:2])
+                    raise RuntimeError(f"the demo did not come up (exit {demo.poll()}):\n{tail}")
+                time.sleep(1.0)
+            if b"all up" not in log_path.read_bytes():  # measured anyway, but said
+                print("demo banner: SOME PARTS FAILED (see its log); measuring what runs", flush=True)
+            time.sleep(settle_s)
+            return measure(descendants(demo.pid), window_s)
+        finally:
+            if demo.poll() is None:
+                demo.send_signal(signal.SIGTERM)  # the demo stops everything it started
+                try:
+                    demo.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(demo.pid, signal.SIGKILL)
+                    demo.wait(5)
+            block.release()
+
+
+def demo_table(robots: int, samples: list[Sample]) -> str:
+    """Processes grouped by name (N robots: N of each robot process), the total as % of the machine."""
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.name, []).append(s)
+    rows = [f"demo --robots {robots}, idle (no browser)",
+            f"  {'process (count)':34s} {'CPU % core':>10s} {'RSS MB':>8s}"]  # fmt: skip
+    for name, group in sorted(groups.items(), key=lambda kv: -sum(s.cpu_pct for s in kv[1])):
+        rows.append(f"  {f'{name} ({len(group)})':34s} {sum(s.cpu_pct for s in group):10.1f} "
+                    f"{sum(s.rss_mb for s in group):8.1f}")  # fmt: skip
+    cpu = sum(s.cpu_pct for s in samples)
+    rows.append(f"  {'total':34s} {cpu:10.1f} {sum(s.rss_mb for s in samples):8.1f}")
+    rows.append(f"demo total: {cpu:.1f} % of one core = {cpu / (os.cpu_count() or 1):.1f} % of the "
+                f"{os.cpu_count()}-core machine")  # fmt: skip
+    return "\n".join(rows)
 
 
 def main() -> int:
@@ -245,10 +314,19 @@ def main() -> int:
     ap.add_argument("--settle-s", type=float, default=20.0, help="wait after start before measuring")
     ap.add_argument("--window-s", type=float, default=30.0, help="CPU is averaged over this window")
     ap.add_argument("--layouts", default="split,single", help="agent layouts to measure (split, single)")
-    ap.add_argument("--smoke", action="store_true", help="5 s settle, 2 s windows, split layout with telemetry only")
+    ap.add_argument(
+        "--demo",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure `robot-platform demo --robots N` at idle instead of one robot's agent",
+    )
+    ap.add_argument("--smoke", action="store_true", help="5 s settle, 2 s windows, single layout with telemetry only")
     args = ap.parse_args()
+    if args.demo and not args.smoke and "--window-s" not in sys.argv:
+        args.window_s = 60.0
     if args.smoke:
-        args.settle_s, args.window_s, args.layouts = 5.0, 2.0, "split"
+        args.settle_s, args.window_s, args.layouts = 5.0, 2.0, "single"
     layouts = [x for x in args.layouts.split(",") if x]
     unknown = [x for x in layouts if x not in LAYOUT_ARGS]
     if unknown:
@@ -264,6 +342,11 @@ def main() -> int:
             title = "baseline: robot_sim + one bare rclpy subscriber of the same topics"
             print(table(title, base, total=False), flush=True)
             bare = next(s for s in base if s.name == "bare_subscriber")
+            if args.demo:
+                samples = run_demo(tmp, args.demo, args.settle_s, args.window_s)
+                print("\n" + demo_table(args.demo, samples), flush=True)
+                print(f"load at end {os.getloadavg()[0]:.2f}")
+                return 0 if samples else 1
             for layout in layouts:
                 if not runner_offers(layout):
                     print(f"\nlayout {layout}: not offered by this runner ({' '.join(LAYOUT_ARGS[layout])})")

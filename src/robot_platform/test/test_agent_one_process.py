@@ -19,7 +19,7 @@ import pytest
 from robot_platform.exceptions import ConfigError
 from robot_platform.launcher import plan
 from robot_platform.launcher.domains import DomainReservation
-from robot_platform.launcher.processes import Installation, robot_processes
+from robot_platform.launcher.processes import Installation, node_names, robot_processes, with_node_params
 
 PKG = Path(__file__).resolve().parents[1]
 INSTALL = Installation(share=Path("/opt/rp/share/robot_platform"), lib=Path("/opt/rp/lib/robot_platform"))
@@ -41,9 +41,31 @@ def test_single_layout_is_the_simulator_and_one_agent_process() -> None:
     assert "__ns:=/site_a" in ros and "--params-file" in ros
     assert not any(":=" in word for word in own)  # rcl would take name:=value for a remapping rule
     assert next(s for s in robot_processes(SINGLE | {"use_respawn": "true"}, INSTALL) if s.name == "r1/agent").respawn
-    # split (the default) is unchanged: a process per node
+    # split is unchanged: a process per node; single is the default
     assert {"r1/nats_bridge", "r1/health_monitor_tree", "r1/robot_agent"} <= set(_specs(SINGLE | {"agent_layout":
                                                                                                     "split"}))
+    assert "r1/agent" in _specs(plan.defaults(plan.ROBOT_ARGUMENTS) | {"robot_id": "r1"})
+
+
+def test_per_node_values_reach_only_their_node_in_either_layout() -> None:
+    """The demo's per-robot values (deploy_service's MQTT and S3, health's state_dir) must not leak into
+    another node of the agent process (health_monitor_tree also has ``mqtt_host``)."""
+    values = {"mqtt_host": "127.0.0.1"}
+    for spec in robot_processes(SINGLE, INSTALL):
+        out = with_node_params(spec, "deploy_service", values)
+        if spec.name == "r1/agent":
+            assert out.argv[-2:] == ["-p", "deploy_service:mqtt_host:=127.0.0.1"]
+            assert node_names(out.name, out.argv) == {s.name for s in plan.enabled_agent_nodes(SINGLE)}
+        else:
+            assert out == spec and node_names(out.name, out.argv) == {spec.name.split("/")[1]}
+    split = {s.name: s for s in robot_processes(SINGLE | {"agent_layout": "split"}, INSTALL)}
+    assert with_node_params(split["r1/deploy_service"], "deploy_service", values).argv[-2:] == [
+        "-p", "mqtt_host:=127.0.0.1"]  # fmt: skip
+    health = split["r1/health_monitor_tree"]
+    assert with_node_params(health, "deploy_service", values) == health
+    namespaced = next(s for s in robot_processes(SINGLE | {"namespace": "a"}, INSTALL) if s.name == "r1/agent")
+    with pytest.raises(ConfigError, match="namespace"):
+        with_node_params(namespaced, "deploy_service", values)
 
 
 def test_switched_off_nodes_are_not_in_the_agent() -> None:

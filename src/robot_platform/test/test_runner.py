@@ -21,7 +21,8 @@ INSTALL = Installation(share=Path("/opt/rp/share/robot_platform"), lib=Path("/op
 
 
 def robot_values(**changes: str) -> dict[str, str]:
-    return plan.defaults(plan.ROBOT_ARGUMENTS) | {"robot_id": "r1"} | changes
+    """A robot's values in the split layout (a process per node, the layout these tests look into)."""
+    return plan.defaults(plan.ROBOT_ARGUMENTS) | {"robot_id": "r1", "agent_layout": "split"} | changes
 
 
 def test_robot_processes_use_the_shared_config_and_overrides() -> None:
@@ -157,12 +158,14 @@ def test_demo_site_wires_deployments_with_least_privilege(tmp_path: Path, monkey
     jobs = next(s for s in specs if s.name == "control/jobs_service").argv
     assert "mqtt_endpoint:=127.0.0.1" in jobs and f"mqtt_cert:={site.pki / 'jobs-service.crt'}" in jobs
     for rid in ("r1", "r2"):
-        deploy = next(s for s in specs if s.name == f"{rid}/deploy_service").argv
+        # the single layout (the demo's): deploy_service's values scoped to it in the agent process
+        deploy = next(s for s in specs if s.name == f"{rid}/agent").argv
         # each robot: its own certificate (CN = thing name) and install root; the read-only S3 key
-        assert f"mqtt_cert:={site.pki / 'robots' / f'{rid}.crt'}" in deploy
-        assert f"install_root:={site.root / 'robots' / rid}" in deploy
-        assert f"s3_credentials_file:={site.robot_credentials}" in deploy
-        assert f"trusted_keys:=[{site.trusted_key}]" in deploy
+        assert f"deploy_service:mqtt_cert:={site.pki / 'robots' / f'{rid}.crt'}" in deploy
+        assert f"deploy_service:install_root:={site.root / 'robots' / rid}" in deploy
+        assert f"deploy_service:s3_credentials_file:={site.robot_credentials}" in deploy
+        assert f"deploy_service:trusted_keys:=[{site.trusted_key}]" in deploy
+        assert not any(word.startswith("mqtt_") for word in deploy)  # health_monitor_tree has mqtt_host too
     # a second prepare keeps the CA and the signing key (robots keep trusting what they trusted)
     ca, key = (site.pki / "ca.crt").read_bytes(), site.trusted_key.read_bytes()
     again = site_services.prepare(tmp_path, ["r1", "r2"], REPO, layout.site_ports)
@@ -189,4 +192,4 @@ def test_demo_nats_is_the_secured_fleet_config(tmp_path: Path, monkeypatch: pyte
     for node, user in nats_site.CONTROL_NODE_USERS.items():
         argv = specs[f"control/{node}"].argv
         assert f"nats_user:={user}" in argv and f"nats_password_file:={nats.password_files[user]}" in argv
-    assert not any("nats_user" in a for a in specs["r1/nats_bridge"].argv)  # robots use their local server
+    assert not any("nats_user" in a for a in specs["r1/agent"].argv)  # robots use their local server

@@ -9,10 +9,13 @@ from pathlib import Path
 
 from robot_platform.demo.fleet import EXPECTED_SIM_TOPICS, DemoLayout, leaf_names
 from robot_platform.launcher.graph import graph_in_domain
+from robot_platform.launcher.processes import node_names
 from robot_platform.launcher.supervisor import ProcessGroup
 
 log = logging.getLogger("robot-platform.demo")
 LINK_TIMEOUT_S = 30.0
+GRAPH_TIMEOUT_S = 60.0  # every robot's nodes in its graph by then (all robots: one deadline)
+GRAPH_MIN_WAIT_S = 5.0  # each robot's graph is looked at for at least this long
 
 
 def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -> bool:
@@ -31,14 +34,18 @@ def check_demo(layout: DemoLayout, group: ProcessGroup, stop: threading.Event) -
     ok = set(expected) <= set(leafs)
     if not ok:
         log.error("robots not linked to the hub: %s", sorted(set(expected) - set(leafs)))
+    # One deadline for every robot's graph (checked in turn): a robot's agent process builds its nodes one
+    # after the other, ~30 s on a loaded 2-core host with six robots starting at once.
+    graph_deadline = time.monotonic() + GRAPH_TIMEOUT_S
     for i in range(1, layout.robots + 1):
         if stop.is_set():
             return False
         # Every node the demo started for this robot must join the robot's graph.
         rid = layout.robot_id(i)
-        expected_nodes = {c.name.split("/", 1)[1] for c in group.children
-                          if c.name.startswith(f"{rid}/") and not c.stop_last}  # servers are no ROS nodes
-        topics, nodes = graph_in_domain(layout.domain(i), EXPECTED_SIM_TOPICS, expected_nodes, timeout_s=30.0)
+        expected_nodes = {node for c in group.children if c.name.startswith(f"{rid}/") and not c.stop_last
+                          for node in node_names(c.name, c.argv)}  # servers are no ROS nodes  # fmt: skip
+        wait_s = max(graph_deadline - time.monotonic(), GRAPH_MIN_WAIT_S)
+        topics, nodes = graph_in_domain(layout.domain(i), EXPECTED_SIM_TOPICS, expected_nodes, timeout_s=wait_s)
         missing = sorted(EXPECTED_SIM_TOPICS - set(topics)) + sorted(expected_nodes - nodes)
         if missing:
             ok = False

@@ -34,6 +34,7 @@ from robot_platform.launcher.processes import (
     ProcessSpec,
     control_processes,
     robot_processes,
+    with_node_params,
     with_params,
 )
 
@@ -177,14 +178,13 @@ def demo_processes(
             if nats is not None and p.name == f"{layout.robot_id(i)}/nats-server":
                 p = replace(p, argv=[nats_site.nats_server_executable(), "-c",
                                      str(nats.robot_confs[layout.robot_id(i)])], env={})  # fmt: skip
-            if site is not None and p.name == f"{layout.robot_id(i)}/deploy_service":
-                p = with_params(p, site_services.deploy_params(site, layout.robot_id(i)))
-            if site is not None and p.name == f"{layout.robot_id(i)}/robot_agent":  # announces what is installed
-                root = site_services.deploy_params(site, layout.robot_id(i))["install_root"]
-                p = with_params(p, {"deploy_install_root": root})
-            if p.name == f"{layout.robot_id(i)}/health_monitor_tree":  # its durable alert outbox: per demo
-                health_state = layout.state_dir.resolve() / "health" / layout.robot_id(i)
-                p = with_params(p, {"state_dir": str(health_state)})
+            # Per-robot values for one node, in its own process (split) or the agent process (single).
+            if site is not None:
+                deploy = site_services.deploy_params(site, layout.robot_id(i))
+                p = with_node_params(p, "deploy_service", deploy)
+                p = with_node_params(p, "robot_agent", {"deploy_install_root": deploy["install_root"]})
+            health_state = layout.state_dir.resolve() / "health" / layout.robot_id(i)  # its alert outbox: per demo
+            p = with_node_params(p, "health_monitor_tree", {"state_dir": str(health_state)})
             out.append(replace(p, env=p.env | {"ROS_DOMAIN_ID": str(layout.domain(i))}))
     return out
 

@@ -2,9 +2,10 @@
 
 Thin glue: the tree, checks, alert decisions and output contents live in the plain-Python modules of
 this package; this file wires parameters, subscriptions, publishers, the metrics endpoint and the
-NATS/MQTT transports to them. All ROS callbacks run on one single-threaded executor, so the tick,
-the subscription callbacks and the acknowledge service never run concurrently; the NATS and MQTT
-clients run on their own threads and talk to the monitor only through locked caches and queues.
+NATS/MQTT transports to them. All ROS callbacks run on one single-threaded executor, so the tick
+(which also takes the topics' messages, see ros_drain.py) and the acknowledge service never run
+concurrently; the NATS and MQTT clients run on their own threads and talk to the monitor only through
+locked caches and queues.
 
 Parameters (the table node_params.PARAMS, repeated in config/robot.yaml):
     robot_id (str, required)             robot name, in every alert and metric
@@ -31,7 +32,8 @@ Parameters (the table node_params.PARAMS, repeated in config/robot.yaml):
     mqtt_host, mqtt_port, mqtt_client_id, mqtt_topic, mqtt_ca_file, mqtt_cert_file, mqtt_key_file
                                          (read-only) real-time alert push; "" host disables MQTT
 
-Subscriptions:  the topics named in the checks config (types and QoS from its ``topics:`` section)
+Subscriptions:  the topics named in the checks config (types and QoS from its ``topics:`` section),
+                raw, taken by the tick (ros_drain.py), never by a per-message callback
 Publishers:     alerts (robot_platform_interfaces/Alert, reliable, transient local depth 50),
                 /diagnostics (diagnostic_msgs/DiagnosticArray), health/markers (MarkerArray)
 Services:       ~/acknowledge_alert (robot_platform_interfaces/AcknowledgeAlert)
@@ -54,7 +56,6 @@ import msgpack
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.qos_overriding_options import QoSOverridingOptions
 from visualization_msgs.msg import Marker, MarkerArray
 
 from robot_platform.common.node_main import spin_node
@@ -67,6 +68,7 @@ from robot_platform.health.monitor import AlertRecord, HealthMonitor, TickResult
 from robot_platform.health.nats_out import NatsPublisher, OutMsg
 from robot_platform.health.node_params import read_health_params
 from robot_platform.health.operator_requests import handle_request
+from robot_platform.health.ros_drain import TopicDrain
 from robot_platform.health.ros_messages import alert_msg, default_checks_file, load_message_class
 from robot_platform.health.tree_builder import build_tree, load_config_file, load_config_text
 from robot_platform.messaging import subjects
@@ -122,16 +124,11 @@ class HealthMonitorNode(Node):
         self.alert_pub = self.create_publisher(Alert, "alerts", ALERT_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE_QOS)
         self.marker_pub = self.create_publisher(MarkerArray, "health/markers", RELIABLE_QOS)
+        # Topics are taken by the tick, not by per-message callbacks (ros_drain: no executor round each).
+        self.topics = TopicDrain(self, self.clock_mono)
         for spec in tree.topics.values():
-            feed = tree.hub.topics[spec.topic]
             qos = qos_profile_sensor_data if spec.qos == "sensor_data" else RELIABLE_QOS
-            self.create_subscription(
-                load_message_class(spec.msg_type),
-                spec.topic,
-                lambda msg, feed=feed: feed.on_message(msg, self.clock_mono()),
-                qos,
-                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
-            )
+            self.topics.add(load_message_class(spec.msg_type), spec.topic, qos, tree.hub.topics[spec.topic])
         self.create_service(AcknowledgeAlert, "~/acknowledge_alert", self._on_acknowledge)
         if any(c.kind in ("nodes_missing", "topic_silence") for c in tree.checks):
             self.create_timer(GRAPH_REFRESH_S, self._refresh_graph)
@@ -219,6 +216,7 @@ class HealthMonitorNode(Node):
     # ---- tick ------------------------------------------------------------------------------------------
 
     def _on_tick(self) -> None:
+        self.topics.drain()
         if self.nats is not None:
             for request in self.nats.take_requests():
                 request.reply(self._operator_request(request.subject, request.payload))

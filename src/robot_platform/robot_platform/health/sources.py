@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,22 +55,34 @@ class TopicFeed:
 
     def on_message(self, msg: Any, now: float) -> None:
         """Callback entry: record the arrival and the extracted value. Never raises on odd messages."""
+        self.on_arrivals((now,), msg)
+
+    def on_arrivals(self, stamps: Sequence[float], newest: Any, decode: Callable[[Any], Any] | None = None) -> None:
+        """Record a batch of arrivals (oldest first) and the values of the newest message (``decode``d first
+        if given: raw CDR bytes); the checks read only the newest (health/ros_drain.py). Stamps are kept
+        in order (one earlier than the last recorded counts at the last), so a rate can stop at the first
+        stamp out of its window. Never raises on odd messages."""
+        if not stamps:
+            return
         value = None
         failed = False
         if self.extract is not None:
             try:
-                value = self.extract(msg)
-            except (AttributeError, TypeError, ValueError):
+                value = self.extract(newest if decode is None else decode(newest))
+            except (AttributeError, TypeError, ValueError, RuntimeError):
                 failed = True  # wrong shape: counted; the arrival still counts for silence/rate checks
         with self._lock:
-            self._arrivals.append(now)
-            if self._first is None:
-                self._first = now
-            self._count += 1
+            last = self._arrivals[-1] if self._arrivals else stamps[0]
+            for stamp in stamps:
+                last = stamp if stamp > last else last
+                self._arrivals.append(last)
+                if self._first is None:
+                    self._first = last
+            self._count += len(stamps)
             if failed:
                 self._extract_errors += 1
             else:
-                self._latest = Sample(value, now)
+                self._latest = Sample(value, last)
 
     def latest(self) -> Sample | None:
         with self._lock:
@@ -112,8 +124,12 @@ class TopicFeed:
         if window_s <= 0:
             return 0.0
         start = now - window_s
+        n = 0
         with self._lock:
-            n = sum(1 for t in reversed(self._arrivals) if t > start)  # newest first; short for small windows
+            for t in reversed(self._arrivals):  # newest first, in order: stop at the window's start
+                if t <= start:
+                    break
+                n += 1
         return n / window_s
 
     @property

@@ -87,8 +87,8 @@ ROBOT_ARGUMENTS: tuple[Argument, ...] = (
     Argument("enable_deploy", "true", "Start deploy_service (signed packages from S3, run, roll back)", BOOL),
     Argument("nats_url", "", "URL the nodes use for NATS; empty: the robot's own server at nats_port"),
     Argument("metrics_port", "9101", "Prometheus endpoint of health_monitor_tree on 127.0.0.1 (0: off)", INTEGER),
-    Argument("agent_layout", "split",
-             "split: one process per node; single: the robot agent's nodes (all but robot_sim) in one process"),
+    Argument("agent_layout", "single",
+             "single: the robot agent's nodes (all but robot_sim) in one process; split: one process per node"),
 )
 
 ROBOT_NODES: tuple[NodeSpec, ...] = (
@@ -297,8 +297,8 @@ def check_values(arguments: tuple[Argument, ...], values: dict[str, str]) -> Non
 
 
 def agent_layout(values: dict[str, str]) -> str:
-    """The ``agent_layout`` argument (``split`` when absent), refused unless split or single."""
-    layout = values.get("agent_layout", SPLIT).strip().lower()
+    """The ``agent_layout`` argument (``single`` when absent), refused unless split or single."""
+    layout = values.get("agent_layout", SINGLE).strip().lower()
     if layout not in AGENT_LAYOUTS:
         raise ConfigError("agent_layout", values.get("agent_layout"), f"use one of {', '.join(AGENT_LAYOUTS)}")
     return layout

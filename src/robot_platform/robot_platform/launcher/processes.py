@@ -29,6 +29,9 @@ class ProcessSpec:
     respawn: bool = False  # restarted when it exits (use_respawn), else its exit ends the run
 
 
+AGENT_PROCESS = "agent"  # the single layout's process name (after the robot's prefix, e.g. r1/agent)
+
+
 @dataclass(frozen=True)
 class Installation:
     """Where the installed package keeps its executables and shared files."""
@@ -80,7 +83,7 @@ def _agent_process(params_file: Path, install: Installation, values: dict[str, s
     if namespace:
         argv += ["-r", f"__ns:={namespace}"]
     argv += ["--params-file", str(params_file), "--log-level", values.get("log_level", "info").strip().lower()]
-    return ProcessSpec(f"{name_prefix}agent", argv, respawn=plan.is_true(values.get("use_respawn", "")))
+    return ProcessSpec(f"{name_prefix}{AGENT_PROCESS}", argv, respawn=plan.is_true(values.get("use_respawn", "")))
 
 
 def with_params(spec: ProcessSpec, params: dict[str, str]) -> ProcessSpec:
@@ -90,6 +93,31 @@ def with_params(spec: ProcessSpec, params: dict[str, str]) -> ProcessSpec:
     for name, value in params.items():
         argv += ["-p", f"{name}:={value}"]
     return ProcessSpec(spec.name, argv, spec.env, spec.server, spec.respawn)
+
+
+def with_node_params(spec: ProcessSpec, node: str, params: dict[str, str]) -> ProcessSpec:
+    """:func:`with_params` for one node, whatever the layout: on the node's own process (``<prefix><node>``)
+    as ``-p name:=value``; on the single layout's agent process (``<prefix>agent``, hosting every agent
+    node) as ``-p <node>:name:=value``, so that no other node of the process takes it (health_monitor_tree
+    and deploy_service both have ``mqtt_host``). Any other process is returned unchanged. rcl matches a
+    node-scoped ``-p`` only outside a namespace: an agent process in one is refused (pass a params file)."""
+    if spec.name.rsplit("/", 1)[-1] == node:
+        return with_params(spec, params)
+    if spec.name.rsplit("/", 1)[-1] != AGENT_PROCESS:
+        return spec
+    if any(word.startswith("__ns:=") for word in spec.argv):
+        raise ConfigError("namespace", spec.name, f"per-node -p overrides for {node} need a params file here")
+    return with_params(spec, {f"{node}:{name}": value for name, value in params.items()})
+
+
+def node_names(name: str, argv: list[str]) -> set[str]:
+    """The ROS node names a process of :func:`robot_processes` runs (``name``: ``<prefix><process>``): the
+    agent process's enabled agent nodes, read back from its argv words; any other, its own name."""
+    process = name.rsplit("/", 1)[-1]
+    if process != AGENT_PROCESS:
+        return {process}
+    words = argv[1 : argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    return {spec.name for spec in plan.enabled_agent_nodes(plan.agent_values(words))}
 
 
 def _params_file(values: dict[str, str], install: Installation, default_name: str) -> Path:
