@@ -39,7 +39,7 @@ def test_every_node_has_the_single_hubs_users_and_a_route_to_each_other() -> Non
         text = render_hub(FLEET, Endpoint(), 0, "/js", extra_users=extra, cluster=c, node=node.name)
         assert text[text.index("accounts {") : text.index("leafnodes")] == users  # identical users/permissions
         assert f"server_name: hub-{i}\n" in text and f"listen: 127.0.0.1:{4001 + i}\n" in text
-        assert f"leafnodes {{ listen: 127.0.0.1:{7001 + i}, no_advertise: true }}" in text
+        assert f"leafnodes {{ listen: 127.0.0.1:{7001 + i}, no_advertise: true," in text
         assert f"listen: 127.0.0.1:{6001 + i}\n" in text and "name: control_hub" in text
         routes = [f"nats-route://route:{c.route_password}@127.0.0.1:{6001 + j}" for j in range(3) if j != i]
         assert f'routes: ["{routes[0]}", "{routes[1]}"]' in text

@@ -57,9 +57,11 @@ def test_a_numeric_robot_id_stays_a_string(ros_domain: int) -> None:
 
 
 def test_empty_string_arguments_are_valid_parameter_rules(ros_domain: int) -> None:
-    """The default users_file (empty) used to give `-p users_file:=`, which rcl refuses (ws_agent died)."""
+    """The default users_file (empty) used to give `-p users_file:=`, which rcl refuses (ws_agent died).
+    Checked in the split layout, where ws_agent gets its parameters on its own command line (the single
+    layout passes them in a params file: test_agent_one_process.py)."""
     for specs in (
-        robot_processes(ROBOT_DEFAULTS, INSTALL),
+        robot_processes(ROBOT_DEFAULTS | {"agent_layout": "split"}, INSTALL),
         control_processes(plan.defaults(plan.CONTROL_ARGUMENTS), INSTALL),
     ):
         ws = next(s for s in specs if s.name.endswith("/ws_agent"))
