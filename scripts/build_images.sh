@@ -34,7 +34,9 @@ df -h / | sed 's/^/[images] /'
 # ---- 1. Debian base rootfs (cached) and its image ---------------------------------------------------
 # debian:bookworm-slim's dpkg excludes (docs, man pages, locales) are part of the base, so every apt
 # install of the Dockerfiles leaves them out as it would on the public image.
-MMDEBSTRAP_ARGS=(--variant=minbase --quiet
+# The merged-usr hook installs usr-is-merged (as the official image has) instead of usrmerge, which
+# would pull the whole of perl into the base: ~45 MB of every image.
+MMDEBSTRAP_ARGS=(--variant=minbase --quiet --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright'
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*'
   --dpkgopt='path-exclude=/usr/share/info/*'
@@ -44,8 +46,8 @@ tarball="$STATE/debian-$SUITE-minbase.tar"
 if [ ! -s "$tarball" ] || [ "$(cat "$tarball.stamp" 2>/dev/null)" != "$stamp" ]; then
   say "building the Debian $SUITE base with mmdebstrap (cached in $tarball)"
   t0=$(date +%s)
-  mmdebstrap "${MMDEBSTRAP_ARGS[@]}" "$tarball.tmp"
-  mv "$tarball.tmp" "$tarball"
+  mmdebstrap "${MMDEBSTRAP_ARGS[@]}" "$tarball.tmp.tar"   # the suffix tells mmdebstrap the format
+  mv "$tarball.tmp.tar" "$tarball"
   echo "$stamp" > "$tarball.stamp"
   say "base rootfs: $(( $(date +%s) - t0 ))s, $(du -h "$tarball" | cut -f1)"
 else
@@ -58,12 +60,13 @@ if [ "$(podman image inspect --format '{{index .Labels "rp.rootfs"}}' "$BASE" 2>
 fi
 
 # ---- 2. the images ------------------------------------------------------------------------------------
+# --format docker: the OCI image format drops SHELL (pipefail) and HEALTHCHECK from the image config.
 # The build stage is shared by both Dockerfiles; tagging it keeps its layers (the cache of the next
 # run) out of `podman image prune`, which removes only untagged images without children.
 build() {  # name dockerfile [extra podman build args]
   local name="$1" file="$2"; shift 2
   local t0; t0=$(date +%s)
-  podman build --isolation=chroot --build-arg "BASE_IMAGE=$BASE" -f "$file" "$@" . \
+  podman build --isolation=chroot --format docker --build-arg "BASE_IMAGE=$BASE" -f "$file" "$@" . \
     > "$STATE/build-$name.log" 2>&1 || { tail -n 40 "$STATE/build-$name.log" >&2; die "build of $name failed (log: $STATE/build-$name.log)"; }
   say "$name: built in $(( $(date +%s) - t0 ))s"
 }

@@ -42,12 +42,19 @@ def _ensure_tools() -> None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip(f"podman cannot be installed here (needs root and apt-get): missing {', '.join(missing)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing],
-                            capture_output=True, text=True, env=env, timeout=900, check=False)
+    result = subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
     still = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
     assert result.returncode == 0 and not still, (
         f"could not install {', '.join(missing)} with apt-get (requirements/apt.txt); "
-        f"make images needs them:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        f"make images needs them:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +66,15 @@ def tools() -> None:
 
 def _run(args: list[str], env: dict[str, str] | None = None, timeout: float = 3000) -> tuple[int, str, float]:
     start = time.monotonic()
-    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})},
-                            timeout=timeout, check=False)
+    result = subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout, check=False
+    )
     return result.returncode, result.stdout + result.stderr, time.monotonic() - start
 
 
 def test_make_images_builds_and_smoke_starts_both_images(tools: None) -> None:
     rc, out, took = _run(["scripts/build_images.sh"], {"RP_IMAGES_TAG": "test"})
-    print(out, f"\n(took {took:.0f}s; load {open('/proc/loadavg').read().split()[:3]})")
+    print(out, f"\n(took {took:.0f}s; load {Path('/proc/loadavg').read_text().split()[:3]})")
     assert rc == 0, out[-6000:]
     for kind in ("robot", "control"):
         assert re.search(rf"\[images\] {kind}: built in \d+s", out), out
@@ -77,15 +85,16 @@ def test_make_images_builds_and_smoke_starts_both_images(tools: None) -> None:
     assert re.search(r"\[smoke robot\]\s+\d+ .*robot_sim", out), out
     assert re.search(r"\[smoke control\]\s+\d+ .*fleet_registry", out), out
     # nothing left behind: the smoke containers are removed, no dangling image is kept
-    names = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True,
-                           check=True).stdout
+    names = subprocess.run(
+        ["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
+    ).stdout
     assert "rp-smoke-" not in names, names
 
 
 def test_second_run_uses_the_caches(tools: None) -> None:
     """The base rootfs comes from .state/images/ and every image layer from podman's cache."""
     rc, out, took = _run(["scripts/build_images.sh"], {"RP_IMAGES_TAG": "test", "RP_IMAGES_SMOKE": "0"})
-    print(out, f"\n(took {took:.0f}s; load {open('/proc/loadavg').read().split()[:3]})")
+    print(out, f"\n(took {took:.0f}s; load {Path('/proc/loadavg').read_text().split()[:3]})")
     assert rc == 0, out[-6000:]
     assert "base rootfs: cached" in out, out
     assert "importing" not in out, out
@@ -98,11 +107,15 @@ def test_second_run_uses_the_caches(tools: None) -> None:
 
 def test_smoke_start_fails_on_an_unhealthy_image(tools: None) -> None:
     """The smoke start can fail: a node process that never runs keeps the healthcheck failing."""
-    rc, out, _ = _run(["scripts/smoke_image.sh", "robot", "localhost/robot-platform/robot:test"],
-                      {"RP_SMOKE_TIMEOUT": "40", "RP_SMOKE_HEALTH_PROCS": "robot_sim,no_such_node"}, timeout=300)
+    rc, out, _ = _run(
+        ["scripts/smoke_image.sh", "robot", "localhost/robot-platform/robot:test"],
+        {"RP_SMOKE_TIMEOUT": "40", "RP_SMOKE_HEALTH_PROCS": "robot_sim,no_such_node"},
+        timeout=300,
+    )
     assert rc != 0, out
     assert "process no_such_node: not running" in out, out
     assert "FAILED: not healthy within 40s" in out, out
-    names = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True,
-                           check=True).stdout
+    names = subprocess.run(
+        ["podman", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True
+    ).stdout
     assert "rp-smoke-" not in names, names
