@@ -31,7 +31,11 @@ WORKDIR /opt/robot_platform
 # development/test section (pytest, ruff, linters) stays out of the image.
 COPY requirements/ requirements/
 COPY scripts/fix_ros_wheel_paths.py scripts/fix_ros_wheel_paths.py
-RUN python3 -m venv /opt/venv \
+# A site whose PyPI mirror or TLS proxy has its own CA gives it as the build secret pip_ca (mounted for
+# this step only, never in a layer): `--secret id=pip_ca,src=/etc/ssl/certs/ca-certificates.crt`.
+RUN --mount=type=secret,id=pip_ca \
+    if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+ && python3 -m venv /opt/venv \
  && sed -e '/^# development and tests/,$d' requirements/python.txt > /tmp/runtime.txt \
  && grep -q '^nats-py' /tmp/runtime.txt \
  && /opt/venv/bin/pip install -c requirements/constraints.txt -r requirements/ros.txt -r /tmp/runtime.txt \

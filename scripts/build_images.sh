@@ -63,10 +63,15 @@ fi
 # --format docker: the OCI image format drops SHELL (pipefail) and HEALTHCHECK from the image config.
 # The build stage is shared by both Dockerfiles; tagging it keeps its layers (the cache of the next
 # run) out of `podman image prune`, which removes only untagged images without children.
+# This machine's CA bundle (PIP_CERT, else SSL_CERT_FILE, else Debian's) for pip inside the build: a
+# TLS-intercepting proxy or a site mirror is trusted there as it is here. A build secret: in no layer.
+CA_BUNDLE="${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
+SECRET=()
+if [ -s "$CA_BUNDLE" ]; then SECRET=(--secret "id=pip_ca,src=$CA_BUNDLE"); fi
 build() {  # name dockerfile [extra podman build args]
   local name="$1" file="$2"; shift 2
   local t0; t0=$(date +%s)
-  podman build --isolation=chroot --format docker --build-arg "BASE_IMAGE=$BASE" -f "$file" "$@" . \
+  podman build --isolation=chroot --format docker --build-arg "BASE_IMAGE=$BASE" "${SECRET[@]}" -f "$file" "$@" . \
     > "$STATE/build-$name.log" 2>&1 || { tail -n 40 "$STATE/build-$name.log" >&2; die "build of $name failed (log: $STATE/build-$name.log)"; }
   say "$name: built in $(( $(date +%s) - t0 ))s"
 }
