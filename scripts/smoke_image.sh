@@ -30,15 +30,15 @@ case "$KIND" in
   robot)
     # The robot image's default command (its own nats-server leaf + every node); no camera.
     CMD=(robot-platform robot --robot-id r1 --nats-store-dir /tmp/nats)
-    HEALTH_URLS=http://127.0.0.1:8222/healthz,http://127.0.0.1:9090/
-    HEALTH_PROCS=nats-server,robot_sim,nats_bridge,health_monitor_tree,ws_agent,robot_agent,deploy_service
+    HEALTH_URLS=http://127.0.0.1:8222/healthz,http://127.0.0.1:9090/healthz,http://127.0.0.1:9101/metrics,http://127.0.0.1:9102/metrics
+    HEALTH_PROCS=robot_sim,nats_bridge,health_monitor_tree,ws_agent,robot_agent,deploy_service
     ;;
   control)
     # The hub in the same namespace (compose runs it from the nats image) + every control node; the
     # jobs service needs a Mosquitto with certificates, which the mosquitto image serves: off here.
     CMD=(robot-platform control --start-nats true --nats-store-dir /tmp/hub --enable-jobs false)
-    HEALTH_URLS=http://127.0.0.1:8222/healthz,http://127.0.0.1:8080/healthz
-    HEALTH_PROCS=nats-server,nats_bridge,ws_agent,fleet_registry
+    HEALTH_URLS=http://127.0.0.1:8222/healthz,http://127.0.0.1:8080/healthz,http://127.0.0.1:9202/metrics
+    HEALTH_PROCS=nats_bridge,ws_agent,fleet_registry
     ;;
   *) echo "unknown kind $KIND (robot|control)" >&2; exit 2 ;;
 esac
