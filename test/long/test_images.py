@@ -100,7 +100,7 @@ def test_second_run_uses_the_caches(tools: None) -> None:
     assert "importing" not in out, out
     for name in ("build-stage", "robot", "control"):
         log = (ROOT / ".state/images" / f"build-{name}.log").read_text(encoding="utf-8")
-        steps = re.findall(r"^STEP \d+/\d+: (RUN|COPY)", log, re.MULTILINE)
+        steps = re.findall(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: (RUN|COPY)", log, re.MULTILINE)
         cached = log.count("--> Using cache")
         assert steps and cached >= len(steps), f"{name}: {cached} cached of {len(steps)} RUN/COPY steps:\n{log}"
 
