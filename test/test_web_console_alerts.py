@@ -52,6 +52,11 @@ from test_web_ui import (  # noqa: F401 (browser: fixture)
 START_S = 60.0
 STEP_S = 20.0
 ROBOTS = ("r1",)
+# True once r1's health tree reports a last message for each of the topics (not "never received").
+HEARD = ("(r => {{ const out = []; const walk = (n) => {{ if (!n) return; if (n.code !== undefined) out.push(n); "
+         "(n.children || []).forEach(walk); }}; walk(r?.health?.snap?.root); return {topics}.every(t => out.some("
+         "c => c.kind === 'topic_silence' && String(c.message).startsWith(`${{t}}: last message`))); }})"
+         "(window.__console.robots.get('{rid}'))")
 ROW = "#a-active tr[data-robot={}][data-code='{}']"
 HISTORY = "[...document.querySelectorAll('#a-history tr')].map(tr => ({robot: tr.dataset.robot, " \
     "code: tr.dataset.code, " \
@@ -129,6 +134,8 @@ def run(b: Browser, probes: dict[str, RosProbe], console: str, nats_url: str) ->
     b.wait("otto", "window.__console?.alerts && window.__console.client.connected", START_S)
     b.do("grant", page="otto", permissions=["notifications"])
     b.do("check", page="otto", selector="#a-notify")
+    # Silence sensors the health node has heard: one it never heard waits out the start-up grace (30 s).
+    b.wait("otto", HEARD.format(rid="r1", topics="['odom', 'scan']"), START_S)
     assert probes["r1"].inject("silence_sensor", "odom").success  # odom_silent: critical
     assert probes["r1"].inject("silence_sensor", "scan").success  # scan_silent: error
     rang = b.wait("otto", "(n => n.some(e => e.code === 'TOPIC_SILENT.odom' && e.sound !== 'pending') && n)"
@@ -163,8 +170,10 @@ def run(b: Browser, probes: dict[str, RosProbe], console: str, nats_url: str) ->
     b.do("select", page="otto", selector="#h-state", value="active")
     b.do("fill", page="otto", selector="#h-code", text="SILENCED*")
     b.do("click", page="otto", selector="[data-testid=history-search]")
-    silenced = b.wait("otto", f"(h => h.length >= 5 && h.some(r => r.silence.includes('(test)')) && h)({HISTORY})",
-                      STEP_S)  # fmt: skip
+    # The state select searches at once (code still empty) and the click searches again with the code: wait
+    # for the second answer, not the first (which also holds the acknowledged TOPIC_SILENT rows).
+    silenced = b.wait("otto", "(h => h.length >= 5 && h.every(r => r.code.startsWith('SILENCED.')) && "
+                      f"h.some(r => r.silence.includes('(test)')) && h)({HISTORY})", STEP_S)  # fmt: skip
     assert all(r["code"].startswith("SILENCED.") and " by otto " in r["silence"] for r in silenced), silenced
     maintenance = [r for r in silenced if "maintenance: new lidar" in r["silence"]]
     assert len(maintenance) == len(silenced) - 1, silenced  # every check but battery, silenced again since
@@ -217,14 +226,17 @@ def run(b: Browser, probes: dict[str, RosProbe], console: str, nats_url: str) ->
     b.do("fill", page="ada", selector="#au-target", text="health/silence")
     b.do("click", page="ada", selector="[data-testid=audit-search]")
     rows = b.wait(
-        "ada", "(e => e.length >= 2 && e)(window.__console.audit.entries.filter(e => e.user === 'otto'))", STEP_S
-    )
+        # every entry matching the search (an earlier, unfiltered answer may still be on the page)
+        "ada", "(e => e.length >= 2 && e.every(x => x.user === 'otto' && x.target.endsWith('/health/silence')) && e)"
+        "(window.__console.audit.entries)", STEP_S,
+    )  # fmt: skip
     assert [(e["robot"], e["op"], e["allowed"]) for e in rows] == [("r1", "call_service", True)] * 2, rows
     assert all(e["target"].endswith("/health/silence") for e in rows), rows
     b.do("fill", page="ada", selector="#au-user", text="vera")
     b.do("fill", page="ada", selector="#au-target", text="")
     b.do("select", page="ada", selector="#au-verdict", value="refused")
-    found = b.wait("ada", "(e => e.length && e)(window.__console.audit.entries)", STEP_S)
+    found = b.wait("ada", "(e => e.length && e.every(x => x.user === 'vera') && e)(window.__console.audit.entries)",
+                   STEP_S)  # fmt: skip
     assert found[0]["user"] == "vera" and not found[0]["allowed"] and found[0]["target"] == "/robots/r1/health/silence"
     b.do("select", page="ada", selector="#au-verdict", value="any")
     b.do("fill", page="ada", selector="#au-user", text="")
