@@ -28,10 +28,11 @@ fail() { printf '[smoke %s] FAILED: %s\n' "$KIND" "$*" >&2; tail -n 60 "$LOG" >&
 # The minimal configuration of each image: everything on loopback, no hub/S3/MQTT to reach.
 case "$KIND" in
   robot)
-    # The robot image's default command (its own nats-server leaf + every node); no camera.
+    # The robot image's default command (its own nats-server leaf + every node); no camera. The agent's
+    # nodes run in one process (robot_agent_all, the default agent_layout), each still serving its port.
     CMD=(robot-platform robot --robot-id r1 --nats-store-dir /tmp/nats)
     HEALTH_URLS=http://127.0.0.1:8222/healthz,http://127.0.0.1:9090/healthz,http://127.0.0.1:9101/metrics,http://127.0.0.1:9102/metrics
-    HEALTH_PROCS=robot_sim,nats_bridge,health_monitor_tree,ws_agent,robot_agent,deploy_service
+    HEALTH_PROCS=robot_sim,robot_agent_all
     ;;
   control)
     # The hub in the same namespace (compose runs it from the nats image) + every control node; the
