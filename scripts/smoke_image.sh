@@ -63,7 +63,11 @@ ns_pid=""
 unshare_pid=""
 cleanup() {
   if [ -n "$unshare_pid" ] && kill -0 "$unshare_pid" 2>/dev/null; then
-    kill -KILL "$unshare_pid" 2>/dev/null || true   # --kill-child takes the namespace down with it
+    # SIGKILL to the namespace's PID 1 takes every process of the namespace with it. Killing unshare
+    # alone does not: --kill-child's parent-death signal is cleared when chroot --userspec changes the
+    # user, so the entrypoint outlived it (make test-long found a smoke start's robot still running).
+    if [ -n "$ns_pid" ]; then kill -KILL "$ns_pid" 2>/dev/null || true; fi
+    kill -KILL "$unshare_pid" 2>/dev/null || true
     wait "$unshare_pid" 2>/dev/null || true
   fi
   if [ -n "$rootfs" ]; then podman umount "$ctr" >/dev/null 2>&1 || true; fi
