@@ -63,6 +63,7 @@ EXPORT_MAX_BYTES = 6 * 1024 * 1024
 PAYLOAD_MARGIN = 64 * 1024  # msgpack envelope and headers of the reply around the file
 MAX_LOG_LINES = 50_000
 MAX_ALERT_MESSAGES = 10_000
+PAST_END_S = 60.0  # a log record stamped this long after the window ends stops the scan (it reads on in order)
 EXPORT_BUDGET_S = 10.0  # below ws_agent's export timeout (ws/alert_export_http.py)
 CAPTURE_TIMEOUT_S = 3.0
 DEFAULT_CAPTURE_WINDOW_S = 30.0  # robot_agent's capture_window_s default, for agents that do not say theirs
@@ -321,16 +322,22 @@ async def run_export(nc: Any, req: ExportRequest, defs: MessageDefinitions, *, r
 
 async def _read_logs(nc: Any, content: ExportContent, deadline: float) -> None:
     """The robot's log records stamped in the window (FLEET_LOGS), at most MAX_LOG_LINES, by ``deadline``."""
-    full = asyncio.Event()
+    full, past = asyncio.Event(), asyncio.Event()
 
     def keep(entry: logs.LogEntry) -> None:
-        content.logs.append(entry)
-        if len(content.logs) >= MAX_LOG_LINES:
-            full.set()
+        if entry.time > content.end + PAST_END_S:  # the stream is in the robot's order: the window is behind us
+            past.set()
+        elif entry.time <= content.end:
+            content.logs.append(entry)
+            if len(content.logs) >= MAX_LOG_LINES:
+                full.set()
+        if full.is_set() or past.is_set():
+            stop.set()
 
-    flt = logs.LogFilter(since=content.start, until=content.end)
+    stop = asyncio.Event()
+    flt = logs.LogFilter(since=content.start)
     try:
-        _, out_of_time = await log_query.scan_logs(nc, content.robot, "debug", flt, keep, stop=full,
+        _, out_of_time = await log_query.scan_logs(nc, content.robot, "debug", flt, keep, stop=stop,
                                                    deadline=deadline)  # fmt: skip
     except HubUnavailableError:
         content.notes.append(f"logs not available: no {streams.LOGS_HUB_STREAM} stream on the hub")

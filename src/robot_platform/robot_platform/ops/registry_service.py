@@ -61,6 +61,7 @@ from robot_platform.ops.registry import (
     RobotRecord,
     decode_announcement,
 )
+from robot_platform.recording.msgdefs import MessageDefinitions
 
 SWEEP_PERIOD_S = 1.0
 FLUSH_ON_STOP_S = 2.0  # queued registry writes given this long at shutdown
@@ -154,7 +155,7 @@ class RegistryService:
         self._queries: set[asyncio.Task[None]] = set()
         self._exports: set[asyncio.Task[None]] = set()
         self.export_capture = (export_capture_user, export_capture_role)  # as whom robots are asked for captures
-        self._definitions: Any = None  # recording.msgdefs.MessageDefinitions, made on the first export
+        self._definitions: MessageDefinitions | None = None  # made on the first export
         self._log = log or logging.getLogger(__name__)
         self._kv: Any = None
         self._js: Any = None
@@ -334,10 +335,7 @@ class RegistryService:
         task.add_done_callback(running.discard)
 
     async def _answer_export(self, msg: Any, req: alert_export.ExportRequest) -> None:
-        if self._definitions is None:
-            from robot_platform.recording.msgdefs import MessageDefinitions  # rosbags: only when exporting
-
-            self._definitions = MessageDefinitions()
+        self._definitions = self._definitions or MessageDefinitions()  # its schema cache lives as long as we do
         online = {robot: r.status == reg.ONLINE for robot, r in self.registry.records.items()}
         user, role = self.export_capture
         try:
