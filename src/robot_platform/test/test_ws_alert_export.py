@@ -89,7 +89,8 @@ def test_registry_errors_become_http_statuses() -> None:
         return ax.reply_to_http(None if body is None else ({}, msgpack.packb(body)), reason).status
 
     assert status({"ok": False, "code": "not_found", "error": "no alert 'x'", "field": "alert_id"}) == 404
-    assert status({"ok": False, "code": "bad_query", "error": "alert export: minutes: ..."}) == 400
+    assert status({"ok": False, "code": "bad_query", "error": "alert export: minutes: ...", "field": "minutes"}) == 400
+    assert status({"ok": False, "code": "bad_query", "error": "reading the streams failed: TimeoutError"}) == 502
     assert status({"ok": False, "code": "bad_query", "error": "busy: 1 requests running; retry"}) == 503
     assert status(None, "timeout") == 504 and status(None, "the NATS link is not running") == 502
     assert ax.reply_to_http(({}, b"\xc1"), "").status == 502

@@ -82,9 +82,14 @@ def reply_to_http(result: Any, reason: str) -> HttpReply:
     if not isinstance(body, dict):
         return _error(502, "the fleet registry's reply is not a map")
     if not body.get("ok"):
-        error, code = str(body.get("error", "failed"))[:500], str(body.get("code", ""))
-        status = 503 if "busy" in error else ERROR_STATUS.get(code, 502)
-        return _error(status, error, str(body.get("field") or ""))
+        error, code, field = str(body.get("error", "failed"))[:500], str(body.get("code", "")), body.get("field")
+        if "busy" in error:
+            status = 503
+        elif code == "bad_query" and not field:  # the registry failed (a stream read), not the request
+            status = 502
+        else:
+            status = ERROR_STATUS.get(code, 502)
+        return _error(status, error, str(field or ""))
     r = body.get("result")
     if not isinstance(r, dict) or not isinstance(r.get("file"), bytes):
         return _error(502, "the fleet registry's reply holds no file")
