@@ -124,14 +124,19 @@ def test_file_reads_back_in_mcap_and_rosbags_with_metadata(tmp_path: Path) -> No
     assert 9 <= len(c.capture) <= 11  # only the window's part of the capture
     c.alerts = [alert("a", now - 5)]
     c.logs = [LogEntry("r1", now - 4, "error", "robot_sim", "boom", "sim.py", 12, "tick")]
+    c.deploy = [{"robot_id": "r1", "job_id": "j1", "package_name": "nav_app", "version": "1.2.0", "state": 3,
+                 "state_name": "FAILED", "progress": 0.5, "reason": "health check", "stamp": now - 3}]  # fmt: skip
     file, counts = build_file(c, DEFS, {"alert_id": "a", "robot": "r1"}, 6_000_000)
-    assert counts == {"/robots/r1/alerts": 1, "/robots/r1/rosout": 1, "/robots/r1/odom": len(c.capture)}
+    assert counts == {"/robots/r1/alerts": 1, "/robots/r1/rosout": 1, "/robots/r1/odom": len(c.capture),
+                      "/robots/r1/deploy/status": 1}  # fmt: skip
     reader = make_reader(io.BytesIO(file), decoder_factories=[DecoderFactory()])
     seen = {}
     for _schema, channel, _message, decoded in reader.iter_decoded_messages():
         seen.setdefault(channel.topic, []).append(decoded)
     assert seen["/robots/r1/alerts"][0].alert_id == "a" and seen["/robots/r1/alerts"][0].values[0].key == "raised_at"
     assert seen["/robots/r1/rosout"][0].msg == "boom" and seen["/robots/r1/rosout"][0].level == 40
+    status = seen["/robots/r1/deploy/status"][0]
+    assert (status.job_id, status.state, status.reason, status.stamp.sec) == ("j1", 3, "health check", int(now - 3))
     metadata = {m.name: dict(m.metadata) for m in reader.iter_metadata()}["robot_platform"]
     assert metadata["alert_id"] == "a" and json.loads(metadata["included"])["/robots/r1/odom"] == len(c.capture)
     path = tmp_path / "x.mcap"

@@ -14,6 +14,8 @@ The file (profile ros2, CDR, readable by the ``mcap`` library, rosbags, Foxglove
   inside the window, from ``FLEET_EVENTS``;
 * ``/robots/<id>/rosout`` (rcl_interfaces/msg/Log): the robot's log records stamped inside the window,
   from ``FLEET_LOGS`` (at most ``MAX_LOG_LINES``);
+* ``/robots/<id>/deploy/status`` (robot_platform_interfaces/msg/DeploymentStatus): deploy_service's job
+  statuses stamped inside the window, from ``FLEET_EVENTS`` (``robots.<id>.deploy.status``);
 * ``/robots/<id>/<topic>``: the robot's rolling capture buffer (robot_agent's ``capture`` action: /odom,
   /imu by default) where it overlaps the window, if the robot answers (``list_graph`` then ``capture``,
   as ``capture_user``/``capture_role``, which the robot's roles file must grant);
@@ -42,8 +44,8 @@ import msgpack
 import nats.errors
 from mcap.reader import make_reader
 
-from robot_platform.messaging import inbox, streams
-from robot_platform.messaging.errors import BridgeError
+from robot_platform.messaging import inbox, streams, subjects
+from robot_platform.messaging.errors import BridgeError, SubjectError
 from robot_platform.messaging.streams import EVENTS_HUB_STREAM
 from robot_platform.ops import alert_history, log_query, logs
 from robot_platform.ops.actions import action_subject, encode_request
@@ -59,6 +61,7 @@ DEFAULT_MINUTES, MAX_MINUTES = 5, 60
 ALERT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_USER_CHARS = 64
 ALERT_TYPE = "robot_platform_interfaces/msg/Alert"
+DEPLOY_TYPE = "robot_platform_interfaces/msg/DeploymentStatus"
 EXPORT_MAX_BYTES = 6 * 1024 * 1024
 PAYLOAD_MARGIN = 64 * 1024  # msgpack envelope and headers of the reply around the file
 MAX_LOG_LINES = 50_000
@@ -156,6 +159,7 @@ class ExportContent:
     end: float
     alerts: list[dict[str, Any]] = field(default_factory=list)
     logs: list[logs.LogEntry] = field(default_factory=list)
+    deploy: list[dict[str, Any]] = field(default_factory=list)  # deploy.jobs.Status dicts (stamp: float s)
     capture: list[Captured] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -188,8 +192,19 @@ def _log_cdr(defs: MessageDefinitions, e: logs.LogEntry) -> bytes:
     })  # fmt: skip
 
 
+def _deploy_cdr(defs: MessageDefinitions, status: dict[str, Any]) -> bytes:
+    stamp = float(status.get("stamp") or 0.0)
+    fields = {k: status.get(k) for k in ("robot_id", "job_id", "package_name", "version", "previous_version",
+                                         "state", "step", "progress", "reason")}  # fmt: skip
+    return defs.serialize(DEPLOY_TYPE, {**fields, "stamp": {"sec": int(stamp), "nanosec": int(stamp % 1 * 1e9)}})
+
+
 def _write(content: ExportContent, defs: MessageDefinitions, meta: dict[str, str]) -> tuple[bytes, dict[str, int]]:
     robot, records = content.robot, []
+    for status in content.deploy:
+        with contextlib.suppress(BridgeError, TypeError, ValueError):
+            records.append((int(float(status["stamp"]) * 1e9), recorded_topic(robot, "/deploy/status"),
+                            DEPLOY_TYPE, _deploy_cdr(defs, status)))  # fmt: skip
     for body in content.alerts:
         with contextlib.suppress(BridgeError):  # a record that does not fit the message type is left out
             records.append((int(_stamp(body) * 1e9), recorded_topic(robot, "/alerts"), ALERT_TYPE,
@@ -293,6 +308,10 @@ async def run_export(nc: Any, req: ExportRequest, defs: MessageDefinitions, *, r
         more = " (the alert history scan was cut short: retry)" if truncated else ""
         raise AlertNotFoundError("alert_id", f"no alert {req.alert_id!r} in {stream}{more}")
     robot, raised = history.robot, history.raised_at or now
+    try:  # the robot id goes into subjects ('*' would read every robot's logs)
+        subjects.check_robot_id(robot)
+    except SubjectError:
+        raise AlertExportError("alert_id", f"alert {req.alert_id!r} names no valid robot id") from None
     start, end = export_window(raised, history.cleared_at, now, req.minutes)
     content = ExportContent(robot, history, start, end, select_alerts(bodies, robot, req.alert_id, start, end))
     if truncated:
@@ -302,7 +321,7 @@ async def run_export(nc: Any, req: ExportRequest, defs: MessageDefinitions, *, r
         capture = None
     else:
         capture = asyncio.ensure_future(fetch_capture(nc, content, now, capture_user, capture_role))
-    await _read_logs(nc, content, deadline)
+    await asyncio.gather(_read_logs(nc, content, deadline), _read_deploy(nc, content, stream, budget_s / 3))
     if capture is not None:
         await capture
     meta = {
@@ -347,3 +366,17 @@ async def _read_logs(nc: Any, content: ExportContent, deadline: float) -> None:
         content.notes.append(f"logs cut at {MAX_LOG_LINES} lines (the first ones of the window)")
     elif out_of_time:
         content.notes.append("logs cut short: the time budget ran out before the end of the window")
+
+
+async def _read_deploy(nc: Any, content: ExportContent, stream: str, budget_s: float) -> None:
+    """deploy_service's job statuses of the robot stamped in the window (its FLEET_EVENTS subject)."""
+    q = alert_history.AlertQuery(robot=content.robot)
+    subject = f"{subjects.ROOT}.{content.robot}.deploy.status"
+    bodies, truncated = await alert_history.read_alerts(nc, q, stream, budget_s, subject=subject)
+    for body in bodies:
+        with contextlib.suppress(TypeError, ValueError):
+            if content.start <= float(body.get("stamp")) <= content.end:
+                content.deploy.append(body)
+    del content.deploy[:-MAX_ALERT_MESSAGES]
+    if truncated:
+        content.notes.append("deployment statuses scan cut short (scan cap or time budget)")
