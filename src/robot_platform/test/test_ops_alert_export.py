@@ -164,3 +164,15 @@ def test_size_cap_leaves_out_the_capture_then_the_farthest_log_lines() -> None:
 def test_download_name_has_no_path_characters() -> None:
     assert file_name("r1", "TOPIC_SILENT.scan", NOW) == "alert-r1-TOPIC_SILENT.scan-20270115T080000Z.mcap"
     assert "/" not in file_name("r1", "../../etc/passwd x", NOW)
+
+
+def test_malformed_records_are_left_out_not_fatal() -> None:
+    from robot_platform.ops.alert_export import Captured
+
+    c = content(logs=1)
+    c.alerts.append({**alert("x", NOW - 10), "stamp": "yesterday"})  # a stamp that is not one
+    c.alerts.append({**alert("y", NOW - 10), "severity": "high"})  # a field of the wrong type
+    c.capture = [Captured("/odom", "not a type", "", b"\x00\x01\x00\x00", int(NOW * 1e9))]
+    c.deploy = [{"stamp": "soon", "job_id": "j"}]
+    _, counts = build_file(c, DEFS, {}, 6_000_000)
+    assert counts == {"/robots/r1/alerts": 3, "/robots/r1/rosout": 1}  # the 3 good alert messages only

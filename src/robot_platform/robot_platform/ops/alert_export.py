@@ -114,7 +114,11 @@ def export_window(raised_at: float, cleared_at: float | None, now: float, minute
 
 
 def _stamp(body: dict[str, Any]) -> float:
-    return alert_history._stamp(body)  # the one reading of an alert message's stamp
+    """An alert message's stamp (the history's reading of it); 0 for a malformed one."""
+    try:
+        return alert_history._stamp(body)
+    except (TypeError, ValueError, AttributeError):
+        return 0.0
 
 
 def select_alerts(bodies: list[dict[str, Any]], robot: str, alert_id: str, start: float, end: float) -> list[dict]:
@@ -206,7 +210,7 @@ def _write(content: ExportContent, defs: MessageDefinitions, meta: dict[str, str
             records.append((int(float(status["stamp"]) * 1e9), recorded_topic(robot, "/deploy/status"),
                             DEPLOY_TYPE, _deploy_cdr(defs, status)))  # fmt: skip
     for body in content.alerts:
-        with contextlib.suppress(BridgeError):  # a record that does not fit the message type is left out
+        with contextlib.suppress(BridgeError, AttributeError):  # a record that does not fit the type is left out
             records.append((int(_stamp(body) * 1e9), recorded_topic(robot, "/alerts"), ALERT_TYPE,
                             _alert_cdr(defs, body)))  # fmt: skip
     for entry in content.logs:
@@ -214,8 +218,9 @@ def _write(content: ExportContent, defs: MessageDefinitions, meta: dict[str, str
             records.append((int(entry.time * 1e9), recorded_topic(robot, "/rosout"), logs.LOG_TYPE,
                             _log_cdr(defs, entry)))  # fmt: skip
     for m in content.capture:
-        defs.add_text(m.type_name, m.schema)
-        records.append((m.log_time_ns, recorded_topic(robot, m.topic), m.type_name, m.data))
+        with contextlib.suppress(BridgeError):  # a type name that is not pkg/msg/Type
+            defs.add_text(m.type_name, m.schema)
+            records.append((m.log_time_ns, recorded_topic(robot, m.topic), m.type_name, m.data))
     records.sort(key=lambda r: r[0])
     counts: dict[str, int] = {}
     for _, topic, _, _ in records:
@@ -238,6 +243,8 @@ def build_file(content: ExportContent, defs: MessageDefinitions, meta: dict[str,
         try:
             file, counts = _write(content, defs, meta)
         except RecordingError as exc:  # a captured topic whose type differs from a known one
+            if not content.capture:
+                raise AlertExportError("", f"the file cannot be written: {exc}") from None
             content.notes.append(f"capture left out: {exc}")
             content.capture = []
             continue

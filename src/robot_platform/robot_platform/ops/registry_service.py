@@ -45,6 +45,7 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 
 from robot_platform.common.request_body import BadRequestBody, decode_request_body
+from robot_platform.exceptions import RobotPlatformError
 from robot_platform.messaging import connect, streams
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.lease import Lease, default_instance, open_lease_bucket
@@ -345,9 +346,10 @@ class RegistryService:
             self._count(exc.kind, f"alert export {req.alert_id} by {req.user} refused: {exc}")
             await self._reply(msg, error=exc)
             return
-        except (nats.errors.Error, TimeoutError) as exc:
-            self._count(type(exc).__name__, f"alert export failed: {exc}")
-            await self._reply(msg, error=LogQueryError("", f"reading the streams failed: {type(exc).__name__}"))
+        except (nats.errors.Error, TimeoutError, ValueError, TypeError, KeyError, RobotPlatformError) as exc:
+            # the requester always gets an answer (a stream read that failed, a record the writer refused)
+            self._count(type(exc).__name__, f"alert export {req.alert_id} failed: {type(exc).__name__}: {exc}")
+            await self._reply(msg, error=LogQueryError("", f"the export failed: {type(exc).__name__}"))
             return
         self._log.info(f"alert export {req.alert_id} ({result['robot']}, {req.minutes} min) by {req.user}: "
                        f"{result['bytes']} bytes, {result['included']}, notes: {result['notes']}")  # fmt: skip
