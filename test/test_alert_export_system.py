@@ -204,8 +204,10 @@ def test_export_around_a_real_alert(ros_domain: int, procs: Any, tmp_path: Path)
 
         def exported() -> Any:
             """The export, once the marker and the clear have reached the hub's streams."""
+            t0 = time.monotonic()
             status, headers, body = export(console_port, "olga", f"alert_id={scan.alert_id}&minutes=1")
             assert status == 200, (status, body[:300])
+            print(f"\nexport took {time.monotonic() - t0:.2f} s (start, polls every 0.3 s, file)")
             summary = json.loads(headers["X-Alert-Export"])
             wanted = ("/robots/r1/alerts", "/robots/r1/rosout", "/robots/r1/odom", "/robots/r1/imu")
             done = all(summary["included"].get(t) for t in wanted) and _has_marker(body)

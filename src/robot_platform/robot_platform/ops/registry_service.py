@@ -68,7 +68,7 @@ SWEEP_PERIOD_S = 1.0
 FLUSH_ON_STOP_S = 2.0  # queued registry writes given this long at shutdown
 BUCKET_HISTORY = 5
 MAX_CONCURRENT_QUERIES = 4
-MAX_CONCURRENT_EXPORTS = 1  # an export scans two streams and asks the robot for a capture: one at a time
+MAX_CONCURRENT_EXPORTS = 1  # scans two streams, asks for a capture, one MessageDefinitions: one at a time
 MAX_REQUEST_BYTES = 64 * 1024
 EVENT_HEADERS = {"Content-Type": "application/msgpack", "rp-type": reg.RECORD_TYPE}
 
