@@ -14,7 +14,8 @@ What an operator relies on, checked here:
   time in the control server's history (not the page's);
 - a whole robot silenced for maintenance with a duration and a reason: SILENCED.* records in the history
   with who and until when; an operator request is stamped with the logged-in user, whatever the page sends;
-- a viewer sees no acknowledge/silence controls and no Audit tab, and the agent refuses a viewer's
+- "Export ±N min" on a history row saves alert-<robot>-<code>-<time>.mcap and says what was left out;
+- a viewer sees no acknowledge/silence/export controls and no Audit tab, and the agent refuses a viewer's
   silence; an admin finds that refusal and the operator's silences in the audit view;
 - fleet.audit.query refuses bad arguments; nothing leaves 127.0.0.1; screenshots for the README.
 """
@@ -182,6 +183,14 @@ def run(b: Browser, probes: dict[str, RosProbe], console: str, nats_url: str) ->
     b.do("fill", page="otto", selector="#h-code", text="")
     b.do("click", page="otto", selector="[data-testid=history-search]")
     b.wait("otto", "document.querySelectorAll('#a-history tr').length >= 8", STEP_S)
+    # "Export ±N min" on a history row: the file is built by fleet_registry and saved by the browser; this
+    # stack has no robot_agent, so the status says the telemetry was not available (and why).
+    b.do("fill", page="otto", selector="#h-minutes", text="2")
+    b.do("click", page="otto", selector="#a-history tr[data-code='TOPIC_SILENT.scan'] [data-testid=export-alert]")
+    saved = b.wait("otto", "window.__console.alerts.history.exports > 0 && "
+                   "document.querySelector('#h-export-status').textContent", STEP_S)  # fmt: skip
+    assert saved.startswith("saved alert-r1-TOPIC_SILENT.scan-") and ".mcap" in saved, saved
+    assert "telemetry not available" in saved, saved
     b.do(
         "eval",
         page="otto",
@@ -208,6 +217,10 @@ def run(b: Browser, probes: dict[str, RosProbe], console: str, nats_url: str) ->
         "document.querySelector('#nav-audit').hidden, document.querySelector('#a-notify').checked]",
     )
     assert hidden == [True, True, False], hidden  # the opt-in is otto's, not this browser's
+    no_export = b.wait("vera", "window.__console.alerts.history.searches > 0 && [document.querySelector("
+                       "'#h-export-box').hidden, document.querySelectorAll('[data-testid=export-alert]').length]",
+                       STEP_S)  # fmt: skip
+    assert no_export == [True, 0], no_export  # a viewer may not export (the agent refuses it: 403)
     refused = b.do("eval", page="vera", js="window.__console.client.callService('/robots/r1/health/silence', "
                    "'x/Silence', {check: '*', duration_s: 600, reason: 'nope'})")  # fmt: skip
     assert not refused["ok"], refused

@@ -195,7 +195,7 @@ def answer(histories: dict[str, AlertHistory], q: AlertQuery, now: float, trunca
 
 
 async def read_alerts(
-    nc: Any, q: AlertQuery, stream: str = EVENTS_HUB_STREAM, budget_s: float = QUERY_BUDGET_S
+    nc: Any, q: AlertQuery, stream: str = EVENTS_HUB_STREAM, budget_s: float = QUERY_BUDGET_S, subject: str = ""
 ) -> tuple[list[dict[str, Any]], bool]:
     """Every stored alert message of ``q.robot`` (ephemeral memory-only pull consumer), oldest first.
 
@@ -204,9 +204,10 @@ async def read_alerts(
     low-volume (a few messages per fault), so the whole retention (7 days) fits ``SCAN_CAP``.
 
     Returns (decoded bodies in stream order, truncated). A stream that does not exist yet is no alerts.
+    ``subject`` reads another msgpack subject of the stream instead (alert exports: deploy statuses).
     """
     config = ConsumerConfig(
-        name=f"alerts_{uuid.uuid4().hex[:12]}", filter_subjects=[f"{subjects.ROOT}.{q.robot}.alerts"],
+        name=f"alerts_{uuid.uuid4().hex[:12]}", filter_subjects=[subject or f"{subjects.ROOT}.{q.robot}.alerts"],
         ack_policy=AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True, deliver_policy=DeliverPolicy.ALL,
     )  # fmt: skip
     bodies: list[dict[str, Any]] = []

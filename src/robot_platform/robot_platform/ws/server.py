@@ -33,6 +33,7 @@ from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.nats_link import NatsLink
 from robot_platform.messaging.rostypes import TypeRegistry
 from robot_platform.ws.access import AccessControl
+from robot_platform.ws.alert_export_http import AlertExports
 from robot_platform.ws.audit import Auditor
 from robot_platform.ws.camera_leases import LeaseKeeper, LeaseLoop
 from robot_platform.ws.client_session import SessionLimits
@@ -159,12 +160,13 @@ class WsAgent:
         hosts = HostPolicy(config.allowed_hosts, config.host)
         self.refused: dict[str, int] = {}
         self._refused_lock = threading.Lock()
+        self.exports = AlertExports(self.nats.request, self.auditor, self._count_refused, self.log.warning)
         self.api = HttpApi(
             mode=config.mode, robot_id=config.robot_id, access_control=self.access, logins=self.logins,
             hosts=hosts, origins=OriginPolicy(config.allowed_origins, hosts),
             static=StaticFiles(Path(config.web_dir) if config.web_dir else None), auditor=self.auditor,
             client_slots=self._client_slots, stats=self.stats, refuse=self._count_refused, log=self.log.warning,
-            site_map=load_site_map(config.site_map_file),
+            site_map=load_site_map(config.site_map_file), exports=self.exports,
         )  # fmt: skip
         limits = ServerLimits(
             max_clients=config.max_clients, max_pending_connections=config.max_pending_connections,
@@ -250,6 +252,7 @@ class WsAgent:
             "logins": {**self.logins.snapshot(), "hash_busy": self.hasher.busy_refusals},
             "leases": {"held": sorted(self.leases.held()), **vars(self.leases.counters)},
             "audit_events": self.auditor.events,
+            "alert_exports": {"started": self.exports.started, "refused": self.exports.refused},
             "foxglove": self.foxglove.stats() if self.foxglove is not None else None,
             "nats": self.nats.snapshot(),
         }
