@@ -211,9 +211,14 @@ def test_export_around_a_real_alert(ros_domain: int, procs: Any, tmp_path: Path)
             summary = json.loads(headers["X-Alert-Export"])
             wanted = ("/robots/r1/alerts", "/robots/r1/rosout", "/robots/r1/odom", "/robots/r1/imu")
             done = all(summary["included"].get(t) for t in wanted) and _has_marker(body)
+            last["summary"] = {**summary, "marker": _has_marker(body)}
             return (headers, body, summary) if done else None
 
-        headers, file, summary = wait_for(exported, WAIT_S, "an export with alerts, logs and telemetry")
+        last: dict[str, Any] = {}
+        try:
+            headers, file, summary = wait_for(exported, WAIT_S, "an export with alerts, logs and telemetry")
+        except TimeoutError as exc:
+            raise AssertionError(f"{exc}; the last export said {last.get('summary')}") from None
         assert headers["Content-Disposition"].startswith('attachment; filename="alert-r1-TOPIC_SILENT.scan-')
         check_file(file, tmp_path, scan.alert_id, summary)
     finally:
