@@ -183,6 +183,11 @@ def run(b: Browser, probes: dict[str, RosProbe], console: str, nats_url: str) ->
     b.do("fill", page="otto", selector="#h-code", text="")
     b.do("click", page="otto", selector="[data-testid=history-search]")
     b.wait("otto", "document.querySelectorAll('#a-history tr').length >= 8", STEP_S)
+    # Every column of the history, the export button last, fits a 1400 px wide window (no sideways scroll).
+    fits = b.wait("otto", "JSON.stringify([document.querySelector('[data-testid=alert-history]')"
+                  ".getBoundingClientRect().right, document.documentElement.clientWidth])", STEP_S)  # fmt: skip
+    right, width = json.loads(fits)
+    assert right <= width + 1, f"the alert history is {right:.0f} px wide in a {width} px window"
     # "Export ±N min" on a history row: the file is built by fleet_registry and saved by the browser; this
     # stack has no robot_agent, so the status says the telemetry was not available (and why).
     b.do("fill", page="otto", selector="#h-minutes", text="2")
