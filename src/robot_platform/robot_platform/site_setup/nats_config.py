@@ -114,8 +114,8 @@ CONSOLE_PUBLISH = (
     "robots.*.frames.*.lease", "audit.>", "jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "jobs.catalogue",
     "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query", "fleet.audit.query",
 )  # fmt: skip
-CONSOLE_SUBSCRIBE = (
-    "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
+CONSOLE_SUBSCRIBE = (  # robots.*.overview.>: the decimated copies a fleet overview reads (ws/overview.py)
+    "robots.*.ros.>", "robots.*.overview.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
     "robots.*.frames.*", "robots.*.deploy.>", "robots.*.logs.>", "jobs.events", "fleet.registry.events",
     inbox_subjects("console"),
 )  # fmt: skip
