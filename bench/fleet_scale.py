@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -343,6 +344,9 @@ class Site:
         if wait:
             wait_port(self.ws_port, 90)
 
+    def leafs(self) -> list[dict[str, Any]]:
+        return self.monitor("leafz").get("leafs", [])
+
     def monitor(self, what: str) -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.hub_monitor}/{what}"
         with urllib.request.urlopen(url, timeout=10) as resp:
@@ -390,12 +394,14 @@ class Observer:
         self.history_ms: list[float] = []
         self.online = 0
         self.list_timeouts = 0
+        self.history_watch_failures: list[str] = []
+        self.history_task: Any = None
 
     async def connect(self) -> Any:
         import nats
 
         nc = await nats.connect(f"nats://127.0.0.1:{self.site.hub_port}", user="control",
-                                password=self.site.control_password)  # fmt: skip
+                                password=self.site.control_password, connect_timeout=10)  # fmt: skip
 
         async def on_presence(msg: Any) -> None:
             body = json.loads(msg.data)
@@ -408,9 +414,17 @@ class Observer:
             if isinstance(stamp, dict):
                 self.history_ms.append((time.time() - stamp["sec"] - stamp["nanosec"] / 1e9) * 1000)
 
-        await nc.jetstream(timeout=30).subscribe(
-            "robots.*.alerts", stream=streams.EVENTS_HUB_STREAM, cb=on_event, ordered_consumer=True
-        )
+        async def watch_history() -> None:  # a hub whose JetStream API is slow must not stop the run
+            for _ in range(10):
+                try:
+                    await nc.jetstream(timeout=30).subscribe(
+                        "robots.*.alerts", stream=streams.EVENTS_HUB_STREAM, cb=on_event, ordered_consumer=True
+                    )
+                    return
+                except Exception as exc:  # nats TimeoutError, a JetStream API error: counted, retried
+                    self.history_watch_failures.append(f"{type(exc).__name__}: {exc}")
+
+        self.history_task = asyncio.create_task(watch_history())
         return nc
 
     async def registry(self, nc: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -437,9 +451,11 @@ class Observer:
                 self.behind.append(0.0)
 
 
-def leaf_rates(before: list[dict[str, Any]], after: list[dict[str, Any]], seconds: float) -> dict[str, float]:
+def leaf_rates(before: list[dict[str, Any]] | None, after: list[dict[str, Any]] | None, seconds: float) -> Any:
     """Mean bytes per second per robot over its leaf link, each way (the hub's /leafz counters; a link
-    that reconnected in between restarts its counters and is left out)."""
+    that reconnected in between restarts its counters and is left out); None without both readings."""
+    if before is None or after is None:
+        return None
     old = {leaf["name"]: leaf for leaf in before}
     pairs = [(old[leaf["name"]], leaf) for leaf in after
              if leaf["name"] in old and leaf["in_bytes"] >= old[leaf["name"]]["in_bytes"]]  # fmt: skip
@@ -448,6 +464,16 @@ def leaf_rates(before: list[dict[str, Any]], after: list[dict[str, Any]], second
     up = sum(b["in_bytes"] - a["in_bytes"] for a, b in pairs) / len(pairs) / seconds
     down = sum(b["out_bytes"] - a["out_bytes"] for a, b in pairs) / len(pairs) / seconds
     return {"robot_to_hub": round(8 * up / 1000, 1), "hub_to_robot": round(8 * down / 1000, 1), "links": len(pairs)}
+
+
+async def probe(results: dict[str, Any], what: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` off the event loop (the observer's NATS link keeps being served); None if it failed or
+    timed out (a hub or agent too busy to answer its monitoring port), noted in ``probe_failures``."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except (OSError, ValueError) as exc:  # socket timeouts and URLError are OSErrors
+        results.setdefault("probe_failures", []).append(f"{what}: {type(exc).__name__}: {exc}")
+        return None
 
 
 def agent_stats(port: int) -> dict[str, Any]:
@@ -485,14 +511,19 @@ async def ensure_fleet_events(site: Site) -> None:
     """FLEET_EVENTS on the hub sourcing every EVENTS_<id>, as the control nats_bridge makes it."""
     import nats
 
-    nc = await nats.connect(f"nats://127.0.0.1:{site.hub_port}", user="control", password=site.control_password)
+    nc = await nats.connect(
+        f"nats://127.0.0.1:{site.hub_port}", user="control", password=site.control_password, connect_timeout=10
+    )
     await streams.ensure_stream(nc, streams.events_hub_stream_config(site.ids))
     await nc.close()
 
 
 async def stream_state(nc: Any, name: str) -> tuple[int, int, int]:
     """(messages, sources with lag > 0, sources inactive for > 10 s) of a hub stream."""
-    info = await nc.jetstream(timeout=30).stream_info(name)
+    try:
+        info = await nc.jetstream(timeout=15).stream_info(name)
+    except Exception:  # the hub's JetStream API did not answer: -1 (reported, and check() fails the run)
+        return -1, -1, -1
     sources = info.sources or []
     lagging = sum(1 for s in sources if (s.lag or 0) > 0)
     stale = sum(1 for s in sources if s.active is None or s.active > 10e9)
@@ -533,7 +564,7 @@ async def measure(args: argparse.Namespace, site: Site, results: dict[str, Any])
     obs = Observer(site)
     nc = await obs.connect()
     t_wait = time.monotonic()
-    leaf_idle0 = site.monitor("leafz")["leafs"]
+    leaf_idle0 = await probe(results, "leafz", site.leafs)
     while True:  # every robot online in the registry (its first announcement went through)
         await obs.sample(nc)
         if obs.online >= len(site.ids):
@@ -542,7 +573,7 @@ async def measure(args: argparse.Namespace, site: Site, results: dict[str, Any])
             raise TimeoutError(f"registry shows {obs.online}/{len(site.ids)} robots online")
         await asyncio.sleep(0.5)
     await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - t_wait)))  # at least 5 s of link traffic
-    results["leaf_kbit_s_per_robot_no_console"] = leaf_rates(leaf_idle0, site.monitor("leafz")["leafs"],
+    results["leaf_kbit_s_per_robot_no_console"] = leaf_rates(leaf_idle0, await probe(results, "leafz", site.leafs),
                                                              time.monotonic() - t_wait)  # fmt: skip
     phase("registry_online")
     robots_file = site.tmp / "robots.json"
@@ -558,9 +589,12 @@ async def measure(args: argparse.Namespace, site: Site, results: dict[str, Any])
     # first alerts of a loaded run reach the agent before its subscription and are missed by design)
     expected = len(site.ids) + len(CONSOLE_WILDCARDS)
     t_subs = time.monotonic()
-    while agent_stats(site.ws_port)["hub"]["subjects"] < expected:
+    held = 0
+    while held < expected:
         if time.monotonic() - t_subs > min(60, site.left(60)):
-            raise TimeoutError(f"ws_agent holds {agent_stats(site.ws_port)['hub']['subjects']}/{expected} subjects")
+            raise TimeoutError(f"ws_agent holds {held}/{expected} subjects")
+        stats = await probe(results, "ws_agent healthz", agent_stats, site.ws_port)
+        held = stats["hub"]["subjects"] if stats else held
         await asyncio.sleep(0.25)
     await asyncio.sleep(1.0)  # the agent's NATS subscriptions follow its index
     phase("console")
@@ -577,8 +611,9 @@ async def measure(args: argparse.Namespace, site: Site, results: dict[str, Any])
     loads = [psutil.Process(w.pid) for w in workers] + [psutil.Process(console.pid)]
     cpu0 = {n: cpu_s(p) for n, p in ps.items()}
     rob0, load0 = sum(cpu_s(p) for p in robot_servers), sum(cpu_s(p) for p in loads)
-    leaf0 = site.monitor("leafz")["leafs"]
-    agent0, varz0 = agent_stats(site.ws_port), site.monitor("varz")
+    leaf0 = await probe(results, "leafz", site.leafs)
+    agent0 = await probe(results, "ws_agent healthz", agent_stats, site.ws_port)
+    varz0 = await probe(results, "varz", site.monitor, "varz")
     console_ps = psutil.Process(console.pid)
     console_cpu0 = cpu_s(console_ps)
     rss_peak = {n: 0 for n in ps}
@@ -595,13 +630,16 @@ async def measure(args: argparse.Namespace, site: Site, results: dict[str, Any])
     percpu1 = psutil.cpu_times(percpu=True)
     phase("measure")
     cpu = {n: (cpu_s(p) - cpu0[n]) / wall for n, p in ps.items()}
-    leaf1 = site.monitor("leafz")["leafs"]
-    agent1, varz1 = agent_stats(site.ws_port), site.monitor("varz")
-    results["ws_agent"] = {k: agent1["hub"][k] - agent0["hub"][k] for k in ("received", "offered", "dropped")}
-    results["ws_agent"]["nats_slow_consumer"] = (
-        agent1["nats"]["dropped_slow_consumer"] - agent0["nats"]["dropped_slow_consumer"])  # fmt: skip
-    results["ws_agent"]["console_clients_cores"] = round((cpu_s(console_ps) - console_cpu0) / wall, 3)
-    results["hub_slow_consumers"] = varz1.get("slow_consumers", 0) - varz0.get("slow_consumers", 0)
+    leaf1 = await probe(results, "leafz", site.leafs)
+    agent1 = await probe(results, "ws_agent healthz", agent_stats, site.ws_port)
+    varz1 = await probe(results, "varz", site.monitor, "varz")
+    results["ws_agent"] = {"console_clients_cores": round((cpu_s(console_ps) - console_cpu0) / wall, 3)}
+    if agent0 and agent1:
+        results["ws_agent"] |= {k: agent1["hub"][k] - agent0["hub"][k] for k in ("received", "offered", "dropped")}
+        results["ws_agent"]["nats_slow_consumer"] = (
+            agent1["nats"]["dropped_slow_consumer"] - agent0["nats"]["dropped_slow_consumer"])  # fmt: skip
+    if varz0 and varz1:
+        results["hub_slow_consumers"] = varz1.get("slow_consumers", 0) - varz0.get("slow_consumers", 0)
     results["cpu_cores"] = {n: round(v, 3) for n, v in cpu.items()}
     results["control_total_cores"] = round(sum(cpu.values()), 3)  # hub side (CPU 0 with --pin)
     results["rss_mb"] = {n: round(v / 2**20, 1) for n, v in rss_peak.items()}
@@ -647,7 +685,8 @@ async def measure(args: argparse.Namespace, site: Site, results: dict[str, Any])
                                "settle_s": round(time.monotonic() - t_settle, 1),
                                "latency_p50_ms": round(pct(obs.history_ms, 0.5), 1),
                                "latency_p99_ms": round(pct(obs.history_ms, 0.99), 1),
-                               "latency_max_ms": round(max(obs.history_ms, default=float("nan")), 1)}  # fmt: skip
+                               "latency_max_ms": round(max(obs.history_ms, default=float("nan")), 1),
+                               "watch_failures": obs.history_watch_failures}  # fmt: skip
     results["fleet_logs"] = {"messages": logs[0], "sources_lagging": logs[1]}
     phase("settle")
     t_drain = time.monotonic()
@@ -800,6 +839,7 @@ def main() -> int:
         except (Exception, asyncio.CancelledError) as exc:  # reported with the results so far; Ctrl-C ends it
             failed = exc
             results.setdefault("unfinished", f"{type(exc).__name__}: {exc}")
+            traceback.print_exc()
             for log in sorted(Path(tmp).glob("*.log")):
                 tail = log.read_bytes()[-600:].decode(errors="replace").strip()
                 if tail:
