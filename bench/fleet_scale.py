@@ -85,6 +85,11 @@ CONSOLE_WILDCARDS = ("battery_state", "health", "alerts", "robot_state", "deploy
 ROLLOUT = {"canary": 1, "max_per_minute": 1000}
 HUB_CPU, LOAD_CPU = 0, 1  # --pin
 HUB_SIDE = ("hub", "mosquitto", *(f"control/{n}" for n in CONTROL_NODES))
+# Telemetry that stays on the robot's own server while only the fleet overview watches (no hub-side
+# subscriber: the leaf link never carries it). --pin leaves it out unless --local-telemetry: at 100 robots
+# it cost the load generator's one core more than the core (1.04 cores, 37 s behind schedule), and it never
+# reaches the hub (measured: the leaf links carried the same ~21-28 kbit/s per robot with it).
+LOCAL_ONLY = frozenset({"odom", "imu", "scan", "cmd_vel"})  # odom: the full rate; its overview copy is sent
 OVERVIEW_RATE_HZ = 2.0  # config/robot.yaml out.odom.overview_rate_hz (the synthetic robots send it too)
 STOP_RESERVE_S = 25.0  # of the budget: stopping every process (terminate, 15 s, kill)
 
@@ -205,8 +210,9 @@ def start_devices(spec: list[dict[str, Any]], install_s: float) -> list[Any]:
     return clients
 
 
-async def run_robots(spec: list[dict[str, Any]], alert_period: float) -> None:
-    """One process of synthetic robots; runs until stdin closes, then prints its counters as JSON."""
+async def run_robots(spec: list[dict[str, Any]], alert_period: float, local: bool = True) -> None:
+    """One process of synthetic robots; runs until stdin closes, then prints its counters as JSON.
+    ``local`` False: leave out the telemetry no hub-side subscriber takes (LOCAL_ONLY)."""
     robots = [SyntheticRobot(s["rid"], s["url"]) for s in spec]
     await asyncio.gather(*(r.connect() for r in robots))
     devices = start_devices(spec, 0.5)
@@ -217,7 +223,8 @@ async def run_robots(spec: list[dict[str, Any]], alert_period: float) -> None:
             every = max(1, round(SLOTS / rate))
             phase = random.randrange(every)
             for slot in range(phase, SLOTS, every):
-                table[slot].append((r, f"robots.{r.rid}.ros.{topic}", type_name, "/" + topic, body))
+                if local or topic not in LOCAL_ONLY:
+                    table[slot].append((r, f"robots.{r.rid}.ros.{topic}", type_name, "/" + topic, body))
                 if topic == "odom" and (slot - phase) % overview_every == 0:  # the bridge's copy, same message
                     table[slot].append((r, f"robots.{r.rid}.overview.{topic}", type_name, "/" + topic, body))
     print("READY", flush=True)
@@ -554,7 +561,8 @@ async def measure(args: argparse.Namespace, site: Site, results: dict[str, Any])
             for rid in site.ids[i : i + per]
         ]
         argv = [sys.executable, __file__, "--role", "robots", "--spec", json.dumps(spec),
-                "--alert-period", str(args.alert_period)]  # fmt: skip
+                "--alert-period", str(args.alert_period),
+                "--local-telemetry" if args.local_telemetry else "--no-local-telemetry"]  # fmt: skip
         workers.append(site.start(f"robots{i}", argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     for w in workers:
         if (await asyncio.to_thread(w.stdout.readline)).strip() != "READY":
@@ -809,10 +817,18 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="3 robots, a few seconds (with --deploy)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--pin", action="store_true", help="hub side on CPU 0, load generator on CPU 1 (taskset)")
+    ap.add_argument(
+        "--local-telemetry",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also send the robot-local telemetry (LOCAL_ONLY; default: yes, no with --pin)",
+    )
     ap.add_argument("--budget", type=float, default=330.0, help="the whole run ends within this many s")
     args = ap.parse_args()
+    if args.local_telemetry is None:
+        args.local_telemetry = not args.pin
     if args.role == "robots":
-        asyncio.run(run_robots(json.loads(args.spec), args.alert_period))
+        asyncio.run(run_robots(json.loads(args.spec), args.alert_period, args.local_telemetry))
         return 0
     if shutil.which("node") is None or not (REPO / "test" / "browser" / "node_modules" / "ws").is_dir():
         print("needs node and `npm ci --prefix test/browser`", file=sys.stderr)
@@ -827,7 +843,8 @@ def main() -> int:
         os.sched_setaffinity(0, {LOAD_CPU})  # this orchestrator is load side; hub-side processes get CPU 0
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     started = time.monotonic()
-    results: dict[str, Any] = {"robots": args.robots, "clients": args.clients, "phase_s": {}}
+    results: dict[str, Any] = {"robots": args.robots, "clients": args.clients, "pinned": args.pin,
+                               "local_telemetry": args.local_telemetry, "phase_s": {}}  # fmt: skip
     failed = None
     with tempfile.TemporaryDirectory(prefix="rp-fleet-scale-") as tmp:
         site = Site(Path(tmp), args.robots, args.pin, started + args.budget)
