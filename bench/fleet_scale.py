@@ -400,7 +400,7 @@ class Observer:
         self.list_ms: list[float] = []
         self.history_ms: list[float] = []
         self.online = 0
-        self.list_timeouts = 0
+        self.list_timeouts = self.list_no_responders = 0
         self.history_watch_failures: list[str] = []
         self.history_task: Any = None
 
@@ -441,10 +441,15 @@ class Observer:
         return reply["result"]["robots"]
 
     async def sample(self, nc: Any) -> None:
+        import nats
+
         try:
             records = await self.registry(nc)
         except TimeoutError:  # a registry too busy to answer within 10 s: counted, the run goes on
             self.list_timeouts += 1
+            return
+        except nats.errors.NoRespondersError:  # not serving yet (still opening its bucket): counted
+            self.list_no_responders += 1
             return
         now, mono = time.time(), time.monotonic()
         self.online = sum(1 for r in records if r["status"] == "online")
@@ -660,6 +665,7 @@ async def measure(args: argparse.Namespace, site: Site, results: dict[str, Any])
     results["pinned"] = bool(args.pin)
     results["cpu_busy_percent"] = cpu_busy(percpu0, percpu1)  # per CPU, every process of the machine
     results["registry_list_timeouts"] = obs.list_timeouts
+    results["registry_list_no_responders"] = obs.list_no_responders
     results["hub_fds"] = ps["hub"].num_fds()
     results["leaf_kbit_s_per_robot"] = leaf_rates(leaf0, leaf1, wall)
     results["registry"] = {
@@ -668,7 +674,11 @@ async def measure(args: argparse.Namespace, site: Site, results: dict[str, Any])
         "list_p50_ms": round(pct(obs.list_ms, 0.5), 1), "list_p99_ms": round(pct(obs.list_ms, 0.99), 1),
     }  # fmt: skip
     if args.deploy:
+        c0, t_dep = {n: cpu_s(p) for n, p in ps.items()}, time.monotonic()
         results["deploy"] = await deploy_job(nc, site.ids, timeout_s=min(300.0, site.left(45)))
+        results["deploy"]["cpu_cores"] = {  # the hub side while the job runs (alerts keep flowing)
+            n: round((cpu_s(p) - c0[n]) / max(1e-9, time.monotonic() - t_dep), 3) for n, p in ps.items()
+        }
         phase("deploy")
     # stop the robots, let the last alerts through, then read the clients and the hub's streams
     counters = []
