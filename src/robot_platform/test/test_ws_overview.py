@@ -107,3 +107,45 @@ def test_without_a_policy_the_hub_subscribes_the_clients_subject() -> None:
     subscribe(hub, client, 500)
     unsubscribe(hub, client)
     assert interest == [(FULL, True), (FULL, False)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def odom_headers() -> dict[str, str]:
+    return Envelope(type_name="nav_msgs/msg/Odometry", msg_id=uuid.uuid4().hex, robot_id="r1", topic="/odom").headers()
+
+
+def test_a_silent_overview_copy_falls_back_to_the_full_rate_and_is_tried_again() -> None:
+    """A robot whose bridge sends no copy (an older release) must still show its odometry."""
+    interest: list[tuple[str, bool]] = []
+    clock = Clock()
+    hub = Hub(lambda s, on: interest.append((s, on)), 1 << 20, overview=POLICY, clock=clock)
+    client = ClientSession("a")
+    hub.add_session(client)
+    subscribe(hub, client, 500)
+    assert hub.source_of(FULL) == OVERVIEW
+    clock.t += 2.0  # the copy arrives: stays on it
+    hub.deliver(OVERVIEW, odom_headers(), msgpack.packb({"i": 1}), pattern=OVERVIEW)
+    clock.t += 2.5
+    hub.deliver("robots.r2.health", None, b"", pattern="robots.r2.health")  # any message drives the check
+    assert hub.source_of(FULL) == OVERVIEW  # heard 2.5 s ago: within the 3 s grace
+    clock.t += 1.0
+    hub.deliver("robots.r2.health", None, b"", pattern="robots.r2.health")
+    assert hub.source_of(FULL) == FULL and hub.snapshot()["overview_fallbacks"] == 1  # silent 3.5 s
+    assert hub.deliver(FULL, odom_headers(), msgpack.packb({"i": 2}), pattern=FULL) == 1  # served at full rate
+    subscribe(hub, client, 1000)  # an option change meanwhile keeps the full rate
+    assert hub.source_of(FULL) == FULL
+    clock.t += 30.5  # the fallback ends: the copy is tried again
+    hub.deliver("robots.r2.health", None, b"", pattern="robots.r2.health")
+    assert hub.source_of(FULL) == OVERVIEW
+    assert interest == [(OVERVIEW, True), (FULL, True), (OVERVIEW, False), (OVERVIEW, True), (FULL, False)]
+    unsubscribe(hub, client)
+    clock.t += 10.0  # no client: nothing to fall back
+    hub.deliver("robots.r2.health", None, b"", pattern="robots.r2.health")
+    assert hub.source_of(FULL) is None and hub.snapshot()["overview_fallbacks"] == 1

@@ -8,7 +8,9 @@ so the agent holds NATS subscriptions only for what some browser shows (no camer
 a leaf link that nobody watches). The subject subscribed for a telemetry topic with an overview copy is
 chosen by :class:`.overview.OverviewPolicy` from its clients' throttles (re-chosen on every subscribe,
 option change and unsubscribe): ``robots.<id>.overview.<topic>`` while all of them are slow enough,
-else the full rate; its messages reach the topic's clients as they are (:meth:`Hub.deliver`).
+else the full rate; its messages reach the topic's clients as they are (:meth:`Hub.deliver`). A copy
+that stays silent puts the topic on the full rate for a while (:class:`.overview.OverviewWatch`, checked
+at most once a second from the NATS thread as messages arrive).
 
 Camera frames (``robots.<id>.frames.<camera>``) are not envelopes: their body is a JPEG and their
 headers those of :mod:`robot_platform.frames.meta`; they become :class:`.frame_relay.FrameOutgoing`
@@ -23,6 +25,7 @@ a malformed one is counted as ``bad_log_record``. The fleet's event subjects (``
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,11 +41,12 @@ from robot_platform.ops.logs import LOG_TYPE, decode_entry
 from robot_platform.ws.client_session import ClientSession, Subscription
 from robot_platform.ws.frame_relay import FrameOutgoing
 from robot_platform.ws.outgoing import Outgoing
-from robot_platform.ws.overview import OverviewPolicy
+from robot_platform.ws.overview import OverviewPolicy, OverviewWatch
 from robot_platform.ws.topics import payload_kind
 
 H_PLAIN_TYPE = "rp-type"  # type header of the jobs and registry events (no platform envelope)
 InterestFn = Callable[[str, bool], None]
+CHECK_PERIOD_S = 1.0  # how often silent overview copies are looked for
 LogFn = Callable[[str], None]
 
 
@@ -64,11 +68,16 @@ class Hub:
         max_payload_bytes: int,
         log: LogFn | None = None,
         overview: OverviewPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._on_interest = on_interest
         self.max_payload_bytes = max_payload_bytes
         self._log = log or (lambda _m: None)
         self.overview = overview or OverviewPolicy()
+        # silent for 4 periods (at least 3 s): full rate for 30 s, then the copy again
+        self.watch = OverviewWatch(max(3.0, 4 * self.overview.period_s), 30.0)
+        self._clock = clock
+        self._next_check = 0.0
         self._lock = threading.Lock()
         # Serialises the choice of a subject's source and its on_interest calls (never held by deliver).
         self._interest_lock = threading.RLock()
@@ -131,9 +140,16 @@ class Hub:
         the new source first, then the old one is dropped, so a switch loses no message."""
         entries = self._index.get(subject, ())
         wanted = self.overview.source(subject, (x.throttle_s for _, x in entries)) if entries else None
+        now = self._clock()
+        if wanted is not None and wanted != subject and not self.watch.allowed(subject, now):
+            wanted = subject  # its copy was silent: full rate for now
         current = self._source.get(subject)
         if wanted == current:
             return
+        if wanted is not None and wanted != subject:
+            self.watch.started(subject, now)
+        else:
+            self.watch.stopped(subject)
         if wanted is not None:
             self._source[subject] = wanted
             self._key_of = {**self._key_of, wanted: subject}
@@ -145,6 +161,26 @@ class Hub:
             self._on_interest(current, False)
             if wanted is not None:
                 self.counters.source_switches += 1
+
+    def _check_overviews(self) -> None:
+        """Re-choose the sources of silent overview copies and of ended fallbacks (NATS thread; skipped
+        if a client thread is changing subscriptions right now: the next message checks again)."""
+        if not self._interest_lock.acquire(blocking=False):
+            return
+        try:
+            now = self._clock()
+            self._next_check = now + CHECK_PERIOD_S
+            before = self.watch.fallbacks
+            for subject in self.watch.due(now):
+                self._select(subject)
+            n = self.watch.fallbacks
+            if n > before and (n <= 10 or n & (n - 1) == 0):
+                self._log(
+                    f"{n} overview copies silent for {self.watch.grace_s:g}s so far: those topics get the "
+                    f"full rate for {self.watch.retry_s:g}s (robots without out.<n>.overview_rate_hz?)"
+                )
+        finally:
+            self._interest_lock.release()
 
     def source_of(self, subject: str) -> str | None:
         """The NATS subject subscribed for client subject ``subject`` (None: no client)."""
@@ -159,7 +195,13 @@ class Hub:
         subscribed subject, possibly a wildcard; default: ``subject``); returns how many got it."""
         self.counters.received += 1
         key = pattern or subject
-        entries = self._index.get(self._key_of.get(key, key))
+        target = self._key_of.get(key, key)
+        now = self._clock()
+        if target != key:  # through an overview copy: it is alive
+            self.watch.heard(target, now)
+        if now >= self._next_check:
+            self._check_overviews()
+        entries = self._index.get(target)
         if not entries:
             self.counters.no_interest += 1
             return 0
@@ -213,6 +255,7 @@ class Hub:
             "no_interest": self.counters.no_interest,
             "overview_subjects": sum(1 for k, v in list(self._source.items()) if k != v),
             "source_switches": self.counters.source_switches,
+            "overview_fallbacks": self.watch.fallbacks,
             "errors": dict(self.counters.errors),
             "dropped": dropped + self._dropped_closed,
         }

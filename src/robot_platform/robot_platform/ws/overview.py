@@ -59,3 +59,44 @@ class OverviewPolicy:
             return subject
         slowest_needed = min(throttles_s, default=0.0)
         return overview if slowest_needed >= self.period_s - SLACK_S else subject
+
+
+class OverviewWatch:
+    """Falls back to the full rate for a topic whose overview copy stays silent (pure logic, times passed in).
+
+    Why: a robot whose bridge sends no copy (an older release during a rolling upgrade, a route without
+    ``overview_rate_hz``) would show nothing in the overview at all. A topic on its overview source that
+    heard nothing for ``grace_s`` is served from the full rate for ``retry_s``, then the copy is tried
+    again (a robot that was off, or upgraded meanwhile, goes back to 2 Hz).
+    """
+
+    def __init__(self, grace_s: float, retry_s: float) -> None:
+        self.grace_s, self.retry_s = grace_s, retry_s
+        self._since: dict[str, float] = {}  # subject on its overview source -> last sign of life (or start)
+        self._until: dict[str, float] = {}  # subject served at full rate until
+        self.fallbacks = 0
+
+    def started(self, subject: str, now: float) -> None:
+        self._since[subject] = now
+
+    def stopped(self, subject: str) -> None:
+        self._since.pop(subject, None)
+
+    def heard(self, subject: str, now: float) -> None:
+        if subject in self._since:
+            self._since[subject] = now
+
+    def allowed(self, subject: str, now: float) -> bool:
+        """May ``subject`` be served from its overview copy now?"""
+        return now >= self._until.get(subject, now)
+
+    def due(self, now: float) -> list[str]:
+        """Subjects to re-choose now: silent overviews (put on the full rate) and ended fallbacks."""
+        ended = [s for s, t in self._until.items() if now >= t]
+        for subject in ended:
+            del self._until[subject]
+        silent = [s for s, t in self._since.items() if now - t >= self.grace_s]
+        for subject in silent:
+            self._until[subject] = now + self.retry_s
+            self.fallbacks += 1
+        return silent + ended
