@@ -66,6 +66,7 @@ from robot_platform.recording.msgdefs import MessageDefinitions
 
 SWEEP_PERIOD_S = 1.0
 FLUSH_ON_STOP_S = 2.0  # queued registry writes given this long at shutdown
+OPEN_RETRY_FIRST_S, OPEN_RETRY_MAX_S = 0.5, 10.0  # opening the bucket on a hub too busy to answer
 BUCKET_HISTORY = 5
 MAX_CONCURRENT_QUERIES = 4
 MAX_CONCURRENT_EXPORTS = 1  # scans two streams, asks for a capture, one MessageDefinitions: one at a time
@@ -204,7 +205,9 @@ class RegistryService:
     async def _serve(self, stop: asyncio.Event, lost: asyncio.Event | None) -> None:
         """Load the bucket, subscribe and sweep until ``stop`` (or ``lost``: the lease went elsewhere)."""
         nc = self._nc
-        self._kv = await open_bucket(self._js)
+        self._kv = await self._open_bucket(stop, lost)
+        if self._kv is None:
+            return
         self.registry = Registry(self.registry.offline_after_s, self.fleet)
         for record in await self._read_bucket(stop, lost):
             self.registry.load(record)
@@ -235,6 +238,23 @@ class RegistryService:
             for sub in subs:
                 with contextlib.suppress(nats.errors.Error, OSError):
                     await sub.unsubscribe()
+
+    async def _open_bucket(self, stop: asyncio.Event, lost: asyncio.Event | None) -> Any:
+        """The registry bucket, retried with backoff until ``stop`` (None then). Why: a hub setting up many
+        robots' stream sources (100 robots: 200 sources over the leaf links) can leave its JetStream API
+        unanswered for longer than a request's timeout; the registry used to end its service thread at
+        that first timeout and stay up as a process that answered nothing (fleet_scale.py, 100 robots)."""
+        delay = OPEN_RETRY_FIRST_S
+        while not stop.is_set() and not (lost and lost.is_set()):
+            try:
+                return await open_bucket(self._js)
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                self.counters.errors["bucket_open"] = self.counters.errors.get("bucket_open", 0) + 1
+                self._log.warning(f"registry bucket not ready ({type(exc).__name__}: {exc}); retrying in {delay:g}s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, OPEN_RETRY_MAX_S)
+        return None
 
     async def _read_bucket(self, stop: asyncio.Event, lost: asyncio.Event | None) -> list[RobotRecord]:
         """The bucket's records from its leader, retried while a clustered hub elects one (a partial read

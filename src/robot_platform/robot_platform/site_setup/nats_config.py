@@ -114,10 +114,10 @@ CONSOLE_PUBLISH = (
     "robots.*.frames.*.lease", "audit.>", "jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "jobs.catalogue",
     "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query", "fleet.audit.query", "fleet.alerts.export",
 )  # fmt: skip
-CONSOLE_SUBSCRIBE = (
-    "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
-    "robots.*.frames.*", "robots.*.deploy.>", "robots.*.logs.>", "jobs.events", "fleet.registry.events",
-    inbox_subjects("console"),
+CONSOLE_SUBSCRIBE = (  # robots.*.overview.>: the decimated copies a fleet overview reads (ws/overview.py)
+    "robots.*.ros.>", "robots.*.overview.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>",
+    "robots.*.presence", "robots.*.frames.*", "robots.*.deploy.>", "robots.*.logs.>", "jobs.events",
+    "fleet.registry.events", inbox_subjects("console"),
 )  # fmt: skip
 # fleet_registry (ops/registry_service.py): folds presence into its KV bucket, keeps the FLEET_LOGS
 # and FLEET_AUDIT streams, serves fleet.registry.list / fleet.logs.query / fleet.alerts.query /

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robot_platform.exceptions import MissingParameterError
+from robot_platform.exceptions import ConfigError, MissingParameterError
 from robot_platform.messaging.backoff import Backoff
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.errors import SubjectError
 from robot_platform.messaging.nats_link import NatsLink
 from robot_platform.messaging.rostypes import TypeRegistry
 from robot_platform.ws.access import AccessControl
@@ -47,6 +48,7 @@ from robot_platform.ws.hashing import DEFAULT_HASH_WORKERS, HashPool, pin_mmap_t
 from robot_platform.ws.http_api import HttpApi, fleet_permissions
 from robot_platform.ws.login_limiter import LoginLimiter
 from robot_platform.ws.origin import HostPolicy, OriginPolicy
+from robot_platform.ws.overview import OverviewPolicy
 from robot_platform.ws.site_map import load_site_map
 from robot_platform.ws.static_files import StaticFiles
 from robot_platform.ws.topics import Mode, TopicMapper
@@ -108,6 +110,8 @@ class AgentConfig:
     auth_timeout_s: float = 10.0  # a connection without a login must send its auth op within this
     max_payload_bytes: int = 8 * 1024 * 1024
     frame_lease_ttl_s: float = 5.0  # ttl asked for the agent's camera leases (renewed every ttl/3)
+    overview_topics: list[str] = field(default_factory=list)  # robots' decimated copies (ws/overview.py)
+    overview_rate_hz: float = 2.0
     foxglove_bridge_config: str = ""  # nats_bridge params YAML: Foxglove channels (foxglove_catalog.py); '' = off
     logins: LoginLimits = field(default_factory=LoginLimits)
     gateway: GatewayLimits = field(default_factory=GatewayLimits)
@@ -140,7 +144,11 @@ class WsAgent:
         )  # fmt: skip
         self.leases = LeaseKeeper(config.frame_lease_ttl_s, LEASE_RETRY_S, f"ws_agent-{agent_id}")
         self.lease_loop = LeaseLoop(self.leases, self.nats, self.log.warning)
-        self.hub = Hub(self._on_interest, config.max_payload_bytes, self.log.warning)
+        try:
+            overview = OverviewPolicy.of(config.overview_topics, config.overview_rate_hz)
+        except (SubjectError, ValueError) as exc:
+            raise ConfigError("overview_topics", config.overview_topics, str(exc)) from None
+        self.hub = Hub(self._on_interest, config.max_payload_bytes, self.log.warning, overview)
         self.auditor = Auditor(agent_id, self.nats.publish, self.log)
         self.gateway = Gateway(
             TopicMapper(config.mode, config.robot_id), self.access, self.hub, self.nats, self.auditor,
