@@ -74,6 +74,9 @@ MAX_REQUEST_BYTES = 64 * 1024
 EVENT_HEADERS = {"Content-Type": "application/msgpack", "rp-type": reg.RECORD_TYPE}
 
 
+QueryAnswer = Callable[[Any, Any], Awaitable[None]]  # (request message, parsed request)
+
+
 @dataclass
 class ServiceCounters:
     announcements: int = 0
@@ -315,15 +318,18 @@ class RegistryService:
 
     async def _on_query(self, msg: Any) -> None:
         self.counters.log_queries += 1
-        await self._start_query(msg, log_query.parse_query, self._answer_query)
+        reading = f"reading {streams.LOGS_HUB_STREAM}"
+        await self._start_query(msg, log_query.parse_query, self._answering(log_query.run_query, reading))
 
     async def _on_alert_query(self, msg: Any) -> None:
         self.counters.alert_queries += 1
-        await self._start_query(msg, alert_history.parse_query, self._answer_alert_query)
+        answer = self._answering(alert_history.run_query, "reading the alert history")
+        await self._start_query(msg, alert_history.parse_query, answer)
 
     async def _on_audit_query(self, msg: Any) -> None:
         self.counters.audit_queries += 1
-        await self._start_query(msg, audit_query.parse_query, self._answer_audit_query)
+        answer = self._answering(audit_query.run_query, "reading the audit trail")
+        await self._start_query(msg, audit_query.parse_query, answer)
 
     async def _on_export(self, msg: Any) -> None:
         self.counters.exports += 1
@@ -334,7 +340,7 @@ class RegistryService:
         self,
         msg: Any,
         parse: Callable[[Any], Any],
-        answer: Callable[[Any, Any], Awaitable[None]],
+        answer: QueryAnswer,
         running: set[asyncio.Task[None]] | None = None,
         limit: int = MAX_CONCURRENT_QUERIES,
     ) -> None:
@@ -375,33 +381,19 @@ class RegistryService:
                        f"{result['bytes']} bytes, {result['included']}, notes: {result['notes']}")  # fmt: skip
         await self._reply(msg, result)
 
-    async def _answer_alert_query(self, msg: Any, spec: alert_history.AlertQuery) -> None:
-        try:
-            result = await alert_history.run_query(self._nc, spec)
-        except (nats.errors.Error, TimeoutError) as exc:
-            self._count(type(exc).__name__, f"alert query failed: {exc}")
-            await self._reply(msg, error=LogQueryError("", f"reading the alert history failed: {type(exc).__name__}"))
-            return
-        await self._reply(msg, result)
+    def _answering(self, run: Callable[[Any, Any], Awaitable[Any]], reading: str) -> QueryAnswer:
+        """The answer of a history query: ``run(nc, spec)``'s result, or an error naming what failed."""
 
-    async def _answer_audit_query(self, msg: Any, spec: audit_query.AuditQuery) -> None:
-        try:
-            result = await audit_query.run_query(self._nc, spec)
-        except (nats.errors.Error, TimeoutError) as exc:
-            self._count(type(exc).__name__, f"audit query failed: {exc}")
-            await self._reply(msg, error=LogQueryError("", f"reading the audit trail failed: {type(exc).__name__}"))
-            return
-        await self._reply(msg, result)
+        async def answer(msg: Any, spec: Any) -> None:
+            try:
+                result = await run(self._nc, spec)
+            except (nats.errors.Error, TimeoutError) as exc:
+                self._count(type(exc).__name__, f"{reading} failed: {exc}")
+                await self._reply(msg, error=LogQueryError("", f"{reading} failed: {type(exc).__name__}"))
+                return
+            await self._reply(msg, result)
 
-    async def _answer_query(self, msg: Any, spec: log_query.QuerySpec) -> None:
-        try:
-            result = await log_query.run_query(self._nc, spec)
-        except (nats.errors.Error, TimeoutError) as exc:
-            self._count(type(exc).__name__, f"log query failed: {exc}")
-            why = f"reading {streams.LOGS_HUB_STREAM} failed: {type(exc).__name__}"
-            await self._reply(msg, error=LogQueryError("", why))
-            return
-        await self._reply(msg, result)
+        return answer
 
     async def _reply(self, msg: Any, result: Any = None, error: LogQueryError | None = None) -> None:
         if error is not None:
