@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 from collections.abc import Callable
 
+import rclpy
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
@@ -49,6 +51,7 @@ from robot_platform.common.params import REQUIRED, Param, ParamTable, declare_pa
 from robot_platform.common.transforms import to_msg
 from robot_platform.sim import frames
 from robot_platform.sim.model import SENSORS, BaseConfig, BatteryConfig, CameraModel, LaserModel, RobotModel
+from robot_platform.sim.sensor_clock import SensorClock
 from robot_platform_interfaces.msg import RobotState
 from robot_platform_interfaces.srv import InjectFault
 
@@ -104,6 +107,9 @@ class RobotSimNode(Node):
         base = BaseConfig(max_linear_speed=p["max_linear_speed"], max_angular_speed=p["max_angular_speed"])
         battery = BatteryConfig(initial_percentage=p["battery_initial"])
         self.model = RobotModel(base, battery, start_time=self._now_s())
+        # The sensors publish from their own thread (sim/sensor_clock.py); the executor's callbacks take
+        # this lock to change the model the sensors read.
+        self._lock = threading.Lock()
         self.laser = LaserModel()
         self.camera = CameraModel(width, height) if enable_camera else None
 
@@ -147,11 +153,10 @@ class RobotSimNode(Node):
                 Image, "camera/image_raw", qos_profile_sensor_data, qos_overriding_options=overrides
             )
             publishers["camera"] = self._publish_image
-        # Not self._timers: that is rclpy.Node's own list of timers, which the executor walks.
-        self._sensor_timers = [
-            self.create_timer(1.0 / float(rates[sensor]), self._guarded(sensor, publish))
-            for sensor, publish in publishers.items()
-        ]
+        self._sensor_publishers = publishers  # not self._publishers: rclpy.Node's own list
+        self._sensor_clock = SensorClock({s: 1.0 / float(rates[s]) for s in publishers}, self._publish_sensor,
+                                         self._sensor_failed)  # fmt: skip
+        self._sensor_clock.start()
         self.get_logger().info(
             f"robot_sim {self.robot_id}: publishing {', '.join(publishers)} "
             f"at {', '.join(f'{rates[s]:g} Hz' for s in publishers)}"
@@ -161,13 +166,21 @@ class RobotSimNode(Node):
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _guarded(self, sensor: str, publish: Callable[[], None]) -> Callable[[], None]:
-        def tick() -> None:
+    def _publish_sensor(self, sensor: str) -> None:
+        """Called by the sensor clock's thread when ``sensor`` is due."""
+        with self._lock:
             self.model.advance_to(self._now_s())
             if self.model.publishes(sensor):
-                publish()
+                self._sensor_publishers[sensor]()
 
-        return tick
+    def _sensor_failed(self, sensor: str, exc: Exception) -> None:
+        if rclpy.ok():  # else the context is down (SIGINT/SIGTERM): the publish raced the stop
+            self.get_logger().error(f"publishing {sensor} failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=5.0)  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the sensors' thread (common/node_main.py calls this before destroying the node)."""
+        self._sensor_clock.stop()
 
     # -- parameters -----------------------------------------------------------------------------------
     def _validate_params(self, params: list[Parameter]) -> SetParametersResult:
@@ -182,6 +195,10 @@ class RobotSimNode(Node):
         return SetParametersResult(successful=True)
 
     def _apply_params(self, params: list[Parameter]) -> None:
+        with self._lock:
+            self._apply_faults(params)
+
+    def _apply_faults(self, params: list[Parameter]) -> None:
         faults = self.model.faults
         for p in params:
             if p.name == "faults.silenced_sensors":
@@ -198,7 +215,8 @@ class RobotSimNode(Node):
     # -- inputs ---------------------------------------------------------------------------------------
     def _on_cmd_vel(self, msg: Twist) -> None:
         try:
-            self.model.command(msg.linear.x, msg.angular.z, self._now_s())
+            with self._lock:
+                self.model.command(msg.linear.x, msg.angular.z, self._now_s())
         except ValueError as exc:
             self.get_logger().warning(f"cmd_vel rejected: {exc}", throttle_duration_sec=5.0)
 
@@ -206,7 +224,8 @@ class RobotSimNode(Node):
         """Translate a fault request into the fault parameters, so both ways stay one state."""
         silenced = set(self.model.faults.silenced)
         if req.fault == InjectFault.Request.FAULT_CLEAR:
-            self.model.faults.clear()
+            with self._lock:
+                self.model.faults.clear()
             changes = [
                 Parameter("faults.silenced_sensors", value=""),
                 Parameter("faults.speed_cap", value=-1.0),
@@ -229,8 +248,9 @@ class RobotSimNode(Node):
             if not 0.0 <= req.value <= 1.0:
                 res.success, res.message = False, f"battery level {req.value} outside 0..1"
                 return res
-            self.model.advance_to(self._now_s())
-            self.model.battery = float(req.value)
+            with self._lock:
+                self.model.advance_to(self._now_s())
+                self.model.battery = float(req.value)
             res.success, res.message = True, f"battery set to {req.value:.0%}"
             self.get_logger().info(res.message)
             return res
@@ -244,21 +264,27 @@ class RobotSimNode(Node):
         return res
 
     def _on_estop(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
-        self.model.advance_to(self._now_s())
-        self.model.estopped = bool(req.data)
+        with self._lock:
+            self.model.advance_to(self._now_s())
+            self.model.estopped = bool(req.data)
         res.success, res.message = True, "e-stop latched" if req.data else "e-stop released"
         self.get_logger().warning(res.message)
         return res
 
     def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
-        self.model.advance_to(self._now_s())
-        self.model.paused = bool(req.data)
+        with self._lock:
+            self.model.advance_to(self._now_s())
+            self.model.paused = bool(req.data)
         res.success, res.message = True, "paused" if req.data else "resumed"
         self.get_logger().info(res.message)
         return res
 
     # -- outputs --------------------------------------------------------------------------------------
     def _publish_robot_state(self) -> None:
+        with self._lock:
+            self._publish_robot_state_locked()
+
+    def _publish_robot_state_locked(self) -> None:
         m = self.model
         m.advance_to(self._now_s())
         msg = RobotState()
