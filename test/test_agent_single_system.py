@@ -88,7 +88,7 @@ def test_single_layout_runs_every_agent_node_in_one_process(procs: ProcessGroup,
     assert set(got) == set(wanted), f"missing {set(wanted) - set(got)}\n{agent.output()[-3000:]}"
     assert got["robots.r1.ros.odom"][0].get("Ros-Type") == "nav_msgs/msg/Odometry"
     # every node publishes (above), all of them on the one connection the process holds
-    wait_for(lambda: len(_connections(nats_server.monitor_url)) == 1, 10,
+    wait_for(lambda: _connections(nats_server.monitor_url) == ["robot_agent_all.r1"], 10,
              f"one connection for the agent's nodes: {_connections(nats_server.monitor_url)}")  # fmt: skip
     # the touch panel's agent answers, and each node got its own port (per-node parameters in one process)
     health = json.loads(_http(f"http://127.0.0.1:{ports['ws']}/healthz"))

@@ -247,7 +247,7 @@ def main(args: Sequence[str] | None = None) -> int:
     # Every node's NatsLink to the robot's server on one connection (messaging/connection.py)
     from robot_platform.messaging.connection import share_connections
 
-    share_connections(True)
+    share_connections(True, name=f"{PROGRAM}.{values.get('robot_id', '')}")
     with overrides_file(document) as path:
         rclpy.init(args=[*argv, "--ros-args", "--params-file", str(path)])
     return spin_nodes([(spec.name, node_factory(spec.name)) for spec in specs])

@@ -7,7 +7,8 @@ one process. With :func:`share_connections` on (one_process.py turns it on; a pr
 nothing to share) every link of the process with the same server URL and credentials uses ONE
 connection; each link still holds its own subscriptions, outbox, counters and set-up (``on_connected``),
 and stopping a link removes only its own part (:meth:`~.nats_link.NatsLink.stop`). The connection
-closes when its last link stops. The client name the server shows (``/connz``) is the first link's.
+closes when its last link stops. The client name the server shows (``/connz``) is the one given to
+:func:`share_connections` (robot_agent_all: ``robot_agent_all.<robot id>``), else the first link's.
 
 What the connection does, for every link using it: connect, with capped jittered backoff
 (:mod:`.backoff`) on failure or loss (nats-py's own reconnect is off, so every (re)connect goes through
@@ -206,14 +207,16 @@ class Connection:
 _lock = threading.Lock()
 _shared: dict[Hashable, Connection] = {}
 _sharing = False
+_shared_name = ""
 
 
-def share_connections(enabled: bool = True) -> None:
+def share_connections(enabled: bool = True, name: str = "") -> None:
     """Links created from now on share one connection per (URL, credentials) in this process (True), or
-    each opens its own (False, the default). Links already running keep what they have."""
-    global _sharing
+    each opens its own (False, the default); ``name`` is the shared connections' client name (default:
+    the first link's). Links already running keep what they have."""
+    global _sharing, _shared_name
     with _lock:
-        _sharing = enabled
+        _sharing, _shared_name = enabled, name
 
 
 def sharing() -> bool:
@@ -227,7 +230,8 @@ def acquire(url: str, credentials: Credentials, *, name: str, backoff: Backoff, 
         conn = _shared.get(key) if key is not None else None
         fresh = conn is None
         if conn is None:
-            conn = Connection(url, credentials, name=name, backoff=backoff, log=log, key=key)
+            conn_name = (_shared_name or name) if key is not None else name
+            conn = Connection(url, credentials, name=conn_name, backoff=backoff, log=log, key=key)
             if key is not None:
                 _shared[key] = conn
         conn.refs += 1
