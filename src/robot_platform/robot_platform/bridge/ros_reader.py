@@ -66,8 +66,10 @@ class OutReader:
         batch: Callable[[], AbstractContextManager[Any]],
         log: Any,
         take_max: int = TAKE_BATCH_MAX,
+        name: str = "nats_bridge-ros-out",
     ) -> None:
         self.group = ReaderGroup()
+        self.name = name  # its thread's (per-thread CPU and py-spy profiles tell the readers apart by it)
         self._context = context
         self._flush_due = flush_due
         self._batch = batch
@@ -88,7 +90,7 @@ class OutReader:
         self._wake.trigger()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._main, name="nats_bridge-ros-out", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = STOP_JOIN_TIMEOUT_S) -> None:

@@ -145,7 +145,9 @@ class RobotAgentNode(Node):
         # wait set (bridge/ros_reader.py), not by the executor: about 1 ms of executor per message here.
         self._reader: OutReader | None = None
         if self.capture_topics:
-            self._reader = OutReader(self.context, lambda now: None, contextlib.nullcontext, self.get_logger())
+            self._reader = OutReader(
+                self.context, lambda now: None, contextlib.nullcontext, self.get_logger(), name="robot_agent-capture"
+            )
             self._resolve_capture_topics()
             self._reader.start()
             self.create_timer(RESOLVE_PERIOD_S, self._resolve_capture_topics)
