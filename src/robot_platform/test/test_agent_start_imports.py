@@ -2,9 +2,10 @@
 
 Why: robot_agent_all is one process for every agent node, so whatever any node's module imports is
 memory every robot pays (issue 17: 150 MB for the whole platform on a robot). boto3/botocore (with
-awscrt) are needed only at the first deployment, awscrt's MQTT only with IoT Jobs configured, mcap/lz4/
-zstd only at the first capture, the demo's layout (yaml, site services) never on a robot: about 17 MB of
-the agent and 6 MB of the runner together (bench/RESULTS.md, "Robot agent memory").
+awscrt) are needed only at the first deployment, awscrt's MQTT only with IoT Jobs configured,
+cryptography only with trusted keys configured, mcap/lz4/zstd only at the first capture, the demo's
+layout (yaml, site services) never on a robot: about 24 MB of the agent and 6 MB of the runner
+(bench/RESULTS.md, "Robot agent memory").
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def test_agent_node_modules_leave_deployment_and_capture_libraries_for_later() -
             "robot_platform.deploy.node",
         )
     )
-    assert _loaded_after(code, ("boto3", "botocore", "awscrt", "s3transfer", "mcap", "lz4", "zstandard")) == []
+    heavy = ("boto3", "botocore", "awscrt", "s3transfer", "cryptography", "mcap", "lz4", "zstandard")
+    assert _loaded_after(code, heavy) == []
 
 
 def test_deployment_libraries_still_load_when_used() -> None:
