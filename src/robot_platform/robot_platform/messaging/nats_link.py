@@ -281,6 +281,8 @@ class NatsLink:
         except (TimeoutError, nats.errors.Error) as exc:  # lost on the way: the next connection tries again
             self._count_error(exc)
             self._connect_failed(f"connect failed: {type(exc).__name__}")
+            self._log.warning(f"{self.name}: subscribing on {self.url} failed ({type(exc).__name__}: {exc}); "
+                              "this link retries on the next connection")  # fmt: skip
             return
         self._nc = nc
         self.state = LinkState.CONNECTED
