@@ -55,8 +55,10 @@ def test_everything_stops_without_tracebacks_on_one_sigint(procs: ProcessGroup, 
     nodes = {s.name for s in specs if not s.server}
     control_nodes = {n.split("/")[1] for n in nodes if n.startswith("control/")}
     robot_nodes = {n.split("/")[1] for n in nodes if n.startswith("7/")} - {"robot_sim"}  # no NATS client
-    if "agent" in robot_nodes:  # the single layout: every agent node in one process, each its own client
-        robot_nodes = {spec.name for spec in plan.enabled_agent_nodes(robot)}
+    agent = next((c for c in procs.children if c.name == "7/agent"), None)
+    if agent is not None:  # the single layout: every agent node in one process, on one shared NATS client
+        robot_nodes = {plan.AGENT_EXECUTABLE}  # the connection's name: robot_agent_all.7
+        wait_for(lambda: "nodes in one process" in agent.output(), 60, "every node of the agent built")
     # every node is up: connected to its NATS server (a SIGINT during start-up is another matter)
     wait_for(lambda: not _missing_clients(hub_monitor, control_nodes), 60, "the control nodes on the hub")
     wait_for(lambda: not _missing_clients(robot_monitor, robot_nodes), 60, "the robot's nodes on its server")

@@ -162,3 +162,29 @@ def test_reader_failure_is_logged_and_stops_the_node(node: Node, context: Contex
         reader.stop()
     assert any("bug in a handler" in line and "stopping the node" in line for line in log.lines)
     assert not any(t.name == "nats_bridge-ros-out" and t.is_alive() for t in threading.enumerate())
+
+
+def test_reader_with_a_period_takes_in_rounds_and_keeps_reception_times(node: Node, context: Context) -> None:
+    """robot_agent's capture reader (~1.5 s). Would catch: a message per wake-up again (the rounds), lost
+    messages between rounds, or arrival times that are the round's instead of the middleware's."""
+    got: list[tuple[str, int]] = []
+    batches = Batches()
+    reader = OutReader(context, lambda _now: None, batches, Log(), min_period_s=0.2)
+    handle: Callable[[Any, dict[str, Any]], None] = lambda m, info: got.append((m.data, info["received_timestamp"]))  # noqa: E731
+    sub = node.create_subscription(String, "/rounds", lambda m: None, QOS, callback_group=reader.group)
+    reader.add(sub, handle, with_info=True)
+    pub = node.create_publisher(String, "/rounds", QOS)
+    connect(node, pub)
+    reader.start()
+    try:
+        t0 = time.monotonic()
+        for i in range(100):  # 200 Hz for 0.5 s
+            pub.publish(String(data=str(i)))
+            time.sleep(max(0.0, t0 + (i + 1) * 0.005 - time.monotonic()))
+        wait_until(lambda: len(got) == 100, 10.0, "100 messages through the reader")
+    finally:
+        reader.stop()
+    assert [d for d, _ in got] == [str(i) for i in range(100)]
+    assert batches.count <= 6, f"{batches.count} rounds for 0.5 s at 0.2 s each"
+    stamps = [ns for _, ns in got]
+    assert stamps == sorted(stamps) and (stamps[-1] - stamps[0]) / 1e9 > 0.3, "the middleware's reception times"

@@ -19,6 +19,10 @@ latter (it matches no node inside a namespace) and ``-r __node:=`` would rename 
 overrides go into a parameters file of our own, keyed ``/**/<node>`` like config/robot.yaml, passed after
 the caller's (later files win) and deleted once rcl has read it.
 
+NATS: the nodes' links to the robot's nats-server share one connection (``share_connections``,
+messaging/connection.py): one socket and one asyncio thread; each node keeps its own subscriptions,
+outbox and set-up, closing a node ends only its part, and the last one closes the connection.
+
 Executors: one per node, each on a thread of its own, all in the one context: the executor the node's
 own ``main()`` gives it (a :class:`SingleThreadedExecutor`; deploy_service, whose module asks for
 ``EXECUTOR_THREADS``, a :class:`MultiThreadedExecutor` with that many threads, so its services answer
@@ -240,6 +244,10 @@ def main(args: Sequence[str] | None = None) -> int:
         from robot_platform.ws.server import GIL_SWITCH_INTERVAL_S
 
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)  # as ws_agent's main does (see ws/server.py)
+    # Every node's NatsLink to the robot's server on one connection (messaging/connection.py)
+    from robot_platform.messaging.connection import share_connections
+
+    share_connections(True, name=f"{PROGRAM}.{values.get('robot_id', '')}")
     with overrides_file(document) as path:
         rclpy.init(args=[*argv, "--ros-args", "--params-file", str(path)])
     return spin_nodes([(spec.name, node_factory(spec.name)) for spec in specs])

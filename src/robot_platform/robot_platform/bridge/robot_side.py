@@ -7,6 +7,7 @@ next to the node's common wiring (node.py). The reply format and the checks are 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from robot_platform.messaging import subjects
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.errors import BridgeError
 
-SERVICE_EXPIRY_PERIOD_S = 0.1  # how often overdue service calls are answered with 'timeout'
+SERVICE_EXPIRY_PERIOD_S = 0.1  # how often overdue calls are answered with 'timeout', while any is pending
 Send = Callable[[str, bytes, dict[str, str]], None]
 
 
@@ -31,6 +32,13 @@ class ServiceSide:
     Parameters: :data:`~.node_params.ROBOT_PARAMS` and ``services.<n>.*`` (declared here).
     Service clients: every allowlisted service. NATS: one request subscription per allowlisted service
     plus ``robots.<id>.srv.>`` to refuse the rest (:attr:`request_subjects`).
+
+    Overdue calls are answered by a timer that runs only while some call is pending: always running, at
+    SERVICE_EXPIRY_PERIOD_S, it woke the bridge's executor ten times a second on every robot (each wake-up
+    a rebuild of the node's wait set) for calls that almost never exist. A call arms it (from the NATS
+    thread; ``Timer.reset`` wakes an executor waiting without it: rcl triggers the timer's guard condition,
+    test_bridge_service_expiry.py spins without polling); the timer disarms itself when no call is left.
+    Both under one lock, so a call that arrives while the timer disarms still gets its expiry.
     """
 
     def __init__(self, node: Node, robot_id: str, codec: Codec, send: Send) -> None:
@@ -57,7 +65,9 @@ class ServiceSide:
         for rule in allowlist.rules:
             srv = codec.registry.load_service(rule.type_name)
             self.clients[rule.subject] = node.create_client(srv, rule.service, qos_profile=qos_profile_services_default)
-        node.create_timer(SERVICE_EXPIRY_PERIOD_S, self._expire)
+        self._expiry_lock = threading.Lock()
+        self._expiry = node.create_timer(SERVICE_EXPIRY_PERIOD_S, self._expire)
+        self._expiry.cancel()  # armed by the first call
 
     @property
     def request_subjects(self) -> list[str]:
@@ -83,6 +93,12 @@ class ServiceSide:
         future = client.call_async(request)
         call.handle = future
         future.add_done_callback(lambda f, call=call: self._on_response(call, f))
+        self._arm_expiry()
+
+    def _arm_expiry(self) -> None:
+        with self._expiry_lock:
+            if self._expiry.is_canceled():
+                self._expiry.reset()
 
     def _on_response(self, call: PendingCall, future: Any) -> None:
         """Executor thread: the ROS service answered (or the call was cancelled after a timeout)."""
@@ -97,7 +113,11 @@ class ServiceSide:
 
     def _expire(self) -> None:
         assert self.router is not None
-        for call in self.router.expire():
+        with self._expiry_lock:
+            late = self.router.expire()
+            if not self.router.pending:
+                self._expiry.cancel()
+        for call in late:
             client = self.clients.get(call.rule.subject)
             if call.handle is not None and client is not None:
                 client.remove_pending_request(call.handle)

@@ -17,8 +17,11 @@ from rclpy.exceptions import InvalidHandle
 TAKE_BATCH_MAX = 64  # messages of one topic taken per wake-up (a few ms of work at most)
 
 
-def take_queued(subscription: Any, handle_msg: Callable[[Any], None], limit: int = TAKE_BATCH_MAX) -> int:
+def take_queued(
+    subscription: Any, handle_msg: Callable[..., None], limit: int = TAKE_BATCH_MAX, with_info: bool = False
+) -> int:
     """Pass up to ``limit`` messages already queued on ``subscription`` to ``handle_msg``; return how many.
+    ``with_info``: ``handle_msg(msg, info)``, info being rmw's message info (``received_timestamp``...).
 
     Call it only from the one thread that reads ``subscription``. A destroyed subscription
     (InvalidHandle) simply ends the batch.
@@ -33,7 +36,10 @@ def take_queued(subscription: Any, handle_msg: Callable[[Any], None], limit: int
                 if info is None:
                     break
                 taken += 1
-                handle_msg(info[0])
+                if with_info:
+                    handle_msg(info[0], info[1])
+                else:
+                    handle_msg(info[0])
     except InvalidHandle:
         pass
     return taken

@@ -57,7 +57,12 @@ class ReaderGroup(CallbackGroup):
 
 
 class OutReader:
-    """One thread taking messages from the added subscriptions and handing each to its handler."""
+    """One thread taking messages from the added subscriptions and handing each to its handler.
+
+    ``min_period_s`` > 0: at most one round of takes per that many seconds, for readers whose messages
+    wait without harm (robot_agent's capture buffer): messages arriving meanwhile queue in the
+    subscriptions' history (whose depth must hold a period's worth) and go in one batch, instead of one
+    wake-up of this thread per message. 0 (the bridge): every message is taken as soon as it arrives."""
 
     def __init__(
         self,
@@ -66,29 +71,34 @@ class OutReader:
         batch: Callable[[], AbstractContextManager[Any]],
         log: Any,
         take_max: int = TAKE_BATCH_MAX,
+        name: str = "nats_bridge-ros-out",
+        min_period_s: float = 0.0,
     ) -> None:
         self.group = ReaderGroup()
+        self.name = name  # its thread's (per-thread CPU and py-spy profiles tell the readers apart by it)
+        self._min_period_s = min_period_s
         self._context = context
         self._flush_due = flush_due
         self._batch = batch
         self._log = log
         self._take_max = take_max
         self._lock = threading.Lock()
-        self._entries: list[tuple[Any, HandleFn]] = []
+        self._entries: list[tuple[Any, HandleFn, bool]] = []
         self._changed = True
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._wake = GuardCondition(None, None, context=context)
 
-    def add(self, subscription: Any, handle: HandleFn) -> None:
-        """Read ``subscription`` (created with ``callback_group=self.group``) from now on."""
+    def add(self, subscription: Any, handle: HandleFn, with_info: bool = False) -> None:
+        """Read ``subscription`` (created with ``callback_group=self.group``) from now on; ``with_info``:
+        ``handle(msg, info)`` with rmw's message info (reception time: see ``min_period_s``)."""
         with self._lock:
-            self._entries.append((subscription, handle))
+            self._entries.append((subscription, handle, with_info))
             self._changed = True
         self._wake.trigger()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._main, name="nats_bridge-ros-out", daemon=True)
+        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = STOP_JOIN_TIMEOUT_S) -> None:
@@ -115,7 +125,7 @@ class OutReader:
 
     def _loop(self) -> None:
         held = ExitStack()  # keeps the handles in use (not destroyed under the wait set)
-        entries: list[tuple[Any, HandleFn]] = []
+        entries: list[tuple[Any, HandleFn, bool]] = []
         wait_set: Any = None
         try:
             while not self._stopping and self._context.ok():
@@ -124,7 +134,7 @@ class OutReader:
                     with self._lock:
                         entries = list(self._entries)
                         self._changed = False
-                    for sub, _ in entries:
+                    for sub, *_ in entries:
                         held.enter_context(sub.handle)
                     held.enter_context(self._wake.handle)
                     with self._context.handle:
@@ -133,7 +143,7 @@ class OutReader:
                 due = self._flush_due(now)
                 timeout = IDLE_WAIT_S if due is None else min(max(due - now, 0.0), IDLE_WAIT_S)
                 wait_set.clear_entities()
-                for sub, _ in entries:
+                for sub, *_ in entries:
                     wait_set.add_subscription(sub.handle)
                 wait_set.add_guard_condition(self._wake.handle)
                 wait_set.wait(int(timeout * 1e9))
@@ -141,8 +151,10 @@ class OutReader:
                 if not ready:
                     continue
                 with self._batch():
-                    for sub, handle in entries:
+                    for sub, handle, with_info in entries:
                         if sub.handle.pointer in ready:
-                            take_queued(sub, handle, self._take_max)
+                            take_queued(sub, handle, self._take_max, with_info)
+                if self._min_period_s > 0 and not self._stopping:
+                    time.sleep(self._min_period_s)  # what arrives meanwhile is taken in one round
         finally:
             held.close()

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from robot_platform.demo.fleet import DemoLayout
 from robot_platform.exceptions import RobotPlatformError
 from robot_platform.launcher import plan
 from robot_platform.launcher.processes import (
@@ -50,6 +49,7 @@ EXTRA_SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "record": ("robot_platform.cli.record", "record robots' topics from the hub into an MCAP file"),
 }
 ALL_COMMANDS = "*"
+DEMO_HELP = "control server + N simulated robots on this machine"
 
 
 def _add_arguments(parser: argparse.ArgumentParser, arguments: Sequence[plan.Argument]) -> None:
@@ -133,7 +133,13 @@ def _cmd_control(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from robot_platform.demo import nats_site, prometheus_site, site_services
     from robot_platform.demo.check import check_demo, print_banner
-    from robot_platform.demo.fleet import demo_processes, prometheus_targets, write_demo_roles, write_demo_users
+    from robot_platform.demo.fleet import (
+        DemoLayout,
+        demo_processes,
+        prometheus_targets,
+        write_demo_roles,
+        write_demo_users,
+    )
     from robot_platform.site_setup.nats_config import Endpoint, HubCluster
 
     layout = DemoLayout(
@@ -217,22 +223,12 @@ def _cmd_echo(args: argparse.Namespace) -> int:
         return 0
 
 
-def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
-    """The CLI's parser; with ``command`` only that command's module is imported (the others are listed
-    for --help without their options), with ALL_COMMANDS every module."""
-    parser = argparse.ArgumentParser(prog="robot-platform", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    """The demo's options, with their defaults from :class:`DemoLayout` (imported here: the runner of a
+    real robot or control server has no use for the demo's modules)."""
+    from robot_platform.demo.fleet import DemoLayout
 
-    robot = sub.add_parser("robot", help="start one robot (nodes + local nats-server)")
-    _add_arguments(robot, plan.ROBOT_ARGUMENTS)
-    robot.set_defaults(func=_cmd_robot)
-
-    control = sub.add_parser("control", help="start the control server (NATS hub + nodes)")
-    _add_arguments(control, plan.CONTROL_ARGUMENTS)
-    control.set_defaults(func=_cmd_control)
-
-    demo = sub.add_parser("demo", help="control server + N simulated robots on this machine")
+    demo = sub.add_parser("demo", help=DEMO_HELP)
     demo.add_argument("--robots", type=int, default=int(os.environ.get("ROBOTS", "3")),
                       help="number of simulated robots (default: $ROBOTS or 3)")
     demo.add_argument("--state-dir", default=".state/demo", help="logs and JetStream data")
@@ -267,6 +263,27 @@ def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
     demo.add_argument("--check", action="store_true",
                       help="start, verify every robot's topics and NATS link, stop; exit 0 if all good")
     demo.set_defaults(func=_cmd_demo)
+
+
+def build_parser(command: str | None = ALL_COMMANDS) -> argparse.ArgumentParser:
+    """The CLI's parser; with ``command`` only that command's module is imported (the others are listed
+    for --help without their options), with ALL_COMMANDS every module."""
+    parser = argparse.ArgumentParser(prog="robot-platform", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    robot = sub.add_parser("robot", help="start one robot (nodes + local nats-server)")
+    _add_arguments(robot, plan.ROBOT_ARGUMENTS)
+    robot.set_defaults(func=_cmd_robot)
+
+    control = sub.add_parser("control", help="start the control server (NATS hub + nodes)")
+    _add_arguments(control, plan.CONTROL_ARGUMENTS)
+    control.set_defaults(func=_cmd_control)
+
+    if command in (ALL_COMMANDS, "demo"):
+        _add_demo_parser(sub)
+    else:  # listed only: the demo's layout module brings yaml and the site services (5 MB of the runner)
+        sub.add_parser("demo", help=DEMO_HELP, add_help=False)
 
     topics = sub.add_parser("topics", help="list the topics of a ROS graph (like `ros2 topic list -t`)")
     topics.add_argument("--domain", type=int, default=None, help="ROS_DOMAIN_ID (default: $ROS_DOMAIN_ID)")

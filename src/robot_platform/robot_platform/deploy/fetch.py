@@ -7,6 +7,10 @@ disk as long as the object's ETag is unchanged (kept in ``<dest>.part.etag``).
 Credentials come from an explicit :class:`S3Config` (read by the node from a credentials file) or, when
 empty, from boto3's usual chain (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` ...). They are never
 logged: :class:`S3Config`'s repr hides them and errors name only the uri.
+
+boto3 and botocore (with awscrt, which botocore loads when present: about 12 MB of a robot agent's
+memory) are imported by the functions that talk to S3, at the first download: a robot that never
+deploys never pays for them.
 """
 
 from __future__ import annotations
@@ -23,10 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import boto3
-import botocore.exceptions
-from botocore.config import Config
 
 from robot_platform.deploy.errors import FetchError, LimitExceededError
 
@@ -54,6 +54,9 @@ class S3Config:
 
     def client(self) -> Any:
         """A boto3 S3 client; botocore's own retries are off, :class:`S3Fetcher` retries with resume."""
+        import boto3.session
+        from botocore.config import Config
+
         config = Config(
             connect_timeout=self.connect_timeout_s,
             read_timeout=self.read_timeout_s,
@@ -97,6 +100,8 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 def _transient(exc: Exception) -> bool:
     """Is a retry worth it? Network errors and 5xx/throttling yes; 403/404 and friends no."""
+    import botocore.exceptions
+
     if isinstance(exc, botocore.exceptions.ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         code = exc.response.get("Error", {}).get("Code", "")
@@ -105,6 +110,8 @@ def _transient(exc: Exception) -> bool:
 
 
 def _describe(exc: Exception) -> str:
+    import botocore.exceptions
+
     if isinstance(exc, botocore.exceptions.ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
@@ -140,6 +147,8 @@ class S3Fetcher:
         cancelled: Callable[[], bool] = lambda: False,
     ) -> int:
         """Fetch ``uri`` into ``dest`` (renamed into place when complete). Returns the size in bytes."""
+        import botocore.exceptions
+
         bucket, key = parse_s3_uri(uri)
         dest = Path(dest)
         part = dest.with_name(dest.name + ".part")
@@ -212,6 +221,9 @@ class S3Fetcher:
 
     def upload(self, path: Path, uri: str) -> None:
         """Upload a file (used by ``robot-platform package push``)."""
+        import boto3.exceptions
+        import botocore.exceptions
+
         bucket, key = parse_s3_uri(uri)
         try:
             self._client().upload_file(str(path), bucket, key)
@@ -223,6 +235,8 @@ class S3Fetcher:
             raise FetchError(uri, f"upload failed: {_describe(exc)}") from exc
 
     def ensure_bucket(self, bucket: str) -> None:
+        import botocore.exceptions
+
         client = self._client()
         try:
             client.head_bucket(Bucket=bucket)

@@ -41,14 +41,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robot_platform.deploy.errors import RequestError
 from robot_platform.deploy.jobs import Decision, DeployRequest, RollbackRequest, State, Status
 from robot_platform.mqtt import jobs_protocol as p
-from robot_platform.mqtt.client import MqttClient
-from robot_platform.mqtt.connection import BrokerSettings
 from robot_platform.mqtt.errors import DeviceRequestError
+
+if TYPE_CHECKING:  # awscrt (about 6 MB): imported by start_agent, only on robots that use IoT Jobs
+    from robot_platform.mqtt.client import MqttClient
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +351,9 @@ def start_agent(
     settings: MqttSettings, submit: Submit, rollback: SubmitRollback | None = None
 ) -> tuple[IotJobsAgent, MqttClient]:
     """Build the agent and its MQTT client and start connecting (in the background)."""
+    from robot_platform.mqtt.client import MqttClient
+    from robot_platform.mqtt.connection import BrokerSettings
+
     broker = BrokerSettings(
         host=settings.endpoint,
         port=settings.port,

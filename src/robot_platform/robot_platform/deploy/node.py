@@ -48,7 +48,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import Log
@@ -66,7 +66,7 @@ from robot_platform.deploy.app_logs import LogForwarder, LogLine, ReaderConfig, 
 from robot_platform.deploy.engine import DeployEngine, EngineConfig
 from robot_platform.deploy.fetch import S3Config, S3Fetcher, load_credentials_file
 from robot_platform.deploy.invoke_request import invoke_from_request
-from robot_platform.deploy.iot_jobs_client import IotJobsAgent, MqttSettings, start_agent
+from robot_platform.deploy.iot_jobs_client import MqttSettings, start_agent
 from robot_platform.deploy.jobs import DeployRequest, Status
 from robot_platform.deploy.nats_adapter import DeployNatsAdapter, installed_entry
 from robot_platform.deploy.node_params import PARAMS
@@ -75,9 +75,12 @@ from robot_platform.deploy.safe_extract import ExtractLimits
 from robot_platform.deploy.store import PackageStore
 from robot_platform.deploy.triggers import TriggerRunner, wanted
 from robot_platform.exceptions import ConfigError
-from robot_platform.mqtt.client import MqttClient
 from robot_platform_interfaces.msg import DeploymentStatus, InstalledPackage
 from robot_platform_interfaces.srv import Deploy, InvokeFunction, ListPackages, Rollback
+
+if TYPE_CHECKING:  # awscrt: only when mqtt_endpoint is set (start_agent imports it)
+    from robot_platform.deploy.iot_jobs_client import IotJobsAgent
+    from robot_platform.mqtt.client import MqttClient
 
 MB = 1024 * 1024
 TRIGGER_RECONCILE_PERIOD_S = 1.0

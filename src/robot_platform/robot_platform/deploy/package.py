@@ -26,10 +26,7 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from robot_platform.deploy.errors import IntegrityError, ManifestError, SignatureError
 from robot_platform.deploy.manifest import MANIFEST_NAME, Manifest, load_manifest
@@ -39,6 +36,12 @@ SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 INLINE_KEY_PREFIX = "ed25519:"
 SIGNATURE_SUFFIX = ".sig.json"
 _BUILD_EXCLUDES = {"__pycache__", ".git", ".pytest_cache"}
+
+# cryptography (about 7 MB of a robot agent's memory) is imported by the functions that use keys: a
+# robot with no trusted key configured (every deployment refused) and the package tools that only hash
+# never load it.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,9 @@ def read_manifest_from_archive(archive: Path) -> bytes:
 
 def generate_private_key_pem() -> bytes:
     """A new Ed25519 private key as unencrypted PKCS#8 PEM (store it with mode 0600)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     key = Ed25519PrivateKey.generate()
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -123,11 +129,16 @@ def generate_private_key_pem() -> bytes:
 
 def public_key_pem(private_pem: bytes) -> bytes:
     """The SubjectPublicKeyInfo PEM matching a private key PEM."""
+    from cryptography.hazmat.primitives import serialization
+
     key = load_private_key(private_pem)
     return key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def load_private_key(pem: bytes) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -138,12 +149,17 @@ def load_private_key(pem: bytes) -> Ed25519PrivateKey:
 
 
 def key_id(key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def load_public_key(spec: str) -> Ed25519PublicKey:
     """A trusted key from config: ``ed25519:<base64 raw>`` or a path to a PEM public key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if spec.startswith(INLINE_KEY_PREFIX):
         try:
             raw = base64.b64decode(spec[len(INLINE_KEY_PREFIX) :], validate=True)
@@ -165,6 +181,8 @@ def load_public_key(spec: str) -> Ed25519PublicKey:
 
 def inline_public_key(key: Ed25519PublicKey) -> str:
     """``ed25519:<base64>`` form of a public key (for config files)."""
+    from cryptography.hazmat.primitives import serialization
+
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return INLINE_KEY_PREFIX + base64.b64encode(raw).decode()
 
@@ -187,6 +205,8 @@ class TrustStore:
         """Return the id of the trusted key that signed ``sha256_hex``; raise :class:`SignatureError`."""
         if not self._keys:
             raise SignatureError("no trusted keys are configured (parameter trusted_keys)")
+        from cryptography.exceptions import InvalidSignature
+
         signature = decode_signature(signature_b64)
         digest = bytes.fromhex(sha256_hex)
         for kid, key in self._keys.items():

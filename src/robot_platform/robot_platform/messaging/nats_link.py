@@ -19,11 +19,12 @@ loop, an acknowledged JetStream publish) uses :meth:`NatsLink.publish_now`, :met
 and :meth:`NatsLink.flush` on the current connection; ``on_connected`` runs set-up on each new one
 (streams, :mod:`.streams`) and ``on_state`` hears of every connect, failure and loss.
 
-Lifecycle: ``start()`` spawns the thread; the thread connects, subscribes, and sends what
-``publish()`` queued; on failure or disconnect it retries with capped, jittered backoff
-(:mod:`.backoff`) and restores every subscription; ``stop()`` drains the connection and joins the thread.
-nats-py's own reconnect is off so that every (re)connect goes through the same backoff and the same
-subscription setup.
+Lifecycle: ``start()`` joins a connection (:mod:`.connection`: its own thread, or the process's shared
+one when :func:`.connection.share_connections` is on); once connected the link subscribes and sends what
+``publish()`` queued; on failure or disconnect the connection retries with capped, jittered backoff
+(:mod:`.backoff`) and the link restores every subscription; ``stop()`` hands what is queued to the
+server, ends the link's own subscriptions and tasks, and closes the connection (drained) if no other link
+of the process uses it.
 
 Outgoing messages wait in a bounded outbox (drop-oldest, counted in ``dropped_outbox``): while the link
 is down the newest ``outbox_capacity`` messages are kept and sent after reconnecting. Durable
@@ -42,6 +43,7 @@ import contextlib
 import functools
 import logging
 import threading
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -49,16 +51,14 @@ from typing import Any
 
 import nats.errors
 
-from robot_platform.common.event_loop import run_to_end
 from robot_platform.exceptions import RobotPlatformError
-from robot_platform.messaging import connect, inbox
+from robot_platform.messaging import connection, inbox
 from robot_platform.messaging.backoff import Backoff
 from robot_platform.messaging.connect import CONNECT_TIMEOUT_S, Credentials
+from robot_platform.messaging.connection import DRAIN_TIMEOUT_S, STOP_JOIN_TIMEOUT_S, Connection
 from robot_platform.messaging.outbox import Outbox
 from robot_platform.messaging.subscriptions import MessageHandler, OnDemandSubscriptions
 
-DRAIN_TIMEOUT_S = 2.0
-STOP_JOIN_TIMEOUT_S = 5.0
 SUB_PENDING_MSGS_LIMIT = 1000  # per subscription; beyond it nats-py drops (slow consumer, counted)
 SUB_PENDING_BYTES_LIMIT = 32 * 1024 * 1024
 
@@ -91,7 +91,8 @@ class LinkCounters:
 
 
 class NatsLink:
-    """Thread-safe publish into NATS and a callback for subscribed subjects (called in the link thread)."""
+    """Thread-safe publish into NATS and callbacks for subscribed subjects (called in the link's thread:
+    the connection's, see :mod:`.connection`)."""
 
     def __init__(
         self,
@@ -122,14 +123,14 @@ class NatsLink:
         self._backoff = backoff or Backoff()
         self._log = log or logging.getLogger(__name__)
         self._outbox = Outbox(outbox_capacity, self._wake_loop, self._count_drop)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._wake: asyncio.Event | None = None
-        self._stop_event: asyncio.Event | None = None
-        self._nc: Any = None
+        self._conn: Connection | None = None
+        self._thread: threading.Thread | None = None  # the connection's
+        self._wake = asyncio.Event()  # link thread: something to send, or the link came up
+        self._sender: asyncio.Task[None] | None = None
+        self._nc: Any = None  # link thread: the connection while this link is attached to it
+        self._held: list[Any] = []  # link thread: this link's own subscriptions on _nc (not subscribe()'s)
         self.state = LinkState.STOPPED
         self.counters = LinkCounters()
-        self._ready = threading.Event()
         self._up = threading.Event()  # set while connected (wait_connected)
         self._on_state = on_state
         self._on_connected = on_connected
@@ -142,9 +143,16 @@ class NatsLink:
 
     # ------------------------------------------------------------------ any thread
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._thread_main, name=f"{self.name}-nats", daemon=True)
-        self._thread.start()
-        self._ready.wait(STOP_JOIN_TIMEOUT_S)
+        """Join a connection (a new one, or the process's shared one) and return; it connects in the
+        background."""
+        if self._conn is not None:
+            return
+        conn = connection.acquire(self.url, self._credentials, name=self.name, backoff=self._backoff, log=self._log)
+        self._conn, self._thread = conn, conn.thread
+        self._wake = asyncio.Event()  # bound to the loop of this start's connection
+        self.state = LinkState.CONNECTING
+        if conn.submit(lambda: self._join(conn)) is None:
+            self._log.warning(f"NATS link {self.name}: the connection's thread is not running")
 
     def subscribe(self, subject: str, handler: MessageHandler) -> None:
         """Hold a subscription on ``subject`` (wildcards allowed) until :meth:`unsubscribe`; also across
@@ -180,11 +188,16 @@ class NatsLink:
         messages taken from ROS together needs one cross-thread wake-up, not one each (:mod:`.outbox`)."""
         return self._outbox.batch()
 
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        conn = self._conn
+        return conn.loop if conn is not None else None
+
     def _wake_loop(self) -> None:
-        loop, wake_event = self._loop, self._wake
-        if loop is not None and wake_event is not None:
+        loop = self._loop
+        if loop is not None:
             with contextlib.suppress(RuntimeError):  # loop already closed during shutdown
-                loop.call_soon_threadsafe(wake_event.set)
+                loop.call_soon_threadsafe(self._wake.set)
 
     def spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> bool:
         """Run ``fn(*args)`` as a task of the link thread (any thread; cancelled when the link stops);
@@ -199,6 +212,8 @@ class NatsLink:
         return True
 
     def _start_task(self, make: Callable[[], Awaitable[None]]) -> None:
+        if self._conn is None:  # stopped meanwhile
+            return
         task = asyncio.ensure_future(make())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -209,8 +224,8 @@ class NatsLink:
 
     @property
     def alive(self) -> bool:
-        """The link's thread runs (started and not yet ended)."""
-        return self._thread is not None and self._thread.is_alive()
+        """The link runs: started, not stopped, and its connection's thread is up."""
+        return self._conn is not None and self._thread is not None and self._thread.is_alive()
 
     @property
     def connected(self) -> bool:
@@ -228,115 +243,109 @@ class NatsLink:
         }  # fmt: skip
 
     def stop(self, timeout: float = STOP_JOIN_TIMEOUT_S) -> None:
-        """Drain and close the connection, then join the thread (bounded by ``timeout``)."""
-        loop, stop_event = self._loop, self._stop_event
-        if loop is not None and stop_event is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stop_event.set)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                self._log.warning(f"NATS link thread did not stop within {timeout:.1f}s")
+        """Hand what is queued to the server (up to DRAIN_TIMEOUT_S), end this link's subscriptions and
+        tasks, and close the connection (drained, thread joined) if no other link uses it; bounded by
+        ``timeout``. Safe twice and before :meth:`start`."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        future = conn.submit(lambda: conn.leave(self))
+        if future is not None:
+            with contextlib.suppress(Exception):  # a timeout, or the loop ended under it: closing anyway
+                future.result(timeout)
+        if connection.release(conn):
+            conn.stop(timeout)
+        self.state = LinkState.STOPPED
 
-    # ------------------------------------------------------------------ link thread
-    def _thread_main(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            run_to_end(loop, self._main())
-        finally:
-            self._loop = None
-            self.state = LinkState.STOPPED
+    # ------------------------------------------------------------------ link thread (the connection's)
+    async def _join(self, conn: Connection) -> None:
+        if self._conn is not conn:  # stopped before it joined
+            return
+        self._sender = asyncio.create_task(self._send_loop())
+        await conn.join(self)
 
-    async def _main(self) -> None:
-        self._wake = asyncio.Event()
-        self._stop_event = asyncio.Event()
-        self._ready.set()
-        sender = asyncio.create_task(self._sender())
+    async def _attach(self, nc: Any) -> None:
+        """A new connection (or this link just joined a connected one): subscribe, set up, send."""
+        self._held = []
         try:
-            while not self._stop_event.is_set():
-                closed = asyncio.Event()
-                nc = await self._connect(closed)
-                if nc is None:
-                    await self._sleep_or_stop(self._backoff.next_delay())
-                    continue
-                self._backoff.reset()
-                self._nc = nc
-                self.state = LinkState.CONNECTED
-                self.counters.connects += 1
-                self._log.info(f"connected to NATS at {self.url}")
-                await self._subs.restore(nc)  # the new connection holds none of subscribe()'s yet
-                if self._on_connected is not None:
-                    try:
-                        await self._on_connected(nc)
-                    except (TimeoutError, nats.errors.Error, RobotPlatformError) as exc:
-                        self._log.warning(f"setup after connecting to {self.url} failed: {type(exc).__name__}: {exc}")
-                self._up.set()
-                self._tell_state(True, "connected")
-                self._wake.set()  # flush what queued up while down
-                stop_wait = asyncio.create_task(self._stop_event.wait())
-                closed_wait = asyncio.create_task(closed.wait())
-                await asyncio.wait({stop_wait, closed_wait}, return_when=asyncio.FIRST_COMPLETED)
-                stop_wait.cancel()
-                closed_wait.cancel()
-                self._up.clear()
-                self.state = LinkState.CONNECTING
-                self._nc = None
-                if self._stop_event.is_set():
-                    await self._flush_outbox(nc)
-                    await connect.close(nc, DRAIN_TIMEOUT_S)
-                    break
-                self.counters.disconnects += 1
-                self._tell_state(False, "disconnected, reconnecting")
-                self._log.warning(f"lost NATS connection to {self.url}; reconnecting with backoff")
-                await self._sleep_or_stop(self._backoff.next_delay())
-        finally:
-            self._up.clear()
-            for task in (sender, *self._tasks):
-                task.cancel()
-            await asyncio.gather(sender, *self._tasks, return_exceptions=True)
-            self._tell_state(False, "closed")
+            if self._on_message is not None:
+                for subject in self._subscriptions:
+                    self._held.append(
+                        await nc.subscribe(subject, cb=self._callback(self._on_message), **self._pending_limits)
+                    )
+            for subject in self._requests:
+                self._held.append(
+                    await nc.subscribe(subject, cb=self._request_callback(subject), **self._pending_limits)
+                )
+            await nc.flush(timeout=CONNECT_TIMEOUT_S)
+        except (TimeoutError, nats.errors.Error) as exc:  # lost on the way: the next connection tries again
+            self._count_error(exc)
+            self._connect_failed(f"connect failed: {type(exc).__name__}")
+            self._log.warning(f"{self.name}: subscribing on {self.url} failed ({type(exc).__name__}: {exc}); "
+                              "this link retries on the next connection")  # fmt: skip
+            return
+        self._nc = nc
+        self.state = LinkState.CONNECTED
+        self.counters.connects += 1
+        await self._subs.restore(nc)  # the new connection holds none of subscribe()'s yet
+        if self._on_connected is not None:
+            try:
+                await self._on_connected(_OwnSubscriptions(nc, self._held))
+            except (TimeoutError, nats.errors.Error, RobotPlatformError) as exc:
+                self._log.warning(f"setup after connecting to {self.url} failed: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # not swallowed: a bug of this link's set-up must not end the others'
+                self._count_error(exc)
+                self._log.error(f"{self.name}: setup after connecting failed:\n{traceback.format_exc()}")
+        self._up.set()
+        self._tell_state(True, "connected")
+        self._wake.set()  # flush what queued up while down
+
+    def _lost(self) -> None:
+        self._up.clear()
+        self.state = LinkState.CONNECTING
+        self._nc = None
+        self._held = []
+        self.counters.disconnects += 1
+        self._tell_state(False, "disconnected, reconnecting")
+
+    def _connect_failed(self, what: str) -> None:
+        self.counters.connect_failures += 1
+        self._tell_state(False, what)
+
+    def _client_error(self, exc: Exception) -> None:
+        self._count_error(exc)
+        if isinstance(exc, nats.errors.SlowConsumerError):
+            self.counters.dropped_slow_consumer += 1
+
+    def _owns(self, sid: Any) -> bool:
+        return sid is not None and any(getattr(sub, "_id", None) == sid for sub in (*self._held, *self._subs.held()))
+
+    async def _detach(self, nc: Any) -> None:
+        """This link leaves the connection (``nc``, None when down): hand the queue to the server, end its
+        subscriptions and tasks; the connection stays for the others."""
+        if nc is not None and self._nc is nc:
+            await self._flush_outbox(nc)
+            for sub in self._held:
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
+                    await sub.unsubscribe()
+            await self._subs.release()
+            if nc.is_connected:
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
+                    await nc.flush(timeout=DRAIN_TIMEOUT_S)
+        self._held = []
+        self._up.clear()
+        self._nc = None
+        self.state = LinkState.STOPPED
+        current = asyncio.current_task()
+        tasks = [t for t in (self._sender, *self._tasks) if t is not None and t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tell_state(False, "closed")
 
     def _tell_state(self, connected: bool, what: str) -> None:
         if self._on_state is not None:
             self._on_state(connected, what)
-
-    async def _connect(self, closed: asyncio.Event) -> Any:
-        self.state = LinkState.CONNECTING
-
-        async def on_closed() -> None:
-            closed.set()
-
-        def on_error(exc: Exception) -> None:
-            self._count_error(exc)
-            if isinstance(exc, nats.errors.SlowConsumerError):
-                self.counters.dropped_slow_consumer += 1
-
-        try:
-            nc = await connect.connect(
-                self.url,
-                name=self.name,
-                credentials=self._credentials,
-                error_cb=connect.quiet_error_cb(self._log, self.url, on_error, level="debug"),
-                reconnect=False,
-                closed_cb=on_closed,
-            )
-            if self._on_message is not None:
-                for subject in self._subscriptions:
-                    await nc.subscribe(subject, cb=self._callback(self._on_message), **self._pending_limits)
-            for subject in self._requests:
-                await nc.subscribe(subject, cb=self._request_callback(subject), **self._pending_limits)
-            await nc.flush(timeout=CONNECT_TIMEOUT_S)
-        except (TimeoutError, OSError, nats.errors.Error) as exc:
-            self.counters.connect_failures += 1
-            self._tell_state(False, f"connect failed: {type(exc).__name__}")
-            if self.counters.connect_failures == 1 or self.counters.connect_failures % 20 == 0:
-                self._log.warning(
-                    f"cannot connect to NATS at {self.url} ({type(exc).__name__}: {exc}); "
-                    f"{self.counters.connect_failures} failures so far, retrying with backoff"
-                )
-            return None
-        return nc
 
     def _current_nc(self) -> Any:
         return self._nc
@@ -397,48 +406,41 @@ class NatsLink:
         kind = type(exc).__name__
         self.counters.errors[kind] = self.counters.errors.get(kind, 0) + 1
 
-    async def _sender(self) -> None:
-        assert self._wake is not None
+    async def _send_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            nc = self._nc
-            while nc is not None and self.state is LinkState.CONNECTED:
-                # Empty: publishers wake us again from here on. (If we stop early, disconnected, every
-                # reconnect and stop() wakes us.)
-                item = self._outbox.first()
-                if item is None:
-                    break
-                subject, body, headers = item
-                try:
-                    await nc.publish(subject, body, headers=headers)
-                except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as exc:
-                    self._count_error(exc)
-                    break  # keep the message; retried after reconnect
-                except nats.errors.Error as exc:  # e.g. MaxPayloadError: this message can never go
-                    self._count_error(exc)
-                    self._log.warning(f"NATS refused a message on {subject}: {type(exc).__name__}: {exc}")
-                    self._outbox.pop_if_first(item)
-                    continue
-                self._outbox.pop_if_first(item)
-                self.counters.sent += 1
+            await self._send_queued()
 
-    async def _sleep_or_stop(self, delay: float) -> None:
-        assert self._stop_event is not None
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stop_event.wait(), timeout=delay)
+    async def _send_queued(self) -> None:
+        nc = self._nc
+        while nc is not None and self._nc is nc and self.state is LinkState.CONNECTED:
+            # Empty: publishers wake us again from here on. (If we stop early, disconnected, every
+            # reconnect and stop() wakes us.)
+            item = self._outbox.first()
+            if item is None:
+                break
+            subject, body, headers = item
+            try:
+                await nc.publish(subject, body, headers=headers)
+            except (nats.errors.ConnectionClosedError, nats.errors.OutboundBufferLimitError) as exc:
+                self._count_error(exc)
+                break  # keep the message; retried after reconnect
+            except nats.errors.Error as exc:  # e.g. MaxPayloadError: this message can never go
+                self._count_error(exc)
+                self._log.warning(f"NATS refused a message on {subject}: {type(exc).__name__}: {exc}")
+                self._outbox.pop_if_first(item)
+                continue
+            self._outbox.pop_if_first(item)
+            self.counters.sent += 1
 
     async def _flush_outbox(self, nc: Any) -> None:
         """On stop: give the sender up to DRAIN_TIMEOUT_S to hand what is queued to the connection."""
-        self._nc = nc
-        self.state = LinkState.CONNECTED
-        assert self._wake is not None
         self._wake.set()
-        deadline = asyncio.get_running_loop().time() + DRAIN_TIMEOUT_S
-        while self._outbox and asyncio.get_running_loop().time() < deadline and not nc.is_closed:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_TIMEOUT_S
+        while self._outbox and loop.time() < deadline and not nc.is_closed:
             await asyncio.sleep(0.01)
-        self.state = LinkState.CONNECTING
-        self._nc = None
 
     # ------------------------------------------------------------------ link thread, for spawned code
     def _current(self) -> Any:
@@ -464,3 +466,20 @@ class NatsLink:
     async def flush(self, timeout: float) -> None:
         """Wait until the server has what was published on the current connection (link thread only)."""
         await self._current().flush(timeout=timeout)
+
+
+class _OwnSubscriptions:
+    """The connection as ``on_connected`` sees it: subscriptions it makes are recorded as the link's own,
+    so stopping the link ends them while the connection stays for the process's other links."""
+
+    def __init__(self, nc: Any, held: list[Any]) -> None:
+        self._nc = nc
+        self._held = held
+
+    async def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        sub = await self._nc.subscribe(*args, **kwargs)
+        self._held.append(sub)
+        return sub
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._nc, name)

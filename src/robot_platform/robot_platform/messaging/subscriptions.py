@@ -9,6 +9,7 @@ a time (syncs interleave at awaits: a subject must never be subscribed twice).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -74,3 +75,16 @@ class OnDemandSubscriptions:
                     held[subject] = (handler, await self._subscribe(nc, subject, handler))
         except nats.errors.Error as exc:  # connection lost on the way: the next one subscribes afresh
             self._on_error(exc)
+
+    def held(self) -> list[Any]:
+        """The subscriptions the current connection holds (link thread)."""
+        return [sub for _handler, sub in self._held.values()]
+
+    async def release(self) -> None:
+        """The link stops while its connection stays (shared with other links): end every subscription
+        the connection holds for it. What the callers want is kept (a restarted link subscribes again)."""
+        async with self._sync_lock:
+            held, self._held = self._held, {}
+            for _handler, sub in held.values():
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()

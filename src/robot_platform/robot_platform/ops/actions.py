@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -35,8 +35,9 @@ from robot_platform.messaging import subjects
 from robot_platform.messaging.errors import UnknownTypeError
 from robot_platform.ops.errors import ActionError, ActionNotAllowedError, OpsError
 from robot_platform.ops.operator_roles import Roles
-from robot_platform.recording.mcap_out import RosMcapWriter
-from robot_platform.recording.msgdefs import MessageDefinitions
+
+if TYPE_CHECKING:
+    from robot_platform.recording.msgdefs import MessageDefinitions
 
 ACTIONS = ("list_graph", "capture", "restart_app")
 MAX_REQUEST_BYTES = 64 * 1024
@@ -218,6 +219,8 @@ def build_capture(
         raise ActionError("capture", f"not buffered here: {', '.join(missing)}; buffered: {', '.join(sorted(types))}")
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= buffer.window_s:
         raise ActionError("capture", f"'seconds' must be a number in (0, {buffer.window_s:g}]")
+    from robot_platform.recording.mcap_out import RosMcapWriter  # mcap, lz4, zstd: at the first capture
+
     now = time.time()
     entries = buffer.snapshot(topics, float(seconds), now)
     stream = io.BytesIO()

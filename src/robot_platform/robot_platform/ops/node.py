@@ -12,7 +12,7 @@ capture_topics, capture_window_s, capture_max_mb, capture_reply_max_mb, allowed_
 tunnel.* (enable, bastion_host, bastion_port, bastion_user, remote_port, key_file, known_hosts,
 local_ssh_port, autossh).
 Subscriptions: /rosout (rcl_interfaces/msg/Log, reliable, transient local, depth 100); each capture
-topic (raw CDR, best effort, depth 10; read by a thread of its own, bridge/ros_reader.py).
+topic (raw CDR, best effort, depth 100; read by a thread of its own every 0.1 s, bridge/ros_reader.py).
 NATS: publishes robots.<id>.presence (JSON) and robots.<id>.logs.<level> (stream LOGS_<id>); serves
 robots.<id>.ops.<action> (see ops/actions.py). Captures are MCAP files whose schemas come from the
 ``.msg`` files of the ament index (robot_platform.recording).
@@ -34,7 +34,7 @@ from typing import Any
 
 from rcl_interfaces.msg import Log
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from robot_platform.bridge.ros_reader import OutReader
 from robot_platform.common.node_main import spin_node
@@ -53,6 +53,13 @@ from robot_platform.ops.registry import ANNOUNCE_PERIOD_S, Announcement, deploye
 from robot_platform.ops.tunnel import AUTOSSH_ENV, TunnelSpec, autossh_argv
 from robot_platform.recording.msgdefs import MessageDefinitions
 
+# Capture topics are read in rounds of CAPTURE_READ_PERIOD_S (the buffer needs no latency, and keeps the
+# middleware's reception times; one wake-up per message cost about 1 % of a core for odom + imu): the
+# history holds CAPTURE_DEPTH messages per topic meanwhile, i.e. topics up to 1 kHz; best effort, like
+# sensor data, so any publisher matches.
+CAPTURE_READ_PERIOD_S = 0.1
+CAPTURE_DEPTH = 100
+CAPTURE_QOS = QoSProfile(depth=CAPTURE_DEPTH, reliability=ReliabilityPolicy.BEST_EFFORT)
 ROSOUT_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 RESOLVE_PERIOD_S = 2.0
 TUNNEL_CHECK_PERIOD_S = 5.0
@@ -145,7 +152,10 @@ class RobotAgentNode(Node):
         # wait set (bridge/ros_reader.py), not by the executor: about 1 ms of executor per message here.
         self._reader: OutReader | None = None
         if self.capture_topics:
-            self._reader = OutReader(self.context, lambda now: None, contextlib.nullcontext, self.get_logger())
+            self._reader = OutReader(
+                self.context, lambda now: None, contextlib.nullcontext, self.get_logger(),
+                take_max=CAPTURE_DEPTH, name="robot_agent-capture", min_period_s=CAPTURE_READ_PERIOD_S,
+            )  # fmt: skip
             self._resolve_capture_topics()
             self._reader.start()
             self.create_timer(RESOLVE_PERIOD_S, self._resolve_capture_topics)
@@ -203,12 +213,14 @@ class RobotAgentNode(Node):
             self.types[topic] = type_name
             assert self._reader is not None  # capture topics come with their reader
 
-            def keep(data: bytes, t: str = topic) -> None:
-                self.buffer.add(t, data)
+            def keep(data: bytes, info: dict[str, Any], t: str = topic) -> None:
+                # the middleware's reception time (system clock, ns), not the take's: taken in rounds
+                received_ns = info.get("received_timestamp") or 0
+                self.buffer.add(t, data, received_ns / 1e9 if received_ns else None)
 
-            sub = self.create_subscription(cls, topic, keep, qos_profile_sensor_data, raw=True,
+            sub = self.create_subscription(cls, topic, _never_called, CAPTURE_QOS, raw=True,
                                            callback_group=self._reader.group)  # fmt: skip
-            self._reader.add(sub, keep)
+            self._reader.add(sub, keep, with_info=True)
 
     # ------------------------------------------------------------------ remote actions (link loop)
     async def _list_graph(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -275,6 +287,10 @@ class RobotAgentNode(Node):
                 self.tunnel.wait(TUNNEL_STOP_TIMEOUT_S)
         self.tunnel = None
         self.agent.stop()
+
+
+def _never_called(_msg: Any) -> None:  # the ReaderGroup keeps every executor away from capture topics
+    raise AssertionError("capture topics are read by the capture reader thread, never by an executor")
 
 
 def _software_version() -> str:
