@@ -315,12 +315,13 @@ class Gateway:
                 self._envelopes[robot_id] = factory
             return factory
 
-    def _count_error(self, kind: str) -> None:
+    def _count_error(self, kind: str, n: int = 1) -> None:
         with self._lock:
-            self.counters.errors[kind] = self.counters.errors.get(kind, 0) + 1
+            self.counters.errors[kind] = self.counters.errors.get(kind, 0) + n
 
     def _reply_error(self, session: ClientSession, exc: WsError, rid: str | None) -> None:
         self._count_error(exc.kind)
+        session.note_refusal(exc.kind, str(exc))
         if LEVEL_ORDER[exc.level] >= LEVEL_ORDER[session.status_level]:
             session.send_control(protocol.status(exc.level, str(exc), exc.request_id or rid))
 
