@@ -333,7 +333,7 @@ async def _stalls(agent: Agent, nats_url: str) -> None:
     for s in socks[:15]:
         s.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     try:
-        wait_for(lambda: health(agent.port)["refused"].get("no_request", 0) >= 30, WAIT_S, "unfinished requests cut")
+        wait_for(lambda: health(agent.port)["connections"]["no_request"] >= 30, WAIT_S, "unfinished requests cut")
         wait_for(lambda: "closed before sending a complete request" in agent.log(), WAIT_S, "one summary line")
     finally:
         for s in socks:

@@ -254,8 +254,8 @@ class WsServer:
 
     def _unfinished(self) -> None:
         """A connection closed (by its client, the handshake timeout) before its request was complete:
-        counted here, logged as a sum by the housekeeping task (a slow-loris flood is thousands of them)."""
-        self._refuse("no_request")
+        counted here (``/healthz`` connections.no_request; not a refusal: a port probe is one too), logged
+        as a sum by the housekeeping task (a slow-loris flood is thousands of them)."""
         self.unfinished_requests += 1
 
     # ------------------------------------------------------------------ one client
@@ -376,7 +376,7 @@ class WsServer:
             if self.unfinished_requests > self._unfinished_logged and now - last_summary >= UNFINISHED_LOG_PERIOD_S:
                 count = self.unfinished_requests - self._unfinished_logged
                 self.log.warning(f"{count} connection(s) closed before sending a complete request (handshake_timeout_s "
-                                 f"{self.limits.handshake_timeout_s:g}); counted as refused no_request, summed up "
+                                 f"{self.limits.handshake_timeout_s:g}); counted in connections.no_request, summed up "
                                  f"every {UNFINISHED_LOG_PERIOD_S:g} s")  # fmt: skip
                 self._unfinished_logged, last_summary = self.unfinished_requests, now
             for client in list(self.clients.values()):
@@ -394,6 +394,7 @@ class WsServer:
             "pending": len(self.pending),
             "pending_peak": self.pending.peak,
             "pending_evicted": self.pending.evicted,
+            "no_request": self.unfinished_requests,
         }
 
 
