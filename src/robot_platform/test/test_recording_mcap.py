@@ -163,3 +163,13 @@ def test_a_flood_of_tiny_messages_cannot_grow_the_file_past_the_bound() -> None:
     writer.finish()
     assert writer.messages == bound // (len(tiny) + MESSAGE_OVERHEAD)
     assert len(stream.getvalue()) < bound + 16 * 1024  # schemas, chunk and summary records on top
+
+
+def test_a_huge_message_of_the_wrong_type_is_refused_not_taken_as_full() -> None:
+    """Before: the size was checked first, so one big message of another type ended the recording."""
+    writer = RosMcapWriter(io.BytesIO(), DEFS, max_message_bytes=1024)
+    writer.add("/flag", "std_msgs/msg/Bool", serialize_message(Bool(data=True)), 1)
+    with pytest.raises(TopicTypeError):
+        writer.add("/flag", "std_msgs/msg/String", serialize_message(String(data="x" * 100_000)), 2)
+    writer.add("/flag", "std_msgs/msg/Bool", serialize_message(Bool(data=False)), 3)
+    assert writer.messages == 2

@@ -53,10 +53,12 @@ class RosMcapWriter:
 
     def add(self, topic: str, type_name: str, cdr: bytes, log_time_ns: int, publish_time_ns: int = 0) -> None:
         """Append one message; UnknownTypeError if its definition is not installed."""
+        # the type first: a message of the wrong type is refused (TopicTypeError, the recording goes on)
+        # whatever its size, instead of ending the recording as "full"
+        channel = self._channel(topic, normalize(type_name))
         size = len(cdr) + MESSAGE_OVERHEAD
         if self.max_message_bytes and self.record_bytes + size > self.max_message_bytes:
             raise RecordingFullError(self.max_message_bytes, self.record_bytes)
-        channel = self._channel(topic, normalize(type_name))
         sequence = self._sequence.get(channel, 0) + 1
         self._sequence[channel] = sequence
         self._writer.add_message(channel, log_time=log_time_ns, data=cdr,
