@@ -173,10 +173,8 @@ class FoxgloveGateway:
                     break
         if not refused:
             return
-        for exc in refused:
+        for exc in refused:  # the items tried; the skipped rest is in the status text, not in the counters
             self.gw._count_error(exc.kind)
-        if skipped:
-            self.gw._count_error(refused[-1].kind, skipped)
         first = refused[0]
         text = str(first)
         if len(refused) + skipped > 1:

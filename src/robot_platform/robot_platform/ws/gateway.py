@@ -315,9 +315,9 @@ class Gateway:
                 self._envelopes[robot_id] = factory
             return factory
 
-    def _count_error(self, kind: str, n: int = 1) -> None:
+    def _count_error(self, kind: str) -> None:
         with self._lock:
-            self.counters.errors[kind] = self.counters.errors.get(kind, 0) + n
+            self.counters.errors[kind] = self.counters.errors.get(kind, 0) + 1
 
     def _reply_error(self, session: ClientSession, exc: WsError, rid: str | None) -> None:
         self._count_error(exc.kind)
