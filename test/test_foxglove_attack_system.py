@@ -13,7 +13,8 @@ per frame), and leave the agent serving: the attacked connection itself and ever
 2. A reader that never reads (the other client keeps getting messages, memory bounded, the reader is cut
    after ``stall_timeout_s``) and connections that never finish their request (cut, counted, summed up in
    one log line).
-Duration: about 20 s for both.
+3. The NATS link drops and comes back under a subscribed Foxglove client.
+Duration: about 30 s for the three (load 9-13).
 """
 
 from __future__ import annotations
@@ -341,3 +342,38 @@ async def _stalls(agent: Agent, nats_url: str) -> None:
             s.close()
     assert agent.log().count("closed before sending a complete request") <= 2
     await good.close()
+
+
+def test_the_nats_link_drops_under_a_foxglove_client(nats_server: Any, procs: Any, ros_domain: int,
+                                                      tmp_path: Path) -> None:  # fmt: skip
+    """nats-server killed while a Foxglove client is subscribed: a service call gets a failure naming the
+    cause at once, other frames are still answered, the connection stays, and after the restart the same
+    subscription delivers again (no reconnect by the client)."""
+    agent = Agent(procs, tmp_path, nats_server.url, ros_domain)
+    asyncio.run(_link_drop(agent, procs, nats_server.url))
+
+
+async def _link_drop(agent: Agent, procs: Any, nats_url: str) -> None:
+    ws, hello = await agent.fox("otto")
+    estop = hello["advertiseServices"]["services"][0]["id"]
+    await ws.send(json.dumps({"op": "subscribe", "subscriptions": [{"id": 5, "channelId": 1}]}))
+    hub = procs.child("nats-server")
+    hub.popen.kill()
+    hub.popen.wait(timeout=WAIT_S)
+    wait_for(lambda: not health(agent.port)["nats_connected"], WAIT_S, "ws_agent noticed the link drop")
+    start = time.monotonic()
+    await ws.send(struct.pack("<BIII", 2, estop, 9, 3) + b"cdr" + b"\x00\x01\x00\x00\x01")  # SetBool{data: true}
+    failure = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+    assert failure["op"] == "serviceCallFailure" and "not connected" in failure["message"], failure
+    assert time.monotonic() - start < 3.0  # not the service timeout: the agent knows the link is down
+    await ws.send(b"\x09")
+    assert "opcode 9" in json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))["message"]
+    procs.restart("nats-server")
+    wait_for(lambda: health(agent.port)["nats_connected"], WAIT_S, "ws_agent re-linked")
+    data: list[bytes] = []
+    deadline = time.monotonic() + WAIT_S
+    while not data and time.monotonic() < deadline:
+        await publish_odom(nats_url, 5, rate_hz=20)
+        data = [m for m in await answers(ws, 0.3, 2.0) if isinstance(m, bytes)]
+    assert data and struct.unpack_from("<I", data[0], 1)[0] == 5, "the subscription did not deliver after re-link"
+    await ws.close()
