@@ -17,16 +17,26 @@ monitor does) stamped with the robot's wall clock. ``--deploy`` adds Mosquitto a
 robot (deploy_service's own protocol code, deploy/iot_jobs_client.py, over a synthetic engine that
 reports the package installed after 0.5 s) and times one job to every robot.
 
+The synthetic robots also send the bridge's decimated overview copy of odometry (``robots.<id>.overview.odom``
+at ``out.odom.overview_rate_hz``, 2 Hz), which the console's ws_agent takes for overview clients.
+
 Console: ``--clients`` WebSocket clients (bench/fleet_console.mjs) subscribe what the console's fleet
 overview does. Measured over ``--duration`` s: CPU and RSS of the hub nats-server and of each control node,
 alert latency robot -> console p50/p99 and delivery, FLEET_EVENTS completeness, registry freshness (age
 of each robot's record in fleet.registry.list, and how long it lagged a presence the hub already had),
 leaf-link bandwidth per robot both ways (hub /leafz).
 
-    . scripts/env.sh && PYTHONPATH=src/robot_platform python bench/fleet_scale.py --robots 100
+    . scripts/env.sh && PYTHONPATH=src/robot_platform python bench/fleet_scale.py --robots 100 --deploy --pin
     ... python bench/fleet_scale.py --smoke    # 3 robots, a few seconds: does every path deliver?
 
-Everything binds to 127.0.0.1; every process started is stopped at the end.
+``--pin`` (a 2-core machine): the control server's side (hub nats-server, ws_agent, fleet_registry,
+jobs_service, Mosquitto) runs on CPU 0, the load generator (robots' nats-servers, synthetic robots, console
+clients, this orchestrator) on CPU 1, so the hub is measured on a core of its own and cannot borrow the
+robots' one; both sides' CPU and each CPU's busy share are reported.
+
+Bounded: the whole run ends within ``--budget`` s (default 330) whatever the hub does; a phase that does
+not finish in time ends the run with the results so far and ``unfinished`` naming the phase. Everything
+binds to 127.0.0.1; every process started is stopped at the end.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -72,6 +83,15 @@ CONSOLE_WILDCARDS = ("battery_state", "health", "alerts", "robot_state", "deploy
 # The job's staged rollout: one canary, then the rest at the fastest release rate jobs_service accepts (the
 # default, 10 a minute, spreads 100 robots over 10 minutes on purpose: that measures the policy, not us).
 ROLLOUT = {"canary": 1, "max_per_minute": 1000}
+HUB_CPU, LOAD_CPU = 0, 1  # --pin
+HUB_SIDE = ("hub", "mosquitto", *(f"control/{n}" for n in CONTROL_NODES))
+# Telemetry that stays on the robot's own server while only the fleet overview watches (no hub-side
+# subscriber: the leaf link never carries it). --pin leaves it out unless --local-telemetry: at 100 robots
+# it cost the load generator's one core more than the core (1.04 cores, 37 s behind schedule), and it never
+# reaches the hub (measured: the leaf links carried the same ~21-28 kbit/s per robot with it).
+LOCAL_ONLY = frozenset({"odom", "imu", "scan", "cmd_vel"})  # odom: the full rate; its overview copy is sent
+OVERVIEW_RATE_HZ = 2.0  # config/robot.yaml out.odom.overview_rate_hz (the synthetic robots send it too)
+STOP_RESERVE_S = 25.0  # of the budget: stopping every process (terminate, 15 s, kill)
 
 
 # ------------------------------------------------------------------------------------ synthetic robots
@@ -190,18 +210,23 @@ def start_devices(spec: list[dict[str, Any]], install_s: float) -> list[Any]:
     return clients
 
 
-async def run_robots(spec: list[dict[str, Any]], alert_period: float) -> None:
-    """One process of synthetic robots; runs until stdin closes, then prints its counters as JSON."""
+async def run_robots(spec: list[dict[str, Any]], alert_period: float, local: bool = True) -> None:
+    """One process of synthetic robots; runs until stdin closes, then prints its counters as JSON.
+    ``local`` False: leave out the telemetry no hub-side subscriber takes (LOCAL_ONLY)."""
     robots = [SyntheticRobot(s["rid"], s["url"]) for s in spec]
     await asyncio.gather(*(r.connect() for r in robots))
     devices = start_devices(spec, 0.5)
     table: list[list[tuple[SyntheticRobot, str, str, str, bytes]]] = [[] for _ in range(SLOTS)]
+    overview_every = round(SLOTS / OVERVIEW_RATE_HZ)
     for r in robots:
         for topic, type_name, rate, body in telemetry_bodies(time.time()):
             every = max(1, round(SLOTS / rate))
             phase = random.randrange(every)
             for slot in range(phase, SLOTS, every):
-                table[slot].append((r, f"robots.{r.rid}.ros.{topic}", type_name, "/" + topic, body))
+                if local or topic not in LOCAL_ONLY:
+                    table[slot].append((r, f"robots.{r.rid}.ros.{topic}", type_name, "/" + topic, body))
+                if topic == "odom" and (slot - phase) % overview_every == 0:  # the bridge's copy, same message
+                    table[slot].append((r, f"robots.{r.rid}.overview.{topic}", type_name, "/" + topic, body))
     print("READY", flush=True)
     stop, alerting = asyncio.Event(), asyncio.Event()
 
@@ -250,8 +275,10 @@ async def run_robots(spec: list[dict[str, Any]], alert_period: float) -> None:
 class Site:
     """The hub, the robots' servers, the control nodes and the load processes; ``close`` stops them all."""
 
-    def __init__(self, tmp: Path, robots: int) -> None:
+    def __init__(self, tmp: Path, robots: int, pin: bool = False, deadline: float = float("inf")) -> None:
         self.tmp, self.procs, self.named = tmp, [], {}
+        self.pin, self.deadline = pin, deadline
+        self.closed = False
         self.ids = [f"r{i}" for i in range(1, robots + 1)]
         self.hub_port, self.hub_monitor, self.leaf_port, self.ws_port = (free_port() for _ in range(4))
         self.robot_ports = {rid: free_port() for rid in self.ids}
@@ -263,6 +290,9 @@ class Site:
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen:
         log = open(self.tmp / f"{name.replace('/', '_')}.log", "wb")  # noqa: SIM115 - closed with the process
+        if self.pin:  # taskset execs the program: same pid, every thread and child on that CPU
+            cpu = HUB_CPU if name in HUB_SIDE else LOAD_CPU
+            argv = ["taskset", "-c", str(cpu), *argv]
         proc = subprocess.Popen(argv, stdout=kw.pop("stdout", log), stderr=log, env=env, **kw)
         self.procs.append(proc)
         self.named[name] = proc
@@ -279,8 +309,12 @@ class Site:
             self.start(f"nats-{rid}", [exe, "-c", str(self.nats.robot_confs[rid])], env)
         for rid in self.ids:
             wait_port(self.robot_ports[rid], 30)
-        wait_until(lambda: len(self.monitor("leafz").get("leafs", [])) >= len(self.ids), 60 + len(self.ids),
-                   "every robot's leaf link on the hub")  # fmt: skip
+        wait_until(lambda: len(self.monitor("leafz").get("leafs", [])) >= len(self.ids),
+                   min(60 + len(self.ids), self.left()), "every robot's leaf link on the hub")  # fmt: skip
+
+    def left(self, reserve: float = 0.0) -> float:
+        """Seconds of the run's budget left (minus ``reserve``), at least 1."""
+        return max(1.0, self.deadline - STOP_RESERVE_S - reserve - time.monotonic())
 
     def start_mosquitto(self) -> dict[str, str]:
         """The demo's Mosquitto (mutual TLS, the shipped ACL) with a certificate per robot; returns
@@ -317,12 +351,19 @@ class Site:
         if wait:
             wait_port(self.ws_port, 90)
 
+    def leafs(self) -> list[dict[str, Any]]:
+        return self.monitor("leafz").get("leafs", [])
+
     def monitor(self, what: str) -> dict[str, Any]:
         url = f"http://127.0.0.1:{self.hub_monitor}/{what}"
         with urllib.request.urlopen(url, timeout=10) as resp:
             return json.loads(resp.read())
 
     def close(self) -> None:
+        """Stop every process (terminate, then kill after 15 s); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
@@ -359,12 +400,15 @@ class Observer:
         self.list_ms: list[float] = []
         self.history_ms: list[float] = []
         self.online = 0
+        self.list_timeouts = self.list_no_responders = 0
+        self.history_watch_failures: list[str] = []
+        self.history_task: Any = None
 
     async def connect(self) -> Any:
         import nats
 
         nc = await nats.connect(f"nats://127.0.0.1:{self.site.hub_port}", user="control",
-                                password=self.site.control_password)  # fmt: skip
+                                password=self.site.control_password, connect_timeout=10)  # fmt: skip
 
         async def on_presence(msg: Any) -> None:
             body = json.loads(msg.data)
@@ -377,19 +421,36 @@ class Observer:
             if isinstance(stamp, dict):
                 self.history_ms.append((time.time() - stamp["sec"] - stamp["nanosec"] / 1e9) * 1000)
 
-        await nc.jetstream(timeout=30).subscribe(
-            "robots.*.alerts", stream=streams.EVENTS_HUB_STREAM, cb=on_event, ordered_consumer=True
-        )
+        async def watch_history() -> None:  # a hub whose JetStream API is slow must not stop the run
+            for _ in range(10):
+                try:
+                    await nc.jetstream(timeout=30).subscribe(
+                        "robots.*.alerts", stream=streams.EVENTS_HUB_STREAM, cb=on_event, ordered_consumer=True
+                    )
+                    return
+                except Exception as exc:  # nats TimeoutError, a JetStream API error: counted, retried
+                    self.history_watch_failures.append(f"{type(exc).__name__}: {exc}")
+
+        self.history_task = asyncio.create_task(watch_history())
         return nc
 
-    async def registry(self, nc: Any) -> list[dict[str, Any]]:
+    async def registry(self, nc: Any, timeout: float = 10.0) -> list[dict[str, Any]]:
         t0 = time.monotonic()
-        reply = msgpack.unpackb((await nc.request(LIST_SUBJECT, msgpack.packb({}), timeout=30)).data)
+        reply = msgpack.unpackb((await nc.request(LIST_SUBJECT, msgpack.packb({}), timeout=timeout)).data)
         self.list_ms.append((time.monotonic() - t0) * 1000)
         return reply["result"]["robots"]
 
     async def sample(self, nc: Any) -> None:
-        records = await self.registry(nc)
+        import nats
+
+        try:
+            records = await self.registry(nc)
+        except TimeoutError:  # a registry too busy to answer within 10 s: counted, the run goes on
+            self.list_timeouts += 1
+            return
+        except nats.errors.NoRespondersError:  # not serving yet (still opening its bucket): counted
+            self.list_no_responders += 1
+            return
         now, mono = time.time(), time.monotonic()
         self.online = sum(1 for r in records if r["status"] == "online")
         for r in records:
@@ -402,9 +463,11 @@ class Observer:
                 self.behind.append(0.0)
 
 
-def leaf_rates(before: list[dict[str, Any]], after: list[dict[str, Any]], seconds: float) -> dict[str, float]:
+def leaf_rates(before: list[dict[str, Any]] | None, after: list[dict[str, Any]] | None, seconds: float) -> Any:
     """Mean bytes per second per robot over its leaf link, each way (the hub's /leafz counters; a link
-    that reconnected in between restarts its counters and is left out)."""
+    that reconnected in between restarts its counters and is left out); None without both readings."""
+    if before is None or after is None:
+        return None
     old = {leaf["name"]: leaf for leaf in before}
     pairs = [(old[leaf["name"]], leaf) for leaf in after
              if leaf["name"] in old and leaf["in_bytes"] >= old[leaf["name"]]["in_bytes"]]  # fmt: skip
@@ -415,9 +478,19 @@ def leaf_rates(before: list[dict[str, Any]], after: list[dict[str, Any]], second
     return {"robot_to_hub": round(8 * up / 1000, 1), "hub_to_robot": round(8 * down / 1000, 1), "links": len(pairs)}
 
 
+async def probe(results: dict[str, Any], what: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` off the event loop (the observer's NATS link keeps being served); None if it failed or
+    timed out (a hub or agent too busy to answer its monitoring port), noted in ``probe_failures``."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except (OSError, ValueError) as exc:  # socket timeouts and URLError are OSErrors
+        results.setdefault("probe_failures", []).append(f"{what}: {type(exc).__name__}: {exc}")
+        return None
+
+
 def agent_stats(port: int) -> dict[str, Any]:
     """ws_agent's /healthz counters (fan-out: received from NATS, offered to clients, dropped)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as resp:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=15) as resp:
         return json.loads(resp.read())
 
 
@@ -426,6 +499,16 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def cpu_busy(before: list[Any], after: list[Any]) -> list[float]:
+    """Busy share (%) of each CPU between two psutil.cpu_times(percpu=True) readings, whoever used it."""
+    busy = []
+    for a, b in zip(before, after, strict=True):
+        total = sum(b) - sum(a)
+        idle = (b.idle - a.idle) + (getattr(b, "iowait", 0.0) - getattr(a, "iowait", 0.0))
+        busy.append(round(100.0 * (1.0 - idle / total), 1) if total > 0 else float("nan"))
+    return busy
 
 
 def cpu_s(proc: psutil.Process) -> float:
@@ -440,30 +523,34 @@ async def ensure_fleet_events(site: Site) -> None:
     """FLEET_EVENTS on the hub sourcing every EVENTS_<id>, as the control nats_bridge makes it."""
     import nats
 
-    nc = await nats.connect(f"nats://127.0.0.1:{site.hub_port}", user="control", password=site.control_password)
+    nc = await nats.connect(
+        f"nats://127.0.0.1:{site.hub_port}", user="control", password=site.control_password, connect_timeout=10
+    )
     await streams.ensure_stream(nc, streams.events_hub_stream_config(site.ids))
     await nc.close()
 
 
 async def stream_state(nc: Any, name: str) -> tuple[int, int, int]:
     """(messages, sources with lag > 0, sources inactive for > 10 s) of a hub stream."""
-    info = await nc.jetstream(timeout=30).stream_info(name)
+    try:
+        info = await nc.jetstream(timeout=15).stream_info(name)
+    except Exception:  # the hub's JetStream API did not answer: -1 (reported, and check() fails the run)
+        return -1, -1, -1
     sources = info.sources or []
     lagging = sum(1 for s in sources if (s.lag or 0) > 0)
     stale = sum(1 for s in sources if s.active is None or s.active > 10e9)
     return info.state.messages, lagging, stale
 
 
-async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
-    results: dict[str, Any] = {"robots": len(site.ids), "clients": args.clients}
-    phases, t_phase = {}, time.monotonic()
+async def measure(args: argparse.Namespace, site: Site, results: dict[str, Any]) -> None:
+    """Fills ``results`` as it goes (a run cut by the budget keeps what was measured)."""
+    phases, t_phase = results["phase_s"], time.monotonic()
 
     def phase(name: str) -> None:
         nonlocal t_phase
         phases[name] = round(time.monotonic() - t_phase, 1)
         t_phase = time.monotonic()
 
-    results["phase_s"] = phases
     users = write_demo_users(site.tmp)
     await ensure_fleet_events(site)
     jobs_mqtt = await asyncio.to_thread(site.start_mosquitto) if args.deploy else {}
@@ -479,26 +566,27 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
             for rid in site.ids[i : i + per]
         ]
         argv = [sys.executable, __file__, "--role", "robots", "--spec", json.dumps(spec),
-                "--alert-period", str(args.alert_period)]  # fmt: skip
+                "--alert-period", str(args.alert_period),
+                "--local-telemetry" if args.local_telemetry else "--no-local-telemetry"]  # fmt: skip
         workers.append(site.start(f"robots{i}", argv, env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     for w in workers:
         if (await asyncio.to_thread(w.stdout.readline)).strip() != "READY":
             raise RuntimeError("a robot process did not start: see its log in " + str(site.tmp))
-    wait_port(site.ws_port, 90)
+    wait_port(site.ws_port, min(90, site.left()))
     phase("robots_and_control_nodes")
     obs = Observer(site)
     nc = await obs.connect()
     t_wait = time.monotonic()
-    leaf_idle0 = site.monitor("leafz")["leafs"]
+    leaf_idle0 = await probe(results, "leafz", site.leafs)
     while True:  # every robot online in the registry (its first announcement went through)
         await obs.sample(nc)
         if obs.online >= len(site.ids):
             break
-        if time.monotonic() - t_wait > 60 + len(site.ids):
+        if time.monotonic() - t_wait > min(60 + len(site.ids), site.left(60)):
             raise TimeoutError(f"registry shows {obs.online}/{len(site.ids)} robots online")
         await asyncio.sleep(0.5)
     await asyncio.sleep(max(0.0, 5.0 - (time.monotonic() - t_wait)))  # at least 5 s of link traffic
-    results["leaf_kbit_s_per_robot_no_console"] = leaf_rates(leaf_idle0, site.monitor("leafz")["leafs"],
+    results["leaf_kbit_s_per_robot_no_console"] = leaf_rates(leaf_idle0, await probe(results, "leafz", site.leafs),
                                                              time.monotonic() - t_wait)  # fmt: skip
     phase("registry_online")
     robots_file = site.tmp / "robots.json"
@@ -507,16 +595,19 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
                                      f"ws://127.0.0.1:{site.ws_port}/ws?token={users.tokens['admin']}",
                                      str(robots_file), str(args.clients)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
-    ready = await asyncio.wait_for(asyncio.to_thread(console.stdout.readline), 120)
+    ready = await asyncio.wait_for(asyncio.to_thread(console.stdout.readline), min(120, site.left(60)))
     if ready.strip() != "READY":
         raise RuntimeError("console clients did not start")
     # READY means the subscribe ops were sent; alerts start once ws_agent holds every subject (else the
     # first alerts of a loaded run reach the agent before its subscription and are missed by design)
     expected = len(site.ids) + len(CONSOLE_WILDCARDS)
     t_subs = time.monotonic()
-    while agent_stats(site.ws_port)["hub"]["subjects"] < expected:
-        if time.monotonic() - t_subs > 60:
-            raise TimeoutError(f"ws_agent holds {agent_stats(site.ws_port)['hub']['subjects']}/{expected} subjects")
+    held = 0
+    while held < expected:
+        if time.monotonic() - t_subs > min(60, site.left(60)):
+            raise TimeoutError(f"ws_agent holds {held}/{expected} subjects")
+        stats = await probe(results, "ws_agent healthz", agent_stats, site.ws_port)
+        held = stats["hub"]["subjects"] if stats else held
         await asyncio.sleep(0.25)
     await asyncio.sleep(1.0)  # the agent's NATS subscriptions follow its index
     phase("console")
@@ -526,40 +617,55 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     await asyncio.sleep(args.warmup)
     obs.ages.clear(), obs.behind.clear(), obs.list_ms.clear()
     watched = {"hub": site.named["hub"].pid} | {n: site.named[f"control/{n}"].pid for n in CONTROL_NODES}
+    if "mosquitto" in site.named:
+        watched["mosquitto"] = site.named["mosquitto"].pid
     ps = {name: psutil.Process(pid) for name, pid in watched.items()}
     robot_servers = [psutil.Process(site.named[f"nats-{rid}"].pid) for rid in site.ids]
     loads = [psutil.Process(w.pid) for w in workers] + [psutil.Process(console.pid)]
     cpu0 = {n: cpu_s(p) for n, p in ps.items()}
     rob0, load0 = sum(cpu_s(p) for p in robot_servers), sum(cpu_s(p) for p in loads)
-    leaf0 = site.monitor("leafz")["leafs"]
-    agent0, varz0 = agent_stats(site.ws_port), site.monitor("varz")
+    leaf0 = await probe(results, "leafz", site.leafs)
+    agent0 = await probe(results, "ws_agent healthz", agent_stats, site.ws_port)
+    varz0 = await probe(results, "varz", site.monitor, "varz")
     console_ps = psutil.Process(console.pid)
     console_cpu0 = cpu_s(console_ps)
     rss_peak = {n: 0 for n in ps}
+    percpu0 = psutil.cpu_times(percpu=True)
     t0 = time.monotonic()
-    while time.monotonic() - t0 < args.duration:
+    duration = min(args.duration, site.left(90 if args.deploy else 60))  # room for the job, settle and drain
+    results["measured_s"] = round(duration, 1)
+    while time.monotonic() - t0 < duration:
         await obs.sample(nc)
         for n, p in ps.items():
             rss_peak[n] = max(rss_peak[n], p.memory_info().rss)
         await asyncio.sleep(1.0)
     wall = time.monotonic() - t0
+    percpu1 = psutil.cpu_times(percpu=True)
     phase("measure")
     cpu = {n: (cpu_s(p) - cpu0[n]) / wall for n, p in ps.items()}
-    leaf1 = site.monitor("leafz")["leafs"]
-    agent1, varz1 = agent_stats(site.ws_port), site.monitor("varz")
-    results["ws_agent"] = {k: agent1["hub"][k] - agent0["hub"][k] for k in ("received", "offered", "dropped")}
-    results["ws_agent"]["nats_slow_consumer"] = (
-        agent1["nats"]["dropped_slow_consumer"] - agent0["nats"]["dropped_slow_consumer"])  # fmt: skip
-    results["ws_agent"]["console_clients_cores"] = round((cpu_s(console_ps) - console_cpu0) / wall, 3)
-    results["hub_slow_consumers"] = varz1.get("slow_consumers", 0) - varz0.get("slow_consumers", 0)
+    leaf1 = await probe(results, "leafz", site.leafs)
+    agent1 = await probe(results, "ws_agent healthz", agent_stats, site.ws_port)
+    varz1 = await probe(results, "varz", site.monitor, "varz")
+    results["ws_agent"] = {"console_clients_cores": round((cpu_s(console_ps) - console_cpu0) / wall, 3)}
+    if agent0 and agent1:
+        results["ws_agent"] |= {k: agent1["hub"][k] - agent0["hub"][k] for k in ("received", "offered", "dropped")}
+        results["ws_agent"]["nats_slow_consumer"] = (
+            agent1["nats"]["dropped_slow_consumer"] - agent0["nats"]["dropped_slow_consumer"])  # fmt: skip
+    if varz0 and varz1:
+        results["hub_slow_consumers"] = varz1.get("slow_consumers", 0) - varz0.get("slow_consumers", 0)
     results["cpu_cores"] = {n: round(v, 3) for n, v in cpu.items()}
-    results["control_total_cores"] = round(sum(cpu.values()), 3)
+    results["control_total_cores"] = round(sum(cpu.values()), 3)  # hub side (CPU 0 with --pin)
     results["rss_mb"] = {n: round(v / 2**20, 1) for n, v in rss_peak.items()}
     results["robot_servers"] = {
         "cores": round((sum(cpu_s(p) for p in robot_servers) - rob0) / wall, 3),
         "rss_mb_each": round(sum(p.memory_info().rss for p in robot_servers) / len(robot_servers) / 2**20, 1),
     }
     results["load_processes_cores"] = round((sum(cpu_s(p) for p in loads) - load0) / wall, 3)
+    results["load_side_cores"] = round(results["robot_servers"]["cores"] + results["load_processes_cores"], 3)
+    results["pinned"] = bool(args.pin)
+    results["cpu_busy_percent"] = cpu_busy(percpu0, percpu1)  # per CPU, every process of the machine
+    results["registry_list_timeouts"] = obs.list_timeouts
+    results["registry_list_no_responders"] = obs.list_no_responders
     results["hub_fds"] = ps["hub"].num_fds()
     results["leaf_kbit_s_per_robot"] = leaf_rates(leaf0, leaf1, wall)
     results["registry"] = {
@@ -568,14 +674,19 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
         "list_p50_ms": round(pct(obs.list_ms, 0.5), 1), "list_p99_ms": round(pct(obs.list_ms, 0.99), 1),
     }  # fmt: skip
     if args.deploy:
-        results["deploy"] = await deploy_job(nc, site.ids)
+        c0, t_dep = {n: cpu_s(p) for n, p in ps.items()}, time.monotonic()
+        results["deploy"] = await deploy_job(nc, site.ids, timeout_s=min(300.0, site.left(45)))
+        results["deploy"]["cpu_cores"] = {  # the hub side while the job runs (alerts keep flowing)
+            n: round((cpu_s(p) - c0[n]) / max(1e-9, time.monotonic() - t_dep), 3) for n, p in ps.items()
+        }
         phase("deploy")
     # stop the robots, let the last alerts through, then read the clients and the hub's streams
     counters = []
     for w in workers:
         w.stdin.close()
     for w in workers:
-        counters.append(json.loads((await asyncio.to_thread(w.stdout.readline)) or "{}"))
+        line = await asyncio.wait_for(asyncio.to_thread(w.stdout.readline), site.left(30))
+        counters.append(json.loads(line or "{}"))
     alerts_sent = sum(c.get("alerts", 0) for c in counters)
     results["robots_sent"] = {"msgs_per_s": round(sum(c.get("sent", 0) for c in counters) / max(
         1e-9, max(c.get("seconds", 0) for c in counters)), 0), "alerts": alerts_sent,
@@ -584,7 +695,7 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
     t_settle = time.monotonic()
     while True:
         events = await stream_state(nc, streams.EVENTS_HUB_STREAM)
-        if events[0] >= alerts_sent or time.monotonic() - t_settle > 30:
+        if events[0] >= alerts_sent or time.monotonic() - t_settle > min(30, site.left(30)):
             break
         await asyncio.sleep(0.5)
     logs = await stream_state(nc, streams.LOGS_HUB_STREAM)
@@ -592,11 +703,12 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
                                "settle_s": round(time.monotonic() - t_settle, 1),
                                "latency_p50_ms": round(pct(obs.history_ms, 0.5), 1),
                                "latency_p99_ms": round(pct(obs.history_ms, 0.99), 1),
-                               "latency_max_ms": round(max(obs.history_ms, default=float("nan")), 1)}  # fmt: skip
+                               "latency_max_ms": round(max(obs.history_ms, default=float("nan")), 1),
+                               "watch_failures": obs.history_watch_failures}  # fmt: skip
     results["fleet_logs"] = {"messages": logs[0], "sources_lagging": logs[1]}
     phase("settle")
     t_drain = time.monotonic()
-    while time.monotonic() - t_drain < 60:  # the console clients' last alerts (queued in ws_agent) arrive
+    while time.monotonic() - t_drain < min(60, site.left(10)):  # the clients' last alerts (queued in ws_agent)
         console.stdin.write("count\n")
         console.stdin.flush()
         if json.loads(await asyncio.to_thread(console.stdout.readline))["alerts"] >= alerts_sent * args.clients:
@@ -604,13 +716,26 @@ async def measure(args: argparse.Namespace, site: Site) -> dict[str, Any]:
         await asyncio.sleep(0.5)
     phase("console_drain")
     console.stdin.close()
-    res = json.loads(await asyncio.to_thread(console.stdout.readline))
+    res = json.loads(await asyncio.wait_for(asyncio.to_thread(console.stdout.readline), site.left()))
     results["console"] = {"alerts_received": res["alerts"], "alerts_expected": alerts_sent * args.clients,
                           "p50_ms": res["p50"], "p99_ms": res["p99"], "max_ms": res["max"],
                           "msgs_per_client": round(sum(res["counts"]) / max(1, len(res["counts"])), 0),
                           "closed": res["closed"], "failed_to_connect": res["failed"]}  # fmt: skip
     await nc.close()
-    return results
+
+
+async def run_bounded(args: argparse.Namespace, site: Site, results: dict[str, Any]) -> None:
+    """``measure`` within the budget. Whatever ends it (done, out of time, an error), the processes are
+    stopped before the event loop closes: a reader thread blocked on a process's pipe then sees EOF (the
+    loop waits for its threads at exit)."""
+    try:
+        await asyncio.wait_for(measure(args, site, results), timeout=site.left())
+    except BaseException as exc:
+        done = list(results["phase_s"])
+        results["unfinished"] = f"after phase {done[-1] if done else 'start'}: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        await asyncio.to_thread(site.close)
 
 
 async def deploy_job(nc: Any, targets: list[str], timeout_s: float = 300.0) -> dict[str, Any]:
@@ -701,9 +826,19 @@ def main() -> int:
     ap.add_argument("--deploy", action="store_true", help="Mosquitto + IoT Jobs devices: time a job to all")
     ap.add_argument("--smoke", action="store_true", help="3 robots, a few seconds (with --deploy)")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--pin", action="store_true", help="hub side on CPU 0, load generator on CPU 1 (taskset)")
+    ap.add_argument(
+        "--local-telemetry",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also send the robot-local telemetry (LOCAL_ONLY; default: yes, no with --pin)",
+    )
+    ap.add_argument("--budget", type=float, default=330.0, help="the whole run ends within this many s")
     args = ap.parse_args()
+    if args.local_telemetry is None:
+        args.local_telemetry = not args.pin
     if args.role == "robots":
-        asyncio.run(run_robots(json.loads(args.spec), args.alert_period))
+        asyncio.run(run_robots(json.loads(args.spec), args.alert_period, args.local_telemetry))
         return 0
     if shutil.which("node") is None or not (REPO / "test" / "browser" / "node_modules" / "ws").is_dir():
         print("needs node and `npm ci --prefix test/browser`", file=sys.stderr)
@@ -711,31 +846,40 @@ def main() -> int:
     if args.smoke:
         args.robots, args.processes, args.clients, args.alert_period = 3, 1, 2, 1.0
         args.duration, args.warmup, args.deploy = 3.0, 1.0, True
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2 or shutil.which("taskset") is None:
+            print("--pin needs 2 CPUs and taskset (util-linux)", file=sys.stderr)
+            return 2
+        os.sched_setaffinity(0, {LOAD_CPU})  # this orchestrator is load side; hub-side processes get CPU 0
     load_before = Path("/proc/loadavg").read_text().split()[:3]
     started = time.monotonic()
+    results: dict[str, Any] = {"robots": args.robots, "clients": args.clients, "pinned": args.pin,
+                               "local_telemetry": args.local_telemetry, "phase_s": {}}  # fmt: skip
+    failed = None
     with tempfile.TemporaryDirectory(prefix="rp-fleet-scale-") as tmp:
-        site = Site(Path(tmp), args.robots)
+        site = Site(Path(tmp), args.robots, args.pin, started + args.budget)
         try:
             t_servers = time.monotonic()
             site.start_servers()
-            servers_s = round(time.monotonic() - t_servers, 1)
-            results = asyncio.run(measure(args, site))
-        except BaseException:
+            results["phase_s"]["servers"] = round(time.monotonic() - t_servers, 1)
+            asyncio.run(run_bounded(args, site, results))
+        except (Exception, asyncio.CancelledError) as exc:  # reported with the results so far; Ctrl-C ends it
+            failed = exc
+            results.setdefault("unfinished", f"{type(exc).__name__}: {exc}")
+            traceback.print_exc()
             for log in sorted(Path(tmp).glob("*.log")):
                 tail = log.read_bytes()[-600:].decode(errors="replace").strip()
                 if tail:
                     print(f"--- {log.name}\n{tail}", file=sys.stderr)
-            raise
         finally:
             site.close()
-    results["phase_s"] = {"servers": servers_s} | results["phase_s"]
     results["loadavg_before"] = load_before
     results["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
     results["run_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
-    bad = check(results)
+    bad = [f"run not finished: {results['unfinished']}"] if failed is not None else check(results)
     for line in bad:
         print("FAIL:", line)
     return 1 if bad else 0

@@ -1,8 +1,9 @@
 """Test harness: a clustered hub (3 real nats-servers from site_setup/nats_config.py) and robot leafs.
 
 Used by test/test_hub_cluster_system.py (short) and test/long/test_hub_cluster.py (the whole control side).
-Every node is rendered by ``render_hub(cluster=...)`` with the same users (control, the robots, and with
-``service_users`` console / fleet_registry / jobs); each robot's nats-server lists all three leaf URLs.
+The configs are written by the demo's ``demo/nats_site.prepare(cluster=...)``, as ``demo --ha`` writes
+them: every node with the same users (control, the robots, console / fleet_registry / jobs), each robot's
+nats-server listing all three leaf URLs.
 """
 
 from __future__ import annotations
@@ -22,17 +23,9 @@ import nats.errors
 import nats.js.errors
 
 from helpers import free_port, wait_port
+from robot_platform.demo.nats_site import hub_node_confs, prepare
 from robot_platform.messaging.inbox import connect_options
-from robot_platform.site_setup.nats_config import (
-    SERVICE_USERS,
-    Endpoint,
-    Fleet,
-    HubCluster,
-    render_hub,
-    render_robot,
-    service_user_entry,
-    write_private,
-)
+from robot_platform.site_setup.nats_config import SERVICE_USERS, Endpoint, HubCluster
 
 NODES = 3
 
@@ -44,17 +37,15 @@ class ClusteredHub:
         self.procs = procs
         self.tmp = tmp_path
         self.robots = robots
-        self.fleet = Fleet.generate(list(robots))
         ports = [[free_port() for _ in range(NODES)] for _ in range(4)]
         self.cluster = HubCluster.local(*ports)
-        self.passwords = {u: f"{u}-password-0123456789" for u in SERVICE_USERS} if service_users else {}
-        extra = [service_user_entry(u, p) for u, p in self.passwords.items()]
-        self.confs = []
-        for node in self.cluster.nodes:
-            conf = tmp_path / f"{node.name}.conf"
-            write_private(conf, render_hub(self.fleet, node.client, node.leaf_port, str(tmp_path / f"js-{node.name}"),
-                                           extra_users=extra, cluster=self.cluster, node=node.name))  # fmt: skip
-            self.confs.append(conf)
+        robot_ports = {robot: (free_port(), free_port()) for robot in robots}
+        site = prepare(tmp_path, robot_ports, Endpoint(port=free_port()), free_port(), cluster=self.cluster)
+        secrets = {user: path.read_text().strip() for user, path in site.password_files.items()}
+        self.control_password = secrets["control"]
+        self.passwords = {u: secrets[u] for u in SERVICE_USERS} if service_users else {}
+        self.confs = hub_node_confs(tmp_path)
+        assert [c.stem for c in self.confs] == [n.name for n in self.cluster.nodes], self.confs
         self.starts = [0] * NODES
         for i in range(NODES):
             self.start_node(i, wait=False)
@@ -62,12 +53,8 @@ class ClusteredHub:
             wait_port(node.client.port)
             wait_port(node.client.monitor_port)
         self.robot_urls: dict[str, str] = {}
-        for robot in robots:
-            port = free_port()
-            conf = tmp_path / f"{robot}.conf"
-            write_private(conf, render_robot(robot, self.fleet.robots[robot], Endpoint(port=port),
-                                             self.cluster.leaf_addresses(), str(tmp_path / f"js-{robot}")))  # fmt: skip
-            procs.start(f"nats-{robot}", [self.exe, "-c", str(conf)], stop_last=True)
+        for robot, (port, _) in robot_ports.items():
+            procs.start(f"nats-{robot}", [self.exe, "-c", str(site.robot_confs[robot])], stop_last=True)
             wait_port(port)
             self.robot_urls[robot] = f"nats://127.0.0.1:{port}"
         self.url = self.cluster.client_urls()
@@ -111,7 +98,7 @@ class ClusteredHub:
 
     async def control(self) -> Any:
         return await nats.connect(
-            self.url.split(","), error_cb=quiet, **connect_options("control", self.fleet.control_password)
+            self.url.split(","), error_cb=quiet, **connect_options("control", self.control_password)
         )
 
     async def wait_jetstream(self, timeout: float = 60.0) -> None:

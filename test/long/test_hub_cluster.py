@@ -94,7 +94,7 @@ class Control:
         self.procs, self.tmp, self.hub = procs, tmp, hub
         self.domains = DomainReservation(count=4)
         self.pw = {}
-        for user, password in [("control", hub.fleet.control_password), *hub.passwords.items()]:
+        for user, password in [("control", hub.control_password), *hub.passwords.items()]:
             self.pw[user] = tmp / f"{user}.password"
             write_private(self.pw[user], password)
         self.secrets = tmp / "secrets"
@@ -155,7 +155,7 @@ async def call(hub: ClusteredHub, subject: str, body: dict[str, Any], timeout: f
     try:
         nc = await asyncio.wait_for(nats.connect(
             hub.url.split(","), connect_timeout=2, max_reconnect_attempts=1, reconnect_time_wait=0.1, error_cb=quiet,
-            **connect_options("control", hub.fleet.control_password),
+            **connect_options("control", hub.control_password),
         ), 10)  # fmt: skip
     except (nats.errors.Error, OSError, TimeoutError):
         return None

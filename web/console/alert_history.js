@@ -3,8 +3,10 @@
 // it when (and the note), when it cleared, and for SILENCED.* records who silenced which check until when
 // and why. Filters: robot and minimum severity (the view's toolbar), state, code (exact or PREFIX*) and time
 // range. Searched on open, on every filter change, after each acknowledge/silence, and (at most every few
-// seconds) when an alert message arrives.
+// seconds) when an alert message arrives. Roles that may export get an "Export" button per row: one MCAP
+// file of ±N minutes around the alert (alert_export.js).
 import { FLEET, fleetCall } from "../lib/fleet_api.js";
+import { canExport, clampMinutes, exportAlert } from "./alert_export.js";
 import { $, el, setText, SEVERITY } from "../lib/util.js";
 
 FLEET.alertsQuery = ["/fleet/alerts/query", "robot_platform/fleet/AlertsQuery"];
@@ -21,6 +23,10 @@ export class AlertHistoryView {
     this.again = false;
     this.timer = null;
     this.searches = 0; // answered searches (browser tests wait on it)
+    this.exports = 0; // finished downloads (browser tests wait on it)
+    this.exporting = false;
+    this.mayExport = canExport(ctx.session);
+    $("#h-export-box").hidden = !this.mayExport;
     for (const id of ["#h-state", "#h-since"]) $(id).addEventListener("input", () => this.search());
     $("#h-code").addEventListener("change", () => this.search());
     $("#h-search").addEventListener("click", () => this.search());
@@ -79,7 +85,33 @@ export class AlertHistoryView {
         el("td", { class: `sev-${a.severity}`, text: SEVERITY[a.severity] || a.severity }),
         el("td", { text: a.code }), el("td", { class: "msg", text: a.message }),
         el("td", { text: state, "data-col": "state" }), el("td", { text: acked, "data-col": "ack" }),
-        el("td", { class: "msg", text: silence, "data-col": "silence" }));
+        el("td", { class: "msg", text: silence, "data-col": "silence" }), el("td", {}, this.exportButton(a)));
     }));
+  }
+
+  exportButton(a) {
+    if (!this.mayExport) return "";
+    const minutes = () => clampMinutes($("#h-minutes").value);
+    return el("button", { class: "btn small", text: "Export", "data-action": "export", "data-testid": "export-alert",
+      title: "download an MCAP file of this alert, the robot's other alerts, logs and telemetry around it",
+      onclick: () => this.download(a, minutes()) });
+  }
+
+  async download(a, minutes) {
+    const status = $("#h-export-status");
+    if (this.exporting) { setText(status, "an export is running; wait for it"); return; }
+    this.exporting = true;
+    $("#h-minutes").value = String(minutes);
+    setText(status, `exporting ${a.code} on ${a.robot} ±${minutes} min...`);
+    try {
+      const r = await exportAlert(this.ctx.session, a.alert_id, minutes, (text) => setText(status, text));
+      const notes = r.notes.length ? ` - ${r.notes.join("; ")}` : "";
+      setText(status, `saved ${r.name} (${Math.round(r.bytes / 1024)} KiB)${notes}`);
+      this.exports += 1;
+    } catch (e) {
+      setText(status, `export failed: ${e.message || e}`);
+    } finally {
+      this.exporting = false;
+    }
   }
 }

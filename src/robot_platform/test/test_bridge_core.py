@@ -171,3 +171,48 @@ def test_a_huge_type_header_is_not_echoed_in_full(core: BridgeCore, logs: list[s
     assert core.on_command(CMD, headers("pkg/msg/" + "T" * 100_000), msgpack.packb(TWIST)) is None
     assert core.snapshot()["errors"] == {"not_allowed": 1}
     assert len(logs) == 1 and len(logs[0]) < 600
+
+
+def test_overview_copy_is_the_sent_message_at_the_overview_rate(core: BridgeCore, sent: Sent) -> None:
+    """20 Hz odometry with a 2 Hz overview: every message on robots.r1.ros.odom, one every 0.5 s (the
+    newest held, released when due) on robots.r1.overview.odom with the original's body and headers."""
+    route = core.add_out_route("/odom", "nav_msgs/msg/Odometry", overview_rate_hz=2.0)
+    assert route.overview_subject == "robots.r1.overview.odom"
+    next_due = None
+    for i in range(41):  # 2 s at 20 Hz
+        now = i * 0.05
+        if next_due is not None and now >= next_due:
+            core.flush_due(now)
+        msg = Odometry()
+        msg.pose.pose.position.x = float(i)
+        assert core.on_ros_message(route, msg, now=now)
+        next_due = core.flush_due(now)
+    full = [(b, h) for s, b, h in sent if s == "robots.r1.ros.odom"]
+    copies = [(b, h) for s, b, h in sent if s == "robots.r1.overview.odom"]
+    assert len(full) == 41 and len(sent) == 41 + len(copies)
+    assert len(copies) == 5  # t = 0, then the newest held one at 0.5, 1.0, 1.5, 2.0 (20 Hz input)
+    for body, h in copies:
+        assert (body, h) in full  # the same message, not a re-encoded one
+    xs = [msgpack.unpackb(b)["pose"]["pose"]["position"]["x"] for b, _ in copies]
+    assert xs == [0.0, 9.0, 19.0, 29.0, 39.0]
+    assert core.snapshot()["out"]["/odom"]["overview"] == 5
+
+
+def test_overview_holds_the_latest_and_releases_it_when_due(core: BridgeCore, sent: Sent) -> None:
+    route = core.add_out_route("/odom", "nav_msgs/msg/Odometry", overview_rate_hz=2.0)
+    for i, now in enumerate((0.0, 0.1, 0.2)):
+        msg = Odometry()
+        msg.pose.pose.position.x = float(i)
+        core.on_ros_message(route, msg, now=now)
+    assert [s for s, _, _ in sent].count("robots.r1.overview.odom") == 1
+    assert core.flush_due(now=0.3) == pytest.approx(0.5)  # the held copy is due at 0.5
+    assert core.flush_due(now=0.5) is None
+    copies = [b for s, b, _ in sent if s == "robots.r1.overview.odom"]
+    assert [msgpack.unpackb(b)["pose"]["pose"]["position"]["x"] for b in copies] == [0.0, 2.0]
+
+
+def test_no_overview_without_a_rate(core: BridgeCore, sent: Sent) -> None:
+    route = core.add_out_route("/odom", "nav_msgs/msg/Odometry")
+    core.on_ros_message(route, Odometry(), now=0.0)
+    assert [s for s, _, _ in sent] == ["robots.r1.ros.odom"]
+    assert "overview" not in core.snapshot()["out"]["/odom"]

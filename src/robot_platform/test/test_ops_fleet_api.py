@@ -112,6 +112,8 @@ def test_console_user_may_do_what_the_agent_roles_allow_and_the_fleet_services()
         assert subject in CONSOLE_PUBLISH
     for subject in FLEET_TOPICS.values():
         assert subject in CONSOLE_SUBSCRIBE
+    # the agent reads a robot's telemetry from its overview copy while every client is slow (ws/overview.py)
+    assert any(subject_matches(p, "robots.*.overview.>") for p in CONSOLE_SUBSCRIBE)
     assert "_INBOX.>" not in CONSOLE_PUBLISH and ">" not in CONSOLE_PUBLISH  # it answers no requests
     assert {"fleet.registry.list", "fleet.logs.query"} <= set(REGISTRY_SUBSCRIBE)
 

@@ -12,9 +12,11 @@ import json
 import time
 from typing import Any
 
+import nats
 import pytest
 
 from robot_platform.messaging.connect import Credentials
+from robot_platform.ops import registry_service
 from robot_platform.ops.kv_writer import CoalescingWriter
 from robot_platform.ops.registry import Announcement
 from robot_platform.ops.registry_service import RegistryService
@@ -101,3 +103,35 @@ def test_presence_is_folded_without_waiting_for_the_bucket() -> None:
     assert all(service.registry.records[r].status == "online" for r in robots)
     assert {k: json.loads(v)["robot_id"] for k, v in kv.values.items()} == {r: r for r in robots}
     assert service.counters.announcements == 50 and service.counters.kv_errors == 0
+
+
+class BusyHubJs:
+    """A hub whose JetStream API times out the first ``n`` bucket lookups (100 robots' sources being set up)."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    async def key_value(self, bucket: str) -> str:
+        self.calls += 1
+        if self.calls <= self.n:
+            raise nats.errors.TimeoutError
+        return f"kv:{bucket}"
+
+
+def test_registry_waits_for_a_busy_hubs_bucket_instead_of_giving_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: the first JetStream timeout ended the registry's service thread for good (the process
+    stayed up answering nothing: fleet.registry.list had no responders at 100 robots)."""
+    monkeypatch.setattr(registry_service, "OPEN_RETRY_FIRST_S", 0.01)
+
+    async def main() -> tuple[Any, Any, RegistryService]:
+        service = RegistryService("nats://127.0.0.1:1", Credentials(), ["r1"])
+        service._js = BusyHubJs(3)
+        got = await service._open_bucket(asyncio.Event(), None)
+        stopped = asyncio.Event()
+        stopped.set()
+        service._js = BusyHubJs(1000)
+        return got, await service._open_bucket(stopped, None), service
+
+    got, after_stop, service = asyncio.run(main())
+    assert got == "kv:FLEET_REGISTRY" and service.counters.errors["bucket_open"] == 3
+    assert after_stop is None  # a stop ends the wait

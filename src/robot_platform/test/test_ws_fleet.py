@@ -123,12 +123,13 @@ def test_whoami_fleet_verdicts() -> None:
     assert viewer["call"] == {
         "/fleet/registry/list": True, "/fleet/logs/query": True, "/fleet/alerts/query": True,
         "/fleet/audit/query": False, "/fleet/jobs/create": False, "/fleet/jobs/get": True, "/fleet/jobs/list": True,
-        "/fleet/jobs/cancel": False, "/fleet/jobs/catalogue": False,
+        "/fleet/jobs/cancel": False, "/fleet/jobs/catalogue": False, "/fleet/alerts/export": False,
     }  # fmt: skip
+    assert fleet_permissions(ROLES["operator"])["call"]["/fleet/alerts/export"] is True  # an HTTP route, same rule
     assert all(admin["call"].values()) and all(viewer["subscribe"].values())
     custom = resolve_roles({"auditor": {"subscribe": ["jobs.events"]}})["auditor"]
     assert fleet_permissions(custom) == {
-        "call": dict.fromkeys(FLEET_SERVICES, False),
+        "call": dict.fromkeys([*FLEET_SERVICES, "/fleet/alerts/export"], False),
         "subscribe": {"/fleet/jobs/events": True, "/fleet/registry/events": False},
     }
 

@@ -1,6 +1,9 @@
 """What the bridge does with each message, without ROS or NATS objects: plain, unit-testable logic.
 
-Outbound (ROS -> NATS): rate limit (keep latest), encode, size check, envelope, hand to ``send``.
+Outbound (ROS -> NATS): rate limit (keep latest), encode, size check, envelope, hand to ``send``; a route
+with an overview rate also sends a keep-latest copy of what it sent, as it is (same body and headers),
+at that lower rate on ``robots.<id>.overview.<topic>``: a fleet overview (the console's table at 2 Hz)
+takes that subject and leaves the full rate on the robot unless a detail view asks for it.
 Inbound (NATS -> ROS): size check, envelope, allowlist (subject + type), duplicate drop, type hash,
 decode + validate (NaN/inf refused unless the allowlist entry opts in: every command, whether sent by
 a script or forwarded by ws_agent from a browser, passes here); the result is a ready ROS message for
@@ -88,6 +91,9 @@ class OutRoute:
     type_hash: str
     limiter: KeepLatestLimiter[Any]
     stats: TopicStats
+    overview_subject: str = ""
+    overview: KeepLatestLimiter[tuple[bytes, dict[str, str]]] | None = None
+    overview_out: int = 0
 
 
 class BridgeCore:
@@ -115,8 +121,11 @@ class BridgeCore:
         self.error_totals: dict[str, int] = {}
 
     # ------------------------------------------------------------------ out
-    def add_out_route(self, topic: str, type_name: str, max_rate_hz: float = 0.0, subject: str = "") -> OutRoute:
-        """Register a topic to bridge out; UnknownTypeError / SubjectError if the config is wrong."""
+    def add_out_route(
+        self, topic: str, type_name: str, max_rate_hz: float = 0.0, subject: str = "", overview_rate_hz: float = 0.0
+    ) -> OutRoute:
+        """Register a topic to bridge out; UnknownTypeError / SubjectError if the config is wrong.
+        ``overview_rate_hz`` > 0: also a copy at most that often on ``robots.<id>.overview.<topic>``."""
         cls = self.codec.registry.load(type_name)
         route = OutRoute(
             topic=subjects.check_topic(topic),
@@ -127,6 +136,9 @@ class BridgeCore:
             limiter=KeepLatestLimiter(max_rate_hz),
             stats=TopicStats(),
         )
+        if overview_rate_hz > 0:
+            route.overview_subject = subjects.overview(self.robot_id, topic)
+            route.overview = KeepLatestLimiter(overview_rate_hz)
         self.routes[topic] = route
         return route
 
@@ -136,7 +148,7 @@ class BridgeCore:
         before = route.limiter.dropped
         item = route.limiter.offer(msg, now)
         route.stats.dropped_rate += route.limiter.dropped - before
-        return item is not None and self._send_out(route, item)
+        return item is not None and self._send_out(route, item, now)
 
     def flush_due(self, now: float | None = None) -> float | None:
         """Send held messages whose time has come; return the next due time (monotonic) or None."""
@@ -145,13 +157,19 @@ class BridgeCore:
         for route in list(self.routes.values()):
             item = route.limiter.poll(now)
             if item is not None:
-                self._send_out(route, item)
-            due = route.limiter.next_due()
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
+                self._send_out(route, item, now)
+            dues = [route.limiter.next_due()]
+            if route.overview is not None:
+                copy = route.overview.poll(now)
+                if copy is not None:
+                    self._send_overview(route, copy)
+                dues.append(route.overview.next_due())
+            for due in dues:
+                if due is not None and (next_due is None or due < next_due):
+                    next_due = due
         return next_due
 
-    def _send_out(self, route: OutRoute, msg: Any) -> bool:
+    def _send_out(self, route: OutRoute, msg: Any, now: float) -> bool:
         t0 = time.perf_counter_ns()
         try:
             body = self.codec.encode(msg, route.subject)
@@ -163,7 +181,16 @@ class BridgeCore:
         headers = self.envelopes.headers(route.type_name, route.type_hash, route.topic, stamp_of(msg))
         self._send(route.subject, body, headers)
         route.stats.out += 1
+        if route.overview is not None:
+            copy = route.overview.offer((body, headers), now)
+            if copy is not None:
+                self._send_overview(route, copy)
         return True
+
+    def _send_overview(self, route: OutRoute, copy: tuple[bytes, dict[str, str]]) -> None:
+        body, headers = copy
+        self._send(route.overview_subject, body, headers)
+        route.overview_out += 1
 
     # ------------------------------------------------------------------ in
     def on_command(self, subject: str, headers: dict[str, str] | None, data: bytes) -> tuple[str, Any] | None:
@@ -200,6 +227,13 @@ class BridgeCore:
         if total <= 10 or total & (total - 1) == 0:  # first ten, then at powers of two: no log flood
             self._log(f"{where}: dropped ({exc.kind}, {total} so far): {exc}")
 
+    @staticmethod
+    def _route_counters(route: OutRoute) -> dict[str, Any]:
+        counters = route.stats.as_dict()
+        if route.overview is not None:
+            counters["overview"] = route.overview_out
+        return counters
+
     def snapshot(self) -> dict[str, Any]:
         """All counters, for the health subject, /diagnostics and Prometheus."""
         with self._lock:
@@ -207,7 +241,7 @@ class BridgeCore:
             errors = dict(self.error_totals)
         return {
             "robot_id": self.robot_id,
-            "out": {t: r.stats.as_dict() for t, r in list(self.routes.items())},
+            "out": {t: self._route_counters(r) for t, r in list(self.routes.items())},
             "in": inbound,
             "errors": errors,
         }

@@ -18,6 +18,8 @@ node_params.py, repeated in config/robot.yaml and config/control.yaml):
       out.<n>.max_rate_hz             0 = unlimited; else keep-latest at most this rate
       out.<n>.reliability/durability/depth   QoS of the ROS subscription
       out.<n>.subject                 '' = robots.<id>.ros.<topic>; else a suffix under robots.<id> ('alerts')
+      out.<n>.overview_rate_hz        0 = none; else also a keep-latest copy at most this often on
+                                      robots.<id>.overview.<topic> (what a fleet overview subscribes)
     out.allow, out.deny (string[])    topic globs bridged when discovered (deny wins)
     out.pattern_max_rate_hz, out.pattern_reliability, out.pattern_depth   settings of discovered topics
     in.names (string[])               allowlisted commands; for each <n>: in.<n>.topic, in.<n>.type,
@@ -50,7 +52,8 @@ node_params.py, repeated in config/robot.yaml and config/control.yaml):
 Subscriptions: every out topic (read by a thread of their own, see ros_reader.py).
 Publishers: every in topic, /diagnostics, mirrored /fleet/<id>/<topic>.
 Service clients: every allowlisted service (robot mode).
-NATS: publishes robots.<id>.ros.<topic> (or the configured subject), robots.<id>.health.nats_bridge;
+NATS: publishes robots.<id>.ros.<topic> (or the configured subject), robots.<id>.overview.<topic> (routes
+with an overview rate), robots.<id>.health.nats_bridge;
 subscribes robots.<id>.cmd.> (only allowlisted subject+type pairs reach ROS); answers requests on
 robots.<id>.srv.<service> (one subscription per allowlisted service, plus robots.<id>.srv.> to refuse
 the rest; see services.py for the reply format); in control mode also robots.*.ros.<topic> for each
@@ -203,7 +206,7 @@ class NatsBridgeNode(Node):
             if tokens[0] not in subjects.KINDS or tokens[0] == "srv":
                 raise ConfigError(f"{prefix}.subject", suffix, f"must start with one of {subjects.KINDS}")
             subject = f"{subjects.ROOT}.{self._core.robot_id}.{suffix}"
-        route = self._core.add_out_route(r["topic"], r["type"], r["max_rate_hz"], subject)
+        route = self._core.add_out_route(r["topic"], r["type"], r["max_rate_hz"], subject, r["overview_rate_hz"])
         self._subscribe(route, qos(r["reliability"], r["durability"], r["depth"], prefix))
         return route
 

@@ -74,6 +74,7 @@ ALLOW_NON_FINITE = Param(
 OUT_PARAMS: tuple[Param, ...] = (
     *ROUTE_PARAMS,
     Param("max_rate_hz", float, 0.0, "max rate, keep latest; 0 = unlimited", (0.0, 100000.0)),
+    Param("overview_rate_hz", float, 0.0, "also a copy this often on robots.<id>.overview.<topic>", (0.0, 1000.0)),
     Param("subject", str, "", "'' or a suffix under robots.<id>"),
 )
 IN_PARAMS: tuple[Param, ...] = (*ROUTE_PARAMS, ALLOW_NON_FINITE)

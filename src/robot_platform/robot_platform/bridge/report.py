@@ -2,7 +2,7 @@
 
 Keys (values are numbers unless noted): link_state (text), sent, received, queued, dropped_outbox,
 dropped_slow_consumer, connects, disconnects, connect_failures, duplicates, errors.<kind>,
-out<topic>.{out,dropped_rate,codec_ms,errors}, in.<subject>.{in,delivered,duplicates,codec_ms,errors},
+out<topic>.{out,dropped_rate,codec_ms,errors[,overview]}, in.<subject>.{in,delivered,duplicates,codec_ms,errors},
 mirror.<subject>.{in,delivered,duplicates,codec_ms,errors}.
 """
 
@@ -31,6 +31,8 @@ def flat_values(snapshot: dict[str, Any], link: dict[str, Any]) -> dict[str, Any
         for key in ("out", "dropped_rate", "codec_ms"):
             values[f"out{topic}.{key}"] = st[key]
         values[f"out{topic}.errors"] = sum(st["errors"].values())
+        if "overview" in st:
+            values[f"out{topic}.overview"] = st["overview"]
     for group, prefix in groups:
         for subject, st in snapshot.get(group, {}).items():
             for key in ("in", "delivered", "duplicates", "codec_ms"):

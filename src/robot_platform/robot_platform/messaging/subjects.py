@@ -3,6 +3,8 @@
 Scheme (``<id>`` is the robot id, ``<topic>`` the ROS topic with ``/`` as ``.``)::
 
     robots.<id>.ros.<topic>        telemetry from the robot's ROS graph   (/odom -> robots.r1.ros.odom)
+    robots.<id>.overview.<topic>   a rate-limited copy of chosen telemetry for fleet overviews (2 Hz odom:
+                                   a console showing the fleet takes that instead of the full rate)
     robots.<id>.cmd.<topic>        commands into the robot's ROS graph    (allowlisted: subject + type)
     robots.<id>.alerts             alerts (JetStream: must not be lost)
     robots.<id>.deploy.<event>     deployment events (JetStream)
@@ -24,8 +26,8 @@ from dataclasses import dataclass
 from robot_platform.messaging.errors import NotAllowedError, SubjectError
 
 ROOT = "robots"
-KINDS = ("ros", "cmd", "srv", "alerts", "deploy", "frames", "health", "presence")
-PATH_KINDS = ("ros", "cmd", "srv")  # the rest of the subject is a ROS name (topic or service)
+KINDS = ("ros", "overview", "cmd", "srv", "alerts", "deploy", "frames", "health", "presence")
+PATH_KINDS = ("ros", "overview", "cmd", "srv")  # the rest of the subject is a ROS name (topic or service)
 ROBOT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 TOPIC_RE = re.compile(r"^(/[A-Za-z_][A-Za-z0-9_]*)+$")  # fully qualified, expanded ROS 2 topic name
@@ -69,6 +71,20 @@ def topic_tokens(topic: str) -> str:
 def telemetry(robot_id: str, topic: str) -> str:
     """Subject carrying ROS topic ``topic`` out of robot ``robot_id``."""
     return f"{ROOT}.{check_robot_id(robot_id)}.ros.{topic_tokens(topic)}"
+
+
+def overview(robot_id: str, topic: str) -> str:
+    """Subject of the decimated copy of ROS topic ``topic`` (nats_bridge ``out.<n>.overview_rate_hz``)."""
+    return f"{ROOT}.{check_robot_id(robot_id)}.overview.{topic_tokens(topic)}"
+
+
+def overview_of(subject: str) -> str | None:
+    """``robots.<id>.ros.<topic>`` -> ``robots.<id>.overview.<topic>`` (the robot token may be ``*``);
+    None if ``subject`` is not a telemetry subject."""
+    parts = subject.split(".")
+    if len(parts) < 4 or parts[0] != ROOT or parts[2] != "ros":
+        return None
+    return ".".join((ROOT, parts[1], "overview", *parts[3:]))
 
 
 def command(robot_id: str, topic: str) -> str:

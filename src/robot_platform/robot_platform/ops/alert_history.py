@@ -24,7 +24,6 @@ and ``values.until`` saying who silenced the check and until when. ``truncated``
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 import uuid
@@ -32,13 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-import nats.errors
-import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from robot_platform.messaging import subjects
-from robot_platform.messaging.errors import SubjectError
 from robot_platform.messaging.streams import EVENTS_HUB_STREAM
+from robot_platform.ops import hub_query
 from robot_platform.ops.errors import LogQueryError
 
 QUERY_SUBJECT = "fleet.alerts.query"
@@ -50,7 +47,6 @@ DEFAULT_LIMIT, MAX_LIMIT = 200, 1000
 MAX_CODE_CHARS = 128
 SCAN_CAP = 50_000  # alert messages a query reads at most
 QUERY_BUDGET_S = 3.0  # below ws_agent's default service_timeout_s (5 s)
-FETCH_BATCH, FETCH_WAIT_S = 500, 0.5
 
 
 class AlertQueryError(LogQueryError):
@@ -82,14 +78,7 @@ class AlertQuery:
 def parse_query(args: Any) -> AlertQuery:
     """Validate a request; AlertQueryError names the argument at fault."""
     args = AlertQueryError.check_arguments(args, QUERY_KEYS)
-    robot = args.get("robot") or "*"
-    if not isinstance(robot, str):
-        raise AlertQueryError("robot", "must be a robot id or '*'")
-    if robot != "*":
-        try:
-            subjects.check_robot_id(robot)
-        except SubjectError as exc:
-            raise AlertQueryError("robot", str(exc)) from None
+    robot = hub_query.robot_arg(args, AlertQueryError)
     sev = args.get("severity", 0)
     if isinstance(sev, str) and sev.lower() in SEVERITIES:
         sev = SEVERITIES[sev.lower()]
@@ -98,21 +87,12 @@ def parse_query(args: Any) -> AlertQuery:
     code = args.get("code") or ""
     if not isinstance(code, str) or len(code) > MAX_CODE_CHARS or "*" in code[:-1]:
         raise AlertQueryError("code", f"must be a fault code or a 'PREFIX*' of at most {MAX_CODE_CHARS} characters")
-    times = {}
-    for key, default in (("since_s", DEFAULT_SINCE_S), ("until_s", 0.0)):
-        value = args.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-            raise AlertQueryError(key, "must be a number of seconds >= 0 (how far back from now)")
-        times[key] = float(value)
-    if times["until_s"] > times["since_s"]:
-        raise AlertQueryError("until_s", "the end of the range must be after its start (until_s <= since_s)")
+    since_s, until_s = hub_query.time_range(args, AlertQueryError, DEFAULT_SINCE_S)
     state = args.get("state", "any")
     if state not in STATES:
         raise AlertQueryError("state", f"must be one of {', '.join(STATES)}")
-    limit = args.get("limit", DEFAULT_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise AlertQueryError("limit", f"must be an integer from 1 to {MAX_LIMIT}")
-    return AlertQuery(robot, sev, code, times["since_s"], times["until_s"], state, limit)
+    limit = hub_query.limit_arg(args, AlertQueryError, DEFAULT_LIMIT, MAX_LIMIT)
+    return AlertQuery(robot, sev, code, since_s, until_s, state, limit)
 
 
 def _stamp(body: dict[str, Any]) -> float:
@@ -215,7 +195,7 @@ def answer(histories: dict[str, AlertHistory], q: AlertQuery, now: float, trunca
 
 
 async def read_alerts(
-    nc: Any, q: AlertQuery, stream: str = EVENTS_HUB_STREAM, budget_s: float = QUERY_BUDGET_S
+    nc: Any, q: AlertQuery, stream: str = EVENTS_HUB_STREAM, budget_s: float = QUERY_BUDGET_S, subject: str = ""
 ) -> tuple[list[dict[str, Any]], bool]:
     """Every stored alert message of ``q.robot`` (ephemeral memory-only pull consumer), oldest first.
 
@@ -224,36 +204,22 @@ async def read_alerts(
     low-volume (a few messages per fault), so the whole retention (7 days) fits ``SCAN_CAP``.
 
     Returns (decoded bodies in stream order, truncated). A stream that does not exist yet is no alerts.
+    ``subject`` reads another msgpack subject of the stream instead (alert exports: deploy statuses).
     """
-    js = nc.jetstream()
-    name = f"alerts_{uuid.uuid4().hex[:12]}"
     config = ConsumerConfig(
-        name=name, filter_subjects=[f"{subjects.ROOT}.{q.robot}.alerts"], ack_policy=AckPolicy.NONE,
-        inactive_threshold=30.0, mem_storage=True, deliver_policy=DeliverPolicy.ALL,
+        name=f"alerts_{uuid.uuid4().hex[:12]}", filter_subjects=[subject or f"{subjects.ROOT}.{q.robot}.alerts"],
+        ack_policy=AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True, deliver_policy=DeliverPolicy.ALL,
     )  # fmt: skip
-    try:
-        info = await js.add_consumer(stream, config)
-    except nats.js.errors.NotFoundError:
-        return [], False
-    pending, bodies, deadline = int(info.num_pending), [], time.monotonic() + budget_s
-    psub = await js.pull_subscribe_bind(consumer=name, stream=stream)
-    try:
-        while pending > 0 and len(bodies) < SCAN_CAP and time.monotonic() < deadline:
-            try:
-                batch = await psub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            for msg in batch:
-                pending = msg.metadata.num_pending
-                with contextlib.suppress(ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError):
-                    body = msgpack.unpackb(msg.data)
-                    if isinstance(body, dict):
-                        bodies.append(body)
-    finally:
-        with contextlib.suppress(nats.errors.Error, TimeoutError, asyncio.CancelledError):
-            await psub.unsubscribe()
-            await js.delete_consumer(stream, name)
-    return bodies, pending > 0
+    bodies: list[dict[str, Any]] = []
+
+    def keep(msg: Any) -> None:
+        with contextlib.suppress(ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError):
+            body = msgpack.unpackb(msg.data)
+            if isinstance(body, dict):
+                bodies.append(body)
+
+    _, cut = await hub_query.read_stream(nc, stream, config, keep, budget_s, SCAN_CAP)
+    return bodies, cut
 
 
 async def run_query(nc: Any, q: AlertQuery, stream: str = EVENTS_HUB_STREAM) -> dict[str, Any]:

@@ -23,8 +23,6 @@ before the oldest.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
 from collections import deque
@@ -33,13 +31,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
-import nats.errors
-import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from robot_platform.messaging import subjects
-from robot_platform.messaging.errors import SubjectError
 from robot_platform.messaging.streams import AUDIT_HUB_STREAM, AUDIT_SUBJECTS
+from robot_platform.ops import hub_query
 from robot_platform.ops.errors import LogQueryError
 
 QUERY_SUBJECT = "fleet.audit.query"
@@ -50,7 +46,6 @@ DEFAULT_LIMIT, MAX_LIMIT = 200, 1000
 MAX_TEXT_CHARS = 256
 SCAN_CAP = 50_000  # audit events a query reads at most (the newest of the range)
 QUERY_BUDGET_S = 3.0  # below ws_agent's default service_timeout_s (5 s)
-FETCH_BATCH, FETCH_WAIT_S = 500, 0.5
 ENTRY_KEYS = ("user", "role", "client", "op", "target", "subject", "type", "reason", "agent")
 
 
@@ -95,28 +90,14 @@ def _text(args: dict[str, Any], key: str) -> str:
 def parse_query(args: Any) -> AuditQuery:
     """Validate a request; AuditQueryError names the argument at fault."""
     args = AuditQueryError.check_arguments(args, QUERY_KEYS)
-    robot = _text(args, "robot") or "*"
-    if robot != "*":
-        try:
-            subjects.check_token(robot)
-        except SubjectError as exc:
-            raise AuditQueryError("robot", str(exc)) from None
+    robot = hub_query.robot_arg(args, AuditQueryError, check=subjects.check_token)
     verdict = args.get("verdict") or "any"
     if verdict not in VERDICTS:
         raise AuditQueryError("verdict", f"must be one of {', '.join(VERDICTS)}")
-    times = {}
-    for key, default in (("since_s", DEFAULT_SINCE_S), ("until_s", 0.0)):
-        value = args.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-            raise AuditQueryError(key, "must be a number of seconds >= 0 (how far back from now)")
-        times[key] = float(value)
-    if times["until_s"] > times["since_s"]:
-        raise AuditQueryError("until_s", "the end of the range must be after its start (until_s <= since_s)")
-    limit = args.get("limit", DEFAULT_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise AuditQueryError("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+    since_s, until_s = hub_query.time_range(args, AuditQueryError, DEFAULT_SINCE_S)
+    limit = hub_query.limit_arg(args, AuditQueryError, DEFAULT_LIMIT, MAX_LIMIT)
     return AuditQuery(robot, _text(args, "user"), _text(args, "op"), _text(args, "target"), verdict,
-                      times["since_s"], times["until_s"], limit)  # fmt: skip
+                      since_s, until_s, limit)  # fmt: skip
 
 
 def decode_event(subject: str, data: bytes) -> dict[str, Any] | None:
@@ -139,40 +120,17 @@ async def run_query(nc: Any, q: AuditQuery, stream: str = AUDIT_HUB_STREAM, budg
     """The reply of ``fleet.audit.query`` (see the module docstring). A missing stream is no events."""
     now = time.time()
     start, end = now - q.since_s, now - q.until_s
-    js = nc.jetstream()
-    name = f"audit_{uuid.uuid4().hex[:12]}"
     config = ConsumerConfig(
-        name=name, filter_subjects=[AUDIT_SUBJECTS if q.robot == "*" else f"{AUDIT_SUBJECTS[:-1]}{q.robot}"],
-        ack_policy=AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True,
+        name=f"audit_{uuid.uuid4().hex[:12]}", ack_policy=AckPolicy.NONE, inactive_threshold=30.0, mem_storage=True,
+        filter_subjects=[AUDIT_SUBJECTS if q.robot == "*" else f"{AUDIT_SUBJECTS[:-1]}{q.robot}"],
         deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=datetime.fromtimestamp(start, tz=UTC),
     )  # fmt: skip
-    try:
-        info = await js.add_consumer(stream, config)
-        skipped = int(info.num_pending) > scan_cap
-        if skipped:  # read the newest scan_cap events of the range only (one stream sequence bound)
-            await js.delete_consumer(stream, name)
-            last = int((await js.stream_info(stream)).state.last_seq)
-            config.deliver_policy, config.opt_start_time = DeliverPolicy.BY_START_SEQUENCE, None
-            config.opt_start_seq = max(1, last - scan_cap + 1)
-            info = await js.add_consumer(stream, config)
-    except nats.js.errors.NotFoundError:
-        return {"entries": [], "truncated": False}
     newest: deque[dict[str, Any]] = deque(maxlen=q.limit)
-    pending, read, deadline = int(info.num_pending), 0, time.monotonic() + budget_s
-    psub = await js.pull_subscribe_bind(consumer=name, stream=stream)
-    try:
-        while pending > 0 and read < scan_cap and time.monotonic() < deadline:
-            try:
-                batch = await psub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            for msg in batch:
-                pending, read = msg.metadata.num_pending, read + 1
-                entry = decode_event(msg.subject, msg.data)
-                if entry is not None and q.matches(entry, start, end):
-                    newest.append(entry)
-    finally:
-        with contextlib.suppress(nats.errors.Error, TimeoutError, asyncio.CancelledError):
-            await psub.unsubscribe()
-            await js.delete_consumer(stream, name)
-    return {"entries": list(reversed(newest)), "truncated": skipped or pending > 0}
+
+    def keep(msg: Any) -> None:
+        entry = decode_event(msg.subject, msg.data)
+        if entry is not None and q.matches(entry, start, end):
+            newest.append(entry)
+
+    found, cut = await hub_query.read_stream(nc, stream, config, keep, budget_s, scan_cap, newest=True)
+    return {"entries": list(reversed(newest)), "truncated": cut} if found else {"entries": [], "truncated": False}

@@ -32,9 +32,8 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from robot_platform.messaging import streams, subjects
-from robot_platform.messaging.errors import SubjectError
-from robot_platform.ops import logs
+from robot_platform.messaging import streams
+from robot_platform.ops import hub_query, logs
 from robot_platform.ops.errors import HubUnavailableError, LogQueryError, LogRecordError
 
 QUERY_SUBJECT = "fleet.logs.query"
@@ -69,12 +68,7 @@ class QuerySpec:
 def parse_query(args: Any) -> QuerySpec:
     """Validate the arguments of a query; LogQueryError names the argument at fault."""
     args = LogQueryError.check_arguments(args, QUERY_KEYS)
-    robot = _text(args, "robot", "*", 64) or "*"
-    if robot != "*":
-        try:
-            subjects.check_robot_id(robot)
-        except SubjectError as exc:
-            raise LogQueryError("robot", str(exc)) from None
+    robot = hub_query.robot_arg(args, LogQueryError)
     level = _text(args, "level", "debug", 16) or "debug"
     try:
         level = logs.parse_level(level)
@@ -86,14 +80,10 @@ def parse_query(args: Any) -> QuerySpec:
             re.compile(grep)
         except re.error as exc:
             raise LogQueryError("grep", f"not a valid regular expression: {exc}") from None
-    since = args.get("since_s")
-    if since is not None and (isinstance(since, bool) or not isinstance(since, int | float) or not since >= 0):
-        raise LogQueryError("since_s", "must be a number of seconds >= 0 (how far back from now)")
-    limit = args.get("limit", DEFAULT_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise LogQueryError("limit", f"must be an integer from 1 to {MAX_LIMIT}")
+    since = hub_query.seconds_back(args, LogQueryError, "since_s", None)
+    limit = hub_query.limit_arg(args, LogQueryError, DEFAULT_LIMIT, MAX_LIMIT)
     node = _text(args, "node", "", MAX_NODE_CHARS)
-    return QuerySpec(robot, level, node, grep, None if since is None else float(since), limit)
+    return QuerySpec(robot, level, node, grep, since, limit)
 
 
 def _text(args: dict[str, Any], key: str, default: str, max_chars: int) -> str:

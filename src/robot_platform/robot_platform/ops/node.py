@@ -219,7 +219,8 @@ class RobotAgentNode(Node):
              "subscribers": self.count_subscribers(name), "rate_hz": rates.get(name)}
             for name, types in sorted(self.get_topic_names_and_types())
         ]  # fmt: skip
-        return {"nodes": nodes, "topics": topics, "buffered": sorted(self.types), "buffer_dropped": self.buffer.dropped}
+        return {"nodes": nodes, "topics": topics, "buffered": sorted(self.types), "buffer_dropped": self.buffer.dropped,
+                "capture_window_s": self.buffer.window_s}  # fmt: skip
 
     async def _capture(self, args: dict[str, Any]) -> dict[str, Any]:
         return build_capture(self.robot_id, self.buffer, dict(self.types), args.get("topics"),

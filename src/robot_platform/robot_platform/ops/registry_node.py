@@ -2,7 +2,8 @@
 
 Parameters (config/control.yaml, ``fleet_registry``): nats_url, nats_user, nats_password_file,
 fleet_robots (robots accepted; empty: any robot the hub authenticated), offline_after_s,
-sweep_period_s, log_stream_max_mb, log_stream_max_age_h.
+sweep_period_s, log_stream_max_mb, log_stream_max_age_h, ha, export_capture_user/_role (as whom
+``fleet.alerts.export`` asks a robot for its capture buffer).
 No ROS topics: the registry lives in the hub's JetStream KV bucket ``FLEET_REGISTRY`` (read by
 ``robot-platform robots`` and the console); logs land in stream ``FLEET_LOGS``. For the console
 (ws_agent's ``/fleet/registry/...`` and ``/fleet/logs/query``) it serves ``fleet.registry.list`` and
@@ -39,6 +40,8 @@ PARAMS: tuple[Param, ...] = (
     Param("log_stream_max_mb", int, 1024, "size limit of FLEET_LOGS", (1, 10_000_000)),
     Param("log_stream_max_age_h", float, 336.0, "age limit of FLEET_LOGS", (0.01, 87600.0)),
     Param("ha", bool, False, "active/standby with other instances: serve only while holding the KV lease"),
+    Param("export_capture_user", str, "fleet_registry", "alert exports: user named in robots' capture requests"),
+    Param("export_capture_role", str, "exporter", "alert exports: role named in robots' capture requests"),
 )
 TABLE = ParamTable("fleet_registry", PARAMS)
 
@@ -65,6 +68,8 @@ class FleetRegistryNode(Node):
             float(max_age_h) * 3600.0,
             self.get_logger(),
             ha=bool(p["ha"]),
+            export_capture_user=p["export_capture_user"],
+            export_capture_role=p["export_capture_role"],
         )
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()

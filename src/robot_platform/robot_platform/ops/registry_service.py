@@ -21,6 +21,8 @@ shape of the jobs API):
 * ``fleet.audit.query`` ``{robot?, user?, op?, target?, verdict?, since_s?, until_s?, limit?}`` ->
   ``{entries, truncated}``: ws_agent's audit events from ``FLEET_AUDIT`` (:mod:`.audit_query`; this
   service creates that stream), same limits;
+* ``fleet.alerts.export`` ``{alert_id, minutes?, user}`` -> ``{file, name, bytes, window, included, notes}``:
+  one MCAP file around an alert (:mod:`.alert_export`); at most ``MAX_CONCURRENT_EXPORTS`` at once;
 
 and publishes ``fleet.registry.events``: the record (same dict) whenever it changes, throttled by
 :class:`.registry.EventThrottle` (``last_seen``-only updates at most every ``offline_after_s / 2``).
@@ -43,11 +45,12 @@ import nats.js.errors
 from nats.js.api import KeyValueConfig, StorageType
 
 from robot_platform.common.request_body import BadRequestBody, decode_request_body
+from robot_platform.exceptions import RobotPlatformError
 from robot_platform.messaging import connect, streams
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.lease import Lease, default_instance, open_lease_bucket
 from robot_platform.messaging.streams import ensure_stream
-from robot_platform.ops import alert_history, audit_query, log_query
+from robot_platform.ops import alert_export, alert_history, audit_query, log_query
 from robot_platform.ops import registry as reg
 from robot_platform.ops.errors import AnnouncementError, LogQueryError
 from robot_platform.ops.kv_writer import CoalescingWriter
@@ -59,11 +62,14 @@ from robot_platform.ops.registry import (
     RobotRecord,
     decode_announcement,
 )
+from robot_platform.recording.msgdefs import MessageDefinitions
 
 SWEEP_PERIOD_S = 1.0
 FLUSH_ON_STOP_S = 2.0  # queued registry writes given this long at shutdown
+OPEN_RETRY_FIRST_S, OPEN_RETRY_MAX_S = 0.5, 10.0  # opening the bucket on a hub too busy to answer
 BUCKET_HISTORY = 5
 MAX_CONCURRENT_QUERIES = 4
+MAX_CONCURRENT_EXPORTS = 1  # scans two streams, asks for a capture, one MessageDefinitions: one at a time
 MAX_REQUEST_BYTES = 64 * 1024
 EVENT_HEADERS = {"Content-Type": "application/msgpack", "rp-type": reg.RECORD_TYPE}
 
@@ -78,6 +84,7 @@ class ServiceCounters:
     log_queries: int = 0
     alert_queries: int = 0
     audit_queries: int = 0
+    exports: int = 0
     bad_requests: int = 0
     busy: int = 0
     events: int = 0
@@ -130,6 +137,8 @@ class RegistryService:
         log: logging.Logger | Any | None = None,
         ha: bool = False,
         instance: str = "",
+        export_capture_user: str = "fleet_registry",
+        export_capture_role: str = "exporter",
     ) -> None:
         self.url = url
         self.fleet = list(fleet)
@@ -146,6 +155,9 @@ class RegistryService:
         self.counters = ServiceCounters()
         self.events = EventThrottle(offline_after_s / 2.0)
         self._queries: set[asyncio.Task[None]] = set()
+        self._exports: set[asyncio.Task[None]] = set()
+        self.export_capture = (export_capture_user, export_capture_role)  # as whom robots are asked for captures
+        self._definitions: MessageDefinitions | None = None  # made on the first export
         self._log = log or logging.getLogger(__name__)
         self._kv: Any = None
         self._js: Any = None
@@ -181,9 +193,9 @@ class RegistryService:
                     await asyncio.gather(keeper, return_exceptions=True)
                     await self.lease.release()
         finally:
-            for task in list(self._queries):
+            for task in [*self._queries, *self._exports]:
                 task.cancel()
-            await asyncio.gather(*self._queries, return_exceptions=True)
+            await asyncio.gather(*self._queries, *self._exports, return_exceptions=True)
             if not await self.writer.flush(FLUSH_ON_STOP_S):
                 self._log.warning(f"{self.writer.pending} registry writes not done at shutdown")
             writer.cancel()
@@ -193,7 +205,9 @@ class RegistryService:
     async def _serve(self, stop: asyncio.Event, lost: asyncio.Event | None) -> None:
         """Load the bucket, subscribe and sweep until ``stop`` (or ``lost``: the lease went elsewhere)."""
         nc = self._nc
-        self._kv = await open_bucket(self._js)
+        self._kv = await self._open_bucket(stop, lost)
+        if self._kv is None:
+            return
         self.registry = Registry(self.registry.offline_after_s, self.fleet)
         for record in await self._read_bucket(stop, lost):
             self.registry.load(record)
@@ -206,6 +220,7 @@ class RegistryService:
             await nc.subscribe(log_query.QUERY_SUBJECT, cb=self._on_query),
             await nc.subscribe(alert_history.QUERY_SUBJECT, cb=self._on_alert_query),
             await nc.subscribe(audit_query.QUERY_SUBJECT, cb=self._on_audit_query),
+            await nc.subscribe(alert_export.EXPORT_SUBJECT, cb=self._on_export),
         ]
         self.active = True
         self._log.info(f"registry up: {len(self.registry.records)} robots known, logs from {sorted(self.sourced)}")
@@ -223,6 +238,23 @@ class RegistryService:
             for sub in subs:
                 with contextlib.suppress(nats.errors.Error, OSError):
                     await sub.unsubscribe()
+
+    async def _open_bucket(self, stop: asyncio.Event, lost: asyncio.Event | None) -> Any:
+        """The registry bucket, retried with backoff until ``stop`` (None then). Why: a hub setting up many
+        robots' stream sources (100 robots: 200 sources over the leaf links) can leave its JetStream API
+        unanswered for longer than a request's timeout; the registry used to end its service thread at
+        that first timeout and stay up as a process that answered nothing (fleet_scale.py, 100 robots)."""
+        delay = OPEN_RETRY_FIRST_S
+        while not stop.is_set() and not (lost and lost.is_set()):
+            try:
+                return await open_bucket(self._js)
+            except (TimeoutError, nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                self.counters.errors["bucket_open"] = self.counters.errors.get("bucket_open", 0) + 1
+                self._log.warning(f"registry bucket not ready ({type(exc).__name__}: {exc}); retrying in {delay:g}s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, OPEN_RETRY_MAX_S)
+        return None
 
     async def _read_bucket(self, stop: asyncio.Event, lost: asyncio.Event | None) -> list[RobotRecord]:
         """The bucket's records from its leader, retried while a clustered hub elects one (a partial read
@@ -293,23 +325,55 @@ class RegistryService:
         self.counters.audit_queries += 1
         await self._start_query(msg, audit_query.parse_query, self._answer_audit_query)
 
+    async def _on_export(self, msg: Any) -> None:
+        self.counters.exports += 1
+        await self._start_query(msg, alert_export.parse_request, self._answer_export, self._exports,
+                                MAX_CONCURRENT_EXPORTS)  # fmt: skip
+
     async def _start_query(
-        self, msg: Any, parse: Callable[[Any], Any], answer: Callable[[Any, Any], Awaitable[None]]
+        self,
+        msg: Any,
+        parse: Callable[[Any], Any],
+        answer: Callable[[Any, Any], Awaitable[None]],
+        running: set[asyncio.Task[None]] | None = None,
+        limit: int = MAX_CONCURRENT_QUERIES,
     ) -> None:
-        """Parse a history query, refuse it when MAX_CONCURRENT_QUERIES run, else answer it in a task (a scan
-        of a large stream must not hold up registry updates)."""
+        """Parse a history query, refuse it when ``limit`` run, else answer it in a task (a scan of a large
+        stream must not hold up registry updates)."""
+        running = self._queries if running is None else running
         try:
             spec = parse(decode_request(msg.data))
         except LogQueryError as exc:
+            self._count(exc.kind, f"request on {msg.subject} refused: {exc}")
             await self._reply(msg, error=exc)
             return
-        if len(self._queries) >= MAX_CONCURRENT_QUERIES:
+        if len(running) >= limit:
             self.counters.busy += 1
-            await self._reply(msg, error=LogQueryError("", f"busy: {MAX_CONCURRENT_QUERIES} queries running; retry"))
+            await self._reply(msg, error=LogQueryError("", f"busy: {limit} requests of this kind running; retry"))
             return
         task = asyncio.ensure_future(answer(msg, spec))
-        self._queries.add(task)
-        task.add_done_callback(self._queries.discard)
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    async def _answer_export(self, msg: Any, req: alert_export.ExportRequest) -> None:
+        self._definitions = self._definitions or MessageDefinitions()  # its schema cache lives as long as we do
+        online = {robot: r.status == reg.ONLINE for robot, r in self.registry.records.items()}
+        user, role = self.export_capture
+        try:
+            result = await alert_export.run_export(self._nc, req, self._definitions, robot_online=online,
+                                                   capture_user=user, capture_role=role)  # fmt: skip
+        except LogQueryError as exc:
+            self._count(exc.kind, f"alert export {req.alert_id} by {req.user} refused: {exc}")
+            await self._reply(msg, error=exc)
+            return
+        except (nats.errors.Error, TimeoutError, ValueError, TypeError, KeyError, RobotPlatformError) as exc:
+            # the requester always gets an answer (a stream read that failed, a record the writer refused)
+            self._count(type(exc).__name__, f"alert export {req.alert_id} failed: {type(exc).__name__}: {exc}")
+            await self._reply(msg, error=LogQueryError("", f"the export failed: {type(exc).__name__}"))
+            return
+        self._log.info(f"alert export {req.alert_id} ({result['robot']}, {req.minutes} min) by {req.user}: "
+                       f"{result['bytes']} bytes, {result['included']}, notes: {result['notes']}")  # fmt: skip
+        await self._reply(msg, result)
 
     async def _answer_alert_query(self, msg: Any, spec: alert_history.AlertQuery) -> None:
         try:

@@ -50,6 +50,44 @@ class MessageDefinitions:
             self._texts[name] = text
         return text
 
+    def add_text(self, type_name: str, text: str) -> None:
+        """Use ``text`` as the schema of ``type_name`` (a schema copied from another MCAP file, e.g. a
+        robot's capture, whose type this host may not have installed). Not used for :meth:`serialize`."""
+        self._texts.setdefault(normalize(type_name), text)
+
+    def serialize(self, type_name: str, values: dict[str, Any]) -> bytes:
+        """CDR of a message given as a dict of its fields (nested messages as dicts, sequences of messages
+        as lists of dicts; a missing field is its zero value), for messages that arrive as msgpack maps
+        (alerts, log records) rather than as CDR. UnknownTypeError if a field does not fit its type."""
+        name = normalize(type_name)
+        self.text(name)  # loads the definitions into the store
+        try:
+            return bytes(self._store.serialize_cdr(self._build(name, values), name))
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+            raise UnknownTypeError(name, f"values do not fit the message: {type(exc).__name__}: {exc}") from None
+
+    def _build(self, name: str, values: Any) -> Any:
+        if not isinstance(values, dict):
+            raise TypeError(f"{name} must be given as a map")
+        _consts, fields = self._store.fielddefs[name]
+        kwargs = {fname: self._value(field, values.get(fname)) for fname, field in fields}
+        return self._store.types[name](**kwargs)
+
+    def _value(self, field: tuple[Any, Any], value: Any) -> Any:
+        kind, detail = field
+        if kind == Nodetype.NAME:
+            return self._build(str(detail), value if value is not None else {})
+        if kind == Nodetype.BASE:
+            base = detail[0]
+            if value is None:
+                return "" if base in ("string", "wstring") else (False if base == "bool" else 0)
+            if base in ("string", "wstring"):
+                return str(value)
+            return bool(value) if base == "bool" else (float(value) if base in ("float32", "float64") else int(value))
+        if kind in (Nodetype.ARRAY, Nodetype.SEQUENCE) and detail[0][0] == Nodetype.NAME:
+            return [self._value(detail[0], item) for item in (value or [])]
+        raise TypeError(f"field kind {kind} (a primitive array) is not supported here")
+
     def _load(self, type_name: str) -> None:
         """Parse ``type_name`` and every type it refers to that the store lacks, then register them all."""
         found: dict[str, Any] = {}

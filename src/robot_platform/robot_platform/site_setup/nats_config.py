@@ -112,12 +112,12 @@ def robot_permissions(robot_id: str) -> str:
 CONSOLE_PUBLISH = (
     "robots.*.cmd.>", "robots.*.srv.>", "robots.*.health.ack", "robots.*.health.silence",
     "robots.*.frames.*.lease", "audit.>", "jobs.create", "jobs.get", "jobs.list", "jobs.cancel", "jobs.catalogue",
-    "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query", "fleet.audit.query",
+    "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query", "fleet.audit.query", "fleet.alerts.export",
 )  # fmt: skip
-CONSOLE_SUBSCRIBE = (
-    "robots.*.ros.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>", "robots.*.presence",
-    "robots.*.frames.*", "robots.*.deploy.>", "robots.*.logs.>", "jobs.events", "fleet.registry.events",
-    inbox_subjects("console"),
+CONSOLE_SUBSCRIBE = (  # robots.*.overview.>: the decimated copies a fleet overview reads (ws/overview.py)
+    "robots.*.ros.>", "robots.*.overview.>", "robots.*.alerts", "robots.*.health", "robots.*.health.>",
+    "robots.*.presence", "robots.*.frames.*", "robots.*.deploy.>", "robots.*.logs.>", "jobs.events",
+    "fleet.registry.events", inbox_subjects("console"),
 )  # fmt: skip
 # fleet_registry (ops/registry_service.py): folds presence into its KV bucket, keeps the FLEET_LOGS
 # and FLEET_AUDIT streams, serves fleet.registry.list / fleet.logs.query / fleet.alerts.query /
@@ -155,10 +155,13 @@ def _kv_access(bucket: str, keys: str = ">") -> list[str]:
 # Active/standby (messaging/lease.py, ``ha``): each service reads and writes only its own lease key;
 # jobs_service also replicates its state into JOBS_STATE (jobs/ha.py).
 LEASE_BUCKET, JOBS_STATE_BUCKET = "CONTROL_LEASES", "JOBS_STATE"
-REGISTRY_PUBLISH = (*_REGISTRY_JS, *_kv_access(LEASE_BUCKET, "fleet_registry"), "fleet.registry.events", "_INBOX.>")
+# fleet.alerts.export also asks robots for their capture buffer (robots.*.ops.list_graph|capture, replies
+# into its own inbox's robot slots).
+REGISTRY_PUBLISH = (*_REGISTRY_JS, *_kv_access(LEASE_BUCKET, "fleet_registry"), "fleet.registry.events", "_INBOX.>",
+                    "robots.*.ops.list_graph", "robots.*.ops.capture")  # fmt: skip
 REGISTRY_SUBSCRIBE = (
     "robots.*.presence", "fleet.registry.list", "fleet.logs.query", "fleet.alerts.query", "fleet.audit.query",
-    inbox_subjects("fleet_registry"),
+    "fleet.alerts.export", inbox_subjects("fleet_registry"),
 )  # fmt: skip
 SERVICE_USERS = ("console", "fleet_registry", "jobs")  # written by --service-users
 # jobs: jobs_service's console API (jobs/nats_api.py): answers jobs.{create,get,list,cancel,catalogue}, publishes

@@ -145,6 +145,8 @@ class Gateway:
                 raise ProtocolError(str(exc), "subscribe", "topic", req.id) from None
             if created:
                 self.hub.link(session, sub)
+            else:  # new options (throttle_rate): the subject feeding it may change (overview.py)
+                self.hub.retune(sub)
         elif isinstance(req, protocol.Unsubscribe):
             removed = session.unsubscribe(req.topic, req.id)
             if removed is not None:

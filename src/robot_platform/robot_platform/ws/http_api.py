@@ -10,6 +10,8 @@ Routes:  GET /            web/index.html;  GET /<path>  files under web/ (see st
                           also {fleet: {call: {name: bool}, subscribe: {name: bool}}}
          GET /site        the site map (site_map.py: robots' odometry origins, floor plan), for any logged-in
                           user; GET /site/floor_plan its image (404 without one)
+         GET /fleet/alerts/export?alert_id=&minutes=, GET /fleet/alerts/export/<id>  (fleet mode) one MCAP
+                          file around an alert, started then fetched (alert_export_http.py)
          GET /ws          rosbridge v2 WebSocket (credentials as described in access.py)
 
 Every request must name an allowed host (origin.py: DNS rebinding); ``/ws`` also needs an allowed Origin,
@@ -20,15 +22,16 @@ query string (tokens travel there).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from robot_platform.ws.access import AccessControl, Principal, credentials_from_request
+from robot_platform.ws.alert_export_http import EXPORT_PATH, EXPORT_SUBJECT, AlertExports
 from robot_platform.ws.audit import Auditor
 from robot_platform.ws.errors import AuthBusyError, AuthError
+from robot_platform.ws.http_reply import HttpReply, json_reply, text
 from robot_platform.ws.login_limiter import LoginLimiter
 from robot_platform.ws.origin import HostPolicy, OriginPolicy
 from robot_platform.ws.site_map import FLOOR_PLAN_PATH, SiteMap
@@ -39,14 +42,6 @@ from robot_platform.ws.user_roles import Role
 WS_PATH = "/ws"
 MAX_QUERY_CHARS = 4096
 SINGLE_HEADERS = ("Host", "Origin", "Authorization")
-
-
-@dataclass
-class HttpReply:
-    status: int
-    body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,8 +55,9 @@ class Admitted:
 
 def fleet_permissions(role: Role) -> dict[str, dict[str, bool]]:
     """What the role may do with each fleet name (same rules as the gateway applies to them)."""
+    calls = {**FLEET_SERVICES, EXPORT_PATH: EXPORT_SUBJECT}  # the export is an HTTP route (alert_export_http.py)
     return {
-        "call": {name: role.allows("call", subject) for name, subject in FLEET_SERVICES.items()},
+        "call": {name: role.allows("call", subject) for name, subject in calls.items()},
         "subscribe": {name: role.allows("subscribe", subject) for name, subject in FLEET_TOPICS.items()},
     }
 
@@ -74,14 +70,6 @@ def _repeated_header(headers: Mapping[str, str]) -> str:
     return next((name for name in SINGLE_HEADERS if len(get_all(name)) > 1), "")
 
 
-def text(status: int, message: str, **headers: str) -> HttpReply:
-    return HttpReply(status, (message + "\n").encode(), headers=dict(headers))
-
-
-def json_reply(status: int, body: Any) -> HttpReply:
-    return HttpReply(status, json.dumps(body).encode(), "application/json", {"Cache-Control": "no-store"})
-
-
 class HttpApi:
     """See the module docstring. ``refuse(kind)`` counts a refusal; ``stats()`` is the /healthz body."""
 
@@ -89,12 +77,13 @@ class HttpApi:
                  hosts: HostPolicy, origins: OriginPolicy, static: StaticFiles, auditor: Auditor,
                  client_slots: Callable[[], bool], stats: Callable[[], dict[str, Any]],
                  refuse: Callable[[str], None], log: Callable[[str], None],
-                 site_map: SiteMap | None = None) -> None:  # fmt: skip
+                 site_map: SiteMap | None = None, exports: AlertExports | None = None) -> None:  # fmt: skip
         self.mode, self.robot_id = mode, robot_id
         self.access, self.logins, self.hosts, self.origins = access_control, logins, hosts, origins
         self.static, self.auditor = static, auditor
         self._client_slots, self._stats, self._refuse, self._log = client_slots, stats, refuse, log
         self.site_map = site_map or SiteMap()
+        self.exports = exports if mode is Mode.FLEET else None
 
     def handle(
         self, method: str, target: str, headers: Mapping[str, str], remote: tuple[str, int]
@@ -118,6 +107,8 @@ class HttpApi:
             return self._whoami(headers, token, addr, client)
         if url.path in ("/site", FLOOR_PLAN_PATH):
             return self._site(url.path, headers, token, addr, client)
+        if url.path == EXPORT_PATH or url.path.startswith(EXPORT_PATH + "/"):
+            return self._export(url.path, query, headers, token, addr, client)
         found = self.static.get(url.path)
         if found is None:
             return text(404, "not found")
@@ -185,6 +176,19 @@ class HttpApi:
             return text(404, "no floor plan (site_map_file)")
         return HttpReply(200, plan.image, plan.content_type,
                          {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=300"})  # fmt: skip
+
+    def _export(self, path: str, query: dict[str, list[str]], headers: Mapping[str, str], token: str | None,
+                addr: str, client: str) -> HttpReply:  # fmt: skip
+        """The alert export routes (fleet mode only) for a logged-in user whose role may export."""
+        if self.exports is None:
+            return text(404, "alert exports are served by the control server's agent (fleet mode)")
+        principal = self._login(headers, token, addr, client)
+        if isinstance(principal, HttpReply):
+            return principal
+        principal = principal or self.access.anonymous
+        if principal is None:
+            return json_reply(401, {"login_required": True})
+        return self.exports.handle(path, query, principal, client)
 
     def _whoami(self, headers: Mapping[str, str], token: str | None, addr: str, client: str) -> HttpReply:
         """Lets a page learn its role before it draws controls; 401 with ``login_required`` when there are

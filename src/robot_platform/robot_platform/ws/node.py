@@ -30,6 +30,10 @@ Parameters:
     foxglove, foxglove_bridge_config     serve the Foxglove WebSocket protocol next to rosbridge; its channels,
                                          commands and services come from the nats_bridge params file given
                                          ('' = the installed config/robot.yaml; see foxglove_catalog.py)
+    overview_topics, overview_rate_hz    ROS topics the robots' bridges also send decimated on
+                                         robots.<id>.overview.<topic> (out.<n>.overview_rate_hz) and that
+                                         rate: clients all throttled to >= its period get that copy
+                                         (ws/overview.py); control.yaml: [/odom] at 2 Hz, robot mode: none
     diagnostics_period_s                 period of the /diagnostics report
 Publishers: /diagnostics (diagnostic_msgs/DiagnosticArray).
 """
@@ -93,6 +97,9 @@ PARAMS: tuple[Param, ...] = (
     Param("max_subscriptions", int, 256, "topics per client", (1, 100000), control=1024),
     Param("foxglove", bool, True, "serve foxglove.websocket.v1 on /ws too (Foxglove, Lichtblick)"),
     Param("foxglove_bridge_config", str, "", "nats_bridge params YAML ('' = installed config/robot.yaml)"),
+    # The fleet overview's odometry (500 ms) from robots.<id>.overview.odom: a tenth of the leaf link and intake.
+    Param("overview_topics", list, (), "topics robots also send decimated (overview)", control=("/odom",)),
+    Param("overview_rate_hz", float, 2.0, "rate of the robots' overview copies", (0.01, 1000.0)),
     Param("diagnostics_period_s", float, 2.0, "period of /diagnostics", (0.1, 3600.0), read_only=False),
 )
 TABLE = ParamTable("ws_agent", PARAMS)
@@ -156,6 +163,8 @@ class WsAgentNode(Node):
             ping_interval_s=p["ping_interval_s"],
             stall_timeout_s=p["stall_timeout_s"],
             frame_lease_ttl_s=p["frame_lease_ttl_s"],
+            overview_topics=[t for t in p["overview_topics"] if t],
+            overview_rate_hz=p["overview_rate_hz"],
             max_clients=p["max_clients"],
             gateway=GatewayLimits(
                 max_frame_bytes=p["max_frame_bytes"],

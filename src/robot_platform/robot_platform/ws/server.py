@@ -26,13 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robot_platform.exceptions import MissingParameterError
+from robot_platform.exceptions import ConfigError, MissingParameterError
 from robot_platform.messaging.backoff import Backoff
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.connect import Credentials
+from robot_platform.messaging.errors import SubjectError
 from robot_platform.messaging.nats_link import NatsLink
 from robot_platform.messaging.rostypes import TypeRegistry
 from robot_platform.ws.access import AccessControl
+from robot_platform.ws.alert_export_http import AlertExports
 from robot_platform.ws.audit import Auditor
 from robot_platform.ws.camera_leases import LeaseKeeper, LeaseLoop
 from robot_platform.ws.client_session import SessionLimits
@@ -46,6 +48,7 @@ from robot_platform.ws.hashing import DEFAULT_HASH_WORKERS, HashPool, pin_mmap_t
 from robot_platform.ws.http_api import HttpApi, fleet_permissions
 from robot_platform.ws.login_limiter import LoginLimiter
 from robot_platform.ws.origin import HostPolicy, OriginPolicy
+from robot_platform.ws.overview import OverviewPolicy
 from robot_platform.ws.site_map import load_site_map
 from robot_platform.ws.static_files import StaticFiles
 from robot_platform.ws.topics import Mode, TopicMapper
@@ -107,6 +110,8 @@ class AgentConfig:
     auth_timeout_s: float = 10.0  # a connection without a login must send its auth op within this
     max_payload_bytes: int = 8 * 1024 * 1024
     frame_lease_ttl_s: float = 5.0  # ttl asked for the agent's camera leases (renewed every ttl/3)
+    overview_topics: list[str] = field(default_factory=list)  # robots' decimated copies (ws/overview.py)
+    overview_rate_hz: float = 2.0
     foxglove_bridge_config: str = ""  # nats_bridge params YAML: Foxglove channels (foxglove_catalog.py); '' = off
     logins: LoginLimits = field(default_factory=LoginLimits)
     gateway: GatewayLimits = field(default_factory=GatewayLimits)
@@ -139,7 +144,11 @@ class WsAgent:
         )  # fmt: skip
         self.leases = LeaseKeeper(config.frame_lease_ttl_s, LEASE_RETRY_S, f"ws_agent-{agent_id}")
         self.lease_loop = LeaseLoop(self.leases, self.nats, self.log.warning)
-        self.hub = Hub(self._on_interest, config.max_payload_bytes, self.log.warning)
+        try:
+            overview = OverviewPolicy.of(config.overview_topics, config.overview_rate_hz)
+        except (SubjectError, ValueError) as exc:
+            raise ConfigError("overview_topics", config.overview_topics, str(exc)) from None
+        self.hub = Hub(self._on_interest, config.max_payload_bytes, self.log.warning, overview)
         self.auditor = Auditor(agent_id, self.nats.publish, self.log)
         self.gateway = Gateway(
             TopicMapper(config.mode, config.robot_id), self.access, self.hub, self.nats, self.auditor,
@@ -159,12 +168,13 @@ class WsAgent:
         hosts = HostPolicy(config.allowed_hosts, config.host)
         self.refused: dict[str, int] = {}
         self._refused_lock = threading.Lock()
+        self.exports = AlertExports(self.nats.request, self.auditor, self._count_refused, self.log.warning)
         self.api = HttpApi(
             mode=config.mode, robot_id=config.robot_id, access_control=self.access, logins=self.logins,
             hosts=hosts, origins=OriginPolicy(config.allowed_origins, hosts),
             static=StaticFiles(Path(config.web_dir) if config.web_dir else None), auditor=self.auditor,
             client_slots=self._client_slots, stats=self.stats, refuse=self._count_refused, log=self.log.warning,
-            site_map=load_site_map(config.site_map_file),
+            site_map=load_site_map(config.site_map_file), exports=self.exports,
         )  # fmt: skip
         limits = ServerLimits(
             max_clients=config.max_clients, max_pending_connections=config.max_pending_connections,
@@ -250,6 +260,7 @@ class WsAgent:
             "logins": {**self.logins.snapshot(), "hash_busy": self.hasher.busy_refusals},
             "leases": {"held": sorted(self.leases.held()), **vars(self.leases.counters)},
             "audit_events": self.auditor.events,
+            "alert_exports": {"started": self.exports.started, "refused": self.exports.refused},
             "foxglove": self.foxglove.stats() if self.foxglove is not None else None,
             "nats": self.nats.snapshot(),
         }

@@ -224,5 +224,6 @@ class TopicMapper:
             parsed = subjects.parse(subject)
         except SubjectError as exc:
             raise TopicError(subject, exc.reason) from None
-        tail = parsed.topic if parsed.kind in ("ros", "cmd") else "/" + "/".join((parsed.kind, *parsed.rest))
+        path_kind = parsed.kind in ("ros", "overview", "cmd")  # an overview copy is named as its topic
+        tail = parsed.topic if path_kind else "/" + "/".join((parsed.kind, *parsed.rest))
         return f"/{PREFIX}/{parsed.robot_id}{tail}"

@@ -4,7 +4,8 @@ Rules are NATS subject patterns (``*`` one token, ``>`` the rest) per action: ``
 ``publish`` (commands), ``call`` (services). Built-in roles: viewer reads (telemetry, alerts, health,
 presence, frames, deploy events, robots' logs, jobs and registry events) and calls the fleet's read
 services (registry list, log query, jobs get/list); operator also teleops (cmd_vel), e-stops, pauses,
-acknowledges alerts and silences checks (``robots.*.health.ack|silence``); admin may also send any
+acknowledges alerts, silences checks (``robots.*.health.ack|silence``) and exports the data around an
+alert as a file (``fleet.alerts.export``); admin may also send any
 command, call any robot service (deploy, rollback, fault injection), create and cancel jobs and search
 the audit trail (``fleet.audit.query``). The rule subject of a fleet name (``/fleet/...``, see topics.py)
 is its NATS subject: ``/fleet/jobs/create`` is ``call jobs.create``.
@@ -36,6 +37,9 @@ OPERATOR_CALL = (
     "robots.*.srv.*.estop", "robots.*.srv.*.pause", "robots.*.srv.*.acknowledge_alert",
     "robots.*.srv.estop", "robots.*.srv.pause", "robots.*.srv.acknowledge_alert",
     "robots.*.health.ack", "robots.*.health.silence",
+    # "Export ±N min" around an alert (ws/alert_export_http.py): a file of the robot's logs and telemetry
+    # that leaves the console, and a capture the robot has to make: operators and admins, not viewers.
+    "fleet.alerts.export",
 )  # fmt: skip
 # The audit trail names users, their addresses and what they did: admin only (least privilege).
 # The package catalogue only serves whoever deploys (admin).
