@@ -13,7 +13,8 @@ per frame), and leave the agent serving: the attacked connection itself and ever
 2. A reader that never reads (the other client keeps getting messages, memory bounded, the reader is cut
    after ``stall_timeout_s``) and connections that never finish their request (cut, counted, summed up in
    one log line).
-3. The NATS link drops and comes back under a subscribed Foxglove client.
+3. One login holds at most ``max_clients_per_user`` connections (503 beyond, others unaffected); the NATS
+   link drops and comes back under a subscribed Foxglove client.
 Duration: about 30 s for the three (load 9-13).
 """
 
@@ -68,6 +69,7 @@ PARAMS = """
     max_frame_bytes: {max_frame}
     stall_timeout_s: {stall}
     handshake_timeout_s: 2.0
+    max_clients_per_user: {per_user}
     diagnostics_period_s: 1.0
 """
 ODOM_HEADERS = {"Content-Type": "application/msgpack", "Ros-Type": "nav_msgs/msg/Odometry", "Robot-Id": "r1",
@@ -75,11 +77,11 @@ ODOM_HEADERS = {"Content-Type": "application/msgpack", "Ros-Type": "nav_msgs/msg
 
 
 class Agent:
-    def __init__(self, procs: Any, tmp_path: Path, url: str, domain: int) -> None:
+    def __init__(self, procs: Any, tmp_path: Path, url: str, domain: int, per_user: int = 16) -> None:
         self.port = free_port()
         params = tmp_path / "params.yaml"
         params.write_text(PARAMS.format(port=self.port, url=url, users=write_users(tmp_path), params=params,
-                                        max_frame=MAX_FRAME, stall=STALL_S))  # fmt: skip
+                                        max_frame=MAX_FRAME, stall=STALL_S, per_user=per_user))  # fmt: skip
         argv = [sys.executable, "-m", "robot_platform.ws.node", "--ros-args", "--params-file", str(params)]
         procs.start("ws_agent", argv, env=python_env(domain))
         self.child = procs.child("ws_agent")
@@ -344,17 +346,27 @@ async def _stalls(agent: Agent, nats_url: str) -> None:
     await good.close()
 
 
-def test_the_nats_link_drops_under_a_foxglove_client(nats_server: Any, procs: Any, ros_domain: int,
-                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_one_login_is_bounded_and_the_nats_link_drops_under_a_foxglove_client(
+    nats_server: Any, procs: Any, ros_domain: int, tmp_path: Path
+) -> None:
     """nats-server killed while a Foxglove client is subscribed: a service call gets a failure naming the
     cause at once, other frames are still answered, the connection stays, and after the restart the same
     subscription delivers again (no reconnect by the client)."""
-    agent = Agent(procs, tmp_path, nats_server.url, ros_domain)
+    agent = Agent(procs, tmp_path, nats_server.url, ros_domain, per_user=2)
     asyncio.run(_link_drop(agent, procs, nats_server.url))
 
 
 async def _link_drop(agent: Agent, procs: Any, nats_url: str) -> None:
     ws, hello = await agent.fox("otto")
+    # one login holds at most max_clients_per_user (2 here) connections; other users are not affected
+    second, _ = await agent.fox("otto")
+    with pytest.raises(InvalidStatus) as refused:
+        await connect(f"{agent.url}?token=otto:{SECRETS['otto'][1]}", subprotocols=[FOX], open_timeout=WAIT_S)
+    assert refused.value.response.status_code == 503 and b"max_clients_per_user" in refused.value.response.body
+    viewer, _ = await agent.fox("vera")
+    await viewer.close()
+    await second.close()
+    assert health(agent.port)["refused"].get("user_capacity") == 1
     estop = hello["advertiseServices"]["services"][0]["id"]
     await ws.send(json.dumps({"op": "subscribe", "subscriptions": [{"id": 5, "channelId": 1}]}))
     hub = procs.child("nats-server")

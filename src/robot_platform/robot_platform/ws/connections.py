@@ -59,6 +59,7 @@ UNFINISHED_LOG_PERIOD_S = 10.0  # connections that never sent a request: one sum
 @dataclass(frozen=True)
 class ServerLimits:
     max_clients: int = 100
+    max_clients_per_user: int = 0  # 0: no limit per user (only max_clients)
     max_pending_connections: int = 128
     handshake_timeout_s: float = 5.0
     auth_timeout_s: float = 10.0
@@ -239,6 +240,9 @@ class WsServer:
             return _response(result)
         if len(self.clients) + self._reserved >= self.limits.max_clients:
             return _response(self.api.refused(503, "too many clients", result.client, "capacity"))
+        if result.principal is not None and self._user_full(result.principal, extra=1):
+            return _response(self.api.refused(503, f"too many connections for user {result.principal.user!r} "
+                                              "(max_clients_per_user)", result.client, "user_capacity"))  # fmt: skip
         self._reserved += 1
         conn.admitted = result
         return None  # websockets checks the upgrade headers and switches protocols
@@ -251,6 +255,17 @@ class WsServer:
 
     def _release(self) -> None:
         self._reserved -= 1
+
+    def _user_full(self, principal: Any, extra: int = 0) -> bool:
+        """One login may hold at most ``max_clients_per_user`` connections, so a single (leaked or shared)
+        credential cannot take every one of the ``max_clients`` slots (a robot has 20) from the others.
+        The anonymous role (when configured) is everyone without a login: only ``max_clients`` bounds it."""
+        limit, anonymous = self.limits.max_clients_per_user, self.api.access.anonymous
+        if not limit or principal is anonymous:
+            return False
+        held = sum(1 for c in self.clients.values() if c.session.principal is not anonymous
+                   and c.session.user == principal.user)  # fmt: skip
+        return held + extra > limit
 
     def _unfinished(self) -> None:
         """A connection closed (by its client, the handshake timeout) before its request was complete:
@@ -277,6 +292,7 @@ class WsServer:
         self.log.info(f"{kind} {session.session_id} connected from {admitted.client} as {who}")
         loop = asyncio.get_running_loop()
         auth_deadline = loop.time() + self.limits.auth_timeout_s
+        logged_in = session.principal is not None
         try:
             while not session.closed:
                 if session.principal is None:
@@ -292,6 +308,13 @@ class WsServer:
                         break
                     raise
                 self._log_refusals(session)
+                if keep and session.principal is not None and not logged_in and self._user_full(session.principal):
+                    self._refuse("user_capacity")  # logged in by an auth op: this connection is one too many
+                    self.log.warning(f"client {session.session_id} ({session.user}): too many connections for "
+                                     "this user (max_clients_per_user): closed (1008)")  # fmt: skip
+                    await conn.close(1008, "too many connections for this user")
+                    break
+                logged_in = session.principal is not None
                 if not keep:
                     await self._flush_control(session)  # the status saying why, before the close
                     await conn.close(1008, "too many failed logins")
