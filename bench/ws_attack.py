@@ -1,4 +1,4 @@
-"""ws_agent under attack: slow-loris and failed-login floods against a real agent process (loopback only).
+"""ws_agent under attack: slow-loris, failed-login and Foxglove frame floods against a real agent (loopback only).
 
 Processes: nats-server and ws_agent (``python -m robot_platform.ws.standalone``, robot mode, a users
 file), both on 127.0.0.1. Measured, per agent:
@@ -10,13 +10,19 @@ file), both on 127.0.0.1. Measured, per agent:
                /healthz and a WebSocket client are served again, RSS after ``--settle-s``.
   logins       L failed ``{"op": "auth"}`` logins on fresh connections, C at a time (the login limits
                raised so every one really hashes): RSS before, peak and after, logins/s.
+  foxglove     F malformed frames from each of C logged-in Foxglove clients (foxglove.websocket.v1: bad
+               JSON, "[[[..." nested too deeply, unknown ops and binary opcodes, truncated headers, 1,024
+               duplicate subscription ids in one message, garbage CDR on an unadvertised channel): answers
+               per frame (at most 1; fewer when a client's bounded status queue drops its oldest),
+               frames/s, RSS before, peak and after, the worst round trip of a probe client during the
+               flood, and the agent's error counters.
 
 Baseline in the same run: the same agent idle (probe latency with no attack: the ratio "during /
 idle"), and with ``--baseline-ref REF`` the agent's code at a git ref (e.g. the werkzeug server
 before the hardening), run the same way from a ``git archive`` copy, with the same N and L.
 
 Usage:  . scripts/env.sh && python bench/ws_attack.py [--connections 3000] [--rounds 2] [--logins 1000]
-            [--baseline-ref 1f3ab17 --baseline-connections 500]
+            [--foxglove-frames 5000 --foxglove-clients 4] [--baseline-ref 1f3ab17 --baseline-connections 500]
 Bounded: every wait has a deadline; all processes are stopped at the end.
 """
 
@@ -49,6 +55,16 @@ SRC = REPO / "src" / "robot_platform"
 PROBE_TIMEOUT_S = 30.0
 RECOVER_DEADLINE_S = 300.0
 USER, SECRET = "otto", "otto-pw"
+
+
+FOXGLOVE = "foxglove.websocket.v1"
+BRIDGE_CONFIG = """
+/**/nats_bridge:
+  ros__parameters:
+    robot_id: r1
+    out: {names: [odom], odom: {topic: /odom, type: nav_msgs/msg/Odometry}}
+    in: {names: [cmd_vel], cmd_vel: {topic: /cmd_vel, type: geometry_msgs/msg/Twist}}
+"""
 
 
 def users_file(tmp: Path) -> Path:
@@ -209,10 +225,81 @@ def failed_logins(agent: Agent, total: int, concurrency: int, settle_s: float) -
     }  # fmt: skip
 
 
+def foxglove_junk() -> list[str | bytes]:
+    dup_subs = json.dumps({"op": "subscribe", "subscriptions": [{"id": i, "channelId": 1} for i in range(1024)]})
+    return ["{not json", "[" * 50_000, json.dumps({"op": "getParameters"}), b"\x09abc", b"\x01\x00",
+            b"\x02\x01", dup_subs, b"\x01" + (77).to_bytes(4, "little") + os.urandom(64)]  # fmt: skip
+
+
+def foxglove_flood(agent: Agent, frames: int, clients: int, settle_s: float) -> dict[str, Any]:
+    from websockets.sync.client import connect
+
+    url = f"ws://127.0.0.1:{agent.port}/ws?token={USER}:{SECRET}"
+    before = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{agent.port}/healthz", timeout=10).read())
+    rss0, peak, worst = agent.rss_mb(), [agent.rss_mb()], [0.0]
+    answers, sent, done = [0] * clients, [0] * clients, threading.Event()
+    junk = foxglove_junk()
+
+    def flooder(k: int) -> None:
+        with connect(url, subprotocols=[FOXGLOVE], open_timeout=PROBE_TIMEOUT_S, max_size=None) as ws:
+            ws.recv(timeout=PROBE_TIMEOUT_S)  # serverInfo
+            ws.recv(timeout=PROBE_TIMEOUT_S)  # advertise
+            reader = threading.Thread(target=_count_answers, args=(ws, answers, k), daemon=True)
+            reader.start()
+            for i in range(frames):
+                ws.send(junk[i % len(junk)])
+                sent[k] += 1
+            reader.join(PROBE_TIMEOUT_S)
+
+    def prober() -> None:
+        with connect(url, subprotocols=[FOXGLOVE], open_timeout=PROBE_TIMEOUT_S) as ws:
+            ws.recv(timeout=PROBE_TIMEOUT_S)
+            ws.recv(timeout=PROBE_TIMEOUT_S)
+            while not done.is_set():
+                t0 = time.monotonic()
+                ws.send("{probe")
+                ws.recv(timeout=PROBE_TIMEOUT_S)
+                worst[0] = max(worst[0], time.monotonic() - t0)
+                peak[0] = max(peak[0], agent.rss_mb())
+                time.sleep(0.1)
+
+    probe_thread = threading.Thread(target=prober, daemon=True)
+    probe_thread.start()
+    start = time.monotonic()
+    threads = [threading.Thread(target=flooder, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(RECOVER_DEADLINE_S)
+    elapsed = time.monotonic() - start
+    done.set()
+    probe_thread.join(PROBE_TIMEOUT_S)
+    time.sleep(settle_s)
+    after = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{agent.port}/healthz", timeout=10).read())
+    errors = {k: n - before["gateway"]["errors"].get(k, 0) for k, n in after["gateway"]["errors"].items()}
+    return {
+        "clients": clients, "frames": sum(sent), "answers": sum(answers),
+        "answers_per_frame": round(sum(answers) / max(1, sum(sent)), 3), "frames_per_s": round(sum(sent) / elapsed, 1),
+        "probe_worst_ms": round(worst[0] * 1e3, 1), "rss_before_mb": round(rss0, 1), "rss_peak_mb": round(peak[0], 1),
+        "rss_after_mb": round(agent.rss_mb(), 1), "errors": errors, "clients_after": after["connections"]["clients"],
+    }  # fmt: skip
+
+
+def _count_answers(ws: Any, answers: list[int], k: int) -> None:
+    """Counts the flooder's answers until the agent has been quiet for 1 s."""
+    with suppress(Exception):
+        while True:
+            ws.recv(timeout=1.0)
+            answers[k] += 1
+
+
 def run(label: str, src: Path, nats_url: str, users: Path, tmp: Path, args: argparse.Namespace, n: int) -> None:
     raised = ["--login-max-failures-per-addr", "1000000", "--login-max-failures-per-user", "1000000"]
     hardened = (src / "robot_platform" / "ws" / "connections.py").exists()  # older agents lack these flags
     new_flags = ["--max-clients", "100", *raised] if hardened else []
+    if hardened and (src / "robot_platform" / "ws" / "foxglove_gateway.py").exists() and args.foxglove_frames:
+        (tmp / "bridge.yaml").write_text(BRIDGE_CONFIG)
+        new_flags += ["--foxglove-bridge-config", str(tmp / "bridge.yaml")]
     agent = Agent(src, nats_url, users, new_flags, tmp / f"{label}.log")
     try:
         for round_no in range(1, args.rounds + 1):  # later rounds: is memory bounded, or does it keep growing?
@@ -222,6 +309,11 @@ def run(label: str, src: Path, nats_url: str, users: Path, tmp: Path, args: argp
         if args.logins:
             logins = failed_logins(agent, args.logins, args.concurrency, args.settle_s)
             print(json.dumps({"agent": label, "attack": "failed_logins", **logins}), flush=True)
+        if "--foxglove-bridge-config" in new_flags:
+            flood = foxglove_flood(agent, args.foxglove_frames, args.foxglove_clients, args.settle_s)
+            print(json.dumps({"agent": label, "attack": "foxglove_flood", **flood}), flush=True)
+            if not 0 < flood["answers"] <= flood["frames"] or flood["clients_after"] != 0:
+                raise SystemExit("foxglove flood: no answers, more than one per frame, or clients still held")
     finally:
         agent.stop()
 
@@ -234,12 +326,15 @@ def main() -> int:
     ap.add_argument("--settle-s", type=float, default=3.0)
     ap.add_argument("--logins", type=int, default=1000)
     ap.add_argument("--concurrency", type=int, default=20)
+    ap.add_argument("--foxglove-frames", type=int, default=5000, help="malformed frames per Foxglove client (0: off)")
+    ap.add_argument("--foxglove-clients", type=int, default=4)
     ap.add_argument("--baseline-ref", default="", help="git ref of an older agent to run the same way")
     ap.add_argument("--baseline-connections", type=int, default=500)
     ap.add_argument("--smoke", action="store_true", help="50 connections, 1 short round, 20 logins: does it work?")
     args = ap.parse_args()
     if args.smoke:
         args.connections, args.hold_s, args.rounds, args.settle_s, args.logins = 50, 2.0, 1, 1.0, 20
+        args.foxglove_frames, args.foxglove_clients = 100, 2
         args.baseline_ref = ""
     exe = shutil.which("nats-server")
     if not exe:

@@ -13,13 +13,13 @@ from nav_msgs.msg import Odometry
 from rclpy.serialization import serialize_message
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import LaserScan
-from std_msgs.msg import String
+from std_msgs.msg import Bool, String
 
 from robot_platform.messaging.errors import UnknownTypeError
 from robot_platform.ops.actions import RollingBuffer, build_capture
 from robot_platform.ops.errors import ActionError
 from robot_platform.recording.errors import RecordingFullError, TopicTypeError
-from robot_platform.recording.mcap_out import RosMcapWriter
+from robot_platform.recording.mcap_out import MESSAGE_OVERHEAD, RosMcapWriter
 from robot_platform.recording.msgdefs import MessageDefinitions
 
 DEFS = MessageDefinitions()
@@ -98,12 +98,13 @@ def test_file_reads_back_with_rosbags(tmp_path: Path) -> None:
 
 
 def test_writer_bounds_bytes_and_keeps_one_type_per_topic() -> None:
-    writer = RosMcapWriter(io.BytesIO(), DEFS, max_message_bytes=2 * len(odom(0)))
+    writer = RosMcapWriter(io.BytesIO(), DEFS, max_message_bytes=2 * (len(odom(0)) + MESSAGE_OVERHEAD))
     writer.add("/odom", "nav_msgs/msg/Odometry", odom(0), 1)
     writer.add("/odom", "nav_msgs/msg/Odometry", odom(1), 2)
     with pytest.raises(RecordingFullError):
         writer.add("/odom", "nav_msgs/msg/Odometry", odom(2), 3)
     assert writer.messages == 2 and writer.message_bytes == 2 * len(odom(0))
+    assert writer.record_bytes == 2 * (len(odom(0)) + MESSAGE_OVERHEAD)
     writer.finish()
     unbounded = RosMcapWriter(io.BytesIO(), DEFS)
     unbounded.add("/odom", "nav_msgs/msg/Odometry", odom(0), 1)
@@ -130,3 +131,45 @@ def test_capture_is_mcap_and_refuses_bad_requests() -> None:
         build_capture("r1", buf, types, ["/chatter"], 60.0, 1_000_000, DEFS)
     with pytest.raises(ActionError, match="limit"):
         build_capture("r1", buf, types, ["/chatter"], 3.0, 100, DEFS)
+
+
+@pytest.mark.parametrize("topics", [[f"/t{i}" for i in range(10_000)], ["/x" * 5000], [""], "/chatter", [1]])
+def test_capture_topic_lists_are_bounded(topics: object) -> None:
+    """A request naming 10,000 topics or one huge name is refused in a short message (not echoed back)."""
+    buf = RollingBuffer(window_s=10.0, max_bytes=1_000_000)
+    with pytest.raises(ActionError, match="1-64 topic names") as refused:
+        build_capture("r1", buf, {"/chatter": "std_msgs/msg/String"}, topics, 1.0, 1_000_000, DEFS)
+    assert len(str(refused.value)) < 200
+
+
+def test_unknown_capture_topics_are_named_briefly_and_printably() -> None:
+    buf = RollingBuffer(window_s=10.0, max_bytes=1_000_000)
+    topics = [f"/evil\n{i}" for i in range(40)]
+    with pytest.raises(ActionError, match="and 35 more") as refused:
+        build_capture("r1", buf, {"/chatter": "std_msgs/msg/String"}, topics, 1.0, 1_000_000, DEFS)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 300
+
+
+def test_a_flood_of_tiny_messages_cannot_grow_the_file_past_the_bound() -> None:
+    """Each message costs MESSAGE_OVERHEAD bytes of record and index besides its payload: counted in the
+    bound, the file stays near ``max_message_bytes`` (before: 5-byte messages made it ~4 times larger)."""
+    stream = io.BytesIO()
+    bound = 64 * 1024
+    writer = RosMcapWriter(stream, DEFS, max_message_bytes=bound)
+    tiny = serialize_message(Bool(data=True))
+    with pytest.raises(RecordingFullError):
+        for i in range(100_000):
+            writer.add("/flag", "std_msgs/msg/Bool", tiny, i + 1)
+    writer.finish()
+    assert writer.messages == bound // (len(tiny) + MESSAGE_OVERHEAD)
+    assert len(stream.getvalue()) < bound + 16 * 1024  # schemas, chunk and summary records on top
+
+
+def test_a_huge_message_of_the_wrong_type_is_refused_not_taken_as_full() -> None:
+    """Before: the size was checked first, so one big message of another type ended the recording."""
+    writer = RosMcapWriter(io.BytesIO(), DEFS, max_message_bytes=1024)
+    writer.add("/flag", "std_msgs/msg/Bool", serialize_message(Bool(data=True)), 1)
+    with pytest.raises(TopicTypeError):
+        writer.add("/flag", "std_msgs/msg/String", serialize_message(String(data="x" * 100_000)), 2)
+    writer.add("/flag", "std_msgs/msg/Bool", serialize_message(Bool(data=False)), 3)
+    assert writer.messages == 2

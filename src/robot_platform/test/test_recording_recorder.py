@@ -15,7 +15,7 @@ from sensor_msgs.msg import LaserScan
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import Envelope
 from robot_platform.recording.errors import RecordSpecError
-from robot_platform.recording.mcap_out import RosMcapWriter
+from robot_platform.recording.mcap_out import MESSAGE_OVERHEAD, RosMcapWriter
 from robot_platform.recording.msgdefs import MessageDefinitions
 from robot_platform.recording.recorder import MAX_SECONDS, FleetRecorder, RecordSpec
 
@@ -82,7 +82,7 @@ def test_records_under_robot_namespace_and_counts_what_it_rejects() -> None:
 
 def test_byte_bound_ends_the_recording() -> None:
     one = len(serialize_message(CODEC.decode(Odometry, odom_body(0.0))))
-    writer = RosMcapWriter(io.BytesIO(), DEFS, max_message_bytes=3 * one)
+    writer = RosMcapWriter(io.BytesIO(), DEFS, max_message_bytes=3 * (one + MESSAGE_OVERHEAD))
     rec = FleetRecorder(SPEC, writer, CODEC, serialize_message)
     for i in range(10):
         rec.on_message("robots.r1.ros.odom", headers("nav_msgs/msg/Odometry"), odom_body(float(i)))
@@ -118,3 +118,46 @@ def test_size_argument_forms() -> None:
     for bad in ("", "M", "ten", "5T"):
         with pytest.raises(RecordSpecError):
             parse_size(bad)
+
+
+def test_a_message_the_serializer_refuses_is_rejected_and_the_recording_goes_on() -> None:
+    calls = []
+
+    def picky(msg: object) -> bytes:
+        calls.append(msg)
+        if len(calls) == 1:
+            raise TypeError("value out of range for the C type")
+        return serialize_message(msg)
+
+    writer = RosMcapWriter(io.BytesIO(), DEFS, max_message_bytes=1_000_000)
+    rec = FleetRecorder(SPEC, writer, CODEC, picky)
+    for i in range(3):
+        rec.on_message("robots.r1.ros.odom", headers("nav_msgs/msg/Odometry"), odom_body(float(i)))
+    assert rec.rejected == {"SerializeError": 1} and writer.messages == 2 and not rec.done.is_set()
+
+
+class _FillingDisk(io.BytesIO):
+    """A file whose disk is full after the first 4 KiB."""
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.tell() + len(data) > 4096:
+            raise OSError(28, "No space left on device")
+        return super().write(data)
+
+
+def test_a_write_error_ends_the_recording_with_its_reason() -> None:
+    writer = RosMcapWriter(_FillingDisk(), DEFS, max_message_bytes=100_000_000)
+    rec = FleetRecorder(SPEC, writer, CODEC, serialize_message)
+    for i in range(5_000):  # until a chunk (1 MiB) is flushed to the full disk
+        rec.on_message("robots.r1.ros.odom", headers("nav_msgs/msg/Odometry"), odom_body(float(i)))
+        if rec.done.is_set():
+            break
+    assert rec.stopped_by == "write_error"
+
+
+@pytest.mark.parametrize("text", ["inf", "1e400", "-inf", "nan", "", "12Q"])
+def test_sizes_that_are_not_sizes_are_refused_by_name(text: str) -> None:
+    from robot_platform.cli.record import parse_size
+
+    with pytest.raises(RecordSpecError, match="--max-bytes"):
+        parse_size(text)

@@ -23,7 +23,7 @@ from typing import Any
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.connect import Credentials
 from robot_platform.messaging.nats_link import NatsLink
-from robot_platform.recording.errors import RecordSpecError
+from robot_platform.recording.errors import RecordingError, RecordSpecError
 from robot_platform.recording.mcap_out import RosMcapWriter
 from robot_platform.recording.msgdefs import MessageDefinitions
 from robot_platform.recording.recorder import STOP_DURATION, STOP_SIGNAL, FleetRecorder, RecordSpec
@@ -45,7 +45,7 @@ def parse_size(text: str) -> int:
     unit = value[-1:] if value[-1:] in ("K", "M", "G") else ""
     try:
         return int(float(value[: len(value) - len(unit)]) * UNITS[unit])
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "inf", "1e400"
         raise RecordSpecError("--max-bytes", f"{text!r} is not a size like 200M, 1G or 65536") from None
 
 
@@ -85,7 +85,10 @@ def _cmd_record(args: argparse.Namespace) -> int:
             link.stop()  # joins the link thread: nothing writes after this
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            writer.finish()
+            try:
+                writer.finish()
+            except OSError as exc:  # disk full: say so (exit 2), no traceback
+                raise RecordingError(f"{out}: cannot finish the file: {exc.strerror or exc}") from None
     summary = {"saved_to": str(out), "bytes": out.stat().st_size, **recorder.summary(),
                "dropped_slow_consumer": link.counters.dropped_slow_consumer}  # fmt: skip
     print(json.dumps(summary, indent=2))

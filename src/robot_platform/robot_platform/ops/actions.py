@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from robot_platform.recording.msgdefs import MessageDefinitions
 
 ACTIONS = ("list_graph", "capture", "restart_app")
+MAX_CAPTURE_TOPICS = 64  # topics of one capture request (the buffer holds capture_topics, a short list)
+MAX_TOPIC_CHARS = 256
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_NAME_CHARS = 64  # user and role names: they go into every audit line (and, via /rosout, LOGS_<id>)
 
@@ -211,12 +213,16 @@ def build_capture(
     The buffer already holds the CDR bytes rclpy received, so the file is written without decoding a
     message; ``definitions`` gives each topic's ``ros2msg`` schema from the installed ``.msg`` files.
     """
-    if not isinstance(topics, list) or not topics or not all(isinstance(t, str) for t in topics):
-        raise ActionError("capture", "'topics' must be a non-empty list of topic names")
+    if (not isinstance(topics, list) or not 0 < len(topics) <= MAX_CAPTURE_TOPICS
+            or not all(isinstance(t, str) and 0 < len(t) <= MAX_TOPIC_CHARS for t in topics)):  # fmt: skip
+        raise ActionError("capture", f"'topics' must be a list of 1-{MAX_CAPTURE_TOPICS} topic names "
+                                     f"(at most {MAX_TOPIC_CHARS} characters each)")  # fmt: skip
     topics = list(dict.fromkeys(topics))  # a topic named twice is captured once
     missing = [t for t in topics if t not in types]
-    if missing:
-        raise ActionError("capture", f"not buffered here: {', '.join(missing)}; buffered: {', '.join(sorted(types))}")
+    if missing:  # a few of the names as sent, printable only (no newline reaches a log line)
+        shown = ", ".join("".join(c if c.isprintable() else "?" for c in t[:60]) for t in missing[:5])
+        shown += f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ActionError("capture", f"not buffered here: {shown}; buffered: {', '.join(sorted(types))}")
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= buffer.window_s:
         raise ActionError("capture", f"'seconds' must be a number in (0, {buffer.window_s:g}]")
     from robot_platform.recording.mcap_out import RosMcapWriter  # mcap, lz4, zstd: at the first capture

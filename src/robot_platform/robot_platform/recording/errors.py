@@ -35,3 +35,11 @@ class RecordSpecError(RecordingError):
         super().__init__(f"record: {field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class SerializeError(RecordingError):
+    """A decoded message could not be serialized to CDR (a value the ROS serializer refuses)."""
+
+    def __init__(self, subject: str, cause: Exception) -> None:
+        super().__init__(f"{subject}: cannot serialize to CDR: {type(cause).__name__}: {str(cause)[:200]}")
+        self.subject = subject

@@ -17,14 +17,19 @@ from robot_platform.recording.msgdefs import MessageDefinitions, normalize
 
 LIBRARY = "robot_platform"
 CHUNK_BYTES = 1024 * 1024
+# What one message costs in the file besides its payload: the Message record (opcode 1, length 8, channel 2,
+# sequence 4, log and publish time 8 + 8) and its Message Index entry (time 8, offset 8). Counted in the
+# bound, so a flood of tiny messages cannot make a file many times larger than ``max_message_bytes``.
+MESSAGE_OVERHEAD = 31 + 16
 
 
 class RosMcapWriter:
     """One MCAP stream of ROS 2 messages, bounded by ``max_message_bytes`` of message payload.
 
     Not thread-safe: one owner writes (the capture handler, or the recorder's event loop).
-    ``add`` raises RecordingFullError instead of writing past the bound; ``finish`` writes the index
-    and summary (a file without them is still readable, but slower to open).
+    ``add`` raises RecordingFullError instead of writing past the bound (payload plus MESSAGE_OVERHEAD per
+    message: what the messages take in the file before compression); ``finish`` writes the index and
+    summary (a file without them is still readable, but slower to open).
     """
 
     def __init__(
@@ -36,7 +41,8 @@ class RosMcapWriter:
     ) -> None:
         self.definitions = definitions
         self.max_message_bytes = max_message_bytes  # 0: unbounded (the caller bounds the input)
-        self.message_bytes = 0
+        self.message_bytes = 0  # payload only
+        self.record_bytes = 0  # payload + MESSAGE_OVERHEAD per message: what the bound counts
         self.messages = 0
         self._channels: dict[str, tuple[int, str]] = {}  # topic -> (channel id, type)
         self._sequence: dict[int, int] = {}
@@ -47,14 +53,18 @@ class RosMcapWriter:
 
     def add(self, topic: str, type_name: str, cdr: bytes, log_time_ns: int, publish_time_ns: int = 0) -> None:
         """Append one message; UnknownTypeError if its definition is not installed."""
-        if self.max_message_bytes and self.message_bytes + len(cdr) > self.max_message_bytes:
-            raise RecordingFullError(self.max_message_bytes, self.message_bytes)
+        # the type first: a message of the wrong type is refused (TopicTypeError, the recording goes on)
+        # whatever its size, instead of ending the recording as "full"
         channel = self._channel(topic, normalize(type_name))
+        size = len(cdr) + MESSAGE_OVERHEAD
+        if self.max_message_bytes and self.record_bytes + size > self.max_message_bytes:
+            raise RecordingFullError(self.max_message_bytes, self.record_bytes)
         sequence = self._sequence.get(channel, 0) + 1
         self._sequence[channel] = sequence
         self._writer.add_message(channel, log_time=log_time_ns, data=cdr,
                                  publish_time=publish_time_ns or log_time_ns, sequence=sequence)  # fmt: skip
         self.message_bytes += len(cdr)
+        self.record_bytes += size
         self.messages += 1
 
     def _channel(self, topic: str, type_name: str) -> int:

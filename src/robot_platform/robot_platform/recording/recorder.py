@@ -8,7 +8,8 @@ on topic ``/robots/<id>/<topic>``. One file holds several robots without their t
 ``alerts`` the robots' alerts (``robots.<id>.alerts``, robot_platform_interfaces/msg/Alert) go on
 ``/robots/<id>/alerts``, so a review sees the fault next to the data that led to it.
 
-Bounds: ``max_seconds`` and ``max_bytes`` (message payload written) are both required and capped
+Bounds: ``max_seconds`` and ``max_bytes`` (messages written: payload plus their records' overhead,
+mcap_out.MESSAGE_OVERHEAD) are both required and capped
 (MAX_SECONDS, MAX_BYTES); reaching either ends the recording cleanly, as does SIGINT/SIGTERM in the CLI.
 Bad input never stops it: a message without the envelope, of an unknown type or with a body the codec
 refuses is counted in ``rejected`` (by reason) and logged once per reason; duplicates (same message id,
@@ -29,7 +30,7 @@ from robot_platform.messaging import subjects
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import DuplicateFilter, Envelope
 from robot_platform.messaging.errors import BridgeError
-from robot_platform.recording.errors import RecordingError, RecordingFullError, RecordSpecError
+from robot_platform.recording.errors import RecordingError, RecordingFullError, RecordSpecError, SerializeError
 from robot_platform.recording.mcap_out import RosMcapWriter
 
 MAX_SECONDS = 6 * 3600.0  # one recording; longer reviews are several files
@@ -39,6 +40,7 @@ MAX_TOPICS = 32
 STOP_DURATION = "max_seconds"
 STOP_FULL = "max_bytes"
 STOP_SIGNAL = "signal"
+STOP_WRITE_ERROR = "write_error"
 
 Serializer = Callable[[Any], bytes]
 
@@ -130,8 +132,12 @@ class FleetRecorder:
             # Recorded as sent: NaN/inf are legitimate in telemetry (LaserScan ranges), unlike in commands.
             msg = self.codec.decode(cls, data, subject, allow_non_finite=True)
             topic = recorded_topic(parsed.robot_id, parsed.topic if parsed.kind == "ros" else "/alerts")
+            try:
+                cdr = bytes(self.serialize(msg))
+            except Exception as exc:  # rclpy's serializer raises plain exceptions (a value its C layer refuses)
+                raise SerializeError(subject, exc) from None
             now = self.clock_ns()
-            self.writer.add(topic, envelope.type_name, bytes(self.serialize(msg)), now, envelope.sent_ns or now)
+            self.writer.add(topic, envelope.type_name, cdr, now, envelope.sent_ns or now)
             self.counts[topic] += 1
         except RecordingFullError:
             self.stop(STOP_FULL)
@@ -140,11 +146,15 @@ class FleetRecorder:
             if not self.rejected[reason]:
                 self.log.warning(f"recording: message rejected ({reason}, further ones only counted): {exc}")
             self.rejected[reason] += 1
+        except OSError as exc:  # the file cannot be written (disk full...): end here, the summary says why
+            self.log.error(f"recording: cannot write {exc.filename or 'the file'}: {exc.strerror or exc}; stopping")
+            self.stop(STOP_WRITE_ERROR)
 
     def summary(self) -> dict[str, Any]:
         return {
             "messages": self.writer.messages,
             "message_bytes": self.writer.message_bytes,
+            "record_bytes": self.writer.record_bytes,
             "topics": {topic: {"type": t, "messages": self.counts[topic]} for topic, t in self.writer.topics.items()},
             "silent": [
                 recorded_topic(r, t)

@@ -139,10 +139,14 @@ _REGISTRY_JS = [
 
 
 def _kv_access(bucket: str, keys: str = ">") -> list[str]:
-    """JetStream API subjects to create, read and write (``keys``) one KV bucket, nothing else."""
+    """JetStream API subjects to create, read and write (``keys``) one KV bucket, nothing else.
+
+    No ``STREAM.UPDATE``: buckets are created once and used as they are (streams.ensure_key_value), and
+    CONTROL_LEASES is shared: with UPDATE, fleet_registry could change the bucket's subjects or seal it and
+    so stop jobs_service from renewing its lease (and the other way round)."""
     stream = f"KV_{bucket}"
     return [
-        *(f"$JS.API.STREAM.{op}.{stream}" for op in ("CREATE", "UPDATE", "INFO")),
+        *(f"$JS.API.STREAM.{op}.{stream}" for op in ("CREATE", "INFO")),
         f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>",
         f"$JS.API.CONSUMER.*.{stream}", f"$JS.API.CONSUMER.*.{stream}.>", f"$KV.{bucket}.{keys}",
     ]  # fmt: skip

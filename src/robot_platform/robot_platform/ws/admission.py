@@ -33,8 +33,9 @@ class PendingConnections:
             oldest_abort()
         self.peak = max(self.peak, len(self._pending))
 
-    def done(self, key: Hashable) -> None:
-        self._pending.pop(key, None)
+    def done(self, key: Hashable) -> bool:
+        """True when ``key`` was still pending (its request never completed, if it is going away)."""
+        return self._pending.pop(key, None) is not None
 
     def __len__(self) -> int:
         return len(self._pending)

@@ -30,6 +30,8 @@ from robot_platform.messaging.errors import BridgeError
 from robot_platform.ws import protocol
 from robot_platform.ws.outgoing import Frame, Outgoing, Pending
 
+MAX_LOGGED_REASON = 200  # characters of a refusal's reason in the log (client-chosen names are in it)
+
 
 @dataclass(frozen=True)
 class SessionLimits:
@@ -106,6 +108,8 @@ class ClientSession:
         self.dropped_control = 0
         self.render_errors = 0
         self.sending_since: float | None = None  # set by the sender while a write is in progress
+        self.refusals: dict[str, int] = {}  # refused client messages by kind (a fixed set of kinds)
+        self._unlogged: list[tuple[str, str]] = []
 
     # ------------------------------------------------------------------ subscriptions (receive thread)
     def subscribe(self, req: protocol.Subscribe, subject: str, latest_only: bool = False) -> tuple[Subscription, bool]:
@@ -300,6 +304,21 @@ class ClientSession:
         if sub is not None:
             sub.errors += 1
 
+    # ------------------------------------------------------------------ refusals: counted, logged once per kind
+    def note_refusal(self, kind: str, reason: str) -> None:
+        """Count one refused client message. The first of each kind waits for the server to log it, so a
+        client sending thousands of bad frames costs one log line per kind (and a summary at disconnect)."""
+        with self._cond:
+            seen = self.refusals.get(kind, 0)
+            self.refusals[kind] = seen + 1
+            if not seen:
+                self._unlogged.append((kind, reason[:MAX_LOGGED_REASON]))
+
+    def take_unlogged(self) -> list[tuple[str, str]]:
+        with self._cond:
+            out, self._unlogged = self._unlogged, []
+        return out
+
     # ------------------------------------------------------------------ lifecycle and counters
     def close(self) -> None:
         """Stop queuing and wake the sender; subscriptions stay listed (counters, hub unlinking)."""
@@ -334,5 +353,6 @@ class ClientSession:
             "queued_bytes": self._bytes,
             "dropped_control": self.dropped_control,
             "render_errors": self.render_errors,
+            "refused": dict(self.refusals),
             "topics": topics,
         }

@@ -53,11 +53,13 @@ WRITE_HIGH_WATER_BYTES = 256 * 1024  # the sender waits for the transport below 
 INCOMING_QUEUE_FRAMES = 16
 TOKEN_RE = re.compile(r"(token=)[^&\s'\"]*", re.IGNORECASE)
 FLUSH_POLL_S = 0.01
+UNFINISHED_LOG_PERIOD_S = 10.0  # connections that never sent a request: one summary line at most this often
 
 
 @dataclass(frozen=True)
 class ServerLimits:
     max_clients: int = 100
+    max_clients_per_user: int = 0  # 0: no limit per user (only max_clients)
     max_pending_connections: int = 128
     handshake_timeout_s: float = 5.0
     auth_timeout_s: float = 10.0
@@ -78,10 +80,12 @@ class _Client:
 class _TrackedConnection(ServerConnection):
     """A connection that is pending (counted, evictable) from accept until its request has arrived."""
 
-    def __init__(self, *args: Any, pending: PendingConnections, release: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pending: PendingConnections, release: Callable[[], None],
+                 unfinished: Callable[[], None], **kwargs: Any) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
         self.pending = pending
         self.release = release  # gives back the client slot of an admitted upgrade that never ran
+        self.unfinished = unfinished  # counts a connection that went away before its request was complete
         self.admitted: Admitted | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,7 +93,8 @@ class _TrackedConnection(ServerConnection):
         self.pending.add(self, self.transport.abort)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.pending.done(self)
+        if self.pending.done(self):
+            self.unfinished()
         if self.admitted is not None:  # admitted, but the handler never took it (refused or cut meanwhile)
             self.admitted = None
             self.release()
@@ -155,6 +160,8 @@ class WsServer:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.port = port
+        self.unfinished_requests = 0
+        self._unfinished_logged = 0
         self.ws_log = logging.getLogger("ws_agent.websockets")
         self.ws_log.setLevel(logging.WARNING)  # never the request line: tokens travel in query strings
         if not any(isinstance(f, _RedactTokens) for f in self.ws_log.filters):
@@ -201,7 +208,8 @@ class WsServer:
             max_size=self.limits.max_frame_bytes, max_queue=INCOMING_QUEUE_FRAMES,
             write_limit=WRITE_HIGH_WATER_BYTES, compression="deflate" if self.limits.permessage_deflate else None,
             server_header=None, logger=self.ws_log, backlog=max(128, self.limits.max_pending_connections),
-            create_connection=functools.partial(_TrackedConnection, pending=self.pending, release=self._release),  # type: ignore[arg-type]
+            create_connection=functools.partial(_TrackedConnection, pending=self.pending, release=self._release,
+                                                unfinished=self._unfinished),  # type: ignore[arg-type]
         )  # fmt: skip
         self.port = self._server.sockets[0].getsockname()[1]
         housekeeping = asyncio.create_task(self._housekeeping())
@@ -232,6 +240,9 @@ class WsServer:
             return _response(result)
         if len(self.clients) + self._reserved >= self.limits.max_clients:
             return _response(self.api.refused(503, "too many clients", result.client, "capacity"))
+        if result.principal is not None and self._user_full(result.principal, extra=1):
+            return _response(self.api.refused(503, f"too many connections for user {result.principal.user!r} "
+                                              "(max_clients_per_user)", result.client, "user_capacity"))  # fmt: skip
         self._reserved += 1
         conn.admitted = result
         return None  # websockets checks the upgrade headers and switches protocols
@@ -245,6 +256,23 @@ class WsServer:
     def _release(self) -> None:
         self._reserved -= 1
 
+    def _user_full(self, principal: Any, extra: int = 0) -> bool:
+        """One login may hold at most ``max_clients_per_user`` connections, so a single (leaked or shared)
+        credential cannot take every one of the ``max_clients`` slots (a robot has 20) from the others.
+        The anonymous role (when configured) is everyone without a login: only ``max_clients`` bounds it."""
+        limit, anonymous = self.limits.max_clients_per_user, self.api.access.anonymous
+        if not limit or principal is anonymous:
+            return False
+        held = sum(1 for c in self.clients.values() if c.session.principal is not anonymous
+                   and c.session.user == principal.user)  # fmt: skip
+        return held + extra > limit
+
+    def _unfinished(self) -> None:
+        """A connection closed (by its client, the handshake timeout) before its request was complete:
+        counted here (``/healthz`` connections.no_request; not a refusal: a port probe is one too), logged
+        as a sum by the housekeeping task (a slow-loris flood is thousands of them)."""
+        self.unfinished_requests += 1
+
     # ------------------------------------------------------------------ one client
     async def _handle(self, conn: ServerConnection) -> None:
         assert isinstance(conn, _TrackedConnection) and conn.admitted is not None
@@ -253,6 +281,7 @@ class WsServer:
         gateway = self.foxglove if conn.subprotocol == FOXGLOVE else self.gateway
         if gateway is self.foxglove and admitted.principal is None:  # the protocol has no login op
             self._refuse("auth")
+            self.log.warning(f"refused Foxglove client from {admitted.client}: no credentials (closed 1008)")
             await conn.close(1008, "log in: connect with ?token=user:secret or an Authorization header")
             return
         session = gateway.open(admitted.principal, admitted.client, admitted.address)
@@ -263,6 +292,7 @@ class WsServer:
         self.log.info(f"{kind} {session.session_id} connected from {admitted.client} as {who}")
         loop = asyncio.get_running_loop()
         auth_deadline = loop.time() + self.limits.auth_timeout_s
+        logged_in = session.principal is not None
         try:
             while not session.closed:
                 if session.principal is None:
@@ -271,21 +301,58 @@ class WsServer:
                 else:
                     frame = await conn.recv()
                 pool = self._logins if session.principal is None else self._workers
-                if not await loop.run_in_executor(pool, gateway.handle, session, frame):
+                try:
+                    keep = await loop.run_in_executor(pool, gateway.handle, session, frame)
+                except RuntimeError as exc:
+                    if "shutdown" in str(exc):  # the worker pool is shut down: stopping
+                        break
+                    raise
+                self._log_refusals(session)
+                if keep and session.principal is not None and not logged_in and self._user_full(session.principal):
+                    self._refuse("user_capacity")  # logged in by an auth op: this connection is one too many
+                    self.log.warning(f"client {session.session_id} ({session.user}): too many connections for "
+                                     "this user (max_clients_per_user): closed (1008)")  # fmt: skip
+                    await conn.close(1008, "too many connections for this user")
+                    break
+                logged_in = session.principal is not None
+                if not keep:
                     await self._flush_control(session)  # the status saying why, before the close
                     await conn.close(1008, "too many failed logins")
                     break
         except TimeoutError:
             self._refuse("auth_timeout")
+            self.log.warning(f"client {session.session_id} from {admitted.client} did not log in within "
+                             f"{self.limits.auth_timeout_s:g} s: closed (1008)")  # fmt: skip
             await conn.close(1008, "authenticate first: send {op: auth} or connect with a token")
-        except (ConnectionClosed, RuntimeError):  # RuntimeError: worker pool shut down (stopping)
-            pass
+        except ConnectionClosed:
+            self._closed_by_limit(session, conn)
+        except Exception:  # a bug in frame handling: this client is cut with 1011, the agent and others go on
+            self._refuse("internal_error")
+            self.log.exception(f"client {session.session_id}: handling its message failed; closing it (1011)")
+            await conn.close(1011, "internal error handling your message; reconnect")
         finally:
             gateway.close(session)
             self.clients.pop(session.session_id, None)
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(sender, CLOSE_TIMEOUT_S)
-            self.log.info(f"client {session.session_id} ({session.user or '-'}) disconnected")
+            refused = ", ".join(f"{k} {n}" for k, n in sorted(session.refusals.items()))
+            self.log.info(f"client {session.session_id} ({session.user or '-'}) disconnected"
+                          + (f"; refused messages: {refused}" if refused else ""))  # fmt: skip
+
+    def _log_refusals(self, session: ClientSession) -> None:
+        """The first refused message of each kind of this client, once; the rest are counted only."""
+        for kind, reason in session.take_unlogged():
+            self.log.warning(f"client {session.session_id} ({session.user or '-'}, {session.client}): refused "
+                             f"message ({kind}): {reason}; more of this kind are counted, not logged")  # fmt: skip
+
+    def _closed_by_limit(self, session: ClientSession, conn: ServerConnection) -> None:
+        """websockets closes a connection whose frame passes ``max_frame_bytes`` (1009) itself: count, log."""
+        sent = conn.protocol.close_sent
+        if sent is not None and sent.code == 1009:
+            self._refuse("oversized")
+            session.note_refusal("oversized", sent.reason)
+            self.log.warning(f"client {session.session_id} ({session.user or '-'}, {session.client}): closed "
+                             f"(1009): {sent.reason}")  # fmt: skip
 
     @staticmethod
     async def _flush_control(session: ClientSession) -> None:
@@ -325,9 +392,16 @@ class WsServer:
             await asyncio.sleep(0)  # drain() returns at once below the high-water mark: let the others run
 
     async def _housekeeping(self) -> None:
+        last_summary = float("-inf")  # the first connection that never sent a request is reported at once
         while True:
             await asyncio.sleep(HOUSEKEEPING_PERIOD_S)
             now = time.monotonic()
+            if self.unfinished_requests > self._unfinished_logged and now - last_summary >= UNFINISHED_LOG_PERIOD_S:
+                count = self.unfinished_requests - self._unfinished_logged
+                self.log.warning(f"{count} connection(s) closed before sending a complete request (handshake_timeout_s "
+                                 f"{self.limits.handshake_timeout_s:g}); counted in connections.no_request, summed up "
+                                 f"every {UNFINISHED_LOG_PERIOD_S:g} s")  # fmt: skip
+                self._unfinished_logged, last_summary = self.unfinished_requests, now
             for client in list(self.clients.values()):
                 since = client.session.sending_since
                 if since is not None and now - since > self.limits.stall_timeout_s:
@@ -343,6 +417,7 @@ class WsServer:
             "pending": len(self.pending),
             "pending_peak": self.pending.peak,
             "pending_evicted": self.pending.evicted,
+            "no_request": self.unfinished_requests,
         }
 
 

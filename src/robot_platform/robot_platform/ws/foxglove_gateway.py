@@ -32,13 +32,14 @@ from robot_platform.ws import protocol
 from robot_platform.ws.access import Principal
 from robot_platform.ws.cdr import CdrEncoder, CdrUnsupported
 from robot_platform.ws.client_session import ClientSession
-from robot_platform.ws.errors import FoxgloveProtocolError, MessageError, TopicError, WsError
+from robot_platform.ws.errors import AccessDeniedError, FoxgloveProtocolError, MessageError, TopicError, WsError
 from robot_platform.ws.foxglove_catalog import Catalog, Channel, Service
 from robot_platform.ws.gateway import H_ERROR, Gateway, json_bytes_fields
 from robot_platform.ws.outgoing import Frame, Outgoing, Pending
 
 SERVER_NAME = "robot_platform ws_agent"
 MAX_CLIENT_CHANNELS = 64
+MAX_REFUSED_ITEMS = 8  # refused items of one message; the rest of it is refused untried (CPU per frame bounded)
 
 
 class FoxgloveSession(ClientSession):
@@ -151,16 +152,46 @@ class FoxgloveGateway:
         return True
 
     def _each(self, session: FoxgloveSession, items: Any, act: Any) -> None:
-        """One status per refused item; the others of the same message still take effect."""
-        for item in items:
+        """The items of one message (subscriptions, channels): a refused item does not stop the others, but
+        the client gets ONE status per message (how many were refused, the first reason), and after a refusal
+        by role the rest are not tried, so one message costs at most one audited refusal, as one rosbridge
+        message does (a viewer advertising 1,024 channels in a frame would otherwise write 1,024 audits);
+        after MAX_REFUSED_ITEMS refusals neither (1,024 duplicate subscription ids cost 8 checks, not 1,024)."""
+        refused: list[WsError] = []
+        skipped = 0
+        for n, item in enumerate(items):
             try:
                 act(item)
+            except AccessDeniedError as exc:
+                refused.append(exc)
+                skipped = len(items) - n - 1
+                break
             except WsError as exc:
-                self._refused(session, exc)
+                refused.append(exc)
+                if len(refused) >= MAX_REFUSED_ITEMS:
+                    skipped = len(items) - n - 1
+                    break
+        if not refused:
+            return
+        for exc in refused:  # the items tried; the skipped rest is in the status text, not in the counters
+            self.gw._count_error(exc.kind)
+        first = refused[0]
+        text = str(first)
+        if len(refused) + skipped > 1:
+            text = f"{len(refused) + skipped} of {len(items)} items refused; the first: {first}"
+        session.note_refusal(first.kind, text)
+        session.send_control(fp.status("error", text))
 
     def _refused(self, session: FoxgloveSession, exc: WsError) -> None:
         self.gw._count_error(exc.kind)
+        session.note_refusal(exc.kind, str(exc))
         session.send_control(fp.status("error", str(exc)))
+
+    def _call_refused(self, session: FoxgloveSession, req: fp.ServiceRequest, kind: str, reason: str) -> None:
+        """A call the client got wrong (unknown service, not cdr, bad CDR, role): counted like any refusal."""
+        self.gw._count_error(kind)
+        session.note_refusal(kind, f"service call {req.service_id}: {reason}")
+        session.send_control(fp.service_failure(req.service_id, req.call_id, reason))
 
     def _subscribe(self, session: FoxgloveSession, sub_id: int, channel_id: int) -> None:
         channel = self.catalog.channels.get(channel_id)
@@ -230,10 +261,10 @@ class FoxgloveGateway:
         svc = self.catalog.services.get(req.service_id)
         fail = session.send_control
         if svc is None:
-            fail(fp.service_failure(req.service_id, req.call_id, "no such service"))
+            self._call_refused(session, req, "protocol", "no such service")
             return
         if req.encoding != fp.MESSAGE_ENCODING:
-            fail(fp.service_failure(svc.id, req.call_id, "requests must be cdr"))
+            self._call_refused(session, req, "protocol", "requests must be cdr")
             return
         target = self.gw.mapper.service(svc.name)
         try:
@@ -244,12 +275,11 @@ class FoxgloveGateway:
             request = deserialize_message(req.payload, srv.Request)
             body = msgpack.packb(self.gw.codec.to_dict(request), use_bin_type=True)
         except WsError as exc:
-            fail(fp.service_failure(svc.id, req.call_id, str(exc)))
+            self._call_refused(session, req, exc.kind, str(exc))
             return
         except Exception as exc:  # bad CDR
-            fail(
-                fp.service_failure(svc.id, req.call_id, f"request is not cdr of {svc.type_name}: {type(exc).__name__}")
-            )
+            self._call_refused(session, req, "invalid_message",
+                               f"request is not cdr of {svc.type_name}: {type(exc).__name__}")  # fmt: skip
             return
         self.gw.counters.service_calls += 1
         self.gw._audit(session, "call_service", svc.name, target.robot_id, target.subject, svc.type_name)

@@ -93,8 +93,8 @@ def parse(frame: str | bytes, max_bytes: int) -> Request:
         return _parse_binary(frame)
     try:
         data = json.loads(frame)
-    except ValueError:
-        raise FoxgloveProtocolError("not JSON", "", "") from None
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested beyond the parser's stack
+        raise FoxgloveProtocolError("not JSON (or nested too deeply)", "", "") from None
     if not isinstance(data, dict):
         raise FoxgloveProtocolError("a message must be a JSON object", "", "")
     op = data.get("op")

@@ -323,6 +323,7 @@ class Gateway:
 
     def _reply_error(self, session: ClientSession, exc: WsError, rid: str | None) -> None:
         self._count_error(exc.kind)
+        session.note_refusal(exc.kind, str(exc))
         if LEVEL_ORDER[exc.level] >= LEVEL_ORDER[session.status_level]:
             session.send_control(protocol.status(exc.level, str(exc), exc.request_id or rid))
 

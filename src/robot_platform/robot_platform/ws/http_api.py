@@ -41,6 +41,7 @@ from robot_platform.ws.user_roles import Role
 
 WS_PATH = "/ws"
 MAX_QUERY_CHARS = 4096
+SINGLE_HEADERS = ("Host", "Origin", "Authorization")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,14 @@ def fleet_permissions(role: Role) -> dict[str, dict[str, bool]]:
         "call": {name: role.allows("call", subject) for name, subject in calls.items()},
         "subscribe": {name: role.allows("subscribe", subject) for name, subject in FLEET_TOPICS.items()},
     }
+
+
+def _repeated_header(headers: Mapping[str, str]) -> str:
+    """The first of the headers we decide on (Host, Origin, Authorization) that the request sends twice."""
+    get_all = getattr(headers, "get_all", None)  # websockets' Headers; a plain dict cannot repeat a key
+    if get_all is None:
+        return ""
+    return next((name for name in SINGLE_HEADERS if len(get_all(name)) > 1), "")
 
 
 class HttpApi:
@@ -80,6 +89,9 @@ class HttpApi:
         self, method: str, target: str, headers: Mapping[str, str], remote: tuple[str, int]
     ) -> HttpReply | Admitted:
         addr, client = str(remote[0]), f"{remote[0]}:{remote[1]}"
+        repeated = _repeated_header(headers)
+        if repeated:  # which of two Hosts or Origins would we check? Neither: refuse (was a 500 and a traceback)
+            return self.refused(400, f"more than one {repeated} header", client, "bad_request")
         if not self.hosts.allows(headers.get("Host")):
             return self.refused(421, "host not allowed (allowed_hosts)", client, "host")
         if method != "GET":

@@ -24,7 +24,7 @@ Parameters:
     tls_cert, tls_key (string)           PEM files; both set = HTTPS/WSS
     permessage_deflate (bool)            allow WebSocket compression (CPU per client and message)
     ping_interval_s, stall_timeout_s     keepalive pings; disconnect a client whose socket write hangs
-    max_clients, max_frame_bytes, max_client_msgs_per_s, service_timeout_s
+    max_clients, max_clients_per_user, max_frame_bytes, max_client_msgs_per_s, service_timeout_s
     default_queue_length, max_queue_length, max_queue_bytes, max_subscriptions   per-client queues
     frame_lease_ttl_s                    ttl of the agent's camera leases (one per watched camera, renewed ttl/3)
     foxglove, foxglove_bridge_config     serve the Foxglove WebSocket protocol next to rosbridge; its channels,
@@ -87,6 +87,8 @@ PARAMS: tuple[Param, ...] = (
     Param("frame_lease_ttl_s", float, 5.0, "ttl of camera leases", (0.5, 3600.0)),
     # A robot's touch panel and a few remote viewers; the control server's console serves the fleet's operators.
     Param("max_clients", int, 20, "concurrent WebSocket clients", (1, 10000), control=100),
+    # one login cannot take every slot (a leaked viewer secret must not lock the operators out)
+    Param("max_clients_per_user", int, 8, "concurrent clients of one user (0 = no limit)", (0, 10000), control=32),
     Param("max_frame_bytes", int, MIB, "largest client frame", (1024, 64 * MIB)),
     Param("max_client_msgs_per_s", float, 200.0, "client message rate (0 = no limit)", (0.0, 1e6)),
     Param("service_timeout_s", float, 5.0, "call_service timeout", (0.1, 600.0)),
@@ -166,6 +168,7 @@ class WsAgentNode(Node):
             overview_topics=[t for t in p["overview_topics"] if t],
             overview_rate_hz=p["overview_rate_hz"],
             max_clients=p["max_clients"],
+            max_clients_per_user=p["max_clients_per_user"],
             gateway=GatewayLimits(
                 max_frame_bytes=p["max_frame_bytes"],
                 max_client_msgs_per_s=p["max_client_msgs_per_s"],

@@ -105,6 +105,7 @@ class AgentConfig:
     ping_interval_s: float = 25.0
     stall_timeout_s: float = 30.0
     max_clients: int = 100
+    max_clients_per_user: int = 0  # 0: no limit per user
     max_pending_connections: int = 128  # accepted, request not complete; the oldest is cut beyond
     handshake_timeout_s: float = 5.0  # from accept to a complete request (and the upgrade)
     auth_timeout_s: float = 10.0  # a connection without a login must send its auth op within this
@@ -177,7 +178,8 @@ class WsAgent:
             site_map=load_site_map(config.site_map_file), exports=self.exports,
         )  # fmt: skip
         limits = ServerLimits(
-            max_clients=config.max_clients, max_pending_connections=config.max_pending_connections,
+            max_clients=config.max_clients, max_clients_per_user=config.max_clients_per_user,
+            max_pending_connections=config.max_pending_connections,
             handshake_timeout_s=config.handshake_timeout_s, auth_timeout_s=config.auth_timeout_s,
             ping_interval_s=config.ping_interval_s, stall_timeout_s=config.stall_timeout_s,
             max_frame_bytes=config.gateway.max_frame_bytes, permessage_deflate=config.permessage_deflate,

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allowed-origin", action="append", default=[])
     ap.add_argument("--allowed-host", action="append", default=[])
     ap.add_argument("--max-clients", type=int, default=100)
+    ap.add_argument("--max-clients-per-user", type=int, default=32, help="0 = no limit per user")
     ap.add_argument("--max-pending-connections", type=int, default=128)
     ap.add_argument("--handshake-timeout-s", type=float, default=5.0)
     ap.add_argument("--auth-timeout-s", type=float, default=10.0)
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         allowed_origins=args.allowed_origin,
         allowed_hosts=args.allowed_host,
         max_clients=args.max_clients,
+        max_clients_per_user=args.max_clients_per_user,
         max_pending_connections=args.max_pending_connections,
         handshake_timeout_s=args.handshake_timeout_s,
         auth_timeout_s=args.auth_timeout_s,
