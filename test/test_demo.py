@@ -17,12 +17,30 @@ import nats
 import psutil
 import pytest
 
-from helpers import REPO, free_port, wait_for
+from helpers import REPO, free_port, ros_env, wait_for
 from robot_platform.launcher.domains import DomainReservation
 from robot_platform.launcher.graph import topics_in_domain
 from robot_platform.launcher.supervisor import ProcessGroup
 
 ROBOTS = 2
+
+
+# How many messages a topic of the control graph gets in N seconds (its own process: its own ROS domain).
+MIRROR_RATE = """
+import sys, time, rclpy
+from nav_msgs.msg import Odometry
+rclpy.init()
+node, got = rclpy.create_node("mirror_rate_probe"), []
+node.create_subscription(Odometry, sys.argv[1], got.append, 10)
+end = time.monotonic() + 30
+while not got and time.monotonic() < end:
+    rclpy.spin_once(node, timeout_sec=0.1)
+got.clear()
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    rclpy.spin_once(node, timeout_sec=0.1)
+print(len(got))
+"""
 
 
 @pytest.fixture
@@ -117,6 +135,12 @@ def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, doma
         topics = topics_in_domain(domains + i, {"/odom", "/scan"}, timeout_s=10)
         assert {"/odom", "/imu", "/scan", "/battery_state"} <= set(topics)
     assert "/odom" not in topics_in_domain(domains, set(), timeout_s=1.0)
+    # The control graph mirrors each robot's odometry from its 2 Hz overview copy (control.yaml's
+    # mirror.overview_topics), not the 20 Hz odometry: a few messages in 6 s, far fewer than 120.
+    count = subprocess.run([sys.executable, "-c", MIRROR_RATE, "/fleet/r1/odom", "6"], env=ros_env(domains),
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert count.returncode == 0, count.stderr
+    assert 3 <= int(count.stdout) <= 30, f"/fleet/r1/odom: {count.stdout} messages in 6 s"
 
     # Every robot's nats-server reaches the hub, and the hub reaches it.
     robot_urls = {f"r{i}": f"nats://127.0.0.1:{robot_base + i}" for i in range(1, ROBOTS + 1)}

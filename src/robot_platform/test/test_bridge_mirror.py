@@ -92,3 +92,15 @@ def test_made_up_robot_ids_cannot_grow_the_mirror_without_end() -> None:
     assert len(snap["mirror"]) == 4  # r0..r2 and <other>
     assert snap["mirror"]["<other>"]["errors"] == {"not_allowed": 497}
     assert len(m._pinned) == 3
+
+
+def test_overview_topics_come_from_the_robots_decimated_copy() -> None:
+    """/odom from robots.<id>.overview.odom (what keeps the leaf links at 2 Hz), the rest at full rate;
+    the other kind of the same topic is refused, so nothing is mirrored twice."""
+    m = Mirror(Codec(), ["/odom", "/scan"], overview_topics=["/odom", "/not_mirrored"])
+    assert m.subscriptions() == ["robots.*.overview.odom", "robots.*.ros.scan"]
+    out = m.on_message("robots.r1.overview.odom", headers(), ODOM)
+    assert out is not None and out.ros_topic == "/fleet/r1/odom" and out.msg.pose.pose.position.x == 3.0
+    assert m.on_message("robots.r1.ros.odom", headers(), ODOM) is None
+    assert m.on_message("robots.r1.overview.scan", headers(), ODOM) is None
+    assert m.snapshot()["mirror_errors"] == {"not_allowed": 2}

@@ -25,7 +25,8 @@ from robot_platform.messaging import subjects
 
 
 class FleetSide:
-    """Mirrors robots' ``robots.<id>.ros.<topic>`` into ROS and routes fleet commands out to NATS.
+    """Mirrors robots' ``robots.<id>.ros.<topic>`` (or its overview copy) into ROS and routes fleet commands
+    out to NATS.
 
     Parameters: :data:`~.node_params.CONTROL_PARAMS` and ``commands.<n>.*`` (declared here).
     Publishers: ``<mirror.namespace>/<id>/<topic>`` for each mirrored message's topic, created on the
@@ -48,6 +49,7 @@ class FleetSide:
             dedup_capacity,
             node.get_logger().warning,
             p["mirror.max_robots"],
+            p["mirror.overview_topics"],
         )
         self._qos = qos(p["mirror.reliability"], "volatile", p["mirror.depth"], "mirror")
         self._frame_prefix: bool = p["mirror.frame_prefix"]
@@ -83,8 +85,9 @@ class FleetSide:
                 subscribe(route, route_qos)
 
     def on_message(self, subject: str, headers: dict[str, str] | None, data: bytes) -> bool:
-        """NATS thread: mirror a robot's ``robots.<id>.ros.<topic>``; False if the subject is not one."""
-        if subject.split(".")[2:3] != ["ros"]:
+        """NATS thread: mirror a robot's ``robots.<id>.ros.<topic>`` (or ``.overview.``, see mirror.py); False
+        if the subject is not one."""
+        if subject.split(".")[2:3] not in (["ros"], ["overview"]):
             return False
         mirrored = self.mirror.on_message(subject, headers, data)
         if mirrored is None:

@@ -6,6 +6,15 @@ robots are mirrored. The type comes from the envelope, must be installed locally
 hash, and is pinned per mirrored topic: a robot cannot switch a topic's type under a running publisher.
 With no robot list, at most ``max_robots`` robot ids are mirrored (first come): each one costs counters,
 a pinned type and a ROS publisher per topic, so ids a sender makes up must not grow them without end.
+
+``overview_topics`` (a subset of the topics; the shipped config/control.yaml: /odom) are mirrored from
+the robots' decimated copy ``robots.<id>.overview.<topic>`` (2 Hz, nats_bridge
+``out.<n>.overview_rate_hz``) instead of
+``robots.<id>.ros.<topic>``. Why: the mirror subscribes every robot's topic on the hub, and that
+interest is what pulls a topic across each robot's leaf link: mirroring /odom at the robots' 20 Hz
+kept ~200 kbit/s on every link whatever the console showed, and republishing it into ROS took 13.8 %
+of a core for six robots (bench/RESULTS.md). A site that wants the full rate in RViz empties the list;
+the robots must send the copy (config/robot.yaml's odom route does), else nothing of that topic comes.
 """
 
 from __future__ import annotations
@@ -45,9 +54,11 @@ class Mirror:
         dedup_capacity: int = 10_000,
         log: Any = None,
         max_robots: int = DEFAULT_MAX_ROBOTS,
+        overview_topics: Iterable[str] = (),
     ) -> None:
         self.codec = codec
         self.topics = {subjects.check_topic(t) for t in topics}
+        self.overview_topics = {subjects.check_topic(t) for t in overview_topics} & self.topics
         self.robots = {subjects.check_robot_id(r) for r in robots}  # empty = every robot
         self.namespace = subjects.check_topic(namespace)
         self.dedup = DuplicateFilter(dedup_capacity)
@@ -60,15 +71,19 @@ class Mirror:
         self.error_totals: dict[str, int] = {}
 
     def subscriptions(self) -> list[str]:
-        """NATS subjects to subscribe: one wildcard over robots per mirrored topic."""
-        return [f"{subjects.ROOT}.*.ros.{subjects.topic_tokens(t)}" for t in sorted(self.topics)]
+        """NATS subjects to subscribe: one wildcard over robots per mirrored topic (its overview copy for
+        the overview topics)."""
+        return [f"{subjects.ROOT}.*.{self._kind(t)}.{subjects.topic_tokens(t)}" for t in sorted(self.topics)]
+
+    def _kind(self, topic: str) -> str:
+        return "overview" if topic in self.overview_topics else "ros"
 
     def on_message(self, subject: str, headers: dict[str, str] | None, data: bytes) -> Mirrored | None:
         """Mirrored message to publish, or None (rejected and counted, or duplicate)."""
         key = subject
         try:
             parsed = subjects.parse(subject)
-            if parsed.kind != "ros" or parsed.topic not in self.topics:
+            if parsed.topic not in self.topics or parsed.kind != self._kind(parsed.topic):
                 key = "<other>"
                 raise NotAllowedError(subject, "", "topic is not mirrored")
             if self.robots and parsed.robot_id not in self.robots:

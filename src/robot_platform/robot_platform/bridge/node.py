@@ -57,7 +57,7 @@ with an overview rate), robots.<id>.health.nats_bridge;
 subscribes robots.<id>.cmd.> (only allowlisted subject+type pairs reach ROS); answers requests on
 robots.<id>.srv.<service> (one subscription per allowlisted service, plus robots.<id>.srv.> to refuse
 the rest; see services.py for the reply format); in control mode also robots.*.ros.<topic> for each
-mirrored topic.
+mirrored topic (robots.*.overview.<topic> for those of mirror.overview_topics).
 """
 
 from __future__ import annotations

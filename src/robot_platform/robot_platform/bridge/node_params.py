@@ -47,6 +47,9 @@ CONTROL_PARAMS: tuple[Param, ...] = (  # mode control
     Param("fleet_robots", list, (), "robots whose event streams are sourced and commands bridged", site=True),
     Param("mirror.max_robots", int, 256, "with mirror.robots empty: most robot ids mirrored", (1, 100_000)),
     Param("mirror.topics", list, (), "robot topics mirrored into /fleet/<id>/<topic>", site=True),
+    # The shipped control.yaml sets [/odom]: robot.yaml's nats_bridge sends that copy. Empty by default, so
+    # robots configured without overview copies still have their topics mirrored.
+    Param("mirror.overview_topics", list, (), "mirrored topics taken from robots.<id>.overview.<topic>", site=True),
     Param("mirror.robots", list, (), "robots mirrored (empty: all)"),
     Param("mirror.namespace", str, "/fleet", "prefix of mirrored topics"),
     Param("mirror.reliability", str, "reliable", "QoS reliability of mirrored topics"),
