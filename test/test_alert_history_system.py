@@ -3,7 +3,7 @@ the fault clears; the control side's fleet_registry node answers fleet.alerts.qu
 time and state, with who acknowledged what and when.
 
 The history stream here takes the robot's alerts directly (on a site FLEET_EVENTS sources each robot's
-EVENTS_<id> through its leaf link; test_nats_fleet_system.py covers that path)."""
+EVENTS_<id> through its leaf link; long/test_nats_fleet_system.py covers that path)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Browser test of the console's alert workflow and audit view, against a real running stack.
 
 Stack (real processes, loopback only): one nats-server with a FLEET_EVENTS stream taking the robots'
-alerts (on a site it sources each robot's EVENTS_<id>; test_nats_fleet_system.py covers that path); two
+alerts (on a site it sources each robot's EVENTS_<id>; long/test_nats_fleet_system.py covers that path); two
 simulated robot r1 (robot_sim + nats_bridge + health_monitor_tree in its own ROS domain: one robot keeps the
 test short; two alerts on it exercise the bulk actions);
 fleet_registry (alert history, FLEET_AUDIT and fleet.audit.query); ws_agent in fleet mode. Debian's
