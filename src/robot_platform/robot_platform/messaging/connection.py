@@ -107,6 +107,8 @@ class Connection:
             self._users.append(user)
             if self.nc is not None:
                 await user._attach(self.nc)
+            elif self.connect_failures:  # attempts that failed before this link joined count for it too
+                user._connect_failed(f"connect failed {self.connect_failures} time(s) before this link joined")
 
     async def leave(self, user: User) -> None:
         assert self._gate is not None
