@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
+import rclpy
+from rclpy.context import Context
 
 from robot_platform.launcher.domains import DomainReservation
 
@@ -53,3 +55,14 @@ def make_node(ros_domain: int) -> Iterator:
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture
+def context(ros_domain: int) -> Iterator[Context]:
+    """An rclpy context of the test's own (tests that start readers or nodes on it, then shut it down)."""
+    ctx = Context()
+    rclpy.init(context=ctx)
+    try:
+        yield ctx
+    finally:
+        ctx.try_shutdown()

@@ -96,6 +96,11 @@ class OutRoute:
     overview_out: int = 0
 
 
+def _earliest(a: float | None, b: float | None) -> float | None:
+    """The earlier of two due times, None meaning none."""
+    return b if a is None else a if b is None else min(a, b)
+
+
 class BridgeCore:
     """Per-message logic of one bridge process (shared by robot and control modes)."""
 
@@ -158,15 +163,12 @@ class BridgeCore:
             item = route.limiter.poll(now)
             if item is not None:
                 self._send_out(route, item, now)
-            dues = [route.limiter.next_due()]
+            next_due = _earliest(next_due, route.limiter.next_due())
             if route.overview is not None:
                 copy = route.overview.poll(now)
                 if copy is not None:
                     self._send_overview(route, copy)
-                dues.append(route.overview.next_due())
-            for due in dues:
-                if due is not None and (next_due is None or due < next_due):
-                    next_due = due
+                next_due = _earliest(next_due, route.overview.next_due())
         return next_due
 
     def _send_out(self, route: OutRoute, msg: Any, now: float) -> bool:

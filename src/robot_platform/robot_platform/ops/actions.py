@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgpack
+import nats.errors
 
-from robot_platform.messaging import subjects
+from robot_platform.messaging import inbox, subjects
 from robot_platform.messaging.errors import UnknownTypeError
-from robot_platform.ops.errors import ActionError, ActionNotAllowedError, OpsError
+from robot_platform.ops.errors import ActionError, ActionNotAllowedError, OpsError, RemoteActionFailed
 from robot_platform.ops.operator_roles import Roles
 
 if TYPE_CHECKING:
@@ -242,3 +243,23 @@ def build_capture(
     if len(body) > max_bytes:
         raise ActionError("capture", f"capture is {len(body)} bytes, over the {max_bytes} limit: ask fewer seconds")
     return {"file": body, "messages": len(entries), "bytes": len(body), "format": "mcap"}
+
+
+async def call_action(
+    nc: Any, robot: str, action: str, user: str, role: str, args: dict[str, Any], timeout: float
+) -> Any:
+    """Request/reply to ``robots.<robot>.ops.<action>``; RemoteActionFailed if the robot refused it."""
+    subject = action_subject(robot, action)
+    try:
+        reply = await inbox.request(nc, subject, encode_request(user, role, args), timeout=timeout)  # robot reply slot
+    except nats.errors.NoRespondersError:
+        raise RemoteActionFailed(robot, action, "no_responders", "robot_agent is not reachable") from None
+    except (TimeoutError, nats.errors.TimeoutError):
+        raise RemoteActionFailed(
+            robot, action, "timeout", f"no reply within {timeout:g}s (offline, or not permitted for your NATS user)"
+        ) from None
+    body = msgpack.unpackb(reply.data, raw=False)
+    if not isinstance(body, dict) or not body.get("ok"):
+        error = (body.get("error") if isinstance(body, dict) else None) or {}
+        raise RemoteActionFailed(robot, action, str(error.get("kind", "?")), str(error.get("message", "")))
+    return body.get("result")

@@ -41,15 +41,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgpack
-import nats.errors
 from mcap.reader import make_reader
 
-from robot_platform.messaging import inbox, streams, subjects
+from robot_platform.messaging import streams, subjects
 from robot_platform.messaging.errors import BridgeError, SubjectError
 from robot_platform.messaging.streams import EVENTS_HUB_STREAM
 from robot_platform.ops import alert_history, log_query, logs
-from robot_platform.ops.actions import action_subject, encode_request
-from robot_platform.ops.errors import HubUnavailableError, LogQueryError
+from robot_platform.ops.actions import call_action
+from robot_platform.ops.errors import HubUnavailableError, LogQueryError, RemoteActionFailed
 from robot_platform.recording.errors import RecordingError
 from robot_platform.recording.mcap_out import RosMcapWriter
 from robot_platform.recording.msgdefs import MessageDefinitions
@@ -263,19 +262,17 @@ def build_file(content: ExportContent, defs: MessageDefinitions, meta: dict[str,
 
 
 async def _robot_call(nc: Any, robot: str, action: str, user: str, role: str, args: dict[str, Any]) -> Any:
-    """One remote action; RuntimeError with the reason a note gives when the robot does not serve it."""
+    """One remote action (:func:`.actions.call_action`); RuntimeError with the reason a note gives when the
+    robot does not serve it."""
     try:
-        reply = await inbox.request(nc, action_subject(robot, action), encode_request(user, role, args),
-                                    timeout=CAPTURE_TIMEOUT_S)  # fmt: skip
-    except nats.errors.NoRespondersError:
-        raise RuntimeError("robot_agent is not reachable (robot offline or link down)") from None
-    except (TimeoutError, nats.errors.TimeoutError):
-        raise RuntimeError(f"no reply from the robot within {CAPTURE_TIMEOUT_S:g} s (offline or link down)") from None
-    body = msgpack.unpackb(reply.data, raw=False)
-    if not isinstance(body, dict) or not body.get("ok"):
-        error = (body.get("error") if isinstance(body, dict) else None) or {}
-        raise RuntimeError(f"the robot refused {action}: {error.get('kind', '?')}: {error.get('message', '')}")
-    return body.get("result")
+        return await call_action(nc, robot, action, user, role, args, CAPTURE_TIMEOUT_S)
+    except RemoteActionFailed as exc:
+        if exc.error_kind == "no_responders":
+            raise RuntimeError("robot_agent is not reachable (robot offline or link down)") from None
+        if exc.error_kind == "timeout":
+            why = f"no reply from the robot within {CAPTURE_TIMEOUT_S:g} s (offline or link down)"
+            raise RuntimeError(why) from None
+        raise RuntimeError(f"the robot refused {action}: {exc.error_kind}: {exc.remote_message}") from None
 
 
 async def fetch_capture(nc: Any, content: ExportContent, now: float, user: str, role: str) -> None:

@@ -6,16 +6,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
 import nats
 import nats.errors
 import nats.js.errors
 
-from robot_platform.messaging import inbox
 from robot_platform.messaging.connect import Credentials, connect_once
 from robot_platform.ops import logs
-from robot_platform.ops.actions import action_subject, encode_request
-from robot_platform.ops.errors import HubRequestError, HubUnavailableError, RemoteActionFailed
+from robot_platform.ops.actions import call_action
+from robot_platform.ops.errors import HubRequestError, HubUnavailableError
 from robot_platform.ops.log_query import scan_logs
 from robot_platform.ops.registry import RobotRecord
 from robot_platform.ops.registry_service import open_bucket, read_records
@@ -56,23 +54,3 @@ async def query_logs(
     """
     matched, _ = await scan_logs(nc, robot, min_level, flt, emit, follow=follow, stop=stop)
     return matched
-
-
-async def call_action(
-    nc: Any, robot: str, action: str, user: str, role: str, args: dict[str, Any], timeout: float
-) -> Any:
-    """Request/reply to ``robots.<robot>.ops.<action>``; RemoteActionFailed if the robot refused it."""
-    subject = action_subject(robot, action)
-    try:
-        reply = await inbox.request(nc, subject, encode_request(user, role, args), timeout=timeout)  # robot reply slot
-    except nats.errors.NoRespondersError:
-        raise RemoteActionFailed(robot, action, "no_responders", "robot_agent is not reachable") from None
-    except (TimeoutError, nats.errors.TimeoutError):
-        raise RemoteActionFailed(
-            robot, action, "timeout", f"no reply within {timeout:g}s (offline, or not permitted for your NATS user)"
-        ) from None
-    body = msgpack.unpackb(reply.data, raw=False)
-    if not body.get("ok"):
-        error = body.get("error") or {}
-        raise RemoteActionFailed(robot, action, str(error.get("kind", "?")), str(error.get("message", "")))
-    return body.get("result")
