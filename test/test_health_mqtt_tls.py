@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -132,14 +133,13 @@ def test_alert_push_over_mutual_tls_and_acl(ros_domain: int, procs: Any, tmp_pat
     try:
         server.subscribe("robots/+/alerts")
         obs.spin_until(
-            lambda: (s := obs.diag("summary")) is not None and s.message.startswith("0 active"),
+            obs.started_healthy,
             WAIT_S,
             "a healthy robot (0 active faults)",
         )
+        injected = time.monotonic()
         obs.inject(InjectFault.Request.FAULT_SILENCE_SENSOR, target="scan")
-        raised = obs.spin_until(
-            lambda: [a for a in obs.alerts_for("TOPIC_SILENT.scan") if a.active], WAIT_S, "scan alert on ROS"
-        )[0]
+        raised = obs.spin_until(lambda: obs.active_since("TOPIC_SILENT.scan", injected), WAIT_S, "scan alert on ROS")[0]
         topic, body = wait_for(
             lambda: next(((t, b) for t, b in server.alerts() if b["alert_id"] == raised.alert_id), None),
             WAIT_S,
