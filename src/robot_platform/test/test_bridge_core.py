@@ -9,9 +9,11 @@ import msgpack
 import pytest
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 
 from robot_platform.bridge.core import BridgeCore
+from robot_platform.bridge.node import decode_cdr
 from robot_platform.messaging import subjects
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import Envelope
@@ -82,6 +84,30 @@ def test_out_rate_limit_keeps_latest(core: BridgeCore, sent: Sent) -> None:
     assert core.flush_due(now=0.1) is None
     assert [msgpack.unpackb(b)["pose"]["pose"]["position"]["x"] for _, b, _ in sent] == [0.0, 4.0]
     assert core.snapshot()["out"]["/odom"]["dropped_rate"] == 3
+
+
+def test_raw_route_deserializes_only_what_it_sends(core: BridgeCore, sent: Sent, logs: list[str]) -> None:
+    route = core.add_out_route("/odom", "nav_msgs/msg/Odometry", max_rate_hz=10.0)
+    decoded: list[bytes] = []
+
+    def decode(data: bytes) -> Odometry:
+        decoded.append(data)
+        return decode_cdr(Odometry, data)
+
+    route.decode = decode  # what nats_bridge's raw subscription sets
+    for i in range(5):
+        msg = Odometry()
+        msg.pose.pose.position.x = float(i)
+        core.on_ros_message(route, serialize_message(msg), now=i * 0.01)
+    core.flush_due(now=0.1)
+    assert [msgpack.unpackb(b)["pose"]["pose"]["position"]["x"] for _, b, _ in sent] == [0.0, 4.0]
+    assert len(decoded) == 2, "the three the rate limit dropped were never deserialized"
+    # CDR that does not decode is counted and logged; the route goes on.
+    assert not core.on_ros_message(route, b"\x00\x01 not CDR", now=1.0)
+    assert core.snapshot()["out"]["/odom"]["errors"] == {"invalid_message": 1}
+    assert "CDR does not deserialize" in logs[-1]
+    assert core.on_ros_message(route, serialize_message(Odometry()), now=2.0)
+    assert len(sent) == 3
 
 
 def test_out_oversized_is_counted_not_sent(core: BridgeCore, sent: Sent, logs: list[str]) -> None:

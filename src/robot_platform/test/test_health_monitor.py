@@ -148,6 +148,12 @@ def test_metrics_content_and_http_endpoint_on_loopback() -> None:
     assert rig.metric("robot_health_topic_age_seconds", topic="scan") == pytest.approx(1.6)
     assert rig.metric("robot_health_topic_messages", topic="battery_state") == 9.0
     assert rig.metric("robot_health_ticks_total", robot="r7") == 9.0
+    for _ in range(15):  # the scan is back: gauges follow (they are set only when their value changes)
+        rig.step()
+    assert rig.metric("robot_health_check_state", check="scan_silent", code="TOPIC_SILENT.scan") == 0.0
+    assert rig.metric("robot_health_fault_active", check="scan_silent") == 0.0
+    assert rig.metric("robot_health_topic_age_seconds", topic="scan") == pytest.approx(0.0)
+    assert rig.metric("robot_health_topic_messages", topic="battery_state") == 24.0
     port = rig.metrics.serve(0)
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()

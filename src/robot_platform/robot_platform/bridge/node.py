@@ -70,6 +70,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
+from rclpy.serialization import deserialize_message
 
 from robot_platform.bridge.core import BridgeCore, OutRoute
 from robot_platform.bridge.filters import TopicFilter
@@ -85,9 +86,9 @@ from robot_platform.exceptions import ConfigError
 from robot_platform.messaging import streams, subjects
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.connect import Credentials
-from robot_platform.messaging.errors import BridgeError
+from robot_platform.messaging.errors import BridgeError, CodecError
 from robot_platform.messaging.nats_link import NatsLink
-from robot_platform.messaging.rostypes import TypeRegistry
+from robot_platform.messaging.rostypes import TypeRegistry, type_name_of
 
 HEALTH_PART = "nats_bridge"
 
@@ -130,7 +131,9 @@ class NatsBridgeNode(Node):
 
         # Outbound subscriptions are read by their own thread (ros_reader: no executor round per message),
         # which also releases rate-limited messages when due.
-        self._reader = OutReader(self.context, self._core.flush_due, self._link.batch, self.get_logger())
+        self._reader = OutReader(
+            self.context, self._core.flush_due, self._link.batch, self.get_logger(), min_period_s=p["out.read_period_s"]
+        )
         self._subs: dict[str, Any] = {}
         for name in p["out.names"]:
             self._add_out(name)
@@ -211,9 +214,13 @@ class NatsBridgeNode(Node):
         return route
 
     def _subscribe(self, route: OutRoute, profile: QoSProfile) -> None:
-        """Subscribe for the reader thread (ros_reader); the executor never runs this subscription."""
+        """Subscribe for the reader thread (ros_reader); the executor never runs this subscription. Raw CDR
+        is taken and deserialized only for what the rate limit sends (``OutRoute.decode``)."""
+        route.decode = partial(decode_cdr, route.cls)
         handle = partial(self._core.on_ros_message, route)
-        sub = self.create_subscription(route.cls, route.topic, handle, profile, callback_group=self._reader.group)
+        sub = self.create_subscription(
+            route.cls, route.topic, handle, profile, callback_group=self._reader.group, raw=True
+        )
         self._subs[route.topic] = sub
         self._reader.add(sub, handle)
 
@@ -305,6 +312,14 @@ class NatsBridgeNode(Node):
         if self._metrics is not None:
             self._metrics.close()
         super().destroy_node()
+
+
+def decode_cdr(cls: type, data: bytes) -> Any:
+    """CDR taken raw -> ``cls`` message; CodecError (counted, the bridge goes on) if it does not decode."""
+    try:
+        return deserialize_message(data, cls)
+    except Exception as exc:  # rclpy raises plain RuntimeError/TypeError from C
+        raise CodecError(type_name_of(cls), "", f"CDR does not deserialize: {exc}") from None
 
 
 def main(args: list[str] | None = None) -> int:

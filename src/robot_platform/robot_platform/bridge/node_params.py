@@ -35,6 +35,14 @@ PARAMS: tuple[Param, ...] = (  # both modes
     Param("out.deny", list, (), "globs of topics never bridged (wins over out.allow)", site=True),
     # Discovered topics are extras (/robot_state, /sensors/**): a low rate keeps them off the uplink's budget.
     Param("out.pattern_max_rate_hz", float, 5.0, "max rate of discovered topics; 0=unlimited", (0.0, 10000.0)),
+    Param(
+        "out.read_period_s",
+        float,
+        0.0,
+        "at most one round of outbound takes per this many seconds (what arrives meanwhile goes in that "
+        "round: fewer wake-ups, up to this much added latency); 0 = each message at once",
+        (0.0, 1.0),
+    ),
     Param("out.pattern_reliability", str, "best_effort", "QoS reliability of discovered topics"),
     Param("out.pattern_depth", int, 5, "QoS depth of discovered topics", (1, 1000)),
     Param("metrics_port", int, 0, "Prometheus port on 127.0.0.1; 0 = off", (0, 65535), control=9202),

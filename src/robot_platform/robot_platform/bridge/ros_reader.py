@@ -62,7 +62,8 @@ class OutReader:
     ``min_period_s`` > 0: at most one round of takes per that many seconds, for readers whose messages
     wait without harm (robot_agent's capture buffer): messages arriving meanwhile queue in the
     subscriptions' history (whose depth must hold a period's worth) and go in one batch, instead of one
-    wake-up of this thread per message. 0 (the bridge): every message is taken as soon as it arrives."""
+    wake-up of this thread per message. 0 (the bridge's default; its ``out.read_period_s``): every message
+    is taken as soon as it arrives."""
 
     def __init__(
         self,
