@@ -23,6 +23,7 @@ whole machine; then it stops the demo with SIGTERM. Its bare subscriber baseline
 
     . scripts/env.sh && python bench/footprint.py                     # 20 s settle, 30 s window each
     python bench/footprint.py --smoke                                  # short: does it all work?
+    python bench/footprint.py --layouts single --phases telemetry --params-file my_robot.yaml   # A/B a setting
     python bench/footprint.py --demo 6                                 # the 6-robot demo at idle, 60 s window
     python bench/footprint.py --demo 1 --smoke                         # short: does the demo measure work?
 """
@@ -167,7 +168,7 @@ def measure(pids: list[int], window_s: float) -> list[Sample]:
 class Robot:
     """``bin/robot-platform robot`` in its own process group, every port on loopback."""
 
-    def __init__(self, tmp: Path, domain: int, use_sim: bool, layout: str) -> None:
+    def __init__(self, tmp: Path, domain: int, use_sim: bool, layout: str, params_file: str = "") -> None:
         ports = {k: free_port() for k in ("nats", "monitor", "leaf", "ws", "metrics", "bridge")}
         argv = [
             str(REPO / "bin" / "robot-platform"), "robot", "--robot-id", "r1", "--use-sim", str(use_sim).lower(),
@@ -176,6 +177,8 @@ class Robot:
             "--ws-port", str(ports["ws"]), "--metrics-port", str(ports["metrics"]),
             "--bridge-metrics-port", str(ports["bridge"]), *LAYOUT_ARGS[layout],
         ]  # fmt: skip
+        if params_file:
+            argv += ["--params-file", params_file]
         self.log = open(tmp / f"robot-{layout}-{'sim' if use_sim else 'idle'}.log", "wb")  # noqa: SIM115
         self.popen = subprocess.Popen(argv, env=ros_env(domain), stdout=self.log, stderr=subprocess.STDOUT,
                                       start_new_session=True)  # fmt: skip
@@ -199,8 +202,10 @@ def stop_group(popen: subprocess.Popen) -> None:
             popen.wait(5)
 
 
-def run_agent(tmp: Path, domain: int, use_sim: bool, layout: str, settle_s: float, window_s: float) -> list[Sample]:
-    robot = Robot(tmp, domain, use_sim, layout)
+def run_agent(
+    tmp: Path, domain: int, use_sim: bool, layout: str, settle_s: float, window_s: float, params_file: str = ""
+) -> list[Sample]:
+    robot = Robot(tmp, domain, use_sim, layout, params_file)
     try:
         time.sleep(settle_s)
         if robot.popen.poll() is not None:
@@ -321,12 +326,14 @@ def main() -> int:
         metavar="N",
         help="measure `robot-platform demo --robots N` at idle instead of one robot's agent",
     )
+    ap.add_argument("--phases", default="idle,telemetry", help="agent phases to measure (idle, telemetry)")
+    ap.add_argument("--params-file", default="", help="robot parameters YAML instead of the installed robot.yaml (A/B)")
     ap.add_argument("--smoke", action="store_true", help="5 s settle, 2 s windows, single layout with telemetry only")
     args = ap.parse_args()
     if args.demo and not args.smoke and "--window-s" not in sys.argv:
         args.window_s = 60.0
     if args.smoke:
-        args.settle_s, args.window_s, args.layouts = 5.0, 2.0, "single"
+        args.settle_s, args.window_s, args.layouts, args.phases = 5.0, 2.0, "single", "telemetry"
     layouts = [x for x in args.layouts.split(",") if x]
     unknown = [x for x in layouts if x not in LAYOUT_ARGS]
     if unknown:
@@ -351,9 +358,11 @@ def main() -> int:
                 if not runner_offers(layout):
                     print(f"\nlayout {layout}: not offered by this runner ({' '.join(LAYOUT_ARGS[layout])})")
                     continue
-                for use_sim in (True,) if args.smoke else (False, True):
-                    phase = "telemetry" if use_sim else "idle"
-                    samples = run_agent(tmp, domain.domain_id, use_sim, layout, args.settle_s, args.window_s)
+                for phase in ("idle", "telemetry"):
+                    if phase not in args.phases.split(","):
+                        continue
+                    samples = run_agent(tmp, domain.domain_id, phase == "telemetry", layout, args.settle_s,
+                                        args.window_s, args.params_file)  # fmt: skip
                     print("\n" + table(f"agent {layout}, {phase}", samples), flush=True)
                     results[f"{layout}/{phase}"] = platform_total(samples)
             print(f"\nload at end {os.getloadavg()[0]:.2f}")
