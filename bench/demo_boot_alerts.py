@@ -51,8 +51,9 @@ def _bindable(port: int) -> bool:
 
 
 def free_block(n: int, taken: set[int]) -> int:
-    """A base port with base..base+n free (and not handed out yet in this run)."""
-    for base in range(21000 + (os.getpid() * 37) % 20000, 60000, 97):
+    """A base port with base..base+n free (and not handed out yet in this run), below the ephemeral range
+    (from 32768 here): there an outgoing connection could take one of the ports before the demo binds it."""
+    for base in range(10000 + (os.getpid() * 37) % 15000, 32000 - n, 97):
         block = set(range(base, base + n + 1))
         if not block & taken and all(_bindable(p) for p in block):
             taken |= block

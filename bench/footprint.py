@@ -56,7 +56,7 @@ sys.path[:0] = [str(REPO / "test"), *_INTERFACES]
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in [*_INTERFACES, os.environ.get("PYTHONPATH", ""), *_INSTALLED] if p
 )
-from helpers import free_port  # noqa: E402
+from helpers import free_demo_base, free_port  # noqa: E402
 from robot_platform.launcher.domains import DomainReservation  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -258,7 +258,7 @@ def run_demo(tmp: Path, robots: int, settle_s: float, window_s: float) -> list[S
     it): wait for its banner ("all up"), settle, measure every process it started, stop it with SIGTERM."""
     block = DomainReservation(count=robots + 1)
     hub = free_port()
-    base = 20000 + (hub % 20000)
+    base = free_demo_base(robots)
     argv = [
         str(REPO / "bin" / "robot-platform"), "demo", "--robots", str(robots), "--state-dir", str(tmp / "demo"),
         "--hub-port", str(hub), "--hub-monitor-port", str(free_port()), "--leaf-port", str(free_port()),

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from robot_platform.launcher.domains import DomainReservation
 
-__all__ = ["DomainReservation", "RosNodeThread", "free_port", "node_exe", "ros_env", "wait_for", "wait_port"]
+__all__ = [
+    "DomainReservation",
+    "RosNodeThread",
+    "free_demo_base",
+    "free_port",
+    "free_port_block",
+    "node_exe",
+    "ros_env",
+    "wait_for",
+    "wait_port",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "install"
-
 
 
 class _PortPicker:
@@ -41,6 +51,43 @@ class _PortPicker:
 
 free_port = _PortPicker()
 """A TCP port on 127.0.0.1 that was free a moment ago and not handed out before in this session."""
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_block(offsets: Iterable[int]) -> int:
+    """A base port with ``base + offset`` bindable on 127.0.0.1 for every offset, below the kernel's
+    ephemeral range.
+
+    Why below: the demo derives its robots' ports from bases, and a port inside the ephemeral range can
+    be taken as the local port of any outgoing connection between this check and the demo's bind
+    (test_demo once lost a robot's health metrics port so, to the demo's own NATS clients)."""
+    wanted = sorted(set(offsets))
+    top = _ephemeral_low() - wanted[-1] - 1
+    for _ in range(200):
+        base = random.randrange(10000, max(top, 10001))
+        try:
+            for offset in wanted:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free block of ports below the ephemeral range")
+
+
+def free_demo_base(robots: int) -> int:
+    """A base for ``robot-platform demo``'s derived ports, as the tests and benchmarks pass them: robot
+    NATS ``base+i``, monitor ``+100``, health metrics ``+200``, bridge metrics ``+300``, panels ``+400``
+    (i = 1..robots), SeaweedFS ``+500..+506``."""
+    return free_port_block(
+        [block + i for block in (0, 100, 200, 300, 400) for i in range(robots + 1)] + [*range(500, 507)]
+    )
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, period: float = 0.05) -> object:

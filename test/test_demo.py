@@ -17,7 +17,7 @@ import nats
 import psutil
 import pytest
 
-from helpers import REPO, free_port, ros_env, wait_for
+from helpers import REPO, free_demo_base, free_port, ros_env, wait_for
 from robot_platform.launcher.domains import DomainReservation
 from robot_platform.launcher.graph import topics_in_domain
 from robot_platform.launcher.supervisor import ProcessGroup
@@ -115,7 +115,7 @@ async def _refusals(hub_url: str, hub_conf: Path) -> dict[str, bool]:
 
 def test_demo_runs_robots_linked_to_the_control_server(procs: ProcessGroup, domains: int, tmp_path: Path) -> None:
     hub_port, monitor, leaf, prometheus_port = free_port(), free_port(), free_port(), free_port()
-    robot_base = 20000 + (hub_port % 20000)
+    robot_base = free_demo_base(ROBOTS)
     monitor_base = robot_base + 100
     demo = procs.start("demo", [
         str(REPO / "bin" / "robot-platform"), "demo", "--robots", str(ROBOTS), "--state-dir", str(tmp_path / "demo"),

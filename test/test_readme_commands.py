@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,7 +24,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import REPO, free_port, wait_for
+from helpers import REPO, free_demo_base, free_port, wait_for
 from robot_platform.demo.check import COMMAND_MARK
 from robot_platform.demo.fleet import DemoLayout
 from robot_platform.demo.site_services import SitePorts
@@ -103,20 +101,6 @@ def domains() -> Iterator[int]:
         block.release()
 
 
-def _free_base(offsets: list[int]) -> int:
-    """A base port such that base+offset is free for every offset (the demo derives robot ports from bases)."""
-    for _ in range(200):
-        base = random.randrange(20000, 55000)
-        try:
-            for offset in offsets:
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                    s.bind(("127.0.0.1", base + offset))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free block of demo ports")
-
-
 def _port_map(actual: DemoLayout) -> dict[str, str]:
     """README/banner defaults (DemoLayout()) -> this demo's ports and domains."""
     default = DemoLayout()
@@ -139,8 +123,7 @@ def _localize(text: str, mapping: dict[str, str]) -> str:
 
 
 def test_readme_and_banner_commands_work_against_the_demo(procs: ProcessGroup, domains: int, tmp_path: Path) -> None:
-    robots = list(range(1, ROBOTS + 1))
-    base = _free_base([block + i for block in (0, 100, 200, 300, 400) for i in robots] + list(range(500, 507)))
+    base = free_demo_base(ROBOTS)
     layout = DemoLayout(
         robots=ROBOTS, state_dir=tmp_path / "demo", hub_port=free_port(), hub_monitor_port=free_port(),
         leaf_port=free_port(), robot_port_base=base, robot_monitor_base=base + 100, metrics_base=base + 200,
