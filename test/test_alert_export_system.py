@@ -193,12 +193,19 @@ def test_export_around_a_real_alert(ros_domain: int, procs: Any, tmp_path: Path)
 
         obs.spin_until(lambda: obs.fault.service_is_ready(), WAIT_S, "robot_sim")
         time.sleep(2.0)  # scan heard by the health node before it goes silent (startup_grace_s: 0)
+        # The alert this silence raises, not one of a slow start (DDS discovery past the 1 s grace raises
+        # and clears one before: its window would end before the marker below).
+        injected = time.monotonic()
         obs.inject(InjectFault.Request.FAULT_SILENCE_SENSOR, target="scan")
-        scan = obs.spin_until(lambda: obs.alerts_for("TOPIC_SILENT.scan"), WAIT_S, "raise")[0]
+        scan = obs.spin_until(lambda: obs.active_since("TOPIC_SILENT.scan", injected), WAIT_S, "raise")[0]
         log.warning("export-test marker inside the window")
         time.sleep(0.5)
         obs.inject(InjectFault.Request.FAULT_RESTORE_SENSOR, target="scan")
-        obs.spin_until(lambda: any(not a.active for a in obs.alerts_for("TOPIC_SILENT.scan")), WAIT_S, "clear")
+        obs.spin_until(
+            lambda: any(a.alert_id == scan.alert_id and not a.active for a in obs.alerts_for("TOPIC_SILENT.scan")),
+            WAIT_S,
+            "clear",
+        )
         time.sleep(1.5)  # past the clear: the window ends there
         log.warning("export-test marker after the clear")
 

@@ -107,13 +107,16 @@ def test_raise_ack_clear_kept_and_queried_by_robot_severity_code_time_state(
             "scan arriving",
         )
         wait_for(lambda: request(url, "fleet.alerts.query", {}).get("ok"), WAIT_S, "fleet.alerts.query served")
+        injected = time.monotonic()  # the alert of this silence, not one of a slow start (discovery past the grace)
         obs.inject(InjectFault.Request.FAULT_SILENCE_SENSOR, target="scan")
-        scan = obs.spin_until(lambda: [a for _, a in obs.alerts if a.code == "TOPIC_SILENT.scan"], WAIT_S, "raise")[0]
+        scan = obs.spin_until(lambda: obs.active_since("TOPIC_SILENT.scan", injected), WAIT_S, "raise")[0]
         ack = request(url, "robots.r1.health.ack", {"alert_id": scan.alert_id, "user": "alice"})
         assert ack["success"], ack
         obs.spin_until(lambda: any(a.acknowledged_by == "alice" for _, a in obs.alerts), WAIT_S, "ack")
         obs.inject(InjectFault.Request.FAULT_RESTORE_SENSOR, target="scan")
-        obs.spin_until(lambda: any(not a.active for _, a in obs.alerts), WAIT_S, "clear")
+        obs.spin_until(
+            lambda: any(a.alert_id == scan.alert_id and not a.active for _, a in obs.alerts), WAIT_S, "clear"
+        )
         t_cleared = time.time()
         obs.inject(InjectFault.Request.FAULT_BATTERY_LEVEL, value=0.15)
         obs.spin_until(lambda: [a for _, a in obs.alerts if a.code == "BATTERY_LOW"], WAIT_S, "battery low")
