@@ -214,12 +214,17 @@ class NatsBridgeNode(Node):
         return route
 
     def _subscribe(self, route: OutRoute, profile: QoSProfile) -> None:
-        """Subscribe for the reader thread (ros_reader); the executor never runs this subscription. Raw CDR
-        is taken and deserialized only for what the rate limit sends (``OutRoute.decode``)."""
-        route.decode = partial(decode_cdr, route.cls)
+        """Subscribe for the reader thread (ros_reader); the executor never runs this subscription.
+
+        A rate-limited route takes raw CDR and deserializes only what its limit sends (``OutRoute.decode``:
+        the IMU's 10 of 50 a second); an unlimited one sends every message, so it takes them deserialized
+        at once (one copy of the CDR less)."""
+        raw = route.limiter.interval > 0
+        if raw:
+            route.decode = partial(decode_cdr, route.cls)
         handle = partial(self._core.on_ros_message, route)
         sub = self.create_subscription(
-            route.cls, route.topic, handle, profile, callback_group=self._reader.group, raw=True
+            route.cls, route.topic, handle, profile, callback_group=self._reader.group, raw=raw
         )
         self._subs[route.topic] = sub
         self._reader.add(sub, handle)
