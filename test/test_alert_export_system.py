@@ -192,9 +192,9 @@ def test_export_around_a_real_alert(ros_domain: int, procs: Any, tmp_path: Path)
         assert status == 404 and "no alert" in json.loads(body)["error"], body
 
         obs.spin_until(lambda: obs.fault.service_is_ready(), WAIT_S, "robot_sim")
-        time.sleep(2.0)  # scan heard by the health node before it goes silent (startup_grace_s: 0)
-        # The alert this silence raises, not one of a slow start (DDS discovery past the 1 s grace raises
-        # and clears one before: its window would end before the marker below).
+        # Scan heard and no alert active before it goes silent: DDS discovery past the 1 s start-up grace
+        # raises and clears a 'never received' alert first, whose window would end before the marker below.
+        obs.spin_until(obs.started_healthy, WAIT_S, "a healthy start (scan heard, no alert active)")
         injected = time.monotonic()
         obs.inject(InjectFault.Request.FAULT_SILENCE_SENSOR, target="scan")
         scan = obs.spin_until(lambda: obs.active_since("TOPIC_SILENT.scan", injected), WAIT_S, "raise")[0]
