@@ -14,6 +14,7 @@ from sensor_msgs.msg import Image
 
 from robot_platform.bridge.core import BridgeCore
 from robot_platform.bridge.node import decode_cdr
+from robot_platform.bridge.ros_batch import cdr_decoder
 from robot_platform.messaging import subjects
 from robot_platform.messaging.codec import Codec
 from robot_platform.messaging.envelope import Envelope
@@ -92,7 +93,7 @@ def test_raw_route_deserializes_only_what_it_sends(core: BridgeCore, sent: Sent,
 
     def decode(data: bytes) -> Odometry:
         decoded.append(data)
-        return decode_cdr(Odometry, data)
+        return decode_cdr(cdr_decoder(Odometry), "nav_msgs/msg/Odometry", data)
 
     route.decode = decode  # what nats_bridge's raw subscription sets
     for i in range(5):

@@ -34,15 +34,27 @@ class Log:
 
 
 class Batches:
-    """Stands in for NatsLink.batch: counts the bursts the reader hands over."""
+    """Stands in for NatsLink.batch: counts the bursts the reader hands over. With ``handed`` (how many
+    messages were handed on so far) only those in which it grew, as the real outbox wakes its sender
+    only for those. ``current`` numbers the batch in progress (0: none)."""
 
-    def __init__(self) -> None:
+    def __init__(self, handed: Callable[[], int] | None = None) -> None:
         self.count = 0
+        self.current = 0
+        self._opened = 0
+        self._handed = handed
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
-        self.count += 1
-        yield
+        self._opened += 1
+        self.current = self._opened
+        before = self._handed() if self._handed else 0
+        try:
+            yield
+        finally:
+            self.current = 0
+            if self._handed is None or self._handed() != before:
+                self.count += 1
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -68,7 +80,7 @@ def connect(node: Node, pub: Any) -> None:
 
 def test_reader_delivers_in_order_in_bursts_and_the_executor_never_takes(node: Node, context: Context) -> None:
     got: list[str] = []
-    batches = Batches()
+    batches = Batches(lambda: len(got))
     reader = OutReader(context, lambda _now: None, batches, Log())
     sub = node.create_subscription(String, "/burst", lambda m: got.append(m.data), QOS, callback_group=reader.group)
     reader.add(sub, lambda m: got.append(m.data))
@@ -114,6 +126,36 @@ def test_reader_releases_rate_limited_messages_when_due(node: Node, context: Con
     assert (stats["out"], stats["dropped_rate"]) == (2, 1)
 
 
+def test_takes_and_due_releases_of_a_round_share_one_batch(node: Node, context: Context) -> None:
+    """With a read period, what a round takes and what the rate limits release then go to NATS in one
+    batch (one wake-up of the NATS thread). Would catch: the releases flushed apart from the takes."""
+    batches = Batches()
+    sent: list[tuple[bytes, int]] = []  # (body, batch it was sent in)
+    core = BridgeCore("r1", Codec(), lambda s, b, h: sent.append((b, batches.current)))
+    limited = core.add_out_route("/held", "std_msgs/msg/String", max_rate_hz=5.0)
+    free = core.add_out_route("/free", "std_msgs/msg/String")
+    reader = OutReader(context, core.flush_due, batches, Log(), min_period_s=0.5)
+    pubs = {}
+    for route in (limited, free):
+        handle = partial(core.on_ros_message, route)
+        reader.add(node.create_subscription(String, route.topic, handle, QOS, callback_group=reader.group), handle)
+        pubs[route.topic] = node.create_publisher(String, route.topic, QOS)
+        connect(node, pubs[route.topic])
+    pubs["/held"].publish(String(data="h1"))
+    pubs["/held"].publish(String(data="h2"))  # held 0.2 s by the rate limit
+    reader.start()
+    try:
+        wait_until(lambda: len(sent) == 1, 3.0, "the first message")
+        pubs["/free"].publish(String(data="f1"))  # arrives while the reader waits out its period
+        wait_until(lambda: len(sent) == 3, 3.0, "the free message and the released one")
+    finally:
+        reader.stop()
+    body = {core.codec.encode(String(data=t)): t for t in ("h1", "h2", "f1")}
+    (first, b1), (second, b2), (third, b3) = sent
+    assert (body[first], body[second], body[third]) == ("h1", "f1", "h2")
+    assert b1 != b2 and b2 == b3 != 0, f"batches {b1}, {b2}, {b3}"
+
+
 def test_reader_picks_up_subscriptions_added_while_running(node: Node, context: Context) -> None:
     got: list[str] = []
     reader = OutReader(context, lambda _now: None, Batches(), Log())
@@ -157,7 +199,7 @@ def test_reader_with_a_period_takes_in_rounds_and_keeps_reception_times(node: No
     """robot_agent's capture reader (~1.5 s). Would catch: a message per wake-up again (the rounds), lost
     messages between rounds, or arrival times that are the round's instead of the middleware's."""
     got: list[tuple[str, int]] = []
-    batches = Batches()
+    batches = Batches(lambda: len(got))
     reader = OutReader(context, lambda _now: None, batches, Log(), min_period_s=0.2)
     handle: Callable[[Any, dict[str, Any]], None] = lambda m, info: got.append((m.data, info["received_timestamp"]))  # noqa: E731
     sub = node.create_subscription(String, "/rounds", lambda m: None, QOS, callback_group=reader.group)

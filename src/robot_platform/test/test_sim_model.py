@@ -95,3 +95,14 @@ def test_camera_pattern_moves() -> None:
     a, b = cam.frame(0.0), cam.frame(1.0)
     assert a.shape == (48, 64, 3) and a.dtype == np.uint8 and a.flags.c_contiguous
     assert not np.array_equal(a, b)
+
+
+def test_laser_is_cast_again_only_when_the_pose_changes() -> None:
+    laser = LaserModel(beams=360, room_half_size=6.0, pillar=(2.0, 0.0, 0.5))
+    still = laser.ranges(Pose2D())
+    assert laser.ranges(Pose2D()) is still  # standing still: the same (read-only) array
+    assert not still.flags.writeable
+    moved = laser.ranges(Pose2D(x=1.0))
+    assert moved is not still
+    assert moved[180] == pytest.approx(0.5, abs=0.01)  # one metre closer to the pillar
+    assert still[180] == pytest.approx(1.5, abs=0.01)  # the earlier scan is left as it was

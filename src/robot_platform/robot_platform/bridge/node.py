@@ -63,6 +63,7 @@ mirrored topic (robots.*.overview.<topic> for those of mirror.overview_topics).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,6 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from rclpy.serialization import deserialize_message
 
 from robot_platform.bridge.core import BridgeCore, OutRoute
 from robot_platform.bridge.filters import TopicFilter
@@ -79,6 +79,7 @@ from robot_platform.bridge.metrics import BridgeCollector, BridgeMetrics
 from robot_platform.bridge.node_params import IN_PARAMS, OUT_PARAMS, PARAMS, qos
 from robot_platform.bridge.report import flat_values
 from robot_platform.bridge.robot_side import ServiceSide
+from robot_platform.bridge.ros_batch import cdr_decoder
 from robot_platform.bridge.ros_reader import OutReader
 from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import Params, declare_params
@@ -221,7 +222,7 @@ class NatsBridgeNode(Node):
         at once (one copy of the CDR less)."""
         raw = route.limiter.interval > 0
         if raw:
-            route.decode = partial(decode_cdr, route.cls)
+            route.decode = partial(decode_cdr, cdr_decoder(route.cls), type_name_of(route.cls))
         handle = partial(self._core.on_ros_message, route)
         sub = self.create_subscription(
             route.cls, route.topic, handle, profile, callback_group=self._reader.group, raw=raw
@@ -319,12 +320,13 @@ class NatsBridgeNode(Node):
         super().destroy_node()
 
 
-def decode_cdr(cls: type, data: bytes) -> Any:
-    """CDR taken raw -> ``cls`` message; CodecError (counted, the bridge goes on) if it does not decode."""
+def decode_cdr(decode: Callable[[bytes], Any], type_name: str, data: bytes) -> Any:
+    """CDR taken raw -> message (``decode``: :func:`.ros_batch.cdr_decoder`); CodecError (counted, the
+    bridge goes on) if it does not decode."""
     try:
-        return deserialize_message(data, cls)
+        return decode(data)
     except Exception as exc:  # rclpy raises plain RuntimeError/TypeError from C
-        raise CodecError(type_name_of(cls), "", f"CDR does not deserialize: {exc}") from None
+        raise CodecError(type_name, "", f"CDR does not deserialize: {exc}") from None
 
 
 def main(args: list[str] | None = None) -> int:

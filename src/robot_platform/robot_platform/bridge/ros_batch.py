@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from rclpy.exceptions import InvalidHandle
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.type_support import check_for_type_support
 
 TAKE_BATCH_MAX = 64  # messages of one topic taken per wake-up (a few ms of work at most)
 
@@ -43,3 +45,18 @@ def take_queued(
     except InvalidHandle:
         pass
     return taken
+
+
+def cdr_decoder(msg_class: type) -> Callable[[bytes], Any]:
+    """Raw CDR bytes -> a ``msg_class`` message, for subscriptions taken raw (``raw=True``).
+
+    rclpy's ``deserialize_message`` looks the type support up again on every call, which cost here as
+    much as the deserialization itself; it is looked up once, now (raising for a class without one).
+    The returned function raises what rclpy raises for bytes that do not deserialize."""
+    check_for_type_support(msg_class)
+    deserialize = _rclpy.rclpy_deserialize
+
+    def decode(data: bytes) -> Any:
+        return deserialize(data, msg_class)
+
+    return decode

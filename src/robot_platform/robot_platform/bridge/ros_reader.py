@@ -128,6 +128,7 @@ class OutReader:
         held = ExitStack()  # keeps the handles in use (not destroyed under the wait set)
         entries: list[tuple[Any, HandleFn, bool]] = []
         wait_set: Any = None
+        due: float | None = None  # when the next rate-limited message is to be released
         try:
             while not self._stopping and self._context.ok():
                 if self._changed:
@@ -141,7 +142,6 @@ class OutReader:
                     with self._context.handle:
                         wait_set = _rclpy.WaitSet(len(entries), 1, 0, 0, 0, 0, self._context.handle)
                 now = time.monotonic()
-                due = self._flush_due(now)
                 timeout = IDLE_WAIT_S if due is None else min(max(due - now, 0.0), IDLE_WAIT_S)
                 wait_set.clear_entities()
                 for sub, *_ in entries:
@@ -149,13 +149,14 @@ class OutReader:
                 wait_set.add_guard_condition(self._wake.handle)
                 wait_set.wait(int(timeout * 1e9))
                 ready = wait_set.get_ready_entities("subscription")
-                if not ready:
-                    continue
+                # What was taken and what the rate limits release now go in one batch: one wake-up of
+                # the NATS thread per round, not one for the takes and one for the releases.
                 with self._batch():
                     for sub, handle, with_info in entries:
                         if sub.handle.pointer in ready:
                             take_queued(sub, handle, self._take_max, with_info)
-                if self._min_period_s > 0 and not self._stopping:
+                    due = self._flush_due(time.monotonic())
+                if ready and self._min_period_s > 0 and not self._stopping:
                     time.sleep(self._min_period_s)  # what arrives meanwhile is taken in one round
         finally:
             held.close()

@@ -32,8 +32,8 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rclpy.serialization import deserialize_message
 
+from robot_platform.bridge.ros_batch import cdr_decoder
 from robot_platform.bridge.ros_reader import ReaderGroup
 from robot_platform.health.sources import TopicFeed
 
@@ -73,7 +73,7 @@ class TopicDrain:
             raw=True,
             qos_overriding_options=QoSOverridingOptions.with_default_policies(),
         )
-        decode = None if feed.extract is None else (lambda data, cls=msg_class: deserialize_message(data, cls))
+        decode = None if feed.extract is None else cdr_decoder(msg_class)
         self._entries.append(_Drained(sub, feed, decode))
 
     def drain(self) -> int:

@@ -193,9 +193,21 @@ class LaserModel:
         self._angles = self.angle_min + self.angle_increment * np.arange(beams)
         self._half = room_half_size
         self._pillar = pillar
+        self._last: tuple[tuple[float, float, float], np.ndarray] | None = None
 
     def ranges(self, pose: Pose2D) -> np.ndarray:
-        """Ranges (float32, metres) from ``pose``; ``inf`` beyond range_max (REP-117)."""
+        """Ranges (float32, metres) from ``pose``; ``inf`` beyond range_max (REP-117). The same array
+        (read-only) while the pose does not change: a robot standing still sees the same room, and is
+        not ray-cast again at every scan."""
+        key = (pose.x, pose.y, pose.yaw)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        out = self._cast(pose)
+        out.flags.writeable = False
+        self._last = (key, out)
+        return out
+
+    def _cast(self, pose: Pose2D) -> np.ndarray:
         theta = self._angles + pose.yaw
         dx, dy = np.cos(theta), np.sin(theta)
         with np.errstate(divide="ignore", invalid="ignore"):

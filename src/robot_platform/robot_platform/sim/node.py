@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable
 
 import rclpy
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
@@ -50,6 +51,7 @@ from robot_platform.common.node_main import spin_node
 from robot_platform.common.params import REQUIRED, Param, ParamTable, declare_params
 from robot_platform.common.transforms import to_msg
 from robot_platform.sim import frames
+from robot_platform.sim.messages import SensorMessages
 from robot_platform.sim.model import SENSORS, BaseConfig, BatteryConfig, CameraModel, LaserModel, RobotModel
 from robot_platform.sim.sensor_clock import SensorClock
 from robot_platform_interfaces.msg import RobotState
@@ -142,7 +144,8 @@ class RobotSimNode(Node):
         self.create_service(SetBool, "~/estop", self._on_estop)
         self.create_service(SetBool, "~/pause", self._on_pause)
 
-        publishers: dict[str, Callable[[], None]] = {
+        self._messages = SensorMessages(self.laser, self.model.battery_cfg.capacity_ah)
+        publishers: dict[str, Callable[[Time], None]] = {
             "odom": self._publish_odom,
             "imu": self._publish_imu,
             "scan": self._publish_scan,
@@ -154,8 +157,8 @@ class RobotSimNode(Node):
             )
             publishers["camera"] = self._publish_image
         self._sensor_publishers = publishers  # not self._publishers: rclpy.Node's own list
-        self._sensor_clock = SensorClock({s: 1.0 / float(rates[s]) for s in publishers}, self._publish_sensor,
-                                         self._sensor_failed)  # fmt: skip
+        self._sensor_periods = {s: 1.0 / float(rates[s]) for s in publishers}
+        self._sensor_clock = SensorClock(self._sensor_periods, self._publish_sensor, self._sensor_failed)
         self._sensor_clock.start()
         self.get_logger().info(
             f"robot_sim {self.robot_id}: publishing {', '.join(publishers)} "
@@ -167,11 +170,14 @@ class RobotSimNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _publish_sensor(self, sensor: str) -> None:
-        """Called by the sensor clock's thread when ``sensor`` is due."""
+        """Called by the sensor clock's thread when ``sensor`` is due: one clock reading for the model and
+        the message's stamp."""
+        ns = self.get_clock().now().nanoseconds
         with self._lock:
-            self.model.advance_to(self._now_s())
+            self.model.advance_to(ns * 1e-9)
             if self.model.publishes(sensor):
-                self._sensor_publishers[sensor]()
+                sec, nanosec = divmod(ns, 1_000_000_000)
+                self._sensor_publishers[sensor](Time(sec=sec, nanosec=nanosec))
 
     def _sensor_failed(self, sensor: str, exc: Exception) -> None:
         if rclpy.ok():  # else the context is down (SIGINT/SIGTERM): the publish raced the stop
@@ -321,75 +327,28 @@ class RobotSimNode(Node):
         static = [to_msg(t, stamp) for t in frames.static_frames(with_camera)]
         self.tf_static_pub.publish(TFMessage(transforms=static))
 
-    def _publish_odom(self) -> None:
+    def _publish_odom(self, stamp: Time) -> None:
         m = self.model
-        msg = Odometry()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = "odom"
-        msg.child_frame_id = "base_link"
-        msg.pose.pose.position.x = m.pose.x
-        msg.pose.pose.position.y = m.pose.y
-        msg.pose.pose.orientation.z = math.sin(m.pose.yaw / 2.0)
-        msg.pose.pose.orientation.w = math.cos(m.pose.yaw / 2.0)
-        msg.pose.covariance[0] = msg.pose.covariance[7] = 0.01
-        msg.pose.covariance[35] = 0.02
-        msg.twist.twist.linear.x = m.linear
-        msg.twist.twist.angular.z = m.angular
-        msg.twist.covariance[0] = msg.twist.covariance[35] = 0.001
-        self.odom_pub.publish(msg)
+        self.odom_pub.publish(self._messages.odom(m, stamp))
         if self.tf_pub is not None:
             tf = frames.odom_to_base(m.pose.x, m.pose.y, m.pose.yaw)
-            self.tf_pub.publish(self._tf_msg(transforms=[to_msg(tf, msg.header.stamp)]))
+            self.tf_pub.publish(self._tf_msg(transforms=[to_msg(tf, stamp)]))
 
-    def _publish_imu(self) -> None:
-        m = self.model
-        msg = Imu()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = "imu_link"
-        msg.orientation.z = math.sin(m.pose.yaw / 2.0)
-        msg.orientation.w = math.cos(m.pose.yaw / 2.0)
-        msg.angular_velocity.z = m.angular
-        msg.linear_acceleration.x = m.linear_accel_now
-        msg.linear_acceleration.y = m.linear * m.angular  # centripetal
-        msg.linear_acceleration.z = 9.80665
-        msg.orientation_covariance[0] = msg.orientation_covariance[4] = msg.orientation_covariance[8] = 1e-3
-        self.imu_pub.publish(msg)
+    def _publish_imu(self, stamp: Time) -> None:
+        self.imu_pub.publish(self._messages.imu(self.model, stamp))
 
-    def _publish_scan(self) -> None:
-        laser = self.laser
-        msg = LaserScan()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = "laser"
-        msg.angle_min = laser.angle_min
-        msg.angle_max = laser.angle_max
-        msg.angle_increment = laser.angle_increment
-        msg.scan_time = 1.0 / float(self.get_parameter("scan_rate_hz").value)
-        msg.range_min = laser.range_min
-        msg.range_max = laser.range_max
-        msg.ranges = laser.ranges(self.model.pose)
-        self.scan_pub.publish(msg)
+    def _publish_scan(self, stamp: Time) -> None:
+        ranges = self.laser.ranges(self.model.pose)
+        self.scan_pub.publish(self._messages.scan(ranges, self._sensor_periods["scan"], stamp))
 
-    def _publish_battery(self) -> None:
-        m = self.model
-        msg = BatteryState()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = "base_link"
-        msg.voltage = m.battery_voltage()
-        msg.current = m.battery_current()
-        msg.charge = m.battery * m.battery_cfg.capacity_ah
-        msg.capacity = msg.design_capacity = m.battery_cfg.capacity_ah
-        msg.percentage = m.battery
-        msg.power_supply_status = BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
-        msg.power_supply_health = BatteryState.POWER_SUPPLY_HEALTH_GOOD
-        msg.power_supply_technology = BatteryState.POWER_SUPPLY_TECHNOLOGY_LION
-        msg.present = True
-        self.battery_pub.publish(msg)
+    def _publish_battery(self, stamp: Time) -> None:
+        self.battery_pub.publish(self._messages.battery(self.model, stamp))
 
-    def _publish_image(self) -> None:
+    def _publish_image(self, stamp: Time) -> None:
         assert self.camera is not None
         frame = self.camera.frame(self.model.time)
         msg = Image()
-        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.stamp = stamp
         msg.header.frame_id = "camera_optical_frame"
         msg.height, msg.width = frame.shape[0], frame.shape[1]
         msg.encoding = "rgb8"
