@@ -26,7 +26,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,28 +36,15 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "src" / "robot_platform"))
+sys.path[:0] = [str(REPO / "src" / "robot_platform"), str(REPO / "test")]
+from helpers import free_demo_base  # noqa: E402
 from robot_platform.launcher.domains import DomainReservation  # noqa: E402
 
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_block(n: int, taken: set[int]) -> int:
-    """A base port with base..base+n free (and not handed out yet in this run), below the ephemeral range
-    (from 32768 here): there an outgoing connection could take one of the ports before the demo binds it."""
-    for base in range(10000 + (os.getpid() * 37) % 15000, 32000 - n, 97):
-        block = set(range(base, base + n + 1))
-        if not block & taken and all(_bindable(p) for p in block):
-            taken |= block
-            return base
-    raise RuntimeError("no free port block")
+# The demo's one-port options, each given a port of the block free_demo_base reserves.
+SINGLE_PORTS = (
+    "--hub-port", "--hub-monitor-port", "--leaf-port", "--console-port", "--control-bridge-metrics-port",
+    "--jobs-metrics-port", "--mqtt-port", "--s3-port", "--prometheus-port",
+)  # fmt: skip
 
 
 def raised_by_robot(metrics_base: int, robots: int) -> dict[str, dict[str, float] | None]:
@@ -95,18 +81,16 @@ def main() -> int:
     if args.smoke:
         args.robots, args.seconds = 1, 5.0
     n = args.robots
-    taken: set[int] = set()
     domains = DomainReservation(count=n + 1)
-    one = lambda: free_block(0, taken)  # noqa: E731
-    options = {
-        "--hub-port": one(), "--hub-monitor-port": one(), "--leaf-port": one(), "--console-port": one(),
-        "--robot-port-base": free_block(n, taken), "--robot-monitor-base": free_block(n, taken),
-        "--metrics-base": free_block(n, taken), "--bridge-metrics-base": free_block(n, taken),
-        "--panel-port-base": free_block(n, taken), "--control-bridge-metrics-port": one(),
-        "--jobs-metrics-port": one(), "--mqtt-port": one(), "--s3-port": one(),
-        "--weed-port-base": free_block(7, taken), "--domain-base": domains.domain_id,
-        "--prometheus-port": 0 if args.smoke else one(),
-    }  # fmt: skip
+    base = free_demo_base(n, singles=len(SINGLE_PORTS))  # below the ephemeral range (test/helpers.py)
+    options: dict[str, int] = {flag: base + 600 + j for j, flag in enumerate(SINGLE_PORTS)}
+    options.update({
+        "--robot-port-base": base, "--robot-monitor-base": base + 100, "--metrics-base": base + 200,
+        "--bridge-metrics-base": base + 300, "--panel-port-base": base + 400, "--weed-port-base": base + 500,
+        "--domain-base": domains.domain_id,
+    })  # fmt: skip
+    if args.smoke:
+        options["--prometheus-port"] = 0
     state = Path(tempfile.mkdtemp(prefix="demo_boot_alerts_"))
     argv = [str(REPO / "bin" / "robot-platform"), "demo", "--robots", str(n), "--state-dir", str(state / "demo")]
     argv += [str(x) for kv in options.items() for x in kv] + (["--no-deployments"] if args.smoke else [])

@@ -81,12 +81,14 @@ def free_port_block(offsets: Iterable[int]) -> int:
     raise RuntimeError("no free block of ports below the ephemeral range")
 
 
-def free_demo_base(robots: int) -> int:
+def free_demo_base(robots: int, singles: int = 0) -> int:
     """A base for ``robot-platform demo``'s derived ports, as the tests and benchmarks pass them: robot
     NATS ``base+i``, monitor ``+100``, health metrics ``+200``, bridge metrics ``+300``, panels ``+400``
-    (i = 1..robots), SeaweedFS ``+500..+506``."""
+    (i = 1..robots), SeaweedFS ``+500..+506``, and ``singles`` more at ``+600...`` for the caller's
+    one-port options (all in one block: none can collide with another)."""
     return free_port_block(
-        [block + i for block in (0, 100, 200, 300, 400) for i in range(robots + 1)] + [*range(500, 507)]
+        [block + i for block in (0, 100, 200, 300, 400) for i in range(robots + 1)]
+        + [*range(500, 507), *range(600, 600 + singles)]
     )
 
 
